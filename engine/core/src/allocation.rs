@@ -1,0 +1,1 @@
+//! Student-proposing deferred acceptance (Gale–Shapley) with capacities.
