@@ -1,0 +1,214 @@
+//! Commands: what users ask the engine to do. A command is decided into events or a rejection.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    ApplicationNumber, AuthorityConfig, BookingNumber, CampaignId, Channel, DoctorId,
+    InstitutionId, InstitutionKind, PersonKey, SlotId, Specialty,
+};
+use crate::ordering::{Privilege, TieBreak};
+
+/// A kindergarten application as the parent fills it in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindergartenForm {
+    pub child: PersonKey,
+    pub birth_date: NaiveDate,
+    /// Ranked kindergartens, best first (1..=max_kindergarten_preferences).
+    pub preferences: Vec<InstitutionId>,
+    pub desired_start: NaiveDate,
+    /// Offer any other kindergarten if none of the listed ones has a place.
+    #[serde(default)]
+    pub any_other: bool,
+    /// Privileges claimed with the application; an officer confirms them later.
+    #[serde(default)]
+    pub privileges: Vec<Privilege>,
+    #[serde(default)]
+    pub channel: Channel,
+    /// The account that submitted it (opaque subject id, no personal data).
+    pub submitted_by: String,
+}
+
+/// A first-grade application (or draft) as the parent fills it in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchoolForm {
+    pub campaign: CampaignId,
+    pub child: PersonKey,
+    pub birth_date: NaiveDate,
+    /// One school, or a ranked list when the campaign allows it.
+    pub schools: Vec<InstitutionId>,
+    #[serde(default)]
+    pub privileges: Vec<Privilege>,
+    #[serde(default)]
+    pub channel: Channel,
+    pub submitted_by: String,
+}
+
+/// How a first-grade campaign fills its seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CampaignMode {
+    /// One school per application; seats filled in queue order (today's Russian practice).
+    SingleSchool,
+    /// A ranked list of up to `max_choices` schools, allocated by deferred acceptance.
+    Ranked { max_choices: u8 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignSchool {
+    pub institution: InstitutionId,
+    pub seats: u32,
+}
+
+/// A first-grade enrollment campaign. Stage dates are local calendar days in the authority's
+/// time zone; each stage opens at local midnight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignConfig {
+    pub id: CampaignId,
+    /// The school year's start: children's ages are taken on 1 September of this year.
+    pub year: i32,
+    /// Stage 1 (privileged, siblings, catchment residents) opens at local midnight of this day.
+    pub stage1_opens: NaiveDate,
+    /// Stage 2 (everyone, while seats remain) opens at local midnight of this day.
+    pub stage2_opens: NaiveDate,
+    /// Applications are accepted until local midnight at the start of this day.
+    pub closes: NaiveDate,
+    pub tie_break: TieBreak,
+    pub mode: CampaignMode,
+    pub schools: Vec<CampaignSchool>,
+}
+
+/// A slot a doctor publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotSpec {
+    pub id: SlotId,
+    pub start: DateTime<Utc>,
+    pub duration_minutes: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    // Authority and institutions.
+    ConfigureAuthority {
+        config: AuthorityConfig,
+    },
+    RegisterInstitution {
+        id: InstitutionId,
+        kind: InstitutionKind,
+        name: String,
+    },
+
+    // Kindergarten queue.
+    SubmitKindergartenApplication {
+        form: KindergartenForm,
+    },
+    AmendKindergartenPreferences {
+        application: ApplicationNumber,
+        preferences: Vec<InstitutionId>,
+        desired_start: NaiveDate,
+        any_other: bool,
+    },
+    /// Withdraws a kindergarten or first-grade application.
+    WithdrawApplication {
+        application: ApplicationNumber,
+        reason: String,
+    },
+    ClaimPrivilege {
+        application: ApplicationNumber,
+        privilege: Privilege,
+    },
+    ConfirmPrivilege {
+        application: ApplicationNumber,
+        privilege: Privilege,
+    },
+    RevokePrivilege {
+        application: ApplicationNumber,
+        privilege: Privilege,
+        reason: String,
+    },
+
+    // First-grade enrollment.
+    ConfigureCampaign {
+        config: CampaignConfig,
+    },
+    SaveSchoolDraft {
+        form: SchoolForm,
+    },
+    SubmitSchoolDraft {
+        campaign: CampaignId,
+        child: PersonKey,
+    },
+    SubmitSchoolApplication {
+        form: SchoolForm,
+    },
+    GrantAgeException {
+        campaign: CampaignId,
+        child: PersonKey,
+    },
+
+    // Clinic appointments.
+    ConfigureSpecialty {
+        specialty: Specialty,
+        referral_only: bool,
+    },
+    PublishSlots {
+        doctor: DoctorId,
+        specialty: Specialty,
+        slots: Vec<SlotSpec>,
+    },
+    BookSlot {
+        slot: SlotId,
+        patient: PersonKey,
+        #[serde(default)]
+        referral: Option<String>,
+    },
+    CancelBooking {
+        booking: BookingNumber,
+    },
+    JoinWaitingList {
+        specialty: Specialty,
+        patient: PersonKey,
+        #[serde(default = "general_tier")]
+        tier: u8,
+    },
+    RecordNoShow {
+        booking: BookingNumber,
+    },
+}
+
+fn general_tier() -> u8 {
+    crate::ordering::TIER_GENERAL
+}
+
+impl Command {
+    /// A short name for logs and metrics (never personal data).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::ConfigureAuthority { .. } => "configure_authority",
+            Command::RegisterInstitution { .. } => "register_institution",
+            Command::SubmitKindergartenApplication { .. } => "submit_kindergarten_application",
+            Command::AmendKindergartenPreferences { .. } => "amend_kindergarten_preferences",
+            Command::WithdrawApplication { .. } => "withdraw_application",
+            Command::ClaimPrivilege { .. } => "claim_privilege",
+            Command::ConfirmPrivilege { .. } => "confirm_privilege",
+            Command::RevokePrivilege { .. } => "revoke_privilege",
+            Command::ConfigureCampaign { .. } => "configure_campaign",
+            Command::SaveSchoolDraft { .. } => "save_school_draft",
+            Command::SubmitSchoolDraft { .. } => "submit_school_draft",
+            Command::SubmitSchoolApplication { .. } => "submit_school_application",
+            Command::GrantAgeException { .. } => "grant_age_exception",
+            Command::ConfigureSpecialty { .. } => "configure_specialty",
+            Command::PublishSlots { .. } => "publish_slots",
+            Command::BookSlot { .. } => "book_slot",
+            Command::CancelBooking { .. } => "cancel_booking",
+            Command::JoinWaitingList { .. } => "join_waiting_list",
+            Command::RecordNoShow { .. } => "record_no_show",
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Events: facts that happened, named in the past tense. The state is a fold of them.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{CampaignConfig, SchoolForm, SlotSpec};
+use crate::domain::{
+    ApplicationNumber, AuthorityConfig, BookingNumber, CampaignId, Channel, DoctorId,
+    InstitutionId, InstitutionKind, PersonKey, SlotId, Specialty,
+};
+use crate::ordering::Privilege;
+
+/// The current schema version of every event type. Older payloads are upcast on read
+/// (see [`crate::upcast`]).
+pub const SCHEMA_VERSION: i32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "PascalCase", deny_unknown_fields)]
+pub enum Event {
+    AuthorityConfigured {
+        config: AuthorityConfig,
+    },
+    InstitutionRegistered {
+        id: InstitutionId,
+        kind: InstitutionKind,
+        name: String,
+    },
+    KindergartenApplicationSubmitted {
+        number: ApplicationNumber,
+        child: PersonKey,
+        birth_date: NaiveDate,
+        preferences: Vec<InstitutionId>,
+        desired_start: NaiveDate,
+        /// Added in schema version 2; version 1 payloads are upcast with `false`.
+        any_other: bool,
+        privileges: Vec<Privilege>,
+        registered_at: DateTime<Utc>,
+        channel: Channel,
+        submitted_by: String,
+    },
+    KindergartenPreferencesAmended {
+        number: ApplicationNumber,
+        preferences: Vec<InstitutionId>,
+        desired_start: NaiveDate,
+        any_other: bool,
+        at: DateTime<Utc>,
+    },
+    ApplicationWithdrawn {
+        number: ApplicationNumber,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    PrivilegeClaimed {
+        number: ApplicationNumber,
+        privilege: Privilege,
+        at: DateTime<Utc>,
+    },
+    PrivilegeConfirmed {
+        number: ApplicationNumber,
+        privilege: Privilege,
+        at: DateTime<Utc>,
+    },
+    PrivilegeRevoked {
+        number: ApplicationNumber,
+        privilege: Privilege,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    CampaignConfigured {
+        config: CampaignConfig,
+    },
+    SchoolDraftSaved {
+        form: SchoolForm,
+        at: DateTime<Utc>,
+    },
+    SchoolApplicationSubmitted {
+        number: ApplicationNumber,
+        campaign: CampaignId,
+        child: PersonKey,
+        birth_date: NaiveDate,
+        schools: Vec<InstitutionId>,
+        privileges: Vec<Privilege>,
+        registered_at: DateTime<Utc>,
+        from_draft: bool,
+        channel: Channel,
+        submitted_by: String,
+    },
+    AgeExceptionGranted {
+        campaign: CampaignId,
+        child: PersonKey,
+        at: DateTime<Utc>,
+    },
+    SpecialtyConfigured {
+        specialty: Specialty,
+        referral_only: bool,
+    },
+    SlotsPublished {
+        doctor: DoctorId,
+        specialty: Specialty,
+        slots: Vec<SlotSpec>,
+    },
+    SlotBooked {
+        booking: BookingNumber,
+        slot: SlotId,
+        patient: PersonKey,
+        referral: Option<String>,
+        at: DateTime<Utc>,
+    },
+    BookingCancelled {
+        booking: BookingNumber,
+        at: DateTime<Utc>,
+    },
+    WaitingListJoined {
+        specialty: Specialty,
+        patient: PersonKey,
+        tier: u8,
+        at: DateTime<Utc>,
+    },
+    NoShowRecorded {
+        booking: BookingNumber,
+        at: DateTime<Utc>,
+    },
+}
+
+/// The stream (aggregate) an event belongs to; versions count per stream.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StreamId {
+    Authority,
+    Institution(InstitutionId),
+    Application(ApplicationNumber),
+    Campaign(CampaignId),
+    Specialty(Specialty),
+    Booking(BookingNumber),
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamId::Authority => f.write_str("authority"),
+            StreamId::Institution(id) => write!(f, "institution-{id}"),
+            StreamId::Application(n) => write!(f, "application-{n}"),
+            StreamId::Campaign(id) => write!(f, "campaign-{id}"),
+            StreamId::Specialty(id) => write!(f, "specialty-{id}"),
+            StreamId::Booking(n) => write!(f, "booking-{n}"),
+        }
+    }
+}
+
+impl Event {
+    /// The event's type name as stored in the log.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::AuthorityConfigured { .. } => "AuthorityConfigured",
+            Event::InstitutionRegistered { .. } => "InstitutionRegistered",
+            Event::KindergartenApplicationSubmitted { .. } => "KindergartenApplicationSubmitted",
+            Event::KindergartenPreferencesAmended { .. } => "KindergartenPreferencesAmended",
+            Event::ApplicationWithdrawn { .. } => "ApplicationWithdrawn",
+            Event::PrivilegeClaimed { .. } => "PrivilegeClaimed",
+            Event::PrivilegeConfirmed { .. } => "PrivilegeConfirmed",
+            Event::PrivilegeRevoked { .. } => "PrivilegeRevoked",
+            Event::CampaignConfigured { .. } => "CampaignConfigured",
+            Event::SchoolDraftSaved { .. } => "SchoolDraftSaved",
+            Event::SchoolApplicationSubmitted { .. } => "SchoolApplicationSubmitted",
+            Event::AgeExceptionGranted { .. } => "AgeExceptionGranted",
+            Event::SpecialtyConfigured { .. } => "SpecialtyConfigured",
+            Event::SlotsPublished { .. } => "SlotsPublished",
+            Event::SlotBooked { .. } => "SlotBooked",
+            Event::BookingCancelled { .. } => "BookingCancelled",
+            Event::WaitingListJoined { .. } => "WaitingListJoined",
+            Event::NoShowRecorded { .. } => "NoShowRecorded",
+        }
+    }
+
+    /// The stream this event belongs to.
+    pub fn stream(&self) -> StreamId {
+        match self {
+            Event::AuthorityConfigured { .. } => StreamId::Authority,
+            Event::InstitutionRegistered { id, .. } => StreamId::Institution(id.clone()),
+            Event::KindergartenApplicationSubmitted { number, .. }
+            | Event::KindergartenPreferencesAmended { number, .. }
+            | Event::ApplicationWithdrawn { number, .. }
+            | Event::PrivilegeClaimed { number, .. }
+            | Event::PrivilegeConfirmed { number, .. }
+            | Event::PrivilegeRevoked { number, .. }
+            | Event::SchoolApplicationSubmitted { number, .. } => StreamId::Application(*number),
+            Event::CampaignConfigured { config } => StreamId::Campaign(config.id.clone()),
+            Event::SchoolDraftSaved { form, .. } => StreamId::Campaign(form.campaign.clone()),
+            Event::AgeExceptionGranted { campaign, .. } => StreamId::Campaign(campaign.clone()),
+            Event::SpecialtyConfigured { specialty, .. }
+            | Event::SlotsPublished { specialty, .. }
+            | Event::WaitingListJoined { specialty, .. } => StreamId::Specialty(specialty.clone()),
+            Event::SlotBooked { booking, .. }
+            | Event::BookingCancelled { booking, .. }
+            | Event::NoShowRecorded { booking, .. } => StreamId::Booking(*booking),
+        }
+    }
+
+    /// The payload as stored: canonical JSON of the event without its `type` tag.
+    pub fn to_payload(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("events always serialise");
+        if let Some(map) = value.as_object_mut() {
+            map.remove("type");
+        }
+        value
+    }
+
+    /// Rebuilds an event from its stored type and current-schema payload.
+    pub fn from_payload(event_type: &str, payload: serde_json::Value) -> Result<Self, String> {
+        let mut payload = payload;
+        let map = payload
+            .as_object_mut()
+            .ok_or_else(|| format!("{event_type}: payload is not an object"))?;
+        map.insert("type".into(), serde_json::Value::String(event_type.to_owned()));
+        serde_json::from_value(payload).map_err(|e| format!("{event_type}: {e}"))
+    }
+}
