@@ -1,1 +1,282 @@
-//! placeholder
+//! The HTTP face of ochered: the REST API under `/api/v1`, health and metrics, and the web
+//! pages, all served by one axum router over the engine's writers.
+//!
+//! `serve` parses nothing itself: `main` hands it the arguments, and tests call [`spawn`] to
+//! run the real server on port 0.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod json;
+mod routes;
+pub mod seed;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State as AxumState};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use ochered_writer::{Engine, WriterConfig};
+use serde_json::json;
+
+use crate::config::{ServeArgs, ServerConfig};
+use crate::error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub config: Arc<ServerConfig>,
+    pub metrics: PrometheusHandle,
+    pub started_at: Instant,
+}
+
+/// The process-wide Prometheus recorder (the `metrics` facade allows one).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .expect("valid buckets")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding program).
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let timeout_ms = state.config.request_timeout_ms;
+    let body_limit = state.config.body_limit_bytes;
+    let mut app = Router::new()
+        .nest("/api/v1", routes::router())
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(move |req, next| with_timeout(req, next, timeout_ms)));
+    if let Some(origin) = &state.config.cors_origin {
+        if let Ok(origin) = origin.parse::<axum::http::HeaderValue>() {
+            app = app.layer(
+                tower_http::cors::CorsLayer::new()
+                    .allow_origin(origin)
+                    .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                    .allow_headers([
+                        axum::http::header::AUTHORIZATION,
+                        axum::http::header::CONTENT_TYPE,
+                        axum::http::HeaderName::from_static("idempotency-key"),
+                    ]),
+            );
+        }
+    }
+    app.with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource")
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the store answers and every writer is running.
+async fn ready(AxumState(state): AxumState<AppState>) -> Response {
+    let store_ok = tokio::time::timeout(Duration::from_secs(2), state.engine.store().authorities())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let writers_ok = state.engine.writers().iter().all(|w| w.is_running());
+    if store_ok && writers_ok {
+        Json(json!({ "status": "ready", "authorities": state.engine.authorities() })).into_response()
+    } else {
+        ApiError::unavailable(if store_ok { "a writer is not running" } else { "the store does not answer" })
+            .into_response()
+    }
+}
+
+async fn metrics_text(AxumState(state): AxumState<AppState>) -> Response {
+    for w in state.engine.writers() {
+        let authority = w.authority().to_owned();
+        let stats = w.stats();
+        use std::sync::atomic::Ordering::Relaxed;
+        metrics::gauge!("ochered_writer_queue_depth", "authority" => authority.clone()).set(w.queue_depth() as f64);
+        metrics::gauge!("ochered_writer_batches_total", "authority" => authority.clone())
+            .set(stats.batches.load(Relaxed) as f64);
+        metrics::gauge!("ochered_writer_commands_total", "authority" => authority.clone())
+            .set(stats.commands.load(Relaxed) as f64);
+        metrics::gauge!("ochered_writer_events_total", "authority" => authority.clone())
+            .set(stats.events.load(Relaxed) as f64);
+        metrics::gauge!("ochered_writer_last_batch_size", "authority" => authority.clone())
+            .set(stats.last_batch_size.load(Relaxed) as f64);
+        metrics::gauge!("ochered_writer_last_commit_seconds", "authority" => authority.clone())
+            .set(stats.last_commit_micros.load(Relaxed) as f64 / 1e6);
+        metrics::gauge!("ochered_writer_commit_failures_total", "authority" => authority.clone())
+            .set(stats.commit_failures.load(Relaxed) as f64);
+        metrics::gauge!("ochered_writer_shed_total", "authority" => authority)
+            .set(stats.shed.load(Relaxed) as f64);
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Request rate and latency per route and status. Paths are route templates: no personal data.
+async fn observe(AxumState(_): AxumState<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("ochered_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("ochered_http_request_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn with_timeout(req: Request, next: Next, timeout_ms: u64) -> Response {
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request timed out",
+                "the request took too long; if it carried an Idempotency-Key, retry with the same key",
+            );
+            e.retry_after_s = Some(1);
+            e.into_response()
+        }
+    }
+}
+
+/// A running server: its address and a way to stop it.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, and waits for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Opens the store, replays every authority, seeds the demo if asked, and starts serving on
+/// `config.listen` (port 0 picks a free port).
+pub async fn spawn(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    use anyhow::Context;
+    let store = ochered_store::open(&config.database_url)
+        .await
+        .with_context(|| format!("failed to open the store at {}", config::redact_url(&config.database_url)))?;
+    let writer_config = WriterConfig {
+        batch_commands_max: config.batch_max,
+        queue_commands_max: config.queue_max,
+        snapshot_every_events: Some(config.snapshot_every),
+        ..WriterConfig::default()
+    };
+    let (engine, replays) = Engine::start(store, writer_config)
+        .await
+        .context("failed to replay the log")?;
+    for (authority, stats) in &replays {
+        tracing::info!(
+            authority,
+            events = stats.events,
+            from_snapshot = ?stats.from_snapshot,
+            elapsed_ms = stats.elapsed.as_millis() as u64,
+            "replayed"
+        );
+    }
+    if config.seed_demo && replays.is_empty() {
+        seed::seed_demo(&engine, &config.demo_authority, &config.person_secret)
+            .await
+            .context("failed to seed the demo authority")?;
+        tracing::info!(authority = %config.demo_authority, "seeded the demo authority");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        engine,
+        config: Arc::new(config),
+        metrics: metrics_handle(),
+        started_at: Instant::now(),
+    };
+    let app = router(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// `ochered serve`: runs until SIGTERM or Ctrl-C, then stops accepting and finishes in-flight
+/// requests (and so their commits) before returning.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::resolve(args)?;
+    if config.jwt_secret_is_default {
+        tracing::warn!("no OCHERED_JWT_SECRET configured: using the development secret; do not run like this in production");
+    }
+    let server = spawn(config).await?;
+    tracing::info!(addr = %server.addr, "listening; open http://{}/", server.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    server.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -167,6 +167,8 @@ pub enum Command {
         patient: PersonKey,
         #[serde(default)]
         referral: Option<String>,
+        /// The account that booked (opaque subject id).
+        booked_by: String,
     },
     CancelBooking {
         booking: BookingNumber,

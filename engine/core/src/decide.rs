@@ -259,7 +259,11 @@ pub fn decide(state: &State, command: &Command, now: DateTime<Utc>) -> Result<Ve
             slot,
             patient,
             referral,
-        } => book_slot(state, config, slot, patient, referral.as_deref(), now),
+            booked_by,
+        } => {
+            check_subject("booked_by", booked_by)?;
+            book_slot(state, config, slot, patient, referral.as_deref(), booked_by, now)
+        }
         Command::CancelBooking { booking } => {
             let b = state
                 .booking(*booking)
@@ -506,10 +510,10 @@ fn check_privileges(
     Ok(())
 }
 
-fn check_subject(submitted_by: &str) -> Result<(), Rejection> {
-    check_text("submitted_by", submitted_by, 1)?;
-    if submitted_by.len() > 128 {
-        return Err(Rejection::invalid("submitted_by", "must be at most 128 bytes"));
+fn check_subject(field: &str, subject: &str) -> Result<(), Rejection> {
+    check_text(field, subject, 1)?;
+    if subject.len() > 128 {
+        return Err(Rejection::invalid(field, "must be at most 128 bytes"));
     }
     Ok(())
 }
@@ -520,7 +524,7 @@ fn submit_kindergarten(
     form: &KindergartenForm,
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, Rejection> {
-    check_subject(&form.submitted_by)?;
+    check_subject("submitted_by", &form.submitted_by)?;
     let birth_date = BirthDate::parse(form.birth_date, config.local_date(now))
         .map_err(|e| Rejection::invalid(e.field, e.reason))?;
     check_kindergarten_preferences(state, config, &form.preferences)?;
@@ -589,7 +593,7 @@ fn check_school_form(
     form: &SchoolForm,
     now: DateTime<Utc>,
 ) -> Result<(), Rejection> {
-    check_subject(&form.submitted_by)?;
+    check_subject("submitted_by", &form.submitted_by)?;
     let idx = state.campaign_idx(&form.campaign).expect("checked by caller");
     let campaign = state.campaign(idx);
     let max_choices = match campaign.config.mode {
@@ -679,6 +683,7 @@ fn book_slot(
     slot_id: &crate::domain::SlotId,
     patient: &PersonKey,
     referral: Option<&str>,
+    booked_by: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, Rejection> {
     let slot = state.slot(slot_id).ok_or_else(|| Rejection::UnknownSlot {
@@ -729,6 +734,7 @@ fn book_slot(
         slot: slot_id.clone(),
         patient: *patient,
         referral: referral.map(str::to_owned),
+        booked_by: booked_by.to_owned(),
         at: now,
     }])
 }

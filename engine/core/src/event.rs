@@ -104,6 +104,7 @@ pub enum Event {
         slot: SlotId,
         patient: PersonKey,
         referral: Option<String>,
+        booked_by: String,
         at: DateTime<Utc>,
     },
     BookingCancelled {

@@ -130,6 +130,7 @@ pub struct Booking {
     pub patient: PersonKey,
     pub status: BookingStatus,
     pub booked_at: DateTime<Utc>,
+    pub booked_by: Box<str>,
     pub version: u32,
 }
 
@@ -534,6 +535,7 @@ impl State {
                 slot,
                 patient,
                 at,
+                booked_by,
                 ..
             } => {
                 let slot_state = self.data.slots.get_mut(slot).expect("booked slot exists");
@@ -546,6 +548,7 @@ impl State {
                     patient: *patient,
                     status: BookingStatus::Active,
                     booked_at: *at,
+                    booked_by: booked_by.as_str().into(),
                     version: 1,
                 });
                 let p = self.data.patients.entry(*patient).or_default();

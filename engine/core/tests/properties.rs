@@ -154,6 +154,7 @@ fn command_strategy() -> impl Strategy<Value = Command> {
             slot: SlotId::parse(&format!("slot{s}")).unwrap(),
             patient: person(p),
             referral: None,
+            booked_by: format!("p{p}"),
         }),
         2 => (1u32..=6).prop_map(|b| Command::CancelBooking { booking: BookingNumber(b) }),
         1 => (0u8..8, 0u8..=3).prop_map(|(p, tier)| Command::JoinWaitingList {

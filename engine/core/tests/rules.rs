@@ -966,6 +966,7 @@ fn book(slot_id: &str, patient: u32) -> Command {
         slot: slot(slot_id),
         patient: child(patient),
         referral: None,
+        booked_by: format!("patient-{patient}"),
     }
 }
 
@@ -1017,6 +1018,7 @@ fn a_slot_is_never_booked_twice_and_a_patient_books_once_per_specialty() {
             slot: slot("T1"),
             patient: child(1),
             referral: None,
+            booked_by: "patient-1".into(),
             at: t(NOW),
         }]
     );
@@ -1069,6 +1071,7 @@ fn referral_only_specialties_need_a_referral() {
             slot: slot("C1"),
             patient: child(1),
             referral: Some("REF-2026-0042".into()),
+            booked_by: "patient-1".into(),
         },
         t(NOW),
     );

@@ -1,1 +1,546 @@
-//! placeholder
+//! One writer per authority: decides commands in order against the in-memory state and
+//! commits every waiting command (up to a bound) in one transaction with one disk sync, then
+//! acknowledges each. Reads come from the same in-memory state.
+//!
+//! # Invariants
+//! - A command is acknowledged only after the transaction holding its events committed.
+//! - If a commit fails, nothing in the batch is acknowledged, and the state is rebuilt from the
+//!   log before the next command is decided, so it equals the state before the batch (or, if
+//!   the commit did reach the disk after all, the state the log now holds).
+//! - Time never goes backwards for an authority: `now` is the larger of the clock and the
+//!   previous batch's time, so registration times follow acknowledgement order.
+//! - Between applying a batch and its commit (milliseconds), readers may see the batch's
+//!   effects; callers only learn application numbers after the commit.
+
+pub mod demo;
+mod engine;
+mod replay;
+
+pub use engine::Engine;
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use ochered_core::{decide, Command, Event, Rejection, State, SCHEMA_VERSION};
+use ochered_store::{EventStore, IdempotencyRecord, Metadata, NewEvent, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+pub use replay::{load_state, ReplayStats};
+
+/// The clock the shell reads; injected so tests and the simulator control time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+#[derive(Clone)]
+pub struct WriterConfig {
+    /// Most commands committed in one transaction.
+    pub batch_commands_max: usize,
+    /// Most commands waiting for the writer; past it, submissions are refused at once.
+    pub queue_commands_max: usize,
+    /// Save a snapshot after this many events since the last one (None: never).
+    pub snapshot_every_events: Option<u64>,
+    pub clock: Clock,
+    /// Fault injection for tests: stop after committing a batch, before acknowledging it.
+    #[doc(hidden)]
+    pub crash_after_commit: bool,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            batch_commands_max: 2048,
+            queue_commands_max: 65_536,
+            snapshot_every_events: None,
+            clock: system_clock(),
+            crash_after_commit: false,
+        }
+    }
+}
+
+/// Who sent a command and how; stored as the events' metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestMeta {
+    /// Scoped by the caller (e.g. prefixed with the account) so clients cannot collide.
+    pub idempotency_key: Option<String>,
+    pub actor: Option<String>,
+    pub channel: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+/// An event as committed: its place in the authority's chain and the event itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommittedEvent {
+    pub authority_seq: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub event: Event,
+}
+
+/// The answer to a command: the events it produced, or the rule that refused it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Accepted { events: Vec<CommittedEvent> },
+    Rejected { rejection: Rejection },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub outcome: Outcome,
+    /// True when this is the stored first answer to an earlier request with the same key.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriterError {
+    #[error("the writer's queue is full; retry later")]
+    Overloaded,
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("this idempotency key was used for a different request")]
+    KeyReused,
+    #[error("a request with this idempotency key is still being processed")]
+    KeyInFlight,
+    #[error("the writer has stopped")]
+    Stopped,
+}
+
+impl From<StoreError> for WriterError {
+    fn from(e: StoreError) -> Self {
+        WriterError::Unavailable(e.to_string())
+    }
+}
+
+struct Job {
+    command: Command,
+    meta: RequestMeta,
+    request_hash: String,
+    reply: oneshot::Sender<Result<Reply, WriterError>>,
+}
+
+/// Counters the server exports as metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub commands: AtomicU64,
+    pub events: AtomicU64,
+    pub commit_failures: AtomicU64,
+    pub shed: AtomicU64,
+    pub last_batch_size: AtomicU64,
+    pub last_commit_micros: AtomicU64,
+    pub queue_depth: AtomicU64,
+}
+
+struct Shared {
+    authority: String,
+    state: RwLock<State>,
+    in_flight: Mutex<HashSet<String>>,
+    stats: WriterStats,
+    head: RwLock<ochered_store::ChainHead>,
+}
+
+/// A cloneable handle to one authority's writer and its state.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    /// Replays the authority's log (from its newest snapshot, if any) and starts its writer.
+    pub async fn start(
+        store: Arc<dyn EventStore>,
+        authority: &str,
+        config: WriterConfig,
+    ) -> Result<(Writer, ReplayStats), WriterError> {
+        let (state, stats) = load_state(store.as_ref(), authority).await?;
+        let (tx, rx) = mpsc::channel(config.queue_commands_max.max(1));
+        let shared = Arc::new(Shared {
+            authority: authority.to_owned(),
+            state: RwLock::new(state),
+            in_flight: Mutex::new(HashSet::new()),
+            stats: WriterStats::default(),
+            head: RwLock::new(stats.head.clone()),
+        });
+        let mut task = WriterTask {
+            store,
+            shared: shared.clone(),
+            config,
+            keys: stats.idempotency_keys.clone(),
+            last_now: stats.last_recorded_at,
+            needs_reload: false,
+            events_since_snapshot: 0,
+        };
+        tokio::spawn(async move { task.run(rx).await });
+        Ok((Writer { tx, shared }, stats))
+    }
+
+    pub fn authority(&self) -> &str {
+        &self.shared.authority
+    }
+
+    /// Submits a command and waits for its durable answer. Refuses at once with
+    /// [`WriterError::Overloaded`] when the queue is full.
+    pub async fn submit(&self, command: Command, meta: RequestMeta) -> Result<Reply, WriterError> {
+        let request_hash = request_hash(&command);
+        let key = meta.idempotency_key.clone();
+        if let Some(key) = &key {
+            if !self.shared.in_flight.lock().unwrap().insert(key.clone()) {
+                return Err(WriterError::KeyInFlight);
+            }
+        }
+        let _guard = InFlightGuard {
+            shared: &self.shared,
+            key,
+        };
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            command,
+            meta,
+            request_hash,
+            reply,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.stats.shed.fetch_add(1, Ordering::Relaxed);
+                return Err(WriterError::Overloaded);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(WriterError::Stopped),
+        }
+        self.shared
+            .stats
+            .queue_depth
+            .store((self.tx.max_capacity() - self.tx.capacity()) as u64, Ordering::Relaxed);
+        rx.await.unwrap_or(Err(WriterError::Stopped))
+    }
+
+    /// Runs a read against the current state.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+        f(&state)
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.shared.stats
+    }
+
+    /// The committed head of the authority's chain.
+    pub fn head(&self) -> ochered_store::ChainHead {
+        self.shared.head.read().unwrap().clone()
+    }
+
+    /// Commands waiting for the writer now.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+}
+
+struct InFlightGuard<'a> {
+    shared: &'a Shared,
+    key: Option<String>,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = &self.key {
+            self.shared.in_flight.lock().unwrap().remove(key);
+        }
+    }
+}
+
+/// A digest of the command, to tell a retry from a different request with the same key.
+pub fn request_hash(command: &Command) -> String {
+    let bytes = serde_json::to_vec(command).expect("commands serialise");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// The in-memory set of committed idempotency keys holds 64-bit digests only; a hit is
+/// confirmed against the store.
+pub(crate) fn key_digest(key: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+struct WriterTask {
+    store: Arc<dyn EventStore>,
+    shared: Arc<Shared>,
+    config: WriterConfig,
+    keys: HashSet<u64>,
+    last_now: DateTime<Utc>,
+    needs_reload: bool,
+    events_since_snapshot: u64,
+}
+
+/// What one job of a batch came to before the commit.
+enum Decided {
+    Accepted {
+        job: Job,
+        events: Vec<CommittedEvent>,
+    },
+    Rejected {
+        job: Job,
+        rejection: Rejection,
+    },
+}
+
+impl WriterTask {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(self.config.batch_commands_max);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < self.config.batch_commands_max {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.shared
+                .stats
+                .queue_depth
+                .store(rx.len() as u64, Ordering::Relaxed);
+            let crash = self.process(std::mem::take(&mut batch)).await;
+            if crash {
+                // Simulated crash: drop everything without acknowledging.
+                rx.close();
+                return;
+            }
+        }
+    }
+
+    /// Decides, commits and answers one batch. Returns true to simulate a crash.
+    async fn process(&mut self, batch: Vec<Job>) -> bool {
+        if self.needs_reload {
+            if let Err(e) = self.reload().await {
+                for job in batch {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                return false;
+            }
+        }
+        let now = (self.config.clock)().max(self.last_now);
+
+        // Retries: answer from the store before deciding anything.
+        let mut pending = Vec::with_capacity(batch.len());
+        let mut keys_in_batch = HashSet::new();
+        for job in batch {
+            let Some(key) = job.meta.idempotency_key.clone() else {
+                pending.push(job);
+                continue;
+            };
+            if !keys_in_batch.insert(key.clone()) {
+                let _ = job.reply.send(Err(WriterError::KeyInFlight));
+                continue;
+            }
+            if !self.keys.contains(&key_digest(&key)) {
+                pending.push(job);
+                continue;
+            }
+            match self.store.idempotency(&self.shared.authority, &key).await {
+                Ok(Some(record)) => {
+                    let answer = if record.request_hash == job.request_hash {
+                        serde_json::from_str::<Outcome>(&record.response)
+                            .map(|outcome| Reply {
+                                outcome,
+                                replayed: true,
+                            })
+                            .map_err(|e| WriterError::Unavailable(format!("stored answer unreadable: {e}")))
+                    } else {
+                        Err(WriterError::KeyReused)
+                    };
+                    let _ = job.reply.send(answer);
+                }
+                Ok(None) => pending.push(job),
+                Err(e) => {
+                    let _ = job.reply.send(Err(e.into()));
+                }
+            }
+        }
+        if pending.is_empty() {
+            return false;
+        }
+
+        // Decide and fold in order, collecting the events to commit.
+        let mut decided = Vec::with_capacity(pending.len());
+        let mut new_events = Vec::new();
+        let mut records = Vec::new();
+        let head_before = self.shared.head.read().unwrap().clone();
+        let mut next_seq = head_before.authority_seq;
+        {
+            let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+            for job in pending {
+                match decide(&state, &job.command, now) {
+                    Ok(events) => {
+                        let metadata = Metadata {
+                            idempotency_key: job.meta.idempotency_key.clone(),
+                            actor: job.meta.actor.clone(),
+                            channel: job.meta.channel.clone(),
+                            correlation_id: job.meta.correlation_id.clone(),
+                        };
+                        let mut committed = Vec::with_capacity(events.len());
+                        for event in events {
+                            let stream = event.stream();
+                            let version = state.next_stream_version(&stream);
+                            state.apply(&event);
+                            debug_assert_eq!(state.next_stream_version(&stream), version + 1);
+                            next_seq += 1;
+                            new_events.push(NewEvent {
+                                stream_id: stream.to_string(),
+                                stream_version: version as i64,
+                                event_type: event.type_name().to_owned(),
+                                schema_version: SCHEMA_VERSION,
+                                recorded_at: now,
+                                payload: serde_json::to_string(&event.to_payload())
+                                    .expect("payloads serialise"),
+                                metadata: metadata.clone(),
+                            });
+                            committed.push(CommittedEvent {
+                                authority_seq: next_seq,
+                                recorded_at: ochered_store::truncate_to_micros(now),
+                                event,
+                            });
+                        }
+                        if let Some(key) = &job.meta.idempotency_key {
+                            let outcome = Outcome::Accepted {
+                                events: committed.clone(),
+                            };
+                            records.push(IdempotencyRecord {
+                                key: key.clone(),
+                                request_hash: job.request_hash.clone(),
+                                response: serde_json::to_string(&outcome).expect("outcomes serialise"),
+                                authority_seq: Some(next_seq),
+                            });
+                        }
+                        decided.push(Decided::Accepted {
+                            job,
+                            events: committed,
+                        });
+                    }
+                    Err(rejection) => decided.push(Decided::Rejected { job, rejection }),
+                }
+            }
+        }
+
+        // One transaction, one sync.
+        let n_events = new_events.len() as u64;
+        if n_events > 0 {
+            let started = Instant::now();
+            let result = self
+                .store
+                .append(&self.shared.authority, new_events, records)
+                .await;
+            let stats = &self.shared.stats;
+            stats
+                .last_commit_micros
+                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            match result {
+                Ok(stored) => {
+                    if let Some(last) = stored.last() {
+                        debug_assert_eq!(last.authority_seq, next_seq);
+                        *self.shared.head.write().unwrap() = ochered_store::ChainHead {
+                            authority_seq: last.authority_seq,
+                            hash: last.hash.clone(),
+                        };
+                    }
+                }
+                Err(e) => {
+                    stats.commit_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(authority = %self.shared.authority, error = %e, "commit failed; nothing in the batch is acknowledged");
+                    self.needs_reload = true;
+                    let error = WriterError::from(e);
+                    for d in decided {
+                        let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) = d;
+                        let _ = job.reply.send(Err(error.clone()));
+                    }
+                    // Restore the state now if the store allows; otherwise before the next batch.
+                    if self.reload().await.is_ok() {
+                        self.needs_reload = false;
+                    }
+                    return false;
+                }
+            }
+            if self.config.crash_after_commit {
+                return true;
+            }
+        }
+        self.last_now = now;
+
+        // Acknowledge.
+        let stats = &self.shared.stats;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.commands.fetch_add(decided.len() as u64, Ordering::Relaxed);
+        stats.events.fetch_add(n_events, Ordering::Relaxed);
+        stats
+            .last_batch_size
+            .store(decided.len() as u64, Ordering::Relaxed);
+        for d in decided {
+            match d {
+                Decided::Accepted { job, events } => {
+                    if let Some(key) = &job.meta.idempotency_key {
+                        self.keys.insert(key_digest(key));
+                    }
+                    let _ = job.reply.send(Ok(Reply {
+                        outcome: Outcome::Accepted { events },
+                        replayed: false,
+                    }));
+                }
+                Decided::Rejected { job, rejection } => {
+                    let _ = job.reply.send(Ok(Reply {
+                        outcome: Outcome::Rejected { rejection },
+                        replayed: false,
+                    }));
+                }
+            }
+        }
+        self.events_since_snapshot += n_events;
+        if let Some(every) = self.config.snapshot_every_events {
+            if self.events_since_snapshot >= every {
+                self.save_snapshot().await;
+            }
+        }
+        false
+    }
+
+    async fn reload(&mut self) -> Result<(), WriterError> {
+        let (state, stats) = load_state(self.store.as_ref(), &self.shared.authority).await?;
+        *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        *self.shared.head.write().unwrap() = stats.head.clone();
+        self.keys = stats.idempotency_keys;
+        self.last_now = self.last_now.max(stats.last_recorded_at);
+        self.needs_reload = false;
+        Ok(())
+    }
+
+    async fn save_snapshot(&mut self) {
+        let (seq, bytes) = {
+            let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+            let seq = self.shared.head.read().unwrap().authority_seq;
+            (seq, replay::encode_snapshot(&state, &self.keys))
+        };
+        match self
+            .store
+            .save_snapshot(&self.shared.authority, seq, &bytes)
+            .await
+        {
+            Ok(()) => self.events_since_snapshot = 0,
+            Err(e) => tracing::warn!(error = %e, "snapshot failed; will retry later"),
+        }
+    }
+}

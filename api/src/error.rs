@@ -1,0 +1,162 @@
+//! API errors as RFC 9457 problem+json: a type, a title, the status, a detail and the field.
+//! A 500 body is opaque; the log keeps the cause.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ochered_core::{Rejection, RejectionKind};
+use ochered_writer::WriterError;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable machine-readable code, also the last segment of `type`.
+    pub code: String,
+    pub title: String,
+    pub detail: String,
+    pub field: Option<String>,
+    pub extra: Map<String, Value>,
+    pub retry_after_s: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            title: title.to_owned(),
+            detail: detail.into(),
+            field: None,
+            extra: Map::new(),
+            retry_after_s: None,
+        }
+    }
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_owned(), value);
+        self
+    }
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Invalid field", detail).with_field(field)
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", "Bad request", detail)
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "Not found", detail)
+    }
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail);
+        e.retry_after_s = Some(1);
+        e
+    }
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "something went wrong on our side; it has been logged",
+        )
+    }
+
+    /// A rule said no: the status follows the kind of rejection, the body carries its facts.
+    pub fn from_rejection(rejection: &Rejection) -> Self {
+        let status = match rejection.kind() {
+            RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            RejectionKind::NotFound => StatusCode::NOT_FOUND,
+            RejectionKind::Conflict => StatusCode::CONFLICT,
+            RejectionKind::Forbidden => StatusCode::FORBIDDEN,
+        };
+        let mut error = Self::new(status, &rejection.code(), "Request refused by the rules", rejection.to_string());
+        if let Some(field) = rejection.field() {
+            error.field = Some(field.to_owned());
+        }
+        if let Ok(Value::Object(facts)) = serde_json::to_value(rejection) {
+            for (k, v) in facts {
+                if k != "rejection" && k != "field" {
+                    error.extra.insert(k, v);
+                }
+            }
+        }
+        error
+    }
+
+    pub fn from_writer(error: WriterError) -> Self {
+        match error {
+            WriterError::Overloaded => {
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "Too many requests right now",
+                    "the queue of requests is full; your request was not accepted, retry shortly with the same Idempotency-Key",
+                );
+                e.retry_after_s = Some(1);
+                e
+            }
+            WriterError::Unavailable(cause) => {
+                tracing::warn!(%cause, "store unavailable");
+                Self::unavailable("the store is unavailable; nothing was accepted, retry shortly with the same Idempotency-Key")
+            }
+            WriterError::Stopped => Self::unavailable("the writer is restarting; retry shortly"),
+            WriterError::KeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency-Key reused",
+                "this Idempotency-Key was already used for a different request",
+            )
+            .with_field("Idempotency-Key"),
+            WriterError::KeyInFlight => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_flight",
+                "Request in progress",
+                "a request with this Idempotency-Key is still being processed",
+            )
+            .with_field("Idempotency-Key"),
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        let mut body = json!({
+            "type": format!("https://ochered.dev/problems/{}", self.code),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        let map = body.as_object_mut().expect("object");
+        if let Some(field) = &self.field {
+            map.insert("field".into(), Value::String(field.clone()));
+        }
+        for (k, v) in &self.extra {
+            map.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        metrics::counter!("ochered_http_errors_total", "status" => self.status.as_u16().to_string()).increment(1);
+        let body = serde_json::to_vec(&self.body()).expect("problem serialises");
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

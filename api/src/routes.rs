@@ -1,0 +1,852 @@
+//! REST handlers under `/api/v1`. Each command handler checks the caller's role, turns the
+//! request into a core command, sends it through the authority's writer and answers with the
+//! committed result or a problem+json.
+
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use ochered_core::command::{Command, KindergartenForm, SchoolForm};
+use ochered_core::domain::{ApplicationNumber, BookingNumber, Channel};
+use ochered_core::state::{Application, State};
+use ochered_core::Event;
+use ochered_writer::{Outcome, Reply, RequestMeta, Writer};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::json::Body;
+use crate::wire::{self, person_key};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/authorities", get(list_authorities).post(configure_authority))
+        .route("/authorities/{authority}", get(authority_info))
+        .route(
+            "/authorities/{authority}/institutions",
+            get(list_institutions).post(register_institution),
+        )
+        .route(
+            "/authorities/{authority}/kindergarten/applications",
+            post(submit_kindergarten),
+        )
+        .route("/authorities/{authority}/applications", get(my_applications))
+        .route("/authorities/{authority}/applications/{number}", get(get_application))
+        .route(
+            "/authorities/{authority}/applications/{number}/explanation",
+            get(explain_application),
+        )
+        .route(
+            "/authorities/{authority}/applications/{number}/preferences",
+            post(amend_preferences),
+        )
+        .route("/authorities/{authority}/applications/{number}/withdraw", post(withdraw))
+        .route(
+            "/authorities/{authority}/applications/{number}/privileges",
+            post(claim_privilege),
+        )
+        .route(
+            "/authorities/{authority}/applications/{number}/privileges/confirm",
+            post(confirm_privilege),
+        )
+        .route(
+            "/authorities/{authority}/applications/{number}/privileges/revoke",
+            post(revoke_privilege),
+        )
+        .route(
+            "/authorities/{authority}/campaigns",
+            get(list_campaigns).post(configure_campaign),
+        )
+        .route("/authorities/{authority}/school/drafts", post(save_draft))
+        .route("/authorities/{authority}/school/drafts/submit", post(submit_draft))
+        .route("/authorities/{authority}/school/applications", post(submit_school))
+        .route("/authorities/{authority}/school/age-exceptions", post(grant_age_exception))
+        .route("/authorities/{authority}/specialties", post(configure_specialty))
+        .route("/authorities/{authority}/slots", get(list_slots).post(publish_slots))
+        .route("/authorities/{authority}/bookings", get(my_bookings).post(book))
+        .route("/authorities/{authority}/bookings/{number}/cancel", post(cancel_booking))
+        .route("/authorities/{authority}/bookings/{number}/no-show", post(record_no_show))
+        .route("/authorities/{authority}/waiting-list", post(join_waiting_list))
+        .route("/authorities/{authority}/queues", get(list_queues))
+        .route("/authorities/{authority}/queues/{queue}", get(queue_entries))
+        .route("/authorities/{authority}/audit/head", get(audit_head))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plumbing
+
+fn writer(state: &AppState, authority: &str) -> Result<Writer, ApiError> {
+    state
+        .engine
+        .writer(authority)
+        .ok_or_else(|| ApiError::not_found(format!("authority {authority} does not exist")).with_field("authority"))
+}
+
+/// Sends a command through the writer with the request's Idempotency-Key, scoped to the caller.
+async fn execute(
+    writer: &Writer,
+    caller: &Caller,
+    headers: &HeaderMap,
+    command: Command,
+) -> Result<Reply, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255 && k.chars().all(|c| c.is_ascii_graphic()))
+                .ok_or_else(|| {
+                    ApiError::invalid("Idempotency-Key", "must be 1-255 visible ASCII characters")
+                })?;
+            Some(format!("{}:{}:{key}", caller.role.as_str(), caller.sub))
+        }
+    };
+    let meta = RequestMeta {
+        idempotency_key: key,
+        actor: Some(format!("{}:{}", caller.role.as_str(), caller.sub)),
+        channel: Some(channel_of(caller).as_str().into()),
+        correlation_id: headers
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(str::to_owned),
+    };
+    let name = command.name();
+    let started = std::time::Instant::now();
+    let reply = writer.submit(command, meta).await.map_err(ApiError::from_writer)?;
+    metrics::histogram!("ochered_command_seconds", "command" => name).record(started.elapsed().as_secs_f64());
+    Ok(reply)
+}
+
+trait ChannelName {
+    fn as_str(&self) -> &'static str;
+}
+impl ChannelName for Channel {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Channel::Portal => "portal",
+            Channel::ServiceCentre => "service_centre",
+            Channel::Api => "api",
+        }
+    }
+}
+
+/// Officers type applications in at a service centre; everyone else uses the portal.
+fn channel_of(caller: &Caller) -> Channel {
+    match caller.role {
+        Role::Officer | Role::Registrar => Channel::ServiceCentre,
+        _ => Channel::Portal,
+    }
+}
+
+/// Turns a writer reply into a response: accepted → `status` with `body(events)`, rejected →
+/// problem+json; a replayed answer carries `Idempotent-Replayed: true`.
+fn respond(
+    reply: Reply,
+    status: StatusCode,
+    body: impl FnOnce(&[ochered_writer::CommittedEvent]) -> Value,
+) -> Response {
+    let replayed = reply.replayed;
+    let mut response = match reply.outcome {
+        Outcome::Accepted { events } => (status, Json(body(&events))).into_response(),
+        Outcome::Rejected { rejection } => ApiError::from_rejection(&rejection).into_response(),
+    };
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn events_json(events: &[ochered_writer::CommittedEvent]) -> Value {
+    json!({ "events": events })
+}
+
+fn parse_number(raw: &str) -> Result<u32, ApiError> {
+    raw.parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::invalid("number", "must be a positive integer"))
+}
+
+/// The application, if the caller may see it: its submitter, officers and admins.
+fn visible_application<'a>(
+    state: &'a State,
+    caller: &Caller,
+    number: u32,
+) -> Result<&'a Application, ApiError> {
+    let app = state
+        .application(ApplicationNumber(number))
+        .ok_or_else(|| ApiError::not_found(format!("application {number} does not exist")))?;
+    match caller.role {
+        Role::Officer | Role::Admin => Ok(app),
+        Role::Parent if *app.submitted_by == *caller.sub => Ok(app),
+        // Someone else's application looks exactly like a missing one.
+        Role::Parent => Err(ApiError::not_found(format!("application {number} does not exist"))),
+        Role::Auditor | Role::Registrar => Err(ApiError::forbidden(
+            "this role sees anonymised queues only, not applications",
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authorities and institutions
+
+async fn list_authorities(AxumState(state): AxumState<AppState>) -> Json<Value> {
+    let list: Vec<Value> = state
+        .engine
+        .writers()
+        .iter()
+        .map(|w| {
+            w.read(|s| {
+                json!({
+                    "id": w.authority(),
+                    "name": s.config().map(|c| c.name.clone()),
+                    "time_zone": s.config().map(|c| c.time_zone.name()),
+                })
+            })
+        })
+        .collect();
+    Json(json!({ "authorities": list }))
+}
+
+async fn configure_authority(
+    AxumState(state): AxumState<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(config): Body<ochered_core::domain::AuthorityConfig>,
+) -> Result<Response, ApiError> {
+    caller.require(&[])?;
+    let (writer, _) = state
+        .engine
+        .writer_or_start(config.id.as_str())
+        .await
+        .map_err(ApiError::from_writer)?;
+    let reply = execute(&writer, &caller, &headers, Command::ConfigureAuthority { config }).await?;
+    Ok(respond(reply, StatusCode::CREATED, events_json))
+}
+
+async fn authority_info(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let w = writer(&state, &authority)?;
+    Ok(Json(w.read(|s| {
+        json!({
+            "id": authority,
+            "config": s.config(),
+            "institutions": s.institutions().len(),
+            "applications": s.applications().len(),
+            "active_applications": s.n_active_applications(),
+            "events": s.n_events(),
+        })
+    })))
+}
+
+async fn list_institutions(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let w = writer(&state, &authority)?;
+    Ok(Json(w.read(|s| json!({ "institutions": s.institutions() }))))
+}
+
+async fn register_institution(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::InstitutionRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Officer, Role::Registrar])?;
+    let w = writer(&state, &authority)?;
+    let command = Command::RegisterInstitution {
+        id: req.id,
+        kind: req.kind,
+        name: req.name,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::CREATED, events_json))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applications
+
+fn submitted_body(w: &Writer, events: &[ochered_writer::CommittedEvent]) -> Value {
+    let number = events.iter().find_map(|e| match &e.event {
+        Event::KindergartenApplicationSubmitted { number, .. }
+        | Event::SchoolApplicationSubmitted { number, .. } => Some(*number),
+        _ => None,
+    });
+    let application = number.and_then(|n| {
+        w.read(|s| s.application(n).map(|a| serde_json::to_value(wire::application_view(s, a)).ok()))
+            .flatten()
+    });
+    json!({ "application": application, "events": events })
+}
+
+async fn submit_kindergarten(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::KindergartenApplicationRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent, Role::Officer])?;
+    let w = writer(&state, &authority)?;
+    let form = KindergartenForm {
+        child: person_key(&state.config.person_secret, "document", &req.document)?,
+        birth_date: req.birth_date,
+        preferences: req.preferences,
+        desired_start: req.desired_start,
+        any_other: req.any_other,
+        privileges: req.privileges,
+        channel: channel_of(&caller),
+        submitted_by: caller.sub.clone(),
+    };
+    let reply = execute(&w, &caller, &headers, Command::SubmitKindergartenApplication { form }).await?;
+    Ok(respond(reply, StatusCode::CREATED, |events| submitted_body(&w, events)))
+}
+
+async fn my_applications(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Parent])?;
+    let w = writer(&state, &authority)?;
+    Ok(Json(w.read(|s| {
+        // A parent has few applications; officers use the queues and exports instead.
+        let mine: Vec<_> = s
+            .applications()
+            .iter()
+            .filter(|a| *a.submitted_by == *caller.sub)
+            .map(|a| wire::application_view(s, a))
+            .collect();
+        json!({ "applications": mine })
+    })))
+}
+
+async fn get_application(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let number = parse_number(&number)?;
+    let w = writer(&state, &authority)?;
+    w.read(|s| {
+        let app = visible_application(s, &caller, number)?;
+        Ok(Json(serde_json::to_value(wire::application_view(s, app)).map_err(|_| ApiError::internal())?))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainQuery {
+    since: Option<DateTime<Utc>>,
+    limit: Option<usize>,
+}
+
+async fn explain_application(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+    query: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("since", e.body_text()))?;
+    let number = parse_number(&number)?;
+    let limit = query.limit.unwrap_or(200).clamp(1, 1000);
+    let w = writer(&state, &authority)?;
+    w.read(|s| {
+        let app = visible_application(s, &caller, number)?;
+        let since = query.since.unwrap_or(app.registered_at);
+        let queues: Vec<Value> = s
+            .queue_entries(app)
+            .into_iter()
+            .map(|(queue, key)| {
+                let description = s.describe_queue(&queue);
+                let explanation = s.queues.explain(&queue, &key, since, limit);
+                json!({
+                    "queue": wire::queue_id(&description),
+                    "description": description,
+                    "explanation": explanation,
+                })
+            })
+            .collect();
+        Ok(Json(json!({ "application": number, "since": since, "queues": queues })))
+    })
+}
+
+/// Checks that the caller may change the application, inside the writer's read.
+fn check_owner(w: &Writer, caller: &Caller, number: u32) -> Result<(), ApiError> {
+    w.read(|s| visible_application(s, caller, number).map(|_| ()))
+}
+
+async fn amend_preferences(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::AmendRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent, Role::Officer])?;
+    let number = parse_number(&number)?;
+    let w = writer(&state, &authority)?;
+    check_owner(&w, &caller, number)?;
+    let command = Command::AmendKindergartenPreferences {
+        application: ApplicationNumber(number),
+        preferences: req.preferences,
+        desired_start: req.desired_start,
+        any_other: req.any_other,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+async fn withdraw(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::WithdrawRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent, Role::Officer])?;
+    let number = parse_number(&number)?;
+    let w = writer(&state, &authority)?;
+    check_owner(&w, &caller, number)?;
+    let command = Command::WithdrawApplication {
+        application: ApplicationNumber(number),
+        reason: req.reason,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+async fn claim_privilege(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::PrivilegeRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent, Role::Officer])?;
+    let number = parse_number(&number)?;
+    let w = writer(&state, &authority)?;
+    check_owner(&w, &caller, number)?;
+    let command = Command::ClaimPrivilege {
+        application: ApplicationNumber(number),
+        privilege: req.privilege,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+async fn confirm_privilege(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::PrivilegeRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Officer])?;
+    let number = parse_number(&number)?;
+    let w = writer(&state, &authority)?;
+    let command = Command::ConfirmPrivilege {
+        application: ApplicationNumber(number),
+        privilege: req.privilege,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+async fn revoke_privilege(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::PrivilegeRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Officer])?;
+    let number = parse_number(&number)?;
+    let w = writer(&state, &authority)?;
+    let command = Command::RevokePrivilege {
+        application: ApplicationNumber(number),
+        privilege: req.privilege,
+        reason: req.reason.unwrap_or_default(),
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+// ---------------------------------------------------------------------------------------------
+// First-grade enrollment
+
+async fn list_campaigns(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let w = writer(&state, &authority)?;
+    Ok(Json(w.read(|s| {
+        let campaigns: Vec<_> = s.campaigns().iter().map(|c| &c.config).collect();
+        json!({ "campaigns": campaigns })
+    })))
+}
+
+async fn configure_campaign(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(config): Body<ochered_core::command::CampaignConfig>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Officer])?;
+    let w = writer(&state, &authority)?;
+    let reply = execute(&w, &caller, &headers, Command::ConfigureCampaign { config }).await?;
+    Ok(respond(reply, StatusCode::CREATED, events_json))
+}
+
+fn school_form(state: &AppState, caller: &Caller, req: wire::SchoolApplicationRequest) -> Result<SchoolForm, ApiError> {
+    Ok(SchoolForm {
+        campaign: req.campaign,
+        child: person_key(&state.config.person_secret, "document", &req.document)?,
+        birth_date: req.birth_date,
+        schools: req.schools,
+        privileges: req.privileges,
+        channel: channel_of(caller),
+        submitted_by: caller.sub.clone(),
+    })
+}
+
+async fn save_draft(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::SchoolApplicationRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent])?;
+    let w = writer(&state, &authority)?;
+    let form = school_form(&state, &caller, req)?;
+    let reply = execute(&w, &caller, &headers, Command::SaveSchoolDraft { form }).await?;
+    Ok(respond(reply, StatusCode::CREATED, events_json))
+}
+
+async fn submit_draft(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::SubmitDraftRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent])?;
+    let w = writer(&state, &authority)?;
+    let child = person_key(&state.config.person_secret, "document", &req.document)?;
+    // Only the parent who saved the draft may submit it.
+    let owner_ok = w.read(|s| {
+        s.campaign_idx(&req.campaign)
+            .and_then(|c| s.campaign(c).drafts.get(&child))
+            .is_none_or(|d| d.submitted_by == caller.sub)
+    });
+    if !owner_ok {
+        return Err(ApiError::not_found("no draft for this child in this campaign").with_field("document"));
+    }
+    let command = Command::SubmitSchoolDraft {
+        campaign: req.campaign,
+        child,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::CREATED, |events| submitted_body(&w, events)))
+}
+
+async fn submit_school(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::SchoolApplicationRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent, Role::Officer])?;
+    let w = writer(&state, &authority)?;
+    let form = school_form(&state, &caller, req)?;
+    let reply = execute(&w, &caller, &headers, Command::SubmitSchoolApplication { form }).await?;
+    Ok(respond(reply, StatusCode::CREATED, |events| submitted_body(&w, events)))
+}
+
+async fn grant_age_exception(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::AgeExceptionRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Officer])?;
+    let w = writer(&state, &authority)?;
+    let command = Command::GrantAgeException {
+        campaign: req.campaign,
+        child: person_key(&state.config.person_secret, "document", &req.document)?,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clinic
+
+async fn configure_specialty(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::SpecialtyRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Registrar])?;
+    let w = writer(&state, &authority)?;
+    let command = Command::ConfigureSpecialty {
+        specialty: req.specialty,
+        referral_only: req.referral_only,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::CREATED, events_json))
+}
+
+async fn publish_slots(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::SlotsRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Registrar])?;
+    let w = writer(&state, &authority)?;
+    let command = Command::PublishSlots {
+        doctor: req.doctor,
+        specialty: req.specialty,
+        slots: req.slots,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::CREATED, events_json))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlotQuery {
+    specialty: Option<String>,
+}
+
+async fn list_slots(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    query: Result<Query<SlotQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("specialty", e.body_text()))?;
+    let w = writer(&state, &authority)?;
+    Ok(Json(w.read(|s| {
+        let free: Vec<Value> = s
+            .data
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.booking.is_none())
+            .filter(|(_, slot)| query.specialty.as_deref().is_none_or(|sp| slot.specialty.as_str() == sp))
+            .take(1000)
+            .map(|(id, slot)| {
+                json!({
+                    "id": id,
+                    "doctor": slot.doctor,
+                    "specialty": slot.specialty,
+                    "start": slot.start,
+                    "duration_minutes": slot.duration_minutes,
+                })
+            })
+            .collect();
+        json!({ "free_slots": free })
+    })))
+}
+
+async fn book(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::BookingRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent, Role::Registrar])?;
+    let w = writer(&state, &authority)?;
+    let command = Command::BookSlot {
+        slot: req.slot,
+        patient: person_key(&state.config.person_secret, "document", &req.document)?,
+        referral: req.referral,
+        booked_by: caller.sub.clone(),
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::CREATED, events_json))
+}
+
+async fn my_bookings(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Parent])?;
+    let w = writer(&state, &authority)?;
+    Ok(Json(w.read(|s| {
+        let mine: Vec<_> = s
+            .data
+            .bookings
+            .iter()
+            .filter(|b| *b.booked_by == *caller.sub)
+            .map(|b| wire::BookingView {
+                number: b.number,
+                slot: b.slot.clone(),
+                specialty: b.specialty.clone(),
+                status: b.status,
+                booked_at: b.booked_at,
+            })
+            .collect();
+        json!({ "bookings": mine })
+    })))
+}
+
+async fn cancel_booking(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent, Role::Registrar])?;
+    let number = parse_number(&number)?;
+    let w = writer(&state, &authority)?;
+    if caller.role == Role::Parent {
+        let mine = w.read(|s| s.booking(BookingNumber(number)).is_some_and(|b| *b.booked_by == *caller.sub));
+        if !mine {
+            return Err(ApiError::not_found(format!("booking {number} does not exist")));
+        }
+    }
+    let reply = execute(&w, &caller, &headers, Command::CancelBooking { booking: BookingNumber(number) }).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+async fn record_no_show(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Registrar])?;
+    let number = parse_number(&number)?;
+    let w = writer(&state, &authority)?;
+    let reply = execute(&w, &caller, &headers, Command::RecordNoShow { booking: BookingNumber(number) }).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+async fn join_waiting_list(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<wire::WaitingListRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent, Role::Registrar])?;
+    // Only a registrar may place a patient in a priority tier.
+    if caller.role == Role::Parent && req.tier != ochered_core::ordering::TIER_GENERAL {
+        return Err(ApiError::forbidden("only a registrar may set a priority tier").with_field("tier"));
+    }
+    let w = writer(&state, &authority)?;
+    let command = Command::JoinWaitingList {
+        specialty: req.specialty,
+        patient: person_key(&state.config.person_secret, "document", &req.document)?,
+        tier: req.tier,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::CREATED, events_json))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public, anonymised reads and audit
+
+async fn list_queues(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let w = writer(&state, &authority)?;
+    Ok(Json(w.read(|s| {
+        let queues: Vec<Value> = s
+            .queues
+            .iter()
+            .filter(|(_, q)| !q.members.is_empty())
+            .map(|(key, q)| {
+                let d = s.describe_queue(key);
+                json!({ "queue": wire::queue_id(&d), "description": d, "size": q.members.len() })
+            })
+            .collect();
+        json!({ "queues": queues })
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn queue_entries(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, queue_name)): Path<(String, String)>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(page) = query.map_err(|e| ApiError::invalid("offset", e.body_text()))?;
+    let offset = page.offset.unwrap_or(0);
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let w = writer(&state, &authority)?;
+    w.read(|s| {
+        let (key, q) = s
+            .queues
+            .iter()
+            .find(|(key, _)| wire::queue_id(&s.describe_queue(key)) == queue_name)
+            .ok_or_else(|| ApiError::not_found(format!("queue {queue_name} does not exist")).with_field("queue"))?;
+        // Anonymised: the application number, tier and registration time, nothing personal.
+        let entries: Vec<Value> = q
+            .members
+            .range_from(offset)
+            .take(limit)
+            .enumerate()
+            .map(|(i, sort_key)| {
+                let app = s.application(sort_key.number);
+                json!({
+                    "position": offset + i + 1,
+                    "application": sort_key.number,
+                    "tier": sort_key.tier,
+                    "registered_at": app.map(|a| a.registered_at),
+                })
+            })
+            .collect();
+        Ok(Json(json!({
+            "queue": queue_name,
+            "description": s.describe_queue(key),
+            "size": q.members.len(),
+            "offset": offset,
+            "entries": entries,
+        })))
+    })
+}
+
+async fn audit_head(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let w = writer(&state, &authority)?;
+    let head = w.head();
+    let state_hash_events = w.read(|s| s.n_events());
+    Ok(Json(json!({
+        "authority": authority,
+        "authority_seq": head.authority_seq,
+        "head_hash": head.hash,
+        "events": state_hash_events,
+    })))
+}

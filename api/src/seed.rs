@@ -1,0 +1,82 @@
+//! Seeds a demo authority on first start: institutions, a first-grade campaign whose stage 1
+//! is open now, clinic slots, and a few hundred applications with some privileges confirmed.
+
+use chrono::{Datelike, Duration, NaiveDate, Utc};
+use ochered_core::command::Command;
+use ochered_core::domain::{ApplicationNumber, PersonKey};
+use ochered_writer::demo::{self, DemoShape, SeededRng};
+use ochered_writer::{Engine, Outcome, RequestMeta};
+
+/// Applications the demo starts with.
+pub const DEMO_KINDERGARTEN_APPLICATIONS: u64 = 300;
+pub const DEMO_SCHOOL_APPLICATIONS: u64 = 80;
+
+/// The demo's shape for today: a campaign for the coming school year whose stage 1 opened two
+/// weeks ago and whose stage 2 opens in a month.
+pub fn demo_shape(today: NaiveDate) -> DemoShape {
+    let campaign_year = if today < NaiveDate::from_ymd_opt(today.year(), 8, 1).expect("valid") {
+        today.year()
+    } else {
+        today.year() + 1
+    };
+    DemoShape {
+        campaign_year,
+        stage1_opens: today - Duration::days(14),
+        stage2_opens: today + Duration::days(30),
+        ..DemoShape::default()
+    }
+}
+
+pub async fn seed_demo(engine: &Engine, authority: &str, person_secret: &[u8]) -> anyhow::Result<()> {
+    let (writer, _) = engine.writer_or_start(authority).await?;
+    let now = Utc::now();
+    let today = now.date_naive();
+    let shape = demo_shape(today);
+    let meta = || RequestMeta {
+        actor: Some("admin:demo-seed".into()),
+        channel: Some("api".into()),
+        ..RequestMeta::default()
+    };
+    let mut commands = demo::setup_commands(authority, &shape, now);
+    let mut rng = SeededRng::new(2015);
+    let key = |n: u64| PersonKey::derive(person_secret, &demo::demo_document(n));
+    for n in 1..=DEMO_KINDERGARTEN_APPLICATIONS {
+        let mut command = demo::kindergarten_application(&mut rng, n, &shape, today);
+        if let Command::SubmitKindergartenApplication { form } = &mut command {
+            form.child = key(n);
+        }
+        commands.push(command);
+    }
+    for n in DEMO_KINDERGARTEN_APPLICATIONS + 1..=DEMO_KINDERGARTEN_APPLICATIONS + DEMO_SCHOOL_APPLICATIONS {
+        let mut form = demo::school_form(&mut rng, n, &shape, true);
+        form.child = key(n);
+        commands.push(Command::SubmitSchoolApplication { form });
+    }
+    let mut rejected = 0;
+    for command in commands {
+        match writer.submit(command, meta()).await?.outcome {
+            Outcome::Accepted { .. } => {}
+            Outcome::Rejected { rejection } => {
+                rejected += 1;
+                tracing::debug!(%rejection, "demo command refused");
+            }
+        }
+    }
+    // An officer confirms the privileges claimed on every third application.
+    let claims: Vec<(ApplicationNumber, ochered_core::ordering::Privilege)> = writer.read(|s| {
+        s.applications()
+            .iter()
+            .filter(|a| a.number.0 % 3 == 0)
+            .flat_map(|a| a.privileges.iter().map(move |c| (a.number, c.privilege.clone())))
+            .collect()
+    });
+    for (application, privilege) in claims {
+        writer
+            .submit(Command::ConfirmPrivilege { application, privilege }, meta())
+            .await?;
+    }
+    if rejected > 0 {
+        tracing::info!(rejected, "some generated demo applications were refused by the rules");
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! The canonical byte layout of an event and its SHA-256 chain hash.
+//!
+//! Auditors reimplement this module to check a log without our code, so the layout is
+//! written out in full on [`event_hash`] and must never change for existing events.
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::{Metadata, NewEvent};
+
+/// The `prev_hash` of the first event of every authority: 64 zeros.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Cuts `recorded_at` to whole microseconds, the precision both backends store and that is hashed.
+pub fn truncate_to_micros(recorded_at: DateTime<Utc>) -> DateTime<Utc> {
+    recorded_at.trunc_subsecs(6)
+}
+
+/// `recorded_at` as hashed (and as stored by SQLite): RFC 3339, UTC, exactly six fraction
+/// digits and a `Z`, e.g. `2025-03-01T08:00:00.123456Z`. Sub-microsecond digits are dropped.
+pub fn canonical_recorded_at(recorded_at: DateTime<Utc>) -> String {
+    truncate_to_micros(recorded_at).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Metadata as hashed and stored: compact JSON with the four keys always present, in this
+/// order, absent values as `null`:
+/// `{"idempotency_key":…,"actor":…,"channel":…,"correlation_id":…}`.
+/// Strings are escaped as serde_json does: `"` and `\` with a backslash, control characters
+/// as `\n` `\r` `\t` `\b` `\f` or `\u00xx` (lower-case hex); everything else, including
+/// non-ASCII and `/`, as literal UTF-8.
+pub fn canonical_metadata(metadata: &Metadata) -> String {
+    serde_json::to_string(metadata).expect("Metadata always serializes")
+}
+
+/// The hash of one event, chained to `prev_hash` (lower-case hex of 64 characters).
+///
+/// # Canonical layout
+///
+/// The hash is `lower_hex(SHA-256(bytes))`, where `bytes` is the concatenation of ten
+/// fields, in this order, each written as its length in bytes (an unsigned 64-bit integer,
+/// little-endian, 8 bytes) followed by the field's UTF-8 bytes:
+///
+/// | # | field | text that is hashed |
+/// |---|---|---|
+/// | 1 | `prev_hash` | lower-case hex of the previous event of the same authority; [`GENESIS_HASH`] (64 `0`) for `authority_seq` 1 |
+/// | 2 | `authority` | as given |
+/// | 3 | `authority_seq` | decimal ASCII, no leading zeros or `+` (`1`, `2`, …) |
+/// | 4 | `stream_id` | as given |
+/// | 5 | `stream_version` | decimal ASCII (a negative number starts with `-`) |
+/// | 6 | `event_type` | as given |
+/// | 7 | `schema_version` | decimal ASCII |
+/// | 8 | `recorded_at` | [`canonical_recorded_at`]: `YYYY-MM-DDTHH:MM:SS.ffffffZ` |
+/// | 9 | `payload` | the JSON text exactly as stored, byte for byte |
+/// | 10 | `metadata` | [`canonical_metadata`]: `{"idempotency_key":…,"actor":…,"channel":…,"correlation_id":…}` |
+///
+/// For example the field `authority` = `"msk"` contributes the 11 bytes
+/// `03 00 00 00 00 00 00 00 6d 73 6b`.
+///
+/// `global_seq` is not hashed: it is assigned by the database and only orders the log
+/// globally. The stores keep the metadata column equal to field 10 byte for byte, so an
+/// auditor may hash the stored column directly.
+pub fn event_hash(prev_hash: &str, authority: &str, authority_seq: i64, e: &NewEvent) -> String {
+    HashInput {
+        prev_hash,
+        authority,
+        authority_seq,
+        stream_id: &e.stream_id,
+        stream_version: e.stream_version,
+        event_type: &e.event_type,
+        schema_version: e.schema_version,
+        recorded_at: &canonical_recorded_at(e.recorded_at),
+        payload: &e.payload,
+        metadata: &canonical_metadata(&e.metadata),
+    }
+    .hash()
+}
+
+/// The canonical bytes described on [`event_hash`], for auditors who want to inspect them.
+pub fn canonical_bytes(prev_hash: &str, authority: &str, authority_seq: i64, e: &NewEvent) -> Vec<u8> {
+    let mut sink = Vec::new();
+    HashInput {
+        prev_hash,
+        authority,
+        authority_seq,
+        stream_id: &e.stream_id,
+        stream_version: e.stream_version,
+        event_type: &e.event_type,
+        schema_version: e.schema_version,
+        recorded_at: &canonical_recorded_at(e.recorded_at),
+        payload: &e.payload,
+        metadata: &canonical_metadata(&e.metadata),
+    }
+    .write(&mut |bytes| sink.extend_from_slice(bytes));
+    sink
+}
+
+/// The ten hashed fields, already in their canonical text form. The stores build it from
+/// stored columns during `verify`, so that what is checked is what is on disk.
+pub(crate) struct HashInput<'a> {
+    pub prev_hash: &'a str,
+    pub authority: &'a str,
+    pub authority_seq: i64,
+    pub stream_id: &'a str,
+    pub stream_version: i64,
+    pub event_type: &'a str,
+    pub schema_version: i32,
+    pub recorded_at: &'a str,
+    pub payload: &'a str,
+    pub metadata: &'a str,
+}
+
+impl HashInput<'_> {
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        self.write(&mut |bytes| hasher.update(bytes));
+        hex::encode(hasher.finalize())
+    }
+
+    fn write(&self, sink: &mut dyn FnMut(&[u8])) {
+        let mut field = |bytes: &[u8]| {
+            sink(&(bytes.len() as u64).to_le_bytes());
+            sink(bytes);
+        };
+        field(self.prev_hash.as_bytes());
+        field(self.authority.as_bytes());
+        field(self.authority_seq.to_string().as_bytes());
+        field(self.stream_id.as_bytes());
+        field(self.stream_version.to_string().as_bytes());
+        field(self.event_type.as_bytes());
+        field(self.schema_version.to_string().as_bytes());
+        field(self.recorded_at.as_bytes());
+        field(self.payload.as_bytes());
+        field(self.metadata.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn sample() -> NewEvent {
+        NewEvent {
+            stream_id: "application-1".into(),
+            stream_version: 1,
+            event_type: "ApplicationSubmitted".into(),
+            schema_version: 1,
+            recorded_at: Utc.timestamp_opt(1_740_816_000, 123_456_789).unwrap(),
+            payload: r#"{"b":1,"a":"ё"}"#.into(),
+            metadata: Metadata {
+                idempotency_key: Some("k1".into()),
+                actor: None,
+                channel: Some("web".into()),
+                correlation_id: None,
+            },
+        }
+    }
+
+    #[test]
+    fn recorded_at_is_rfc3339_with_microseconds_and_z() {
+        assert_eq!(canonical_recorded_at(sample().recorded_at), "2025-03-01T08:00:00.123456Z");
+    }
+
+    #[test]
+    fn metadata_has_fixed_keys_in_fixed_order() {
+        assert_eq!(
+            canonical_metadata(&sample().metadata),
+            r#"{"idempotency_key":"k1","actor":null,"channel":"web","correlation_id":null}"#
+        );
+    }
+
+    #[test]
+    fn canonical_bytes_are_length_prefixed_fields() {
+        let bytes = canonical_bytes(GENESIS_HASH, "msk", 1, &sample());
+        assert_eq!(&bytes[..8], &64u64.to_le_bytes());
+        assert_eq!(&bytes[8..72], GENESIS_HASH.as_bytes());
+        assert_eq!(&bytes[72..83], b"\x03\0\0\0\0\0\0\0msk");
+        assert_eq!(&bytes[83..92], b"\x01\0\0\0\0\0\0\x001");
+        let digest = hex::encode(Sha256::digest(&bytes));
+        assert_eq!(digest, event_hash(GENESIS_HASH, "msk", 1, &sample()));
+    }
+
+    #[test]
+    fn every_field_changes_the_hash() {
+        let base = sample();
+        let h = event_hash(GENESIS_HASH, "msk", 1, &base);
+        let mut variants = Vec::new();
+        let mut e = base.clone();
+        e.stream_id.push('x');
+        variants.push(e);
+        let mut e = base.clone();
+        e.stream_version += 1;
+        variants.push(e);
+        let mut e = base.clone();
+        e.event_type.push('x');
+        variants.push(e);
+        let mut e = base.clone();
+        e.schema_version += 1;
+        variants.push(e);
+        let mut e = base.clone();
+        e.recorded_at += chrono::Duration::microseconds(1);
+        variants.push(e);
+        let mut e = base.clone();
+        e.payload = r#"{"a":"ё","b":1}"#.into();
+        variants.push(e);
+        let mut e = base.clone();
+        e.metadata.actor = Some("officer".into());
+        variants.push(e);
+        for v in &variants {
+            assert_ne!(event_hash(GENESIS_HASH, "msk", 1, v), h);
+        }
+        assert_ne!(event_hash(GENESIS_HASH, "msk", 2, &base), h);
+        assert_ne!(event_hash(GENESIS_HASH, "spb", 1, &base), h);
+        assert_ne!(event_hash(&"1".repeat(64), "msk", 1, &base), h);
+        // Length prefixes keep field boundaries apart.
+        let mut a = base.clone();
+        a.stream_id = "ab".into();
+        a.event_type = "c".into();
+        let mut b = base.clone();
+        b.stream_id = "a".into();
+        b.event_type = "bc".into();
+        assert_ne!(event_hash(GENESIS_HASH, "msk", 1, &a), event_hash(GENESIS_HASH, "msk", 1, &b));
+    }
+
+    #[test]
+    fn sub_microsecond_digits_do_not_matter() {
+        let mut e = sample();
+        let h = event_hash(GENESIS_HASH, "msk", 1, &e);
+        e.recorded_at = truncate_to_micros(e.recorded_at);
+        assert_eq!(event_hash(GENESIS_HASH, "msk", 1, &e), h);
+    }
+}

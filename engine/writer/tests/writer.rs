@@ -1,0 +1,300 @@
+//! The writer against real stores: group commit, idempotency, failed commits, crashes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use ochered_core::command::Command;
+use ochered_core::domain::ApplicationNumber;
+use ochered_core::Event;
+use ochered_store::testing::Harness;
+use ochered_store::{
+    ChainHead, EventStore, IdempotencyRecord, NewEvent, StoreError, StoredEvent, VerifyOutcome,
+};
+use ochered_writer::demo::{self, DemoShape, SeededRng};
+use ochered_writer::{load_state, Clock, Outcome, RequestMeta, Writer, WriterConfig, WriterError};
+
+const AUTHORITY: &str = "test-city";
+
+fn fixed_clock() -> Clock {
+    Arc::new(|| Utc.with_ymd_and_hms(2026, 2, 1, 9, 0, 0).unwrap())
+}
+
+fn config() -> WriterConfig {
+    WriterConfig {
+        clock: fixed_clock(),
+        ..WriterConfig::default()
+    }
+}
+
+fn today() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2026, 2, 1).unwrap()
+}
+
+async fn setup(writer: &Writer) {
+    let slots_from: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 2, 2, 0, 0, 0).unwrap();
+    for command in demo::setup_commands(AUTHORITY, &DemoShape::default(), slots_from) {
+        let reply = writer.submit(command, RequestMeta::default()).await.unwrap();
+        assert!(matches!(reply.outcome, Outcome::Accepted { .. }), "{reply:?}");
+    }
+}
+
+fn application(n: u64) -> Command {
+    let mut rng = SeededRng::new(n);
+    demo::kindergarten_application(&mut rng, n, &DemoShape::default(), today())
+}
+
+fn keyed(key: &str) -> RequestMeta {
+    RequestMeta {
+        idempotency_key: Some(key.to_owned()),
+        actor: Some("parent".into()),
+        ..RequestMeta::default()
+    }
+}
+
+fn number_of(outcome: &Outcome) -> ApplicationNumber {
+    match outcome {
+        Outcome::Accepted { events } => match &events[0].event {
+            Event::KindergartenApplicationSubmitted { number, .. } => *number,
+            other => panic!("unexpected {other:?}"),
+        },
+        Outcome::Rejected { rejection } => panic!("rejected: {rejection:?}"),
+    }
+}
+
+async fn each_store(test: impl AsyncFn(Arc<dyn EventStore>)) {
+    let sqlite = Harness::sqlite().await;
+    test(sqlite.store.clone()).await;
+    if let Some(pg) = Harness::postgres().await {
+        test(pg.store.clone()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_are_committed_in_groups_and_replay_to_the_same_state() {
+    each_store(async |store: Arc<dyn EventStore>| {
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config()).await.unwrap();
+        setup(&writer).await;
+        let batches_before = writer.stats().batches.load(Ordering::Relaxed);
+        let mut tasks = Vec::new();
+        for n in 0..400u64 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                writer.submit(application(n), keyed(&format!("k{n}"))).await
+            }));
+        }
+        let mut numbers = Vec::new();
+        for t in tasks {
+            numbers.push(number_of(&t.await.unwrap().unwrap().outcome).0);
+        }
+        numbers.sort();
+        assert_eq!(numbers, (1..=400).collect::<Vec<_>>(), "every submission acknowledged once");
+        let batches = writer.stats().batches.load(Ordering::Relaxed) - batches_before;
+        assert!(batches < 400, "group commit: {batches} batches for 400 commands");
+
+        let live_hash = writer.read(|s| s.state_hash());
+        let (replayed, stats) = load_state(store.as_ref(), AUTHORITY).await.unwrap();
+        assert_eq!(replayed.state_hash(), live_hash);
+        assert_eq!(stats.head, writer.head());
+        assert!(matches!(store.verify(AUTHORITY).await.unwrap(), VerifyOutcome::Ok { .. }));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_gets_the_first_answer_even_after_a_restart() {
+    each_store(async |store: Arc<dyn EventStore>| {
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config()).await.unwrap();
+        setup(&writer).await;
+        let first = writer.submit(application(1), keyed("retry-1")).await.unwrap();
+        assert!(!first.replayed);
+        let again = writer.submit(application(1), keyed("retry-1")).await.unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.outcome, first.outcome);
+        assert_eq!(
+            writer.submit(application(2), keyed("retry-1")).await,
+            Err(WriterError::KeyReused)
+        );
+        // Without a key, the same child is a duplicate, answered with the existing number.
+        let duplicate = writer.submit(application(1), RequestMeta::default()).await.unwrap();
+        assert!(matches!(
+            duplicate.outcome,
+            Outcome::Rejected { rejection: ochered_core::Rejection::DuplicateApplication { existing } } if existing == number_of(&first.outcome)
+        ));
+
+        drop(writer);
+        let (restarted, _) = Writer::start(store.clone(), AUTHORITY, config()).await.unwrap();
+        let after_restart = restarted.submit(application(1), keyed("retry-1")).await.unwrap();
+        assert!(after_restart.replayed);
+        assert_eq!(after_restart.outcome, first.outcome);
+        assert_eq!(
+            restarted.submit(application(3), keyed("retry-1")).await,
+            Err(WriterError::KeyReused)
+        );
+    })
+    .await;
+}
+
+/// Delegates to a real store but can be told to fail every append.
+struct FailingStore {
+    inner: Arc<dyn EventStore>,
+    fail_appends: AtomicBool,
+}
+
+#[async_trait]
+impl EventStore for FailingStore {
+    async fn head(&self, authority: &str) -> Result<ChainHead, StoreError> {
+        self.inner.head(authority).await
+    }
+    async fn append(
+        &self,
+        authority: &str,
+        events: Vec<NewEvent>,
+        idempotency: Vec<IdempotencyRecord>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if self.fail_appends.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("disk full (simulated)".into()));
+        }
+        self.inner.append(authority, events, idempotency).await
+    }
+    async fn idempotency(&self, a: &str, k: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.inner.idempotency(a, k).await
+    }
+    async fn read(&self, a: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.read(a, after, limit).await
+    }
+    async fn authorities(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.authorities().await
+    }
+    async fn verify(&self, a: &str) -> Result<VerifyOutcome, StoreError> {
+        self.inner.verify(a).await
+    }
+    async fn save_snapshot(&self, a: &str, seq: i64, s: &[u8]) -> Result<(), StoreError> {
+        self.inner.save_snapshot(a, seq, s).await
+    }
+    async fn load_snapshot(&self, a: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        self.inner.load_snapshot(a).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_commit_fails_acknowledges_nothing() {
+    each_store(async |inner: Arc<dyn EventStore>| {
+        let store = Arc::new(FailingStore {
+            inner: inner.clone(),
+            fail_appends: AtomicBool::new(false),
+        });
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config()).await.unwrap();
+        setup(&writer).await;
+        writer.submit(application(0), keyed("ok-0")).await.unwrap();
+        let hash_before = writer.read(|s| s.state_hash());
+        let head_before = inner.head(AUTHORITY).await.unwrap();
+
+        store.fail_appends.store(true, Ordering::SeqCst);
+        let mut tasks = Vec::new();
+        for n in 1..=50u64 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                writer.submit(application(n), keyed(&format!("fail-{n}"))).await
+            }));
+        }
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), Err(WriterError::Unavailable(_))));
+        }
+        assert_eq!(writer.read(|s| s.state_hash()), hash_before, "state as before the batch");
+        assert_eq!(inner.head(AUTHORITY).await.unwrap(), head_before, "nothing written");
+
+        // The store comes back: the same requests go through, numbered as if nothing happened.
+        store.fail_appends.store(false, Ordering::SeqCst);
+        let reply = writer.submit(application(1), keyed("fail-1")).await.unwrap();
+        assert!(!reply.replayed);
+        assert_eq!(number_of(&reply.outcome), ApplicationNumber(2));
+        let (replayed, _) = load_state(inner.as_ref(), AUTHORITY).await.unwrap();
+        assert_eq!(replayed.state_hash(), writer.read(|s| s.state_hash()));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_acknowledgement_loses_nothing() {
+    each_store(async |store: Arc<dyn EventStore>| {
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config()).await.unwrap();
+        setup(&writer).await;
+        drop(writer);
+        let crashing = WriterConfig {
+            crash_after_commit: true,
+            ..config()
+        };
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, crashing).await.unwrap();
+        let answer = writer.submit(application(7), keyed("crash-7")).await;
+        assert_eq!(answer, Err(WriterError::Stopped), "no acknowledgement was sent");
+
+        // The client retries after the restart and gets the committed answer.
+        let (restarted, stats) = Writer::start(store.clone(), AUTHORITY, config()).await.unwrap();
+        assert!(stats.events > 0);
+        let n = restarted.read(|s| s.active_application_of(
+            ochered_core::state::ServiceKind::Kindergarten,
+            &demo::demo_child(7),
+        ));
+        assert_eq!(n, Some(ApplicationNumber(1)));
+        let retry = restarted.submit(application(7), keyed("crash-7")).await.unwrap();
+        assert!(retry.replayed);
+        assert_eq!(number_of(&retry.outcome), ApplicationNumber(1));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_queue_the_writer_refuses_at_once() {
+    let h = Harness::sqlite().await;
+    let small = WriterConfig {
+        queue_commands_max: 4,
+        batch_commands_max: 4,
+        ..config()
+    };
+    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, small).await.unwrap();
+    setup(&writer).await;
+    let mut tasks = Vec::new();
+    for n in 0..200u64 {
+        let writer = writer.clone();
+        tasks.push(tokio::spawn(async move { writer.submit(application(n), RequestMeta::default()).await }));
+    }
+    let mut overloaded = 0;
+    let mut accepted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Err(WriterError::Overloaded) => overloaded += 1,
+            Ok(_) => accepted += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(overloaded > 0, "some were shed");
+    assert!(accepted > 0, "some went through");
+    assert_eq!(writer.stats().shed.load(Ordering::Relaxed), overloaded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_shorten_replay_and_give_the_same_state() {
+    let h = Harness::sqlite().await;
+    let snapshotting = WriterConfig {
+        snapshot_every_events: Some(50),
+        ..config()
+    };
+    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, snapshotting).await.unwrap();
+    setup(&writer).await;
+    for n in 0..120u64 {
+        writer.submit(application(n), keyed(&format!("s{n}"))).await.unwrap();
+    }
+    let live = writer.read(|s| s.state_hash());
+    let (state, stats) = load_state(h.store.as_ref(), AUTHORITY).await.unwrap();
+    assert!(stats.from_snapshot.is_some(), "replay started from a snapshot");
+    assert!(stats.events < 120);
+    assert_eq!(state.state_hash(), live);
+    // A retry of a key committed before the snapshot is still recognised.
+    drop(writer);
+    let (restarted, _) = Writer::start(h.store.clone(), AUTHORITY, config()).await.unwrap();
+    let retry = restarted.submit(application(3), keyed("s3")).await.unwrap();
+    assert!(retry.replayed);
+    let _ = Duration::zero();
+}
