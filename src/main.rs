@@ -45,8 +45,22 @@ enum Cmd {
         #[arg(long)]
         instance: PathBuf,
     },
+    /// Print the allocation instance (PRODUCT.md section 4) of a round, rebuilt from the log;
+    /// `ochered allocate --instance` on it reproduces the round's placements.
+    ExportInstance {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The round's id.
+        #[arg(long)]
+        round: String,
+        /// The authority that ran the round (needed when the log holds several).
+        #[arg(long)]
+        authority: Option<String>,
+    },
     /// Mint a development token for a role (parent, officer, registrar, auditor, admin).
     Token(ochered_api::config::TokenArgs),
+    /// Rehearse an enrollment-day surge (in process or over HTTP), audit the log, report.
+    Simulate(ochered_simulator::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -134,10 +148,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Cmd::ExportInstance {
+            store,
+            round,
+            authority,
+        } => {
+            let round_id = ochered_core::domain::RoundId::parse(&round)
+                .map_err(|e| anyhow::anyhow!("--round: {}", e.reason))?;
+            let store = ochered_store::open(&store.database_url)
+                .await
+                .context("failed to open the store")?;
+            let candidates = authorities(store.as_ref(), authority.clone()).await?;
+            if authority.is_none() && candidates.len() > 1 {
+                anyhow::bail!(
+                    "the log holds {} authorities ({}); name one with --authority",
+                    candidates.len(),
+                    candidates.join(", ")
+                );
+            }
+            let Some(authority) = candidates.into_iter().next() else {
+                anyhow::bail!("the log holds no authority");
+            };
+            let (state, _) = ochered_writer::load_state(store.as_ref(), &authority)
+                .await
+                .with_context(|| format!("failed to replay {authority}"))?;
+            let Some(idx) = state.round_idx(&round_id) else {
+                eprintln!("error: authority {authority} has no round {round_id}");
+                return Ok(ExitCode::from(1));
+            };
+            let instance = state.round_instance(&state.rounds()[idx as usize]);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&instance).context("failed to write the instance")?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Token(args) => {
             println!("{}", ochered_api::auth::mint_from_args(&args)?);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Simulate(args) => ochered_simulator::run(args).await,
     }
 }
 

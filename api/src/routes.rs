@@ -22,8 +22,12 @@ use crate::json::Body;
 use crate::wire::{self, person_key};
 use crate::AppState;
 
+#[path = "routes_rounds.rs"]
+mod routes_rounds;
+
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(routes_rounds::router())
         .route("/authorities", get(list_authorities).post(configure_authority))
         .route("/authorities/{authority}", get(authority_info))
         .route(
@@ -80,10 +84,16 @@ pub fn router() -> Router<AppState> {
 // Plumbing
 
 fn writer(state: &AppState, authority: &str) -> Result<Writer, ApiError> {
-    state
+    let writer = state
         .engine
         .writer(authority)
-        .ok_or_else(|| ApiError::not_found(format!("authority {authority} does not exist")).with_field("authority"))
+        .ok_or_else(|| ApiError::not_found(format!("authority {authority} does not exist")).with_field("authority"))?;
+    if !writer.is_consistent() {
+        return Err(ApiError::unavailable(
+            "the store is unavailable and this authority's state is being restored; retry shortly",
+        ));
+    }
+    Ok(writer)
 }
 
 /// Sends a command through the writer with the request's Idempotency-Key, scoped to the caller.
@@ -220,9 +230,10 @@ async fn configure_authority(
     AxumState(state): AxumState<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Body(config): Body<ochered_core::domain::AuthorityConfig>,
+    body: Result<Body<ochered_core::domain::AuthorityConfig>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[])?;
+    let Body(config) = body?;
     let (writer, _) = state
         .engine
         .writer_or_start(config.id.as_str())
@@ -262,9 +273,10 @@ async fn register_institution(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::InstitutionRequest>,
+    body: Result<Body<wire::InstitutionRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Officer, Role::Registrar])?;
+    let Body(req) = body?;
     let w = writer(&state, &authority)?;
     let command = Command::RegisterInstitution {
         id: req.id,
@@ -296,9 +308,10 @@ async fn submit_kindergarten(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::KindergartenApplicationRequest>,
+    body: Result<Body<wire::KindergartenApplicationRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Parent, Role::Officer])?;
+    let Body(req) = body?;
     let w = writer(&state, &authority)?;
     let form = KindergartenForm {
         child: person_key(&state.config.person_secret, "document", &req.document)?,
@@ -393,9 +406,10 @@ async fn amend_preferences(
     Path((authority, number)): Path<(String, String)>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::AmendRequest>,
+    body: Result<Body<wire::AmendRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Parent, Role::Officer])?;
+    let Body(req) = body?;
     let number = parse_number(&number)?;
     let w = writer(&state, &authority)?;
     check_owner(&w, &caller, number)?;
@@ -414,9 +428,10 @@ async fn withdraw(
     Path((authority, number)): Path<(String, String)>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::WithdrawRequest>,
+    body: Result<Body<wire::WithdrawRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Parent, Role::Officer])?;
+    let Body(req) = body?;
     let number = parse_number(&number)?;
     let w = writer(&state, &authority)?;
     check_owner(&w, &caller, number)?;
@@ -433,9 +448,10 @@ async fn claim_privilege(
     Path((authority, number)): Path<(String, String)>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::PrivilegeRequest>,
+    body: Result<Body<wire::PrivilegeRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Parent, Role::Officer])?;
+    let Body(req) = body?;
     let number = parse_number(&number)?;
     let w = writer(&state, &authority)?;
     check_owner(&w, &caller, number)?;
@@ -452,9 +468,10 @@ async fn confirm_privilege(
     Path((authority, number)): Path<(String, String)>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::PrivilegeRequest>,
+    body: Result<Body<wire::PrivilegeRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Officer])?;
+    let Body(req) = body?;
     let number = parse_number(&number)?;
     let w = writer(&state, &authority)?;
     let command = Command::ConfirmPrivilege {
@@ -470,9 +487,10 @@ async fn revoke_privilege(
     Path((authority, number)): Path<(String, String)>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::PrivilegeRequest>,
+    body: Result<Body<wire::PrivilegeRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Officer])?;
+    let Body(req) = body?;
     let number = parse_number(&number)?;
     let w = writer(&state, &authority)?;
     let command = Command::RevokePrivilege {
@@ -503,9 +521,10 @@ async fn configure_campaign(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(config): Body<ochered_core::command::CampaignConfig>,
+    body: Result<Body<ochered_core::command::CampaignConfig>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Officer])?;
+    let Body(config) = body?;
     let w = writer(&state, &authority)?;
     let reply = execute(&w, &caller, &headers, Command::ConfigureCampaign { config }).await?;
     Ok(respond(reply, StatusCode::CREATED, events_json))
@@ -528,9 +547,10 @@ async fn save_draft(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::SchoolApplicationRequest>,
+    body: Result<Body<wire::SchoolApplicationRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Parent])?;
+    let Body(req) = body?;
     let w = writer(&state, &authority)?;
     let form = school_form(&state, &caller, req)?;
     let reply = execute(&w, &caller, &headers, Command::SaveSchoolDraft { form }).await?;
@@ -542,9 +562,10 @@ async fn submit_draft(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::SubmitDraftRequest>,
+    body: Result<Body<wire::SubmitDraftRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Parent])?;
+    let Body(req) = body?;
     let w = writer(&state, &authority)?;
     let child = person_key(&state.config.person_secret, "document", &req.document)?;
     // Only the parent who saved the draft may submit it.
@@ -569,9 +590,10 @@ async fn submit_school(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::SchoolApplicationRequest>,
+    body: Result<Body<wire::SchoolApplicationRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Parent, Role::Officer])?;
+    let Body(req) = body?;
     let w = writer(&state, &authority)?;
     let form = school_form(&state, &caller, req)?;
     let reply = execute(&w, &caller, &headers, Command::SubmitSchoolApplication { form }).await?;
@@ -583,9 +605,10 @@ async fn grant_age_exception(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::AgeExceptionRequest>,
+    body: Result<Body<wire::AgeExceptionRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Officer])?;
+    let Body(req) = body?;
     let w = writer(&state, &authority)?;
     let command = Command::GrantAgeException {
         campaign: req.campaign,
@@ -603,9 +626,10 @@ async fn configure_specialty(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::SpecialtyRequest>,
+    body: Result<Body<wire::SpecialtyRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Registrar])?;
+    let Body(req) = body?;
     let w = writer(&state, &authority)?;
     let command = Command::ConfigureSpecialty {
         specialty: req.specialty,
@@ -620,9 +644,10 @@ async fn publish_slots(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::SlotsRequest>,
+    body: Result<Body<wire::SlotsRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Registrar])?;
+    let Body(req) = body?;
     let w = writer(&state, &authority)?;
     let command = Command::PublishSlots {
         doctor: req.doctor,
@@ -673,9 +698,10 @@ async fn book(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::BookingRequest>,
+    body: Result<Body<wire::BookingRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Parent, Role::Registrar])?;
+    let Body(req) = body?;
     let w = writer(&state, &authority)?;
     let command = Command::BookSlot {
         slot: req.slot,
@@ -749,9 +775,10 @@ async fn join_waiting_list(
     Path(authority): Path<String>,
     caller: Caller,
     headers: HeaderMap,
-    Body(req): Body<wire::WaitingListRequest>,
+    body: Result<Body<wire::WaitingListRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Parent, Role::Registrar])?;
+    let Body(req) = body?;
     // Only a registrar may place a patient in a priority tier.
     if caller.role == Role::Parent && req.tier != ochered_core::ordering::TIER_GENERAL {
         return Err(ApiError::forbidden("only a registrar may set a priority tier").with_field("tier"));

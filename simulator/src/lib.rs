@@ -1,1 +1,798 @@
-//! placeholder
+//! `ochered simulate`: rehearses an enrollment day against the engine in this process or
+//! against an HTTP server, then audits the log (nothing acknowledged lost, no child twice,
+//! every queue in policy order, the chain intact, replay equal to the live state) and
+//! reports latency, throughput and errors.
+//!
+//! The flow of [`run`]: a [`scenario::Scenario`] (a preset built from the surges file, or a
+//! JSON file) and a seed give a [`workload::Workload`] (institutions, children, the
+//! schedule of sends); the target is set up (authority, institutions, campaign, drafts);
+//! [`driver`] sends on schedule (open model) while clients retry; [`audit`] checks a fresh
+//! replay; [`report`] prints and writes the results; [`slo`] decides the exit status.
+//!
+//! Exit status: 0 when the audit passed and the SLO (if any) was met, 1 when an SLO was
+//! missed, 3 when the audit failed (2 is the binary's own for an error).
+
+pub mod audit;
+pub mod driver;
+pub mod recorder;
+pub mod report;
+pub mod scenario;
+pub mod slo;
+pub mod target;
+pub mod workload;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, TimeZone, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use ochered_core::Command;
+use ochered_writer::{Engine, Outcome, RequestMeta, WriterConfig};
+
+use crate::audit::Live;
+use crate::driver::Target;
+use crate::recorder::Recorder;
+use crate::report::{InstitutionLoad, Report, SloReport, SloResult};
+use crate::scenario::{Presets, Scenario};
+use crate::target::{Http, InProcess, SpawnedServer};
+use crate::workload::Workload;
+
+/// Exit status when an SLO was missed.
+pub const EXIT_SLO_MISSED: u8 = 1;
+/// Exit status when the audit found a problem.
+pub const EXIT_AUDIT_FAILED: u8 = 3;
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Through the engine's writers in this process (the path the server uses).
+    InProcess,
+    /// Over HTTP, against --url or a server started with --spawn-server.
+    Http,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMode {
+    /// Real time: sends follow the (compressed) schedule; latency is measured.
+    Wall,
+    /// In process only: the writers' clock steps through the scenario's own time and every
+    /// tick's sends are answered before the next, so the state hash depends on the seed alone.
+    Virtual,
+}
+
+/// Flags of `ochered simulate`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// A preset built from the surges file: novosibirsk-2024, ekaterinburg-2024,
+    /// ekaterinburg-2019, spb-2015, moscow-2018, gosuslugi-2025, national-first-minute.
+    #[arg(long, conflicts_with = "scenario")]
+    pub preset: Option<String>,
+    /// A scenario file (JSON; see simulator/README.md for the fields).
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// The surges file the presets are read from; an embedded copy is used when it is missing.
+    #[arg(long, default_value = "../shared/data/surges.json")]
+    pub surges: PathBuf,
+    /// List the presets and exit.
+    #[arg(long)]
+    pub list_presets: bool,
+    /// Multiply every count of the scenario by this factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Compress the scenario into this many wall seconds (0: real time).
+    #[arg(long, default_value_t = 60.0)]
+    pub duration_s: f64,
+    /// Keep only the first MIN minutes of each authority's arrival curve.
+    #[arg(long, value_name = "MIN")]
+    pub until_min: Option<f64>,
+    /// Seed of every random choice; printed, with the command to reproduce the run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, value_enum, default_value_t = Mode::InProcess)]
+    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ClockMode::Wall)]
+    pub clock: ClockMode,
+    /// Scenario time per step of the virtual clock.
+    #[arg(long, default_value_t = 1000)]
+    pub virtual_tick_ms: u64,
+    /// The event log (in-process mode, or the database of a --url server for the audit).
+    /// Default: a fresh SQLite file in a temporary directory.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// A running server to load (HTTP mode); it is set up through the API.
+    #[arg(long, conflicts_with = "spawn_server")]
+    pub url: Option<String>,
+    /// Start `ochered serve` on a free loopback port with a fresh SQLite file (HTTP mode).
+    #[arg(long)]
+    pub spawn_server: bool,
+    /// The `ochered` binary to spawn [default: this executable].
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// Secret the server checks tokens with [default: the development secret].
+    #[arg(long, env = "OCHERED_SIM_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Secret the server derives children's keys with [default: the development secret].
+    #[arg(long, env = "OCHERED_SIM_PERSON_SECRET", hide_env_values = true)]
+    pub person_secret: Option<String>,
+    /// Requests in flight at once over HTTP; more wait (and the wait counts in latency).
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Writer batch size (in-process, and passed to a spawned server).
+    #[arg(long)]
+    pub batch_max: Option<usize>,
+    /// Writer queue bound (in-process, and passed to a spawned server).
+    #[arg(long)]
+    pub queue_max: Option<usize>,
+    /// Kill the spawned server with SIGKILL every N seconds and restart it.
+    #[arg(long, value_name = "SECONDS")]
+    pub kill_server_every: Option<f64>,
+    /// Take the store away for a while (not available for SQLite; reported and skipped).
+    #[arg(long)]
+    pub db_outage: bool,
+    /// Write the report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page with SVG charts.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Objectives, e.g. 'p99<100ms,errors<0.1%'; a missed one exits with status 1.
+    #[arg(long)]
+    pub slo: Option<String>,
+    /// Keep the temporary database (its path is printed).
+    #[arg(long)]
+    pub keep_db: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Test-only planted fault: delete the events of the N acknowledged applications
+    /// committed last before the audit (SQLite only).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub test_drop_acknowledged: usize,
+}
+
+impl SimulateArgs {
+    /// The command line that repeats this run with the same seed.
+    pub fn reproduce(&self, seed: u64) -> String {
+        let mut parts = vec!["ochered simulate".to_owned()];
+        let mut flag = |name: &str, value: Option<String>| match value {
+            Some(v) => parts.push(format!("--{name} {}", shell_quote(&v))),
+            None => parts.push(format!("--{name}")),
+        };
+        if let Some(p) = &self.preset {
+            flag("preset", Some(p.clone()));
+        }
+        if let Some(s) = &self.scenario {
+            flag("scenario", Some(s.display().to_string()));
+        }
+        if self.surges != PathBuf::from("../shared/data/surges.json") {
+            flag("surges", Some(self.surges.display().to_string()));
+        }
+        flag("scale", Some(self.scale.to_string()));
+        flag("duration-s", Some(self.duration_s.to_string()));
+        if let Some(m) = self.until_min {
+            flag("until-min", Some(m.to_string()));
+        }
+        flag("seed", Some(seed.to_string()));
+        flag(
+            "mode",
+            Some(match self.mode {
+                Mode::InProcess => "in-process".into(),
+                Mode::Http => "http".into(),
+            }),
+        );
+        if self.clock == ClockMode::Virtual {
+            flag("clock", Some("virtual".into()));
+            if self.virtual_tick_ms != 1000 {
+                flag("virtual-tick-ms", Some(self.virtual_tick_ms.to_string()));
+            }
+        }
+        if let Some(u) = &self.url {
+            flag("url", Some(u.clone()));
+        }
+        if self.spawn_server {
+            flag("spawn-server", None);
+        }
+        if let Some(d) = &self.database_url {
+            flag("database-url", Some(d.clone()));
+        }
+        if self.max_in_flight != 256 {
+            flag("max-in-flight", Some(self.max_in_flight.to_string()));
+        }
+        if let Some(b) = self.batch_max {
+            flag("batch-max", Some(b.to_string()));
+        }
+        if let Some(q) = self.queue_max {
+            flag("queue-max", Some(q.to_string()));
+        }
+        if let Some(k) = self.kill_server_every {
+            flag("kill-server-every", Some(k.to_string()));
+        }
+        if let Some(s) = &self.slo {
+            flag("slo", Some(s.clone()));
+        }
+        parts.join(" ")
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=+".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A fresh temporary directory for a run's database, kept or removed at the end.
+struct Scratch {
+    dir: Option<tempfile::TempDir>,
+    keep: bool,
+}
+
+impl Scratch {
+    fn new(keep: bool) -> anyhow::Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix("ochered-sim-")
+            .tempdir()
+            .context("failed to create a temporary directory")?;
+        Ok(Scratch { dir: Some(dir), keep })
+    }
+    fn path(&self) -> PathBuf {
+        self.dir.as_ref().expect("present until dropped").path().to_path_buf()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.keep {
+            if let Some(dir) = self.dir.take() {
+                let path = dir.keep();
+                eprintln!("kept {}", path.display());
+            }
+        }
+    }
+}
+
+/// Sets an authority up through a writer: configuration, institutions, campaign, drafts.
+async fn setup_in_process(engine: &Engine, workload: &Workload, person_secret: &[u8]) -> anyhow::Result<()> {
+    for (index, a) in workload.authorities.iter().enumerate() {
+        let (writer, _) = engine
+            .writer_or_start(&a.id)
+            .await
+            .with_context(|| format!("failed to start the writer of {}", a.id))?;
+        let meta = |actor: String| RequestMeta {
+            actor: Some(actor),
+            channel: Some("api".into()),
+            ..RequestMeta::default()
+        };
+        let mut commands: Vec<(Command, RequestMeta)> = workload
+            .setup_commands(index)
+            .into_iter()
+            .map(|c| (c, meta("officer:simulator".into())))
+            .collect();
+        let n_setup = commands.len();
+        for child in workload.drafts(index) {
+            let form = workload.school_form(person_secret, &child, 0);
+            let actor = format!("parent:{}", form.submitted_by);
+            commands.push((Command::SaveSchoolDraft { form }, meta(actor)));
+        }
+        let drafts_out_of_range: Vec<bool> = workload.drafts(index).map(|c| c.out_of_range).collect();
+        let replies = driver::submit_ordered(&writer, commands).await;
+        for (i, reply) in replies.into_iter().enumerate() {
+            let reply = reply.with_context(|| format!("setting up {}", a.id))?;
+            if let Outcome::Rejected { rejection } = reply.outcome {
+                let expected = i >= n_setup && drafts_out_of_range[i - n_setup];
+                if !expected {
+                    bail!("setting up {}: command {i} refused: {rejection}", a.id);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} sends answered, {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    if url.starts_with("postgres") {
+        None
+    } else {
+        Some(url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").to_owned())
+    }
+}
+
+/// Parses `ochered simulate` flags (for tests and embedding programs).
+pub fn args_from<I, T>(argv: I) -> Result<SimulateArgs, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{FromArgMatches, Parser};
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+    let argv = std::iter::once(std::ffi::OsString::from("simulate")).chain(argv.into_iter().map(Into::into));
+    let matches = <Cli as clap::CommandFactory>::command().try_get_matches_from(argv)?;
+    Ok(Cli::from_arg_matches(&matches)?.args)
+}
+
+/// Runs `ochered simulate`.
+pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    run_status(args).await.map(ExitCode::from)
+}
+
+/// Runs `ochered simulate` and returns its exit status (0, [`EXIT_SLO_MISSED`] or
+/// [`EXIT_AUDIT_FAILED`]).
+pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
+    let presets = Presets::load(&args.surges);
+    if args.list_presets {
+        for (id, about) in presets.describe() {
+            println!("{id:<24} {about}");
+        }
+        return Ok(0);
+    }
+    let mut scenario: Scenario = match (&args.preset, &args.scenario) {
+        (Some(id), None) => presets.scenario(id)?,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+            Scenario::from_json(&text).with_context(|| format!("failed to parse {}", path.display()))?
+        }
+        _ => bail!("give --preset NAME (see --list-presets) or --scenario FILE"),
+    };
+    let preset_source = match (&args.preset, &presets.source) {
+        (None, _) => "scenario file".to_owned(),
+        (Some(_), scenario::PresetSource::File(f)) => format!("figures from {f}"),
+        (Some(_), scenario::PresetSource::Embedded) => format!(
+            "embedded copy of surges.json ({})",
+            presets.file_problem.clone().unwrap_or_default()
+        ),
+    };
+    if let Some(minutes) = args.until_min {
+        scenario.truncate(minutes);
+        scenario.validate().context("the scenario is empty after --until-min")?;
+    }
+    if !(args.scale > 0.0) {
+        bail!("--scale must be positive");
+    }
+    match args.mode {
+        Mode::InProcess if args.url.is_some() || args.spawn_server => {
+            bail!("--url and --spawn-server are for --mode http")
+        }
+        Mode::Http if args.url.is_none() && !args.spawn_server => bail!("--mode http needs --url URL or --spawn-server"),
+        Mode::Http if args.clock == ClockMode::Virtual => {
+            bail!("--clock virtual runs in process only: a server reads its own clock")
+        }
+        _ => {}
+    }
+    if args.kill_server_every.is_some() && !args.spawn_server {
+        bail!("--kill-server-every needs --spawn-server");
+    }
+    if args.kill_server_every.is_some_and(|s| !(s > 0.0)) {
+        bail!("--kill-server-every must be positive");
+    }
+    let slo = args.slo.as_deref().map(slo::parse).transpose()?;
+    let seed = args.seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        ochered_writer::demo::SeededRng::new(nanos ^ u64::from(std::process::id())).next_u64() % 1_000_000_000
+    });
+    let jwt_secret = args
+        .jwt_secret
+        .clone()
+        .unwrap_or_else(|| ochered_api::config::DEV_JWT_SECRET.to_owned())
+        .into_bytes();
+    let person_secret = args
+        .person_secret
+        .clone()
+        .unwrap_or_else(|| ochered_api::config::DEV_PERSON_SECRET.to_owned())
+        .into_bytes();
+
+    let virtual_clock = args.clock == ClockMode::Virtual;
+    let origin: DateTime<Utc> = if virtual_clock {
+        scenario.opened_at.map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| {
+            chrono::FixedOffset::east_opt(3 * 3600)
+                .expect("valid offset")
+                .with_ymd_and_hms(2027, 4, 1, 0, 0, 0)
+                .unwrap()
+                .with_timezone(&Utc)
+        })
+    } else {
+        Utc::now()
+    };
+    let span_s = scenario.span_minutes() * 60.0;
+    let compression = if args.duration_s > 0.0 { (span_s / args.duration_s).max(1e-9) } else { 1.0 };
+    let workload = Arc::new(Workload::build(scenario, seed, args.scale, origin));
+    if workload.sends.is_empty() {
+        bail!("the scenario at this scale has no applications");
+    }
+    let command = args.reproduce(seed);
+    println!(
+        "simulate: {} at scale {}: {} children, {} sends, {} authorities; seed {seed}",
+        workload.scenario.name,
+        args.scale,
+        workload.n_children,
+        workload.sends.len(),
+        workload.authorities.len()
+    );
+    println!("reproduce: {command}");
+    if args.db_outage {
+        println!(
+            "--db-outage: skipped: the SQLite store is a file inside the server process and cannot be taken away from outside; rehearse store outages on PostgreSQL"
+        );
+    }
+
+    // Set up the target.
+    let scratch = Scratch::new(args.keep_db)?;
+    let database_url = match (&args.database_url, args.mode, &args.url) {
+        (Some(url), _, _) => Some(url.clone()),
+        (None, Mode::Http, Some(_)) => None,
+        _ => Some(format!("sqlite://{}", scratch.path().join("sim.db").display())),
+    };
+    let clock = Arc::new(AtomicI64::new((origin - chrono::Duration::hours(1)).timestamp_micros()));
+    let mut writer_config = WriterConfig::default();
+    if let Some(b) = args.batch_max {
+        writer_config.batch_commands_max = b;
+    }
+    if let Some(q) = args.queue_max {
+        writer_config.queue_commands_max = q;
+    }
+    if virtual_clock {
+        let clock = clock.clone();
+        writer_config.clock = Arc::new(move || {
+            Utc.timestamp_micros(clock.load(Ordering::SeqCst))
+                .single()
+                .expect("valid time")
+        });
+    }
+    let mut server: Option<SpawnedServer> = None;
+    let mut engine_store = None;
+    let setup_started = Instant::now();
+    let target = match args.mode {
+        Mode::InProcess => {
+            let url = database_url.clone().expect("in-process has a database");
+            let store = ochered_store::open(&url)
+                .await
+                .with_context(|| format!("failed to open {url}"))?;
+            let (engine, _) = Engine::start(store.clone(), writer_config)
+                .await
+                .context("failed to start the engine")?;
+            setup_in_process(&engine, &workload, &person_secret).await?;
+            let writers = workload
+                .authorities
+                .iter()
+                .map(|a| engine.writer(&a.id).expect("started by setup"))
+                .collect();
+            engine_store = Some(store);
+            Target::InProcess(Arc::new(InProcess {
+                engine,
+                writers,
+                person_secret: person_secret.clone(),
+            }))
+        }
+        Mode::Http => {
+            let timeout = Duration::from_millis(workload.scenario.retry.timeout_ms);
+            if args.spawn_server {
+                let url = database_url.clone().expect("spawned servers have a database");
+                // Set up in process on the file, then hand it to the server.
+                {
+                    let store = ochered_store::open(&url)
+                        .await
+                        .with_context(|| format!("failed to open {url}"))?;
+                    let (engine, _) = Engine::start(store.clone(), WriterConfig::default()).await?;
+                    setup_in_process(&engine, &workload, &person_secret).await?;
+                    drop(engine);
+                    store.close().await;
+                }
+                let bin = match &args.server_bin {
+                    Some(b) => b.clone(),
+                    None => std::env::current_exe().context("failed to find this executable")?,
+                };
+                let mut extra = Vec::new();
+                if let Some(b) = args.batch_max {
+                    extra.extend(["--batch-max".to_owned(), b.to_string()]);
+                }
+                if let Some(q) = args.queue_max {
+                    extra.extend(["--queue-max".to_owned(), q.to_string()]);
+                }
+                let env = vec![
+                    ("OCHERED_JWT_SECRET".to_owned(), String::from_utf8_lossy(&jwt_secret).into_owned()),
+                    ("OCHERED_PERSON_SECRET".to_owned(), String::from_utf8_lossy(&person_secret).into_owned()),
+                ];
+                let mut s = SpawnedServer::new(bin, url, scratch.path().join("server.log"), extra, env)?;
+                let http = Arc::new(Http::new(&s.url(), &jwt_secret, timeout, args.max_in_flight));
+                s.start(&http).await?;
+                println!("server: {} (log {})", s.url(), s.log.display());
+                server = Some(s);
+                Target::Http(http)
+            } else {
+                let url = args.url.clone().expect("checked above");
+                let http = Arc::new(Http::new(&url, &jwt_secret, timeout, args.max_in_flight));
+                http.setup(&workload).await.context("failed to set up the authorities through the API")?;
+                Target::Http(http)
+            }
+        }
+    };
+    println!(
+        "setup: {:.1} s ({} drafts); database {}",
+        setup_started.elapsed().as_secs_f64(),
+        (0..workload.authorities.len()).map(|i| workload.drafts(i).count()).sum::<usize>(),
+        database_url.clone().unwrap_or_else(|| "(the server's)".into())
+    );
+
+    // The load.
+    let expected_wall = Duration::from_secs_f64(if virtual_clock { 10.0 } else { span_s / compression });
+    let started = Instant::now() + Duration::from_millis(100);
+    let recorder = Arc::new(Mutex::new(Recorder::new(started, expected_wall)));
+    let progress = progress_bar(workload.sends.len() as u64, args.quiet);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(driver::sample_queue_depth(
+        target.clone(),
+        recorder.clone(),
+        Duration::from_millis(if matches!(target, Target::Http(_)) { 250 } else { 100 }),
+        stop.clone(),
+    ));
+    let server = Arc::new(tokio::sync::Mutex::new(server));
+    let killer = match (args.kill_server_every, &target) {
+        (Some(every), Target::Http(http)) => {
+            let (server, http, stop, recorder) = (server.clone(), http.clone(), stop.clone(), recorder.clone());
+            Some(tokio::spawn(async move {
+                let mut problems = Vec::new();
+                loop {
+                    tokio::time::sleep(Duration::from_secs_f64(every)).await;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let mut guard = server.lock().await;
+                    let Some(s) = guard.as_mut() else { break };
+                    s.kill().await;
+                    let t = recorder.lock().unwrap().started.elapsed().as_secs_f64();
+                    recorder.lock().unwrap().kills.push(t);
+                    if let Err(e) = s.start(&http).await {
+                        problems.push(format!("{e:#}"));
+                        break;
+                    }
+                }
+                problems
+            }))
+        }
+        _ => None,
+    };
+    match &target {
+        Target::InProcess(t) if virtual_clock => {
+            driver::run_virtual(
+                t.clone(),
+                workload.clone(),
+                clock.clone(),
+                origin,
+                Duration::from_millis(args.virtual_tick_ms.max(1)),
+                recorder.clone(),
+                progress.clone(),
+            )
+            .await
+        }
+        _ => driver::run_wall(target.clone(), workload.clone(), compression, recorder.clone(), progress.clone()).await,
+    }
+    let load_wall_s = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    progress.finish_and_clear();
+    let _ = sampler.await;
+    let mut fault_problems = Vec::new();
+    if let Some(k) = killer {
+        // Wakes up at its next period at the latest; do not wait that long.
+        k.abort();
+        match k.await {
+            Ok(p) => fault_problems = p,
+            Err(_) => {}
+        }
+    }
+
+    // What the live system holds, then stop it.
+    let live = match &target {
+        Target::InProcess(t) => {
+            let hashes = t.writers.iter().map(|w| w.read(|s| s.state_hash())).collect();
+            if let Some(store) = engine_store.take() {
+                store.close().await;
+            }
+            Live::StateHashes(hashes)
+        }
+        Target::Http(http) => {
+            let mut guard = server.lock().await;
+            if let Some(s) = guard.as_mut() {
+                if !http.healthy().await {
+                    // A kill may have been cut short: bring it back to read its heads.
+                    s.kill().await;
+                    s.start(http).await?;
+                }
+            }
+            let mut heads = Vec::new();
+            let mut ok = true;
+            for a in &workload.authorities {
+                match http.head(&a.id).await {
+                    Ok(h) => heads.push(h),
+                    Err(e) => {
+                        eprintln!("could not read the server's head: {e:#}");
+                        ok = false;
+                    }
+                }
+            }
+            if let Some(s) = guard.as_mut() {
+                s.stop().await.context("failed to stop the server")?;
+            }
+            if ok {
+                Live::Heads(heads)
+            } else {
+                Live::None
+            }
+        }
+    };
+    let recorder = Arc::try_unwrap(recorder)
+        .map_err(|_| anyhow::anyhow!("clients still running"))?
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+
+    // The audit on a freshly opened store.
+    if args.test_drop_acknowledged > 0 {
+        let url = database_url.clone().context("the planted fault needs the database")?;
+        audit::drop_acknowledged(&url, &workload, &recorder.acks, args.test_drop_acknowledged).await?;
+    }
+    let (audit, audit_skipped) = match &database_url {
+        Some(url) => {
+            let store = ochered_store::open(url)
+                .await
+                .with_context(|| format!("failed to reopen {url} for the audit"))?;
+            let mut report = audit::audit(store.clone(), &workload, &recorder.acks, &live).await;
+            report.problems.extend(fault_problems);
+            store.close().await;
+            (Some(report), None)
+        }
+        None => (None, Some("pass --database-url of the server's store to audit it".to_owned())),
+    };
+
+    // The report.
+    let latency = report::latency(&recorder);
+    let submitted = recorder.completed;
+    let errors = recorder.errors();
+    let duration_s = load_wall_s.max(1e-9);
+    let offered_peak = recorder
+        .buckets
+        .iter()
+        .map(|b| b.arrivals as f64 / recorder.bucket.as_secs_f64())
+        .fold(0.0, f64::max);
+    let demand = workload.demand();
+    let prefix = if workload.scenario.service == scenario::Service::School { "S" } else { "K" };
+    let mut institutions = Vec::new();
+    for (a, auth) in workload.authorities.iter().enumerate() {
+        for i in 0..auth.n_institutions {
+            institutions.push(InstitutionLoad {
+                authority: auth.id.clone(),
+                institution: format!("{prefix}{:04}", i + 1),
+                demand: demand[a][i],
+                seats: auth.seats[i],
+            });
+        }
+    }
+    let mut report = Report {
+        scenario: workload.scenario.name.clone(),
+        mode: match (args.mode, args.spawn_server) {
+            (Mode::InProcess, _) => "in-process".into(),
+            (Mode::Http, true) => "http (spawned server)".into(),
+            (Mode::Http, false) => format!("http ({})", args.url.clone().unwrap_or_default()),
+        },
+        clock: if virtual_clock { "virtual".into() } else { "wall".into() },
+        seed,
+        scale: args.scale,
+        command: command.clone(),
+        preset_source,
+        authorities: workload.authorities.len(),
+        compression: if virtual_clock { f64::NAN } else { compression },
+        scenario_span_s: span_s,
+        duration_s,
+        submitted,
+        children: u64::from(workload.n_children),
+        attempts: recorder.attempts,
+        acknowledged: recorder.acks.len() as u64,
+        lost: audit.as_ref().map(|a| a.lost),
+        duplicates: audit.as_ref().map(|a| a.duplicates),
+        order_violations: audit.as_ref().map(|a| a.order_violations),
+        errors,
+        error_rate: errors as f64 / submitted.max(1) as f64,
+        errors_by_status: recorder.errors_by_status.clone(),
+        expected_refusals: recorder.expected_refusals.clone(),
+        retries_by_reason: recorder.retries_by_reason.clone(),
+        gave_up: recorder.gave_up,
+        both_devices_acknowledged: recorder.both_devices_acknowledged,
+        throughput_per_s: recorder.acks.len() as f64 / duration_s,
+        offered_per_s: submitted as f64 / duration_s,
+        offered_peak_per_s: offered_peak,
+        latency_ms: latency.clone(),
+        state_hash: audit.as_ref().and_then(|a| a.state_hash.clone()),
+        audit_passed: audit.as_ref().is_some_and(|a| a.passed()),
+        audit: audit.clone(),
+        audit_skipped,
+        server_kills: recorder.kills.len(),
+        queue_depth_max: recorder.queue_depth.iter().map(|d| d.1).max().unwrap_or(0),
+        error_examples: recorder.error_examples.clone(),
+        slo: None,
+        database_url: if args.keep_db || args.database_url.is_some() { database_url.clone() } else { None },
+        institutions,
+    };
+    if report.compression.is_nan() {
+        report.compression = 0.0;
+    }
+    if let Some(objectives) = &slo {
+        let figures = slo::Figures {
+            latency_ms: vec![
+                (50.0, latency.p50),
+                (90.0, latency.p90),
+                (99.0, latency.p99),
+                (99.9, latency.p999),
+                (100.0, latency.max),
+            ],
+            error_rate: report.error_rate,
+            lost: report.lost.unwrap_or(u64::MAX),
+            duplicates: report.duplicates.unwrap_or(u64::MAX),
+            order_violations: report.order_violations.unwrap_or(u64::MAX),
+            throughput_per_s: report.throughput_per_s,
+        };
+        let results: Vec<SloResult> = objectives
+            .iter()
+            .map(|o| {
+                let (value, ok) = o.check(&figures);
+                SloResult {
+                    term: o.text.clone(),
+                    value,
+                    ok,
+                }
+            })
+            .collect();
+        report.slo = Some(SloReport {
+            spec: args.slo.clone().unwrap_or_default(),
+            passed: results.iter().all(|r| r.ok),
+            results,
+        });
+    }
+    println!("{}", report.summary());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        println!("json: {}", path.display());
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, report::html(&report, &recorder))
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        println!("html: {}", path.display());
+    }
+    if let Some(path) = database_url.as_deref().and_then(sqlite_path) {
+        if args.keep_db {
+            println!("database kept: {path}");
+        }
+    }
+    drop(scratch);
+    let audit_failed = report.audit.is_some() && !report.audit_passed;
+    if audit_failed {
+        eprintln!("audit FAILED; reproduce with: {command}");
+        return Ok(EXIT_AUDIT_FAILED);
+    }
+    if report.slo.as_ref().is_some_and(|s| !s.passed) {
+        eprintln!("SLO missed; reproduce with: {command}");
+        return Ok(EXIT_SLO_MISSED);
+    }
+    Ok(0)
+}

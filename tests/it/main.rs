@@ -1,1 +1,5 @@
-mod placeholder {}
+//! The root package's one integration-test binary: the server and the CLI end to end.
+
+mod api;
+mod helpers;
+mod simulator;

@@ -670,9 +670,67 @@ impl From<serde_json::Error> for InstanceError {
 
 /// Validates `instance`, runs [`deferred_acceptance`] and names the result by id.
 ///
-/// Errors are reported in a fixed order (institutions in file order, then applicants in file
-/// order, then ranks), so the same file always gives the same error.
+/// Errors are reported in a fixed order (institutions in file order, then the smallest
+/// duplicated applicant id, then applicants in file order, then ranks), so the same file
+/// always gives the same error.
 pub fn solve_instance(instance: &Instance) -> Result<AllocationResult, InstanceError> {
+    let allocated = allocate_instance(instance)?;
+    let assignments = allocated
+        .sorted_assignments(instance)
+        .map(|(applicant, institution)| (applicant.to_owned(), institution.map(str::to_owned)))
+        .collect();
+    Ok(AllocationResult { assignments })
+}
+
+/// The outcome of an instance by index, with the applicants' order by id.
+struct AllocatedInstance {
+    /// Per applicant in file order.
+    assignment: Vec<Option<u32>>,
+    /// Applicant indices sorted by id.
+    applicants_by_id: Vec<u32>,
+}
+
+impl AllocatedInstance {
+    /// `(applicant id, institution id)` in the order of applicant ids.
+    fn sorted_assignments<'a>(
+        &'a self,
+        instance: &'a Instance,
+    ) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
+        self.applicants_by_id.iter().map(move |&applicant| {
+            let institution = self.assignment[applicant as usize]
+                .map(|index| instance.institutions[index as usize].id.as_str());
+            (
+                instance.applicants[applicant as usize].id.as_str(),
+                institution,
+            )
+        })
+    }
+}
+
+/// Serializes exactly like [`AllocationResult`], borrowing the ids instead of copying them.
+struct SortedResult<'a> {
+    allocated: &'a AllocatedInstance,
+    instance: &'a Instance,
+}
+
+impl Serialize for SortedResult<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+
+        struct Assignments<'a>(&'a SortedResult<'a>);
+        impl Serialize for Assignments<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.allocated.sorted_assignments(self.0.instance))
+            }
+        }
+
+        let mut result = serializer.serialize_struct("AllocationResult", 1)?;
+        result.serialize_field("assignments", &Assignments(self))?;
+        result.end()
+    }
+}
+
+fn allocate_instance(instance: &Instance) -> Result<AllocatedInstance, InstanceError> {
     let mut institution_index: HashMap<&str, u32> =
         HashMap::with_capacity(instance.institutions.len());
     let mut capacities = Vec::with_capacity(instance.institutions.len());
@@ -706,15 +764,34 @@ pub fn solve_instance(instance: &Instance) -> Result<AllocationResult, InstanceE
         .sum();
     let mut builder =
         ProblemBuilder::with_capacity(capacities, instance.applicants.len(), n_preferences);
-    let mut applicant_ids: HashSet<&str> = HashSet::with_capacity(instance.applicants.len());
+    let n_applicants = u32::try_from(instance.applicants.len())
+        .ok()
+        .filter(|&n| n < u32::MAX)
+        .ok_or_else(|| InstanceError::TooLarge {
+            reason: ProblemError::TooManyApplicants.to_string(),
+        })?;
+    // Sorting finds duplicate ids and gives the output order in one step. Sort by
+    // (first 8 bytes, whole id): most comparisons end on the integer, without
+    // following the pointer to the string. Zero-padded big-endian prefixes order like the
+    // strings themselves, and equal prefixes fall back to comparing the whole id.
+    let mut ids: Vec<(u64, &str, u32)> = instance
+        .applicants
+        .iter()
+        .zip(0..n_applicants)
+        .map(|(spec, applicant)| (id_prefix(&spec.id), spec.id.as_str(), applicant))
+        .collect();
+    ids.sort_unstable();
+    if let Some(pair) = ids.windows(2).find(|pair| pair[0].1 == pair[1].1) {
+        return Err(InstanceError::DuplicateApplicantId {
+            applicant: pair[0].1.to_owned(),
+        });
+    }
+    let applicants_by_id: Vec<u32> = ids.iter().map(|&(_, _, applicant)| applicant).collect();
+    drop(ids);
+
     let mut preferences = Vec::new();
     let mut priorities = Vec::new();
     for spec in &instance.applicants {
-        if !applicant_ids.insert(&spec.id) {
-            return Err(InstanceError::DuplicateApplicantId {
-                applicant: spec.id.clone(),
-            });
-        }
         preferences.clear();
         for institution in &spec.preferences {
             let Some(&index) = institution_index.get(institution.as_str()) else {
@@ -751,18 +828,18 @@ pub fn solve_instance(instance: &Instance) -> Result<AllocationResult, InstanceE
         .build()
         .map_err(|error| name_problem_error(error, instance))?;
 
-    let assignment = deferred_acceptance(&problem);
-    let assignments = instance
-        .applicants
-        .iter()
-        .zip(assignment)
-        .map(|(spec, assigned)| {
-            let institution =
-                assigned.map(|index| instance.institutions[index as usize].id.clone());
-            (spec.id.clone(), institution)
-        })
-        .collect();
-    Ok(AllocationResult { assignments })
+    Ok(AllocatedInstance {
+        assignment: deferred_acceptance(&problem),
+        applicants_by_id,
+    })
+}
+
+/// The first 8 bytes of `id`, zero-padded, as a big-endian integer.
+fn id_prefix(id: &str) -> u64 {
+    let mut prefix = [0u8; 8];
+    let n_bytes = id.len().min(8);
+    prefix[..n_bytes].copy_from_slice(&id.as_bytes()[..n_bytes]);
+    u64::from_be_bytes(prefix)
 }
 
 /// Turns an index-layer error into one that names ids. Only the errors that
@@ -805,7 +882,11 @@ fn name_problem_error(error: ProblemError, instance: &Instance) -> InstanceError
 /// sorted, no trailing newline). The same text always gives the same bytes.
 pub fn solve_instance_json(text: &str) -> Result<String, InstanceError> {
     let instance: Instance = serde_json::from_str(text)?;
-    let result = solve_instance(&instance)?;
+    let allocated = allocate_instance(&instance)?;
+    let result = SortedResult {
+        allocated: &allocated,
+        instance: &instance,
+    };
     Ok(serde_json::to_string_pretty(&result).expect("a map of strings always serializes"))
 }
 

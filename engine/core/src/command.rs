@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     ApplicationNumber, AuthorityConfig, BookingNumber, CampaignId, Channel, DoctorId,
-    InstitutionId, InstitutionKind, PersonKey, SlotId, Specialty,
+    InstitutionId, InstitutionKind, PersonKey, RoundId, SlotId, Specialty,
 };
 use crate::ordering::{Privilege, TieBreak};
 
@@ -91,6 +91,27 @@ pub struct SlotSpec {
     pub duration_minutes: u16,
 }
 
+/// Seats of one age group of a kindergarten for one intake year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgeGroupSeats {
+    /// Age in full years on 1 September of the intake year.
+    pub age_group: u8,
+    /// Seats the authority fills through the queue in this group for the year, including
+    /// those already offered or taken.
+    pub seats: u32,
+}
+
+/// A stage of a first-grade campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStage {
+    /// Stage 1: the applications registered before stage 2 opened.
+    One,
+    /// Stage 2: every active application, while seats remain.
+    Two,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
@@ -132,6 +153,33 @@ pub enum Command {
         privilege: Privilege,
         reason: String,
     },
+    /// Sets the seats of some age groups of a kindergarten for an intake year.
+    PublishKindergartenSeats {
+        institution: InstitutionId,
+        intake_year: i32,
+        seats: Vec<AgeGroupSeats>,
+    },
+    /// Runs an allocation round (комплектование) for an intake year: deferred acceptance over
+    /// the free seats; every placement becomes an offer with a deadline.
+    RunKindergartenRound {
+        round: RoundId,
+        intake_year: i32,
+        /// The day the placed children start; applications whose desired start is later wait
+        /// for a later round. Defaults to 1 September of the intake year.
+        #[serde(default)]
+        intake_date: Option<NaiveDate>,
+    },
+    /// The parent (or an officer) accepts the application's outstanding offer.
+    AcceptOffer {
+        application: ApplicationNumber,
+    },
+    /// The parent (or an officer) declines the application's outstanding offer.
+    DeclineOffer {
+        application: ApplicationNumber,
+    },
+    /// Expires every offer whose deadline has passed at the time of deciding. The shell sends
+    /// it periodically; it is a no-op when nothing is due.
+    ExpireOffers {},
 
     // First-grade enrollment.
     ConfigureCampaign {
@@ -150,6 +198,13 @@ pub enum Command {
     GrantAgeException {
         campaign: CampaignId,
         child: PersonKey,
+    },
+    /// Issues the enrollment decisions of a campaign stage: single-school campaigns fill each
+    /// school in queue order until full, ranked campaigns allocate by deferred acceptance.
+    RunSchoolEnrollment {
+        round: RoundId,
+        campaign: CampaignId,
+        stage: CampaignStage,
     },
 
     // Clinic appointments.
@@ -182,6 +237,9 @@ pub enum Command {
     RecordNoShow {
         booking: BookingNumber,
     },
+    /// Passes every lapsed waiting-list hold on a freed slot to the next patient on the list,
+    /// or opens the slot to everyone when the list is exhausted. Sent periodically.
+    ExpireSlotHolds {},
 }
 
 fn general_tier() -> u8 {
@@ -200,6 +258,13 @@ impl Command {
             Command::ClaimPrivilege { .. } => "claim_privilege",
             Command::ConfirmPrivilege { .. } => "confirm_privilege",
             Command::RevokePrivilege { .. } => "revoke_privilege",
+            Command::PublishKindergartenSeats { .. } => "publish_kindergarten_seats",
+            Command::RunKindergartenRound { .. } => "run_kindergarten_round",
+            Command::AcceptOffer { .. } => "accept_offer",
+            Command::DeclineOffer { .. } => "decline_offer",
+            Command::ExpireOffers { .. } => "expire_offers",
+            Command::RunSchoolEnrollment { .. } => "run_school_enrollment",
+            Command::ExpireSlotHolds { .. } => "expire_slot_holds",
             Command::ConfigureCampaign { .. } => "configure_campaign",
             Command::SaveSchoolDraft { .. } => "save_school_draft",
             Command::SubmitSchoolDraft { .. } => "submit_school_draft",

@@ -5,15 +5,17 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::command::{CampaignConfig, CampaignMode, Command, KindergartenForm, SchoolForm};
+use crate::command::{
+    AgeGroupSeats, CampaignConfig, CampaignMode, Command, KindergartenForm, SchoolForm,
+};
 use crate::domain::{
-    intake_year_for, september_first, AuthorityConfig, BirthDate, InstitutionId,
-    InstitutionKind, PersonKey,
+    intake_year_for, september_first, AuthorityConfig, BirthDate, InstitutionId, InstitutionKind,
+    PersonKey,
 };
 use crate::event::Event;
 use crate::ordering::{Privilege, PrivilegeStatus};
 use crate::rejection::Rejection;
-use crate::state::{ApplicationStatus, BookingStatus, ServiceKind, State};
+use crate::state::{ApplicationStatus, BookingStatus, PlacementStatus, ServiceKind, State};
 
 /// Longest free-text field (names, reasons, subjects) in characters.
 pub const TEXT_MAX_CHARS: usize = 500;
@@ -21,9 +23,15 @@ pub const TEXT_MAX_CHARS: usize = 500;
 pub const SLOTS_PER_COMMAND_MAX: usize = 5_000;
 /// Most schools in one campaign.
 pub const CAMPAIGN_SCHOOLS_MAX: usize = 10_000;
+/// Most seats in one kindergarten age group.
+pub const AGE_GROUP_SEATS_MAX: u32 = 10_000;
 
 /// Decides a command against the state at time `now`.
-pub fn decide(state: &State, command: &Command, now: DateTime<Utc>) -> Result<Vec<Event>, Rejection> {
+pub fn decide(
+    state: &State,
+    command: &Command,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, Rejection> {
     if let Command::ConfigureAuthority { config } = command {
         return configure_authority(state, config);
     }
@@ -58,6 +66,7 @@ pub fn decide(state: &State, command: &Command, now: DateTime<Utc>) -> Result<Ve
                 });
             }
             check_kindergarten_preferences(state, config, preferences)?;
+            check_not_current_kindergarten(state, &app.child, preferences)?;
             check_kindergarten_age(config, app.birth_date, *desired_start)?;
             // Sibling privileges must still point at a listed kindergarten.
             for claim in &app.privileges {
@@ -82,7 +91,21 @@ pub fn decide(state: &State, command: &Command, now: DateTime<Utc>) -> Result<Ve
             application,
             reason,
         } => {
-            active_application(state, *application)?;
+            // Withdrawing with an outstanding offer gives the offered seat back.
+            let app = state
+                .application(*application)
+                .ok_or(Rejection::UnknownApplication {
+                    number: *application,
+                })?;
+            if !matches!(
+                app.status,
+                ApplicationStatus::Active | ApplicationStatus::Offered
+            ) {
+                return Err(Rejection::ApplicationNotActive {
+                    number: *application,
+                    status: app.status.as_str().into(),
+                });
+            }
             check_text("reason", reason, 0)?;
             Ok(vec![Event::ApplicationWithdrawn {
                 number: *application,
@@ -156,6 +179,74 @@ pub fn decide(state: &State, command: &Command, now: DateTime<Utc>) -> Result<Ve
                 at: now,
             }])
         }
+        Command::PublishKindergartenSeats {
+            institution,
+            intake_year,
+            seats,
+        } => publish_kindergarten_seats(state, config, institution, *intake_year, seats),
+        Command::RunKindergartenRound {
+            round,
+            intake_year,
+            intake_date,
+        } => crate::rounds::run_kindergarten_round(
+            state,
+            config,
+            round,
+            *intake_year,
+            *intake_date,
+            now,
+        ),
+        Command::AcceptOffer { application } => {
+            let app = outstanding_offer(state, *application, now)?;
+            let mut events = vec![Event::OfferAccepted {
+                number: *application,
+                at: now,
+            }];
+            // A transfer: the child leaves the current place only now that the new one is
+            // taken.
+            if let Some(previous) = state.enrolled_application_of(&app.child) {
+                events.push(Event::TransferCompleted {
+                    number: previous,
+                    to: *application,
+                    at: now,
+                });
+            }
+            Ok(events)
+        }
+        Command::DeclineOffer { application } => {
+            let app = outstanding_offer(state, *application, now)?;
+            let intake_date = offer_intake_date(state, app);
+            Ok(vec![Event::OfferDeclined {
+                number: *application,
+                desired_start: crate::rounds::next_september_after(intake_date),
+                at: now,
+            }])
+        }
+        Command::ExpireOffers {} => {
+            let mut events = Vec::new();
+            for p in &state.data.placements {
+                if p.status != PlacementStatus::Offered || p.deadline.is_some_and(|d| now < d) {
+                    continue;
+                }
+                let app = state
+                    .application(p.application)
+                    .expect("a placement's application exists");
+                events.push(Event::OfferExpired {
+                    number: p.application,
+                    desired_start: crate::rounds::next_september_after(offer_intake_date(
+                        state, app,
+                    )),
+                    at: now,
+                });
+            }
+            Ok(events)
+        }
+        Command::RunSchoolEnrollment {
+            round,
+            campaign,
+            stage,
+        } => crate::rounds::run_school_enrollment(state, config, round, campaign, *stage, now),
+        Command::ExpireSlotHolds {} => Ok(crate::clinic::expire_slot_holds(state, config, now)),
         Command::ConfigureCampaign { config: campaign } => configure_campaign(state, campaign),
         Command::SaveSchoolDraft { form } => {
             let campaign = campaign_of(state, form)?;
@@ -262,7 +353,15 @@ pub fn decide(state: &State, command: &Command, now: DateTime<Utc>) -> Result<Ve
             booked_by,
         } => {
             check_subject("booked_by", booked_by)?;
-            book_slot(state, config, slot, patient, referral.as_deref(), booked_by, now)
+            book_slot(
+                state,
+                config,
+                slot,
+                patient,
+                referral.as_deref(),
+                booked_by,
+                now,
+            )
         }
         Command::CancelBooking { booking } => {
             let b = state
@@ -271,10 +370,15 @@ pub fn decide(state: &State, command: &Command, now: DateTime<Utc>) -> Result<Ve
             if b.status != BookingStatus::Active {
                 return Err(Rejection::BookingNotActive { number: *booking });
             }
-            Ok(vec![Event::BookingCancelled {
+            let mut events = vec![Event::BookingCancelled {
                 booking: *booking,
                 at: now,
-            }])
+            }];
+            // The freed slot is held for the head of the waiting list first.
+            events.extend(crate::clinic::hold_after_cancellation(
+                state, config, &b.slot, now,
+            ));
+            Ok(events)
         }
         Command::RecordNoShow { booking } => {
             let b = state
@@ -368,7 +472,10 @@ fn check_text(field: &str, value: &str, min_chars: usize) -> Result<(), Rejectio
         ));
     }
     if value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(Rejection::invalid(field, "must not contain control characters"));
+        return Err(Rejection::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -397,7 +504,10 @@ fn check_institutions(
     max: usize,
 ) -> Result<(), Rejection> {
     if ids.is_empty() {
-        return Err(Rejection::invalid(field, "must list at least one institution"));
+        return Err(Rejection::invalid(
+            field,
+            "must list at least one institution",
+        ));
     }
     if ids.len() > max {
         return Err(Rejection::TooMany {
@@ -503,7 +613,10 @@ fn check_privileges(
     let mut seen = BTreeSet::new();
     for p in privileges {
         if !seen.insert(p) {
-            return Err(Rejection::invalid("privileges", "a privilege is listed twice"));
+            return Err(Rejection::invalid(
+                "privileges",
+                "a privilege is listed twice",
+            ));
         }
         check_privilege(service, p, listed)?;
     }
@@ -528,8 +641,13 @@ fn submit_kindergarten(
     let birth_date = BirthDate::parse(form.birth_date, config.local_date(now))
         .map_err(|e| Rejection::invalid(e.field, e.reason))?;
     check_kindergarten_preferences(state, config, &form.preferences)?;
+    check_not_current_kindergarten(state, &form.child, &form.preferences)?;
     check_kindergarten_age(config, birth_date, form.desired_start)?;
-    check_privileges(ServiceKind::Kindergarten, &form.privileges, &form.preferences)?;
+    check_privileges(
+        ServiceKind::Kindergarten,
+        &form.privileges,
+        &form.preferences,
+    )?;
     if let Some(existing) = state.active_application_of(ServiceKind::Kindergarten, &form.child) {
         return Err(Rejection::DuplicateApplication { existing });
     }
@@ -570,8 +688,18 @@ fn configure_campaign(state: &State, campaign: &CampaignConfig) -> Result<Vec<Ev
             return Err(Rejection::invalid("mode.max_choices", "must be 1-10"));
         }
     }
-    let ids: Vec<InstitutionId> = campaign.schools.iter().map(|s| s.institution.clone()).collect();
-    check_institutions(state, "schools", &ids, InstitutionKind::School, CAMPAIGN_SCHOOLS_MAX)?;
+    let ids: Vec<InstitutionId> = campaign
+        .schools
+        .iter()
+        .map(|s| s.institution.clone())
+        .collect();
+    check_institutions(
+        state,
+        "schools",
+        &ids,
+        InstitutionKind::School,
+        CAMPAIGN_SCHOOLS_MAX,
+    )?;
     Ok(vec![Event::CampaignConfigured {
         config: campaign.clone(),
     }])
@@ -594,18 +722,34 @@ fn check_school_form(
     now: DateTime<Utc>,
 ) -> Result<(), Rejection> {
     check_subject("submitted_by", &form.submitted_by)?;
-    let idx = state.campaign_idx(&form.campaign).expect("checked by caller");
+    let idx = state
+        .campaign_idx(&form.campaign)
+        .expect("checked by caller");
     let campaign = state.campaign(idx);
     let max_choices = match campaign.config.mode {
         CampaignMode::SingleSchool => 1,
         CampaignMode::Ranked { max_choices } => max_choices as usize,
     };
-    check_institutions(state, "schools", &form.schools, InstitutionKind::School, max_choices)?;
+    check_institutions(
+        state,
+        "schools",
+        &form.schools,
+        InstitutionKind::School,
+        max_choices,
+    )?;
     for school in &form.schools {
-        if !campaign.config.schools.iter().any(|s| &s.institution == school) {
+        if !campaign
+            .config
+            .schools
+            .iter()
+            .any(|s| &s.institution == school)
+        {
             return Err(Rejection::invalid(
                 "schools",
-                format!("{school} does not take part in campaign {}", campaign.config.id),
+                format!(
+                    "{school} does not take part in campaign {}",
+                    campaign.config.id
+                ),
             ));
         }
     }
@@ -700,6 +844,19 @@ fn book_slot(
             booking,
         });
     }
+    if let crate::clinic::Hold::HeldFor {
+        patient: holder,
+        until,
+        ..
+    } = crate::clinic::effective_hold(state, config, slot, now)
+    {
+        if holder != *patient {
+            return Err(Rejection::SlotHeld {
+                id: slot_id.to_string(),
+                until,
+            });
+        }
+    }
     let specialty = state
         .specialty(&slot.specialty)
         .expect("a slot's specialty exists");
@@ -737,4 +894,116 @@ fn book_slot(
         booked_by: booked_by.to_owned(),
         at: now,
     }])
+}
+
+/// A transfer application lists kindergartens other than the one the child attends.
+fn check_not_current_kindergarten(
+    state: &State,
+    child: &PersonKey,
+    preferences: &[InstitutionId],
+) -> Result<(), Rejection> {
+    if let Some(current) = state.enrolled_kindergarten(child) {
+        let id = &state.institution(current).id;
+        if preferences.contains(id) {
+            return Err(Rejection::AlreadyAttends {
+                institution: id.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn publish_kindergarten_seats(
+    state: &State,
+    config: &AuthorityConfig,
+    institution: &InstitutionId,
+    intake_year: i32,
+    seats: &[AgeGroupSeats],
+) -> Result<Vec<Event>, Rejection> {
+    check_institutions(
+        state,
+        "institution",
+        std::slice::from_ref(institution),
+        InstitutionKind::Kindergarten,
+        1,
+    )?;
+    if !(2000..=2200).contains(&intake_year) {
+        return Err(Rejection::invalid("intake_year", "must be 2000-2200"));
+    }
+    if seats.is_empty() {
+        return Err(Rejection::invalid(
+            "seats",
+            "must list at least one age group",
+        ));
+    }
+    let max_age = config.kindergarten_max_age_years;
+    let idx = state.institution_idx(institution).expect("checked above");
+    let mut seen = BTreeSet::new();
+    for group in seats {
+        if group.age_group >= max_age {
+            return Err(Rejection::invalid(
+                "seats.age_group",
+                format!("must be below {max_age}"),
+            ));
+        }
+        if !seen.insert(group.age_group) {
+            return Err(Rejection::invalid(
+                "seats.age_group",
+                format!("age group {} is listed twice", group.age_group),
+            ));
+        }
+        if group.seats > AGE_GROUP_SEATS_MAX {
+            return Err(Rejection::invalid(
+                "seats.seats",
+                format!("must be at most {AGE_GROUP_SEATS_MAX}"),
+            ));
+        }
+        let taken = state
+            .seat_group(idx, group.age_group, intake_year)
+            .map_or(0, |g| g.taken);
+        if group.seats < taken {
+            return Err(Rejection::SeatsBelowTaken {
+                institution: institution.to_string(),
+                age_group: group.age_group,
+                seats: group.seats,
+                taken,
+            });
+        }
+    }
+    Ok(vec![Event::KindergartenSeatsPublished {
+        institution: institution.clone(),
+        intake_year,
+        seats: seats.to_vec(),
+    }])
+}
+
+/// The application, if its outstanding offer can still be answered.
+fn outstanding_offer(
+    state: &State,
+    number: crate::domain::ApplicationNumber,
+    now: DateTime<Utc>,
+) -> Result<&crate::state::Application, Rejection> {
+    let app = state
+        .application(number)
+        .ok_or(Rejection::UnknownApplication { number })?;
+    let offer = state
+        .outstanding_offer(app)
+        .ok_or(Rejection::NoOutstandingOffer { number })?;
+    let deadline = offer.deadline.expect("kindergarten offers have a deadline");
+    if now >= deadline {
+        return Err(Rejection::OfferExpired { number, deadline });
+    }
+    Ok(app)
+}
+
+/// The intake date of the round that made the application's latest offer.
+fn offer_intake_date(state: &State, app: &crate::state::Application) -> chrono::NaiveDate {
+    let placement = state.placement(
+        app.placement
+            .expect("an offered application has a placement"),
+    );
+    match state.rounds()[placement.round as usize].scope {
+        crate::rounds::RoundScope::Kindergarten { intake_date, .. } => intake_date,
+        crate::rounds::RoundScope::School { .. } => september_first(placement.intake_year),
+    }
 }

@@ -108,6 +108,7 @@ code_id!(CampaignId, "campaign id");
 code_id!(SlotId, "slot id");
 code_id!(Specialty, "specialty");
 code_id!(DoctorId, "doctor id");
+code_id!(RoundId, "round id");
 
 /// Application number, unique within an authority, assigned in order of receipt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -243,10 +244,7 @@ impl BirthDate {
             return Err(InvalidField::new("birth_date", "is in the future"));
         }
         if today.year() - date.year() > 20 {
-            return Err(InvalidField::new(
-                "birth_date",
-                "is more than 20 years ago",
-            ));
+            return Err(InvalidField::new("birth_date", "is more than 20 years ago"));
         }
         Ok(Self(date))
     }
@@ -267,7 +265,8 @@ impl BirthDate {
     }
     /// Age in full months on the given day.
     pub fn age_in_months_on(&self, day: NaiveDate) -> i32 {
-        let mut months = (day.year() - self.0.year()) * 12 + day.month() as i32 - self.0.month() as i32;
+        let mut months =
+            (day.year() - self.0.year()) * 12 + day.month() as i32 - self.0.month() as i32;
         if day.day() < self.0.day() {
             months -= 1;
         }

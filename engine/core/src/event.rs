@@ -3,12 +3,13 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{CampaignConfig, SchoolForm, SlotSpec};
+use crate::command::{AgeGroupSeats, CampaignConfig, CampaignStage, SchoolForm, SlotSpec};
 use crate::domain::{
     ApplicationNumber, AuthorityConfig, BookingNumber, CampaignId, Channel, DoctorId,
-    InstitutionId, InstitutionKind, PersonKey, SlotId, Specialty,
+    InstitutionId, InstitutionKind, PersonKey, RoundId, SlotId, Specialty,
 };
 use crate::ordering::Privilege;
+use crate::rounds::{RoundApplicant, RoundPlacement, RoundSeats};
 
 /// The current schema version of every event type. Older payloads are upcast on read
 /// (see [`crate::upcast`]).
@@ -66,8 +67,64 @@ pub enum Event {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// An officer set the seats of some age groups of a kindergarten for an intake year.
+    KindergartenSeatsPublished {
+        institution: InstitutionId,
+        intake_year: i32,
+        seats: Vec<AgeGroupSeats>,
+    },
+    /// A kindergarten allocation round ran. It records its whole input (the free seats, the
+    /// eligible applicants with their lists, classes and tie-break ranks) and its placements,
+    /// so the round's allocation instance is a pure function of this one event. Each
+    /// placement is an offer that expires at `offer_deadline`.
+    KindergartenRoundCompleted {
+        round: RoundId,
+        intake_year: i32,
+        intake_date: NaiveDate,
+        offer_deadline: DateTime<Utc>,
+        at: DateTime<Utc>,
+        seats: Vec<RoundSeats>,
+        applicants: Vec<RoundApplicant>,
+        placements: Vec<RoundPlacement>,
+    },
+    /// The parent accepted the offer: the child is enrolled and the seat is taken.
+    OfferAccepted {
+        number: ApplicationNumber,
+        at: DateTime<Utc>,
+    },
+    /// The parent declined the offer: the seat returns, the application queues again from
+    /// `desired_start` (the next 1 September) with its registration time kept.
+    OfferDeclined {
+        number: ApplicationNumber,
+        desired_start: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    /// The offer's deadline passed unanswered; same consequences as a decline.
+    OfferExpired {
+        number: ApplicationNumber,
+        desired_start: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    /// The child enrolled through application `to` and left the place held through
+    /// application `number`; that seat returns.
+    TransferCompleted {
+        number: ApplicationNumber,
+        to: ApplicationNumber,
+        at: DateTime<Utc>,
+    },
     CampaignConfigured {
         config: CampaignConfig,
+    },
+    /// Enrollment decisions of a campaign stage, with the stage's whole allocation input
+    /// (see `KindergartenRoundCompleted`). Every placement is an enrollment.
+    SchoolEnrollmentCompleted {
+        round: RoundId,
+        campaign: CampaignId,
+        stage: CampaignStage,
+        at: DateTime<Utc>,
+        seats: Vec<RoundSeats>,
+        applicants: Vec<RoundApplicant>,
+        placements: Vec<RoundPlacement>,
     },
     SchoolDraftSaved {
         form: SchoolForm,
@@ -121,6 +178,23 @@ pub enum Event {
         booking: BookingNumber,
         at: DateTime<Utc>,
     },
+    /// A freed slot is held for `patient` from the waiting list until `until`; nobody else
+    /// may book it meanwhile. `passed_over` are the earlier holders whose holds lapsed.
+    SlotHeld {
+        slot: SlotId,
+        specialty: Specialty,
+        patient: PersonKey,
+        until: DateTime<Utc>,
+        passed_over: Vec<PersonKey>,
+        at: DateTime<Utc>,
+    },
+    /// The waiting list had nobody left for a held slot: it is open to everyone.
+    SlotHoldLapsed {
+        slot: SlotId,
+        specialty: Specialty,
+        passed_over: Vec<PersonKey>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// The stream (aggregate) an event belongs to; versions count per stream.
@@ -132,6 +206,7 @@ pub enum StreamId {
     Campaign(CampaignId),
     Specialty(Specialty),
     Booking(BookingNumber),
+    Round(RoundId),
 }
 
 impl std::fmt::Display for StreamId {
@@ -143,6 +218,7 @@ impl std::fmt::Display for StreamId {
             StreamId::Campaign(id) => write!(f, "campaign-{id}"),
             StreamId::Specialty(id) => write!(f, "specialty-{id}"),
             StreamId::Booking(n) => write!(f, "booking-{n}"),
+            StreamId::Round(id) => write!(f, "round-{id}"),
         }
     }
 }
@@ -169,6 +245,15 @@ impl Event {
             Event::BookingCancelled { .. } => "BookingCancelled",
             Event::WaitingListJoined { .. } => "WaitingListJoined",
             Event::NoShowRecorded { .. } => "NoShowRecorded",
+            Event::KindergartenSeatsPublished { .. } => "KindergartenSeatsPublished",
+            Event::KindergartenRoundCompleted { .. } => "KindergartenRoundCompleted",
+            Event::OfferAccepted { .. } => "OfferAccepted",
+            Event::OfferDeclined { .. } => "OfferDeclined",
+            Event::OfferExpired { .. } => "OfferExpired",
+            Event::TransferCompleted { .. } => "TransferCompleted",
+            Event::SchoolEnrollmentCompleted { .. } => "SchoolEnrollmentCompleted",
+            Event::SlotHeld { .. } => "SlotHeld",
+            Event::SlotHoldLapsed { .. } => "SlotHoldLapsed",
         }
     }
 
@@ -183,13 +268,24 @@ impl Event {
             | Event::PrivilegeClaimed { number, .. }
             | Event::PrivilegeConfirmed { number, .. }
             | Event::PrivilegeRevoked { number, .. }
-            | Event::SchoolApplicationSubmitted { number, .. } => StreamId::Application(*number),
+            | Event::SchoolApplicationSubmitted { number, .. }
+            | Event::OfferAccepted { number, .. }
+            | Event::OfferDeclined { number, .. }
+            | Event::OfferExpired { number, .. }
+            | Event::TransferCompleted { number, .. } => StreamId::Application(*number),
+            Event::KindergartenSeatsPublished { institution, .. } => {
+                StreamId::Institution(institution.clone())
+            }
+            Event::KindergartenRoundCompleted { round, .. }
+            | Event::SchoolEnrollmentCompleted { round, .. } => StreamId::Round(round.clone()),
             Event::CampaignConfigured { config } => StreamId::Campaign(config.id.clone()),
             Event::SchoolDraftSaved { form, .. } => StreamId::Campaign(form.campaign.clone()),
             Event::AgeExceptionGranted { campaign, .. } => StreamId::Campaign(campaign.clone()),
             Event::SpecialtyConfigured { specialty, .. }
             | Event::SlotsPublished { specialty, .. }
-            | Event::WaitingListJoined { specialty, .. } => StreamId::Specialty(specialty.clone()),
+            | Event::WaitingListJoined { specialty, .. }
+            | Event::SlotHeld { specialty, .. }
+            | Event::SlotHoldLapsed { specialty, .. } => StreamId::Specialty(specialty.clone()),
             Event::SlotBooked { booking, .. }
             | Event::BookingCancelled { booking, .. }
             | Event::NoShowRecorded { booking, .. } => StreamId::Booking(*booking),
@@ -211,7 +307,10 @@ impl Event {
         let map = payload
             .as_object_mut()
             .ok_or_else(|| format!("{event_type}: payload is not an object"))?;
-        map.insert("type".into(), serde_json::Value::String(event_type.to_owned()));
+        map.insert(
+            "type".into(),
+            serde_json::Value::String(event_type.to_owned()),
+        );
         serde_json::from_value(payload).map_err(|e| format!("{event_type}: {e}"))
     }
 }

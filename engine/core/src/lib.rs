@@ -5,6 +5,7 @@
 //! folds them with [`State::apply`].
 
 pub mod allocation;
+pub mod clinic;
 pub mod command;
 pub mod decide;
 pub mod domain;
@@ -13,6 +14,7 @@ pub mod ordering;
 pub mod ostree;
 pub mod queues;
 pub mod rejection;
+pub mod rounds;
 pub mod state;
 pub mod upcast;
 

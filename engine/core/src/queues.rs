@@ -36,6 +36,10 @@ pub enum Cause {
     PrivilegeClaimed,
     PrivilegeConfirmed,
     PrivilegeRevoked,
+    /// An allocation round (by its index in the state) placed the application.
+    Round(u16),
+    OfferDeclined,
+    OfferExpired,
     Other,
 }
 
@@ -49,6 +53,9 @@ impl Cause {
             Event::PrivilegeClaimed { .. } => Cause::PrivilegeClaimed,
             Event::PrivilegeConfirmed { .. } => Cause::PrivilegeConfirmed,
             Event::PrivilegeRevoked { .. } => Cause::PrivilegeRevoked,
+            Event::OfferDeclined { .. } => Cause::OfferDeclined,
+            Event::OfferExpired { .. } => Cause::OfferExpired,
+            // A round's cause carries the round's index, which only the state knows.
             _ => Cause::Other,
         }
     }
@@ -61,6 +68,9 @@ impl Cause {
             Cause::PrivilegeClaimed => "a privilege was claimed",
             Cause::PrivilegeConfirmed => "a privilege was confirmed by an officer",
             Cause::PrivilegeRevoked => "a privilege was revoked by an officer",
+            Cause::Round(_) => "an allocation round placed an application",
+            Cause::OfferDeclined => "an offer was declined and the application queued again",
+            Cause::OfferExpired => "an offer expired and the application queued again",
             Cause::Other => "the queue changed",
         }
     }
@@ -85,6 +95,17 @@ pub struct Queue {
 #[derive(Debug, Clone, Default)]
 pub struct Queues {
     queues: BTreeMap<QueueKey, Queue>,
+    /// How explanations name each round, by the index in [`Cause::Round`].
+    round_labels: Vec<RoundLabel>,
+}
+
+/// How an explanation names a round: "the round of 1 June 2026 (main)" and what it did to
+/// the applications it took ("placed", "enrolled").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundLabel {
+    pub id: String,
+    pub name: String,
+    pub verb: &'static str,
 }
 
 /// A movement of one application's position, with the reason.
@@ -97,6 +118,12 @@ pub struct Movement {
     pub other_application: Option<ApplicationNumber>,
     pub position_before: Option<usize>,
     pub position_after: Option<usize>,
+    /// How many applications' changes this movement sums up: a round that placed nine
+    /// children ahead is one movement of nine.
+    pub applications: usize,
+    /// The round behind the movement, if a round caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<String>,
 }
 
 /// Why an application's position in one queue changed since a time.
@@ -132,6 +159,18 @@ impl Queues {
             joined: false,
             cause,
         });
+    }
+
+    /// Registers the label of the next round (rounds are labelled in order).
+    pub(crate) fn label_round(&mut self, label: RoundLabel) {
+        self.round_labels.push(label);
+    }
+
+    fn round_label(&self, cause: Cause) -> Option<&RoundLabel> {
+        match cause {
+            Cause::Round(r) => self.round_labels.get(r as usize),
+            _ => None,
+        }
     }
 
     pub(crate) fn insert_silently(&mut self, queue: QueueKey, key: SortKey) {
@@ -210,17 +249,28 @@ impl Queues {
             if change.at_micros < since_micros {
                 break;
             }
-            if movements.len() >= limit {
+            let merges_into_last = matches!(change.cause, Cause::Round(_))
+                && change.key.number != me
+                && my_key.is_some_and(|mine| change.key < mine)
+                && movements.last().is_some_and(|last: &Movement| {
+                    last.cause == change.cause
+                        && last.other_application.is_some()
+                        && last.position_before == position
+                });
+            if movements.len() >= limit && !merges_into_last {
                 truncated = true;
                 break;
             }
-            let at = Utc.timestamp_micros(change.at_micros).single().unwrap_or_default();
+            let at = Utc
+                .timestamp_micros(change.at_micros)
+                .single()
+                .unwrap_or_default();
             if change.key.number == me {
                 if change.joined {
                     // This application joined (or re-joined with a new key) here.
-                    let previous = (index > 0)
-                        .then(|| q.changes[index - 1])
-                        .filter(|p| p.key.number == me && !p.joined && p.at_micros == change.at_micros);
+                    let previous = (index > 0).then(|| q.changes[index - 1]).filter(|p| {
+                        p.key.number == me && !p.joined && p.at_micros == change.at_micros
+                    });
                     match previous {
                         Some(left) => {
                             let before = count_less_before(index - 1, &left.key) + 1;
@@ -231,6 +281,8 @@ impl Queues {
                                 other_application: None,
                                 position_before: Some(before),
                                 position_after: position,
+                                applications: 1,
+                                round: None,
                             });
                             position = Some(before);
                             my_key = Some(left.key);
@@ -240,25 +292,42 @@ impl Queues {
                             movements.push(Movement {
                                 at,
                                 cause: change.cause,
-                                reason: "this application joined the queue".to_owned(),
+                                reason: match change.cause {
+                                    Cause::OfferDeclined | Cause::OfferExpired => format!(
+                                        "this application joined the queue: {}",
+                                        change.cause.describe()
+                                    ),
+                                    _ => "this application joined the queue".to_owned(),
+                                },
                                 other_application: None,
                                 position_before: None,
                                 position_after: position,
+                                applications: 1,
+                                round: None,
                             });
                             position = None;
                             my_key = None;
                         }
                     }
                 } else {
-                    // This application left the queue (withdrawn or moved elsewhere).
+                    // This application left the queue (withdrawn, placed or moved elsewhere).
                     let before = count_less_before(index, &change.key) + 1;
+                    let label = self.round_label(change.cause);
                     movements.push(Movement {
                         at,
                         cause: change.cause,
-                        reason: format!("this application left the queue: {}", change.cause.describe()),
+                        reason: match label {
+                            Some(l) => format!("{} {} this application", l.name, l.verb),
+                            None => format!(
+                                "this application left the queue: {}",
+                                change.cause.describe()
+                            ),
+                        },
                         other_application: None,
                         position_before: Some(before),
                         position_after: None,
+                        applications: 1,
+                        round: label.map(|l| l.id.clone()),
                     });
                     position = Some(before);
                     my_key = Some(change.key);
@@ -270,17 +339,49 @@ impl Queues {
             };
             if change.key < mine {
                 let before = if change.joined { pos - 1 } else { pos + 1 };
+                if let Some(label) = self.round_label(change.cause) {
+                    // Consecutive changes of one round make one movement.
+                    match movements.last_mut() {
+                        Some(last)
+                            if last.cause == change.cause
+                                && last.other_application.is_some()
+                                && last.position_before == Some(pos) =>
+                        {
+                            last.applications += 1;
+                            last.position_before = Some(before);
+                            last.other_application = Some(change.key.number);
+                            last.reason = round_reason(label, last.applications);
+                        }
+                        _ => movements.push(Movement {
+                            at,
+                            cause: change.cause,
+                            reason: round_reason(label, 1),
+                            other_application: Some(change.key.number),
+                            position_before: Some(before),
+                            position_after: Some(pos),
+                            applications: 1,
+                            round: Some(label.id.clone()),
+                        }),
+                    }
+                    position = Some(before);
+                    continue;
+                }
                 movements.push(Movement {
                     at,
                     cause: change.cause,
                     reason: if change.joined {
                         format!("{} ahead of you", change.cause.describe())
                     } else {
-                        format!("{}: an application ahead of you left", change.cause.describe())
+                        format!(
+                            "{}: an application ahead of you left",
+                            change.cause.describe()
+                        )
                     },
                     other_application: Some(change.key.number),
                     position_before: Some(before),
                     position_after: Some(pos),
+                    applications: 1,
+                    round: None,
                 });
                 position = Some(before);
             }
@@ -292,4 +393,9 @@ impl Queues {
             truncated,
         }
     }
+}
+
+fn round_reason(label: &RoundLabel, n: usize) -> String {
+    let children = if n == 1 { "child" } else { "children" };
+    format!("{} {} {n} {children} ahead of you", label.name, label.verb)
 }

@@ -98,16 +98,37 @@ pub enum Rejection {
     #[error("specialty {id} needs a referral")]
     ReferralRequired { id: String },
     #[error("self-booking blocked after {no_shows} no-shows until {until}")]
-    SelfBookingBlocked {
-        no_shows: u32,
-        until: DateTime<Utc>,
-    },
+    SelfBookingBlocked { no_shows: u32, until: DateTime<Utc> },
     #[error("booking {number} does not exist")]
     UnknownBooking { number: BookingNumber },
     #[error("booking {number} is not active")]
     BookingNotActive { number: BookingNumber },
     #[error("the patient is already on the waiting list of {id}")]
     AlreadyOnWaitingList { id: String },
+    #[error("round {id} does not exist")]
+    UnknownRound { id: String },
+    #[error("round {id} already exists")]
+    RoundExists { id: String },
+    #[error("no free seats are published for intake year {intake_year}")]
+    NoFreeSeats { intake_year: i32 },
+    #[error("{institution}, age group {age_group}: {seats} seats is below the {taken} already offered or taken")]
+    SeatsBelowTaken {
+        institution: String,
+        age_group: u8,
+        seats: u32,
+        taken: u32,
+    },
+    #[error("application {number} has no outstanding offer")]
+    NoOutstandingOffer { number: ApplicationNumber },
+    #[error("the offer to application {number} expired at {deadline}")]
+    OfferExpired {
+        number: ApplicationNumber,
+        deadline: DateTime<Utc>,
+    },
+    #[error(
+        "the child already attends {institution}; a transfer application lists other kindergartens"
+    )]
+    AlreadyAttends { institution: String },
     #[error("too many items: {count} given, at most {max}")]
     TooMany {
         field: String,
@@ -132,12 +153,14 @@ impl Rejection {
             | WrongInstitutionKind { .. }
             | AgeOutOfRange { .. }
             | ReferralRequired { .. }
+            | AlreadyAttends { .. }
             | TooMany { .. } => RejectionKind::Invalid,
             UnknownApplication { .. }
             | UnknownCampaign { .. }
             | UnknownSpecialty { .. }
             | UnknownSlot { .. }
             | UnknownBooking { .. }
+            | UnknownRound { .. }
             | NoDraft { .. } => RejectionKind::NotFound,
             AuthorityNotConfigured
             | CampaignNotOpen { .. }
@@ -145,6 +168,7 @@ impl Rejection {
             | StageOneOnlyForPriority { .. }
             | SelfBookingBlocked { .. }
             | SlotInThePast { .. }
+            | OfferExpired { .. }
             | SlotHeld { .. } => RejectionKind::Forbidden,
             AuthorityAlreadyConfigured
             | InstitutionExists { .. }
@@ -158,6 +182,10 @@ impl Rejection {
             | SlotTaken { .. }
             | PatientHasActiveBooking { .. }
             | BookingNotActive { .. }
+            | RoundExists { .. }
+            | NoFreeSeats { .. }
+            | SeatsBelowTaken { .. }
+            | NoOutstandingOffer { .. }
             | AlreadyOnWaitingList { .. } => RejectionKind::Conflict,
         }
     }
@@ -180,6 +208,11 @@ impl Rejection {
             UnknownSpecialty { .. } => Some("specialty"),
             UnknownApplication { .. } => Some("application"),
             UnknownBooking { .. } => Some("booking"),
+            UnknownRound { .. } | RoundExists { .. } => Some("round"),
+            NoFreeSeats { .. } => Some("intake_year"),
+            SeatsBelowTaken { .. } => Some("seats"),
+            NoOutstandingOffer { .. } | OfferExpired { .. } => Some("application"),
+            AlreadyAttends { .. } => Some("preferences"),
             PrivilegeAlreadyClaimed { .. } | PrivilegeNotClaimed { .. } => Some("privilege"),
             _ => None,
         }
@@ -189,7 +222,11 @@ impl Rejection {
     pub fn code(&self) -> String {
         serde_json::to_value(self)
             .ok()
-            .and_then(|v| v.get("rejection").and_then(|r| r.as_str()).map(str::to_owned))
+            .and_then(|v| {
+                v.get("rejection")
+                    .and_then(|r| r.as_str())
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| "rejected".to_owned())
     }
 }

@@ -9,16 +9,16 @@ use sha2::{Digest, Sha256};
 
 use crate::command::{CampaignConfig, SchoolForm};
 use crate::domain::{
-    intake_year_for, september_first, ApplicationNumber, AuthorityConfig, BirthDate,
-    BookingNumber, CampaignId, Channel, DoctorId, InstitutionId, InstitutionKind, PersonKey,
-    SlotId, Specialty,
+    intake_year_for, september_first, ApplicationNumber, AuthorityConfig, BirthDate, BookingNumber,
+    CampaignId, Channel, DoctorId, InstitutionId, InstitutionKind, PersonKey, RoundId, SlotId,
+    Specialty,
 };
 use crate::event::{Event, StreamId};
 use crate::ordering::{
-    kindergarten_tier, school_tier, Privilege, PrivilegeClaim, PrivilegeStatus, SortKey,
-    TieBreak,
+    kindergarten_tier, school_tier, Privilege, PrivilegeClaim, PrivilegeStatus, SortKey, TieBreak,
 };
-use crate::queues::{Cause, QueueKey, Queues};
+use crate::queues::{Cause, QueueKey, Queues, RoundLabel};
+use crate::rounds::{Round, RoundPlacement, RoundScope, RoundSeatGroup};
 
 /// Index of an institution in [`State::institutions`], in order of registration.
 pub type InstitutionIdx = u32;
@@ -44,7 +44,14 @@ pub enum ServiceKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApplicationStatus {
+    /// Waiting in its queues.
     Active,
+    /// Holds an outstanding kindergarten offer; out of the queues until it is answered.
+    Offered,
+    /// The child got the place (accepted offer or enrollment decision).
+    Enrolled,
+    /// A kindergarten place the child left for the place of a later (transfer) application.
+    Transferred,
     Withdrawn,
 }
 
@@ -52,7 +59,21 @@ impl ApplicationStatus {
     pub fn as_str(&self) -> &'static str {
         match self {
             ApplicationStatus::Active => "active",
+            ApplicationStatus::Offered => "offered",
+            ApplicationStatus::Enrolled => "enrolled",
+            ApplicationStatus::Transferred => "transferred",
             ApplicationStatus::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// Whether the application is the child's current one in its service, which blocks a
+    /// second application. An enrolled kindergarten child may apply again (a transfer); an
+    /// enrolled first-grader may not.
+    pub fn is_current(&self, service: ServiceKind) -> bool {
+        match self {
+            ApplicationStatus::Active | ApplicationStatus::Offered => true,
+            ApplicationStatus::Enrolled => service == ServiceKind::School,
+            ApplicationStatus::Transferred | ApplicationStatus::Withdrawn => false,
         }
     }
 }
@@ -78,6 +99,10 @@ pub struct Application {
     pub channel: Channel,
     pub from_draft: bool,
     pub submitted_by: Box<str>,
+    /// The application's latest placement (offer or enrollment), an index into
+    /// [`StateData::placements`].
+    #[serde(default)]
+    pub placement: Option<u32>,
     pub version: u32,
 }
 
@@ -85,6 +110,9 @@ pub struct Application {
 pub struct Campaign {
     pub config: CampaignConfig,
     pub school_idx: Box<[InstitutionIdx]>,
+    /// Seats taken by enrollment decisions, per school in the order of `school_idx`.
+    #[serde(default)]
+    pub seats_taken: Vec<u32>,
     pub drafts: BTreeMap<PersonKey, SchoolForm>,
     pub age_exceptions: std::collections::BTreeSet<PersonKey>,
     pub version: u32,
@@ -112,6 +140,60 @@ pub struct Slot {
     pub start: DateTime<Utc>,
     pub duration_minutes: u16,
     pub booking: Option<BookingNumber>,
+    /// Set while a freed slot is held for the waiting list.
+    #[serde(default)]
+    pub hold: Option<SlotHold>,
+}
+
+/// A freed slot held for one patient of the specialty's waiting list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotHold {
+    pub patient: PersonKey,
+    pub until: DateTime<Utc>,
+    /// Earlier holders of this slot whose holds lapsed; the chain skips them.
+    pub passed_over: Vec<PersonKey>,
+}
+
+/// Seats of a kindergarten age group for an intake year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatGroup {
+    pub intake_year: i32,
+    pub institution: InstitutionIdx,
+    pub age_group: u8,
+    /// As last published by an officer.
+    pub published: u32,
+    /// Outstanding offers plus enrolled children.
+    pub taken: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementStatus {
+    /// A kindergarten offer waiting for an answer.
+    Offered,
+    /// The child took the place (accepted offer, or a school enrollment decision).
+    Accepted,
+    Declined,
+    Expired,
+    /// The application was withdrawn while the offer was outstanding.
+    Withdrawn,
+    /// The child left the place for another (transfer).
+    Released,
+}
+
+/// A place given by a round: a kindergarten offer or a school enrollment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    pub round: u32,
+    pub application: ApplicationNumber,
+    pub institution: InstitutionIdx,
+    /// Kindergarten age group and intake year; none for schools.
+    pub age_group: Option<u8>,
+    pub intake_year: i32,
+    /// The offer's deadline; none for school enrollments.
+    pub deadline: Option<DateTime<Utc>>,
+    pub status: PlacementStatus,
+    pub answered_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +234,13 @@ pub struct StateData {
     pub slots: BTreeMap<SlotId, Slot>,
     pub bookings: Vec<Booking>,
     pub patients: BTreeMap<PersonKey, Patient>,
+    /// Sorted by (intake year, institution, age group).
+    #[serde(default)]
+    pub kindergarten_seats: Vec<SeatGroup>,
+    #[serde(default)]
+    pub rounds: Vec<Round>,
+    #[serde(default)]
+    pub placements: Vec<Placement>,
     pub n_events: u64,
 }
 
@@ -162,6 +251,11 @@ pub struct State {
     institution_by_id: HashMap<InstitutionId, InstitutionIdx>,
     campaign_by_id: HashMap<CampaignId, CampaignIdx>,
     active_by_child: HashMap<(ServiceKind, PersonKey), ApplicationNumber>,
+    /// The enrolled kindergarten application of each child that has one.
+    enrolled_by_child: HashMap<PersonKey, ApplicationNumber>,
+    round_by_id: HashMap<RoundId, u32>,
+    /// Slots with a waiting-list hold.
+    held_slots: std::collections::BTreeSet<SlotId>,
     pub queues: Queues,
 }
 
@@ -223,8 +317,90 @@ impl State {
         self.active_by_child.get(&(service, *child)).copied()
     }
 
+    /// Children with a current application (active, offered, or enrolled in first grade).
     pub fn n_active_applications(&self) -> usize {
         self.active_by_child.len()
+    }
+
+    /// The enrolled kindergarten application of a child.
+    pub fn enrolled_application_of(&self, child: &PersonKey) -> Option<ApplicationNumber> {
+        self.enrolled_by_child.get(child).copied()
+    }
+
+    /// The kindergarten a child attends (through an accepted offer), if any.
+    pub fn enrolled_kindergarten(&self, child: &PersonKey) -> Option<InstitutionIdx> {
+        let app = self.application(self.enrolled_application_of(child)?)?;
+        Some(self.placement(app.placement?).institution)
+    }
+
+    /// The index of a round in [`State::rounds`] by id.
+    pub fn round_idx(&self, id: &RoundId) -> Option<u32> {
+        self.round_by_id.get(id).copied()
+    }
+
+    pub fn placement(&self, idx: u32) -> &Placement {
+        &self.data.placements[idx as usize]
+    }
+
+    /// The application's outstanding offer, if it has one.
+    pub fn outstanding_offer(&self, app: &Application) -> Option<&Placement> {
+        let p = self.placement(app.placement?);
+        (p.status == PlacementStatus::Offered).then_some(p)
+    }
+
+    /// Seats of a kindergarten age group for an intake year, if published.
+    pub fn seat_group(
+        &self,
+        institution: InstitutionIdx,
+        age_group: u8,
+        intake_year: i32,
+    ) -> Option<&SeatGroup> {
+        self.seat_group_position(institution, age_group, intake_year)
+            .ok()
+            .map(|i| &self.data.kindergarten_seats[i])
+    }
+
+    fn seat_group_position(
+        &self,
+        institution: InstitutionIdx,
+        age_group: u8,
+        intake_year: i32,
+    ) -> Result<usize, usize> {
+        self.data
+            .kindergarten_seats
+            .binary_search_by_key(&(intake_year, institution, age_group), |g| {
+                (g.intake_year, g.institution, g.age_group)
+            })
+    }
+
+    fn seat_group_mut(
+        &mut self,
+        institution: InstitutionIdx,
+        age_group: u8,
+        intake_year: i32,
+    ) -> &mut SeatGroup {
+        let i = match self.seat_group_position(institution, age_group, intake_year) {
+            Ok(i) => i,
+            Err(i) => {
+                self.data.kindergarten_seats.insert(
+                    i,
+                    SeatGroup {
+                        intake_year,
+                        institution,
+                        age_group,
+                        published: 0,
+                        taken: 0,
+                    },
+                );
+                i
+            }
+        };
+        &mut self.data.kindergarten_seats[i]
+    }
+
+    /// Slots that hold a waiting-list hold now.
+    pub fn held_slots(&self) -> impl Iterator<Item = (&SlotId, &Slot)> {
+        self.held_slots.iter().map(|id| (id, &self.data.slots[id]))
     }
 
     pub fn booking(&self, number: BookingNumber) -> Option<&Booking> {
@@ -261,12 +437,17 @@ impl State {
                 .map_or(0, |c| self.campaign(c).version),
             StreamId::Specialty(id) => self.specialty(id).map_or(0, |s| s.version),
             StreamId::Booking(n) => self.booking(*n).map_or(0, |b| b.version),
+            StreamId::Round(id) => self
+                .round_by_id
+                .get(id)
+                .map_or(0, |&r| self.data.rounds[r as usize].version),
         };
         current + 1
     }
 
     /// The queues an application stands in, with its key in each, while it is active.
     pub fn queue_entries(&self, app: &Application) -> Vec<(QueueKey, SortKey)> {
+        // Offered, enrolled and closed applications wait in no queue.
         if app.status != ApplicationStatus::Active {
             return Vec::new();
         }
@@ -374,6 +555,7 @@ impl State {
                     channel: *channel,
                     from_draft: false,
                     submitted_by: submitted_by.as_str().into(),
+                    placement: None,
                     version: 1,
                 };
                 self.insert_application(app, cause, *registered_at);
@@ -407,6 +589,7 @@ impl State {
                     channel: *channel,
                     from_draft: *from_draft,
                     submitted_by: submitted_by.as_str().into(),
+                    placement: None,
                     version: 1,
                 };
                 self.data.campaigns[campaign_idx as usize]
@@ -429,10 +612,13 @@ impl State {
                 });
             }
             Event::ApplicationWithdrawn { number, at, .. } => {
+                self.end_offer(*number, PlacementStatus::Withdrawn, *at);
                 self.change_application(*number, cause, *at, |app| {
                     app.status = ApplicationStatus::Withdrawn;
                 });
-                let app = self.application(*number).expect("withdrawn application exists");
+                let app = self
+                    .application(*number)
+                    .expect("withdrawn application exists");
                 self.active_by_child.remove(&(app.service, app.child));
             }
             Event::PrivilegeClaimed {
@@ -472,6 +658,7 @@ impl State {
                     .collect();
                 self.data.campaigns.push(Campaign {
                     config: config.clone(),
+                    seats_taken: vec![0; config.schools.len()],
                     school_idx,
                     drafts: BTreeMap::new(),
                     age_exceptions: Default::default(),
@@ -497,15 +684,15 @@ impl State {
                 specialty,
                 referral_only,
             } => {
-                let entry = self
-                    .data
-                    .specialties
-                    .entry(specialty.clone())
-                    .or_insert(SpecialtyState {
-                        referral_only: *referral_only,
-                        waiting: Vec::new(),
-                        version: 0,
-                    });
+                let entry =
+                    self.data
+                        .specialties
+                        .entry(specialty.clone())
+                        .or_insert(SpecialtyState {
+                            referral_only: *referral_only,
+                            waiting: Vec::new(),
+                            version: 0,
+                        });
                 entry.referral_only = *referral_only;
                 entry.version += 1;
             }
@@ -523,6 +710,7 @@ impl State {
                             start: slot.start,
                             duration_minutes: slot.duration_minutes,
                             booking: None,
+                            hold: None,
                         },
                     );
                 }
@@ -540,6 +728,8 @@ impl State {
             } => {
                 let slot_state = self.data.slots.get_mut(slot).expect("booked slot exists");
                 slot_state.booking = Some(*booking);
+                slot_state.hold = None;
+                self.held_slots.remove(slot);
                 let specialty = slot_state.specialty.clone();
                 self.data.bookings.push(Booking {
                     number: *booking,
@@ -579,14 +769,283 @@ impl State {
                     tier: *tier,
                     joined_at: *at,
                 };
-                let index =
-                    s.waiting
-                        .partition_point(|w| (w.tier, w.joined_at) <= (entry.tier, entry.joined_at));
+                let index = s
+                    .waiting
+                    .partition_point(|w| (w.tier, w.joined_at) <= (entry.tier, entry.joined_at));
                 s.waiting.insert(index, entry);
                 s.version += 1;
             }
+            Event::KindergartenSeatsPublished {
+                institution,
+                intake_year,
+                seats,
+            } => {
+                let idx = self.institution_by_id[institution];
+                for group in seats {
+                    self.seat_group_mut(idx, group.age_group, *intake_year)
+                        .published = group.seats;
+                }
+                self.data.institutions[idx as usize].version += 1;
+            }
+            Event::KindergartenRoundCompleted {
+                round,
+                intake_year,
+                intake_date,
+                offer_deadline,
+                at,
+                seats,
+                applicants,
+                placements,
+            } => {
+                let scope = RoundScope::Kindergarten {
+                    intake_year: *intake_year,
+                    intake_date: *intake_date,
+                    offer_deadline: *offer_deadline,
+                };
+                let round_idx = self.insert_round(round, scope, *at, seats, applicants, placements);
+                let groups = self.data.rounds[round_idx as usize].seats.clone();
+                for p in placements {
+                    let group = groups[p.seats as usize];
+                    let age_group = group
+                        .age_group
+                        .expect("kindergarten seats have an age group");
+                    self.seat_group_mut(group.institution, age_group, *intake_year)
+                        .taken += 1;
+                    let placement = self.push_placement(Placement {
+                        round: round_idx,
+                        application: p.number,
+                        institution: group.institution,
+                        age_group: Some(age_group),
+                        intake_year: *intake_year,
+                        deadline: Some(*offer_deadline),
+                        status: PlacementStatus::Offered,
+                        answered_at: None,
+                    });
+                    // The round's event is not on the application's stream: no new version.
+                    self.change_application_unversioned(
+                        p.number,
+                        Cause::Round(round_idx as u16),
+                        *at,
+                        |app| {
+                            app.status = ApplicationStatus::Offered;
+                            app.placement = Some(placement);
+                        },
+                    );
+                }
+            }
+            Event::OfferAccepted { number, at } => {
+                let app = self
+                    .application(*number)
+                    .expect("accepted application exists");
+                let placement = app
+                    .placement
+                    .expect("an offered application has a placement");
+                let child = app.child;
+                let p = &mut self.data.placements[placement as usize];
+                p.status = PlacementStatus::Accepted;
+                p.answered_at = Some(*at);
+                self.change_application(*number, cause, *at, |app| {
+                    app.status = ApplicationStatus::Enrolled;
+                });
+                self.active_by_child
+                    .remove(&(ServiceKind::Kindergarten, child));
+                self.enrolled_by_child.insert(child, *number);
+            }
+            Event::OfferDeclined {
+                number,
+                desired_start,
+                at,
+            }
+            | Event::OfferExpired {
+                number,
+                desired_start,
+                at,
+            } => {
+                let status = if matches!(event, Event::OfferDeclined { .. }) {
+                    PlacementStatus::Declined
+                } else {
+                    PlacementStatus::Expired
+                };
+                self.end_offer(*number, status, *at);
+                self.change_application(*number, cause, *at, |app| {
+                    app.status = ApplicationStatus::Active;
+                    app.desired_start = *desired_start;
+                });
+            }
+            Event::TransferCompleted { number, at, .. } => {
+                let app = self
+                    .application(*number)
+                    .expect("transferred application exists");
+                let placement = app
+                    .placement
+                    .expect("an enrolled application has a placement");
+                let child = app.child;
+                let p = &mut self.data.placements[placement as usize];
+                p.status = PlacementStatus::Released;
+                p.answered_at = Some(*at);
+                let (institution, age_group, intake_year) =
+                    (p.institution, p.age_group, p.intake_year);
+                if let Some(age_group) = age_group {
+                    let group = self.seat_group_mut(institution, age_group, intake_year);
+                    group.taken = group.taken.saturating_sub(1);
+                }
+                self.change_application(*number, cause, *at, |app| {
+                    app.status = ApplicationStatus::Transferred;
+                });
+                if self.enrolled_by_child.get(&child) == Some(number) {
+                    self.enrolled_by_child.remove(&child);
+                }
+            }
+            Event::SchoolEnrollmentCompleted {
+                round,
+                campaign,
+                stage,
+                at,
+                seats,
+                applicants,
+                placements,
+            } => {
+                let campaign_idx = self.campaign_by_id[campaign];
+                let scope = RoundScope::School {
+                    campaign: campaign_idx,
+                    stage: *stage,
+                };
+                let round_idx = self.insert_round(round, scope, *at, seats, applicants, placements);
+                let groups = self.data.rounds[round_idx as usize].seats.clone();
+                let year = self.campaign(campaign_idx).config.year;
+                for p in placements {
+                    let institution = groups[p.seats as usize].institution;
+                    let c = &mut self.data.campaigns[campaign_idx as usize];
+                    if let Some(i) = c.school_idx.iter().position(|&s| s == institution) {
+                        if c.seats_taken.len() < c.school_idx.len() {
+                            c.seats_taken.resize(c.school_idx.len(), 0);
+                        }
+                        c.seats_taken[i] += 1;
+                    }
+                    let placement = self.push_placement(Placement {
+                        round: round_idx,
+                        application: p.number,
+                        institution,
+                        age_group: None,
+                        intake_year: year,
+                        deadline: None,
+                        status: PlacementStatus::Accepted,
+                        answered_at: Some(*at),
+                    });
+                    self.change_application_unversioned(
+                        p.number,
+                        Cause::Round(round_idx as u16),
+                        *at,
+                        |app| {
+                            app.status = ApplicationStatus::Enrolled;
+                            app.placement = Some(placement);
+                        },
+                    );
+                }
+            }
+            Event::SlotHeld {
+                slot,
+                specialty,
+                patient,
+                until,
+                passed_over,
+                ..
+            } => {
+                let s = self.data.slots.get_mut(slot).expect("held slot exists");
+                let mut passed = match s.hold.take() {
+                    Some(hold) => hold.passed_over,
+                    None => Vec::new(),
+                };
+                passed.extend_from_slice(passed_over);
+                s.hold = Some(SlotHold {
+                    patient: *patient,
+                    until: *until,
+                    passed_over: passed,
+                });
+                self.held_slots.insert(slot.clone());
+                if let Some(s) = self.data.specialties.get_mut(specialty) {
+                    s.version += 1;
+                }
+            }
+            Event::SlotHoldLapsed {
+                slot, specialty, ..
+            } => {
+                if let Some(s) = self.data.slots.get_mut(slot) {
+                    s.hold = None;
+                }
+                self.held_slots.remove(slot);
+                if let Some(s) = self.data.specialties.get_mut(specialty) {
+                    s.version += 1;
+                }
+            }
         }
         self.data.n_events += 1;
+    }
+
+    fn insert_round(
+        &mut self,
+        id: &RoundId,
+        scope: RoundScope,
+        at: DateTime<Utc>,
+        seats: &[crate::rounds::RoundSeats],
+        applicants: &[crate::rounds::RoundApplicant],
+        placements: &[RoundPlacement],
+    ) -> u32 {
+        let groups = seats
+            .iter()
+            .map(|g| RoundSeatGroup {
+                institution: self.institution_by_id[&g.institution],
+                age_group: g.age_group,
+                capacity: g.capacity,
+            })
+            .collect();
+        let round = Round::from_event(id, scope, at, groups, applicants, placements);
+        let idx = self.data.rounds.len() as u32;
+        self.queues.label_round(self.round_label(&round));
+        self.data.rounds.push(round);
+        self.round_by_id.insert(id.clone(), idx);
+        idx
+    }
+
+    /// How explanations name a round: "the round of 1 June 2026 (main-2026)".
+    fn round_label(&self, round: &Round) -> RoundLabel {
+        let day = match self.config() {
+            Some(config) => config.local_date(round.at),
+            None => round.at.date_naive(),
+        };
+        let (what, verb) = if round.is_kindergarten() {
+            ("the round", "placed")
+        } else {
+            ("the enrollment", "enrolled")
+        };
+        RoundLabel {
+            id: round.id.to_string(),
+            name: format!("{what} of {} ({})", day.format("%-d %B %Y"), round.id),
+            verb,
+        }
+    }
+
+    fn push_placement(&mut self, placement: Placement) -> u32 {
+        self.data.placements.push(placement);
+        self.data.placements.len() as u32 - 1
+    }
+
+    /// Ends the application's outstanding offer, if it has one, and returns its seat.
+    fn end_offer(&mut self, number: ApplicationNumber, status: PlacementStatus, at: DateTime<Utc>) {
+        let Some(placement) = self.application(number).and_then(|a| a.placement) else {
+            return;
+        };
+        let p = &mut self.data.placements[placement as usize];
+        if p.status != PlacementStatus::Offered {
+            return;
+        }
+        p.status = status;
+        p.answered_at = Some(at);
+        let (institution, age_group, intake_year) = (p.institution, p.age_group, p.intake_year);
+        if let Some(age_group) = age_group {
+            let group = self.seat_group_mut(institution, age_group, intake_year);
+            group.taken = group.taken.saturating_sub(1);
+        }
     }
 
     fn resolve_institutions(&self, ids: &[InstitutionId]) -> Box<[InstitutionIdx]> {
@@ -615,10 +1074,21 @@ impl State {
         at: DateTime<Utc>,
         change: impl FnOnce(&mut Application),
     ) {
+        self.change_application_unversioned(number, cause, at, change);
+        self.data.applications[number.0 as usize - 1].version += 1;
+    }
+
+    /// Like `change_application`, for an event on another stream (a round's).
+    fn change_application_unversioned(
+        &mut self,
+        number: ApplicationNumber,
+        cause: Cause,
+        at: DateTime<Utc>,
+        change: impl FnOnce(&mut Application),
+    ) {
         let index = number.0 as usize - 1;
         let before = self.queue_entries(&self.data.applications[index]);
         change(&mut self.data.applications[index]);
-        self.data.applications[index].version += 1;
         let after = self.queue_entries(&self.data.applications[index]);
         for (queue, key) in &before {
             if !after.contains(&(*queue, *key)) {
@@ -644,7 +1114,9 @@ impl State {
         if status == BookingStatus::Cancelled {
             if let Some(s) = self.data.slots.get_mut(&slot) {
                 s.booking = None;
+                s.hold = None;
             }
+            self.held_slots.remove(&slot);
         }
         let p = self.data.patients.entry(patient).or_default();
         if p.active_bookings.get(&specialty) == Some(&number) {
@@ -688,17 +1160,35 @@ impl State {
             ..State::default()
         };
         for (i, inst) in state.data.institutions.iter().enumerate() {
-            state.institution_by_id.insert(inst.id.clone(), i as InstitutionIdx);
+            state
+                .institution_by_id
+                .insert(inst.id.clone(), i as InstitutionIdx);
         }
-        for (i, c) in state.data.campaigns.iter().enumerate() {
-            state.campaign_by_id.insert(c.config.id.clone(), i as CampaignIdx);
+        for (i, c) in state.data.campaigns.iter_mut().enumerate() {
+            c.seats_taken.resize(c.school_idx.len(), 0);
+            state
+                .campaign_by_id
+                .insert(c.config.id.clone(), i as CampaignIdx);
         }
         let mut queues = Queues::default();
+        for (i, round) in state.data.rounds.iter().enumerate() {
+            state.round_by_id.insert(round.id.clone(), i as u32);
+            queues.label_round(state.round_label(round));
+        }
+        for (id, slot) in &state.data.slots {
+            if slot.hold.is_some() {
+                state.held_slots.insert(id.clone());
+            }
+        }
         for app in &state.data.applications {
-            if app.status == ApplicationStatus::Active {
+            if app.status.is_current(app.service) {
                 state
                     .active_by_child
                     .insert((app.service, app.child), app.number);
+            }
+            if app.service == ServiceKind::Kindergarten && app.status == ApplicationStatus::Enrolled
+            {
+                state.enrolled_by_child.insert(app.child, app.number);
             }
             for (queue, key) in state.queue_entries(app) {
                 queues.insert_silently(queue, key);
@@ -761,7 +1251,11 @@ fn claimed(privileges: &[Privilege]) -> Vec<PrivilegeClaim> {
 }
 
 fn set_privilege(app: &mut Application, privilege: &Privilege, status: PrivilegeStatus) {
-    match app.privileges.iter_mut().find(|c| &c.privilege == privilege) {
+    match app
+        .privileges
+        .iter_mut()
+        .find(|c| &c.privilege == privilege)
+    {
         Some(claim) => claim.status = status,
         None => app.privileges.push(PrivilegeClaim {
             privilege: privilege.clone(),

@@ -11,7 +11,7 @@ use crate::event::{Event, SCHEMA_VERSION};
 /// - 1: the first release.
 /// - 2: `KindergartenApplicationSubmitted` gained `any_other` (default `false`).
 pub fn upcast(event_type: &str, schema_version: i32, payload: Value) -> Result<Value, String> {
-    if schema_version > SCHEMA_VERSION || schema_version < 1 {
+    if !(1..=SCHEMA_VERSION).contains(&schema_version) {
         return Err(format!(
             "{event_type}: schema version {schema_version} is not known to this build (current {SCHEMA_VERSION})"
         ));
@@ -27,7 +27,7 @@ pub fn upcast(event_type: &str, schema_version: i32, payload: Value) -> Result<V
 
 /// Decodes a stored event of any known schema version.
 pub fn decode(event_type: &str, schema_version: i32, payload: &str) -> Result<Event, String> {
-    let value: Value =
-        serde_json::from_str(payload).map_err(|e| format!("{event_type}: payload is not JSON: {e}"))?;
+    let value: Value = serde_json::from_str(payload)
+        .map_err(|e| format!("{event_type}: payload is not JSON: {e}"))?;
     Event::from_payload(event_type, upcast(event_type, schema_version, value)?)
 }

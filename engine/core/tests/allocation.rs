@@ -315,6 +315,32 @@ proptest! {
         prop_assert_eq!(solve_instance(&instance).unwrap(), solve_instance(&shuffled).unwrap());
     }
 
+    /// The JSON output lists every applicant once, in byte order of ids (ids here share
+    /// prefixes, contain NUL and multi-byte characters), exactly as `AllocationResult`
+    /// serializes.
+    #[test]
+    fn json_output_is_the_sorted_result(
+        (small, ids) in small_instance(4, 12, true).prop_flat_map(|small| {
+            let n_applicants = small.applicants.len();
+            (Just(small), prop::collection::btree_set("[ab\u{0}é]{0,10}", n_applicants))
+        }),
+        seed in any::<u64>(),
+    ) {
+        let mut ids: Vec<String> = ids.into_iter().collect();
+        SplitMix64(seed).shuffle(&mut ids);
+        let mut instance = small.instance();
+        for (spec, id) in instance.applicants.iter_mut().zip(ids) {
+            spec.id = id;
+        }
+        let text = serde_json::to_string(&instance).unwrap();
+        let result = solve_instance(&instance).unwrap();
+        prop_assert_eq!(result.assignments.len(), instance.applicants.len());
+        prop_assert_eq!(
+            solve_instance_json(&text).unwrap(),
+            serde_json::to_string_pretty(&result).unwrap()
+        );
+    }
+
     #[test]
     fn equals_serial_dictatorship_without_priorities(small in small_instance(8, 20, false)) {
         let problem = small.problem();

@@ -1,19 +1,24 @@
 //! Invariants under arbitrary command sequences: replay is deterministic and splittable,
 //! queues are exactly 1..n in policy order, no child has two active applications per service,
-//! no slot has two bookings.
+//! no slot has two bookings; rounds never exceed seats, never give a child two offers, are
+//! stable for their recorded instance, and solving the exported instance gives their
+//! placements.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use ochered_core::allocation::{check_assignment, solve_instance, ProblemBuilder};
 use ochered_core::command::{
-    CampaignConfig, CampaignMode, CampaignSchool, Command, KindergartenForm, SchoolForm, SlotSpec,
+    AgeGroupSeats, CampaignConfig, CampaignMode, CampaignSchool, CampaignStage, Command,
+    KindergartenForm, SchoolForm, SlotSpec,
 };
 use ochered_core::domain::{
-    ApplicationNumber, AuthorityConfig, AuthorityId, BookingNumber, CampaignId, Channel,
-    DocumentNumber, DoctorId, InstitutionId, InstitutionKind, PersonKey, SlotId, Specialty,
+    ApplicationNumber, AuthorityConfig, AuthorityId, BookingNumber, CampaignId, Channel, DoctorId,
+    DocumentNumber, InstitutionId, InstitutionKind, PersonKey, RoundId, SlotId, Specialty,
 };
 use ochered_core::ordering::{Privilege, TieBreak};
-use ochered_core::state::{ApplicationStatus, BookingStatus};
+use ochered_core::rounds::{Round, NO_CLASS};
+use ochered_core::state::{ApplicationStatus, BookingStatus, PlacementStatus, ServiceKind};
 use ochered_core::{handle, Event, State};
 use proptest::prelude::*;
 
@@ -22,26 +27,42 @@ fn inst(id: &str) -> InstitutionId {
 }
 
 fn person(n: u8) -> PersonKey {
-    PersonKey::derive(b"prop", &DocumentNumber::parse(&format!("PROP{n:04}")).unwrap())
+    PersonKey::derive(
+        b"prop",
+        &DocumentNumber::parse(&format!("PROP{n:04}")).unwrap(),
+    )
 }
 
 const KINDERGARTENS: [&str; 3] = ["K1", "K2", "K3"];
 const SCHOOLS: [&str; 3] = ["S1", "S2", "S3"];
 
 fn setup(tie_break: TieBreak) -> Vec<Command> {
-    let mut commands = vec![Command::ConfigureAuthority {
-        config: AuthorityConfig::with_defaults(
-            AuthorityId::parse("prop").unwrap(),
-            "Prop",
-            chrono_tz::Asia::Novosibirsk,
-        ),
-    }];
+    let mut config = AuthorityConfig::with_defaults(
+        AuthorityId::parse("prop").unwrap(),
+        "Prop",
+        chrono_tz::Asia::Novosibirsk,
+    );
+    // Short deadlines so that offers expire within a generated sequence.
+    config.offer_deadline_days = 1;
+    let mut commands = vec![Command::ConfigureAuthority { config }];
     for k in KINDERGARTENS {
         commands.push(Command::RegisterInstitution {
             id: inst(k),
             kind: InstitutionKind::Kindergarten,
             name: k.into(),
         });
+        for intake_year in [2026, 2027] {
+            commands.push(Command::PublishKindergartenSeats {
+                institution: inst(k),
+                intake_year,
+                seats: (0..=6)
+                    .map(|age_group| AgeGroupSeats {
+                        age_group,
+                        seats: 1,
+                    })
+                    .collect(),
+            });
+        }
     }
     for s in SCHOOLS {
         commands.push(Command::RegisterInstitution {
@@ -109,7 +130,8 @@ fn prefs_strategy(pool: &'static [&'static str]) -> impl Strategy<Value = Vec<In
 }
 
 fn command_strategy() -> impl Strategy<Value = Command> {
-    let birth = (2020i32..=2025, 1u32..=12).prop_map(|(y, m)| NaiveDate::from_ymd_opt(y, m, 15).unwrap());
+    let birth =
+        (2020i32..=2025, 1u32..=12).prop_map(|(y, m)| NaiveDate::from_ymd_opt(y, m, 15).unwrap());
     let app = (1u32..=12).prop_map(ApplicationNumber);
     prop_oneof![
         4 => (0u8..8, birth.clone(), prefs_strategy(&KINDERGARTENS), any::<bool>(), 2026i32..=2027).prop_map(
@@ -162,6 +184,25 @@ fn command_strategy() -> impl Strategy<Value = Command> {
             patient: person(p),
             tier,
         }),
+        1 => Just(Command::ExpireSlotHolds {}),
+        2 => (0u8..12, 2026i32..=2027, proptest::option::of((10u32..=12, 1u32..=28))).prop_map(|(r, intake_year, day)| Command::RunKindergartenRound {
+            round: RoundId::parse(&format!("r{r}")).unwrap(),
+            intake_year,
+            intake_date: day.map(|(m, d)| NaiveDate::from_ymd_opt(intake_year, m, d).unwrap()),
+        }),
+        1 => (0usize..3, 2026i32..=2027, 0u8..=6, 0u32..=3).prop_map(|(k, intake_year, age_group, seats)| Command::PublishKindergartenSeats {
+            institution: inst(KINDERGARTENS[k]),
+            intake_year,
+            seats: vec![AgeGroupSeats { age_group, seats }],
+        }),
+        2 => (1u32..=12).prop_map(|a| Command::AcceptOffer { application: ApplicationNumber(a) }),
+        1 => (1u32..=12).prop_map(|a| Command::DeclineOffer { application: ApplicationNumber(a) }),
+        1 => Just(Command::ExpireOffers {}),
+        1 => (0u8..6, any::<bool>()).prop_map(|(r, two)| Command::RunSchoolEnrollment {
+            round: RoundId::parse(&format!("e{r}")).unwrap(),
+            campaign: CampaignId::parse("c").unwrap(),
+            stage: if two { CampaignStage::Two } else { CampaignStage::One },
+        }),
     ]
 }
 
@@ -173,12 +214,13 @@ fn tie_break_strategy() -> impl Strategy<Value = TieBreak> {
     ]
 }
 
-/// Runs the commands one minute apart and returns every accepted event.
+/// Runs the commands half an hour apart (so that offers and slot holds lapse within a
+/// sequence) and returns every accepted event.
 fn run(commands: &[Command]) -> (State, Vec<Event>) {
     let mut state = State::new();
     let mut events = Vec::new();
     for (i, command) in commands.iter().enumerate() {
-        let now = start() + Duration::minutes(i as i64);
+        let now = start() + Duration::minutes(30 * i as i64);
         if let Ok(mut accepted) = handle(&mut state, command, now) {
             events.append(&mut accepted);
         }
@@ -199,10 +241,13 @@ fn check_invariants(state: &State) {
     // At most one active application per child per service, and the index agrees.
     let mut active = BTreeMap::new();
     for app in state.applications() {
-        if app.status == ApplicationStatus::Active {
+        if app.status.is_current(app.service) {
             let previous = active.insert((app.service as u8, app.child), app.number);
             assert!(previous.is_none(), "child has two active applications");
-            assert_eq!(state.active_application_of(app.service, &app.child), Some(app.number));
+            assert_eq!(
+                state.active_application_of(app.service, &app.child),
+                Some(app.number)
+            );
         }
     }
     assert_eq!(active.len(), state.n_active_applications());
@@ -217,20 +262,38 @@ fn check_invariants(state: &State) {
     }
     for (queue, q) in state.queues.iter() {
         let members: Vec<_> = q.members.iter().collect();
-        let want: Vec<_> = expected.remove(queue).unwrap_or_default().into_iter().collect();
+        let want: Vec<_> = expected
+            .remove(queue)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         assert_eq!(members, want, "queue {queue:?} members");
         for (i, key) in members.iter().enumerate() {
             assert_eq!(q.members.rank(key), Some(i + 1));
             assert_eq!(state.queues.position(queue, key), Some(i + 1));
         }
-        assert!(members.windows(2).all(|w| w[0] < w[1]), "queue is in policy order");
+        assert!(
+            members.windows(2).all(|w| w[0] < w[1]),
+            "queue is in policy order"
+        );
     }
-    assert!(expected.values().all(|v| v.is_empty()), "every active application is queued");
+    assert!(
+        expected.values().all(|v| v.is_empty()),
+        "every active application is queued"
+    );
 
     // No slot has two active bookings; a slot's booking is active and points back to it.
     let mut by_slot = BTreeMap::new();
-    for b in state.data.bookings.iter().filter(|b| b.status == BookingStatus::Active) {
-        assert!(by_slot.insert(b.slot.clone(), b.number).is_none(), "slot booked twice");
+    for b in state
+        .data
+        .bookings
+        .iter()
+        .filter(|b| b.status == BookingStatus::Active)
+    {
+        assert!(
+            by_slot.insert(b.slot.clone(), b.number).is_none(),
+            "slot booked twice"
+        );
         assert_eq!(state.slot(&b.slot).unwrap().booking, Some(b.number));
     }
     for (id, slot) in &state.data.slots {
@@ -238,9 +301,129 @@ fn check_invariants(state: &State) {
     }
     // One active booking per patient per specialty.
     let mut per_patient = BTreeSet::new();
-    for b in state.data.bookings.iter().filter(|b| b.status == BookingStatus::Active) {
+    for b in state
+        .data
+        .bookings
+        .iter()
+        .filter(|b| b.status == BookingStatus::Active)
+    {
         assert!(per_patient.insert((b.patient, b.specialty.clone())));
     }
+    // A held slot is free and held for someone; the index of held slots agrees.
+    let held: BTreeSet<_> = state.held_slots().map(|(id, _)| id.clone()).collect();
+    for (id, slot) in &state.data.slots {
+        assert_eq!(slot.hold.is_some(), held.contains(id));
+        if slot.hold.is_some() {
+            assert_eq!(slot.booking, None, "a booked slot holds no hold");
+        }
+    }
+    check_placements(state);
+    for round in state.rounds() {
+        check_round(state, round);
+    }
+}
+
+/// Seats are never over-taken, and a child holds at most one outstanding offer and one
+/// kindergarten place.
+fn check_placements(state: &State) {
+    let mut taken: BTreeMap<(u32, u8, i32), u32> = BTreeMap::new();
+    let mut offers_per_child = BTreeMap::new();
+    let mut places_per_child = BTreeMap::new();
+    for p in &state.data.placements {
+        let app = state.application(p.application).unwrap();
+        if let Some(age_group) = p.age_group {
+            if matches!(
+                p.status,
+                PlacementStatus::Offered | PlacementStatus::Accepted
+            ) {
+                *taken
+                    .entry((p.institution, age_group, p.intake_year))
+                    .or_default() += 1;
+            }
+            if p.status == PlacementStatus::Accepted {
+                *places_per_child.entry(app.child).or_insert(0) += 1;
+            }
+        }
+        if p.status == PlacementStatus::Offered {
+            *offers_per_child.entry(app.child).or_insert(0) += 1;
+            assert_eq!(app.status, ApplicationStatus::Offered);
+        }
+    }
+    assert!(
+        offers_per_child.values().all(|&n| n == 1),
+        "a child holds two offers"
+    );
+    assert!(
+        places_per_child.values().all(|&n| n == 1),
+        "a child holds two places"
+    );
+    for app in state.applications() {
+        if app.status == ApplicationStatus::Offered {
+            assert!(state.outstanding_offer(app).is_some());
+        }
+        if app.status == ApplicationStatus::Enrolled && app.service == ServiceKind::Kindergarten {
+            assert_eq!(state.enrolled_application_of(&app.child), Some(app.number));
+        }
+    }
+    for g in &state.data.kindergarten_seats {
+        let counted = taken
+            .remove(&(g.institution, g.age_group, g.intake_year))
+            .unwrap_or(0);
+        assert_eq!(g.taken, counted, "seats taken agree with the placements");
+        assert!(g.taken <= g.published, "more seats taken than published");
+    }
+    assert!(taken.is_empty());
+    for c in state.campaigns() {
+        for (school, &taken) in c.config.schools.iter().zip(&c.seats_taken) {
+            assert!(taken <= school.seats, "a school enrolled beyond its seats");
+        }
+    }
+}
+
+/// A round's placements fit its capacities, place each applicant once, are stable for the
+/// round's instance, and are what solving the exported instance gives.
+fn check_round(state: &State, round: &Round) {
+    let mut per_group = vec![0u32; round.seats.len()];
+    let mut placed = BTreeSet::new();
+    let index_of: BTreeMap<_, _> = round
+        .numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, i))
+        .collect();
+    let mut assignment = vec![None; round.n_applicants()];
+    for p in &round.placements {
+        per_group[p.seats as usize] += 1;
+        assert!(
+            placed.insert(p.number),
+            "an applicant placed twice in a round"
+        );
+        assignment[index_of[&p.number]] = Some(p.seats);
+    }
+    for (n, g) in per_group.iter().zip(&round.seats) {
+        assert!(*n <= g.capacity, "a round exceeded its seats");
+    }
+    let mut builder = ProblemBuilder::new(round.seats.iter().map(|g| g.capacity).collect());
+    for i in 0..round.n_applicants() {
+        let (preferences, classes) = round.applicant(i);
+        let priorities: Vec<(u32, u32)> = preferences
+            .iter()
+            .zip(classes)
+            .filter(|(_, &c)| c != NO_CLASS)
+            .map(|(&g, &c)| (g, u32::from(c)))
+            .collect();
+        builder
+            .push_applicant(preferences, &priorities, u64::from(round.ranks[i]))
+            .unwrap();
+    }
+    let problem = builder.build().unwrap();
+    check_assignment(&problem, &assignment).expect("the round's assignment is stable");
+    let solved = solve_instance(&state.round_instance(round)).unwrap();
+    assert_eq!(
+        solved,
+        state.round_assignment(round),
+        "re-solving the exported instance"
+    );
 }
 
 proptest! {
@@ -313,7 +496,18 @@ fn generated_sequences_exercise_the_rules() {
         "SlotBooked",
         "BookingCancelled",
         "WaitingListJoined",
+        "KindergartenSeatsPublished",
+        "KindergartenRoundCompleted",
+        "OfferAccepted",
+        "OfferDeclined",
+        "OfferExpired",
+        "SchoolEnrollmentCompleted",
+        "SlotHeld",
+        "SlotHoldLapsed",
     ] {
-        assert!(seen.get(kind).copied().unwrap_or(0) > 0, "{kind} never happened: {seen:?}");
+        assert!(
+            seen.get(kind).copied().unwrap_or(0) > 0,
+            "{kind} never happened: {seen:?}"
+        );
     }
 }

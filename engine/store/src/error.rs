@@ -34,16 +34,23 @@ impl From<sqlx::Error> for StoreError {
         let text = error.to_string();
         match error {
             E::Database(db) => from_database_error(db.as_ref(), text),
-            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Protocol(_) => {
-                StoreError::Unavailable(text)
-            }
+            E::Io(_)
+            | E::Tls(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed
+            | E::Protocol(_) => StoreError::Unavailable(text),
             E::ColumnDecode { .. } | E::Decode(_) => StoreError::Corrupt(text),
             E::Migrate(migrate) => match *migrate {
                 sqlx::migrate::MigrateError::Execute(inner)
-                | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => match StoreError::from(inner) {
-                    StoreError::Other(inner) => StoreError::Other(format!("migration failed: {inner}")),
-                    mapped => mapped,
-                },
+                | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => {
+                    match StoreError::from(inner) {
+                        StoreError::Other(inner) => {
+                            StoreError::Other(format!("migration failed: {inner}"))
+                        }
+                        mapped => mapped,
+                    }
+                }
                 other => StoreError::Other(format!("migration failed: {other}")),
             },
             _ => StoreError::Other(text),
@@ -63,13 +70,7 @@ fn from_database_error(db: &dyn DatabaseError, text: String) -> StoreError {
     }
     if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
         let extended: i32 = sqlite.code().and_then(|c| c.parse().ok()).unwrap_or(0);
-        return match extended & 0xff {
-            // BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL
-            5 | 6 | 7 | 8 | 10 | 13 | 14 | 15 => StoreError::Unavailable(text),
-            // CORRUPT, NOTADB
-            11 | 26 => StoreError::Corrupt(text),
-            _ => StoreError::Other(text),
-        };
+        return from_sqlite_code(extended, text);
     }
     if let Some(code) = db.code() {
         // PostgreSQL SQLSTATE.
@@ -91,6 +92,22 @@ fn from_database_error(db: &dyn DatabaseError, text: String) -> StoreError {
     StoreError::Other(text)
 }
 
+/// Maps an SQLite (extended) result code.
+pub(crate) fn from_sqlite_code(extended: i32, text: String) -> StoreError {
+    const SQLITE_CONSTRAINT_PRIMARYKEY: i32 = 1555;
+    const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
+    match extended {
+        SQLITE_CONSTRAINT_PRIMARYKEY | SQLITE_CONSTRAINT_UNIQUE => StoreError::Conflict(text),
+        _ => match extended & 0xff {
+            // BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL
+            5 | 6 | 7 | 8 | 10 | 13 | 14 | 15 => StoreError::Unavailable(text),
+            // CORRUPT, NOTADB
+            11 | 26 => StoreError::Corrupt(text),
+            _ => StoreError::Other(text),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +118,37 @@ mod tests {
         assert!(StoreError::from(sqlx::Error::Io(refused)).is_unavailable());
         assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
         assert!(StoreError::from(sqlx::Error::PoolClosed).is_unavailable());
+    }
+
+    #[test]
+    fn sqlite_codes_are_sorted_by_what_to_do() {
+        assert!(matches!(
+            from_sqlite_code(2067, String::new()),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            from_sqlite_code(1555, String::new()),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            from_sqlite_code(13, String::new()),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            from_sqlite_code(10 | (4 << 8), String::new()),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            from_sqlite_code(5, String::new()),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            from_sqlite_code(26, String::new()),
+            StoreError::Corrupt(_)
+        ));
+        assert!(matches!(
+            from_sqlite_code(1299, String::new()),
+            StoreError::Other(_)
+        ));
     }
 }

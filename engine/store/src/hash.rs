@@ -76,7 +76,12 @@ pub fn event_hash(prev_hash: &str, authority: &str, authority_seq: i64, e: &NewE
 }
 
 /// The canonical bytes described on [`event_hash`], for auditors who want to inspect them.
-pub fn canonical_bytes(prev_hash: &str, authority: &str, authority_seq: i64, e: &NewEvent) -> Vec<u8> {
+pub fn canonical_bytes(
+    prev_hash: &str,
+    authority: &str,
+    authority_seq: i64,
+    e: &NewEvent,
+) -> Vec<u8> {
     let mut sink = Vec::new();
     HashInput {
         prev_hash,
@@ -113,7 +118,7 @@ impl HashInput<'_> {
     pub fn hash(&self) -> String {
         let mut hasher = Sha256::new();
         self.write(&mut |bytes| hasher.update(bytes));
-        hex::encode(hasher.finalize())
+        lower_hex(&hasher.finalize())
     }
 
     fn write(&self, sink: &mut dyn FnMut(&[u8])) {
@@ -121,17 +126,47 @@ impl HashInput<'_> {
             sink(&(bytes.len() as u64).to_le_bytes());
             sink(bytes);
         };
+        let mut digits = [0u8; 20];
         field(self.prev_hash.as_bytes());
         field(self.authority.as_bytes());
-        field(self.authority_seq.to_string().as_bytes());
+        field(decimal(self.authority_seq, &mut digits));
         field(self.stream_id.as_bytes());
-        field(self.stream_version.to_string().as_bytes());
+        field(decimal(self.stream_version, &mut digits));
         field(self.event_type.as_bytes());
-        field(self.schema_version.to_string().as_bytes());
+        field(decimal(i64::from(self.schema_version), &mut digits));
         field(self.recorded_at.as_bytes());
         field(self.payload.as_bytes());
         field(self.metadata.as_bytes());
     }
+}
+
+/// `value` in decimal ASCII, written into `buffer` without allocating.
+fn decimal(value: i64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut magnitude = value.unsigned_abs();
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        start -= 1;
+        buffer[start] = b'-';
+    }
+    &buffer[start..]
+}
+
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0x0f)] as char);
+    }
+    text
 }
 
 #[cfg(test)]
@@ -158,7 +193,10 @@ mod tests {
 
     #[test]
     fn recorded_at_is_rfc3339_with_microseconds_and_z() {
-        assert_eq!(canonical_recorded_at(sample().recorded_at), "2025-03-01T08:00:00.123456Z");
+        assert_eq!(
+            canonical_recorded_at(sample().recorded_at),
+            "2025-03-01T08:00:00.123456Z"
+        );
     }
 
     #[test]
@@ -219,7 +257,22 @@ mod tests {
         let mut b = base.clone();
         b.stream_id = "a".into();
         b.event_type = "bc".into();
-        assert_ne!(event_hash(GENESIS_HASH, "msk", 1, &a), event_hash(GENESIS_HASH, "msk", 1, &b));
+        assert_ne!(
+            event_hash(GENESIS_HASH, "msk", 1, &a),
+            event_hash(GENESIS_HASH, "msk", 1, &b)
+        );
+    }
+
+    #[test]
+    fn integers_are_plain_decimal() {
+        let mut buffer = [0u8; 20];
+        for value in [0, 1, 9, 10, 42, -1, -10, i64::MAX, i64::MIN, 1_000_000] {
+            assert_eq!(decimal(value, &mut buffer), value.to_string().as_bytes());
+        }
+        assert_eq!(
+            lower_hex(&[0x00, 0xab, 0x7f]),
+            hex::encode([0x00, 0xab, 0x7f])
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod error;
 mod hash;
 mod postgres;
 mod sqlite;
+pub mod testing;
 
 use std::sync::Arc;
 
@@ -138,7 +139,10 @@ pub struct ChainHead {
 impl ChainHead {
     /// The head of an authority with no events.
     pub fn genesis() -> Self {
-        ChainHead { authority_seq: 0, hash: GENESIS_HASH.to_string() }
+        ChainHead {
+            authority_seq: 0,
+            hash: GENESIS_HASH.to_string(),
+        }
     }
 }
 
@@ -152,7 +156,11 @@ pub enum VerifyOutcome {
     /// The chain breaks at `authority_seq`: the first position whose event is missing,
     /// moved, changed or wrongly linked. `global_seq` is that of the row found at (or, for
     /// a gap, after) that position.
-    Broken { authority_seq: i64, global_seq: i64, reason: String },
+    Broken {
+        authority_seq: i64,
+        global_seq: i64,
+        reason: String,
+    },
 }
 
 /// The event log. Writers of different authorities may append concurrently; one authority
@@ -175,11 +183,21 @@ pub trait EventStore: Send + Sync {
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// The record stored under `key` for this authority, if any.
-    async fn idempotency(&self, authority: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn idempotency(
+        &self,
+        authority: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
 
-    /// At most `limit` events with `authority_seq > after_authority_seq`, ascending.
+    /// At most `limit` events with `authority_seq > after_authority_seq`, ascending (none
+    /// when `limit` is not positive).
     /// Replay pages through it, passing the last `authority_seq` it got.
-    async fn read(&self, authority: &str, after_authority_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn read(
+        &self,
+        authority: &str,
+        after_authority_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Every authority that has at least one event, sorted.
     async fn authorities(&self) -> Result<Vec<String>, StoreError>;
@@ -191,7 +209,12 @@ pub trait EventStore: Send + Sync {
     /// Stores a snapshot of the state after `authority_seq` (which must not be beyond the
     /// head). Saving twice at the same position replaces it; only the newest
     /// [`SNAPSHOTS_KEPT`] snapshots of an authority are kept.
-    async fn save_snapshot(&self, authority: &str, authority_seq: i64, state: &[u8]) -> Result<(), StoreError>;
+    async fn save_snapshot(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        state: &[u8],
+    ) -> Result<(), StoreError>;
 
     /// The newest snapshot of the authority: its `authority_seq` and bytes.
     async fn load_snapshot(&self, authority: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
@@ -228,7 +251,11 @@ pub(crate) struct PreparedEvent {
 
 /// Chains `events` after `head`: assigns authority_seq, prev_hash and hash. `global_seq` is
 /// left at 0 for the backend to fill in.
-pub(crate) fn chain_events(authority: &str, head: &ChainHead, events: Vec<NewEvent>) -> Vec<PreparedEvent> {
+pub(crate) fn chain_events(
+    authority: &str,
+    head: &ChainHead,
+    events: Vec<NewEvent>,
+) -> Vec<PreparedEvent> {
     let mut prev_hash = head.hash.clone();
     let mut authority_seq = head.authority_seq;
     events
@@ -265,7 +292,11 @@ pub(crate) fn chain_events(authority: &str, head: &ChainHead, events: Vec<NewEve
                 prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
                 hash,
             };
-            PreparedEvent { stored, recorded_at_text, metadata_text }
+            PreparedEvent {
+                stored,
+                recorded_at_text,
+                metadata_text,
+            }
         })
         .collect()
 }
@@ -295,7 +326,12 @@ pub(crate) struct ChainChecker {
 
 impl ChainChecker {
     pub fn new(authority: &str) -> Self {
-        ChainChecker { authority: authority.to_string(), head: ChainHead::genesis(), last_global_seq: i64::MIN, events: 0 }
+        ChainChecker {
+            authority: authority.to_string(),
+            head: ChainHead::genesis(),
+            last_global_seq: i64::MIN,
+            events: 0,
+        }
     }
 
     /// The last `authority_seq` checked, to page on from.
@@ -307,7 +343,11 @@ impl ChainChecker {
     pub fn check(&mut self, row: &VerifyRow) -> Option<VerifyOutcome> {
         let expected_seq = self.head.authority_seq + 1;
         let broken = |reason: String| {
-            Some(VerifyOutcome::Broken { authority_seq: expected_seq, global_seq: row.global_seq, reason })
+            Some(VerifyOutcome::Broken {
+                authority_seq: expected_seq,
+                global_seq: row.global_seq,
+                reason,
+            })
         };
         if row.authority_seq != expected_seq {
             return broken(format!(
@@ -351,14 +391,20 @@ impl ChainChecker {
                 row.hash
             ));
         }
-        self.head = ChainHead { authority_seq: row.authority_seq, hash: row.hash.clone() };
+        self.head = ChainHead {
+            authority_seq: row.authority_seq,
+            hash: row.hash.clone(),
+        };
         self.last_global_seq = row.global_seq;
         self.events += 1;
         None
     }
 
     pub fn finish(self) -> VerifyOutcome {
-        VerifyOutcome::Ok { head: self.head, events: self.events }
+        VerifyOutcome::Ok {
+            head: self.head,
+            events: self.events,
+        }
     }
 }
 
@@ -408,7 +454,10 @@ mod tests {
         assert_eq!(
             checker.finish(),
             VerifyOutcome::Ok {
-                head: ChainHead { authority_seq: 3, hash: prepared[2].stored.hash.clone() },
+                head: ChainHead {
+                    authority_seq: 3,
+                    hash: prepared[2].stored.hash.clone()
+                },
                 events: 3
             }
         );

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use ochered_core::command::{
-    CampaignConfig, CampaignMode, CampaignSchool, Command, KindergartenForm, SchoolForm, SlotSpec,
+    AgeGroupSeats, CampaignConfig, CampaignMode, CampaignSchool, Command, KindergartenForm,
+    SchoolForm, SlotSpec,
 };
 use ochered_core::domain::{
     AuthorityConfig, AuthorityId, CampaignId, Channel, DocumentNumber, DoctorId, InstitutionId,
@@ -156,6 +157,24 @@ pub fn setup_commands(
         });
     }
     commands
+}
+
+/// Publishes seats in every age group (0–6) of every demo kindergarten for an intake year:
+/// a few seats per group, more in the popular kindergartens' neighbours than in the
+/// popular ones, so that rounds have both full and half-empty kindergartens.
+pub fn kindergarten_seat_commands(shape: &DemoShape, intake_year: i32) -> Vec<Command> {
+    (0..shape.kindergartens)
+        .map(|i| Command::PublishKindergartenSeats {
+            institution: kindergarten_id(i),
+            intake_year,
+            seats: (0..=6)
+                .map(|age_group| AgeGroupSeats {
+                    age_group,
+                    seats: 2 + ((i as u32 + u32::from(age_group)) % 4),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The person key of the n-th demo child (the same document gives the same key).

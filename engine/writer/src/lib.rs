@@ -145,6 +145,8 @@ struct Shared {
     in_flight: Mutex<HashSet<String>>,
     stats: WriterStats,
     head: RwLock<ochered_store::ChainHead>,
+    /// False while the state could not be rebuilt after a failed commit (the store is away).
+    consistent: std::sync::atomic::AtomicBool,
 }
 
 /// A cloneable handle to one authority's writer and its state.
@@ -169,6 +171,7 @@ impl Writer {
             in_flight: Mutex::new(HashSet::new()),
             stats: WriterStats::default(),
             head: RwLock::new(stats.head.clone()),
+            consistent: std::sync::atomic::AtomicBool::new(true),
         });
         let mut task = WriterTask {
             store,
@@ -249,6 +252,12 @@ impl Writer {
 
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// False while the in-memory state is being rebuilt after a failed commit; reads should
+    /// then answer "unavailable" rather than show an empty or uncommitted state.
+    pub fn is_consistent(&self) -> bool {
+        self.shared.consistent.load(Ordering::Acquire)
     }
 }
 
@@ -463,15 +472,20 @@ impl WriterTask {
                 Err(e) => {
                     stats.commit_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(authority = %self.shared.authority, error = %e, "commit failed; nothing in the batch is acknowledged");
+                    // Restore the state before answering, so nobody reads the failed batch;
+                    // if the store does not allow it now, before the next batch.
                     self.needs_reload = true;
+                    if self.reload().await.is_err() {
+                        let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        // Until the reload succeeds, reads see an empty state rather than
+                        // effects that were never committed.
+                        *state = State::new();
+                        self.shared.consistent.store(false, Ordering::Release);
+                    }
                     let error = WriterError::from(e);
                     for d in decided {
                         let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) = d;
                         let _ = job.reply.send(Err(error.clone()));
-                    }
-                    // Restore the state now if the store allows; otherwise before the next batch.
-                    if self.reload().await.is_ok() {
-                        self.needs_reload = false;
                     }
                     return false;
                 }
@@ -525,6 +539,7 @@ impl WriterTask {
         self.keys = stats.idempotency_keys;
         self.last_now = self.last_now.max(stats.last_recorded_at);
         self.needs_reload = false;
+        self.shared.consistent.store(true, Ordering::Release);
         Ok(())
     }
 

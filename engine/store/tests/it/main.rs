@@ -1,5 +1,6 @@
 //! Integration tests of the event log, each run on SQLite and on PostgreSQL.
 
+mod auditor;
 mod harness;
 mod log;
 mod sqlite_only;
@@ -56,5 +57,9 @@ async fn open_unreachable_postgres_is_unavailable() {
         Err(other) => panic!("expected Unavailable, got {other:?}"),
         Ok(_) => panic!("expected Unavailable, got a store"),
     }
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -8,25 +8,62 @@ use crate::harness::{event, events, idempotency, Harness};
 async fn reopening_the_file_keeps_everything() {
     let harness = Harness::sqlite().await;
     let path = harness.sqlite_path.clone().unwrap();
-    let stored = harness.store.append("msk", events("app", 1, 10), vec![idempotency("k1", Some(10))]).await.unwrap();
-    harness.store.append("spb", events("app", 1, 2), vec![]).await.unwrap();
-    harness.store.save_snapshot("msk", 10, b"state").await.unwrap();
+    let stored = harness
+        .store
+        .append(
+            "msk",
+            events("app", 1, 10),
+            vec![idempotency("k1", Some(10))],
+        )
+        .await
+        .unwrap();
+    harness
+        .store
+        .append("spb", events("app", 1, 2), vec![])
+        .await
+        .unwrap();
+    harness
+        .store
+        .save_snapshot("msk", 10, b"state")
+        .await
+        .unwrap();
     let head = harness.store.head("msk").await.unwrap();
     harness.store.close().await;
 
-    for url in [format!("sqlite://{}", path.display()), path.display().to_string()] {
+    for url in [
+        format!("sqlite://{}", path.display()),
+        path.display().to_string(),
+    ] {
         let reopened = open(&url).await.unwrap();
         assert_eq!(reopened.read("msk", 0, 100).await.unwrap(), stored);
         assert_eq!(reopened.head("msk").await.unwrap(), head);
-        assert_eq!(reopened.verify("msk").await.unwrap(), VerifyOutcome::Ok { head: head.clone(), events: 10 });
-        assert_eq!(reopened.idempotency("msk", "k1").await.unwrap(), Some(idempotency("k1", Some(10))));
-        assert_eq!(reopened.load_snapshot("msk").await.unwrap(), Some((10, b"state".to_vec())));
-        assert_eq!(reopened.authorities().await.unwrap(), vec!["msk".to_string(), "spb".to_string()]);
+        assert_eq!(
+            reopened.verify("msk").await.unwrap(),
+            VerifyOutcome::Ok {
+                head: head.clone(),
+                events: 10
+            }
+        );
+        assert_eq!(
+            reopened.idempotency("msk", "k1").await.unwrap(),
+            Some(idempotency("k1", Some(10)))
+        );
+        assert_eq!(
+            reopened.load_snapshot("msk").await.unwrap(),
+            Some((10, b"state".to_vec()))
+        );
+        assert_eq!(
+            reopened.authorities().await.unwrap(),
+            vec!["msk".to_string(), "spb".to_string()]
+        );
         reopened.close().await;
     }
     // Appending after a reopen continues the chain.
     let reopened = open(&path.display().to_string()).await.unwrap();
-    let next = reopened.append("msk", vec![event("app-11", 1)], vec![]).await.unwrap();
+    let next = reopened
+        .append("msk", vec![event("app-11", 1)], vec![])
+        .await
+        .unwrap();
     assert_eq!(next[0].authority_seq, 11);
     assert_eq!(next[0].prev_hash, head.hash);
     assert!(next[0].global_seq > stored.last().unwrap().global_seq);
@@ -36,16 +73,27 @@ async fn reopening_the_file_keeps_everything() {
 async fn in_memory_urls_work() {
     for url in ["sqlite::memory:", ":memory:"] {
         let store = open(url).await.unwrap();
-        store.append("msk", events("app", 1, 300), vec![idempotency("k", None)]).await.unwrap();
-        store.append("msk", events("more", 1, 3), vec![]).await.unwrap();
+        store
+            .append("msk", events("app", 1, 300), vec![idempotency("k", None)])
+            .await
+            .unwrap();
+        store
+            .append("msk", events("more", 1, 3), vec![])
+            .await
+            .unwrap();
         assert_eq!(store.read("msk", 0, 1000).await.unwrap().len(), 303);
-        assert!(matches!(store.verify("msk").await.unwrap(), VerifyOutcome::Ok { events: 303, .. }));
+        assert!(matches!(
+            store.verify("msk").await.unwrap(),
+            VerifyOutcome::Ok { events: 303, .. }
+        ));
         assert!(store.idempotency("msk", "k").await.unwrap().is_some());
     }
     // Two in-memory stores are separate databases.
     let one = open("sqlite::memory:").await.unwrap();
     let two = open("sqlite::memory:").await.unwrap();
-    one.append("msk", vec![event("a", 1)], vec![]).await.unwrap();
+    one.append("msk", vec![event("a", 1)], vec![])
+        .await
+        .unwrap();
     assert_eq!(two.head("msk").await.unwrap().authority_seq, 0);
 }
 
@@ -56,13 +104,25 @@ async fn a_full_disk_is_unavailable_writes_nothing_and_recovers() {
         crate::harness::Raw::Sqlite(store) => store,
         crate::harness::Raw::Pg(_) => unreachable!(),
     };
-    harness.store.append("msk", events("app", 1, 5), vec![]).await.unwrap();
+    harness
+        .store
+        .append("msk", events("app", 1, 5), vec![])
+        .await
+        .unwrap();
     let head = harness.store.head("msk").await.unwrap();
     // The writer has one connection; capping its file size fakes a full disk.
-    let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(store.pool()).await.unwrap();
-    sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 1)).execute(store.pool()).await.unwrap();
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 1))
+        .execute(store.pool())
+        .await
+        .unwrap();
     let big = events("big", 1, 2000);
-    let keys: Vec<_> = (0..2000).map(|i| idempotency(&format!("key-{i}"), None)).collect();
+    let keys: Vec<_> = (0..2000)
+        .map(|i| idempotency(&format!("key-{i}"), None))
+        .collect();
     match harness.store.append("msk", big.clone(), keys.clone()).await {
         Err(StoreError::Unavailable(message)) => assert!(message.contains("full"), "{message}"),
         other => panic!("expected Unavailable, got {other:?}"),
@@ -70,11 +130,17 @@ async fn a_full_disk_is_unavailable_writes_nothing_and_recovers() {
     assert_eq!(harness.store.head("msk").await.unwrap(), head);
     assert_eq!(harness.count("SELECT COUNT(*) FROM idempotency").await, 0);
     // Space comes back: the same writer appends again and the chain is intact.
-    sqlx::query("PRAGMA max_page_count = 1073741823").execute(store.pool()).await.unwrap();
+    sqlx::query("PRAGMA max_page_count = 1073741823")
+        .execute(store.pool())
+        .await
+        .unwrap();
     let stored = harness.store.append("msk", big, keys).await.unwrap();
     assert_eq!(stored[0].authority_seq, 6);
     assert_eq!(stored[0].prev_hash, head.hash);
-    assert!(matches!(harness.store.verify("msk").await.unwrap(), VerifyOutcome::Ok { events: 2005, .. }));
+    assert!(matches!(
+        harness.store.verify("msk").await.unwrap(),
+        VerifyOutcome::Ok { events: 2005, .. }
+    ));
 }
 
 #[tokio::test]
@@ -84,8 +150,40 @@ async fn sqlite_file_uses_wal_and_full_sync() {
         crate::harness::Raw::Sqlite(store) => store,
         crate::harness::Raw::Pg(_) => unreachable!(),
     };
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(mode, "wal");
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(store.pool()).await.unwrap();
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(synchronous, 2, "FULL");
+}
+
+#[tokio::test]
+async fn undecodable_columns_are_reported_not_panicked_on() {
+    let harness = Harness::sqlite().await;
+    harness
+        .store
+        .append("msk", events("app", 1, 4), vec![])
+        .await
+        .unwrap();
+    harness
+        .exec("UPDATE events SET payload = X'FFFE00' WHERE authority = 'msk' AND authority_seq = 3")
+        .await;
+    match harness.store.verify("msk").await.unwrap() {
+        VerifyOutcome::Broken {
+            authority_seq: 3,
+            reason,
+            ..
+        } => assert!(reason.contains("UTF-8"), "{reason}"),
+        other => panic!("expected a break at 3, got {other:?}"),
+    }
+    assert!(matches!(
+        harness.store.read("msk", 0, 10).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert_eq!(harness.store.read("msk", 0, 2).await.unwrap().len(), 2);
 }

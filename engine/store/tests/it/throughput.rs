@@ -47,7 +47,12 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // Fields 14 and 15 of /proc/PID/stat (utime, stime), in clock ticks of 1/100 s.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -59,7 +64,10 @@ struct Phase {
 
 impl Phase {
     fn start() -> Phase {
-        Phase { wall: Instant::now(), cpu: cpu_seconds() }
+        Phase {
+            wall: Instant::now(),
+            cpu: cpu_seconds(),
+        }
     }
 
     /// "x events/s (wall), y events per CPU-second".
@@ -67,8 +75,26 @@ impl Phase {
         let wall = self.wall.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - self.cpu;
         let per_wall = events as f64 / wall;
-        (per_wall, format!("{wall:.3} s, {per_wall:.0} events/s, {:.0} events per CPU-second", events as f64 / cpu.max(0.01)))
+        (
+            per_wall,
+            format!(
+                "{wall:.3} s, {per_wall:.0} events/s, {:.0} events per CPU-second",
+                events as f64 / cpu.max(0.01)
+            ),
+        )
     }
+}
+
+/// "append latency p50 …, p99 …, max …".
+fn latency(samples: &mut [std::time::Duration]) -> String {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "append latency p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    )
 }
 
 async fn measure(label: &str, store: Arc<dyn EventStore>) {
@@ -85,20 +111,36 @@ async fn measure(label: &str, store: Arc<dyn EventStore>) {
         batches.push((events, records));
     }
     let phase = Phase::start();
+    let mut latencies = Vec::new();
     for (events, records) in batches {
+        let started = Instant::now();
         store.append(authority, events, records).await.unwrap();
+        latencies.push(started.elapsed());
     }
     let (grouped, text) = phase.rate(BATCHES * BATCH_EVENTS);
-    println!("{label}: {BATCHES} appends of {BATCH_EVENTS} events + {BATCH_EVENTS} idempotency rows: {text}");
+    println!(
+        "{label}: {BATCHES} appends of {BATCH_EVENTS} events + {BATCH_EVENTS} idempotency rows: {text}; {}",
+        latency(&mut latencies)
+    );
 
     let phase = Phase::start();
+    let mut latencies = Vec::new();
     for _ in 0..SINGLE_APPENDS {
         n += 1;
         let (event, record) = submission(n);
-        store.append(authority, vec![event], vec![record]).await.unwrap();
+        let started = Instant::now();
+        store
+            .append(authority, vec![event], vec![record])
+            .await
+            .unwrap();
+        latencies.push(started.elapsed());
     }
     let (single, text) = phase.rate(SINGLE_APPENDS);
-    println!("{label}: {SINGLE_APPENDS} appends of 1 event: {text} (group commit x{:.0})", grouped / single);
+    println!(
+        "{label}: {SINGLE_APPENDS} appends of 1 event: {text} (group commit x{:.0}); {}",
+        grouped / single,
+        latency(&mut latencies)
+    );
 
     let phase = Phase::start();
     let mut after = 0;
@@ -109,7 +151,10 @@ async fn measure(label: &str, store: Arc<dyn EventStore>) {
         after = last.authority_seq;
         read += page.len();
     }
-    println!("{label}: read {read} events in pages of 10,000: {}", phase.rate(read).1);
+    println!(
+        "{label}: read {read} events in pages of 10,000: {}",
+        phase.rate(read).1
+    );
     let phase = Phase::start();
     let outcome = store.verify(authority).await.unwrap();
     assert!(matches!(outcome, VerifyOutcome::Ok { .. }), "{outcome:?}");
@@ -126,6 +171,8 @@ async fn throughput_sqlite_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "throughput figure; run in release with --ignored --nocapture"]
 async fn throughput_postgres() {
-    let Some(harness) = Harness::postgres().await else { return };
+    let Some(harness) = Harness::postgres().await else {
+        return;
+    };
     measure("PostgreSQL", harness.store.clone()).await;
 }

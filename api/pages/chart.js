@@ -1,0 +1,88 @@
+// A grouped bar chart drawn as inline SVG: two bars (demand, seats) per category.
+import { svg, fmtNumber } from "./common.js";
+
+/** A "nice" axis maximum and step for values up to max. */
+function niceScale(max) {
+  if (!(max > 0)) return { top: 1, step: 1 };
+  const rough = max / 5;
+  const power = 10 ** Math.floor(Math.log10(rough));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= rough) || 10 * power;
+  return { top: Math.ceil(max / step) * step, step };
+}
+
+/**
+ * Draws the chart into container. rows: [{label, demand, seats}] (seats may be null: unknown).
+ * names: {title, demand, seats}. The SVG is an image with a text alternative; the same
+ * numbers are also in a table next to it.
+ */
+export function barChart(container, rows, names) {
+  const barW = 14;
+  const gap = 4;
+  const groupW = barW * 2 + gap + 18;
+  const left = 48;
+  const right = 12;
+  const top = 12;
+  const plotH = 220;
+  const labelH = rows.length > 14 ? 64 : 36;
+  const width = Math.max(360, left + right + groupW * rows.length);
+  const height = top + plotH + labelH;
+  const max = Math.max(0, ...rows.map((r) => Math.max(r.demand || 0, r.seats || 0)));
+  const { top: yMax, step } = niceScale(max);
+  const y = (v) => top + plotH - (v / yMax) * plotH;
+
+  const desc = rows
+    .map((r) => `${r.label}: ${fmtNumber(r.demand)} / ${r.seats == null ? "?" : fmtNumber(r.seats)}`)
+    .join("; ");
+  const chart = svg(
+    "svg",
+    {
+      viewBox: `0 0 ${width} ${height}`,
+      width,
+      height,
+      role: "img",
+      "aria-labelledby": "chart-svg-title chart-svg-desc",
+    },
+    svg("title", { id: "chart-svg-title", text: names.title }),
+    svg("desc", { id: "chart-svg-desc", text: `${names.demand} / ${names.seats}. ${desc}` }),
+  );
+
+  for (let v = 0; v <= yMax + 1e-9; v += step) {
+    chart.append(
+      svg("line", { class: "grid-line", x1: left, x2: width - right, y1: y(v), y2: y(v) }),
+      svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", text: fmtNumber(Math.round(v * 100) / 100) }),
+    );
+  }
+  chart.append(svg("line", { class: "axis", x1: left, x2: width - right, y1: y(0), y2: y(0) }));
+
+  rows.forEach((r, i) => {
+    const x0 = left + 9 + i * groupW;
+    const group = svg("g", { "data-institution": r.label });
+    const demandH = y(0) - y(r.demand || 0);
+    group.append(
+      svg(
+        "rect",
+        { class: "demand", x: x0, y: y(r.demand || 0), width: barW, height: Math.max(demandH, 0.5) },
+        svg("title", { text: `${r.label} — ${names.demand}: ${fmtNumber(r.demand || 0)}` }),
+      ),
+    );
+    if (r.seats != null) {
+      const seatsH = y(0) - y(r.seats);
+      group.append(
+        svg(
+          "rect",
+          { class: "seats", x: x0 + barW + gap, y: y(r.seats), width: barW, height: Math.max(seatsH, 0.5) },
+          svg("title", { text: `${r.label} — ${names.seats}: ${fmtNumber(r.seats)}` }),
+        ),
+      );
+    }
+    const cx = x0 + barW + gap / 2;
+    const ly = y(0) + 14;
+    group.append(
+      rows.length > 14
+        ? svg("text", { x: cx, y: ly, "text-anchor": "end", transform: `rotate(-45 ${cx} ${ly})`, text: r.label })
+        : svg("text", { x: cx, y: ly, "text-anchor": "middle", text: r.label }),
+    );
+    chart.append(group);
+  });
+  container.replaceChildren(chart);
+}

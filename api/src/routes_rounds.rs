@@ -1,0 +1,368 @@
+//! REST handlers for allocation rounds under `/api/v1`: kindergarten seats and rounds,
+//! offers, first-grade enrollment decisions, the round results and their exported
+//! instances, and the time-advance commands (offer expiry, clinic hold passing).
+//!
+//! Roles: officers publish seats, run rounds and read full results; auditors read
+//! anonymised results (no answers of families) and export instances; a parent answers the
+//! offers of their own applications, and so may an officer.
+
+// `ApiError` is the crate's problem+json error; boxing it is a crate-wide decision.
+#![allow(clippy::result_large_err)]
+
+use axum::extract::{Path, State as AxumState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use ochered_core::command::{AgeGroupSeats, CampaignStage, Command};
+use ochered_core::domain::{ApplicationNumber, CampaignId, InstitutionId, RoundId};
+use ochered_core::rounds::{Round, RoundScope};
+use ochered_core::state::State;
+use ochered_writer::CommittedEvent;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{check_owner, events_json, execute, parse_number, respond, writer};
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::json::Body;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/authorities/{authority}/kindergarten/seats",
+            post(publish_seats),
+        )
+        .route(
+            "/authorities/{authority}/kindergarten/rounds",
+            post(run_kindergarten_round),
+        )
+        .route(
+            "/authorities/{authority}/kindergarten/offers/expire",
+            post(expire_offers),
+        )
+        .route(
+            "/authorities/{authority}/school/enrollments",
+            post(run_school_enrollment),
+        )
+        .route("/authorities/{authority}/rounds", get(list_rounds))
+        .route(
+            "/authorities/{authority}/rounds/{round}",
+            get(round_results),
+        )
+        .route(
+            "/authorities/{authority}/rounds/{round}/instance",
+            get(round_instance),
+        )
+        .route(
+            "/authorities/{authority}/applications/{number}/offer/accept",
+            post(accept_offer),
+        )
+        .route(
+            "/authorities/{authority}/applications/{number}/offer/decline",
+            post(decline_offer),
+        )
+        .route(
+            "/authorities/{authority}/slots/holds/expire",
+            post(expire_slot_holds),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeatsRequest {
+    institution: InstitutionId,
+    intake_year: i32,
+    seats: Vec<AgeGroupSeats>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KindergartenRoundRequest {
+    round: RoundId,
+    intake_year: i32,
+    #[serde(default)]
+    intake_date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollmentRequest {
+    round: RoundId,
+    campaign: CampaignId,
+    stage: CampaignStage,
+}
+
+fn parse_round(raw: &str) -> Result<RoundId, ApiError> {
+    RoundId::parse(raw).map_err(|e| ApiError::invalid("round", e.reason))
+}
+
+async fn publish_seats(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<SeatsRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Officer])?;
+    let w = writer(&state, &authority)?;
+    let command = Command::PublishKindergartenSeats {
+        institution: req.institution,
+        intake_year: req.intake_year,
+        seats: req.seats,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::CREATED, events_json))
+}
+
+/// The body answering a round: its summary and placements, read from the committed event.
+fn round_body(w: &ochered_writer::Writer, events: &[CommittedEvent]) -> Value {
+    let round = events.iter().find_map(|e| match &e.event {
+        ochered_core::Event::KindergartenRoundCompleted { round, .. }
+        | ochered_core::Event::SchoolEnrollmentCompleted { round, .. } => Some(round.clone()),
+        _ => None,
+    });
+    let results = round.and_then(|id| {
+        w.read(|s| {
+            let idx = s.round_idx(&id)?;
+            Some(round_view(s, &s.rounds()[idx as usize], true))
+        })
+    });
+    json!({
+        "round": results,
+        "authority_seq": events.last().map(|e| e.authority_seq),
+    })
+}
+
+async fn run_kindergarten_round(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<KindergartenRoundRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Officer])?;
+    let w = writer(&state, &authority)?;
+    let command = Command::RunKindergartenRound {
+        round: req.round,
+        intake_year: req.intake_year,
+        intake_date: req.intake_date,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::CREATED, |events| {
+        round_body(&w, events)
+    }))
+}
+
+async fn run_school_enrollment(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<EnrollmentRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Officer])?;
+    let w = writer(&state, &authority)?;
+    let command = Command::RunSchoolEnrollment {
+        round: req.round,
+        campaign: req.campaign,
+        stage: req.stage,
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::CREATED, |events| {
+        round_body(&w, events)
+    }))
+}
+
+async fn expire_offers(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Officer])?;
+    let w = writer(&state, &authority)?;
+    let reply = execute(&w, &caller, &headers, Command::ExpireOffers {}).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+async fn expire_slot_holds(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Registrar, Role::Officer])?;
+    let w = writer(&state, &authority)?;
+    let reply = execute(&w, &caller, &headers, Command::ExpireSlotHolds {}).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+async fn accept_offer(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    answer_offer(state, authority, number, caller, headers, true).await
+}
+
+async fn decline_offer(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    answer_offer(state, authority, number, caller, headers, false).await
+}
+
+async fn answer_offer(
+    state: AppState,
+    authority: String,
+    number: String,
+    caller: Caller,
+    headers: HeaderMap,
+    accept: bool,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Parent, Role::Officer])?;
+    let number = parse_number(&number)?;
+    let w = writer(&state, &authority)?;
+    check_owner(&w, &caller, number)?;
+    let application = ApplicationNumber(number);
+    let command = if accept {
+        Command::AcceptOffer { application }
+    } else {
+        Command::DeclineOffer { application }
+    };
+    let reply = execute(&w, &caller, &headers, command).await?;
+    Ok(respond(reply, StatusCode::OK, events_json))
+}
+
+/// A round's summary and placements. `full` adds what families answered (officers only).
+fn round_view(state: &State, round: &Round, full: bool) -> Value {
+    let scope = match round.scope {
+        RoundScope::Kindergarten {
+            intake_year,
+            intake_date,
+            offer_deadline,
+        } => json!({
+            "service": "kindergarten",
+            "intake_year": intake_year,
+            "intake_date": intake_date,
+            "offer_deadline": offer_deadline,
+        }),
+        RoundScope::School { campaign, stage } => json!({
+            "service": "school",
+            "campaign": state.campaign(campaign).config.id,
+            "stage": stage,
+        }),
+    };
+    let seats: Vec<Value> = round
+        .seats
+        .iter()
+        .map(|g| {
+            json!({
+                "id": state.seat_group_id(g),
+                "institution": state.institution(g.institution).id,
+                "age_group": g.age_group,
+                "capacity": g.capacity,
+            })
+        })
+        .collect();
+    let placements: Vec<Value> = round
+        .placements
+        .iter()
+        .map(|p| {
+            let mut view = json!({
+                "application": p.number,
+                "seats": state.seat_group_id(&round.seats[p.seats as usize]),
+            });
+            if full {
+                let placement = state
+                    .application(p.number)
+                    .and_then(|app| app.placement)
+                    .map(|idx| state.placement(idx))
+                    .filter(|placement| state.rounds()[placement.round as usize].id == round.id);
+                if let (Some(placement), Some(map)) = (placement, view.as_object_mut()) {
+                    map.insert("status".into(), json!(placement.status));
+                    map.insert("deadline".into(), json!(placement.deadline));
+                    map.insert("answered_at".into(), json!(placement.answered_at));
+                }
+            }
+            view
+        })
+        .collect();
+    json!({
+        "id": round.id,
+        "at": round.at,
+        "scope": scope,
+        "applicants": round.n_applicants(),
+        "placed": round.placements.len(),
+        "seats": seats,
+        "placements": placements,
+    })
+}
+
+async fn list_rounds(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Officer, Role::Auditor])?;
+    let w = writer(&state, &authority)?;
+    Ok(Json(w.read(|s| {
+        let rounds: Vec<Value> = s
+            .rounds()
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "at": r.at,
+                    "service": if r.is_kindergarten() { "kindergarten" } else { "school" },
+                    "applicants": r.n_applicants(),
+                    "placed": r.placements.len(),
+                    "seats": r.seats.iter().map(|g| u64::from(g.capacity)).sum::<u64>(),
+                })
+            })
+            .collect();
+        json!({ "rounds": rounds })
+    })))
+}
+
+fn find_round<'a>(s: &'a State, id: &RoundId) -> Result<&'a Round, ApiError> {
+    s.round_idx(id)
+        .map(|idx| &s.rounds()[idx as usize])
+        .ok_or_else(|| {
+            ApiError::not_found(format!("round {id} does not exist")).with_field("round")
+        })
+}
+
+async fn round_results(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, round)): Path<(String, String)>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Officer, Role::Auditor])?;
+    let round = parse_round(&round)?;
+    let w = writer(&state, &authority)?;
+    let full = caller.role != Role::Auditor;
+    w.read(|s| Ok(Json(round_view(s, find_round(s, &round)?, full))))
+}
+
+async fn round_instance(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, round)): Path<(String, String)>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Officer, Role::Auditor])?;
+    let round = parse_round(&round)?;
+    let w = writer(&state, &authority)?;
+    w.read(|s| {
+        let instance = s.round_instance(find_round(s, &round)?);
+        serde_json::to_value(instance)
+            .map(Json)
+            .map_err(|_| ApiError::internal())
+    })
+}

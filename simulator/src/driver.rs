@@ -1,0 +1,226 @@
+//! The load: an open model, where the schedule drives the sends whatever the server does,
+//! and each parent's client retries with the same key until it gets an answer or gives up.
+//!
+//! Latency is measured from the intended send time, so a stalled server cannot hide its
+//! stall by slowing the senders down (coordinated omission).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use ochered_writer::demo::SeededRng;
+use ochered_writer::{Reply, RequestMeta, Writer, WriterError};
+use tokio::task::JoinHandle;
+
+use crate::recorder::{Final, Recorder};
+use crate::target::{Answer, Http, InProcess};
+use crate::workload::{Send, Workload};
+
+/// Where sends go.
+#[derive(Clone)]
+pub enum Target {
+    InProcess(Arc<InProcess>),
+    Http(Arc<Http>),
+}
+
+impl Target {
+    async fn send(&self, workload: &Workload, child: &crate::workload::ChildSpec, device: u8) -> Answer {
+        match self {
+            Target::InProcess(t) => t.send(workload, child, device).await,
+            Target::Http(t) => t.send(workload, child, device).await,
+        }
+    }
+
+    pub async fn queue_depth(&self) -> Option<u64> {
+        match self {
+            Target::InProcess(t) => Some(t.queue_depth()),
+            Target::Http(t) => t.queue_depth().await,
+        }
+    }
+}
+
+/// Polls a future once here, so that whatever it does before its first await (a writer's
+/// `submit` enqueues its command there) happens in the caller's order, then spawns it.
+pub fn start_now<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + std::marker::Send + 'static,
+    F::Output: std::marker::Send + 'static,
+{
+    let mut future: Pin<Box<F>> = Box::pin(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(output) => tokio::spawn(async move { output }),
+        Poll::Pending => tokio::spawn(future),
+    }
+}
+
+/// Submits commands to a writer in this order, a chunk at a time, and returns the replies
+/// in the same order. Used for setup, where a few hundred thousand drafts must go in
+/// group commits but in a reproducible order.
+pub async fn submit_ordered(
+    writer: &Writer,
+    commands: Vec<(ochered_core::Command, RequestMeta)>,
+) -> Vec<Result<Reply, WriterError>> {
+    let mut replies = Vec::with_capacity(commands.len());
+    let mut commands = commands.into_iter().peekable();
+    while commands.peek().is_some() {
+        let handles: Vec<_> = commands
+            .by_ref()
+            .take(4096)
+            .map(|(command, meta)| {
+                let writer = writer.clone();
+                start_now(async move { writer.submit(command, meta).await })
+            })
+            .collect();
+        for handle in handles {
+            replies.push(handle.await.unwrap_or(Err(WriterError::Stopped)));
+        }
+    }
+    replies
+}
+
+/// One parent's client: attempts until an answer that is not worth retrying, or patience
+/// runs out. Backoff doubles from the scenario's base with jitter, never below Retry-After.
+async fn client(target: Target, workload: Arc<Workload>, send: Send, intended: Instant, recorder: Arc<Mutex<Recorder>>) -> bool {
+    let child = workload.child(send.child);
+    let retry = &workload.scenario.retry;
+    let mut rng = SeededRng::new(workload.seed ^ (u64::from(send.child) << 1 | u64::from(send.device)));
+    let mut attempt = 1u32;
+    let last = loop {
+        match target.send(&workload, &child, send.device).await {
+            Answer::Retry { reason, after } => {
+                recorder.lock().unwrap().retry(&reason);
+                if attempt >= child.patience {
+                    break Final::GaveUp(reason);
+                }
+                let exponential = retry
+                    .backoff_ms
+                    .saturating_mul(1 << (attempt - 1).min(16))
+                    .min(retry.backoff_max_ms);
+                let jittered = Duration::from_micros((exponential as f64 * 1000.0 * (0.5 + rng.unit())) as u64);
+                tokio::time::sleep(jittered.max(after.unwrap_or_default())).await;
+                attempt += 1;
+            }
+            answer => break Final::Answer(answer),
+        }
+    };
+    let done = Instant::now();
+    let error = recorder.lock().unwrap().finish(&send, &child, intended, done, last);
+    error
+}
+
+/// Runs the schedule against the wall clock: send `i` is due `at_s / compression` seconds
+/// after `start`.
+pub async fn run_wall(
+    target: Target,
+    workload: Arc<Workload>,
+    compression: f64,
+    recorder: Arc<Mutex<Recorder>>,
+    progress: ProgressBar,
+) {
+    let start = recorder.lock().unwrap().started;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut errors = 0u64;
+    for index in 0..workload.sends.len() {
+        let send = workload.sends[index];
+        let intended = start + Duration::from_secs_f64(send.at_s / compression);
+        if intended > Instant::now() {
+            tokio::time::sleep_until(intended.into()).await;
+        }
+        tasks.spawn(client(target.clone(), workload.clone(), send, intended, recorder.clone()));
+        // Reap finished clients as we go, for the progress bar and to keep the set small.
+        while let Some(done) = tasks.try_join_next() {
+            errors += u64::from(done.unwrap_or(true));
+            progress.inc(1);
+        }
+        if index % 256 == 0 {
+            progress.set_message(format!("errors {errors}"));
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        errors += u64::from(done.unwrap_or(true));
+        progress.inc(1);
+        progress.set_message(format!("errors {errors}"));
+    }
+}
+
+/// Runs the schedule in virtual time, in process: the writers' clock reads `clock`, which
+/// steps through the scenario's own time (from `origin`) one tick at a time. Every send of
+/// a tick is enqueued in schedule order and answered before the clock moves on, so the log
+/// and its state hash depend on the seed alone. Runs as fast as the engine allows.
+pub async fn run_virtual(
+    target: Arc<InProcess>,
+    workload: Arc<Workload>,
+    clock: Arc<AtomicI64>,
+    origin: DateTime<Utc>,
+    tick: Duration,
+    recorder: Arc<Mutex<Recorder>>,
+    progress: ProgressBar,
+) {
+    let tick_s = tick.as_secs_f64().max(1e-6);
+    let sends = &workload.sends;
+    let mut i = 0;
+    while i < sends.len() {
+        let tick_index = (sends[i].at_s / tick_s).floor();
+        let mut j = i;
+        while j < sends.len() && (sends[j].at_s / tick_s).floor() == tick_index {
+            j += 1;
+        }
+        let now = origin + chrono::Duration::microseconds((tick_index * tick_s * 1e6) as i64);
+        clock.store(now.timestamp_micros(), Ordering::SeqCst);
+        let mut pending: Vec<(Send, u32, Instant)> = sends[i..j].iter().map(|s| (*s, 1, Instant::now())).collect();
+        while !pending.is_empty() {
+            let mut retry = Vec::new();
+            for chunk in pending.chunks(4096) {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|&(send, _, _)| {
+                        let target = target.clone();
+                        let workload = workload.clone();
+                        start_now(async move {
+                            let child = workload.child(send.child);
+                            let answer = target.send(&workload, &child, send.device).await;
+                            (child, answer)
+                        })
+                    })
+                    .collect();
+                for (handle, &(send, attempt, intended)) in handles.into_iter().zip(chunk) {
+                    let Ok((child, answer)) = handle.await else { continue };
+                    let mut r = recorder.lock().unwrap();
+                    match answer {
+                        Answer::Retry { reason, .. } if attempt < child.patience => {
+                            r.retry(&reason);
+                            retry.push((send, attempt + 1, intended));
+                        }
+                        Answer::Retry { reason, .. } => {
+                            r.retry(&reason);
+                            r.finish(&send, &child, intended, Instant::now(), Final::GaveUp(reason));
+                            progress.inc(1);
+                        }
+                        answer => {
+                            r.finish(&send, &child, intended, Instant::now(), Final::Answer(answer));
+                            progress.inc(1);
+                        }
+                    }
+                }
+            }
+            pending = retry;
+        }
+        i = j;
+    }
+}
+
+/// Samples the writers' queue depth until `stop`.
+pub async fn sample_queue_depth(target: Target, recorder: Arc<Mutex<Recorder>>, every: Duration, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(depth) = target.queue_depth().await {
+            recorder.lock().unwrap().depth(depth);
+        }
+        tokio::time::sleep(every).await;
+    }
+}

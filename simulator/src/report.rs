@@ -1,0 +1,496 @@
+//! The report: a summary table on standard output, a JSON file, and one self-contained HTML
+//! page with inline SVG charts (no scripts, no external files).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::audit::AuditReport;
+use crate::recorder::Recorder;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SloResult {
+    pub term: String,
+    pub value: f64,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SloReport {
+    pub spec: String,
+    pub passed: bool,
+    pub results: Vec<SloResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstitutionLoad {
+    pub authority: String,
+    pub institution: String,
+    pub demand: u32,
+    pub seats: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub mode: String,
+    pub clock: String,
+    pub seed: u64,
+    pub scale: f64,
+    /// The command that reproduces this run.
+    pub command: String,
+    pub preset_source: String,
+    pub authorities: usize,
+    /// Scenario seconds per wall second.
+    pub compression: f64,
+    pub scenario_span_s: f64,
+    /// Wall seconds from the first intended send to the last answer.
+    pub duration_s: f64,
+    /// Submissions sent (one per child and device).
+    pub submitted: u64,
+    pub children: u64,
+    pub attempts: u64,
+    pub acknowledged: u64,
+    /// Null when the audit could not run (a server given by URL without --database-url).
+    pub lost: Option<u64>,
+    pub duplicates: Option<u64>,
+    pub order_violations: Option<u64>,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub errors_by_status: BTreeMap<String, u64>,
+    pub expected_refusals: BTreeMap<String, u64>,
+    pub retries_by_reason: BTreeMap<String, u64>,
+    pub gave_up: u64,
+    /// Children both of whose devices got a 2xx (the audit counts the active duplicates).
+    pub both_devices_acknowledged: u64,
+    /// Acknowledgements per wall second.
+    pub throughput_per_s: f64,
+    /// Submissions per wall second the schedule offered, on average and in the busiest slice.
+    pub offered_per_s: f64,
+    pub offered_peak_per_s: f64,
+    pub latency_ms: Latency,
+    pub state_hash: Option<String>,
+    pub audit_passed: bool,
+    pub audit: Option<AuditReport>,
+    pub audit_skipped: Option<String>,
+    pub server_kills: usize,
+    pub queue_depth_max: u64,
+    pub error_examples: Vec<String>,
+    pub slo: Option<SloReport>,
+    pub database_url: Option<String>,
+    #[serde(skip)]
+    pub institutions: Vec<InstitutionLoad>,
+}
+
+pub fn latency(recorder: &Recorder) -> Latency {
+    let h = &recorder.latency;
+    let ms = |us: u64| us as f64 / 1000.0;
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        p50: ms(h.value_at_quantile(0.50)),
+        p90: ms(h.value_at_quantile(0.90)),
+        p99: ms(h.value_at_quantile(0.99)),
+        p999: ms(h.value_at_quantile(0.999)),
+        max: ms(h.max()),
+        mean: h.mean() / 1000.0,
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("n/a".to_owned(), |v| v.to_string())
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let mut row = |k: &str, v: String| {
+            let _ = writeln!(out, "  {k:<26} {v}");
+        };
+        row("scenario", format!("{} (scale {}, {})", self.scenario, self.scale, self.preset_source));
+        row("mode", format!("{}, clock {}", self.mode, self.clock));
+        row("seed", self.seed.to_string());
+        row(
+            "time",
+            format!(
+                "{:.0} scenario s in {:.1} wall s (compression {:.1}x)",
+                self.scenario_span_s, self.duration_s, self.compression
+            ),
+        );
+        row("authorities", self.authorities.to_string());
+        row("submitted", format!("{} ({} children)", self.submitted, self.children));
+        row("attempts", self.attempts.to_string());
+        row("acknowledged", self.acknowledged.to_string());
+        row(
+            "expected refusals",
+            if self.expected_refusals.is_empty() {
+                "0".into()
+            } else {
+                format!("{:?}", self.expected_refusals)
+            },
+        );
+        row(
+            "errors",
+            format!("{} ({:.3}%) {:?}", self.errors, self.error_rate * 100.0, self.errors_by_status),
+        );
+        row("gave up", self.gave_up.to_string());
+        row("retries", format!("{:?}", self.retries_by_reason));
+        row(
+            "offered",
+            format!("{:.0}/s average, {:.0}/s peak", self.offered_per_s, self.offered_peak_per_s),
+        );
+        row("throughput", format!("{:.0} acknowledged/s", self.throughput_per_s));
+        let l = &self.latency_ms;
+        row(
+            "latency ms",
+            format!(
+                "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+                l.p50, l.p90, l.p99, l.p999, l.max
+            ),
+        );
+        row("writer queue max", self.queue_depth_max.to_string());
+        if self.server_kills > 0 {
+            row("server kills", self.server_kills.to_string());
+        }
+        match &self.audit_skipped {
+            Some(why) => row("audit", format!("SKIPPED: {why}")),
+            None => {
+                row("lost", opt(self.lost));
+                row("duplicates", opt(self.duplicates));
+                row("order violations", opt(self.order_violations));
+                if let Some(a) = &self.audit {
+                    row("chain verifies", a.chain_ok.to_string());
+                    row("replay deterministic", a.replay_deterministic.to_string());
+                    row(
+                        "replay = live",
+                        a.live_equal.map_or("n/a".to_owned(), |v| v.to_string()),
+                    );
+                    row("committed, unacknowledged", a.committed_unacknowledged.to_string());
+                    for p in a
+                        .problems
+                        .iter()
+                        .chain(&a.lost_examples)
+                        .chain(&a.duplicate_examples)
+                        .chain(&a.order_examples)
+                    {
+                        row("  !", p.clone());
+                    }
+                }
+                row("state hash", self.state_hash.clone().unwrap_or_else(|| "n/a".into()));
+                row("audit", if self.audit_passed { "PASSED" } else { "FAILED" }.into());
+            }
+        }
+        if let Some(slo) = &self.slo {
+            let results: Vec<String> = slo
+                .results
+                .iter()
+                .map(|r| format!("{} (measured {:.4}) {}", r.term, r.value, if r.ok { "ok" } else { "MISSED" }))
+                .collect();
+            row("slo", format!("{}: {}", if slo.passed { "met" } else { "MISSED" }, results.join("; ")));
+        }
+        for e in self.error_examples.iter().take(5) {
+            row("  error example", e.clone());
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML
+
+const COLORS: [&str; 6] = ["#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd", "#8c564b"];
+
+struct Series {
+    name: String,
+    color: &'static str,
+    points: Vec<(f64, f64)>,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A "nice" upper bound for an axis.
+fn nice_max(v: f64) -> f64 {
+    if !(v > 0.0) || !v.is_finite() {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(v.log10().floor());
+    for step in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if v <= step * magnitude {
+            return step * magnitude;
+        }
+    }
+    10.0 * magnitude
+}
+
+fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], markers: &[f64]) -> String {
+    let (w, h, left, right, top, bottom) = (880.0, 280.0, 70.0, 20.0, 30.0, 45.0);
+    let x_max = nice_max(
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .chain(markers.iter().copied())
+            .fold(0.0, f64::max),
+    );
+    let y_max = nice_max(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max));
+    let px = |x: f64| left + (x / x_max) * (w - left - right);
+    let py = |y: f64| h - bottom - (y / y_max) * (h - top - bottom);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{t}"><rect width="100%" height="100%" fill="white"/><text x="{left}" y="18" font-size="14" font-weight="bold">{t}</text>"#,
+        t = escape(title)
+    );
+    for i in 0..=5 {
+        let fy = y_max * f64::from(i) / 5.0;
+        let fx = x_max * f64::from(i) / 5.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{l}" x2="{r}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{tx}" y="{ty}" font-size="11" text-anchor="end">{fy}</text><text x="{x}" y="{bx}" font-size="11" text-anchor="middle">{fx}</text>"##,
+            l = left,
+            r = w - right,
+            y = py(fy),
+            tx = left - 6.0,
+            ty = py(fy) + 4.0,
+            fy = format_tick(fy),
+            x = px(fx),
+            bx = h - bottom + 16.0,
+            fx = format_tick(fx),
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" x2="{left}" y1="{top}" y2="{b}" stroke="#333"/><line x1="{left}" x2="{r}" y1="{b}" y2="{b}" stroke="#333"/><text x="{cx}" y="{lx}" font-size="12" text-anchor="middle">{xl}</text><text x="14" y="{cy}" font-size="12" text-anchor="middle" transform="rotate(-90 14 {cy})">{yl}</text>"##,
+        b = h - bottom,
+        r = w - right,
+        cx = (left + w - right) / 2.0,
+        lx = h - 8.0,
+        cy = (top + h - bottom) / 2.0,
+        xl = escape(x_label),
+        yl = escape(y_label),
+    );
+    for m in markers {
+        let _ = write!(
+            svg,
+            r##"<line x1="{x}" x2="{x}" y1="{top}" y2="{b}" stroke="#d62728" stroke-dasharray="4 3"/><text x="{x}" y="{ty}" font-size="10" fill="#d62728">kill</text>"##,
+            x = px(*m),
+            b = h - bottom,
+            ty = top + 10.0,
+        );
+    }
+    for (i, s) in series.iter().enumerate() {
+        if s.points.is_empty() {
+            continue;
+        }
+        let points: Vec<String> = s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="1.6" points="{p}"/><rect x="{lx}" y="{ly}" width="12" height="3" fill="{c}"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"#,
+            c = s.color,
+            p = points.join(" "),
+            lx = w - right - 170.0,
+            ly = top + 4.0 + 14.0 * i as f64,
+            tx = w - right - 152.0,
+            ty = top + 9.0 + 14.0 * i as f64,
+            n = escape(&s.name),
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn format_tick(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.0}", v)
+    } else if v >= 10.0 || v == 0.0 {
+        format!("{:.0}", v)
+    } else {
+        format!("{:.2}", v).trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+fn bar_chart(title: &str, loads: &[InstitutionLoad]) -> String {
+    let n = loads.len().max(1) as f64;
+    let (w, h, left, bottom, top) = (880.0, 300.0, 60.0, 70.0, 30.0);
+    let y_max = nice_max(loads.iter().map(|l| f64::from(l.demand.max(l.seats))).fold(0.0, f64::max));
+    let slot = (w - left - 20.0) / n;
+    let py = |y: f64| h - bottom - (y / y_max) * (h - top - bottom);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{t}"><rect width="100%" height="100%" fill="white"/><text x="{left}" y="18" font-size="14" font-weight="bold">{t}</text>"#,
+        t = escape(title)
+    );
+    for i in 0..=5 {
+        let v = y_max * f64::from(i) / 5.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{r}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{tx}" y="{ty}" font-size="11" text-anchor="end">{v}</text>"##,
+            r = w - 20.0,
+            y = py(v),
+            tx = left - 6.0,
+            ty = py(v) + 4.0,
+            v = format_tick(v),
+        );
+    }
+    for (i, l) in loads.iter().enumerate() {
+        let x = left + slot * i as f64;
+        let bw = (slot * 0.4).max(1.0);
+        let demand_color = if l.demand > l.seats { "#d62728" } else { "#1f77b4" };
+        let _ = write!(
+            svg,
+            r##"<rect x="{x1:.1}" y="{yd:.1}" width="{bw:.1}" height="{hd:.1}" fill="{demand_color}"><title>{name}: demand {d}, seats {s}</title></rect><rect x="{x2:.1}" y="{ys:.1}" width="{bw:.1}" height="{hs:.1}" fill="#aaa"><title>{name}: seats {s}</title></rect><text x="{tx:.1}" y="{ty}" font-size="9" transform="rotate(60 {tx:.1} {ty})">{name}</text>"##,
+            x1 = x + slot * 0.1,
+            x2 = x + slot * 0.1 + bw,
+            yd = py(f64::from(l.demand)),
+            hd = h - bottom - py(f64::from(l.demand)),
+            ys = py(f64::from(l.seats)),
+            hs = h - bottom - py(f64::from(l.seats)),
+            d = l.demand,
+            s = l.seats,
+            name = escape(&format!("{}/{}", l.authority, l.institution)),
+            tx = x + slot * 0.3,
+            ty = h - bottom + 10.0,
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<rect x="{lx}" y="24" width="12" height="8" fill="#1f77b4"/><text x="{tx}" y="32" font-size="11">demand (red: above seats)</text><rect x="{lx}" y="38" width="12" height="8" fill="#aaa"/><text x="{tx}" y="46" font-size="11">seats</text>"##,
+        lx = w - 230.0,
+        tx = w - 214.0,
+    );
+    svg.push_str("</svg>");
+    svg
+}
+
+pub fn html(report: &Report, recorder: &Recorder) -> String {
+    let bucket_s = recorder.bucket.as_secs_f64();
+    let rate = |f: &dyn Fn(&crate::recorder::Bucket) -> u64| -> Vec<(f64, f64)> {
+        recorder
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as f64 * bucket_s, f(b) as f64 / bucket_s))
+            .collect()
+    };
+    let arrivals = line_chart(
+        "Arrivals and acknowledgements",
+        "seconds since start (wall)",
+        "per second",
+        &[
+            Series {
+                name: "sends (intended)".into(),
+                color: COLORS[0],
+                points: rate(&|b| b.arrivals),
+            },
+            Series {
+                name: "acknowledged".into(),
+                color: COLORS[1],
+                points: rate(&|b| b.acknowledged),
+            },
+            Series {
+                name: "errors".into(),
+                color: COLORS[2],
+                points: rate(&|b| b.errors),
+            },
+        ],
+        &recorder.kills,
+    );
+    let percentile = |q: f64| -> Vec<(f64, f64)> {
+        recorder
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.latency.is_empty())
+            .map(|(i, b)| (i as f64 * bucket_s, b.latency.value_at_quantile(q) as f64 / 1000.0))
+            .collect()
+    };
+    let latency = line_chart(
+        "Latency from the intended send time, by send time",
+        "seconds since start (wall)",
+        "milliseconds",
+        &[
+            Series {
+                name: "p50".into(),
+                color: COLORS[0],
+                points: percentile(0.5),
+            },
+            Series {
+                name: "p90".into(),
+                color: COLORS[3],
+                points: percentile(0.9),
+            },
+            Series {
+                name: "p99".into(),
+                color: COLORS[2],
+                points: percentile(0.99),
+            },
+        ],
+        &recorder.kills,
+    );
+    let depth = line_chart(
+        "Writer queue depth (commands waiting)",
+        "seconds since start (wall)",
+        "commands",
+        &[Series {
+            name: "queue depth".into(),
+            color: COLORS[4],
+            points: recorder.queue_depth.iter().map(|&(t, d)| (t, d as f64)).collect(),
+        }],
+        &recorder.kills,
+    );
+    let mut loads = report.institutions.clone();
+    loads.sort_by(|a, b| b.demand.cmp(&a.demand).then(a.institution.cmp(&b.institution)));
+    let overloaded = loads.iter().filter(|l| l.demand > l.seats).count();
+    let under_half = loads.iter().filter(|l| 2 * l.demand < l.seats).count();
+    let n_institutions = loads.len();
+    let shown: Vec<InstitutionLoad> = if loads.len() > 40 {
+        // The 30 most wanted and the 10 least wanted.
+        loads[..30].iter().chain(&loads[loads.len() - 10..]).cloned().collect()
+    } else {
+        loads
+    };
+    let demand = bar_chart("Demand (first choice) against seats per institution", &shown);
+    let json = serde_json::to_string_pretty(report).unwrap_or_default();
+    let status = if report.audit_passed && report.slo.as_ref().is_none_or(|s| s.passed) {
+        ("passed", "#2ca02c")
+    } else {
+        ("FAILED", "#d62728")
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ochered simulate: {name}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:920px;color:#222}}h1{{font-size:20px}}h2{{font-size:16px;margin-top:28px}}pre{{background:#f6f6f6;padding:12px;overflow:auto;font-size:12px}}.status{{color:white;background:{color};padding:2px 8px;border-radius:4px}}code{{background:#f0f0f0;padding:1px 4px}}figure{{margin:12px 0}}</style></head>
+<body>
+<h1>ochered simulate: {name} <span class="status">{status}</span></h1>
+<p>Reproduce with <code>{command}</code></p>
+<h2>Summary</h2>
+<pre>{summary}</pre>
+<h2>Load</h2>
+<figure id="arrivals">{arrivals}</figure>
+<figure id="latency">{latency}</figure>
+<figure id="queue-depth">{depth}</figure>
+<h2>Demand against seats</h2>
+<p>{n_institutions} institutions; {overloaded} wanted by more applicants than they have seats, {under_half} less than half full.</p>
+<figure id="demand">{demand}</figure>
+<h2>Report (JSON)</h2>
+<pre>{json}</pre>
+</body></html>
+"#,
+        name = escape(&report.scenario),
+        color = status.1,
+        status = status.0,
+        command = escape(&report.command),
+        summary = escape(&report.summary()),
+        json = escape(&json),
+    )
+}

@@ -1,0 +1,464 @@
+//! The workload of a run, derived from the scenario and the seed: the institutions of each
+//! authority, every child's application, and the schedule of sends (open model).
+//!
+//! Every random choice comes from the seed: the schedule from one generator, each child's
+//! form from a generator seeded by the run's seed and the child's number, so a child's form
+//! can be rebuilt anywhere (setup, send, chart) without storing it.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use ochered_core::command::{CampaignConfig, CampaignMode, CampaignSchool, Command, KindergartenForm, SchoolForm};
+use ochered_core::domain::{
+    AuthorityConfig, AuthorityId, CampaignId, Channel, DocumentNumber, InstitutionId, InstitutionKind, PersonKey,
+};
+use ochered_core::ordering::{Privilege, TieBreak};
+use ochered_writer::demo::SeededRng;
+
+use crate::scenario::{Scenario, Service};
+
+/// One authority of the run with its institutions and campaign.
+#[derive(Debug, Clone)]
+pub struct Authority {
+    pub id: String,
+    pub time_zone: chrono_tz::Tz,
+    /// Offset of its opening from the start of the run, in scenario seconds.
+    pub opens_after_s: f64,
+    pub n_institutions: usize,
+    /// Seats per institution (schools); kindergartens get the same figure as capacity.
+    pub seats: Vec<u32>,
+    /// Children `first_child..first_child + n_children` belong to this authority.
+    pub first_child: u32,
+    pub n_children: u32,
+}
+
+/// One send: a child's submission from one device at an intended scenario time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Send {
+    /// Scenario seconds from the start of the run (before compression).
+    pub at_s: f64,
+    pub child: u32,
+    /// 0: the first device; 1: a second device (another parent, another key).
+    pub device: u8,
+}
+
+/// What a child's parents submit.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    pub n: u32,
+    pub authority: usize,
+    pub document: String,
+    pub birth_date: NaiveDate,
+    /// Ranked institutions (one for a single-school campaign).
+    pub institutions: Vec<usize>,
+    pub privileges: Vec<Privilege>,
+    pub from_draft: bool,
+    pub out_of_range: bool,
+    pub any_other: bool,
+    /// Attempts before the parent gives up.
+    pub patience: u32,
+    /// Scenario seconds after the first device's send at which a second device sends.
+    pub second_device_after_s: Option<f64>,
+}
+
+/// Everything fixed before the run starts.
+pub struct Workload {
+    pub scenario: Scenario,
+    pub seed: u64,
+    /// A short tag of the seed, in documents and accounts so runs against one server differ.
+    pub tag: String,
+    pub authorities: Vec<Authority>,
+    pub sends: Vec<Send>,
+    pub n_children: u32,
+    /// The campaign's school year (1 September of it) and its opening day.
+    pub campaign_year: i32,
+    pub opening_day: NaiveDate,
+}
+
+impl Workload {
+    /// Builds the workload at `scale` for a run whose first opening is at `origin`.
+    pub fn build(scenario: Scenario, seed: u64, scale: f64, origin: DateTime<Utc>) -> Workload {
+        let total_share: f64 = scenario.authorities.iter().map(|a| a.share).sum();
+        let total = scenario.total_applications() * scale;
+        let mut schedule_rng = SeededRng::new(seed ^ 0x5C4E_D01E);
+        let mut authorities = Vec::new();
+        let mut sends = Vec::new();
+        let mut first_child = 0u32;
+        let opening_day = origin.with_timezone(&first_tz(&scenario)).date_naive();
+        let campaign_year = if opening_day.month() < 8 {
+            opening_day.year()
+        } else {
+            opening_day.year() + 1
+        };
+        for spec in &scenario.authorities {
+            let share = spec.share / total_share;
+            let n_children = (total * share).round().max(0.0) as u32;
+            let n_institutions = scenario
+                .institutions
+                .unwrap_or_else(|| (n_children as usize).div_ceil(60))
+                .clamp(4, 3000);
+            let mut seat_rng = SeededRng::new(seed ^ hash_str(&spec.id));
+            let seats = (0..n_institutions)
+                .map(|_| {
+                    let [lo, hi] = scenario.seats;
+                    lo + seat_rng.below(u64::from(hi - lo) + 1) as u32
+                })
+                .collect();
+            let opens_after_s = spec.opens_after_min * 60.0;
+            // Place each window's arrivals uniformly at random inside it: a Poisson-like
+            // stream whose counts match the published figures.
+            let mut placed = 0u32;
+            let mut previous = (0.0f64, 0.0f64);
+            for w in &scenario.arrivals {
+                let target = ((w.applications * scale * share).round() as u32).min(n_children);
+                let start_s = previous.0 * 60.0;
+                let width_s = (w.minutes - previous.0) * 60.0;
+                while placed < target {
+                    let at_s = opens_after_s + start_s + schedule_rng.unit() * width_s;
+                    sends.push(Send {
+                        at_s,
+                        child: first_child + placed,
+                        device: 0,
+                    });
+                    placed += 1;
+                }
+                previous = (w.minutes, w.applications);
+            }
+            authorities.push(Authority {
+                id: spec.id.clone(),
+                time_zone: spec.time_zone.parse().expect("validated time zone"),
+                opens_after_s,
+                n_institutions,
+                seats,
+                first_child,
+                n_children: placed,
+            });
+            first_child += placed;
+        }
+        let mut workload = Workload {
+            scenario,
+            seed,
+            tag: format!("{:06}", seed % 1_000_000),
+            authorities,
+            sends: Vec::new(),
+            n_children: first_child,
+            campaign_year,
+            opening_day,
+        };
+        let mut second = Vec::new();
+        for s in &sends {
+            if let Some(after) = workload.child(s.child).second_device_after_s {
+                second.push(Send {
+                    at_s: s.at_s + after,
+                    child: s.child,
+                    device: 1,
+                });
+            }
+        }
+        sends.extend(second);
+        sends.sort_by(|a, b| {
+            a.at_s
+                .total_cmp(&b.at_s)
+                .then(a.child.cmp(&b.child))
+                .then(a.device.cmp(&b.device))
+        });
+        workload.sends = sends;
+        workload
+    }
+
+    /// Scenario seconds from the start to the last send.
+    pub fn span_s(&self) -> f64 {
+        self.sends.last().map_or(0.0, |s| s.at_s)
+    }
+
+    pub fn authority_of(&self, child: u32) -> usize {
+        self.authorities
+            .partition_point(|a| a.first_child + a.n_children <= child)
+            .min(self.authorities.len() - 1)
+    }
+
+    pub fn campaign_id(&self) -> CampaignId {
+        CampaignId::parse(&format!("school-{}", self.campaign_year)).expect("valid id")
+    }
+
+    pub fn institution_id(&self, index: usize) -> InstitutionId {
+        let prefix = match self.scenario.service {
+            Service::School => 'S',
+            Service::Kindergarten => 'K',
+        };
+        InstitutionId::parse(&format!("{prefix}{:04}", index + 1)).expect("valid id")
+    }
+
+    /// The account of the parent submitting from `device`.
+    pub fn parent(&self, child: u32, device: u8) -> String {
+        let who = if device == 0 { "a" } else { "b" };
+        format!("sim-{}-{child}-{who}", self.tag)
+    }
+
+    /// The Idempotency-Key a device uses for all its attempts.
+    pub fn idempotency_key(&self, child: u32, device: u8) -> String {
+        format!("sim-{}-{}-{child}-{device}", self.tag, self.seed)
+    }
+
+    /// The child's form, rebuilt from the seed.
+    pub fn child(&self, n: u32) -> ChildSpec {
+        let s = &self.scenario;
+        let authority = self.authority_of(n);
+        let a = &self.authorities[authority];
+        let mut rng = SeededRng::new(self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ u64::from(n).wrapping_mul(0x9E37_79B9));
+        let n_choices = match s.service {
+            Service::School => 1,
+            Service::Kindergarten => 1 + rng.below(s.kindergarten_preferences_max as u64) as usize,
+        };
+        let mut institutions = Vec::with_capacity(n_choices);
+        while institutions.len() < n_choices.min(a.n_institutions) {
+            let i = rng.skewed(a.n_institutions, s.popularity_skew);
+            if !institutions.contains(&i) {
+                institutions.push(i);
+            }
+        }
+        let out_of_range = rng.unit() < s.birth_dates.out_of_range_share;
+        let birth_date = match s.service {
+            Service::School => {
+                let sept1 = NaiveDate::from_ymd_opt(self.campaign_year, 9, 1).expect("valid date");
+                let months = if out_of_range {
+                    // Too young: five years old on 1 September.
+                    60 + rng.below(6) as u32
+                } else {
+                    s.birth_dates.min_age_months
+                        + rng.below(u64::from(s.birth_dates.max_age_months - s.birth_dates.min_age_months) + 1) as u32
+                };
+                // Whole months back from 1 September, then up to 27 days more.
+                sept1
+                    .checked_sub_months(chrono::Months::new(months))
+                    .expect("valid date")
+                    - Duration::days(rng.below(28) as i64)
+            }
+            Service::Kindergarten => {
+                let months = if out_of_range {
+                    96 + rng.below(12) as u32
+                } else {
+                    2 + rng.below(60) as u32
+                };
+                self.opening_day
+                    .checked_sub_months(chrono::Months::new(months))
+                    .expect("valid date")
+                    - Duration::days(rng.below(28) as i64)
+            }
+        };
+        let p = &s.privileges;
+        let roll = rng.unit();
+        let first = institutions[0];
+        let privileges = if roll < p.extraordinary {
+            vec![Privilege::Extraordinary]
+        } else if roll < p.extraordinary + p.first_priority {
+            vec![Privilege::FirstPriority]
+        } else if roll < p.extraordinary + p.first_priority + p.sibling {
+            vec![Privilege::Sibling {
+                institution: self.institution_id(first),
+            }]
+        } else if s.service == Service::School && roll < p.extraordinary + p.first_priority + p.sibling + p.catchment {
+            vec![Privilege::Catchment {
+                institution: self.institution_id(first),
+            }]
+        } else {
+            Vec::new()
+        };
+        let from_draft = s.service == Service::School && rng.unit() < s.drafts_share;
+        let patience = if rng.unit() < s.retry.impatient_share {
+            s.retry.impatient_max_attempts
+        } else {
+            s.retry.max_attempts
+        };
+        let second_device_after_s =
+            (rng.unit() < s.second_device_share).then(|| rng.unit() * s.second_device_delay_s);
+        ChildSpec {
+            n,
+            authority,
+            document: format!("SIM {} {n:09}", self.tag),
+            birth_date,
+            institutions,
+            privileges,
+            from_draft,
+            out_of_range,
+            any_other: rng.below(4) == 0,
+            patience,
+            second_device_after_s,
+        }
+    }
+
+    pub fn person_key(&self, secret: &[u8], child: &ChildSpec) -> PersonKey {
+        PersonKey::derive(secret, &DocumentNumber::parse(&child.document).expect("valid document"))
+    }
+
+    pub fn school_form(&self, secret: &[u8], child: &ChildSpec, device: u8) -> SchoolForm {
+        SchoolForm {
+            campaign: self.campaign_id(),
+            child: self.person_key(secret, child),
+            birth_date: child.birth_date,
+            schools: child.institutions.iter().map(|&i| self.institution_id(i)).collect(),
+            privileges: child.privileges.clone(),
+            channel: Channel::Portal,
+            submitted_by: self.parent(child.n, device),
+        }
+    }
+
+    pub fn kindergarten_form(&self, secret: &[u8], child: &ChildSpec, device: u8) -> KindergartenForm {
+        KindergartenForm {
+            child: self.person_key(secret, child),
+            birth_date: child.birth_date,
+            preferences: child.institutions.iter().map(|&i| self.institution_id(i)).collect(),
+            desired_start: self.desired_start(),
+            any_other: child.any_other,
+            privileges: child.privileges.clone(),
+            channel: Channel::Portal,
+            submitted_by: self.parent(child.n, device),
+        }
+    }
+
+    pub fn desired_start(&self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.opening_day.year() + 1, 9, 1).expect("valid date")
+    }
+
+    /// The command a device sends: the first device submits its draft if it saved one.
+    pub fn command(&self, secret: &[u8], child: &ChildSpec, device: u8) -> Command {
+        match self.scenario.service {
+            Service::Kindergarten => Command::SubmitKindergartenApplication {
+                form: self.kindergarten_form(secret, child, device),
+            },
+            Service::School if device == 0 && child.from_draft => Command::SubmitSchoolDraft {
+                campaign: self.campaign_id(),
+                child: self.person_key(secret, child),
+            },
+            Service::School => Command::SubmitSchoolApplication {
+                form: self.school_form(secret, child, device),
+            },
+        }
+    }
+
+    /// The commands that configure an authority: the authority, its institutions and (for
+    /// schools) a campaign whose stages both open on the opening day, so every applicant
+    /// may apply at once.
+    pub fn setup_commands(&self, authority: usize) -> Vec<Command> {
+        let a = &self.authorities[authority];
+        let mut commands = vec![Command::ConfigureAuthority {
+            config: AuthorityConfig::with_defaults(
+                AuthorityId::parse(&a.id).expect("validated id"),
+                format!("Simulated authority {}", a.id),
+                a.time_zone,
+            ),
+        }];
+        let kind = match self.scenario.service {
+            Service::School => InstitutionKind::School,
+            Service::Kindergarten => InstitutionKind::Kindergarten,
+        };
+        for i in 0..a.n_institutions {
+            commands.push(Command::RegisterInstitution {
+                id: self.institution_id(i),
+                kind,
+                name: format!("{} No. {}", if kind == InstitutionKind::School { "School" } else { "Kindergarten" }, i + 1),
+            });
+        }
+        if self.scenario.service == Service::School {
+            commands.push(Command::ConfigureCampaign {
+                config: self.campaign_config(authority),
+            });
+        }
+        commands
+    }
+
+    pub fn campaign_config(&self, authority: usize) -> CampaignConfig {
+        let a = &self.authorities[authority];
+        CampaignConfig {
+            id: self.campaign_id(),
+            year: self.campaign_year,
+            stage1_opens: self.opening_day - Duration::days(1),
+            stage2_opens: self.opening_day - Duration::days(1),
+            closes: NaiveDate::from_ymd_opt(self.campaign_year, 9, 5).expect("valid date"),
+            tie_break: TieBreak::RegistrationTime,
+            mode: CampaignMode::SingleSchool,
+            schools: (0..a.n_institutions)
+                .map(|i| CampaignSchool {
+                    institution: self.institution_id(i),
+                    seats: a.seats[i],
+                })
+                .collect(),
+        }
+    }
+
+    /// Children whose parents saved a draft before the opening, per authority.
+    pub fn drafts(&self, authority: usize) -> impl Iterator<Item = ChildSpec> + '_ {
+        let a = &self.authorities[authority];
+        (a.first_child..a.first_child + a.n_children)
+            .map(|n| self.child(n))
+            .filter(|c| c.from_draft)
+    }
+
+    /// Applications wanting each institution first, per authority (the demand chart).
+    pub fn demand(&self) -> Vec<Vec<u32>> {
+        let mut demand: Vec<Vec<u32>> = self.authorities.iter().map(|a| vec![0; a.n_institutions]).collect();
+        for n in 0..self.n_children {
+            let c = self.child(n);
+            demand[c.authority][c.institutions[0]] += 1;
+        }
+        demand
+    }
+}
+
+fn first_tz(s: &Scenario) -> chrono_tz::Tz {
+    s.authorities[0].time_zone.parse().expect("validated time zone")
+}
+
+fn hash_str(s: &str) -> u64 {
+    // FNV-1a: stable across Rust versions, unlike DefaultHasher.
+    s.bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Presets;
+
+    fn workload(scale: f64) -> Workload {
+        let presets = Presets::load(std::path::Path::new("/nonexistent"));
+        let scenario = presets.scenario("novosibirsk-2024").unwrap();
+        let origin = DateTime::parse_from_rfc3339("2027-04-01T00:00:00+07:00").unwrap().with_timezone(&Utc);
+        Workload::build(scenario, 7, scale, origin)
+    }
+
+    #[test]
+    fn the_schedule_matches_the_published_windows() {
+        let w = workload(1.0);
+        assert_eq!(w.n_children, 9475);
+        let first_five_minutes = w.sends.iter().filter(|s| s.device == 0 && s.at_s < 300.0).count();
+        assert_eq!(first_five_minutes, 1144);
+        assert!(w.sends.windows(2).all(|p| p[0].at_s <= p[1].at_s));
+        let seconds = w.sends.iter().filter(|s| s.device == 1).count();
+        assert!(seconds > 150 && seconds < 450, "{seconds} second-device sends");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_children() {
+        let a = workload(0.1);
+        let b = workload(0.1);
+        assert_eq!(a.sends, b.sends);
+        for n in [0, 5, 900] {
+            assert_eq!(format!("{:?}", a.child(n)), format!("{:?}", b.child(n)));
+        }
+        assert_eq!(a.campaign_year, 2027);
+    }
+
+    #[test]
+    fn forms_pass_the_rules_unless_meant_not_to() {
+        let w = workload(0.05);
+        let sept1 = NaiveDate::from_ymd_opt(2027, 9, 1).unwrap();
+        for n in 0..w.n_children {
+            let c = w.child(n);
+            let months = (sept1.year() - c.birth_date.year()) * 12 + sept1.month() as i32 - c.birth_date.month() as i32;
+            if c.out_of_range {
+                assert!(months < 78);
+            } else {
+                assert!((78..96).contains(&months), "{months}");
+            }
+        }
+    }
+}

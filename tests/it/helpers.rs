@@ -1,0 +1,184 @@
+//! `spawn_app`: the real server on port 0 with a fresh store per test, and a small client.
+
+use std::sync::Arc;
+
+use ochered_api::auth::{mint, Role};
+use ochered_api::config::ServerConfig;
+use ochered_api::RunningServer;
+use ochered_store::testing::Harness;
+use serde_json::{json, Value};
+
+pub const AUTHORITY: &str = "city";
+pub const SECRET: &str = "test-jwt-secret";
+
+pub struct TestApp {
+    pub server: Option<RunningServer>,
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Which store the server runs on, for messages.
+    pub backend: &'static str,
+    _harness: Arc<Harness>,
+}
+
+/// The server over a fresh SQLite file, with no demo.
+pub async fn spawn_app() -> TestApp {
+    spawn_on(Arc::new(Harness::sqlite().await), "sqlite").await
+}
+
+/// Runs `test` against SQLite and, when reachable, PostgreSQL.
+pub async fn each_backend(test: impl AsyncFn(TestApp)) {
+    test(spawn_app().await).await;
+    if let Some(pg) = Harness::postgres().await {
+        test(spawn_on(Arc::new(pg), "postgres").await).await;
+    }
+}
+
+pub fn config_for(url: String) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: url,
+        seed_demo: false,
+        jwt_secret: SECRET.as_bytes().to_vec(),
+        jwt_secret_is_default: false,
+        person_secret: b"test-person-secret".to_vec(),
+        queue_max: 4096,
+        batch_max: 512,
+        request_timeout_ms: 10_000,
+        body_limit_bytes: 16 * 1024,
+        cors_origin: None,
+        snapshot_every: 1_000_000,
+        demo_authority: "demo".into(),
+    }
+}
+
+async fn spawn_on(harness: Arc<Harness>, backend: &'static str) -> TestApp {
+    let server = ochered_api::spawn(config_for(harness.url.clone())).await.unwrap();
+    TestApp {
+        base: format!("http://{}", server.addr),
+        server: Some(server),
+        client: reqwest::Client::new(),
+        backend,
+        _harness: harness,
+    }
+}
+
+pub fn token(role: Role, sub: &str) -> String {
+    mint(SECRET.as_bytes(), role, sub, 1)
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `field` of a problem+json body.
+    pub fn field(&self) -> Option<&str> {
+        self.body.get("field").and_then(|f| f.as_str())
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1/authorities/{AUTHORITY}{path}", self.base)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status >= 400 {
+            let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+            assert_eq!(content_type, "application/problem+json", "{status} without problem+json: {body}");
+            assert_eq!(body["status"], status, "problem status: {body}");
+        }
+        Answer { status, headers, body }
+    }
+
+    pub async fn post(&self, who: &str, path: &str, body: Value) -> Answer {
+        let request = self.client.post(self.url(path)).bearer_auth(who).json(&body);
+        self.send(request).await
+    }
+
+    pub async fn post_keyed(&self, who: &str, path: &str, key: &str, body: Value) -> Answer {
+        let request = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(who)
+            .header("Idempotency-Key", key)
+            .json(&body);
+        self.send(request).await
+    }
+
+    pub async fn get(&self, who: Option<&str>, path: &str) -> Answer {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = who {
+            request = request.bearer_auth(token);
+        }
+        self.send(request).await
+    }
+
+    pub async fn head_seq(&self) -> i64 {
+        self.get(None, "/audit/head").await.body["authority_seq"].as_i64().unwrap()
+    }
+
+    /// Configures the authority: kindergartens K1–K3, schools S1–S2, a campaign open now,
+    /// a therapist specialty with slots.
+    pub async fn set_up_authority(&self) {
+        let admin = token(Role::Admin, "admin-1");
+        let officer = token(Role::Officer, "officer-1");
+        let registrar = token(Role::Registrar, "registrar-1");
+        let configured = self
+            .send(
+                self.client
+                    .post(format!("{}/api/v1/authorities", self.base))
+                    .bearer_auth(&admin)
+                    .json(&json!({"id": AUTHORITY, "name": "Test city", "time_zone": "Asia/Novosibirsk"})),
+            )
+            .await;
+        assert_eq!(configured.status, 201, "{}", configured.body);
+        for (id, kind) in [("K1", "kindergarten"), ("K2", "kindergarten"), ("K3", "kindergarten"), ("S1", "school"), ("S2", "school")] {
+            let a = self.post(&officer, "/institutions", json!({"id": id, "kind": kind, "name": format!("{id} name")})).await;
+            assert_eq!(a.status, 201, "{}", a.body);
+        }
+        let today = chrono::Utc::now().date_naive();
+        let campaign = json!({
+            "id": "school-2027", "year": 2027,
+            "stage1_opens": (today - chrono::Duration::days(30)).to_string(),
+            "stage2_opens": (today - chrono::Duration::days(1)).to_string(),
+            "closes": "2027-09-05",
+            "tie_break": {"kind": "registration_time"},
+            "mode": {"kind": "single_school"},
+            "schools": [{"institution": "S1", "seats": 2}, {"institution": "S2", "seats": 2}]
+        });
+        let a = self.post(&officer, "/campaigns", campaign).await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        let a = self.post(&registrar, "/specialties", json!({"specialty": "therapist"})).await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        let start = chrono::Utc::now() + chrono::Duration::days(2);
+        let slots: Vec<Value> = (0..4)
+            .map(|i| json!({"id": format!("T{i}"), "start": start + chrono::Duration::minutes(30 * i), "duration_minutes": 30}))
+            .collect();
+        let a = self.post(&registrar, "/slots", json!({"doctor": "dr-a", "specialty": "therapist", "slots": slots})).await;
+        assert_eq!(a.status, 201, "{}", a.body);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+}
+
+/// A kindergarten application body for a child with this document.
+pub fn kindergarten(document: &str, preferences: &[&str]) -> Value {
+    json!({
+        "document": document,
+        "birth_date": "2024-03-10",
+        "preferences": preferences,
+        "desired_start": "2027-09-01",
+    })
+}
