@@ -33,4 +33,6 @@ async function load() {
 
 initPage();
 onLangChange(render);
-load();
+load().finally(() => {
+  document.body.dataset.ready = "true";
+});

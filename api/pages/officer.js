@@ -402,6 +402,25 @@ function showResults(view) {
       ),
     ),
   );
+  const perInstitution = new Map();
+  for (const g of view.seats) {
+    const row = perInstitution.get(g.institution) || { capacity: 0, placed: 0 };
+    row.capacity += g.capacity;
+    row.placed += placedPer.get(g.id) || 0;
+    perInstitution.set(g.institution, row);
+  }
+  fill(
+    $("by-institution-body"),
+    [...perInstitution].map(([institution, row]) =>
+      el(
+        "tr",
+        { "data-institution": institution },
+        el("th", { scope: "row", text: institution }),
+        el("td", { class: "num", text: fmtNumber(row.capacity) }),
+        el("td", { class: "num", text: fmtNumber(row.placed) }),
+      ),
+    ),
+  );
   const shown = view.placements.slice(0, PLACEMENTS_SHOWN);
   $("placements-note").textContent =
     view.placements.length === 0

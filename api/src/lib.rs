@@ -4,6 +4,10 @@
 //! `serve` parses nothing itself: `main` hands it the arguments, and tests call [`spawn`] to
 //! run the real server on port 0.
 
+// `ApiError` carries a whole problem+json body; handlers return it by value on purpose, and
+// boxing every error would only move the allocation.
+#![allow(clippy::result_large_err)]
+
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -234,6 +238,7 @@ pub async fn spawn(config: ServerConfig) -> anyhow::Result<RunningServer> {
         started_at: Instant::now(),
     };
     let app = router(state.clone());
+    tokio::spawn(expire_periodically(state.engine.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -248,6 +253,32 @@ pub async fn spawn(config: ServerConfig) -> anyhow::Result<RunningServer> {
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Offers past their deadline and lapsed clinic holds are recorded as time passes: once a
+/// minute every writer decides `ExpireOffers` and `ExpireSlotHolds` at the current time.
+/// Rules never depend on this having run (they compare deadlines with `now`); it only
+/// records the facts and returns the seats.
+async fn expire_periodically(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for writer in engine.writers() {
+            for command in [
+                ochered_core::Command::ExpireOffers {},
+                ochered_core::Command::ExpireSlotHolds {},
+            ] {
+                let meta = ochered_writer::RequestMeta {
+                    actor: Some("system:clock".into()),
+                    ..Default::default()
+                };
+                if let Err(e) = writer.submit(command, meta).await {
+                    tracing::debug!(error = %e, "periodic expiry skipped");
+                }
+            }
+        }
+    }
 }
 
 /// `ochered serve`: runs until SIGTERM or Ctrl-C, then stops accepting and finishes in-flight

@@ -359,3 +359,62 @@ async fn every_endpoint_with_every_role() {
     let _ = AUTHORITY;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn officers_run_rounds_parents_answer_offers_auditors_reproduce_them() {
+    each_backend(async |app: TestApp| {
+        app.set_up_authority().await;
+        for n in 1..=4u32 {
+            let a = app.post(&parent(n), "/kindergarten/applications", kindergarten(&format!("II-AB 00010{n}"), &["K1", "K2"])).await;
+            assert_eq!(a.status, 201, "{}", a.body);
+        }
+        let seats = |inst: &str, n: u32| json!({"institution": inst, "intake_year": 2027, "seats": [{"age_group": 3, "seats": n}]});
+        assert_eq!(app.post(&parent(1), "/kindergarten/seats", seats("K1", 2)).await.status, 403);
+        let published = app.post(&officer(), "/kindergarten/seats", seats("K1", 2)).await;
+        assert_eq!(published.status, 201, "{}", published.body);
+        assert_eq!(app.post(&officer(), "/kindergarten/seats", seats("K2", 1)).await.status, 201);
+        let bad = app.post(&officer(), "/kindergarten/seats", seats("NOPE", 1)).await;
+        assert_eq!((bad.status, bad.field()), (422, Some("institution")));
+
+        let round = app.post(&officer(), "/kindergarten/rounds", json!({"round": "main-2027", "intake_year": 2027})).await;
+        assert_eq!(round.status, 201, "{}", round.body);
+        assert_eq!(round.body["round"]["placed"], 3, "{}", round.body);
+        let again = app.post(&officer(), "/kindergarten/rounds", json!({"round": "main-2027", "intake_year": 2027})).await;
+        assert_eq!(again.status, 409);
+
+        // The first two children (by registration time) got K1, the third K2.
+        let placements = round.body["round"]["placements"].as_array().unwrap().clone();
+        let placed: Vec<u64> = placements.iter().map(|p| p["application"].as_u64().unwrap()).collect();
+        assert_eq!(placed.len(), 3);
+        assert!(!placed.contains(&4));
+        assert_eq!(app.post(&parent(2), "/applications/1/offer/accept", json!({})).await.status, 404, "not theirs");
+        let accepted = app.post(&parent(1), "/applications/1/offer/accept", json!({})).await;
+        assert_eq!(accepted.status, 200, "{}", accepted.body);
+        let declined = app.post(&parent(2), "/applications/2/offer/decline", json!({})).await;
+        assert_eq!(declined.status, 200, "{}", declined.body);
+        let no_offer = app.post(&parent(4), "/applications/4/offer/accept", json!({})).await;
+        assert_eq!(no_offer.status, 409, "{}", no_offer.body);
+        let status = app.get(Some(&parent(1)), "/applications/1").await;
+        assert_eq!(status.body["status"], "enrolled", "{}", status.body);
+
+        // Auditors see the round without personal answers and can re-run it.
+        let auditor = token(Role::Auditor, "aud-1");
+        let public_view = app.get(Some(&auditor), "/rounds/main-2027").await;
+        assert_eq!(public_view.status, 200);
+        assert!(public_view.body["placements"][0].get("status").is_none(), "{}", public_view.body);
+        assert_eq!(app.get(Some(&parent(1)), "/rounds/main-2027").await.status, 403);
+        let instance = app.get(Some(&auditor), "/rounds/main-2027/instance").await;
+        assert_eq!(instance.status, 200);
+        let solved: Value = serde_json::from_str(
+            &ochered_core::allocation::solve_instance_json(&instance.body.to_string()).unwrap(),
+        )
+        .unwrap();
+        let assigned = solved["assignments"].as_object().unwrap().values().filter(|v| !v.is_null()).count();
+        assert_eq!(assigned, 3, "re-running the exported instance gives the round's placements");
+        let rounds = app.get(Some(&officer()), "/rounds").await;
+        assert_eq!(rounds.body["rounds"].as_array().map(|r| r.len()), Some(1), "{}", rounds.body);
+        assert_eq!(app.get(Some(&officer()), "/rounds/nope").await.status, 404);
+        app.stop().await;
+    })
+    .await;
+}

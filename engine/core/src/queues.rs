@@ -399,3 +399,14 @@ fn round_reason(label: &RoundLabel, n: usize) -> String {
     let children = if n == 1 { "child" } else { "children" };
     format!("{} {} {n} {children} ahead of you", label.name, label.verb)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_change_stays_32_bytes_with_round_causes() {
+        // Memory budget: the change log holds one entry per join or leave.
+        assert_eq!(std::mem::size_of::<QueueChange>(), 32);
+    }
+}

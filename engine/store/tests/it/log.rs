@@ -551,3 +551,28 @@ pub async fn empty_append_does_nothing(h: &Harness) {
     assert_eq!(h.store.head(A).await.unwrap(), ChainHead::genesis());
     assert_eq!(h.store.authorities().await.unwrap(), Vec::<String>::new());
 }
+
+pub async fn reading_across_a_wide_gap_returns_the_next_events(h: &Harness) {
+    h.store
+        .append(A, events("app", 1, 30), vec![])
+        .await
+        .unwrap();
+    h.exec(&format!(
+        "DELETE FROM events WHERE authority = '{A}' AND authority_seq BETWEEN 5 AND 20"
+    ))
+    .await;
+    let page = h.store.read(A, 4, 5).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.authority_seq).collect::<Vec<_>>(),
+        vec![21, 22, 23, 24, 25]
+    );
+    let page = h.store.read(A, 2, 5).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.authority_seq).collect::<Vec<_>>(),
+        vec![3, 4, 21, 22, 23]
+    );
+    let outcome = h.store.verify(A).await.unwrap();
+    let (seq, reason) = broken_at(&outcome);
+    assert_eq!(seq, 5, "{outcome:?}");
+    assert!(reason.contains("found 21"), "{reason}");
+}

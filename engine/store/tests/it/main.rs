@@ -46,6 +46,7 @@ on_both_backends!(
     read_pages_in_order,
     concurrent_writers_never_fork_a_chain,
     empty_append_does_nothing,
+    reading_across_a_wide_gap_returns_the_next_events,
 );
 
 #[tokio::test]

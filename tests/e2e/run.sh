@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Browser test of the web pages: builds the server, installs playwright-core (no browser is
+# downloaded; the system's /usr/bin/chromium is used) and runs pages.test.mjs with node's test
+# runner. Screenshots: artifacts/e2e/*.png. Needs node >= 20 and the Debian package chromium.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+(cd "$root" && cargo build --bin ochered)
+cd "$here"
+if [ ! -f node_modules/playwright-core/package.json ]; then
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+fi
+OCHERED_BIN="$target/debug/ochered" node --test --test-concurrency=1 pages.test.mjs
