@@ -106,7 +106,7 @@ fn raw_rows(first: u64, n: u64) -> (Vec<NewEvent>, Vec<IdempotencyRecord>) {
             event_type: event.type_name().into(),
             schema_version: ochered_core::SCHEMA_VERSION,
             recorded_at: Utc::now(),
-            payload: serde_json::to_string(&event.to_payload()).unwrap(),
+            payload: event.to_payload(),
             metadata: Metadata {
                 idempotency_key: Some(key.clone()),
                 actor: Some("parent:bench".into()),

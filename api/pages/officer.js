@@ -34,8 +34,9 @@ function renderWho() {
   $("signout").hidden = !claims;
 }
 
-function say(text) {
-  $("message").textContent = text || "";
+/** Shows a status line; `where` is the section's status element (default: the page's). */
+function say(text, where = "message") {
+  $(where).textContent = text || "";
 }
 
 function requireToken() {
@@ -256,7 +257,7 @@ function fillSampleSeats() {
 
 async function publishSeats() {
   if (!requireToken()) return;
-  showError($("error"), null);
+  showError($("seats-error"), null);
   const year = Number($("seats-year").value);
   const requests = [];
   for (const row of $("seats-body").rows) {
@@ -266,7 +267,7 @@ async function publishSeats() {
     if (seats.length) requests.push({ institution: row.dataset.institution, intake_year: year, seats });
   }
   if (requests.length === 0) {
-    say(t("officer.seats.nothing"));
+    say(t("officer.seats.nothing"), "seats-status");
     return;
   }
   const done = data.published.get(year) || new Map();
@@ -276,11 +277,11 @@ async function publishSeats() {
       done.set(body.institution, body.seats);
     }
   } catch (e) {
-    showError($("error"), e);
+    showError($("seats-error"), e);
   } finally {
     data.published.set(year, done);
   }
-  if (done.size) say(t("officer.seats.published", { count: done.size }));
+  if (done.size) say(t("officer.seats.published", { count: done.size }), "seats-status");
   fillChartKinds();
   $("chart-kind").value = `kg:${year}`;
   await drawChart();
@@ -309,10 +310,10 @@ function years0() {
 async function runRound(event) {
   event.preventDefault();
   if (!requireToken()) return;
-  showError($("error"), null);
+  showError($("round-error"), null);
   const round = $("round-id").value.trim();
   const year = Number($("round-year").value);
-  say(t("officer.round.running"));
+  say(t("officer.round.running"), "round-status");
   try {
     const answer = await api(`${base()}/kindergarten/rounds`, {
       method: "POST",
@@ -322,10 +323,13 @@ async function runRound(event) {
     const view = answer.round;
     if (view) {
       data.roundDetails.set(view.id, view);
-      say(t("officer.round.done", { round: view.id, placed: fmtNumber(view.placed), applicants: fmtNumber(view.applicants) }));
+      say(
+        t("officer.round.done", { round: view.id, placed: fmtNumber(view.placed), applicants: fmtNumber(view.applicants) }),
+        "round-status",
+      );
       showResults(view);
     } else {
-      say("");
+      say("", "round-status");
     }
     $("round-id").value = "";
     $("round-id").value = suggestRoundId();
@@ -334,8 +338,8 @@ async function runRound(event) {
     $("chart-kind").value = `kg:${year}`;
     await drawChart();
   } catch (e) {
-    say("");
-    showError($("error"), e);
+    say("", "round-status");
+    showError($("round-error"), e);
   }
 }
 
@@ -450,7 +454,7 @@ function showResults(view) {
 async function showPrivileges(event) {
   if (event) event.preventDefault();
   if (!requireToken()) return;
-  showError($("error"), null);
+  showError($("priv-error"), null);
   const number = Number.parseInt($("priv-number").value, 10);
   if (!(number > 0)) return;
   try {
@@ -458,7 +462,7 @@ async function showPrivileges(event) {
   } catch (e) {
     data.privApplication = null;
     $("priv-result").replaceChildren();
-    showError($("error"), e);
+    showError($("priv-error"), e);
     return;
   }
   renderPrivileges();
@@ -512,7 +516,7 @@ function renderPrivileges() {
 }
 
 async function decide(number, privilege, confirm, button) {
-  showError($("error"), null);
+  showError($("priv-error"), null);
   await busy(button, async () => {
     try {
       await api(`${base()}/applications/${number}/privileges/${confirm ? "confirm" : "revoke"}`, {
@@ -520,12 +524,12 @@ async function decide(number, privilege, confirm, button) {
         token,
         body: confirm ? { privilege } : { privilege, reason: "revoked by an officer" },
       });
-      say(t("officer.priv.done"));
+      say(t("officer.priv.done"), "priv-status");
       await showPrivileges();
       await refreshQueues();
       await drawChart();
     } catch (e) {
-      showError($("error"), e);
+      showError($("priv-error"), e);
     }
   });
 }

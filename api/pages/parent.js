@@ -279,6 +279,8 @@ function movementItem(m) {
 function renderTimelines(explanation, a) {
   const box = $("timelines");
   const queues = explanation.queues || [];
+  // The explanation covers the queues the application is in now.
+  $("timeline-h").hidden = queues.length === 0;
   fill(
     box,
     queues.map((q) => {

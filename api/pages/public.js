@@ -6,7 +6,7 @@ import {
 import { t, onLangChange } from "./i18n.js";
 
 const PAGE = 50;
-const state = { queues: [], head: null, open: null, page: null };
+const state = { queues: [], names: new Map(), head: null, open: null, page: null };
 
 const authority = () => $("authority").value || "demo";
 
@@ -22,42 +22,62 @@ function renderHead() {
 }
 
 async function loadQueues() {
-  state.queues = (await api(`${authorityPath(authority())}/queues`)).queues || [];
+  const [queues, institutions] = await Promise.all([
+    api(`${authorityPath(authority())}/queues`),
+    api(`${authorityPath(authority())}/institutions`),
+  ]);
+  state.queues = queues.queues || [];
+  state.names = new Map((institutions.institutions || []).map((i) => [i.id, i.name]));
   renderQueues();
 }
 
 function renderQueues() {
   const filter = $("filter").value.trim().toLowerCase();
-  const rows = state.queues.filter((q) => !filter || q.description.institution.toLowerCase().includes(filter));
-  if (rows.length === 0) {
-    fill($("queues-body"), el("tr", {}, el("td", { colspan: 6, class: "muted", text: t("public.none") })));
+  // One row per institution and intake year (or campaign), with a button per queue.
+  const groups = new Map();
+  for (const q of state.queues) {
+    const d = q.description;
+    const name = state.names.get(d.institution) || "";
+    if (filter && !d.institution.toLowerCase().includes(filter) && !name.toLowerCase().includes(filter)) continue;
+    const key = `${d.institution}|${d.service}|${d.campaign ?? d.intake_year ?? ""}`;
+    if (!groups.has(key)) groups.set(key, { d, name, queues: [] });
+    groups.get(key).queues.push(q);
+  }
+  if (groups.size === 0) {
+    fill($("queues-body"), el("tr", {}, el("td", { colspan: 5, class: "muted", text: t("public.none") })));
     return;
   }
   fill(
     $("queues-body"),
-    rows.map((q) => {
-      const d = q.description;
-      return el(
+    [...groups.values()].map(({ d, name, queues }) =>
+      el(
         "tr",
-        { "data-queue": q.queue },
-        el("th", { scope: "row", text: d.institution }),
+        { "data-institution": d.institution },
+        el("th", { scope: "row", text: name ? `${d.institution} — ${name}` : d.institution }),
         el("td", { text: serviceName(d.service) }),
-        el("td", { text: d.age_group != null ? t("agegroup", { age: d.age_group }) : d.campaign || t("common.none") }),
-        el("td", { text: d.intake_year != null ? d.intake_year : t("common.none") }),
-        el("td", { class: "num", text: fmtNumber(q.size) }),
+        el("td", { text: d.campaign ?? d.intake_year ?? t("common.none") }),
         el(
           "td",
           {},
-          el("button", {
-            type: "button",
-            class: "secondary",
-            text: t("public.view"),
-            "aria-label": `${t("public.view")}: ${q.queue}`,
-            onclick: () => openQueue(q.queue, 0),
-          }),
+          el(
+            "div",
+            { class: "queue-buttons" },
+            queues.map((q) =>
+              el("button", {
+                type: "button",
+                class: "secondary chip",
+                "data-queue": q.queue,
+                "aria-pressed": String(state.open === q.queue),
+                "aria-label": t("public.open", { queue: q.queue, size: q.size }),
+                text: `${q.description.age_group != null ? t("agegroup", { age: q.description.age_group }) : t("public.chip.queue")}: ${fmtNumber(q.size)}`,
+                onclick: () => openQueue(q.queue, 0),
+              }),
+            ),
+          ),
         ),
-      );
-    }),
+        el("td", { class: "num", text: fmtNumber(queues.reduce((sum, q) => sum + q.size, 0)) }),
+      ),
+    ),
   );
 }
 
@@ -69,6 +89,7 @@ async function openQueue(queue, offset) {
     state.open = queue;
     setParams({ authority: authority(), queue, offset: offset || null });
     renderPage();
+    renderQueues();
     $("entries").hidden = false;
     $("entries-h").focus();
   } catch (e) {

@@ -218,15 +218,16 @@ test("(b) an officer publishes seats, runs a round and sees its results; a paren
 
   await page.click("#seats-fill");
   await page.click("#seats-publish");
-  await page.waitForFunction(() => /Published seats/.test(document.getElementById("message").textContent));
+  await page.waitForFunction(() => /Published seats for \d+/.test(document.getElementById("seats-status").textContent));
+  assert.equal(await page.textContent("#seats-error"), "", "no error while publishing");
   assert.equal(await page.locator("#chart svg rect.seats").count(), kindergartens.length, "a seats bar per kindergarten");
-  await page.textContent("#error").then((t) => assert.equal(t, "", "no error while publishing"));
 
   const roundId = await page.inputValue("#round-id");
   assert.ok(roundId.length > 0, "a round id is suggested");
   await page.click("#run-round");
   await page.waitForSelector("#round-results:not([hidden])");
-  assert.equal(await page.textContent("#error"), "", "no error while running the round");
+  assert.equal(await page.textContent("#round-error"), "", "no error while running the round");
+  assert.match(await page.textContent("#round-status"), /is done/);
 
   // The page shows what the API recorded for the round.
   const officer = await demoToken("officer", "officer-2");
@@ -268,15 +269,44 @@ test("(b) an officer publishes seats, runs a round and sees its results; a paren
   await pp.close();
 });
 
+test("an officer confirms a privilege a parent claimed", async () => {
+  const officer = await demoToken("officer", "officer-3");
+  let target = null;
+  for (let n = 1; n <= 120 && !target; n++) {
+    const { status, body } = await getJson(api(`/applications/${n}`), officer);
+    if (status !== 200 || body.status !== "active") continue;
+    const claim = body.privileges.find((c) => c.status === "claimed");
+    if (claim) target = { n, claim };
+  }
+  assert.ok(target, "a demo application with a claimed privilege");
+  const page = await newPage("/officer?lang=en");
+  await page.click("#demo-signin");
+  await page.waitForFunction(() => /officer-1/.test(document.getElementById("who").textContent));
+  await page.fill("#priv-number", String(target.n));
+  await page.click("#priv-show");
+  await page.waitForSelector("#priv-table");
+  assert.match(await page.textContent("#priv-table"), /claimed, awaiting confirmation/);
+  await page.click("#priv-table button:has-text('Confirm')");
+  await page.waitForFunction(() => /Done/.test(document.getElementById("priv-status").textContent));
+  await page.waitForFunction(() => /confirmed/.test(document.getElementById("priv-table").textContent));
+  const after = (await getJson(api(`/applications/${target.n}`), officer)).body;
+  const same = after.privileges.find((c) => JSON.stringify(c.privilege) === JSON.stringify(target.claim.privilege));
+  assert.equal(same.status, "confirmed");
+  await shot(page, "officer-privileges");
+  await page.close();
+});
+
 test("(c) the public page shows the anonymised queues and the chain head", async () => {
   const page = await newPage("/public?lang=en");
   const head = (await getJson(api("/audit/head"))).body;
   const queues = (await getJson(api("/queues"))).body.queues;
   await page.waitForFunction((hash) => document.getElementById("head-hash").textContent === hash, head.head_hash);
-  assert.equal(await page.locator("#queues-body tr").count(), queues.length, "a row per queue");
+  assert.equal(await page.locator("#queues-body button[data-queue]").count(), queues.length, "a button per queue");
+  const institutions = new Set(queues.map((q) => q.description.institution));
+  assert.equal(await page.locator("#queues-body tr").count(), institutions.size, "a row per institution (one intake year)");
 
   const q = queues.reduce((a, b) => (b.size > a.size ? b : a));
-  await page.click(`#queues-body tr[data-queue='${q.queue}'] button`);
+  await page.click(`#queues-body button[data-queue='${q.queue}']`);
   await page.waitForSelector("#entries:not([hidden])");
   const entries = (await getJson(api(`/queues/${q.queue}?limit=50`))).body.entries;
   const rows = page.locator("#entries-body tr");

@@ -13,7 +13,7 @@ use crate::rounds::{RoundApplicant, RoundPlacement, RoundSeats};
 
 /// The current schema version of every event type. Older payloads are upcast on read
 /// (see [`crate::upcast`]).
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "PascalCase", deny_unknown_fields)]
@@ -292,16 +292,14 @@ impl Event {
         }
     }
 
-    /// The payload as stored: canonical JSON of the event without its `type` tag.
-    pub fn to_payload(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).expect("events always serialise");
-        if let Some(map) = value.as_object_mut() {
-            map.remove("type");
-        }
-        value
+    /// The payload as stored: the event's JSON, `type` tag first, in field order. One
+    /// serialisation, no intermediate tree: this is on the hot path of every command.
+    pub fn to_payload(&self) -> String {
+        serde_json::to_string(self).expect("events always serialise")
     }
 
-    /// Rebuilds an event from its stored type and current-schema payload.
+    /// Rebuilds an event from its stored type and a payload tree brought to the current
+    /// schema (payloads before version 3 carried no `type` tag; it is added here).
     pub fn from_payload(event_type: &str, payload: serde_json::Value) -> Result<Self, String> {
         let mut payload = payload;
         let map = payload

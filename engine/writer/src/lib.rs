@@ -365,12 +365,10 @@ impl WriterTask {
             match self.store.idempotency(&self.shared.authority, &key).await {
                 Ok(Some(record)) => {
                     let answer = if record.request_hash == job.request_hash {
-                        serde_json::from_str::<Outcome>(&record.response)
-                            .map(|outcome| Reply {
-                                outcome,
-                                replayed: true,
-                            })
-                            .map_err(|e| WriterError::Unavailable(format!("stored answer unreadable: {e}")))
+                        self.first_answer(&record).await.map(|outcome| Reply {
+                            outcome,
+                            replayed: true,
+                        })
                     } else {
                         Err(WriterError::KeyReused)
                     };
@@ -416,8 +414,7 @@ impl WriterTask {
                                 event_type: event.type_name().to_owned(),
                                 schema_version: SCHEMA_VERSION,
                                 recorded_at: now,
-                                payload: serde_json::to_string(&event.to_payload())
-                                    .expect("payloads serialise"),
+                                payload: event.to_payload(),
                                 metadata: metadata.clone(),
                             });
                             committed.push(CommittedEvent {
@@ -427,13 +424,15 @@ impl WriterTask {
                             });
                         }
                         if let Some(key) = &job.meta.idempotency_key {
-                            let outcome = Outcome::Accepted {
-                                events: committed.clone(),
-                            };
+                            // The first answer is the events themselves: the record points at
+                            // them in the log instead of copying them.
+                            let first_seq = next_seq + 1 - committed.len() as i64;
                             records.push(IdempotencyRecord {
                                 key: key.clone(),
                                 request_hash: job.request_hash.clone(),
-                                response: serde_json::to_string(&outcome).expect("outcomes serialise"),
+                                response: format!(
+                                    "{{\"first_seq\":{first_seq},\"last_seq\":{next_seq}}}"
+                                ),
                                 authority_seq: Some(next_seq),
                             });
                         }
@@ -530,6 +529,38 @@ impl WriterTask {
             }
         }
         false
+    }
+
+    /// Rebuilds the first answer to a request from the events its idempotency record points at.
+    async fn first_answer(&self, record: &IdempotencyRecord) -> Result<Outcome, WriterError> {
+        #[derive(Deserialize)]
+        struct Span {
+            first_seq: i64,
+            last_seq: i64,
+        }
+        let span: Span = serde_json::from_str(&record.response)
+            .map_err(|e| WriterError::Unavailable(format!("stored answer unreadable: {e}")))?;
+        let count = span.last_seq - span.first_seq + 1;
+        let stored = self
+            .store
+            .read(&self.shared.authority, span.first_seq - 1, count)
+            .await?;
+        let mut events = Vec::with_capacity(stored.len());
+        for e in stored {
+            let event = ochered_core::upcast::decode(&e.event_type, e.schema_version, &e.payload)
+                .map_err(WriterError::Unavailable)?;
+            events.push(CommittedEvent {
+                authority_seq: e.authority_seq,
+                recorded_at: e.recorded_at,
+                event,
+            });
+        }
+        if events.len() as i64 != count {
+            return Err(WriterError::Unavailable(
+                "the events of a stored answer are missing from the log".into(),
+            ));
+        }
+        Ok(Outcome::Accepted { events })
     }
 
     async fn reload(&mut self) -> Result<(), WriterError> {

@@ -27,7 +27,7 @@ use crate::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// One page of an authority's chain, in `read_row` column order.
+/// One page of an authority's chain, in `read_event` / `read_verify_row` column order.
 const READ_PAGE_SQL: &str =
     "SELECT global_seq, authority_seq, stream_id, stream_version, event_type, \
     schema_version, recorded_at, payload, metadata, prev_hash, hash FROM events \
@@ -61,8 +61,8 @@ pub struct SqliteStore {
     /// An in-memory database lives only as long as its connection, which must then never
     /// be closed to recover from an error.
     in_memory: bool,
-    /// Dropping it stops the background checkpointer.
-    _stop_checkpointer: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Dropping the sender (with the store, or in `close`) stops the background checkpointer.
+    stop_checkpointer: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// How often the background task copies the WAL back into the database file.
@@ -137,7 +137,7 @@ impl SqliteStore {
                 reader: writer.clone(),
                 writer,
                 in_memory,
-                _stop_checkpointer: None,
+                stop_checkpointer: std::sync::Mutex::new(None),
             });
         }
         let checkpointer = spawn_checkpointer(base.clone().connect().await?);
@@ -150,7 +150,7 @@ impl SqliteStore {
             writer,
             reader,
             in_memory,
-            _stop_checkpointer: Some(checkpointer),
+            stop_checkpointer: std::sync::Mutex::new(Some(checkpointer)),
         })
     }
 
@@ -491,6 +491,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn close(&self) {
+        if let Ok(mut stop) = self.stop_checkpointer.lock() {
+            stop.take();
+        }
         if !self.in_memory {
             self.reader.close().await;
         }

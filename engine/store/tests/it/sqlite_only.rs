@@ -187,3 +187,28 @@ async fn undecodable_columns_are_reported_not_panicked_on() {
     ));
     assert_eq!(harness.store.read("msk", 0, 2).await.unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_checkpoint_copies_the_wal_into_the_file() {
+    let harness = Harness::sqlite().await;
+    let path = harness.sqlite_path.clone().unwrap();
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    for batch in 0..5 {
+        harness
+            .store
+            .append("msk", events(&format!("b{batch}"), 1, 1000), vec![])
+            .await
+            .unwrap();
+    }
+    // Far below the writer's own checkpoint threshold: only the background task copies.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while size() < before + 2_000_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {} bytes",
+            size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
