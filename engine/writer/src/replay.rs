@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ochered_core::State;
+use ochered_core::{Event, State};
 use ochered_store::{ChainHead, EventStore, StoredEvent};
 
 use crate::{key_digest, WriterError};
@@ -58,33 +58,39 @@ fn decode_snapshot(bytes: &[u8]) -> Result<(State, HashSet<u64>), String> {
     Ok((state, keys))
 }
 
-/// Folds a page of stored events into the state, checking that each links to the one before.
+/// Decodes a page of stored events (runs on a blocking thread, beside the fold).
+fn decode_page(page: Vec<StoredEvent>) -> Result<(Vec<StoredEvent>, Vec<Event>), WriterError> {
+    let mut events = Vec::with_capacity(page.len());
+    for stored in &page {
+        let event = ochered_core::upcast::decode(&stored.event_type, stored.schema_version, &stored.payload)
+            .map_err(|e| {
+                WriterError::Unavailable(format!(
+                    "event {} of {} cannot be read: {e}",
+                    stored.authority_seq, stored.authority
+                ))
+            })?;
+        events.push(event);
+    }
+    Ok((page, events))
+}
+
+/// Folds a decoded page into the state, checking that each event links to the one before.
 fn fold_page(
     state: &mut State,
     page: &[StoredEvent],
+    events: &[Event],
     head: &mut ChainHead,
     keys: &mut HashSet<u64>,
     last_recorded_at: &mut DateTime<Utc>,
 ) -> Result<(), WriterError> {
-    for stored in page {
+    for (stored, event) in page.iter().zip(events) {
         if stored.authority_seq != head.authority_seq + 1 || stored.prev_hash != head.hash {
             return Err(WriterError::Unavailable(format!(
                 "the log of {} is broken at event {}: run `ochered verify`",
                 stored.authority, stored.authority_seq
             )));
         }
-        let event = ochered_core::upcast::decode(
-            &stored.event_type,
-            stored.schema_version,
-            &stored.payload,
-        )
-        .map_err(|e| {
-            WriterError::Unavailable(format!(
-                "event {} of {} cannot be read: {e}",
-                stored.authority_seq, stored.authority
-            ))
-        })?;
-        state.apply(&event);
+        state.apply(event);
         if let Some(key) = &stored.metadata.idempotency_key {
             keys.insert(key_digest(key));
         }
@@ -96,7 +102,8 @@ fn fold_page(
 }
 
 /// Rebuilds the state of an authority: newest snapshot, then every later event in order.
-/// Reading the next page overlaps with folding the current one.
+/// Three stages overlap: reading page k+2, decoding page k+1 (on a blocking thread) and
+/// folding page k.
 pub async fn load_state(
     store: &dyn EventStore,
     authority: &str,
@@ -126,19 +133,40 @@ pub async fn load_state(
     }
     let mut last_recorded_at = DateTime::<Utc>::MIN_UTC;
     let mut events = 0u64;
-    let mut next = store.read(authority, head.authority_seq, REPLAY_PAGE_EVENTS).await?;
-    while !next.is_empty() {
-        let page = next;
-        let after = page.last().map_or(head.authority_seq, |e| e.authority_seq);
-        let (read_result, fold_result) = tokio::join!(
-            store.read(authority, after, REPLAY_PAGE_EVENTS),
-            async {
-                fold_page(&mut state, &page, &mut head, &mut keys, &mut last_recorded_at)
+    let mut raw = store.read(authority, head.authority_seq, REPLAY_PAGE_EVENTS).await?;
+    let mut decoded: Option<(Vec<StoredEvent>, Vec<Event>)> = None;
+    while !raw.is_empty() || decoded.is_some() {
+        let after = raw.last().map(|e| e.authority_seq);
+        let decoding = (!raw.is_empty()).then(|| {
+            let page = std::mem::take(&mut raw);
+            tokio::task::spawn_blocking(move || decode_page(page))
+        });
+        let read = async {
+            match after {
+                Some(after) => store.read(authority, after, REPLAY_PAGE_EVENTS).await,
+                None => Ok(Vec::new()),
             }
-        );
+        };
+        let fold = async {
+            match decoded.take() {
+                Some((page, page_events)) => {
+                    events += page.len() as u64;
+                    fold_page(&mut state, &page, &page_events, &mut head, &mut keys, &mut last_recorded_at)
+                }
+                None => Ok(()),
+            }
+        };
+        let (read_result, fold_result) = tokio::join!(read, fold);
         fold_result?;
-        events += page.len() as u64;
-        next = read_result?;
+        decoded = match decoding {
+            Some(handle) => Some(
+                handle
+                    .await
+                    .map_err(|e| WriterError::Unavailable(format!("decoding failed: {e}")))??,
+            ),
+            None => None,
+        };
+        raw = read_result?;
     }
     Ok((
         state,
