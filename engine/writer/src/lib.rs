@@ -179,6 +179,7 @@ impl Writer {
             config,
             keys: stats.idempotency_keys.clone(),
             last_now: stats.last_recorded_at,
+            decided_seq: stats.head.authority_seq,
             needs_reload: false,
             events_since_snapshot: 0,
         };
@@ -294,6 +295,8 @@ struct WriterTask {
     config: WriterConfig,
     keys: HashSet<u64>,
     last_now: DateTime<Utc>,
+    /// The last authority_seq given to a decided event (committed or in flight).
+    decided_seq: i64,
     needs_reload: bool,
     events_since_snapshot: u64,
 }
@@ -310,11 +313,39 @@ enum Decided {
     },
 }
 
+/// A decided batch: its answers-to-be and, once started, its commit.
+struct Pending {
+    decided: Vec<Decided>,
+    n_events: u64,
+    /// The last authority_seq the batch's events take.
+    last_seq: i64,
+    /// The rows to write, until the commit starts.
+    rows: Option<(Vec<NewEvent>, Vec<IdempotencyRecord>)>,
+    commit: Option<tokio::task::JoinHandle<Result<Vec<ochered_store::StoredEvent>, StoreError>>>,
+    started: Instant,
+}
+
+/// How finishing an in-flight commit went.
+enum Finished {
+    Committed,
+    Failed(WriterError),
+    Crash,
+}
+
 impl WriterTask {
+    /// A two-stage pipeline: while batch N commits (disk sync), batch N+1 is decided against
+    /// the state that already includes N. N+1 is committed only after N is, and if N fails,
+    /// N+1 is refused too (it was decided on top of N) and the state is rebuilt from the log.
     async fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
-        let mut batch = Vec::with_capacity(self.config.batch_commands_max);
-        while let Some(first) = rx.recv().await {
-            batch.push(first);
+        let mut inflight: Option<Pending> = None;
+        loop {
+            let mut batch = Vec::with_capacity(self.config.batch_commands_max);
+            if inflight.is_none() {
+                match rx.recv().await {
+                    Some(job) => batch.push(job),
+                    None => break,
+                }
+            }
             while batch.len() < self.config.batch_commands_max {
                 match rx.try_recv() {
                     Ok(job) => batch.push(job),
@@ -325,26 +356,57 @@ impl WriterTask {
                 .stats
                 .queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
-            let crash = self.process(std::mem::take(&mut batch)).await;
-            if crash {
-                // Simulated crash: drop everything without acknowledging.
-                rx.close();
-                return;
+            if batch.is_empty() {
+                // Nothing new to decide: finish the commit in flight.
+                if let Some(pending) = inflight.take() {
+                    if let Finished::Crash = self.finish(pending).await {
+                        rx.close();
+                        return;
+                    }
+                }
+                self.maybe_snapshot().await;
+                continue;
             }
+            let next = self.decide_batch(batch).await;
+            if let Some(pending) = inflight.take() {
+                match self.finish(pending).await {
+                    Finished::Committed => {}
+                    Finished::Crash => {
+                        rx.close();
+                        return;
+                    }
+                    Finished::Failed(error) => {
+                        // The new batch was decided on top of the failed one.
+                        if let Some(next) = next {
+                            for d in next.decided {
+                                let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) = d;
+                                let _ = job.reply.send(Err(error.clone()));
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            inflight = next.map(|pending| self.start_commit(pending));
+        }
+        if let Some(pending) = inflight.take() {
+            let _ = self.finish(pending).await;
         }
     }
 
-    /// Decides, commits and answers one batch. Returns true to simulate a crash.
-    async fn process(&mut self, batch: Vec<Job>) -> bool {
+    /// Answers retries from the store, then decides and folds the rest in order. The events
+    /// are not committed yet.
+    async fn decide_batch(&mut self, batch: Vec<Job>) -> Option<Pending> {
         if self.needs_reload {
             if let Err(e) = self.reload().await {
                 for job in batch {
                     let _ = job.reply.send(Err(e.clone()));
                 }
-                return false;
+                return None;
             }
         }
         let now = (self.config.clock)().max(self.last_now);
+        self.last_now = now;
 
         // Retries: answer from the store before deciding anything.
         let mut pending = Vec::with_capacity(batch.len());
@@ -381,15 +443,14 @@ impl WriterTask {
             }
         }
         if pending.is_empty() {
-            return false;
+            return None;
         }
 
         // Decide and fold in order, collecting the events to commit.
         let mut decided = Vec::with_capacity(pending.len());
         let mut new_events = Vec::new();
         let mut records = Vec::new();
-        let head_before = self.shared.head.read().unwrap().clone();
-        let mut next_seq = head_before.authority_seq;
+        let mut next_seq = self.decided_seq;
         {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
             for job in pending {
@@ -445,23 +506,48 @@ impl WriterTask {
                 }
             }
         }
-
-        // One transaction, one sync.
+        self.decided_seq = next_seq;
         let n_events = new_events.len() as u64;
-        if n_events > 0 {
-            let started = Instant::now();
-            let result = self
-                .store
-                .append(&self.shared.authority, new_events, records)
-                .await;
-            let stats = &self.shared.stats;
+        Some(Pending {
+            decided,
+            n_events,
+            last_seq: next_seq,
+            rows: Some((new_events, records)),
+            commit: None,
+            started: Instant::now(),
+        })
+    }
+
+    /// Starts a decided batch's commit: one transaction, one sync. Only one commit is ever in
+    /// flight, so the log receives batches in the order they were decided.
+    fn start_commit(&self, mut pending: Pending) -> Pending {
+        pending.started = Instant::now();
+        if let Some((events, records)) = pending.rows.take() {
+            if !events.is_empty() {
+                let store = self.store.clone();
+                let authority = self.shared.authority.clone();
+                pending.commit = Some(tokio::spawn(async move {
+                    store.append(&authority, events, records).await
+                }));
+            }
+        }
+        pending
+    }
+
+    /// Waits for a batch's commit and answers its commands, or refuses them all.
+    async fn finish(&mut self, pending: Pending) -> Finished {
+        let stats = &self.shared.stats;
+        if let Some(commit) = pending.commit {
+            let result = commit
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Other(format!("commit task failed: {e}"))));
             stats
                 .last_commit_micros
-                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                .store(pending.started.elapsed().as_micros() as u64, Ordering::Relaxed);
             match result {
                 Ok(stored) => {
                     if let Some(last) = stored.last() {
-                        debug_assert_eq!(last.authority_seq, next_seq);
+                        debug_assert_eq!(last.authority_seq, pending.last_seq);
                         *self.shared.head.write().unwrap() = ochered_store::ChainHead {
                             authority_seq: last.authority_seq,
                             hash: last.hash.clone(),
@@ -476,34 +562,34 @@ impl WriterTask {
                     self.needs_reload = true;
                     if self.reload().await.is_err() {
                         let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
-                        // Until the reload succeeds, reads see an empty state rather than
-                        // effects that were never committed.
+                        // Until the reload succeeds, reads answer "unavailable" rather than
+                        // show effects that were never committed.
                         *state = State::new();
                         self.shared.consistent.store(false, Ordering::Release);
                     }
                     let error = WriterError::from(e);
-                    for d in decided {
+                    for d in pending.decided {
                         let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) = d;
                         let _ = job.reply.send(Err(error.clone()));
                     }
-                    return false;
+                    return Finished::Failed(error);
                 }
             }
             if self.config.crash_after_commit {
-                return true;
+                return Finished::Crash;
             }
         }
-        self.last_now = now;
 
         // Acknowledge.
-        let stats = &self.shared.stats;
         stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.commands.fetch_add(decided.len() as u64, Ordering::Relaxed);
-        stats.events.fetch_add(n_events, Ordering::Relaxed);
+        stats
+            .commands
+            .fetch_add(pending.decided.len() as u64, Ordering::Relaxed);
+        stats.events.fetch_add(pending.n_events, Ordering::Relaxed);
         stats
             .last_batch_size
-            .store(decided.len() as u64, Ordering::Relaxed);
-        for d in decided {
+            .store(pending.decided.len() as u64, Ordering::Relaxed);
+        for d in pending.decided {
             match d {
                 Decided::Accepted { job, events } => {
                     if let Some(key) = &job.meta.idempotency_key {
@@ -522,13 +608,18 @@ impl WriterTask {
                 }
             }
         }
-        self.events_since_snapshot += n_events;
+        self.events_since_snapshot += pending.n_events;
+        Finished::Committed
+    }
+
+    /// Saves a snapshot when enough events were committed since the last one. Called only when
+    /// no decided batch is waiting for its commit, so the state equals the committed log.
+    async fn maybe_snapshot(&mut self) {
         if let Some(every) = self.config.snapshot_every_events {
             if self.events_since_snapshot >= every {
                 self.save_snapshot().await;
             }
         }
-        false
     }
 
     /// Rebuilds the first answer to a request from the events its idempotency record points at.
@@ -567,6 +658,7 @@ impl WriterTask {
         let (state, stats) = load_state(self.store.as_ref(), &self.shared.authority).await?;
         *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = state;
         *self.shared.head.write().unwrap() = stats.head.clone();
+        self.decided_seq = stats.head.authority_seq;
         self.keys = stats.idempotency_keys;
         self.last_now = self.last_now.max(stats.last_recorded_at);
         self.needs_reload = false;
