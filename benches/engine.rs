@@ -60,7 +60,10 @@ async fn start_writer(store: Arc<dyn EventStore>, batch: usize) -> Writer {
     let slots_from = Utc.with_ymd_and_hms(2026, 2, 2, 0, 0, 0).unwrap();
     if writer.read(|s| s.config().is_none()) {
         for command in demo::setup_commands(AUTHORITY, &DemoShape::default(), slots_from) {
-            writer.submit(command, RequestMeta::default()).await.unwrap();
+            writer
+                .submit(command, RequestMeta::default())
+                .await
+                .unwrap();
         }
     }
     writer
@@ -70,7 +73,9 @@ async fn start_writer(store: Arc<dyn EventStore>, batch: usize) -> Writer {
 async fn submit_wave(writer: &Writer, next_child: &AtomicU64, n: u64) -> Duration {
     let first = next_child.fetch_add(n, Ordering::Relaxed);
     let mut rng = SeededRng::new(first);
-    let commands: Vec<_> = (first..first + n).map(|c| (c, application(&mut rng, c))).collect();
+    let commands: Vec<_> = (first..first + n)
+        .map(|c| (c, application(&mut rng, c)))
+        .collect();
     let started = Instant::now();
     let mut handles = Vec::with_capacity(n as usize);
     for (c, command) in commands {
@@ -86,7 +91,10 @@ async fn submit_wave(writer: &Writer, next_child: &AtomicU64, n: u64) -> Duratio
     }
     for h in handles {
         let reply = h.await.unwrap().unwrap();
-        assert!(matches!(reply.outcome, Outcome::Accepted { .. }), "{reply:?}");
+        assert!(
+            matches!(reply.outcome, Outcome::Accepted { .. }),
+            "{reply:?}"
+        );
     }
     started.elapsed()
 }
@@ -97,7 +105,9 @@ fn raw_rows(first: u64, n: u64) -> (Vec<NewEvent>, Vec<IdempotencyRecord>) {
     let mut records = Vec::new();
     let mut rng = SeededRng::new(first);
     for c in first..first + n {
-        let Command::SubmitKindergartenApplication { form } = application(&mut rng, c) else { unreachable!() };
+        let Command::SubmitKindergartenApplication { form } = application(&mut rng, c) else {
+            unreachable!()
+        };
         let event = kindergarten_event(c as u32, form);
         let key = format!("raw:{c}");
         events.push(NewEvent {
@@ -192,17 +202,20 @@ fn durable_submissions(c: &mut Criterion) {
         let single = 500u64;
         let writer = rt.block_on(start_writer(backend.store.clone(), 1));
         group.throughput(Throughput::Elements(single));
-        group.bench_function(BenchmarkId::new("one_transaction_per_command", backend.name), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += submit_wave(&writer, &next_child, single).await;
-                    }
-                    total
+        group.bench_function(
+            BenchmarkId::new("one_transaction_per_command", backend.name),
+            |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            total += submit_wave(&writer, &next_child, single).await;
+                        }
+                        total
+                    })
                 })
-            })
-        });
+            },
+        );
         drop(writer);
 
         // A raw batched INSERT of the same rows in batches of 2,048, no rules: the ceiling.
@@ -220,7 +233,11 @@ fn durable_submissions(c: &mut Criterion) {
                         let mut records = records.into_iter();
                         for chunk in events.chunks(2048) {
                             let recs: Vec<_> = records.by_ref().take(chunk.len()).collect();
-                            backend.store.append(&raw_authority, chunk.to_vec(), recs).await.unwrap();
+                            backend
+                                .store
+                                .append(&raw_authority, chunk.to_vec(), recs)
+                                .await
+                                .unwrap();
                         }
                         total += started.elapsed();
                     }
@@ -250,7 +267,13 @@ fn replay(c: &mut Criterion) {
         drop(writer);
         group.throughput(Throughput::Elements(events));
         group.bench_function(BenchmarkId::new("load_state", backend.name), |b| {
-            b.iter(|| rt.block_on(ochered_writer::load_state(backend.store.as_ref(), AUTHORITY)).unwrap())
+            b.iter(|| {
+                rt.block_on(ochered_writer::load_state(
+                    backend.store.as_ref(),
+                    AUTHORITY,
+                ))
+                .unwrap()
+            })
         });
     }
     group.finish();
@@ -258,7 +281,11 @@ fn replay(c: &mut Criterion) {
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 

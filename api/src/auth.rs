@@ -57,13 +57,20 @@ pub fn mint(secret: &[u8], role: Role, sub: &str, ttl_hours: i64) -> String {
         iat: now,
         exp: now + ttl_hours * 3600,
     };
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
-        .expect("HS256 encoding cannot fail")
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 encoding cannot fail")
 }
 
 pub fn mint_from_args(args: &crate::config::TokenArgs) -> anyhow::Result<String> {
     let role = Role::parse(&args.role).ok_or_else(|| {
-        anyhow::anyhow!("unknown role {:?}: use parent, officer, registrar, auditor or admin", args.role)
+        anyhow::anyhow!(
+            "unknown role {:?}: use parent, officer, registrar, auditor or admin",
+            args.role
+        )
     })?;
     if args.sub.is_empty() || args.sub.len() > 128 {
         anyhow::bail!("--sub must be 1-128 bytes");
@@ -113,15 +120,18 @@ pub fn verify(secret: &[u8], token: &str) -> Result<Claims, ApiError> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        let token = header.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+        })?;
         let claims = verify(&state.config.jwt_secret, token.trim())?;
         Ok(Caller {
             sub: claims.sub,

@@ -112,7 +112,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_owned(),
             }
         }
@@ -127,7 +132,8 @@ impl ServerConfig {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("failed to read {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("failed to parse {}", path.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("failed to parse {}", path.display()))?
             }
             None => FileConfig::default(),
         };
@@ -153,7 +159,9 @@ impl ServerConfig {
                 .or(file.database_url)
                 .unwrap_or_else(|| "sqlite://ochered.db".into()),
             seed_demo: !(args.no_demo || file.no_demo.unwrap_or(false)),
-            jwt_secret: jwt_secret.unwrap_or_else(|| DEV_JWT_SECRET.into()).into_bytes(),
+            jwt_secret: jwt_secret
+                .unwrap_or_else(|| DEV_JWT_SECRET.into())
+                .into_bytes(),
             jwt_secret_is_default,
             person_secret: args
                 .person_secret
@@ -171,7 +179,10 @@ impl ServerConfig {
                 .or(file.body_limit_bytes)
                 .unwrap_or(64 * 1024),
             cors_origin: args.cors_origin.or(file.cors_origin),
-            snapshot_every: args.snapshot_every.or(file.snapshot_every).unwrap_or(200_000),
+            snapshot_every: args
+                .snapshot_every
+                .or(file.snapshot_every)
+                .unwrap_or(200_000),
             demo_authority: args
                 .demo_authority
                 .or(file.demo_authority)
@@ -202,7 +213,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }

@@ -40,13 +40,29 @@ impl ApiError {
         self
     }
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Invalid field", detail).with_field(field)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "Invalid field",
+            detail,
+        )
+        .with_field(field)
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", "Bad request", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Bad request",
+            detail,
+        )
     }
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+            detail,
+        )
     }
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
@@ -55,7 +71,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "Not found", detail)
     }
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail);
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            detail,
+        );
         e.retry_after_s = Some(1);
         e
     }
@@ -76,7 +97,12 @@ impl ApiError {
             RejectionKind::Conflict => StatusCode::CONFLICT,
             RejectionKind::Forbidden => StatusCode::FORBIDDEN,
         };
-        let mut error = Self::new(status, &rejection.code(), "Request refused by the rules", rejection.to_string());
+        let mut error = Self::new(
+            status,
+            &rejection.code(),
+            "Request refused by the rules",
+            rejection.to_string(),
+        );
         if let Some(field) = rejection.field() {
             error.field = Some(field.to_owned());
         }

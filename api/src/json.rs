@@ -104,10 +104,15 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let e = parse::<Form>(br#"{"birth_date":"2020-02-30","preferences":[]}"#).unwrap_err();
-        assert_eq!((e.status.as_u16(), e.field.as_deref()), (422, Some("birth_date")));
-        let e = parse::<Form>(br#"{"birth_date":"2020-02-03","preferences":["ok","bad id!"]}"#).unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.field.as_deref()),
+            (422, Some("birth_date"))
+        );
+        let e = parse::<Form>(br#"{"birth_date":"2020-02-03","preferences":["ok","bad id!"]}"#)
+            .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("preferences[1]"));
-        let e = parse::<Form>(br#"{"birth_date":"2020-02-03","preferences":[],"extra":1}"#).unwrap_err();
+        let e = parse::<Form>(br#"{"birth_date":"2020-02-03","preferences":[],"extra":1}"#)
+            .unwrap_err();
         assert_eq!(e.status.as_u16(), 422);
         assert!(e.detail.contains("extra"), "{}", e.detail);
         let e = parse::<Form>(br#"{"birth_date":"#).unwrap_err();

@@ -76,7 +76,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(middleware::from_fn(move |req, next| with_timeout(req, next, timeout_ms)));
+        .layer(middleware::from_fn(move |req, next| {
+            with_timeout(req, next, timeout_ms)
+        }));
     if let Some(origin) = &state.config.cors_origin {
         if let Ok(origin) = origin.parse::<axum::http::HeaderValue>() {
             app = app.layer(
@@ -109,10 +111,15 @@ async fn ready(AxumState(state): AxumState<AppState>) -> Response {
         .is_ok_and(|r| r.is_ok());
     let writers_ok = state.engine.writers().iter().all(|w| w.is_running());
     if store_ok && writers_ok {
-        Json(json!({ "status": "ready", "authorities": state.engine.authorities() })).into_response()
-    } else {
-        ApiError::unavailable(if store_ok { "a writer is not running" } else { "the store does not answer" })
+        Json(json!({ "status": "ready", "authorities": state.engine.authorities() }))
             .into_response()
+    } else {
+        ApiError::unavailable(if store_ok {
+            "a writer is not running"
+        } else {
+            "the store does not answer"
+        })
+        .into_response()
     }
 }
 
@@ -121,7 +128,8 @@ async fn metrics_text(AxumState(state): AxumState<AppState>) -> Response {
         let authority = w.authority().to_owned();
         let stats = w.stats();
         use std::sync::atomic::Ordering::Relaxed;
-        metrics::gauge!("ochered_writer_queue_depth", "authority" => authority.clone()).set(w.queue_depth() as f64);
+        metrics::gauge!("ochered_writer_queue_depth", "authority" => authority.clone())
+            .set(w.queue_depth() as f64);
         metrics::gauge!("ochered_writer_batches_total", "authority" => authority.clone())
             .set(stats.batches.load(Relaxed) as f64);
         metrics::gauge!("ochered_writer_commands_total", "authority" => authority.clone())
@@ -138,7 +146,10 @@ async fn metrics_text(AxumState(state): AxumState<AppState>) -> Response {
             .set(stats.shed.load(Relaxed) as f64);
     }
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -202,7 +213,12 @@ pub async fn spawn(config: ServerConfig) -> anyhow::Result<RunningServer> {
     use anyhow::Context;
     let store = ochered_store::open(&config.database_url)
         .await
-        .with_context(|| format!("failed to open the store at {}", config::redact_url(&config.database_url)))?;
+        .with_context(|| {
+            format!(
+                "failed to open the store at {}",
+                config::redact_url(&config.database_url)
+            )
+        })?;
     let writer_config = WriterConfig {
         batch_commands_max: config.batch_max,
         queue_commands_max: config.queue_max,
@@ -302,7 +318,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -28,7 +28,10 @@ mod routes_rounds;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(routes_rounds::router())
-        .route("/authorities", get(list_authorities).post(configure_authority))
+        .route(
+            "/authorities",
+            get(list_authorities).post(configure_authority),
+        )
         .route("/authorities/{authority}", get(authority_info))
         .route(
             "/authorities/{authority}/institutions",
@@ -38,8 +41,14 @@ pub fn router() -> Router<AppState> {
             "/authorities/{authority}/kindergarten/applications",
             post(submit_kindergarten),
         )
-        .route("/authorities/{authority}/applications", get(my_applications))
-        .route("/authorities/{authority}/applications/{number}", get(get_application))
+        .route(
+            "/authorities/{authority}/applications",
+            get(my_applications),
+        )
+        .route(
+            "/authorities/{authority}/applications/{number}",
+            get(get_application),
+        )
         .route(
             "/authorities/{authority}/applications/{number}/explanation",
             get(explain_application),
@@ -48,7 +57,10 @@ pub fn router() -> Router<AppState> {
             "/authorities/{authority}/applications/{number}/preferences",
             post(amend_preferences),
         )
-        .route("/authorities/{authority}/applications/{number}/withdraw", post(withdraw))
+        .route(
+            "/authorities/{authority}/applications/{number}/withdraw",
+            post(withdraw),
+        )
         .route(
             "/authorities/{authority}/applications/{number}/privileges",
             post(claim_privilege),
@@ -66,17 +78,47 @@ pub fn router() -> Router<AppState> {
             get(list_campaigns).post(configure_campaign),
         )
         .route("/authorities/{authority}/school/drafts", post(save_draft))
-        .route("/authorities/{authority}/school/drafts/submit", post(submit_draft))
-        .route("/authorities/{authority}/school/applications", post(submit_school))
-        .route("/authorities/{authority}/school/age-exceptions", post(grant_age_exception))
-        .route("/authorities/{authority}/specialties", post(configure_specialty))
-        .route("/authorities/{authority}/slots", get(list_slots).post(publish_slots))
-        .route("/authorities/{authority}/bookings", get(my_bookings).post(book))
-        .route("/authorities/{authority}/bookings/{number}/cancel", post(cancel_booking))
-        .route("/authorities/{authority}/bookings/{number}/no-show", post(record_no_show))
-        .route("/authorities/{authority}/waiting-list", post(join_waiting_list))
+        .route(
+            "/authorities/{authority}/school/drafts/submit",
+            post(submit_draft),
+        )
+        .route(
+            "/authorities/{authority}/school/applications",
+            post(submit_school),
+        )
+        .route(
+            "/authorities/{authority}/school/age-exceptions",
+            post(grant_age_exception),
+        )
+        .route(
+            "/authorities/{authority}/specialties",
+            post(configure_specialty),
+        )
+        .route(
+            "/authorities/{authority}/slots",
+            get(list_slots).post(publish_slots),
+        )
+        .route(
+            "/authorities/{authority}/bookings",
+            get(my_bookings).post(book),
+        )
+        .route(
+            "/authorities/{authority}/bookings/{number}/cancel",
+            post(cancel_booking),
+        )
+        .route(
+            "/authorities/{authority}/bookings/{number}/no-show",
+            post(record_no_show),
+        )
+        .route(
+            "/authorities/{authority}/waiting-list",
+            post(join_waiting_list),
+        )
         .route("/authorities/{authority}/queues", get(list_queues))
-        .route("/authorities/{authority}/queues/{queue}", get(queue_entries))
+        .route(
+            "/authorities/{authority}/queues/{queue}",
+            get(queue_entries),
+        )
         .route("/authorities/{authority}/audit/head", get(audit_head))
 }
 
@@ -84,10 +126,9 @@ pub fn router() -> Router<AppState> {
 // Plumbing
 
 fn writer(state: &AppState, authority: &str) -> Result<Writer, ApiError> {
-    let writer = state
-        .engine
-        .writer(authority)
-        .ok_or_else(|| ApiError::not_found(format!("authority {authority} does not exist")).with_field("authority"))?;
+    let writer = state.engine.writer(authority).ok_or_else(|| {
+        ApiError::not_found(format!("authority {authority} does not exist")).with_field("authority")
+    })?;
     if !writer.is_consistent() {
         return Err(ApiError::unavailable(
             "the store is unavailable and this authority's state is being restored; retry shortly",
@@ -109,7 +150,9 @@ async fn execute(
             let key = v
                 .to_str()
                 .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255 && k.chars().all(|c| c.is_ascii_graphic()))
+                .filter(|k| {
+                    !k.is_empty() && k.len() <= 255 && k.chars().all(|c| c.is_ascii_graphic())
+                })
                 .ok_or_else(|| {
                     ApiError::invalid("Idempotency-Key", "must be 1-255 visible ASCII characters")
                 })?;
@@ -128,8 +171,12 @@ async fn execute(
     };
     let name = command.name();
     let started = std::time::Instant::now();
-    let reply = writer.submit(command, meta).await.map_err(ApiError::from_writer)?;
-    metrics::histogram!("ochered_command_seconds", "command" => name).record(started.elapsed().as_secs_f64());
+    let reply = writer
+        .submit(command, meta)
+        .await
+        .map_err(ApiError::from_writer)?;
+    metrics::histogram!("ochered_command_seconds", "command" => name)
+        .record(started.elapsed().as_secs_f64());
     Ok(reply)
 }
 
@@ -198,7 +245,9 @@ fn visible_application<'a>(
         Role::Officer | Role::Admin => Ok(app),
         Role::Parent if *app.submitted_by == *caller.sub => Ok(app),
         // Someone else's application looks exactly like a missing one.
-        Role::Parent => Err(ApiError::not_found(format!("application {number} does not exist"))),
+        Role::Parent => Err(ApiError::not_found(format!(
+            "application {number} does not exist"
+        ))),
         Role::Auditor | Role::Registrar => Err(ApiError::forbidden(
             "this role sees anonymised queues only, not applications",
         )),
@@ -239,7 +288,13 @@ async fn configure_authority(
         .writer_or_start(config.id.as_str())
         .await
         .map_err(ApiError::from_writer)?;
-    let reply = execute(&writer, &caller, &headers, Command::ConfigureAuthority { config }).await?;
+    let reply = execute(
+        &writer,
+        &caller,
+        &headers,
+        Command::ConfigureAuthority { config },
+    )
+    .await?;
     Ok(respond(reply, StatusCode::CREATED, events_json))
 }
 
@@ -265,7 +320,9 @@ async fn list_institutions(
     Path(authority): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let w = writer(&state, &authority)?;
-    Ok(Json(w.read(|s| json!({ "institutions": s.institutions() }))))
+    Ok(Json(
+        w.read(|s| json!({ "institutions": s.institutions() })),
+    ))
 }
 
 async fn register_institution(
@@ -297,8 +354,11 @@ fn submitted_body(w: &Writer, events: &[ochered_writer::CommittedEvent]) -> Valu
         _ => None,
     });
     let application = number.and_then(|n| {
-        w.read(|s| s.application(n).map(|a| serde_json::to_value(wire::application_view(s, a)).ok()))
-            .flatten()
+        w.read(|s| {
+            s.application(n)
+                .map(|a| serde_json::to_value(wire::application_view(s, a)).ok())
+        })
+        .flatten()
     });
     json!({ "application": application, "events": events })
 }
@@ -323,8 +383,16 @@ async fn submit_kindergarten(
         channel: channel_of(&caller),
         submitted_by: caller.sub.clone(),
     };
-    let reply = execute(&w, &caller, &headers, Command::SubmitKindergartenApplication { form }).await?;
-    Ok(respond(reply, StatusCode::CREATED, |events| submitted_body(&w, events)))
+    let reply = execute(
+        &w,
+        &caller,
+        &headers,
+        Command::SubmitKindergartenApplication { form },
+    )
+    .await?;
+    Ok(respond(reply, StatusCode::CREATED, |events| {
+        submitted_body(&w, events)
+    }))
 }
 
 async fn my_applications(
@@ -355,7 +423,10 @@ async fn get_application(
     let w = writer(&state, &authority)?;
     w.read(|s| {
         let app = visible_application(s, &caller, number)?;
-        Ok(Json(serde_json::to_value(wire::application_view(s, app)).map_err(|_| ApiError::internal())?))
+        Ok(Json(
+            serde_json::to_value(wire::application_view(s, app))
+                .map_err(|_| ApiError::internal())?,
+        ))
     })
 }
 
@@ -392,7 +463,9 @@ async fn explain_application(
                 })
             })
             .collect();
-        Ok(Json(json!({ "application": number, "since": since, "queues": queues })))
+        Ok(Json(
+            json!({ "application": number, "since": since, "queues": queues }),
+        ))
     })
 }
 
@@ -530,7 +603,11 @@ async fn configure_campaign(
     Ok(respond(reply, StatusCode::CREATED, events_json))
 }
 
-fn school_form(state: &AppState, caller: &Caller, req: wire::SchoolApplicationRequest) -> Result<SchoolForm, ApiError> {
+fn school_form(
+    state: &AppState,
+    caller: &Caller,
+    req: wire::SchoolApplicationRequest,
+) -> Result<SchoolForm, ApiError> {
     Ok(SchoolForm {
         campaign: req.campaign,
         child: person_key(&state.config.person_secret, "document", &req.document)?,
@@ -575,14 +652,18 @@ async fn submit_draft(
             .is_none_or(|d| d.submitted_by == caller.sub)
     });
     if !owner_ok {
-        return Err(ApiError::not_found("no draft for this child in this campaign").with_field("document"));
+        return Err(
+            ApiError::not_found("no draft for this child in this campaign").with_field("document"),
+        );
     }
     let command = Command::SubmitSchoolDraft {
         campaign: req.campaign,
         child,
     };
     let reply = execute(&w, &caller, &headers, command).await?;
-    Ok(respond(reply, StatusCode::CREATED, |events| submitted_body(&w, events)))
+    Ok(respond(reply, StatusCode::CREATED, |events| {
+        submitted_body(&w, events)
+    }))
 }
 
 async fn submit_school(
@@ -596,8 +677,16 @@ async fn submit_school(
     let Body(req) = body?;
     let w = writer(&state, &authority)?;
     let form = school_form(&state, &caller, req)?;
-    let reply = execute(&w, &caller, &headers, Command::SubmitSchoolApplication { form }).await?;
-    Ok(respond(reply, StatusCode::CREATED, |events| submitted_body(&w, events)))
+    let reply = execute(
+        &w,
+        &caller,
+        &headers,
+        Command::SubmitSchoolApplication { form },
+    )
+    .await?;
+    Ok(respond(reply, StatusCode::CREATED, |events| {
+        submitted_body(&w, events)
+    }))
 }
 
 async fn grant_age_exception(
@@ -677,7 +766,12 @@ async fn list_slots(
             .slots
             .iter()
             .filter(|(_, slot)| slot.booking.is_none())
-            .filter(|(_, slot)| query.specialty.as_deref().is_none_or(|sp| slot.specialty.as_str() == sp))
+            .filter(|(_, slot)| {
+                query
+                    .specialty
+                    .as_deref()
+                    .is_none_or(|sp| slot.specialty.as_str() == sp)
+            })
             .take(1000)
             .map(|(id, slot)| {
                 json!({
@@ -748,12 +842,25 @@ async fn cancel_booking(
     let number = parse_number(&number)?;
     let w = writer(&state, &authority)?;
     if caller.role == Role::Parent {
-        let mine = w.read(|s| s.booking(BookingNumber(number)).is_some_and(|b| *b.booked_by == *caller.sub));
+        let mine = w.read(|s| {
+            s.booking(BookingNumber(number))
+                .is_some_and(|b| *b.booked_by == *caller.sub)
+        });
         if !mine {
-            return Err(ApiError::not_found(format!("booking {number} does not exist")));
+            return Err(ApiError::not_found(format!(
+                "booking {number} does not exist"
+            )));
         }
     }
-    let reply = execute(&w, &caller, &headers, Command::CancelBooking { booking: BookingNumber(number) }).await?;
+    let reply = execute(
+        &w,
+        &caller,
+        &headers,
+        Command::CancelBooking {
+            booking: BookingNumber(number),
+        },
+    )
+    .await?;
     Ok(respond(reply, StatusCode::OK, events_json))
 }
 
@@ -766,7 +873,15 @@ async fn record_no_show(
     caller.require(&[Role::Registrar])?;
     let number = parse_number(&number)?;
     let w = writer(&state, &authority)?;
-    let reply = execute(&w, &caller, &headers, Command::RecordNoShow { booking: BookingNumber(number) }).await?;
+    let reply = execute(
+        &w,
+        &caller,
+        &headers,
+        Command::RecordNoShow {
+            booking: BookingNumber(number),
+        },
+    )
+    .await?;
     Ok(respond(reply, StatusCode::OK, events_json))
 }
 
@@ -781,7 +896,9 @@ async fn join_waiting_list(
     let Body(req) = body?;
     // Only a registrar may place a patient in a priority tier.
     if caller.role == Role::Parent && req.tier != ochered_core::ordering::TIER_GENERAL {
-        return Err(ApiError::forbidden("only a registrar may set a priority tier").with_field("tier"));
+        return Err(
+            ApiError::forbidden("only a registrar may set a priority tier").with_field("tier"),
+        );
     }
     let w = writer(&state, &authority)?;
     let command = Command::JoinWaitingList {
@@ -836,7 +953,10 @@ async fn queue_entries(
             .queues
             .iter()
             .find(|(key, _)| wire::queue_id(&s.describe_queue(key)) == queue_name)
-            .ok_or_else(|| ApiError::not_found(format!("queue {queue_name} does not exist")).with_field("queue"))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!("queue {queue_name} does not exist"))
+                    .with_field("queue")
+            })?;
         // Anonymised: the application number, tier and registration time, nothing personal.
         let entries: Vec<Value> = q
             .members

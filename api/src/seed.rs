@@ -27,7 +27,11 @@ pub fn demo_shape(today: NaiveDate) -> DemoShape {
     }
 }
 
-pub async fn seed_demo(engine: &Engine, authority: &str, person_secret: &[u8]) -> anyhow::Result<()> {
+pub async fn seed_demo(
+    engine: &Engine,
+    authority: &str,
+    person_secret: &[u8],
+) -> anyhow::Result<()> {
     let (writer, _) = engine.writer_or_start(authority).await?;
     let now = Utc::now();
     let today = now.date_naive();
@@ -47,7 +51,9 @@ pub async fn seed_demo(engine: &Engine, authority: &str, person_secret: &[u8]) -
         }
         commands.push(command);
     }
-    for n in DEMO_KINDERGARTEN_APPLICATIONS + 1..=DEMO_KINDERGARTEN_APPLICATIONS + DEMO_SCHOOL_APPLICATIONS {
+    for n in DEMO_KINDERGARTEN_APPLICATIONS + 1
+        ..=DEMO_KINDERGARTEN_APPLICATIONS + DEMO_SCHOOL_APPLICATIONS
+    {
         let mut form = demo::school_form(&mut rng, n, &shape, true);
         form.child = key(n);
         commands.push(Command::SubmitSchoolApplication { form });
@@ -67,16 +73,29 @@ pub async fn seed_demo(engine: &Engine, authority: &str, person_secret: &[u8]) -
         s.applications()
             .iter()
             .filter(|a| a.number.0 % 3 == 0)
-            .flat_map(|a| a.privileges.iter().map(move |c| (a.number, c.privilege.clone())))
+            .flat_map(|a| {
+                a.privileges
+                    .iter()
+                    .map(move |c| (a.number, c.privilege.clone()))
+            })
             .collect()
     });
     for (application, privilege) in claims {
         writer
-            .submit(Command::ConfirmPrivilege { application, privilege }, meta())
+            .submit(
+                Command::ConfirmPrivilege {
+                    application,
+                    privilege,
+                },
+                meta(),
+            )
             .await?;
     }
     if rejected > 0 {
-        tracing::info!(rejected, "some generated demo applications were refused by the rules");
+        tracing::info!(
+            rejected,
+            "some generated demo applications were refused by the rules"
+        );
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use ochered_core::command::{CampaignConfig, SlotSpec};
 use ochered_core::domain::{
-    ApplicationNumber, BookingNumber, CampaignId, Channel, DocumentNumber, DoctorId, InstitutionId,
+    ApplicationNumber, BookingNumber, CampaignId, Channel, DoctorId, DocumentNumber, InstitutionId,
     InstitutionKind, PersonKey, SlotId, Specialty,
 };
 use ochered_core::ordering::{Privilege, PrivilegeClaim};

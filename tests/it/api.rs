@@ -15,14 +15,23 @@ fn officer() -> String {
 }
 
 fn number(answer: &crate::helpers::Answer) -> u64 {
-    answer.body["application"]["number"].as_u64().unwrap_or_else(|| panic!("no number in {}", answer.body))
+    answer.body["application"]["number"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no number in {}", answer.body))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_submits_sees_positions_and_the_reasons_they_moved() {
     each_backend(async |app: TestApp| {
         app.set_up_authority().await;
-        let first = app.post_keyed(&parent(1), "/kindergarten/applications", "a1", kindergarten("II-AB 000001", &["K1", "K2"])).await;
+        let first = app
+            .post_keyed(
+                &parent(1),
+                "/kindergarten/applications",
+                "a1",
+                kindergarten("II-AB 000001", &["K1", "K2"]),
+            )
+            .await;
         assert_eq!(first.status, 201, "{}: {}", app.backend, first.body);
         assert_eq!(number(&first), 1);
         let positions = first.body["application"]["positions"].as_array().unwrap();
@@ -33,22 +42,38 @@ async fn a_parent_submits_sees_positions_and_the_reasons_they_moved() {
         // A privileged child arrives later and jumps ahead once an officer confirms it.
         let mut body = kindergarten("II-AB 000002", &["K1"]);
         body["privileges"] = json!([{"kind": "first_priority"}]);
-        let second = app.post(&parent(2), "/kindergarten/applications", body).await;
+        let second = app
+            .post(&parent(2), "/kindergarten/applications", body)
+            .await;
         assert_eq!(second.status, 201);
         let confirm = app
-            .post(&officer(), "/applications/2/privileges/confirm", json!({"privilege": {"kind": "first_priority"}}))
+            .post(
+                &officer(),
+                "/applications/2/privileges/confirm",
+                json!({"privilege": {"kind": "first_priority"}}),
+            )
             .await;
         assert_eq!(confirm.status, 200, "{}", confirm.body);
 
         let mine = app.get(Some(&parent(1)), "/applications/1").await;
         assert_eq!(mine.status, 200);
         assert_eq!(mine.body["positions"][0]["position"], 2);
-        let why = app.get(Some(&parent(1)), "/applications/1/explanation").await;
+        let why = app
+            .get(Some(&parent(1)), "/applications/1/explanation")
+            .await;
         assert_eq!(why.status, 200, "{}", why.body);
-        let movements = why.body["queues"][0]["explanation"]["movements"].as_array().unwrap();
+        let movements = why.body["queues"][0]["explanation"]["movements"]
+            .as_array()
+            .unwrap();
         let last = movements.last().unwrap();
         assert_eq!(last["cause"], "privilege_confirmed");
-        assert_eq!((last["position_before"].as_u64(), last["position_after"].as_u64()), (Some(1), Some(2)));
+        assert_eq!(
+            (
+                last["position_before"].as_u64(),
+                last["position_after"].as_u64()
+            ),
+            (Some(1), Some(2))
+        );
 
         let list = app.get(Some(&parent(1)), "/applications").await;
         assert_eq!(list.body["applications"].as_array().unwrap().len(), 1);
@@ -62,24 +87,48 @@ async fn retries_with_the_same_key_get_the_first_answer() {
     each_backend(async |app: TestApp| {
         app.set_up_authority().await;
         let body = kindergarten("II-AB 000010", &["K1"]);
-        let first = app.post_keyed(&parent(1), "/kindergarten/applications", "key-1", body.clone()).await;
+        let first = app
+            .post_keyed(
+                &parent(1),
+                "/kindergarten/applications",
+                "key-1",
+                body.clone(),
+            )
+            .await;
         assert_eq!(first.status, 201);
         assert!(first.headers.get("idempotent-replayed").is_none());
-        let retry = app.post_keyed(&parent(1), "/kindergarten/applications", "key-1", body.clone()).await;
+        let retry = app
+            .post_keyed(
+                &parent(1),
+                "/kindergarten/applications",
+                "key-1",
+                body.clone(),
+            )
+            .await;
         assert_eq!(retry.status, 201);
         assert_eq!(retry.headers.get("idempotent-replayed").unwrap(), "true");
         assert_eq!(retry.body["events"], first.body["events"]);
         // The same key with another payload is refused, and nothing is written.
         let head = app.head_seq().await;
         let other = app
-            .post_keyed(&parent(1), "/kindergarten/applications", "key-1", kindergarten("II-AB 000011", &["K2"]))
+            .post_keyed(
+                &parent(1),
+                "/kindergarten/applications",
+                "key-1",
+                kindergarten("II-AB 000011", &["K2"]),
+            )
             .await;
         assert_eq!(other.status, 422);
         assert_eq!(other.field(), Some("Idempotency-Key"));
         assert_eq!(app.head_seq().await, head);
         // Keys are per account: another parent's "key-1" is a different key.
         let another = app
-            .post_keyed(&parent(2), "/kindergarten/applications", "key-1", kindergarten("II-AB 000012", &["K2"]))
+            .post_keyed(
+                &parent(2),
+                "/kindergarten/applications",
+                "key-1",
+                kindergarten("II-AB 000012", &["K2"]),
+            )
             .await;
         assert_eq!(another.status, 201);
         app.stop().await;
@@ -91,9 +140,24 @@ async fn retries_with_the_same_key_get_the_first_answer() {
 async fn the_same_child_twice_is_a_conflict_naming_the_existing_application() {
     let app = spawn_app().await;
     app.set_up_authority().await;
-    assert_eq!(app.post(&parent(1), "/kindergarten/applications", kindergarten("II-AB 000020", &["K1"])).await.status, 201);
+    assert_eq!(
+        app.post(
+            &parent(1),
+            "/kindergarten/applications",
+            kindergarten("II-AB 000020", &["K1"])
+        )
+        .await
+        .status,
+        201
+    );
     // Same document in another spelling, from another account, at a service centre.
-    let again = app.post(&officer(), "/kindergarten/applications", kindergarten("ii-ab №000020", &["K2"])).await;
+    let again = app
+        .post(
+            &officer(),
+            "/kindergarten/applications",
+            kindergarten("ii-ab №000020", &["K2"]),
+        )
+        .await;
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(again.body["code"], "duplicate_application");
     assert_eq!(again.body["existing"], 1);
@@ -109,7 +173,11 @@ async fn bad_input_is_a_4xx_naming_the_field_and_nothing_is_written() {
     let url = app.url("/kindergarten/applications");
     let who = parent(1);
     let post_raw = |body: Vec<u8>, content_type: &'static str| {
-        app.client.post(url.clone()).bearer_auth(&who).header("content-type", content_type).body(body)
+        app.client
+            .post(url.clone())
+            .bearer_auth(&who)
+            .header("content-type", content_type)
+            .body(body)
     };
 
     let cases: Vec<(Vec<u8>, &str, u16, Option<&str>)> = vec![
@@ -144,16 +212,31 @@ async fn bad_input_is_a_4xx_naming_the_field_and_nothing_is_written() {
     ];
     for (body, content_type, status, field) in cases {
         let answer = app.send(post_raw(body.clone(), content_type)).await;
-        assert_eq!(answer.status, status, "{} → {}", String::from_utf8_lossy(&body[..body.len().min(80)]), answer.body);
+        assert_eq!(
+            answer.status,
+            status,
+            "{} → {}",
+            String::from_utf8_lossy(&body[..body.len().min(80)]),
+            answer.body
+        );
         if let Some(field) = field {
             assert_eq!(answer.field(), Some(field), "{}", answer.body);
         }
     }
     // A bad Idempotency-Key header is named too.
     let bad_key = app
-        .send(app.client.post(url.clone()).bearer_auth(&who).header("Idempotency-Key", "").json(&kindergarten("II-AB 000033", &["K1"])))
+        .send(
+            app.client
+                .post(url.clone())
+                .bearer_auth(&who)
+                .header("Idempotency-Key", "")
+                .json(&kindergarten("II-AB 000033", &["K1"])),
+        )
         .await;
-    assert_eq!((bad_key.status, bad_key.field()), (422, Some("Idempotency-Key")));
+    assert_eq!(
+        (bad_key.status, bad_key.field()),
+        (422, Some("Idempotency-Key"))
+    );
     assert_eq!(app.head_seq().await, head, "nothing was written");
     app.stop().await;
 }
@@ -163,10 +246,21 @@ async fn tokens_are_required_valid_and_unexpired() {
     let app = spawn_app().await;
     app.set_up_authority().await;
     let body = kindergarten("II-AB 000040", &["K1"]);
-    let none = app.send(app.client.post(app.url("/kindergarten/applications")).json(&body)).await;
+    let none = app
+        .send(
+            app.client
+                .post(app.url("/kindergarten/applications"))
+                .json(&body),
+        )
+        .await;
     assert_eq!(none.status, 401);
     let forged = ochered_api::auth::mint(b"not-the-secret", Role::Parent, "p", 1);
-    assert_eq!(app.post(&forged, "/kindergarten/applications", body.clone()).await.status, 401);
+    assert_eq!(
+        app.post(&forged, "/kindergarten/applications", body.clone())
+            .await
+            .status,
+        401
+    );
     let expired = ochered_api::auth::mint(crate::helpers::SECRET.as_bytes(), Role::Parent, "p", -1);
     let answer = app.post(&expired, "/kindergarten/applications", body).await;
     assert_eq!(answer.status, 401);
@@ -178,23 +272,77 @@ async fn tokens_are_required_valid_and_unexpired() {
 async fn parents_see_and_change_only_their_own_applications() {
     let app = spawn_app().await;
     app.set_up_authority().await;
-    assert_eq!(app.post(&parent(1), "/kindergarten/applications", kindergarten("II-AB 000050", &["K1"])).await.status, 201);
+    assert_eq!(
+        app.post(
+            &parent(1),
+            "/kindergarten/applications",
+            kindergarten("II-AB 000050", &["K1"])
+        )
+        .await
+        .status,
+        201
+    );
     let other = parent(2);
     assert_eq!(app.get(Some(&other), "/applications/1").await.status, 404);
-    assert_eq!(app.get(Some(&other), "/applications/1/explanation").await.status, 404);
-    assert_eq!(app.post(&other, "/applications/1/withdraw", json!({})).await.status, 404);
+    assert_eq!(
+        app.get(Some(&other), "/applications/1/explanation")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.post(&other, "/applications/1/withdraw", json!({}))
+            .await
+            .status,
+        404
+    );
     let amend = json!({"preferences": ["K2"], "desired_start": "2027-09-01"});
-    assert_eq!(app.post(&other, "/applications/1/preferences", amend.clone()).await.status, 404);
-    assert_eq!(app.get(Some(&token(Role::Auditor, "aud")), "/applications/1").await.status, 403);
+    assert_eq!(
+        app.post(&other, "/applications/1/preferences", amend.clone())
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get(Some(&token(Role::Auditor, "aud")), "/applications/1")
+            .await
+            .status,
+        403
+    );
     // The owner and officers may.
-    assert_eq!(app.post(&parent(1), "/applications/1/preferences", amend).await.status, 200);
-    assert_eq!(app.get(Some(&officer()), "/applications/1").await.status, 200);
-    let withdrawn = app.post(&parent(1), "/applications/1/withdraw", json!({"reason": "moved away"})).await;
+    assert_eq!(
+        app.post(&parent(1), "/applications/1/preferences", amend)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get(Some(&officer()), "/applications/1").await.status,
+        200
+    );
+    let withdrawn = app
+        .post(
+            &parent(1),
+            "/applications/1/withdraw",
+            json!({"reason": "moved away"}),
+        )
+        .await;
     assert_eq!(withdrawn.status, 200);
-    let twice = app.post(&parent(1), "/applications/1/withdraw", json!({})).await;
-    assert_eq!((twice.status, twice.body["code"].as_str()), (409, Some("application_not_active")));
-    assert_eq!(app.get(Some(&officer()), "/applications/999").await.status, 404);
-    assert_eq!(app.get(Some(&officer()), "/applications/abc").await.status, 422);
+    let twice = app
+        .post(&parent(1), "/applications/1/withdraw", json!({}))
+        .await;
+    assert_eq!(
+        (twice.status, twice.body["code"].as_str()),
+        (409, Some("application_not_active"))
+    );
+    assert_eq!(
+        app.get(Some(&officer()), "/applications/999").await.status,
+        404
+    );
+    assert_eq!(
+        app.get(Some(&officer()), "/applications/abc").await.status,
+        422
+    );
     app.stop().await;
 }
 
@@ -203,21 +351,41 @@ async fn school_drafts_applications_and_clinic_bookings() {
     let app = spawn_app().await;
     app.set_up_authority().await;
     let school = |doc: &str| json!({"campaign": "school-2027", "document": doc, "birth_date": "2020-06-01", "schools": ["S1"]});
-    let draft = app.post(&parent(1), "/school/drafts", school("II-AB 000060")).await;
+    let draft = app
+        .post(&parent(1), "/school/drafts", school("II-AB 000060"))
+        .await;
     assert_eq!(draft.status, 201, "{}", draft.body);
-    let submitted = app.post(&parent(1), "/school/drafts/submit", json!({"campaign": "school-2027", "document": "II-AB 000060"})).await;
+    let submitted = app
+        .post(
+            &parent(1),
+            "/school/drafts/submit",
+            json!({"campaign": "school-2027", "document": "II-AB 000060"}),
+        )
+        .await;
     assert_eq!(submitted.status, 201, "{}", submitted.body);
     assert_eq!(submitted.body["application"]["from_draft"], true);
     // Another parent cannot submit someone else's draft.
-    app.post(&parent(1), "/school/drafts", school("II-AB 000061")).await;
-    let stolen = app.post(&parent(2), "/school/drafts/submit", json!({"campaign": "school-2027", "document": "II-AB 000061"})).await;
+    app.post(&parent(1), "/school/drafts", school("II-AB 000061"))
+        .await;
+    let stolen = app
+        .post(
+            &parent(2),
+            "/school/drafts/submit",
+            json!({"campaign": "school-2027", "document": "II-AB 000061"}),
+        )
+        .await;
     assert_eq!(stolen.status, 404);
-    let direct = app.post(&parent(3), "/school/applications", school("II-AB 000062")).await;
+    let direct = app
+        .post(&parent(3), "/school/applications", school("II-AB 000062"))
+        .await;
     assert_eq!(direct.status, 201, "{}", direct.body);
     let too_young = app
         .post(&parent(4), "/school/applications", json!({"campaign": "school-2027", "document": "II-AB 000063", "birth_date": "2021-06-01", "schools": ["S1"]}))
         .await;
-    assert_eq!((too_young.status, too_young.field()), (422, Some("birth_date")));
+    assert_eq!(
+        (too_young.status, too_young.field()),
+        (422, Some("birth_date"))
+    );
     let unknown = app
         .post(&parent(4), "/school/applications", json!({"campaign": "nope", "document": "II-AB 000064", "birth_date": "2020-06-01", "schools": ["S1"]}))
         .await;
@@ -228,19 +396,77 @@ async fn school_drafts_applications_and_clinic_bookings() {
     // Clinic: a slot is booked once; cancelling frees it; the registrar records no-shows.
     let free = app.get(None, "/slots?specialty=therapist").await;
     assert_eq!(free.body["free_slots"].as_array().unwrap().len(), 4);
-    let booked = app.post(&parent(1), "/bookings", json!({"slot": "T0", "document": "PAT 000001"})).await;
+    let booked = app
+        .post(
+            &parent(1),
+            "/bookings",
+            json!({"slot": "T0", "document": "PAT 000001"}),
+        )
+        .await;
     assert_eq!(booked.status, 201, "{}", booked.body);
-    let taken = app.post(&parent(2), "/bookings", json!({"slot": "T0", "document": "PAT 000002"})).await;
-    assert_eq!((taken.status, taken.body["code"].as_str()), (409, Some("slot_taken")));
-    assert_eq!(app.post(&parent(2), "/bookings/1/cancel", json!({})).await.status, 404);
-    assert_eq!(app.get(Some(&parent(1)), "/bookings").await.body["bookings"].as_array().unwrap().len(), 1);
-    assert_eq!(app.post(&parent(1), "/bookings/1/cancel", json!({})).await.status, 200);
-    assert_eq!(app.post(&parent(2), "/bookings", json!({"slot": "T0", "document": "PAT 000002"})).await.status, 201);
-    let early = app.post(&token(Role::Registrar, "r"), "/bookings/2/no-show", json!({})).await;
+    let taken = app
+        .post(
+            &parent(2),
+            "/bookings",
+            json!({"slot": "T0", "document": "PAT 000002"}),
+        )
+        .await;
+    assert_eq!(
+        (taken.status, taken.body["code"].as_str()),
+        (409, Some("slot_taken"))
+    );
+    assert_eq!(
+        app.post(&parent(2), "/bookings/1/cancel", json!({}))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get(Some(&parent(1)), "/bookings").await.body["bookings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.post(&parent(1), "/bookings/1/cancel", json!({}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.post(
+            &parent(2),
+            "/bookings",
+            json!({"slot": "T0", "document": "PAT 000002"})
+        )
+        .await
+        .status,
+        201
+    );
+    let early = app
+        .post(
+            &token(Role::Registrar, "r"),
+            "/bookings/2/no-show",
+            json!({}),
+        )
+        .await;
     assert_eq!((early.status, early.field()), (422, Some("booking")));
-    let waiting = app.post(&parent(3), "/waiting-list", json!({"specialty": "therapist", "document": "PAT 000003"})).await;
+    let waiting = app
+        .post(
+            &parent(3),
+            "/waiting-list",
+            json!({"specialty": "therapist", "document": "PAT 000003"}),
+        )
+        .await;
     assert_eq!(waiting.status, 201);
-    let jump = app.post(&parent(4), "/waiting-list", json!({"specialty": "therapist", "document": "PAT 000004", "tier": 0})).await;
+    let jump = app
+        .post(
+            &parent(4),
+            "/waiting-list",
+            json!({"specialty": "therapist", "document": "PAT 000004", "tier": 0}),
+        )
+        .await;
     assert_eq!((jump.status, jump.field()), (403, Some("tier")));
     app.stop().await;
 }
@@ -250,31 +476,67 @@ async fn public_reads_are_anonymised_and_audit_shows_the_chain_head() {
     let app = spawn_app().await;
     app.set_up_authority().await;
     for n in 1..=3u32 {
-        app.post(&parent(n), "/kindergarten/applications", kindergarten(&format!("II-AB 00007{n}"), &["K1"])).await;
+        app.post(
+            &parent(n),
+            "/kindergarten/applications",
+            kindergarten(&format!("II-AB 00007{n}"), &["K1"]),
+        )
+        .await;
     }
     let queues = app.get(None, "/queues").await;
-    let queue = queues.body["queues"][0]["queue"].as_str().unwrap().to_owned();
+    let queue = queues.body["queues"][0]["queue"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(queues.body["queues"][0]["size"], 3);
-    let entries = app.get(None, &format!("/queues/{queue}?offset=1&limit=5")).await;
+    let entries = app
+        .get(None, &format!("/queues/{queue}?offset=1&limit=5"))
+        .await;
     assert_eq!(entries.status, 200);
     let list = entries.body["entries"].as_array().unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["position"], 2);
     let text = entries.body.to_string();
-    assert!(!text.contains("parent-") && !text.contains("birth"), "no personal data: {text}");
+    assert!(
+        !text.contains("parent-") && !text.contains("birth"),
+        "no personal data: {text}"
+    );
     assert_eq!(app.get(None, "/queues/nope").await.status, 404);
     let head = app.get(None, "/audit/head").await;
     assert_eq!(head.status, 200);
     assert_eq!(head.body["head_hash"].as_str().unwrap().len(), 64);
-    let missing = app.send(app.client.get(format!("{}/api/v1/authorities/nowhere/queues", app.base))).await;
+    let missing = app
+        .send(
+            app.client
+                .get(format!("{}/api/v1/authorities/nowhere/queues", app.base)),
+        )
+        .await;
     assert_eq!(missing.status, 404);
     let info = app.get(None, "").await;
     assert_eq!(info.body["active_applications"], 3);
-    let health = app.client.get(format!("{}/health", app.base)).send().await.unwrap();
+    let health = app
+        .client
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let ready = app.client.get(format!("{}/ready", app.base)).send().await.unwrap();
+    let ready = app
+        .client
+        .get(format!("{}/ready", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
-    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("ochered_http_requests_total"), "{metrics}");
     assert!(metrics.contains("ochered_writer_queue_depth"));
     assert!(!metrics.contains("II-AB"), "no personal data in metrics");
@@ -287,32 +549,133 @@ async fn public_reads_are_anonymised_and_audit_shows_the_chain_head() {
 async fn every_endpoint_with_every_role() {
     let app = spawn_app().await;
     app.set_up_authority().await;
-    app.post(&parent(1), "/kindergarten/applications", kindergarten("II-AB 000090", &["K1"])).await;
-    let roles = [Role::Parent, Role::Officer, Role::Registrar, Role::Auditor, Role::Admin];
+    app.post(
+        &parent(1),
+        "/kindergarten/applications",
+        kindergarten("II-AB 000090", &["K1"]),
+    )
+    .await;
+    let roles = [
+        Role::Parent,
+        Role::Officer,
+        Role::Registrar,
+        Role::Auditor,
+        Role::Admin,
+    ];
     use Role::*;
     let privilege = json!({"privilege": {"kind": "extraordinary"}});
     let endpoints: Vec<(&str, &str, Value, Vec<Role>)> = vec![
-        ("POST", "/institutions", json!({"id": "K9", "kind": "kindergarten", "name": "n"}), vec![Officer, Registrar, Admin]),
-        ("POST", "/kindergarten/applications", kindergarten("II-AB 000091", &["K1"]), vec![Parent, Officer, Admin]),
+        (
+            "POST",
+            "/institutions",
+            json!({"id": "K9", "kind": "kindergarten", "name": "n"}),
+            vec![Officer, Registrar, Admin],
+        ),
+        (
+            "POST",
+            "/kindergarten/applications",
+            kindergarten("II-AB 000091", &["K1"]),
+            vec![Parent, Officer, Admin],
+        ),
         ("GET", "/applications", Value::Null, vec![Parent, Admin]),
-        ("GET", "/applications/1", Value::Null, vec![Parent, Officer, Admin]),
-        ("GET", "/applications/1/explanation", Value::Null, vec![Parent, Officer, Admin]),
-        ("POST", "/applications/1/preferences", json!({"preferences": ["K1"], "desired_start": "2027-09-01"}), vec![Parent, Officer, Admin]),
-        ("POST", "/applications/1/privileges", privilege.clone(), vec![Parent, Officer, Admin]),
-        ("POST", "/applications/1/privileges/confirm", privilege.clone(), vec![Officer, Admin]),
-        ("POST", "/applications/1/privileges/revoke", json!({"privilege": {"kind": "extraordinary"}, "reason": "r"}), vec![Officer, Admin]),
+        (
+            "GET",
+            "/applications/1",
+            Value::Null,
+            vec![Parent, Officer, Admin],
+        ),
+        (
+            "GET",
+            "/applications/1/explanation",
+            Value::Null,
+            vec![Parent, Officer, Admin],
+        ),
+        (
+            "POST",
+            "/applications/1/preferences",
+            json!({"preferences": ["K1"], "desired_start": "2027-09-01"}),
+            vec![Parent, Officer, Admin],
+        ),
+        (
+            "POST",
+            "/applications/1/privileges",
+            privilege.clone(),
+            vec![Parent, Officer, Admin],
+        ),
+        (
+            "POST",
+            "/applications/1/privileges/confirm",
+            privilege.clone(),
+            vec![Officer, Admin],
+        ),
+        (
+            "POST",
+            "/applications/1/privileges/revoke",
+            json!({"privilege": {"kind": "extraordinary"}, "reason": "r"}),
+            vec![Officer, Admin],
+        ),
         ("POST", "/campaigns", json!({}), vec![Officer, Admin]),
-        ("POST", "/school/drafts", json!({"campaign": "school-2027", "document": "II-AB 000092", "birth_date": "2020-06-01", "schools": ["S1"]}), vec![Parent, Admin]),
-        ("POST", "/school/drafts/submit", json!({"campaign": "school-2027", "document": "II-AB 000092"}), vec![Parent, Admin]),
-        ("POST", "/school/applications", json!({"campaign": "school-2027", "document": "II-AB 000093", "birth_date": "2020-06-01", "schools": ["S1"]}), vec![Parent, Officer, Admin]),
-        ("POST", "/school/age-exceptions", json!({"campaign": "school-2027", "document": "II-AB 000094"}), vec![Officer, Admin]),
-        ("POST", "/specialties", json!({"specialty": "dentist"}), vec![Registrar, Admin]),
-        ("POST", "/slots", json!({"doctor": "d", "specialty": "therapist", "slots": []}), vec![Registrar, Admin]),
-        ("POST", "/bookings", json!({"slot": "T1", "document": "PAT 000090"}), vec![Parent, Registrar, Admin]),
+        (
+            "POST",
+            "/school/drafts",
+            json!({"campaign": "school-2027", "document": "II-AB 000092", "birth_date": "2020-06-01", "schools": ["S1"]}),
+            vec![Parent, Admin],
+        ),
+        (
+            "POST",
+            "/school/drafts/submit",
+            json!({"campaign": "school-2027", "document": "II-AB 000092"}),
+            vec![Parent, Admin],
+        ),
+        (
+            "POST",
+            "/school/applications",
+            json!({"campaign": "school-2027", "document": "II-AB 000093", "birth_date": "2020-06-01", "schools": ["S1"]}),
+            vec![Parent, Officer, Admin],
+        ),
+        (
+            "POST",
+            "/school/age-exceptions",
+            json!({"campaign": "school-2027", "document": "II-AB 000094"}),
+            vec![Officer, Admin],
+        ),
+        (
+            "POST",
+            "/specialties",
+            json!({"specialty": "dentist"}),
+            vec![Registrar, Admin],
+        ),
+        (
+            "POST",
+            "/slots",
+            json!({"doctor": "d", "specialty": "therapist", "slots": []}),
+            vec![Registrar, Admin],
+        ),
+        (
+            "POST",
+            "/bookings",
+            json!({"slot": "T1", "document": "PAT 000090"}),
+            vec![Parent, Registrar, Admin],
+        ),
         ("GET", "/bookings", Value::Null, vec![Parent, Admin]),
-        ("POST", "/bookings/1/cancel", Value::Null, vec![Parent, Registrar, Admin]),
-        ("POST", "/bookings/1/no-show", Value::Null, vec![Registrar, Admin]),
-        ("POST", "/waiting-list", json!({"specialty": "therapist", "document": "PAT 000091"}), vec![Parent, Registrar, Admin]),
+        (
+            "POST",
+            "/bookings/1/cancel",
+            Value::Null,
+            vec![Parent, Registrar, Admin],
+        ),
+        (
+            "POST",
+            "/bookings/1/no-show",
+            Value::Null,
+            vec![Registrar, Admin],
+        ),
+        (
+            "POST",
+            "/waiting-list",
+            json!({"specialty": "therapist", "document": "PAT 000091"}),
+            vec![Parent, Registrar, Admin],
+        ),
     ];
     for (method, path, body, allowed) in &endpoints {
         for role in roles {
@@ -331,14 +694,24 @@ async fn every_endpoint_with_every_role() {
                     answer.body
                 );
             } else {
-                assert_eq!(answer.status, 403, "{method} {path} as {}: {}", role.as_str(), answer.body);
+                assert_eq!(
+                    answer.status,
+                    403,
+                    "{method} {path} as {}: {}",
+                    role.as_str(),
+                    answer.body
+                );
             }
         }
         let request = match *method {
             "GET" => app.client.get(app.url(path)),
             _ => app.client.post(app.url(path)).json(body),
         };
-        assert_eq!(app.send(request).await.status, 401, "{method} {path} without a token");
+        assert_eq!(
+            app.send(request).await.status,
+            401,
+            "{method} {path} without a token"
+        );
     }
     // Configuring an authority is for admins only.
     for role in [Parent, Officer, Registrar, Auditor] {
@@ -353,7 +726,14 @@ async fn every_endpoint_with_every_role() {
         assert_eq!(answer.status, 403);
     }
     // Public reads need no token.
-    for path in ["", "/institutions", "/campaigns", "/slots", "/queues", "/audit/head"] {
+    for path in [
+        "",
+        "/institutions",
+        "/campaigns",
+        "/slots",
+        "/queues",
+        "/audit/head",
+    ] {
         assert_eq!(app.get(None, path).await.status, 200, "GET {path}");
     }
     let _ = AUTHORITY;

@@ -52,7 +52,9 @@ pub fn config_for(url: String) -> ServerConfig {
 }
 
 async fn spawn_on(harness: Arc<Harness>, backend: &'static str) -> TestApp {
-    let server = ochered_api::spawn(config_for(harness.url.clone())).await.unwrap();
+    let server = ochered_api::spawn(config_for(harness.url.clone()))
+        .await
+        .unwrap();
     TestApp {
         base: format!("http://{}", server.addr),
         server: Some(server),
@@ -91,15 +93,29 @@ impl TestApp {
         let bytes = response.bytes().await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status >= 400 {
-            let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-            assert_eq!(content_type, "application/problem+json", "{status} without problem+json: {body}");
+            let content_type = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            assert_eq!(
+                content_type, "application/problem+json",
+                "{status} without problem+json: {body}"
+            );
             assert_eq!(body["status"], status, "problem status: {body}");
         }
-        Answer { status, headers, body }
+        Answer {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn post(&self, who: &str, path: &str, body: Value) -> Answer {
-        let request = self.client.post(self.url(path)).bearer_auth(who).json(&body);
+        let request = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(who)
+            .json(&body);
         self.send(request).await
     }
 
@@ -122,7 +138,9 @@ impl TestApp {
     }
 
     pub async fn head_seq(&self) -> i64 {
-        self.get(None, "/audit/head").await.body["authority_seq"].as_i64().unwrap()
+        self.get(None, "/audit/head").await.body["authority_seq"]
+            .as_i64()
+            .unwrap()
     }
 
     /// Configures the authority: kindergartens K1–K3, schools S1–S2, a campaign open now,
@@ -140,8 +158,20 @@ impl TestApp {
             )
             .await;
         assert_eq!(configured.status, 201, "{}", configured.body);
-        for (id, kind) in [("K1", "kindergarten"), ("K2", "kindergarten"), ("K3", "kindergarten"), ("S1", "school"), ("S2", "school")] {
-            let a = self.post(&officer, "/institutions", json!({"id": id, "kind": kind, "name": format!("{id} name")})).await;
+        for (id, kind) in [
+            ("K1", "kindergarten"),
+            ("K2", "kindergarten"),
+            ("K3", "kindergarten"),
+            ("S1", "school"),
+            ("S2", "school"),
+        ] {
+            let a = self
+                .post(
+                    &officer,
+                    "/institutions",
+                    json!({"id": id, "kind": kind, "name": format!("{id} name")}),
+                )
+                .await;
             assert_eq!(a.status, 201, "{}", a.body);
         }
         let today = chrono::Utc::now().date_naive();
@@ -156,13 +186,25 @@ impl TestApp {
         });
         let a = self.post(&officer, "/campaigns", campaign).await;
         assert_eq!(a.status, 201, "{}", a.body);
-        let a = self.post(&registrar, "/specialties", json!({"specialty": "therapist"})).await;
+        let a = self
+            .post(
+                &registrar,
+                "/specialties",
+                json!({"specialty": "therapist"}),
+            )
+            .await;
         assert_eq!(a.status, 201, "{}", a.body);
         let start = chrono::Utc::now() + chrono::Duration::days(2);
         let slots: Vec<Value> = (0..4)
             .map(|i| json!({"id": format!("T{i}"), "start": start + chrono::Duration::minutes(30 * i), "duration_minutes": 30}))
             .collect();
-        let a = self.post(&registrar, "/slots", json!({"doctor": "dr-a", "specialty": "therapist", "slots": slots})).await;
+        let a = self
+            .post(
+                &registrar,
+                "/slots",
+                json!({"doctor": "dr-a", "specialty": "therapist", "slots": slots}),
+            )
+            .await;
         assert_eq!(a.status, 201, "{}", a.body);
     }
 

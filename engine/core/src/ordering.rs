@@ -55,7 +55,10 @@ pub const TIER_GENERAL: u8 = 3;
 /// sibling at that kindergarten 2, general 3. Only confirmed privileges count.
 pub fn kindergarten_tier(claims: &[PrivilegeClaim], institution: &InstitutionId) -> u8 {
     let mut tier = TIER_GENERAL;
-    for claim in claims.iter().filter(|c| c.status == PrivilegeStatus::Confirmed) {
+    for claim in claims
+        .iter()
+        .filter(|c| c.status == PrivilegeStatus::Confirmed)
+    {
         let t = match &claim.privilege {
             Privilege::Extraordinary => 0,
             Privilege::FirstPriority => 1,
@@ -71,7 +74,10 @@ pub fn kindergarten_tier(claims: &[PrivilegeClaim], institution: &InstitutionId)
 /// sibling at that school 1, catchment resident of that school 2, others 3.
 pub fn school_tier(claims: &[PrivilegeClaim], institution: &InstitutionId) -> u8 {
     let mut tier = TIER_GENERAL;
-    for claim in claims.iter().filter(|c| c.status == PrivilegeStatus::Confirmed) {
+    for claim in claims
+        .iter()
+        .filter(|c| c.status == PrivilegeStatus::Confirmed)
+    {
         let t = match &claim.privilege {
             Privilege::Extraordinary | Privilege::FirstPriority => 0,
             Privilege::Sibling { institution: i } if i == institution => 1,

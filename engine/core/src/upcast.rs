@@ -30,7 +30,8 @@ pub fn upcast(event_type: &str, schema_version: i32, payload: Value) -> Result<V
 /// from text (the replay hot path); older ones go through a tree and [`upcast`].
 pub fn decode(event_type: &str, schema_version: i32, payload: &str) -> Result<Event, String> {
     if schema_version == SCHEMA_VERSION {
-        let event: Event = serde_json::from_str(payload).map_err(|e| format!("{event_type}: {e}"))?;
+        let event: Event =
+            serde_json::from_str(payload).map_err(|e| format!("{event_type}: {e}"))?;
         if event.type_name() != event_type {
             return Err(format!(
                 "payload of type {} stored as {event_type}",

@@ -4,7 +4,16 @@
 #[test]
 fn core_manifest_has_no_io_dependencies() {
     let manifest = include_str!("../Cargo.toml");
-    let forbidden = ["tokio", "sqlx", "axum", "hyper", "reqwest", "rand", "async-std", "ochered-store"];
+    let forbidden = [
+        "tokio",
+        "sqlx",
+        "axum",
+        "hyper",
+        "reqwest",
+        "rand",
+        "async-std",
+        "ochered-store",
+    ];
     let mut in_dependencies = false;
     for line in manifest.lines() {
         let line = line.trim();
@@ -35,7 +44,14 @@ fn core_sources_do_not_read_the_clock_or_the_environment() {
         include_str!("../src/allocation.rs"),
     ];
     for source in sources {
-        for needle in ["Utc::now", "SystemTime", "Instant::now", "std::env", "std::fs", "thread_rng"] {
+        for needle in [
+            "Utc::now",
+            "SystemTime",
+            "Instant::now",
+            "std::env",
+            "std::fs",
+            "thread_rng",
+        ] {
             assert!(!source.contains(needle), "core source uses {needle}");
         }
     }

@@ -7,7 +7,7 @@ use ochered_core::command::{
     SchoolForm, SlotSpec,
 };
 use ochered_core::domain::{
-    AuthorityConfig, AuthorityId, CampaignId, Channel, DocumentNumber, DoctorId, InstitutionId,
+    AuthorityConfig, AuthorityId, CampaignId, Channel, DoctorId, DocumentNumber, InstitutionId,
     InstitutionKind, PersonKey, SlotId, Specialty,
 };
 use ochered_core::ordering::{Privilege, TieBreak};
@@ -137,7 +137,11 @@ pub fn setup_commands(
                 .collect(),
         },
     });
-    for (specialty, referral_only) in [("therapist", false), ("paediatrician", false), ("cardiology", true)] {
+    for (specialty, referral_only) in [
+        ("therapist", false),
+        ("paediatrician", false),
+        ("cardiology", true),
+    ] {
         let specialty = Specialty::parse(specialty).expect("valid specialty");
         commands.push(Command::ConfigureSpecialty {
             specialty: specialty.clone(),
@@ -205,8 +209,7 @@ pub fn kindergarten_application(
     }
     let age_days = 60 + rng.below(365 * 5) as i64;
     let birth_date = today - Duration::days(age_days);
-    let desired_start =
-        NaiveDate::from_ymd_opt(today.year() + 1, 9, 1).expect("valid date");
+    let desired_start = NaiveDate::from_ymd_opt(today.year() + 1, 9, 1).expect("valid date");
     let mut privileges = Vec::new();
     let roll = rng.below(100);
     if roll < 3 {
@@ -258,4 +261,3 @@ pub fn school_form(rng: &mut SeededRng, n: u64, shape: &DemoShape, stage1: bool)
         submitted_by: format!("parent-{n}"),
     }
 }
-

@@ -45,7 +45,10 @@ impl Engine {
     }
 
     /// The writer of an authority, starting it (with a replay of its log) if needed.
-    pub async fn writer_or_start(&self, authority: &str) -> Result<(Writer, ReplayStats), WriterError> {
+    pub async fn writer_or_start(
+        &self,
+        authority: &str,
+    ) -> Result<(Writer, ReplayStats), WriterError> {
         let _guard = self.starting.lock().await;
         if let Some(w) = self.writer(authority) {
             let stats = ReplayStats {
@@ -58,7 +61,8 @@ impl Engine {
             };
             return Ok((w, stats));
         }
-        let (writer, stats) = Writer::start(self.store.clone(), authority, self.config.clone()).await?;
+        let (writer, stats) =
+            Writer::start(self.store.clone(), authority, self.config.clone()).await?;
         self.writers
             .write()
             .unwrap()

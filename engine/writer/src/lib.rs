@@ -220,10 +220,10 @@ impl Writer {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(WriterError::Stopped),
         }
-        self.shared
-            .stats
-            .queue_depth
-            .store((self.tx.max_capacity() - self.tx.capacity()) as u64, Ordering::Relaxed);
+        self.shared.stats.queue_depth.store(
+            (self.tx.max_capacity() - self.tx.capacity()) as u64,
+            Ordering::Relaxed,
+        );
         rx.await.unwrap_or(Err(WriterError::Stopped))
     }
 
@@ -379,7 +379,8 @@ impl WriterTask {
                         // The new batch was decided on top of the failed one.
                         if let Some(next) = next {
                             for d in next.decided {
-                                let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) = d;
+                                let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) =
+                                    d;
                                 let _ = job.reply.send(Err(error.clone()));
                             }
                         }
@@ -541,9 +542,10 @@ impl WriterTask {
             let result = commit
                 .await
                 .unwrap_or_else(|e| Err(StoreError::Other(format!("commit task failed: {e}"))));
-            stats
-                .last_commit_micros
-                .store(pending.started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            stats.last_commit_micros.store(
+                pending.started.elapsed().as_micros() as u64,
+                Ordering::Relaxed,
+            );
             match result {
                 Ok(stored) => {
                     if let Some(last) = stored.last() {
@@ -561,7 +563,8 @@ impl WriterTask {
                     // if the store does not allow it now, before the next batch.
                     self.needs_reload = true;
                     if self.reload().await.is_err() {
-                        let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        let mut state =
+                            self.shared.state.write().unwrap_or_else(|e| e.into_inner());
                         // Until the reload succeeds, reads answer "unavailable" rather than
                         // show effects that were never committed.
                         *state = State::new();

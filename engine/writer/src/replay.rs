@@ -62,13 +62,17 @@ fn decode_snapshot(bytes: &[u8]) -> Result<(State, HashSet<u64>), String> {
 fn decode_page(page: Vec<StoredEvent>) -> Result<(Vec<StoredEvent>, Vec<Event>), WriterError> {
     let mut events = Vec::with_capacity(page.len());
     for stored in &page {
-        let event = ochered_core::upcast::decode(&stored.event_type, stored.schema_version, &stored.payload)
-            .map_err(|e| {
-                WriterError::Unavailable(format!(
-                    "event {} of {} cannot be read: {e}",
-                    stored.authority_seq, stored.authority
-                ))
-            })?;
+        let event = ochered_core::upcast::decode(
+            &stored.event_type,
+            stored.schema_version,
+            &stored.payload,
+        )
+        .map_err(|e| {
+            WriterError::Unavailable(format!(
+                "event {} of {} cannot be read: {e}",
+                stored.authority_seq, stored.authority
+            ))
+        })?;
         events.push(event);
     }
     Ok((page, events))
@@ -128,12 +132,16 @@ pub async fn load_state(
                     from_snapshot = Some(seq);
                 }
             }
-            Err(e) => tracing::warn!(authority, error = %e, "snapshot unreadable; replaying the whole log"),
+            Err(e) => {
+                tracing::warn!(authority, error = %e, "snapshot unreadable; replaying the whole log")
+            }
         }
     }
     let mut last_recorded_at = DateTime::<Utc>::MIN_UTC;
     let mut events = 0u64;
-    let mut raw = store.read(authority, head.authority_seq, REPLAY_PAGE_EVENTS).await?;
+    let mut raw = store
+        .read(authority, head.authority_seq, REPLAY_PAGE_EVENTS)
+        .await?;
     let mut decoded: Option<(Vec<StoredEvent>, Vec<Event>)> = None;
     while !raw.is_empty() || decoded.is_some() {
         let after = raw.last().map(|e| e.authority_seq);
@@ -151,7 +159,14 @@ pub async fn load_state(
             match decoded.take() {
                 Some((page, page_events)) => {
                     events += page.len() as u64;
-                    fold_page(&mut state, &page, &page_events, &mut head, &mut keys, &mut last_recorded_at)
+                    fold_page(
+                        &mut state,
+                        &page,
+                        &page_events,
+                        &mut head,
+                        &mut keys,
+                        &mut last_recorded_at,
+                    )
                 }
                 None => Ok(()),
             }

@@ -35,8 +35,14 @@ fn today() -> chrono::NaiveDate {
 async fn setup(writer: &Writer) {
     let slots_from: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 2, 2, 0, 0, 0).unwrap();
     for command in demo::setup_commands(AUTHORITY, &DemoShape::default(), slots_from) {
-        let reply = writer.submit(command, RequestMeta::default()).await.unwrap();
-        assert!(matches!(reply.outcome, Outcome::Accepted { .. }), "{reply:?}");
+        let reply = writer
+            .submit(command, RequestMeta::default())
+            .await
+            .unwrap();
+        assert!(
+            matches!(reply.outcome, Outcome::Accepted { .. }),
+            "{reply:?}"
+        );
     }
 }
 
@@ -74,7 +80,9 @@ async fn each_store(test: impl AsyncFn(Arc<dyn EventStore>)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submissions_are_committed_in_groups_and_replay_to_the_same_state() {
     each_store(async |store: Arc<dyn EventStore>| {
-        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config()).await.unwrap();
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config())
+            .await
+            .unwrap();
         setup(&writer).await;
         let batches_before = writer.stats().batches.load(Ordering::Relaxed);
         let mut tasks = Vec::new();
@@ -89,15 +97,25 @@ async fn concurrent_submissions_are_committed_in_groups_and_replay_to_the_same_s
             numbers.push(number_of(&t.await.unwrap().unwrap().outcome).0);
         }
         numbers.sort();
-        assert_eq!(numbers, (1..=400).collect::<Vec<_>>(), "every submission acknowledged once");
+        assert_eq!(
+            numbers,
+            (1..=400).collect::<Vec<_>>(),
+            "every submission acknowledged once"
+        );
         let batches = writer.stats().batches.load(Ordering::Relaxed) - batches_before;
-        assert!(batches < 400, "group commit: {batches} batches for 400 commands");
+        assert!(
+            batches < 400,
+            "group commit: {batches} batches for 400 commands"
+        );
 
         let live_hash = writer.read(|s| s.state_hash());
         let (replayed, stats) = load_state(store.as_ref(), AUTHORITY).await.unwrap();
         assert_eq!(replayed.state_hash(), live_hash);
         assert_eq!(stats.head, writer.head());
-        assert!(matches!(store.verify(AUTHORITY).await.unwrap(), VerifyOutcome::Ok { .. }));
+        assert!(matches!(
+            store.verify(AUTHORITY).await.unwrap(),
+            VerifyOutcome::Ok { .. }
+        ));
     })
     .await;
 }
@@ -185,7 +203,9 @@ async fn a_batch_whose_commit_fails_acknowledges_nothing() {
             inner: inner.clone(),
             fail_appends: AtomicBool::new(false),
         });
-        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config()).await.unwrap();
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config())
+            .await
+            .unwrap();
         setup(&writer).await;
         writer.submit(application(0), keyed("ok-0")).await.unwrap();
         let hash_before = writer.read(|s| s.state_hash());
@@ -196,18 +216,31 @@ async fn a_batch_whose_commit_fails_acknowledges_nothing() {
         for n in 1..=50u64 {
             let writer = writer.clone();
             tasks.push(tokio::spawn(async move {
-                writer.submit(application(n), keyed(&format!("fail-{n}"))).await
+                writer
+                    .submit(application(n), keyed(&format!("fail-{n}")))
+                    .await
             }));
         }
         for t in tasks {
             assert!(matches!(t.await.unwrap(), Err(WriterError::Unavailable(_))));
         }
-        assert_eq!(writer.read(|s| s.state_hash()), hash_before, "state as before the batch");
-        assert_eq!(inner.head(AUTHORITY).await.unwrap(), head_before, "nothing written");
+        assert_eq!(
+            writer.read(|s| s.state_hash()),
+            hash_before,
+            "state as before the batch"
+        );
+        assert_eq!(
+            inner.head(AUTHORITY).await.unwrap(),
+            head_before,
+            "nothing written"
+        );
 
         // The store comes back: the same requests go through, numbered as if nothing happened.
         store.fail_appends.store(false, Ordering::SeqCst);
-        let reply = writer.submit(application(1), keyed("fail-1")).await.unwrap();
+        let reply = writer
+            .submit(application(1), keyed("fail-1"))
+            .await
+            .unwrap();
         assert!(!reply.replayed);
         assert_eq!(number_of(&reply.outcome), ApplicationNumber(2));
         let (replayed, _) = load_state(inner.as_ref(), AUTHORITY).await.unwrap();
@@ -219,26 +252,41 @@ async fn a_batch_whose_commit_fails_acknowledges_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_commit_and_acknowledgement_loses_nothing() {
     each_store(async |store: Arc<dyn EventStore>| {
-        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config()).await.unwrap();
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config())
+            .await
+            .unwrap();
         setup(&writer).await;
         drop(writer);
         let crashing = WriterConfig {
             crash_after_commit: true,
             ..config()
         };
-        let (writer, _) = Writer::start(store.clone(), AUTHORITY, crashing).await.unwrap();
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, crashing)
+            .await
+            .unwrap();
         let answer = writer.submit(application(7), keyed("crash-7")).await;
-        assert_eq!(answer, Err(WriterError::Stopped), "no acknowledgement was sent");
+        assert_eq!(
+            answer,
+            Err(WriterError::Stopped),
+            "no acknowledgement was sent"
+        );
 
         // The client retries after the restart and gets the committed answer.
-        let (restarted, stats) = Writer::start(store.clone(), AUTHORITY, config()).await.unwrap();
+        let (restarted, stats) = Writer::start(store.clone(), AUTHORITY, config())
+            .await
+            .unwrap();
         assert!(stats.events > 0);
-        let n = restarted.read(|s| s.active_application_of(
-            ochered_core::state::ServiceKind::Kindergarten,
-            &demo::demo_child(7),
-        ));
+        let n = restarted.read(|s| {
+            s.active_application_of(
+                ochered_core::state::ServiceKind::Kindergarten,
+                &demo::demo_child(7),
+            )
+        });
         assert_eq!(n, Some(ApplicationNumber(1)));
-        let retry = restarted.submit(application(7), keyed("crash-7")).await.unwrap();
+        let retry = restarted
+            .submit(application(7), keyed("crash-7"))
+            .await
+            .unwrap();
         assert!(retry.replayed);
         assert_eq!(number_of(&retry.outcome), ApplicationNumber(1));
     })
@@ -253,12 +301,16 @@ async fn past_its_queue_the_writer_refuses_at_once() {
         batch_commands_max: 4,
         ..config()
     };
-    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, small).await.unwrap();
+    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, small)
+        .await
+        .unwrap();
     setup(&writer).await;
     let mut tasks = Vec::new();
     for n in 0..200u64 {
         let writer = writer.clone();
-        tasks.push(tokio::spawn(async move { writer.submit(application(n), RequestMeta::default()).await }));
+        tasks.push(tokio::spawn(async move {
+            writer.submit(application(n), RequestMeta::default()).await
+        }));
     }
     let mut overloaded = 0;
     let mut accepted = 0;
@@ -281,19 +333,29 @@ async fn snapshots_shorten_replay_and_give_the_same_state() {
         snapshot_every_events: Some(50),
         ..config()
     };
-    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, snapshotting).await.unwrap();
+    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, snapshotting)
+        .await
+        .unwrap();
     setup(&writer).await;
     for n in 0..120u64 {
-        writer.submit(application(n), keyed(&format!("s{n}"))).await.unwrap();
+        writer
+            .submit(application(n), keyed(&format!("s{n}")))
+            .await
+            .unwrap();
     }
     let live = writer.read(|s| s.state_hash());
     let (state, stats) = load_state(h.store.as_ref(), AUTHORITY).await.unwrap();
-    assert!(stats.from_snapshot.is_some(), "replay started from a snapshot");
+    assert!(
+        stats.from_snapshot.is_some(),
+        "replay started from a snapshot"
+    );
     assert!(stats.events < 120);
     assert_eq!(state.state_hash(), live);
     // A retry of a key committed before the snapshot is still recognised.
     drop(writer);
-    let (restarted, _) = Writer::start(h.store.clone(), AUTHORITY, config()).await.unwrap();
+    let (restarted, _) = Writer::start(h.store.clone(), AUTHORITY, config())
+        .await
+        .unwrap();
     let retry = restarted.submit(application(3), keyed("s3")).await.unwrap();
     assert!(retry.replayed);
     let _ = Duration::zero();
