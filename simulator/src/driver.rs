@@ -110,8 +110,7 @@ async fn client(target: Target, workload: Arc<Workload>, send: Send, intended: I
         }
     };
     let done = Instant::now();
-    let error = recorder.lock().unwrap().finish(&send, &child, intended, done, last);
-    error
+    recorder.lock().unwrap().finish(&send, &child, intended, done, last)
 }
 
 /// Runs the schedule against the wall clock: send `i` is due `at_s / compression` seconds

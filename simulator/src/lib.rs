@@ -597,9 +597,8 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     if let Some(k) = killer {
         // Wakes up at its next period at the latest; do not wait that long.
         k.abort();
-        match k.await {
-            Ok(p) => fault_problems = p,
-            Err(_) => {}
+        if let Ok(problems) = k.await {
+            fault_problems = problems;
         }
     }
 
@@ -703,6 +702,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         authorities: workload.authorities.len(),
         compression: if virtual_clock { f64::NAN } else { compression },
         scenario_span_s: span_s,
+        last_send_s: if virtual_clock { 0.0 } else { workload.span_s() / compression },
         duration_s,
         submitted,
         children: u64::from(workload.n_children),

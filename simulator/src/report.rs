@@ -55,6 +55,9 @@ pub struct Report {
     /// Scenario seconds per wall second.
     pub compression: f64,
     pub scenario_span_s: f64,
+    /// Wall seconds from the start to the last intended send (second devices run past the
+    /// curve's end).
+    pub last_send_s: f64,
     /// Wall seconds from the first intended send to the last answer.
     pub duration_s: f64,
     /// Submissions sent (one per child and device).
@@ -125,8 +128,8 @@ impl Report {
         row(
             "time",
             format!(
-                "{:.0} scenario s in {:.1} wall s (compression {:.1}x)",
-                self.scenario_span_s, self.duration_s, self.compression
+                "{:.0} scenario s compressed {:.1}x; last send at {:.1} s; load took {:.1} s",
+                self.scenario_span_s, self.compression, self.last_send_s, self.duration_s
             ),
         );
         row("authorities", self.authorities.to_string());

@@ -467,6 +467,8 @@ impl Presets {
                 opens_after_min: 0.0,
             }]
         };
+        // A national wave ("local in each of 11 time zones") starts at local midnight in the
+        // easternmost zone, UTC+12.
         let opened_at = opened_at.or_else(|| {
             DateTime::parse_from_rfc3339(
                 &surge

@@ -164,7 +164,8 @@ impl Http {
         mint(&self.jwt_secret, role, sub, 24)
     }
 
-    /// One request with a timeout over the whole exchange.
+    /// One request with a timeout over the whole exchange, once one of the in-flight permits
+    /// is free.
     pub async fn request(
         &self,
         method: Method,
@@ -174,6 +175,23 @@ impl Http {
         body: Option<&Value>,
     ) -> Result<HttpResponse, String> {
         let _permit = self.permits.acquire().await.map_err(|_| "closed".to_string())?;
+        self.exchange(method, path, token, idempotency_key, body).await
+    }
+
+    /// A request that does not wait for a permit: health checks and metrics samples must
+    /// get through while the load holds every permit.
+    pub async fn probe(&self, path: &str) -> Result<HttpResponse, String> {
+        self.exchange(Method::GET, path, None, None, None).await
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        idempotency_key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<HttpResponse, String> {
         let mut builder = Request::builder().method(method).uri(format!("{}{path}", self.base));
         if let Some(token) = token {
             builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
@@ -242,7 +260,7 @@ impl Http {
 
     /// Sum of the writers' queue depths from /metrics.
     pub async fn queue_depth(&self) -> Option<u64> {
-        let r = self.request(Method::GET, "/metrics", None, None, None).await.ok()?;
+        let r = self.probe("/metrics").await.ok()?;
         let text = r.body.as_str()?;
         let mut total = 0.0;
         for line in text.lines() {
@@ -254,13 +272,13 @@ impl Http {
     }
 
     pub async fn healthy(&self) -> bool {
-        matches!(self.request(Method::GET, "/health", None, None, None).await, Ok(r) if r.status.is_success())
+        matches!(self.probe("/health").await, Ok(r) if r.status.is_success())
     }
 
     /// The server's committed chain head of an authority.
     pub async fn head(&self, authority: &str) -> anyhow::Result<(i64, String)> {
         let r = self
-            .request(Method::GET, &format!("/api/v1/authorities/{authority}/audit/head"), None, None, None)
+            .probe(&format!("/api/v1/authorities/{authority}/audit/head"))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if !r.status.is_success() {
