@@ -105,8 +105,6 @@ pub enum Rejection {
     BookingNotActive { number: BookingNumber },
     #[error("the patient is already on the waiting list of {id}")]
     AlreadyOnWaitingList { id: String },
-    #[error("round {id} does not exist")]
-    UnknownRound { id: String },
     #[error("round {id} already exists")]
     RoundExists { id: String },
     #[error("no free seats are published for intake year {intake_year}")]
@@ -160,7 +158,6 @@ impl Rejection {
             | UnknownSpecialty { .. }
             | UnknownSlot { .. }
             | UnknownBooking { .. }
-            | UnknownRound { .. }
             | NoDraft { .. } => RejectionKind::NotFound,
             AuthorityNotConfigured
             | CampaignNotOpen { .. }
@@ -208,7 +205,7 @@ impl Rejection {
             UnknownSpecialty { .. } => Some("specialty"),
             UnknownApplication { .. } => Some("application"),
             UnknownBooking { .. } => Some("booking"),
-            UnknownRound { .. } | RoundExists { .. } => Some("round"),
+            RoundExists { .. } => Some("round"),
             NoFreeSeats { .. } => Some("intake_year"),
             SeatsBelowTaken { .. } => Some("seats"),
             NoOutstandingOffer { .. } | OfferExpired { .. } => Some("application"),

@@ -2270,3 +2270,31 @@ fn no_shows_block_self_booking_even_for_a_held_slot() {
         Err(Rejection::SelfBookingBlocked { no_shows: 2, .. })
     ));
 }
+
+#[test]
+fn kindergarten_commands_refuse_first_grade_applications() {
+    let mut s = with_campaign(
+        chrono_tz::Europe::Moscow,
+        TieBreak::RegistrationTime,
+        CampaignMode::SingleSchool,
+    );
+    s.accept(
+        submit_school(1, &["S1"], vec![]),
+        t("2026-07-10T10:00:00Z"),
+    );
+    then_rejected(
+        s.when(
+            Command::AmendKindergartenPreferences {
+                application: ApplicationNumber(1),
+                preferences: vec![inst("K1")],
+                desired_start: date(2026, 9, 1),
+                any_other: false,
+            },
+            t("2026-07-10T10:00:00Z"),
+        ),
+        Rejection::WrongService {
+            number: ApplicationNumber(1),
+            expected: "kindergarten".into(),
+        },
+    );
+}
