@@ -2278,10 +2278,7 @@ fn kindergarten_commands_refuse_first_grade_applications() {
         TieBreak::RegistrationTime,
         CampaignMode::SingleSchool,
     );
-    s.accept(
-        submit_school(1, &["S1"], vec![]),
-        t("2026-07-10T10:00:00Z"),
-    );
+    s.accept(submit_school(1, &["S1"], vec![]), t("2026-07-10T10:00:00Z"));
     then_rejected(
         s.when(
             Command::AmendKindergartenPreferences {
