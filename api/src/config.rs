@@ -48,6 +48,29 @@ pub struct ServeArgs {
     /// The demo authority's id [default: demo].
     #[arg(long, env = "OCHERED_DEMO_AUTHORITY")]
     pub demo_authority: Option<String>,
+    /// Status-change webhooks are POSTed here (at least once, in log order); off unless set.
+    #[arg(long, env = "OCHERED_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Key of the HMAC-SHA256 signature of each webhook body (`X-Ochered-Signature`).
+    #[arg(long, env = "OCHERED_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// File holding the last delivered position per authority [default: the SQLite file's
+    /// path + `.webhooks.json`, or `ochered-webhooks.json` for PostgreSQL].
+    #[arg(long, env = "OCHERED_WEBHOOK_CURSOR_FILE")]
+    pub webhook_cursor_file: Option<PathBuf>,
+    /// Timeout of one webhook delivery in milliseconds [default: 5000].
+    #[arg(long, env = "OCHERED_WEBHOOK_TIMEOUT_MS")]
+    pub webhook_timeout_ms: Option<u64>,
+    /// First retry delay in milliseconds; doubles per attempt, with jitter [default: 500].
+    #[arg(long, env = "OCHERED_WEBHOOK_BACKOFF_INITIAL_MS")]
+    pub webhook_backoff_initial_ms: Option<u64>,
+    /// Longest retry delay in milliseconds [default: 60000].
+    #[arg(long, env = "OCHERED_WEBHOOK_BACKOFF_MAX_MS")]
+    pub webhook_backoff_max_ms: Option<u64>,
+    /// Attempts before a notification is given up (logged and counted); 0 retries for ever
+    /// [default: 0].
+    #[arg(long, env = "OCHERED_WEBHOOK_MAX_ATTEMPTS")]
+    pub webhook_max_attempts: Option<u32>,
     /// TOML file with any of the settings above (snake_case keys).
     #[arg(long, env = "OCHERED_CONFIG")]
     pub config: Option<PathBuf>,
@@ -69,6 +92,13 @@ struct FileConfig {
     cors_origin: Option<String>,
     snapshot_every: Option<u64>,
     demo_authority: Option<String>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_cursor_file: Option<PathBuf>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_backoff_initial_ms: Option<u64>,
+    webhook_backoff_max_ms: Option<u64>,
+    webhook_max_attempts: Option<u32>,
 }
 
 /// The development secret used when none is configured; the server warns about it.
@@ -91,6 +121,55 @@ pub struct ServerConfig {
     pub cors_origin: Option<String>,
     pub snapshot_every: u64,
     pub demo_authority: String,
+    /// Status-change webhooks (off when `url` is none).
+    pub webhooks: WebhookConfig,
+}
+
+/// Where and how status-change webhooks are delivered.
+#[derive(Clone)]
+pub struct WebhookConfig {
+    /// The portal's endpoint; no webhooks when none.
+    pub url: Option<String>,
+    /// HMAC-SHA256 key; bodies are unsigned when none.
+    pub secret: Option<Vec<u8>>,
+    /// The durable delivery cursor; none keeps it in memory only (an in-memory database).
+    pub cursor_file: Option<PathBuf>,
+    pub timeout_ms: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// 0: retry for ever.
+    pub max_attempts: u32,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            cursor_file: None,
+            timeout_ms: 5_000,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 60_000,
+            max_attempts: 0,
+        }
+    }
+}
+
+/// The default cursor file: next to a SQLite file, in the working directory for PostgreSQL,
+/// none for an in-memory database.
+pub fn default_webhook_cursor_file(database_url: &str) -> Option<PathBuf> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        return Some(PathBuf::from("ochered-webhooks.json"));
+    }
+    if database_url.contains(":memory:") || database_url.contains("mode=memory") {
+        return None;
+    }
+    let path = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .unwrap_or(database_url);
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty()).then(|| PathBuf::from(format!("{path}.webhooks.json")))
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -102,6 +181,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("seed_demo", &self.seed_demo)
             .field("queue_max", &self.queue_max)
             .field("batch_max", &self.batch_max)
+            .field("webhook_url", &self.webhooks.url.as_deref().map(redact_url))
             .finish_non_exhaustive()
     }
 }
@@ -149,15 +229,44 @@ impl ServerConfig {
             (None, None) => None,
         };
         let jwt_secret_is_default = jwt_secret.is_none();
+        let database_url = args
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| "sqlite://ochered.db".into());
+        let defaults = WebhookConfig::default();
+        let webhooks = WebhookConfig {
+            url: args.webhook_url.or(file.webhook_url),
+            secret: args
+                .webhook_secret
+                .or(file.webhook_secret)
+                .map(String::into_bytes),
+            cursor_file: args
+                .webhook_cursor_file
+                .or(file.webhook_cursor_file)
+                .or_else(|| default_webhook_cursor_file(&database_url)),
+            timeout_ms: args
+                .webhook_timeout_ms
+                .or(file.webhook_timeout_ms)
+                .unwrap_or(defaults.timeout_ms),
+            backoff_initial_ms: args
+                .webhook_backoff_initial_ms
+                .or(file.webhook_backoff_initial_ms)
+                .unwrap_or(defaults.backoff_initial_ms),
+            backoff_max_ms: args
+                .webhook_backoff_max_ms
+                .or(file.webhook_backoff_max_ms)
+                .unwrap_or(defaults.backoff_max_ms),
+            max_attempts: args
+                .webhook_max_attempts
+                .or(file.webhook_max_attempts)
+                .unwrap_or(defaults.max_attempts),
+        };
         Ok(Self {
             listen: args
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid address")),
-            database_url: args
-                .database_url
-                .or(file.database_url)
-                .unwrap_or_else(|| "sqlite://ochered.db".into()),
+            database_url,
             seed_demo: !(args.no_demo || file.no_demo.unwrap_or(false)),
             jwt_secret: jwt_secret
                 .unwrap_or_else(|| DEV_JWT_SECRET.into())
@@ -187,6 +296,7 @@ impl ServerConfig {
                 .demo_authority
                 .or(file.demo_authority)
                 .unwrap_or_else(|| "demo".into()),
+            webhooks,
         })
     }
 }
@@ -237,6 +347,36 @@ mod tests {
         assert!(!config.seed_demo);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert!(config.jwt_secret_is_default);
+    }
+
+    #[test]
+    fn webhook_settings_resolve_with_a_cursor_file_beside_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "webhook_url = \"http://127.0.0.1:9/hook\"\nwebhook_max_attempts = 4\n",
+        )
+        .unwrap();
+        let config = ServerConfig::resolve(ServeArgs {
+            config: Some(path),
+            database_url: Some("sqlite:///var/lib/ochered/q.db".into()),
+            webhook_backoff_max_ms: Some(1000),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let w = &config.webhooks;
+        assert_eq!(w.url.as_deref(), Some("http://127.0.0.1:9/hook"));
+        assert_eq!((w.max_attempts, w.backoff_max_ms, w.timeout_ms), (4, 1000, 5000));
+        assert_eq!(
+            w.cursor_file.as_deref(),
+            Some(std::path::Path::new("/var/lib/ochered/q.db.webhooks.json"))
+        );
+        assert_eq!(default_webhook_cursor_file("sqlite::memory:"), None);
+        assert_eq!(
+            default_webhook_cursor_file("q.db"),
+            Some(PathBuf::from("q.db.webhooks.json"))
+        );
     }
 
     #[test]

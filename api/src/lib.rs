@@ -11,10 +11,14 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+mod files;
 pub mod json;
+mod events_stream;
+mod openapi;
 mod pages;
 mod routes;
 pub mod seed;
+pub mod webhooks;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -73,6 +77,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .merge(pages::router())
+        .merge(files::router())
+        .merge(openapi::router())
+        .merge(events_stream::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -256,6 +263,7 @@ pub async fn spawn(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let app = router(state.clone());
     tokio::spawn(expire_periodically(state.engine.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (app, rx) = events_stream::start(app, rx, &state)?;
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

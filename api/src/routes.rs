@@ -24,6 +24,12 @@ use crate::AppState;
 
 #[path = "routes_rounds.rs"]
 mod routes_rounds;
+// The OpenAPI descriptions of the rounds handlers, for `crate::openapi`.
+pub(crate) use routes_rounds::{
+    __path_accept_offer, __path_decline_offer, __path_expire_offers, __path_expire_slot_holds,
+    __path_list_rounds, __path_publish_seats, __path_round_instance, __path_round_results,
+    __path_run_kindergarten_round, __path_run_school_enrollment,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -257,6 +263,15 @@ fn visible_application<'a>(
 // ---------------------------------------------------------------------------------------------
 // Authorities and institutions
 
+/// List the authorities
+///
+/// Public: no token needed. Every authority served, with its name and time zone.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities",
+    tag = "authorities",
+    responses((status = 200, description = "The authorities.", body = crate::openapi::AuthoritiesList))
+)]
 async fn list_authorities(AxumState(state): AxumState<AppState>) -> Json<Value> {
     let list: Vec<Value> = state
         .engine
@@ -275,6 +290,18 @@ async fn list_authorities(AxumState(state): AxumState<AppState>) -> Json<Value> 
     Json(json!({ "authorities": list }))
 }
 
+/// Configure a new authority
+///
+/// **Roles:** admin. Starts a writer for the authority and records its configuration; an
+/// authority is configured once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities",
+    tag = "authorities",
+    security(("bearer" = [])),
+    request_body = crate::openapi::AuthorityConfigSchema,
+    responses((status = 201, description = "Configured.", body = crate::openapi::EventsResponse))
+)]
 async fn configure_authority(
     AxumState(state): AxumState<AppState>,
     caller: Caller,
@@ -298,6 +325,16 @@ async fn configure_authority(
     Ok(respond(reply, StatusCode::CREATED, events_json))
 }
 
+/// Describe an authority
+///
+/// Public: no token needed. Its configuration and counts of institutions, applications and
+/// events.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}",
+    tag = "authorities",
+    responses((status = 200, description = "The authority.", body = crate::openapi::AuthorityInfo))
+)]
 async fn authority_info(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -315,6 +352,15 @@ async fn authority_info(
     })))
 }
 
+/// List institutions
+///
+/// Public: no token needed. Kindergartens, schools and clinics registered with the authority.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/institutions",
+    tag = "authorities",
+    responses((status = 200, description = "The institutions.", body = crate::openapi::InstitutionsList))
+)]
 async fn list_institutions(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -325,6 +371,18 @@ async fn list_institutions(
     ))
 }
 
+/// Register an institution
+///
+/// **Roles:** officer, registrar (and admin). An existing id is a 409 (`institution_exists`).
+/// Many at once: `POST …/files/institutions.csv`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/institutions",
+    tag = "authorities",
+    security(("bearer" = [])),
+    request_body = wire::InstitutionRequest,
+    responses((status = 201, description = "Registered.", body = crate::openapi::EventsResponse))
+)]
 async fn register_institution(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -363,6 +421,19 @@ fn submitted_body(w: &Writer, events: &[ochered_writer::CommittedEvent]) -> Valu
     json!({ "application": application, "events": events })
 }
 
+/// Submit a kindergarten application
+///
+/// **Roles:** parent, officer (typing it in at a service centre) (and admin). The child is
+/// identified by the birth certificate number, kept only as a keyed hash. The same child twice
+/// is a 409 whose `existing` names the application.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/kindergarten/applications",
+    tag = "applications",
+    security(("bearer" = [])),
+    request_body = wire::KindergartenApplicationRequest,
+    responses((status = 201, description = "Submitted, with the application and its positions.", body = crate::openapi::SubmittedResponse))
+)]
 async fn submit_kindergarten(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -395,6 +466,17 @@ async fn submit_kindergarten(
     }))
 }
 
+/// List my applications
+///
+/// **Roles:** parent (and admin). The applications the calling parent submitted, with their
+/// positions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/applications",
+    tag = "applications",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's applications.", body = crate::openapi::ApplicationsList))
+)]
 async fn my_applications(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -414,6 +496,18 @@ async fn my_applications(
     })))
 }
 
+/// Get an application
+///
+/// **Roles:** the parent who submitted it, officer (and admin). With its position in each
+/// queue. Someone else's application answers 404, as a missing one does; auditors and
+/// registrars get 403.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/applications/{number}",
+    tag = "applications",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The application.", body = wire::ApplicationView))
+)]
 async fn get_application(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -437,6 +531,18 @@ struct ExplainQuery {
     limit: Option<usize>,
 }
 
+/// Explain an application's positions
+///
+/// **Roles:** the parent who submitted it, officer (and admin). For each queue, the position
+/// then and now and every change in between with its cause (who was placed ahead, who left).
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/applications/{number}/explanation",
+    tag = "applications",
+    security(("bearer" = [])),
+    params(("since" = Option<DateTime<Utc>>, Query, description = "Explain changes since this time (RFC 3339); defaults to the registration time."), ("limit" = Option<usize>, Query, description = "At most this many changes per queue, 1-1000 (default 200).")),
+    responses((status = 200, description = "The explanation.", body = crate::openapi::ExplanationResponse))
+)]
 async fn explain_application(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -474,6 +580,19 @@ fn check_owner(w: &Writer, caller: &Caller, number: u32) -> Result<(), ApiError>
     w.read(|s| visible_application(s, caller, number).map(|_| ()))
 }
 
+/// Amend kindergarten preferences
+///
+/// **Roles:** the parent who submitted it, officer (and admin). Replaces the ranked
+/// kindergartens and the desired start; the registration time, and so the place in each queue
+/// kept, does not change.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/applications/{number}/preferences",
+    tag = "applications",
+    security(("bearer" = [])),
+    request_body = wire::AmendRequest,
+    responses((status = 200, description = "Amended.", body = crate::openapi::EventsResponse))
+)]
 async fn amend_preferences(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -496,6 +615,18 @@ async fn amend_preferences(
     Ok(respond(reply, StatusCode::OK, events_json))
 }
 
+/// Withdraw an application
+///
+/// **Roles:** the parent who submitted it, officer (and admin). Takes the application out of
+/// every queue; an outstanding offer is released.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/applications/{number}/withdraw",
+    tag = "applications",
+    security(("bearer" = [])),
+    request_body = wire::WithdrawRequest,
+    responses((status = 200, description = "Withdrawn.", body = crate::openapi::EventsResponse))
+)]
 async fn withdraw(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -516,6 +647,18 @@ async fn withdraw(
     Ok(respond(reply, StatusCode::OK, events_json))
 }
 
+/// Claim a privilege
+///
+/// **Roles:** the parent who submitted it, officer (and admin). Recorded as claimed; it moves
+/// the application up only once an officer confirms it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/applications/{number}/privileges",
+    tag = "applications",
+    security(("bearer" = [])),
+    request_body = wire::PrivilegeRequest,
+    responses((status = 200, description = "Claimed.", body = crate::openapi::EventsResponse))
+)]
 async fn claim_privilege(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -536,6 +679,18 @@ async fn claim_privilege(
     Ok(respond(reply, StatusCode::OK, events_json))
 }
 
+/// Confirm a privilege
+///
+/// **Roles:** officer (and admin). The application moves to the privilege's tier in the queues
+/// it applies to.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/applications/{number}/privileges/confirm",
+    tag = "applications",
+    security(("bearer" = [])),
+    request_body = wire::PrivilegeRequest,
+    responses((status = 200, description = "Confirmed.", body = crate::openapi::EventsResponse))
+)]
 async fn confirm_privilege(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -555,6 +710,18 @@ async fn confirm_privilege(
     Ok(respond(reply, StatusCode::OK, events_json))
 }
 
+/// Revoke a privilege
+///
+/// **Roles:** officer (and admin). With a `reason`; the application returns to the tier its
+/// other privileges give.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/applications/{number}/privileges/revoke",
+    tag = "applications",
+    security(("bearer" = [])),
+    request_body = wire::PrivilegeRequest,
+    responses((status = 200, description = "Revoked.", body = crate::openapi::EventsResponse))
+)]
 async fn revoke_privilege(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -578,6 +745,15 @@ async fn revoke_privilege(
 // ---------------------------------------------------------------------------------------------
 // First-grade enrollment
 
+/// List first-grade campaigns
+///
+/// Public: no token needed. Every campaign's configuration.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/campaigns",
+    tag = "school",
+    responses((status = 200, description = "The campaigns.", body = crate::openapi::CampaignsList))
+)]
 async fn list_campaigns(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -589,6 +765,18 @@ async fn list_campaigns(
     })))
 }
 
+/// Configure a first-grade campaign
+///
+/// **Roles:** officer (and admin). Stage dates are local days of the authority's time zone;
+/// each stage opens at local midnight.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/campaigns",
+    tag = "school",
+    security(("bearer" = [])),
+    request_body = crate::openapi::CampaignConfigSchema,
+    responses((status = 201, description = "Configured.", body = crate::openapi::EventsResponse))
+)]
 async fn configure_campaign(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -619,6 +807,18 @@ fn school_form(
     })
 }
 
+/// Save a first-grade draft
+///
+/// **Roles:** parent (and admin). Drafts can be saved before the campaign opens and submitted
+/// the moment it does.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/school/drafts",
+    tag = "school",
+    security(("bearer" = [])),
+    request_body = wire::SchoolApplicationRequest,
+    responses((status = 201, description = "Saved.", body = crate::openapi::EventsResponse))
+)]
 async fn save_draft(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -634,6 +834,18 @@ async fn save_draft(
     Ok(respond(reply, StatusCode::CREATED, events_json))
 }
 
+/// Submit a saved draft
+///
+/// **Roles:** parent (the one who saved it) (and admin). Submits the draft of this child in
+/// this campaign; the registration time is the time of submission.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/school/drafts/submit",
+    tag = "school",
+    security(("bearer" = [])),
+    request_body = wire::SubmitDraftRequest,
+    responses((status = 201, description = "Submitted.", body = crate::openapi::SubmittedResponse))
+)]
 async fn submit_draft(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -666,6 +878,18 @@ async fn submit_draft(
     }))
 }
 
+/// Submit a first-grade application
+///
+/// **Roles:** parent, officer (and admin). Stage 1 admits privileged children, siblings and
+/// catchment residents; stage 2 everyone while seats remain.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/school/applications",
+    tag = "school",
+    security(("bearer" = [])),
+    request_body = wire::SchoolApplicationRequest,
+    responses((status = 201, description = "Submitted, with the application and its positions.", body = crate::openapi::SubmittedResponse))
+)]
 async fn submit_school(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -689,6 +913,17 @@ async fn submit_school(
     }))
 }
 
+/// Grant an age exception
+///
+/// **Roles:** officer (and admin). Lets a child outside the campaign's age range apply.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/school/age-exceptions",
+    tag = "school",
+    security(("bearer" = [])),
+    request_body = wire::AgeExceptionRequest,
+    responses((status = 200, description = "Granted.", body = crate::openapi::EventsResponse))
+)]
 async fn grant_age_exception(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -710,6 +945,17 @@ async fn grant_age_exception(
 // ---------------------------------------------------------------------------------------------
 // Clinic
 
+/// Configure a specialty
+///
+/// **Roles:** registrar (and admin). A specialty may require a referral.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/specialties",
+    tag = "clinic",
+    security(("bearer" = [])),
+    request_body = wire::SpecialtyRequest,
+    responses((status = 201, description = "Configured.", body = crate::openapi::EventsResponse))
+)]
 async fn configure_specialty(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -728,6 +974,17 @@ async fn configure_specialty(
     Ok(respond(reply, StatusCode::CREATED, events_json))
 }
 
+/// Publish a doctor's slots
+///
+/// **Roles:** registrar (and admin). Slot ids are unique within the authority.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/slots",
+    tag = "clinic",
+    security(("bearer" = [])),
+    request_body = wire::SlotsRequest,
+    responses((status = 201, description = "Published.", body = crate::openapi::EventsResponse))
+)]
 async fn publish_slots(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -753,6 +1010,16 @@ struct SlotQuery {
     specialty: Option<String>,
 }
 
+/// List free slots
+///
+/// Public: no token needed. Free slots (at most 1000), optionally of one specialty.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/slots",
+    tag = "clinic",
+    params(("specialty" = Option<String>, Query, description = "Only slots of this specialty.")),
+    responses((status = 200, description = "Free slots.", body = crate::openapi::FreeSlots))
+)]
 async fn list_slots(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -787,6 +1054,18 @@ async fn list_slots(
     })))
 }
 
+/// Book a slot
+///
+/// **Roles:** parent, registrar (and admin). A slot held for a waiting-list patient can be
+/// booked only by that patient until the hold lapses.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/bookings",
+    tag = "clinic",
+    security(("bearer" = [])),
+    request_body = wire::BookingRequest,
+    responses((status = 201, description = "Booked.", body = crate::openapi::EventsResponse))
+)]
 async fn book(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -807,6 +1086,16 @@ async fn book(
     Ok(respond(reply, StatusCode::CREATED, events_json))
 }
 
+/// List my bookings
+///
+/// **Roles:** parent (and admin). The bookings the calling account made.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/bookings",
+    tag = "clinic",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's bookings.", body = crate::openapi::BookingsList))
+)]
 async fn my_bookings(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -832,6 +1121,17 @@ async fn my_bookings(
     })))
 }
 
+/// Cancel a booking
+///
+/// **Roles:** the parent who booked it, registrar (and admin). The slot is offered to the
+/// waiting list first.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/bookings/{number}/cancel",
+    tag = "clinic",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Cancelled.", body = crate::openapi::EventsResponse))
+)]
 async fn cancel_booking(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -864,6 +1164,16 @@ async fn cancel_booking(
     Ok(respond(reply, StatusCode::OK, events_json))
 }
 
+/// Record a no-show
+///
+/// **Roles:** registrar (and admin). Repeated no-shows block self-booking for a while.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/bookings/{number}/no-show",
+    tag = "clinic",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Recorded.", body = crate::openapi::EventsResponse))
+)]
 async fn record_no_show(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -885,6 +1195,18 @@ async fn record_no_show(
     Ok(respond(reply, StatusCode::OK, events_json))
 }
 
+/// Join a specialty's waiting list
+///
+/// **Roles:** parent (general tier only), registrar (any tier) (and admin). A freed slot is
+/// held for the first patient on the list.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/waiting-list",
+    tag = "clinic",
+    security(("bearer" = [])),
+    request_body = wire::WaitingListRequest,
+    responses((status = 201, description = "Joined.", body = crate::openapi::EventsResponse))
+)]
 async fn join_waiting_list(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -913,6 +1235,15 @@ async fn join_waiting_list(
 // ---------------------------------------------------------------------------------------------
 // Public, anonymised reads and audit
 
+/// List the queues
+///
+/// Public: no token needed. Every non-empty queue with its size; anonymised.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/queues",
+    tag = "public",
+    responses((status = 200, description = "The queues.", body = crate::openapi::QueuesList))
+)]
 async fn list_queues(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -939,6 +1270,17 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
+/// Read a queue
+///
+/// Public: no token needed. A page of the queue, anonymised: position, application number,
+/// tier, registration time. The whole queue as a file: `GET …/files/queues/{queue}.csv`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/queues/{queue}",
+    tag = "public",
+    params(("offset" = Option<usize>, Query, description = "Skip this many entries (default 0)."), ("limit" = Option<usize>, Query, description = "At most this many entries, 1-1000 (default 100).")),
+    responses((status = 200, description = "A page of the queue.", body = crate::openapi::QueueEntries))
+)]
 async fn queue_entries(
     AxumState(state): AxumState<AppState>,
     Path((authority, queue_name)): Path<(String, String)>,
@@ -983,6 +1325,16 @@ async fn queue_entries(
     })
 }
 
+/// Read the chain head
+///
+/// Public: no token needed. The sequence number and hash of the last event of the authority's
+/// hash chain, to verify an exported log against.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/audit/head",
+    tag = "public",
+    responses((status = 200, description = "The chain head.", body = crate::openapi::AuditHead))
+)]
 async fn audit_head(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,

@@ -69,28 +69,38 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Debug, Deserialize)]
+/// Seats of some age groups of a kindergarten for an intake year.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SeatsRequest {
+    #[schema(value_type = crate::openapi::Code)]
     institution: InstitutionId,
     intake_year: i32,
+    #[schema(value_type = Vec<crate::openapi::AgeGroupSeatsSchema>)]
     seats: Vec<AgeGroupSeats>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A kindergarten round: its id, the intake year and the day the placed children start
+/// (1 September of the intake year by default).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct KindergartenRoundRequest {
+    #[schema(value_type = crate::openapi::Code)]
     round: RoundId,
     intake_year: i32,
     #[serde(default)]
     intake_date: Option<NaiveDate>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The enrollment decisions of one stage of a campaign.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnrollmentRequest {
+    #[schema(value_type = crate::openapi::Code)]
     round: RoundId,
+    #[schema(value_type = crate::openapi::Code)]
     campaign: CampaignId,
+    #[schema(value_type = crate::openapi::CampaignStageSchema)]
     stage: CampaignStage,
 }
 
@@ -98,6 +108,19 @@ fn parse_round(raw: &str) -> Result<RoundId, ApiError> {
     RoundId::parse(raw).map_err(|e| ApiError::invalid("round", e.reason))
 }
 
+/// Publish kindergarten seats
+///
+/// **Roles:** officer (and admin). Sets the seats of some age groups of a kindergarten for an
+/// intake year (others keep theirs); never below the seats already taken. Many at once: `POST
+/// …/files/seats.csv`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/kindergarten/seats",
+    tag = "kindergarten",
+    security(("bearer" = [])),
+    request_body = SeatsRequest,
+    responses((status = 201, description = "Published.", body = crate::openapi::EventsResponse))
+)]
 async fn publish_seats(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -137,6 +160,18 @@ fn round_body(w: &ochered_writer::Writer, events: &[CommittedEvent]) -> Value {
     })
 }
 
+/// Run a kindergarten allocation round
+///
+/// **Roles:** officer (and admin). Deferred acceptance over the free seats of the intake year;
+/// every placement becomes an offer with a deadline.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/kindergarten/rounds",
+    tag = "kindergarten",
+    security(("bearer" = [])),
+    request_body = KindergartenRoundRequest,
+    responses((status = 201, description = "The round's results.", body = crate::openapi::RoundResponse))
+)]
 async fn run_kindergarten_round(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -159,6 +194,18 @@ async fn run_kindergarten_round(
     }))
 }
 
+/// Issue first-grade enrollment decisions
+///
+/// **Roles:** officer (and admin). Single-school campaigns fill each school in queue order;
+/// ranked campaigns allocate by deferred acceptance.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/school/enrollments",
+    tag = "school",
+    security(("bearer" = [])),
+    request_body = EnrollmentRequest,
+    responses((status = 201, description = "The round's results.", body = crate::openapi::RoundResponse))
+)]
 async fn run_school_enrollment(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -181,6 +228,17 @@ async fn run_school_enrollment(
     }))
 }
 
+/// Expire overdue offers
+///
+/// **Roles:** officer (and admin). Records the expiry of every offer past its deadline (the
+/// server also does this every minute).
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/kindergarten/offers/expire",
+    tag = "kindergarten",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done (no events when nothing was due).", body = crate::openapi::EventsResponse))
+)]
 async fn expire_offers(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -193,6 +251,17 @@ async fn expire_offers(
     Ok(respond(reply, StatusCode::OK, events_json))
 }
 
+/// Pass lapsed slot holds on
+///
+/// **Roles:** registrar, officer (and admin). Passes every lapsed waiting-list hold to the
+/// next patient, or opens the slot to everyone (the server also does this every minute).
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/slots/holds/expire",
+    tag = "clinic",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = crate::openapi::EventsResponse))
+)]
 async fn expire_slot_holds(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -205,6 +274,17 @@ async fn expire_slot_holds(
     Ok(respond(reply, StatusCode::OK, events_json))
 }
 
+/// Accept an offer
+///
+/// **Roles:** the parent who submitted the application, officer (and admin). Before its
+/// deadline; a transfer releases the current place only now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/applications/{number}/offer/accept",
+    tag = "kindergarten",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Accepted.", body = crate::openapi::EventsResponse))
+)]
 async fn accept_offer(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -214,6 +294,17 @@ async fn accept_offer(
     answer_offer(state, authority, number, caller, headers, true).await
 }
 
+/// Decline an offer
+///
+/// **Roles:** the parent who submitted the application, officer (and admin). The application
+/// stays in its queues for a later intake.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/applications/{number}/offer/decline",
+    tag = "kindergarten",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Declined.", body = crate::openapi::EventsResponse))
+)]
 async fn decline_offer(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -310,6 +401,16 @@ fn round_view(state: &State, round: &Round, full: bool) -> Value {
     })
 }
 
+/// List rounds
+///
+/// **Roles:** officer, auditor (and admin). Every round with its counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/rounds",
+    tag = "rounds",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The rounds.", body = crate::openapi::RoundsList))
+)]
 async fn list_rounds(
     AxumState(state): AxumState<AppState>,
     Path(authority): Path<String>,
@@ -344,6 +445,17 @@ fn find_round<'a>(s: &'a State, id: &RoundId) -> Result<&'a Round, ApiError> {
         })
 }
 
+/// Read a round's results
+///
+/// **Roles:** officer (with the families' answers), auditor (anonymised) (and admin). The
+/// seats and placements of the round. As a file: `GET …/files/rounds/{round}.csv`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/rounds/{round}",
+    tag = "rounds",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The round.", body = crate::openapi::RoundView))
+)]
 async fn round_results(
     AxumState(state): AxumState<AppState>,
     Path((authority, round)): Path<(String, String)>,
@@ -356,6 +468,17 @@ async fn round_results(
     w.read(|s| Ok(Json(round_view(s, find_round(s, &round)?, full))))
 }
 
+/// Export a round's allocation instance
+///
+/// **Roles:** officer, auditor (and admin). The inputs of the round as recorded (PRODUCT.md
+/// §4): `ochered allocate` on it reproduces the placements.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/rounds/{round}/instance",
+    tag = "rounds",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The allocation instance.", body = serde_json::Value))
+)]
 async fn round_instance(
     AxumState(state): AxumState<AppState>,
     Path((authority, round)): Path<(String, String)>,

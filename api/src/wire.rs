@@ -10,6 +10,7 @@ use ochered_core::domain::{
 use ochered_core::ordering::{Privilege, PrivilegeClaim};
 use ochered_core::state::{Application, QueueDescription, State};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -19,103 +20,126 @@ pub fn person_key(secret: &[u8], field: &str, raw: &str) -> Result<PersonKey, Ap
     Ok(PersonKey::derive(secret, &document))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KindergartenApplicationRequest {
     /// The child's birth certificate number.
+    #[schema(example = "II-АБ 123456")]
     pub document: String,
     pub birth_date: NaiveDate,
+    /// Ranked kindergartens, best first.
+    #[schema(value_type = Vec<crate::openapi::Code>)]
     pub preferences: Vec<InstitutionId>,
     pub desired_start: NaiveDate,
+    /// Offer any other kindergarten if none of the listed ones has a place.
     #[serde(default)]
     pub any_other: bool,
+    /// Privileges claimed; an officer confirms them later.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::openapi::PrivilegeSchema>)]
     pub privileges: Vec<Privilege>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmendRequest {
+    #[schema(value_type = Vec<crate::openapi::Code>)]
     pub preferences: Vec<InstitutionId>,
     pub desired_start: NaiveDate,
     #[serde(default)]
     pub any_other: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawRequest {
     #[serde(default)]
     pub reason: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrivilegeRequest {
+    #[schema(value_type = crate::openapi::PrivilegeSchema)]
     pub privilege: Privilege,
     #[serde(default)]
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchoolApplicationRequest {
+    #[schema(value_type = crate::openapi::Code)]
     pub campaign: CampaignId,
+    /// The child's birth certificate number.
     pub document: String,
     pub birth_date: NaiveDate,
+    /// One school, or a ranked list when the campaign allows it.
+    #[schema(value_type = Vec<crate::openapi::Code>)]
     pub schools: Vec<InstitutionId>,
     #[serde(default)]
+    #[schema(value_type = Vec<crate::openapi::PrivilegeSchema>)]
     pub privileges: Vec<Privilege>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitDraftRequest {
+    #[schema(value_type = crate::openapi::Code)]
     pub campaign: CampaignId,
     pub document: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgeExceptionRequest {
+    #[schema(value_type = crate::openapi::Code)]
     pub campaign: CampaignId,
     pub document: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstitutionRequest {
+    #[schema(value_type = crate::openapi::Code)]
     pub id: InstitutionId,
+    #[schema(value_type = crate::openapi::InstitutionKindSchema)]
     pub kind: InstitutionKind,
     pub name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignRequest {
     #[serde(flatten)]
+    #[schema(value_type = crate::openapi::CampaignConfigSchema)]
     pub config: CampaignConfig,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecialtyRequest {
+    #[schema(value_type = crate::openapi::Code)]
     pub specialty: Specialty,
     #[serde(default)]
     pub referral_only: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotsRequest {
+    #[schema(value_type = crate::openapi::Code)]
     pub doctor: DoctorId,
+    #[schema(value_type = crate::openapi::Code)]
     pub specialty: Specialty,
+    #[schema(value_type = Vec<crate::openapi::SlotSpecSchema>)]
     pub slots: Vec<SlotSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookingRequest {
+    #[schema(value_type = crate::openapi::Code)]
     pub slot: SlotId,
     /// The patient's document (policy or certificate number).
     pub document: String,
@@ -123,12 +147,16 @@ pub struct BookingRequest {
     pub referral: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitingListRequest {
+    #[schema(value_type = crate::openapi::Code)]
     pub specialty: Specialty,
     pub document: String,
+    /// Priority tier, 0 (highest) to 3 (general, the default); only a registrar may set a
+    /// tier other than 3.
     #[serde(default = "general_tier")]
+    #[schema(default = 3, maximum = 3)]
     pub tier: u8,
 }
 
@@ -136,29 +164,36 @@ fn general_tier() -> u8 {
     ochered_core::ordering::TIER_GENERAL
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PositionView {
     pub queue: String,
     #[serde(flatten)]
+    #[schema(value_type = crate::openapi::QueueDescriptionSchema)]
     pub description: QueueDescription,
     pub position: usize,
     pub queue_size: usize,
     pub tier: u8,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ApplicationView {
+    #[schema(value_type = u32)]
     pub number: ApplicationNumber,
+    #[schema(value_type = crate::openapi::ServiceKindSchema)]
     pub service: ochered_core::state::ServiceKind,
     pub status: &'static str,
     pub registered_at: DateTime<Utc>,
     pub birth_date: NaiveDate,
     pub desired_start: NaiveDate,
+    #[schema(value_type = Vec<crate::openapi::Code>)]
     pub preferences: Vec<InstitutionId>,
     pub any_other: bool,
+    #[schema(value_type = Vec<crate::openapi::PrivilegeClaimSchema>)]
     pub privileges: Vec<PrivilegeClaim>,
+    #[schema(value_type = crate::openapi::ChannelSchema)]
     pub channel: Channel,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openapi::Code>)]
     pub campaign: Option<CampaignId>,
     pub from_draft: bool,
     pub positions: Vec<PositionView>,
@@ -212,11 +247,15 @@ pub fn application_view(state: &State, app: &Application) -> ApplicationView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BookingView {
+    #[schema(value_type = u32)]
     pub number: BookingNumber,
+    #[schema(value_type = crate::openapi::Code)]
     pub slot: SlotId,
+    #[schema(value_type = crate::openapi::Code)]
     pub specialty: Specialty,
+    #[schema(value_type = crate::openapi::BookingStatusSchema)]
     pub status: ochered_core::state::BookingStatus,
     pub booked_at: DateTime<Utc>,
 }

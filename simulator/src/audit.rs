@@ -89,7 +89,10 @@ impl AuditReport {
 }
 
 /// Applications found in the raw log: number → (submitted_by, authority_seq).
-async fn scan_submissions(store: &dyn EventStore, authority: &str) -> anyhow::Result<HashMap<u32, (String, i64)>> {
+async fn scan_submissions(
+    store: &dyn EventStore,
+    authority: &str,
+) -> anyhow::Result<HashMap<u32, (String, i64)>> {
     let mut found = HashMap::new();
     let mut after = 0;
     loop {
@@ -103,10 +106,22 @@ async fn scan_submissions(store: &dyn EventStore, authority: &str) -> anyhow::Re
             if !stored.event_type.ends_with("ApplicationSubmitted") {
                 continue;
             }
-            let event = ochered_core::upcast::decode(&stored.event_type, stored.schema_version, &stored.payload)
-                .map_err(|e| anyhow::anyhow!("{authority} event {}: {e}", stored.authority_seq))?;
-            if let Event::KindergartenApplicationSubmitted { number, submitted_by, .. }
-            | Event::SchoolApplicationSubmitted { number, submitted_by, .. } = event
+            let event = ochered_core::upcast::decode(
+                &stored.event_type,
+                stored.schema_version,
+                &stored.payload,
+            )
+            .map_err(|e| anyhow::anyhow!("{authority} event {}: {e}", stored.authority_seq))?;
+            if let Event::KindergartenApplicationSubmitted {
+                number,
+                submitted_by,
+                ..
+            }
+            | Event::SchoolApplicationSubmitted {
+                number,
+                submitted_by,
+                ..
+            } = event
             {
                 found.insert(number.0, (submitted_by, stored.authority_seq));
             }
@@ -117,7 +132,12 @@ async fn scan_submissions(store: &dyn EventStore, authority: &str) -> anyhow::Re
 
 /// A planted fault for the audit's own tests: deletes the events of the `n` acknowledged
 /// applications committed last (SQLite only), as a store that lost acknowledged writes.
-pub async fn drop_acknowledged(database_url: &str, workload: &Workload, acks: &[Ack], n: usize) -> anyhow::Result<()> {
+pub async fn drop_acknowledged(
+    database_url: &str,
+    workload: &Workload,
+    acks: &[Ack],
+    n: usize,
+) -> anyhow::Result<()> {
     let store = ochered_store::SqliteStore::open(database_url)
         .await
         .context("the planted fault needs a SQLite store")?;
@@ -148,7 +168,12 @@ pub async fn drop_acknowledged(database_url: &str, workload: &Workload, acks: &[
     Ok(())
 }
 
-pub async fn audit(store: Arc<dyn EventStore>, workload: &Workload, acks: &[Ack], live: &Live) -> AuditReport {
+pub async fn audit(
+    store: Arc<dyn EventStore>,
+    workload: &Workload,
+    acks: &[Ack],
+    live: &Live,
+) -> AuditReport {
     let mut report = AuditReport {
         chain_ok: true,
         replay_deterministic: true,
@@ -166,7 +191,11 @@ pub async fn audit(store: Arc<dyn EventStore>, workload: &Workload, acks: &[Ack]
                 entry.chain_ok = true;
                 entry.events = events;
             }
-            Ok(VerifyOutcome::Broken { authority_seq, reason, .. }) => {
+            Ok(VerifyOutcome::Broken {
+                authority_seq,
+                reason,
+                ..
+            }) => {
                 entry.chain_problem = Some(format!("broken at {authority_seq}: {reason}"));
             }
             Err(e) => entry.chain_problem = Some(format!("verify failed: {e}")),
@@ -218,11 +247,9 @@ pub async fn audit(store: Arc<dyn EventStore>, workload: &Workload, acks: &[Ack]
                 check_order(&state, &a.id, &mut report);
                 entry.live_equal = match live {
                     Live::StateHashes(h) => Some(h.get(index) == Some(&hash)),
-                    Live::Heads(heads) => Some(
-                        heads
-                            .get(index)
-                            .is_some_and(|(seq, h)| *seq == stats.head.authority_seq && *h == stats.head.hash),
-                    ),
+                    Live::Heads(heads) => Some(heads.get(index).is_some_and(|(seq, h)| {
+                        *seq == stats.head.authority_seq && *h == stats.head.hash
+                    })),
                     Live::None => None,
                 };
                 hashes.push(format!("{}={hash}", a.id));
@@ -230,7 +257,9 @@ pub async fn audit(store: Arc<dyn EventStore>, workload: &Workload, acks: &[Ack]
             }
             (Err(e), _) | (_, Err(e)) => {
                 entry.replay_deterministic = false;
-                report.problems.push(format!("{}: replay failed: {e}", a.id));
+                report
+                    .problems
+                    .push(format!("{}: replay failed: {e}", a.id));
             }
         }
         report.replay_deterministic &= entry.replay_deterministic;
@@ -267,9 +296,9 @@ fn check_duplicates(state: &State, authority: &str, report: &mut AuditReport) {
     for numbers in active.values().filter(|n| n.len() > 1) {
         report.duplicates += numbers.len() as u64 - 1;
         if report.duplicate_examples.len() < 5 {
-            report
-                .duplicate_examples
-                .push(format!("{authority}: one child has active applications {numbers:?}"));
+            report.duplicate_examples.push(format!(
+                "{authority}: one child has active applications {numbers:?}"
+            ));
         }
     }
 }
@@ -286,7 +315,10 @@ fn check_order(state: &State, authority: &str, report: &mut AuditReport) {
         if pair[1].registered_at < pair[0].registered_at {
             violation(
                 report,
-                format!("application {} registered before {}", pair[1].number, pair[0].number),
+                format!(
+                    "application {} registered before {}",
+                    pair[1].number, pair[0].number
+                ),
             );
         }
     }
@@ -296,7 +328,10 @@ fn check_order(state: &State, authority: &str, report: &mut AuditReport) {
         for (queue, key) in state.queue_entries(app) {
             expected += 1;
             if state.queues.position(&queue, &key).is_none() {
-                violation(report, format!("application {} missing from a queue", app.number));
+                violation(
+                    report,
+                    format!("application {} missing from a queue", app.number),
+                );
             }
         }
     }
@@ -308,22 +343,34 @@ fn check_order(state: &State, authority: &str, report: &mut AuditReport) {
         for (index, key) in q.members.iter().enumerate() {
             members += 1;
             if previous.is_some_and(|p| p >= key) {
-                violation(report, format!("queue out of order at position {}", index + 1));
+                violation(
+                    report,
+                    format!("queue out of order at position {}", index + 1),
+                );
             }
             previous = Some(key);
             match state.application(key.number) {
                 Some(app) if state.queue_entries(app).contains(&(*queue, key)) => {}
                 _ => violation(
                     report,
-                    format!("application {} stands in a queue its policy does not give it", key.number),
+                    format!(
+                        "application {} stands in a queue its policy does not give it",
+                        key.number
+                    ),
                 ),
             }
             if index % 64 == 0 && q.members.rank(&key) != Some(index + 1) {
-                violation(report, format!("rank of application {} is not its position", key.number));
+                violation(
+                    report,
+                    format!("rank of application {} is not its position", key.number),
+                );
             }
         }
     }
     if members != expected {
-        violation(report, format!("{members} queue places for {expected} expected"));
+        violation(
+            report,
+            format!("{members} queue places for {expected} expected"),
+        );
     }
 }

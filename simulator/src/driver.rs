@@ -29,7 +29,12 @@ pub enum Target {
 }
 
 impl Target {
-    async fn send(&self, workload: &Workload, child: &crate::workload::ChildSpec, device: u8) -> Answer {
+    async fn send(
+        &self,
+        workload: &Workload,
+        child: &crate::workload::ChildSpec,
+        device: u8,
+    ) -> Answer {
         match self {
             Target::InProcess(t) => t.send(workload, child, device).await,
             Target::Http(t) => t.send(workload, child, device).await,
@@ -86,10 +91,17 @@ pub async fn submit_ordered(
 
 /// One parent's client: attempts until an answer that is not worth retrying, or patience
 /// runs out. Backoff doubles from the scenario's base with jitter, never below Retry-After.
-async fn client(target: Target, workload: Arc<Workload>, send: Send, intended: Instant, recorder: Arc<Mutex<Recorder>>) -> bool {
+async fn client(
+    target: Target,
+    workload: Arc<Workload>,
+    send: Send,
+    intended: Instant,
+    recorder: Arc<Mutex<Recorder>>,
+) -> bool {
     let child = workload.child(send.child);
     let retry = &workload.scenario.retry;
-    let mut rng = SeededRng::new(workload.seed ^ (u64::from(send.child) << 1 | u64::from(send.device)));
+    let mut rng =
+        SeededRng::new(workload.seed ^ (u64::from(send.child) << 1 | u64::from(send.device)));
     let mut attempt = 1u32;
     let last = loop {
         match target.send(&workload, &child, send.device).await {
@@ -102,7 +114,9 @@ async fn client(target: Target, workload: Arc<Workload>, send: Send, intended: I
                     .backoff_ms
                     .saturating_mul(1 << (attempt - 1).min(16))
                     .min(retry.backoff_max_ms);
-                let jittered = Duration::from_micros((exponential as f64 * 1000.0 * (0.5 + rng.unit())) as u64);
+                let jittered = Duration::from_micros(
+                    (exponential as f64 * 1000.0 * (0.5 + rng.unit())) as u64,
+                );
                 tokio::time::sleep(jittered.max(after.unwrap_or_default())).await;
                 attempt += 1;
             }
@@ -110,7 +124,10 @@ async fn client(target: Target, workload: Arc<Workload>, send: Send, intended: I
         }
     };
     let done = Instant::now();
-    recorder.lock().unwrap().finish(&send, &child, intended, done, last)
+    recorder
+        .lock()
+        .unwrap()
+        .finish(&send, &child, intended, done, last)
 }
 
 /// Runs the schedule against the wall clock: send `i` is due `at_s / compression` seconds
@@ -131,7 +148,13 @@ pub async fn run_wall(
         if intended > Instant::now() {
             tokio::time::sleep_until(intended.into()).await;
         }
-        tasks.spawn(client(target.clone(), workload.clone(), send, intended, recorder.clone()));
+        tasks.spawn(client(
+            target.clone(),
+            workload.clone(),
+            send,
+            intended,
+            recorder.clone(),
+        ));
         // Reap finished clients as we go, for the progress bar and to keep the set small.
         while let Some(done) = tasks.try_join_next() {
             errors += u64::from(done.unwrap_or(true));
@@ -172,7 +195,10 @@ pub async fn run_virtual(
         }
         let now = origin + chrono::Duration::microseconds((tick_index * tick_s * 1e6) as i64);
         clock.store(now.timestamp_micros(), Ordering::SeqCst);
-        let mut pending: Vec<(Send, u32, Instant)> = sends[i..j].iter().map(|s| (*s, 1, Instant::now())).collect();
+        let mut pending: Vec<(Send, u32, Instant)> = sends[i..j]
+            .iter()
+            .map(|s| (*s, 1, Instant::now()))
+            .collect();
         while !pending.is_empty() {
             let mut retry = Vec::new();
             for chunk in pending.chunks(4096) {
@@ -189,7 +215,9 @@ pub async fn run_virtual(
                     })
                     .collect();
                 for (handle, &(send, attempt, intended)) in handles.into_iter().zip(chunk) {
-                    let Ok((child, answer)) = handle.await else { continue };
+                    let Ok((child, answer)) = handle.await else {
+                        continue;
+                    };
                     let mut r = recorder.lock().unwrap();
                     match answer {
                         Answer::Retry { reason, .. } if attempt < child.patience => {
@@ -198,11 +226,23 @@ pub async fn run_virtual(
                         }
                         Answer::Retry { reason, .. } => {
                             r.retry(&reason);
-                            r.finish(&send, &child, intended, Instant::now(), Final::GaveUp(reason));
+                            r.finish(
+                                &send,
+                                &child,
+                                intended,
+                                Instant::now(),
+                                Final::GaveUp(reason),
+                            );
                             progress.inc(1);
                         }
                         answer => {
-                            r.finish(&send, &child, intended, Instant::now(), Final::Answer(answer));
+                            r.finish(
+                                &send,
+                                &child,
+                                intended,
+                                Instant::now(),
+                                Final::Answer(answer),
+                            );
                             progress.inc(1);
                         }
                     }
@@ -215,7 +255,12 @@ pub async fn run_virtual(
 }
 
 /// Samples the writers' queue depth until `stop`.
-pub async fn sample_queue_depth(target: Target, recorder: Arc<Mutex<Recorder>>, every: Duration, stop: Arc<AtomicBool>) {
+pub async fn sample_queue_depth(
+    target: Target,
+    recorder: Arc<Mutex<Recorder>>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) {
     while !stop.load(Ordering::Relaxed) {
         if let Some(depth) = target.queue_depth().await {
             recorder.lock().unwrap().depth(depth);

@@ -219,7 +219,9 @@ impl SimulateArgs {
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=+".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:=+".contains(c))
+    {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -238,10 +240,17 @@ impl Scratch {
             .prefix("ochered-sim-")
             .tempdir()
             .context("failed to create a temporary directory")?;
-        Ok(Scratch { dir: Some(dir), keep })
+        Ok(Scratch {
+            dir: Some(dir),
+            keep,
+        })
     }
     fn path(&self) -> PathBuf {
-        self.dir.as_ref().expect("present until dropped").path().to_path_buf()
+        self.dir
+            .as_ref()
+            .expect("present until dropped")
+            .path()
+            .to_path_buf()
     }
 }
 
@@ -257,7 +266,11 @@ impl Drop for Scratch {
 }
 
 /// Sets an authority up through a writer: configuration, institutions, campaign, drafts.
-async fn setup_in_process(engine: &Engine, workload: &Workload, person_secret: &[u8]) -> anyhow::Result<()> {
+async fn setup_in_process(
+    engine: &Engine,
+    workload: &Workload,
+    person_secret: &[u8],
+) -> anyhow::Result<()> {
     for (index, a) in workload.authorities.iter().enumerate() {
         let (writer, _) = engine
             .writer_or_start(&a.id)
@@ -279,7 +292,8 @@ async fn setup_in_process(engine: &Engine, workload: &Workload, person_secret: &
             let actor = format!("parent:{}", form.submitted_by);
             commands.push((Command::SaveSchoolDraft { form }, meta(actor)));
         }
-        let drafts_out_of_range: Vec<bool> = workload.drafts(index).map(|c| c.out_of_range).collect();
+        let drafts_out_of_range: Vec<bool> =
+            workload.drafts(index).map(|c| c.out_of_range).collect();
         let replies = driver::submit_ordered(&writer, commands).await;
         for (i, reply) in replies.into_iter().enumerate() {
             let reply = reply.with_context(|| format!("setting up {}", a.id))?;
@@ -300,9 +314,11 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} sends answered, {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} sends answered, {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar
 }
@@ -311,7 +327,11 @@ fn sqlite_path(url: &str) -> Option<String> {
     if url.starts_with("postgres") {
         None
     } else {
-        Some(url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").to_owned())
+        Some(
+            url.trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .to_owned(),
+        )
     }
 }
 
@@ -327,7 +347,8 @@ where
         #[command(flatten)]
         args: SimulateArgs,
     }
-    let argv = std::iter::once(std::ffi::OsString::from("simulate")).chain(argv.into_iter().map(Into::into));
+    let argv = std::iter::once(std::ffi::OsString::from("simulate"))
+        .chain(argv.into_iter().map(Into::into));
     let matches = <Cli as clap::CommandFactory>::command().try_get_matches_from(argv)?;
     Ok(Cli::from_arg_matches(&matches)?.args)
 }
@@ -350,8 +371,10 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     let mut scenario: Scenario = match (&args.preset, &args.scenario) {
         (Some(id), None) => presets.scenario(id)?,
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
-            Scenario::from_json(&text).with_context(|| format!("failed to parse {}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read {}", path.display()))?;
+            Scenario::from_json(&text)
+                .with_context(|| format!("failed to parse {}", path.display()))?
         }
         _ => bail!("give --preset NAME (see --list-presets) or --scenario FILE"),
     };
@@ -365,7 +388,9 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     };
     if let Some(minutes) = args.until_min {
         scenario.truncate(minutes);
-        scenario.validate().context("the scenario is empty after --until-min")?;
+        scenario
+            .validate()
+            .context("the scenario is empty after --until-min")?;
     }
     if !(args.scale > 0.0) {
         bail!("--scale must be positive");
@@ -374,7 +399,9 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         Mode::InProcess if args.url.is_some() || args.spawn_server => {
             bail!("--url and --spawn-server are for --mode http")
         }
-        Mode::Http if args.url.is_none() && !args.spawn_server => bail!("--mode http needs --url URL or --spawn-server"),
+        Mode::Http if args.url.is_none() && !args.spawn_server => {
+            bail!("--mode http needs --url URL or --spawn-server")
+        }
         Mode::Http if args.clock == ClockMode::Virtual => {
             bail!("--clock virtual runs in process only: a server reads its own clock")
         }
@@ -391,7 +418,8 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        ochered_writer::demo::SeededRng::new(nanos ^ u64::from(std::process::id())).next_u64() % 1_000_000_000
+        ochered_writer::demo::SeededRng::new(nanos ^ u64::from(std::process::id())).next_u64()
+            % 1_000_000_000
     });
     let jwt_secret = args
         .jwt_secret
@@ -406,18 +434,25 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
 
     let virtual_clock = args.clock == ClockMode::Virtual;
     let origin: DateTime<Utc> = if virtual_clock {
-        scenario.opened_at.map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| {
-            chrono::FixedOffset::east_opt(3 * 3600)
-                .expect("valid offset")
-                .with_ymd_and_hms(2027, 4, 1, 0, 0, 0)
-                .unwrap()
-                .with_timezone(&Utc)
-        })
+        scenario
+            .opened_at
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| {
+                chrono::FixedOffset::east_opt(3 * 3600)
+                    .expect("valid offset")
+                    .with_ymd_and_hms(2027, 4, 1, 0, 0, 0)
+                    .unwrap()
+                    .with_timezone(&Utc)
+            })
     } else {
         Utc::now()
     };
     let span_s = scenario.span_minutes() * 60.0;
-    let compression = if args.duration_s > 0.0 { (span_s / args.duration_s).max(1e-9) } else { 1.0 };
+    let compression = if args.duration_s > 0.0 {
+        (span_s / args.duration_s).max(1e-9)
+    } else {
+        1.0
+    };
     let workload = Arc::new(Workload::build(scenario, seed, args.scale, origin));
     if workload.sends.is_empty() {
         bail!("the scenario at this scale has no applications");
@@ -443,9 +478,14 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     let database_url = match (&args.database_url, args.mode, &args.url) {
         (Some(url), _, _) => Some(url.clone()),
         (None, Mode::Http, Some(_)) => None,
-        _ => Some(format!("sqlite://{}", scratch.path().join("sim.db").display())),
+        _ => Some(format!(
+            "sqlite://{}",
+            scratch.path().join("sim.db").display()
+        )),
     };
-    let clock = Arc::new(AtomicI64::new((origin - chrono::Duration::hours(1)).timestamp_micros()));
+    let clock = Arc::new(AtomicI64::new(
+        (origin - chrono::Duration::hours(1)).timestamp_micros(),
+    ));
     let mut writer_config = WriterConfig::default();
     if let Some(b) = args.batch_max {
         writer_config.batch_commands_max = b;
@@ -489,7 +529,9 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         Mode::Http => {
             let timeout = Duration::from_millis(workload.scenario.retry.timeout_ms);
             if args.spawn_server {
-                let url = database_url.clone().expect("spawned servers have a database");
+                let url = database_url
+                    .clone()
+                    .expect("spawned servers have a database");
                 // Set up in process on the file, then hand it to the server.
                 {
                     let store = ochered_store::open(&url)
@@ -512,11 +554,23 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
                     extra.extend(["--queue-max".to_owned(), q.to_string()]);
                 }
                 let env = vec![
-                    ("OCHERED_JWT_SECRET".to_owned(), String::from_utf8_lossy(&jwt_secret).into_owned()),
-                    ("OCHERED_PERSON_SECRET".to_owned(), String::from_utf8_lossy(&person_secret).into_owned()),
+                    (
+                        "OCHERED_JWT_SECRET".to_owned(),
+                        String::from_utf8_lossy(&jwt_secret).into_owned(),
+                    ),
+                    (
+                        "OCHERED_PERSON_SECRET".to_owned(),
+                        String::from_utf8_lossy(&person_secret).into_owned(),
+                    ),
                 ];
-                let mut s = SpawnedServer::new(bin, url, scratch.path().join("server.log"), extra, env)?;
-                let http = Arc::new(Http::new(&s.url(), &jwt_secret, timeout, args.max_in_flight));
+                let mut s =
+                    SpawnedServer::new(bin, url, scratch.path().join("server.log"), extra, env)?;
+                let http = Arc::new(Http::new(
+                    &s.url(),
+                    &jwt_secret,
+                    timeout,
+                    args.max_in_flight,
+                ));
                 s.start(&http).await?;
                 println!("server: {} (log {})", s.url(), s.log.display());
                 server = Some(s);
@@ -524,7 +578,9 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             } else {
                 let url = args.url.clone().expect("checked above");
                 let http = Arc::new(Http::new(&url, &jwt_secret, timeout, args.max_in_flight));
-                http.setup(&workload).await.context("failed to set up the authorities through the API")?;
+                http.setup(&workload)
+                    .await
+                    .context("failed to set up the authorities through the API")?;
                 Target::Http(http)
             }
         }
@@ -532,12 +588,20 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     println!(
         "setup: {:.1} s ({} drafts); database {}",
         setup_started.elapsed().as_secs_f64(),
-        (0..workload.authorities.len()).map(|i| workload.drafts(i).count()).sum::<usize>(),
-        database_url.clone().unwrap_or_else(|| "(the server's)".into())
+        (0..workload.authorities.len())
+            .map(|i| workload.drafts(i).count())
+            .sum::<usize>(),
+        database_url
+            .clone()
+            .unwrap_or_else(|| "(the server's)".into())
     );
 
     // The load.
-    let expected_wall = Duration::from_secs_f64(if virtual_clock { 10.0 } else { span_s / compression });
+    let expected_wall = Duration::from_secs_f64(if virtual_clock {
+        10.0
+    } else {
+        span_s / compression
+    });
     let started = Instant::now() + Duration::from_millis(100);
     let recorder = Arc::new(Mutex::new(Recorder::new(started, expected_wall)));
     let progress = progress_bar(workload.sends.len() as u64, args.quiet);
@@ -545,13 +609,18 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     let sampler = tokio::spawn(driver::sample_queue_depth(
         target.clone(),
         recorder.clone(),
-        Duration::from_millis(if matches!(target, Target::Http(_)) { 250 } else { 100 }),
+        Duration::from_millis(if matches!(target, Target::Http(_)) {
+            250
+        } else {
+            100
+        }),
         stop.clone(),
     ));
     let server = Arc::new(tokio::sync::Mutex::new(server));
     let killer = match (args.kill_server_every, &target) {
         (Some(every), Target::Http(http)) => {
-            let (server, http, stop, recorder) = (server.clone(), http.clone(), stop.clone(), recorder.clone());
+            let (server, http, stop, recorder) =
+                (server.clone(), http.clone(), stop.clone(), recorder.clone());
             Some(tokio::spawn(async move {
                 let mut problems = Vec::new();
                 loop {
@@ -587,7 +656,16 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             )
             .await
         }
-        _ => driver::run_wall(target.clone(), workload.clone(), compression, recorder.clone(), progress.clone()).await,
+        _ => {
+            driver::run_wall(
+                target.clone(),
+                workload.clone(),
+                compression,
+                recorder.clone(),
+                progress.clone(),
+            )
+            .await
+        }
     }
     let load_wall_s = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
@@ -605,7 +683,11 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     // What the live system holds, then stop it.
     let live = match &target {
         Target::InProcess(t) => {
-            let hashes = t.writers.iter().map(|w| w.read(|s| s.state_hash())).collect();
+            let hashes = t
+                .writers
+                .iter()
+                .map(|w| w.read(|s| s.state_hash()))
+                .collect();
             if let Some(store) = engine_store.take() {
                 store.close().await;
             }
@@ -648,8 +730,11 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
 
     // The audit on a freshly opened store.
     if args.test_drop_acknowledged > 0 {
-        let url = database_url.clone().context("the planted fault needs the database")?;
-        audit::drop_acknowledged(&url, &workload, &recorder.acks, args.test_drop_acknowledged).await?;
+        let url = database_url
+            .clone()
+            .context("the planted fault needs the database")?;
+        audit::drop_acknowledged(&url, &workload, &recorder.acks, args.test_drop_acknowledged)
+            .await?;
     }
     let (audit, audit_skipped) = match &database_url {
         Some(url) => {
@@ -661,7 +746,10 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             store.close().await;
             (Some(report), None)
         }
-        None => (None, Some("pass --database-url of the server's store to audit it".to_owned())),
+        None => (
+            None,
+            Some("pass --database-url of the server's store to audit it".to_owned()),
+        ),
     };
 
     // The report.
@@ -675,7 +763,11 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         .map(|b| b.arrivals as f64 / recorder.bucket.as_secs_f64())
         .fold(0.0, f64::max);
     let demand = workload.demand();
-    let prefix = if workload.scenario.service == scenario::Service::School { "S" } else { "K" };
+    let prefix = if workload.scenario.service == scenario::Service::School {
+        "S"
+    } else {
+        "K"
+    };
     let mut institutions = Vec::new();
     for (a, auth) in workload.authorities.iter().enumerate() {
         for i in 0..auth.n_institutions {
@@ -694,7 +786,11 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             (Mode::Http, true) => "http (spawned server)".into(),
             (Mode::Http, false) => format!("http ({})", args.url.clone().unwrap_or_default()),
         },
-        clock: if virtual_clock { "virtual".into() } else { "wall".into() },
+        clock: if virtual_clock {
+            "virtual".into()
+        } else {
+            "wall".into()
+        },
         seed,
         scale: args.scale,
         command: command.clone(),
@@ -702,7 +798,11 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         authorities: workload.authorities.len(),
         compression: if virtual_clock { f64::NAN } else { compression },
         scenario_span_s: span_s,
-        last_send_s: if virtual_clock { 0.0 } else { workload.span_s() / compression },
+        last_send_s: if virtual_clock {
+            0.0
+        } else {
+            workload.span_s() / compression
+        },
         duration_s,
         submitted,
         children: u64::from(workload.n_children),
@@ -730,7 +830,11 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         queue_depth_max: recorder.queue_depth.iter().map(|d| d.1).max().unwrap_or(0),
         error_examples: recorder.error_examples.clone(),
         slo: None,
-        database_url: if args.keep_db || args.database_url.is_some() { database_url.clone() } else { None },
+        database_url: if args.keep_db || args.database_url.is_some() {
+            database_url.clone()
+        } else {
+            None
+        },
         institutions,
     };
     if report.compression.is_nan() {

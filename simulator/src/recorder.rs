@@ -83,7 +83,8 @@ impl Recorder {
     }
 
     fn bucket_mut(&mut self, at: Instant) -> &mut Bucket {
-        let index = (at.saturating_duration_since(self.started).as_nanos() / self.bucket.as_nanos().max(1)) as usize;
+        let index = (at.saturating_duration_since(self.started).as_nanos()
+            / self.bucket.as_nanos().max(1)) as usize;
         while self.buckets.len() <= index {
             self.buckets.push(Bucket {
                 arrivals: 0,
@@ -106,7 +107,14 @@ impl Recorder {
     }
 
     /// Records the end of one send. Returns true when it counts as an error.
-    pub fn finish(&mut self, send: &Send, child: &ChildSpec, intended: Instant, done: Instant, last: Final) -> bool {
+    pub fn finish(
+        &mut self,
+        send: &Send,
+        child: &ChildSpec,
+        intended: Instant,
+        done: Instant,
+        last: Final,
+    ) -> bool {
         // A give-up's last attempt was counted with its retry.
         if !matches!(last, Final::GaveUp(_)) {
             self.attempts += 1;
@@ -160,8 +168,10 @@ impl Recorder {
             None => false,
             Some(status) => {
                 if self.error_examples.len() < 10 {
-                    self.error_examples
-                        .push(format!("child {} device {}: {status}", send.child, send.device));
+                    self.error_examples.push(format!(
+                        "child {} device {}: {status}",
+                        send.child, send.device
+                    ));
                 }
                 *self.errors_by_status.entry(status).or_default() += 1;
                 self.bucket_mut(done).errors += 1;

@@ -122,7 +122,13 @@ impl Report {
         let mut row = |k: &str, v: String| {
             let _ = writeln!(out, "  {k:<26} {v}");
         };
-        row("scenario", format!("{} (scale {}, {})", self.scenario, self.scale, self.preset_source));
+        row(
+            "scenario",
+            format!(
+                "{} (scale {}, {})",
+                self.scenario, self.scale, self.preset_source
+            ),
+        );
         row("mode", format!("{}, clock {}", self.mode, self.clock));
         row("seed", self.seed.to_string());
         row(
@@ -133,7 +139,10 @@ impl Report {
             ),
         );
         row("authorities", self.authorities.to_string());
-        row("submitted", format!("{} ({} children)", self.submitted, self.children));
+        row(
+            "submitted",
+            format!("{} ({} children)", self.submitted, self.children),
+        );
         row("attempts", self.attempts.to_string());
         row("acknowledged", self.acknowledged.to_string());
         row(
@@ -146,15 +155,26 @@ impl Report {
         );
         row(
             "errors",
-            format!("{} ({:.3}%) {:?}", self.errors, self.error_rate * 100.0, self.errors_by_status),
+            format!(
+                "{} ({:.3}%) {:?}",
+                self.errors,
+                self.error_rate * 100.0,
+                self.errors_by_status
+            ),
         );
         row("gave up", self.gave_up.to_string());
         row("retries", format!("{:?}", self.retries_by_reason));
         row(
             "offered",
-            format!("{:.0}/s average, {:.0}/s peak", self.offered_per_s, self.offered_peak_per_s),
+            format!(
+                "{:.0}/s average, {:.0}/s peak",
+                self.offered_per_s, self.offered_peak_per_s
+            ),
         );
-        row("throughput", format!("{:.0} acknowledged/s", self.throughput_per_s));
+        row(
+            "throughput",
+            format!("{:.0} acknowledged/s", self.throughput_per_s),
+        );
         let l = &self.latency_ms;
         row(
             "latency ms",
@@ -180,7 +200,10 @@ impl Report {
                         "replay = live",
                         a.live_equal.map_or("n/a".to_owned(), |v| v.to_string()),
                     );
-                    row("committed, unacknowledged", a.committed_unacknowledged.to_string());
+                    row(
+                        "committed, unacknowledged",
+                        a.committed_unacknowledged.to_string(),
+                    );
                     for p in a
                         .problems
                         .iter()
@@ -191,17 +214,42 @@ impl Report {
                         row("  !", p.clone());
                     }
                 }
-                row("state hash", self.state_hash.clone().unwrap_or_else(|| "n/a".into()));
-                row("audit", if self.audit_passed { "PASSED" } else { "FAILED" }.into());
+                row(
+                    "state hash",
+                    self.state_hash.clone().unwrap_or_else(|| "n/a".into()),
+                );
+                row(
+                    "audit",
+                    if self.audit_passed {
+                        "PASSED"
+                    } else {
+                        "FAILED"
+                    }
+                    .into(),
+                );
             }
         }
         if let Some(slo) = &self.slo {
             let results: Vec<String> = slo
                 .results
                 .iter()
-                .map(|r| format!("{} (measured {:.4}) {}", r.term, r.value, if r.ok { "ok" } else { "MISSED" }))
+                .map(|r| {
+                    format!(
+                        "{} (measured {:.4}) {}",
+                        r.term,
+                        r.value,
+                        if r.ok { "ok" } else { "MISSED" }
+                    )
+                })
                 .collect();
-            row("slo", format!("{}: {}", if slo.passed { "met" } else { "MISSED" }, results.join("; ")));
+            row(
+                "slo",
+                format!(
+                    "{}: {}",
+                    if slo.passed { "met" } else { "MISSED" },
+                    results.join("; ")
+                ),
+            );
         }
         for e in self.error_examples.iter().take(5) {
             row("  error example", e.clone());
@@ -213,7 +261,9 @@ impl Report {
 // ---------------------------------------------------------------------------------------------
 // HTML
 
-const COLORS: [&str; 6] = ["#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd", "#8c564b"];
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd", "#8c564b",
+];
 
 struct Series {
     name: String,
@@ -222,7 +272,10 @@ struct Series {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A "nice" upper bound for an axis.
@@ -239,7 +292,13 @@ fn nice_max(v: f64) -> f64 {
     10.0 * magnitude
 }
 
-fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], markers: &[f64]) -> String {
+fn line_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    markers: &[f64],
+) -> String {
     let (w, h, left, right, top, bottom) = (880.0, 280.0, 70.0, 20.0, 30.0, 45.0);
     let x_max = nice_max(
         series
@@ -248,7 +307,12 @@ fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], mark
             .chain(markers.iter().copied())
             .fold(0.0, f64::max),
     );
-    let y_max = nice_max(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max));
+    let y_max = nice_max(
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .fold(0.0, f64::max),
+    );
     let px = |x: f64| left + (x / x_max) * (w - left - right);
     let py = |y: f64| h - bottom - (y / y_max) * (h - top - bottom);
     let mut svg = format!(
@@ -296,7 +360,11 @@ fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], mark
         if s.points.is_empty() {
             continue;
         }
-        let points: Vec<String> = s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
         let _ = write!(
             svg,
             r#"<polyline fill="none" stroke="{c}" stroke-width="1.6" points="{p}"/><rect x="{lx}" y="{ly}" width="12" height="3" fill="{c}"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"#,
@@ -319,14 +387,22 @@ fn format_tick(v: f64) -> String {
     } else if v >= 10.0 || v == 0.0 {
         format!("{:.0}", v)
     } else {
-        format!("{:.2}", v).trim_end_matches('0').trim_end_matches('.').to_owned()
+        format!("{:.2}", v)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
     }
 }
 
 fn bar_chart(title: &str, loads: &[InstitutionLoad]) -> String {
     let n = loads.len().max(1) as f64;
     let (w, h, left, bottom, top) = (880.0, 300.0, 60.0, 70.0, 30.0);
-    let y_max = nice_max(loads.iter().map(|l| f64::from(l.demand.max(l.seats))).fold(0.0, f64::max));
+    let y_max = nice_max(
+        loads
+            .iter()
+            .map(|l| f64::from(l.demand.max(l.seats)))
+            .fold(0.0, f64::max),
+    );
     let slot = (w - left - 20.0) / n;
     let py = |y: f64| h - bottom - (y / y_max) * (h - top - bottom);
     let mut svg = format!(
@@ -348,7 +424,11 @@ fn bar_chart(title: &str, loads: &[InstitutionLoad]) -> String {
     for (i, l) in loads.iter().enumerate() {
         let x = left + slot * i as f64;
         let bw = (slot * 0.4).max(1.0);
-        let demand_color = if l.demand > l.seats { "#d62728" } else { "#1f77b4" };
+        let demand_color = if l.demand > l.seats {
+            "#d62728"
+        } else {
+            "#1f77b4"
+        };
         let _ = write!(
             svg,
             r##"<rect x="{x1:.1}" y="{yd:.1}" width="{bw:.1}" height="{hd:.1}" fill="{demand_color}"><title>{name}: demand {d}, seats {s}</title></rect><rect x="{x2:.1}" y="{ys:.1}" width="{bw:.1}" height="{hs:.1}" fill="#aaa"><title>{name}: seats {s}</title></rect><text x="{tx:.1}" y="{ty}" font-size="9" transform="rotate(60 {tx:.1} {ty})">{name}</text>"##,
@@ -414,7 +494,12 @@ pub fn html(report: &Report, recorder: &Recorder) -> String {
             .iter()
             .enumerate()
             .filter(|(_, b)| !b.latency.is_empty())
-            .map(|(i, b)| (i as f64 * bucket_s, b.latency.value_at_quantile(q) as f64 / 1000.0))
+            .map(|(i, b)| {
+                (
+                    i as f64 * bucket_s,
+                    b.latency.value_at_quantile(q) as f64 / 1000.0,
+                )
+            })
             .collect()
     };
     let latency = line_chart(
@@ -447,22 +532,37 @@ pub fn html(report: &Report, recorder: &Recorder) -> String {
         &[Series {
             name: "queue depth".into(),
             color: COLORS[4],
-            points: recorder.queue_depth.iter().map(|&(t, d)| (t, d as f64)).collect(),
+            points: recorder
+                .queue_depth
+                .iter()
+                .map(|&(t, d)| (t, d as f64))
+                .collect(),
         }],
         &recorder.kills,
     );
     let mut loads = report.institutions.clone();
-    loads.sort_by(|a, b| b.demand.cmp(&a.demand).then(a.institution.cmp(&b.institution)));
+    loads.sort_by(|a, b| {
+        b.demand
+            .cmp(&a.demand)
+            .then(a.institution.cmp(&b.institution))
+    });
     let overloaded = loads.iter().filter(|l| l.demand > l.seats).count();
     let under_half = loads.iter().filter(|l| 2 * l.demand < l.seats).count();
     let n_institutions = loads.len();
     let shown: Vec<InstitutionLoad> = if loads.len() > 40 {
         // The 30 most wanted and the 10 least wanted.
-        loads[..30].iter().chain(&loads[loads.len() - 10..]).cloned().collect()
+        loads[..30]
+            .iter()
+            .chain(&loads[loads.len() - 10..])
+            .cloned()
+            .collect()
     } else {
         loads
     };
-    let demand = bar_chart("Demand (first choice) against seats per institution", &shown);
+    let demand = bar_chart(
+        "Demand (first choice) against seats per institution",
+        &shown,
+    );
     let json = serde_json::to_string_pretty(report).unwrap_or_default();
     let status = if report.audit_passed && report.slo.as_ref().is_none_or(|s| s.passed) {
         ("passed", "#2ca02c")

@@ -216,7 +216,10 @@ impl Scenario {
                 .parse::<chrono_tz::Tz>()
                 .map_err(|e| anyhow::anyhow!("time zone {:?}: {e}", a.time_zone))?;
             if !(a.share > 0.0) || a.opens_after_min < 0.0 {
-                bail!("authority {}: share must be positive and opens_after_min not negative", a.id);
+                bail!(
+                    "authority {}: share must be positive and opens_after_min not negative",
+                    a.id
+                );
             }
         }
         if self.seats[0] == 0 || self.seats[1] < self.seats[0] {
@@ -226,7 +229,10 @@ impl Scenario {
             ("drafts_share", self.drafts_share),
             ("second_device_share", self.second_device_share),
             ("retry.impatient_share", self.retry.impatient_share),
-            ("birth_dates.out_of_range_share", self.birth_dates.out_of_range_share),
+            (
+                "birth_dates.out_of_range_share",
+                self.birth_dates.out_of_range_share,
+            ),
         ] {
             if !(0.0..=1.0).contains(&share) {
                 bail!("{name} must be between 0 and 1");
@@ -396,18 +402,20 @@ impl Presets {
                 let minutes = s.windows.last().map_or(0.0, |w| w.minutes);
                 (
                     s.id.clone(),
-                    format!("{total:.0} applications in {minutes} min; {}", s.source.clone().unwrap_or_default()),
+                    format!(
+                        "{total:.0} applications in {minutes} min; {}",
+                        s.source.clone().unwrap_or_default()
+                    ),
                 )
             })
             .collect()
     }
 
     pub fn scenario(&self, id: &str) -> anyhow::Result<Scenario> {
-        let surge = self
-            .surges
-            .iter()
-            .find(|s| s.id == id)
-            .with_context(|| format!("unknown preset {id:?}; known: {}", self.ids().join(", ")))?;
+        let surge =
+            self.surges.iter().find(|s| s.id == id).with_context(|| {
+                format!("unknown preset {id:?}; known: {}", self.ids().join(", "))
+            })?;
         self.from_surge(surge)
     }
 

@@ -79,7 +79,9 @@ fn parse_term(term: &str) -> anyhow::Result<Objective> {
     let name = term[..position].trim().to_ascii_lowercase();
     let value = term[position + op.len()..].trim().to_ascii_lowercase();
     let number = |text: &str| -> anyhow::Result<f64> {
-        text.trim().parse::<f64>().with_context(|| format!("{text:?} is not a number"))
+        text.trim()
+            .parse::<f64>()
+            .with_context(|| format!("{text:?} is not a number"))
     };
     let (metric, threshold) = match name.as_str() {
         "p50" | "p90" | "p99" | "p999" | "p99.9" | "max" => {
@@ -157,7 +159,10 @@ mod tests {
         assert!((objectives[1].threshold - 0.001).abs() < 1e-12);
         assert_eq!(parse("p999<=2s").unwrap()[0].threshold, 2000.0);
         assert_eq!(parse("lost=0").unwrap()[0].comparison, Comparison::Equal);
-        assert_eq!(parse("throughput>=1000/s").unwrap()[0].comparison, Comparison::AtLeast);
+        assert_eq!(
+            parse("throughput>=1000/s").unwrap()[0].comparison,
+            Comparison::AtLeast
+        );
         assert!(parse("p99<100").is_err());
         assert!(parse("latency<1ms").is_err());
     }

@@ -35,7 +35,10 @@ pub enum Answer {
         existing: Option<u32>,
     },
     /// Worth another attempt with the same key: 5xx, timeout, connection error, key in flight.
-    Retry { reason: String, after: Option<Duration> },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
 }
 
 /// The engine in this process.
@@ -59,14 +62,16 @@ impl InProcess {
         };
         match self.writers[child.authority].submit(command, meta).await {
             Ok(reply) => match reply.outcome {
-                Outcome::Accepted { events } => match submitted_number(events.iter().map(|e| &e.event)) {
-                    Some(number) => Answer::Acknowledged { number },
-                    None => Answer::Refused {
-                        status: 500,
-                        code: "accepted_without_application".into(),
-                        existing: None,
-                    },
-                },
+                Outcome::Accepted { events } => {
+                    match submitted_number(events.iter().map(|e| &e.event)) {
+                        Some(number) => Answer::Acknowledged { number },
+                        None => Answer::Refused {
+                            status: 500,
+                            code: "accepted_without_application".into(),
+                            existing: None,
+                        },
+                    }
+                }
                 Outcome::Rejected { rejection } => refusal(&rejection),
             },
             Err(e) => match e {
@@ -99,9 +104,8 @@ impl InProcess {
 
 fn submitted_number<'a>(events: impl Iterator<Item = &'a Event>) -> Option<u32> {
     events.into_iter().find_map(|e| match e {
-        Event::KindergartenApplicationSubmitted { number, .. } | Event::SchoolApplicationSubmitted { number, .. } => {
-            Some(number.0)
-        }
+        Event::KindergartenApplicationSubmitted { number, .. }
+        | Event::SchoolApplicationSubmitted { number, .. } => Some(number.0),
         _ => None,
     })
 }
@@ -174,8 +178,13 @@ impl Http {
         idempotency_key: Option<&str>,
         body: Option<&Value>,
     ) -> Result<HttpResponse, String> {
-        let _permit = self.permits.acquire().await.map_err(|_| "closed".to_string())?;
-        self.exchange(method, path, token, idempotency_key, body).await
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| "closed".to_string())?;
+        self.exchange(method, path, token, idempotency_key, body)
+            .await
     }
 
     /// A request that does not wait for a permit: health checks and metrics samples must
@@ -192,7 +201,9 @@ impl Http {
         idempotency_key: Option<&str>,
         body: Option<&Value>,
     ) -> Result<HttpResponse, String> {
-        let mut builder = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
         if let Some(token) = token {
             builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -201,14 +212,19 @@ impl Http {
         }
         let bytes = match body {
             Some(v) => {
-                builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                builder =
+                    builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 Bytes::from(serde_json::to_vec(v).expect("json serialises"))
             }
             None => Bytes::new(),
         };
         let request = builder.body(Full::new(bytes)).map_err(|e| e.to_string())?;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| format!("connection: {e}"))?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| format!("connection: {e}"))?;
             let status = response.status();
             let retry_after = response
                 .headers()
@@ -298,9 +314,11 @@ impl Http {
         for (index, a) in workload.authorities.iter().enumerate() {
             for command in workload.setup_commands(index) {
                 let (path, body, token) = match command {
-                    Command::ConfigureAuthority { config } => {
-                        ("/api/v1/authorities".to_owned(), serde_json::to_value(config)?, &admin)
-                    }
+                    Command::ConfigureAuthority { config } => (
+                        "/api/v1/authorities".to_owned(),
+                        serde_json::to_value(config)?,
+                        &admin,
+                    ),
                     Command::RegisterInstitution { id, kind, name } => (
                         format!("/api/v1/authorities/{}/institutions", a.id),
                         json!({ "id": id, "kind": kind, "name": name }),
@@ -361,7 +379,11 @@ fn school_body(workload: &Workload, child: &ChildSpec) -> Value {
 }
 
 /// The route (below the authority) and body of a device's submission.
-fn application_request(workload: &Workload, child: &ChildSpec, device: u8) -> (&'static str, Value) {
+fn application_request(
+    workload: &Workload,
+    child: &ChildSpec,
+    device: u8,
+) -> (&'static str, Value) {
     match workload.scenario.service {
         Service::Kindergarten => (
             "/kindergarten/applications",
@@ -386,7 +408,9 @@ fn classify(r: HttpResponse) -> Answer {
     let status = r.status.as_u16();
     if r.status.is_success() {
         return match r.body["application"]["number"].as_u64() {
-            Some(number) => Answer::Acknowledged { number: number as u32 },
+            Some(number) => Answer::Acknowledged {
+                number: number as u32,
+            },
             None => Answer::Refused {
                 status,
                 code: "acknowledged_without_number".into(),
@@ -394,10 +418,17 @@ fn classify(r: HttpResponse) -> Answer {
             },
         };
     }
-    let code = r.body["code"].as_str().unwrap_or("no_problem_body").to_owned();
+    let code = r.body["code"]
+        .as_str()
+        .unwrap_or("no_problem_body")
+        .to_owned();
     if status >= 500 || code == "idempotency_key_in_flight" {
         return Answer::Retry {
-            reason: if status >= 500 { status.to_string() } else { format!("{status} {code}") },
+            reason: if status >= 500 {
+                status.to_string()
+            } else {
+                format!("{status} {code}")
+            },
             after: r.retry_after,
         };
     }
@@ -422,7 +453,13 @@ pub struct SpawnedServer {
 }
 
 impl SpawnedServer {
-    pub fn new(bin: PathBuf, database_url: String, log: PathBuf, extra_args: Vec<String>, env: Vec<(String, String)>) -> anyhow::Result<Self> {
+    pub fn new(
+        bin: PathBuf,
+        database_url: String,
+        log: PathBuf,
+        extra_args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
         // A free port now; the server binds it with SO_REUSEADDR, also after a kill.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .context("failed to find a free port")?
@@ -480,11 +517,17 @@ impl SpawnedServer {
             }
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
-                    bail!("the server exited with {status} at start; see {}", self.log.display());
+                    bail!(
+                        "the server exited with {status} at start; see {}",
+                        self.log.display()
+                    );
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("the server did not become healthy in 60 s; see {}", self.log.display());
+                bail!(
+                    "the server did not become healthy in 60 s; see {}",
+                    self.log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -6,9 +6,12 @@
 //! can be rebuilt anywhere (setup, send, chart) without storing it.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
-use ochered_core::command::{CampaignConfig, CampaignMode, CampaignSchool, Command, KindergartenForm, SchoolForm};
+use ochered_core::command::{
+    CampaignConfig, CampaignMode, CampaignSchool, Command, KindergartenForm, SchoolForm,
+};
 use ochered_core::domain::{
-    AuthorityConfig, AuthorityId, CampaignId, Channel, DocumentNumber, InstitutionId, InstitutionKind, PersonKey,
+    AuthorityConfig, AuthorityId, CampaignId, Channel, DocumentNumber, InstitutionId,
+    InstitutionKind, PersonKey,
 };
 use ochered_core::ordering::{Privilege, TieBreak};
 use ochered_writer::demo::SeededRng;
@@ -203,7 +206,9 @@ impl Workload {
         let s = &self.scenario;
         let authority = self.authority_of(n);
         let a = &self.authorities[authority];
-        let mut rng = SeededRng::new(self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ u64::from(n).wrapping_mul(0x9E37_79B9));
+        let mut rng = SeededRng::new(
+            self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ u64::from(n).wrapping_mul(0x9E37_79B9),
+        );
         let n_choices = match s.service {
             Service::School => 1,
             Service::Kindergarten => 1 + rng.below(s.kindergarten_preferences_max as u64) as usize,
@@ -224,7 +229,10 @@ impl Workload {
                     60 + rng.below(6) as u32
                 } else {
                     s.birth_dates.min_age_months
-                        + rng.below(u64::from(s.birth_dates.max_age_months - s.birth_dates.min_age_months) + 1) as u32
+                        + rng.below(
+                            u64::from(s.birth_dates.max_age_months - s.birth_dates.min_age_months)
+                                + 1,
+                        ) as u32
                 };
                 // Whole months back from 1 September, then up to 27 days more.
                 sept1
@@ -255,7 +263,9 @@ impl Workload {
             vec![Privilege::Sibling {
                 institution: self.institution_id(first),
             }]
-        } else if s.service == Service::School && roll < p.extraordinary + p.first_priority + p.sibling + p.catchment {
+        } else if s.service == Service::School
+            && roll < p.extraordinary + p.first_priority + p.sibling + p.catchment
+        {
             vec![Privilege::Catchment {
                 institution: self.institution_id(first),
             }]
@@ -286,7 +296,10 @@ impl Workload {
     }
 
     pub fn person_key(&self, secret: &[u8], child: &ChildSpec) -> PersonKey {
-        PersonKey::derive(secret, &DocumentNumber::parse(&child.document).expect("valid document"))
+        PersonKey::derive(
+            secret,
+            &DocumentNumber::parse(&child.document).expect("valid document"),
+        )
     }
 
     pub fn school_form(&self, secret: &[u8], child: &ChildSpec, device: u8) -> SchoolForm {
@@ -294,18 +307,31 @@ impl Workload {
             campaign: self.campaign_id(),
             child: self.person_key(secret, child),
             birth_date: child.birth_date,
-            schools: child.institutions.iter().map(|&i| self.institution_id(i)).collect(),
+            schools: child
+                .institutions
+                .iter()
+                .map(|&i| self.institution_id(i))
+                .collect(),
             privileges: child.privileges.clone(),
             channel: Channel::Portal,
             submitted_by: self.parent(child.n, device),
         }
     }
 
-    pub fn kindergarten_form(&self, secret: &[u8], child: &ChildSpec, device: u8) -> KindergartenForm {
+    pub fn kindergarten_form(
+        &self,
+        secret: &[u8],
+        child: &ChildSpec,
+        device: u8,
+    ) -> KindergartenForm {
         KindergartenForm {
             child: self.person_key(secret, child),
             birth_date: child.birth_date,
-            preferences: child.institutions.iter().map(|&i| self.institution_id(i)).collect(),
+            preferences: child
+                .institutions
+                .iter()
+                .map(|&i| self.institution_id(i))
+                .collect(),
             desired_start: self.desired_start(),
             any_other: child.any_other,
             privileges: child.privileges.clone(),
@@ -354,7 +380,15 @@ impl Workload {
             commands.push(Command::RegisterInstitution {
                 id: self.institution_id(i),
                 kind,
-                name: format!("{} No. {}", if kind == InstitutionKind::School { "School" } else { "Kindergarten" }, i + 1),
+                name: format!(
+                    "{} No. {}",
+                    if kind == InstitutionKind::School {
+                        "School"
+                    } else {
+                        "Kindergarten"
+                    },
+                    i + 1
+                ),
             });
         }
         if self.scenario.service == Service::School {
@@ -394,7 +428,11 @@ impl Workload {
 
     /// Applications wanting each institution first, per authority (the demand chart).
     pub fn demand(&self) -> Vec<Vec<u32>> {
-        let mut demand: Vec<Vec<u32>> = self.authorities.iter().map(|a| vec![0; a.n_institutions]).collect();
+        let mut demand: Vec<Vec<u32>> = self
+            .authorities
+            .iter()
+            .map(|a| vec![0; a.n_institutions])
+            .collect();
         for n in 0..self.n_children {
             let c = self.child(n);
             demand[c.authority][c.institutions[0]] += 1;
@@ -404,13 +442,17 @@ impl Workload {
 }
 
 fn first_tz(s: &Scenario) -> chrono_tz::Tz {
-    s.authorities[0].time_zone.parse().expect("validated time zone")
+    s.authorities[0]
+        .time_zone
+        .parse()
+        .expect("validated time zone")
 }
 
 fn hash_str(s: &str) -> u64 {
     // FNV-1a: stable across Rust versions, unlike DefaultHasher.
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -421,7 +463,9 @@ mod tests {
     fn workload(scale: f64) -> Workload {
         let presets = Presets::load(std::path::Path::new("/nonexistent"));
         let scenario = presets.scenario("novosibirsk-2024").unwrap();
-        let origin = DateTime::parse_from_rfc3339("2027-04-01T00:00:00+07:00").unwrap().with_timezone(&Utc);
+        let origin = DateTime::parse_from_rfc3339("2027-04-01T00:00:00+07:00")
+            .unwrap()
+            .with_timezone(&Utc);
         Workload::build(scenario, 7, scale, origin)
     }
 
@@ -429,11 +473,18 @@ mod tests {
     fn the_schedule_matches_the_published_windows() {
         let w = workload(1.0);
         assert_eq!(w.n_children, 9475);
-        let first_five_minutes = w.sends.iter().filter(|s| s.device == 0 && s.at_s < 300.0).count();
+        let first_five_minutes = w
+            .sends
+            .iter()
+            .filter(|s| s.device == 0 && s.at_s < 300.0)
+            .count();
         assert_eq!(first_five_minutes, 1144);
         assert!(w.sends.windows(2).all(|p| p[0].at_s <= p[1].at_s));
         let seconds = w.sends.iter().filter(|s| s.device == 1).count();
-        assert!(seconds > 150 && seconds < 450, "{seconds} second-device sends");
+        assert!(
+            seconds > 150 && seconds < 450,
+            "{seconds} second-device sends"
+        );
     }
 
     #[test]
@@ -453,7 +504,8 @@ mod tests {
         let sept1 = NaiveDate::from_ymd_opt(2027, 9, 1).unwrap();
         for n in 0..w.n_children {
             let c = w.child(n);
-            let months = (sept1.year() - c.birth_date.year()) * 12 + sept1.month() as i32 - c.birth_date.month() as i32;
+            let months = (sept1.year() - c.birth_date.year()) * 12 + sept1.month() as i32
+                - c.birth_date.month() as i32;
             if c.out_of_range {
                 assert!(months < 78);
             } else {

@@ -10,9 +10,16 @@ use serde_json::Value;
 async fn simulate(dir: &Path, name: &str, flags: &[&str]) -> (u8, Value) {
     let json = dir.join(format!("{name}.json"));
     let mut argv: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
-    argv.extend(["--quiet".into(), "--json".into(), json.display().to_string()]);
-    let status = run_status(args_from(argv).expect("valid flags")).await.expect("the run completes");
-    let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("report written")).expect("report is JSON");
+    argv.extend([
+        "--quiet".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ]);
+    let status = run_status(args_from(argv).expect("valid flags"))
+        .await
+        .expect("the run completes");
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("report written"))
+        .expect("report is JSON");
     (status, report)
 }
 
@@ -20,7 +27,14 @@ async fn simulate(dir: &Path, name: &str, flags: &[&str]) -> (u8, Value) {
 async fn a_fixed_seed_gives_the_same_state_hash_twice() {
     let dir = tempfile::tempdir().unwrap();
     let flags = [
-        "--preset", "national-first-minute", "--scale", "0.004", "--clock", "virtual", "--seed", "2024",
+        "--preset",
+        "national-first-minute",
+        "--scale",
+        "0.004",
+        "--clock",
+        "virtual",
+        "--seed",
+        "2024",
     ];
     let (status_a, a) = simulate(dir.path(), "a", &flags).await;
     let (status_b, b) = simulate(dir.path(), "b", &flags).await;
@@ -31,7 +45,13 @@ async fn a_fixed_seed_gives_the_same_state_hash_twice() {
     assert_eq!(a["duplicates"], 0);
     assert_eq!(a["order_violations"], 0);
     assert_eq!(a["errors"], 0, "{a:#}");
-    assert!(a["expected_refusals"]["duplicate_application"].as_u64().unwrap() > 0, "{a:#}");
+    assert!(
+        a["expected_refusals"]["duplicate_application"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{a:#}"
+    );
     let hash = a["state_hash"].as_str().unwrap();
     assert_eq!(hash.len(), 64);
     assert_eq!(b["state_hash"].as_str().unwrap(), hash);
@@ -45,14 +65,26 @@ async fn a_fixed_seed_gives_the_same_state_hash_twice() {
 async fn the_audit_catches_a_dropped_acknowledged_application() {
     let dir = tempfile::tempdir().unwrap();
     let flags = [
-        "--preset", "novosibirsk-2024", "--scale", "0.03", "--duration-s", "2", "--seed", "9",
+        "--preset",
+        "novosibirsk-2024",
+        "--scale",
+        "0.03",
+        "--duration-s",
+        "2",
+        "--seed",
+        "9",
     ];
     let (status, clean) = simulate(dir.path(), "clean", &flags).await;
     assert_eq!(status, 0, "{clean:#}");
     assert_eq!(clean["lost"], 0);
     assert_eq!(clean["audit_passed"], true);
 
-    let (status, report) = simulate(dir.path(), "fault", &[&flags[..], &["--test-drop-acknowledged", "1"]].concat()).await;
+    let (status, report) = simulate(
+        dir.path(),
+        "fault",
+        &[&flags[..], &["--test-drop-acknowledged", "1"]].concat(),
+    )
+    .await;
     assert_eq!(status, EXIT_AUDIT_FAILED, "{report:#}");
     assert_eq!(report["lost"], 1, "{report:#}");
     assert_eq!(report["audit_passed"], false);
@@ -62,13 +94,30 @@ async fn the_audit_catches_a_dropped_acknowledged_application() {
 async fn the_slo_sets_the_exit_status_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let flags = [
-        "--preset", "ekaterinburg-2024", "--scale", "0.02", "--duration-s", "2", "--seed", "3",
+        "--preset",
+        "ekaterinburg-2024",
+        "--scale",
+        "0.02",
+        "--duration-s",
+        "2",
+        "--seed",
+        "3",
     ];
-    let (status, met) = simulate(dir.path(), "met", &[&flags[..], &["--slo", "p99<30s,errors<50%,lost=0"]].concat()).await;
+    let (status, met) = simulate(
+        dir.path(),
+        "met",
+        &[&flags[..], &["--slo", "p99<30s,errors<50%,lost=0"]].concat(),
+    )
+    .await;
     assert_eq!(status, 0, "{met:#}");
     assert_eq!(met["slo"]["passed"], true);
 
-    let (status, missed) = simulate(dir.path(), "missed", &[&flags[..], &["--slo", "p99<1us,errors<0.1%"]].concat()).await;
+    let (status, missed) = simulate(
+        dir.path(),
+        "missed",
+        &[&flags[..], &["--slo", "p99<1us,errors<0.1%"]].concat(),
+    )
+    .await;
     assert_eq!(status, EXIT_SLO_MISSED, "{missed:#}");
     assert_eq!(missed["slo"]["passed"], false);
     assert_eq!(missed["slo"]["results"][0]["ok"], false);
@@ -105,17 +154,37 @@ async fn a_custom_kindergarten_scenario_runs_and_writes_a_page() {
     let (status, report) = simulate(
         dir.path(),
         "kg",
-        &["--scenario", &scenario_arg, "--duration-s", "2", "--seed", "5", "--html", &html_arg],
+        &[
+            "--scenario",
+            &scenario_arg,
+            "--duration-s",
+            "2",
+            "--seed",
+            "5",
+            "--html",
+            &html_arg,
+        ],
     )
     .await;
     assert_eq!(status, 0, "{report:#}");
     assert_eq!(report["children"], 450);
-    assert!(report["submitted"].as_u64().unwrap() > 450, "some children were sent from two devices");
+    assert!(
+        report["submitted"].as_u64().unwrap() > 450,
+        "some children were sent from two devices"
+    );
     assert_eq!(report["errors"], 0, "{report:#}");
-    assert!(report["expected_refusals"]["age_out_of_range"].as_u64().unwrap() > 0);
+    assert!(
+        report["expected_refusals"]["age_out_of_range"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let page = std::fs::read_to_string(&html).unwrap();
     for chart in ["arrivals", "latency", "queue-depth", "demand"] {
-        assert!(page.contains(&format!("<figure id=\"{chart}\"><svg")), "{chart} chart missing");
+        assert!(
+            page.contains(&format!("<figure id=\"{chart}\"><svg")),
+            "{chart} chart missing"
+        );
     }
     assert!(!page.contains("<script"));
 }

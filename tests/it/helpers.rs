@@ -48,6 +48,7 @@ pub fn config_for(url: String) -> ServerConfig {
         cors_origin: None,
         snapshot_every: 1_000_000,
         demo_authority: "demo".into(),
+        webhooks: Default::default(),
     }
 }
 

@@ -3,4 +3,6 @@
 mod api;
 mod cli;
 mod helpers;
+mod openapi_files;
 mod simulator;
+mod status_updates;

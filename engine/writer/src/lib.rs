@@ -147,7 +147,13 @@ struct Shared {
     head: RwLock<ochered_store::ChainHead>,
     /// False while the state could not be rebuilt after a failed commit (the store is away).
     consistent: std::sync::atomic::AtomicBool,
+    /// The events of each acknowledged batch, in log order, for status updates. Best effort:
+    /// a slow subscriber lags and must read what it missed from the store.
+    committed: tokio::sync::broadcast::Sender<Arc<Vec<CommittedEvent>>>,
 }
+
+/// How many acknowledged batches a subscriber may fall behind before it lags.
+const COMMITTED_BROADCAST_BATCHES: usize = 1024;
 
 /// A cloneable handle to one authority's writer and its state.
 #[derive(Clone)]
@@ -172,6 +178,7 @@ impl Writer {
             stats: WriterStats::default(),
             head: RwLock::new(stats.head.clone()),
             consistent: std::sync::atomic::AtomicBool::new(true),
+            committed: tokio::sync::broadcast::channel(COMMITTED_BROADCAST_BATCHES).0,
         });
         let mut task = WriterTask {
             store,
@@ -253,6 +260,15 @@ impl Writer {
 
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// The events of every batch acknowledged from now on, one message per batch, in log
+    /// order. A receiver that falls behind gets `Lagged` and should read the missed
+    /// `authority_seq` range from the store; events committed but never acknowledged (a crash
+    /// or a failed commit that reached the disk) are never sent, so readers must also treat a
+    /// gap in `authority_seq` as something to read from the store.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<CommittedEvent>>> {
+        self.shared.committed.subscribe()
     }
 
     /// False while the in-memory state is being rebuilt after a failed commit; reads should
@@ -592,11 +608,17 @@ impl WriterTask {
         stats
             .last_batch_size
             .store(pending.decided.len() as u64, Ordering::Relaxed);
+        // Copies for subscribers only when there are any.
+        let mut broadcast = (self.shared.committed.receiver_count() > 0)
+            .then(|| Vec::with_capacity(pending.n_events as usize));
         for d in pending.decided {
             match d {
                 Decided::Accepted { job, events } => {
                     if let Some(key) = &job.meta.idempotency_key {
                         self.keys.insert(key_digest(key));
+                    }
+                    if let Some(b) = &mut broadcast {
+                        b.extend(events.iter().cloned());
                     }
                     let _ = job.reply.send(Ok(Reply {
                         outcome: Outcome::Accepted { events },
@@ -610,6 +632,9 @@ impl WriterTask {
                     }));
                 }
             }
+        }
+        if let Some(events) = broadcast.filter(|b| !b.is_empty()) {
+            let _ = self.shared.committed.send(Arc::new(events));
         }
         self.events_since_snapshot += pending.n_events;
         Finished::Committed

@@ -1,8 +1,13 @@
 -- The append-only, hash-chained event log (SQLite).
 -- recorded_at is the canonical RFC 3339 text with microseconds and `Z`, exactly the bytes that were hashed.
 -- payload and metadata are JSON text stored byte for byte.
+-- global_seq is a plain rowid alias, not AUTOINCREMENT: SQLite gives a new row
+-- max(rowid) + 1, which only repeats a number after the newest row was deleted, and this
+-- log is append-only (an UPDATE or DELETE is tampering that `verify` reports). AUTOINCREMENT
+-- would read and rewrite the `sqlite_sequence` row on every INSERT statement, an extra
+-- B-tree update per event for no guarantee the chain needs.
 CREATE TABLE events (
-    global_seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    global_seq     INTEGER PRIMARY KEY,
     authority      TEXT    NOT NULL,
     authority_seq  INTEGER NOT NULL,
     stream_id      TEXT    NOT NULL,

@@ -1,0 +1,532 @@
+//! Status updates of applications as Server-Sent Events, one stream per application for its
+//! parent (and officers), and the start of the status-update machinery (SSE shutdown and the
+//! webhook outbox of [`crate::webhooks`]).
+//!
+//! `GET /api/v1/authorities/{a}/applications/{n}/events` streams:
+//! - `event: status` with `id: <authority_seq>`: one status change of the application
+//!   (submitted, amended, withdrawn, privilege_claimed, privilege_confirmed, privilege_revoked,
+//!   offered, accepted, declined, expired, transferred, enrolled), in log order. A client
+//!   reconnecting with `Last-Event-ID` gets the changes it missed, read from the log.
+//! - `event: positions` (no id): the application's status and its position in each queue,
+//!   sent on connect and then whenever it changed, at most once a second.
+//! - `event: resync` with an id: the client was too far behind to replay (more than
+//!   [`REPLAY_MAX_EVENTS`] events); it should fetch the application again.
+//! - keep-alive comments every 15 seconds.
+//!
+//! Browsers' `EventSource` cannot send an `Authorization` header, so the token may also come
+//! as `?access_token=`. Only what the parent can already see through the REST API is sent.
+//!
+//! Every stream subscribes to its writer's broadcast of acknowledged batches; a stream that
+//! lags, or sees a gap in `authority_seq`, reads the missing range from the store, so the
+//! broadcast is only ever a shortcut, never the source of truth.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use chrono::{DateTime, Utc};
+use ochered_core::domain::{ApplicationNumber, InstitutionId};
+use ochered_core::state::State;
+use ochered_core::Event;
+use ochered_store::EventStore;
+use ochered_writer::Writer;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Interval of the keep-alive comments.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Positions are recomputed at most this often per stream.
+const POSITIONS_EVERY: Duration = Duration::from_secs(1);
+/// A reconnecting client further behind than this gets `resync` instead of a replay.
+pub const REPLAY_MAX_EVENTS: i64 = 100_000;
+/// Events per store read when replaying.
+const PAGE_EVENTS: i64 = 1_000;
+/// Suggested reconnection delay sent to clients.
+const RETRY: Duration = Duration::from_secs(3);
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/authorities/{authority}/applications/{number}/events",
+        get(application_events),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which events are status changes
+
+/// One status change of one application, as a parent or the portal sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct StatusChange {
+    pub application: ApplicationNumber,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The kindergarten offered or the school enrolled in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub institution: Option<InstitutionId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer_deadline: Option<DateTime<Utc>>,
+}
+
+/// The status changes an event makes, in a stable order (a round makes one per placement),
+/// only those of `only` when given.
+pub(crate) fn status_changes(event: &Event, only: Option<ApplicationNumber>) -> Vec<StatusChange> {
+    let one = |number: ApplicationNumber, kind: &'static str| {
+        if only.is_some_and(|o| o != number) {
+            Vec::new()
+        } else {
+            vec![StatusChange {
+                application: number,
+                kind,
+                institution: None,
+                offer_deadline: None,
+            }]
+        }
+    };
+    match event {
+        Event::KindergartenApplicationSubmitted { number, .. }
+        | Event::SchoolApplicationSubmitted { number, .. } => one(*number, "submitted"),
+        Event::KindergartenPreferencesAmended { number, .. } => one(*number, "amended"),
+        Event::ApplicationWithdrawn { number, .. } => one(*number, "withdrawn"),
+        Event::PrivilegeClaimed { number, .. } => one(*number, "privilege_claimed"),
+        Event::PrivilegeConfirmed { number, .. } => one(*number, "privilege_confirmed"),
+        Event::PrivilegeRevoked { number, .. } => one(*number, "privilege_revoked"),
+        Event::OfferAccepted { number, .. } => one(*number, "accepted"),
+        Event::OfferDeclined { number, .. } => one(*number, "declined"),
+        Event::OfferExpired { number, .. } => one(*number, "expired"),
+        Event::TransferCompleted { number, .. } => one(*number, "transferred"),
+        Event::KindergartenRoundCompleted {
+            seats,
+            placements,
+            offer_deadline,
+            ..
+        } => placements
+            .iter()
+            .filter(|p| only.is_none_or(|o| o == p.number))
+            .map(|p| StatusChange {
+                application: p.number,
+                kind: "offered",
+                institution: seats.get(p.seats as usize).map(|s| s.institution.clone()),
+                offer_deadline: Some(*offer_deadline),
+            })
+            .collect(),
+        Event::SchoolEnrollmentCompleted {
+            seats, placements, ..
+        } => placements
+            .iter()
+            .filter(|p| only.is_none_or(|o| o == p.number))
+            .map(|p| StatusChange {
+                application: p.number,
+                kind: "enrolled",
+                institution: seats.get(p.seats as usize).map(|s| s.institution.clone()),
+                offer_deadline: None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a stored event of this stream may change the status of `only` (or of any
+/// application): lets readers skip decoding everything else.
+pub(crate) fn may_change_status(stream_id: &str, only: Option<ApplicationNumber>) -> bool {
+    if stream_id.starts_with("round-") {
+        return true;
+    }
+    match stream_id.strip_prefix("application-") {
+        None => false,
+        Some(n) => only.is_none_or(|o| n.parse::<u32>() == Ok(o.0)),
+    }
+}
+
+/// Decodes a stored event.
+pub(crate) fn decode(e: &ochered_store::StoredEvent) -> Result<Event, String> {
+    ochered_core::upcast::decode(&e.event_type, e.schema_version, &e.payload)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start and shutdown
+
+/// Tells long-lived responses (event streams) that the server is stopping, so the graceful
+/// shutdown does not wait for them for ever.
+#[derive(Clone)]
+pub(crate) struct Stopping(watch::Receiver<bool>);
+
+/// Resolves when `stop` says the server is stopping (never when there is no signal).
+pub(crate) async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
+    match stop {
+        Some(rx) => {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts the status updates of a server: the webhook outbox (when configured) and the
+/// shutdown of event streams. Takes the server's stop signal and returns the one the server
+/// should wait for: it fires after the streams and the outbox were told to stop.
+pub(crate) fn start(
+    app: Router,
+    server_stop: oneshot::Receiver<()>,
+    state: &AppState,
+) -> anyhow::Result<(Router, oneshot::Receiver<()>)> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    crate::webhooks::spawn(state, stop_rx.clone())?;
+    let (relay_tx, relay_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = server_stop.await;
+        let _ = stop_tx.send(true);
+        let _ = relay_tx.send(());
+    });
+    Ok((app.layer(Extension(Stopping(stop_rx))), relay_rx))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The handler
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    /// For `EventSource`, which cannot send headers.
+    access_token: Option<String>,
+    /// Same as the `Last-Event-ID` header (which wins).
+    last_event_id: Option<String>,
+}
+
+/// The caller from `Authorization: Bearer` or, failing that, `?access_token=`.
+fn caller(state: &AppState, headers: &HeaderMap, query: &StreamQuery) -> Result<Caller, ApiError> {
+    let token = match headers.get(axum::http::header::AUTHORIZATION) {
+        Some(header) => header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?
+            .trim()
+            .to_owned(),
+        None => query.access_token.clone().ok_or_else(|| {
+            ApiError::unauthorized(
+                "an Authorization: Bearer token (or ?access_token= for EventSource) is required",
+            )
+        })?,
+    };
+    let claims = crate::auth::verify(&state.config.jwt_secret, &token)?;
+    Ok(Caller {
+        sub: claims.sub,
+        role: claims.role,
+    })
+}
+
+/// The same rule as the REST API's application reads: its submitter, officers and admins;
+/// someone else's application looks exactly like a missing one.
+fn check_visible(state: &State, caller: &Caller, number: u32) -> Result<(), ApiError> {
+    let missing = || ApiError::not_found(format!("application {number} does not exist"));
+    let app = state
+        .application(ApplicationNumber(number))
+        .ok_or_else(missing)?;
+    match caller.role {
+        Role::Officer | Role::Admin => Ok(()),
+        Role::Parent if *app.submitted_by == *caller.sub => Ok(()),
+        Role::Parent => Err(missing()),
+        Role::Auditor | Role::Registrar => Err(ApiError::forbidden(
+            "this role sees anonymised queues only, not applications",
+        )),
+    }
+}
+
+async fn application_events(
+    AxumState(state): AxumState<AppState>,
+    Path((authority, number)): Path<(String, String)>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    stopping: Option<Extension<Stopping>>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("access_token", e.body_text()))?;
+    let caller = caller(&state, &headers, &query)?;
+    let number = number
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::invalid("number", "must be a positive integer"))?;
+    let writer = state.engine.writer(&authority).ok_or_else(|| {
+        ApiError::not_found(format!("authority {authority} does not exist")).with_field("authority")
+    })?;
+    if !writer.is_consistent() {
+        return Err(ApiError::unavailable(
+            "the store is unavailable and this authority's state is being restored; retry shortly",
+        ));
+    }
+    let last_event_id = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().unwrap_or("").to_owned()),
+        None => query.last_event_id.clone(),
+    };
+    let last_event_id = match last_event_id.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(
+            raw.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    ApiError::invalid("Last-Event-ID", "must be an authority_seq sent earlier")
+                })?,
+        ),
+    };
+    // Subscribe before reading the head: every batch acknowledged from here on is either at
+    // or below the head read next, or arrives through the subscription (or both).
+    let batches = writer.subscribe();
+    let head = writer.head().authority_seq;
+    writer.read(|s| check_visible(s, &caller, number))?;
+    let (tx, rx) = mpsc::channel(64);
+    let streamer = Streamer {
+        store: state.engine.store().clone(),
+        writer,
+        number: ApplicationNumber(number),
+        cursor: head,
+        tx,
+        last_positions: None,
+    };
+    let stop = stopping.map(|Extension(Stopping(rx))| rx);
+    tokio::spawn(streamer.run(batches, last_event_id, stop));
+    metrics::counter!("ochered_sse_streams_total").increment(1);
+    Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// One stream
+
+struct Streamer {
+    store: Arc<dyn EventStore>,
+    writer: Writer,
+    number: ApplicationNumber,
+    /// Every event up to here was considered.
+    cursor: i64,
+    tx: mpsc::Sender<Result<SseEvent, Infallible>>,
+    last_positions: Option<String>,
+}
+
+/// Why a stream ended.
+enum End {
+    /// The client went away or the server is stopping.
+    Gone,
+    /// The log could not be read; the client reconnects with its Last-Event-ID.
+    Store,
+}
+
+impl Streamer {
+    async fn run(
+        mut self,
+        mut batches: broadcast::Receiver<Arc<Vec<ochered_writer::CommittedEvent>>>,
+        last_event_id: Option<i64>,
+        mut stop: Option<watch::Receiver<bool>>,
+    ) {
+        let head = self.cursor;
+        if let Some(last) = last_event_id {
+            self.cursor = last.min(head);
+            if self.catch_up(head).await.is_err() {
+                return;
+            }
+        }
+        if self.send_positions().await.is_err() {
+            return;
+        }
+        let mut positions_due: Option<Instant> = None;
+        let mut positions_after = Instant::now() + POSITIONS_EVERY;
+        loop {
+            let wake = positions_due.unwrap_or_else(|| Instant::now() + KEEP_ALIVE);
+            let step = tokio::select! {
+                _ = self.tx.closed() => Err(End::Gone),
+                _ = stopped(&mut stop) => Err(End::Gone),
+                batch = batches.recv() => match batch {
+                    Ok(batch) => self.live(&batch).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let head = self.writer.head().authority_seq;
+                        self.catch_up(head).await
+                    }
+                    Err(broadcast::error::RecvError::Closed) => Err(End::Gone),
+                },
+                _ = tokio::time::sleep_until(wake), if positions_due.is_some() => {
+                    positions_due = None;
+                    positions_after = Instant::now() + POSITIONS_EVERY;
+                    self.send_positions().await
+                }
+            };
+            match step {
+                Ok(()) => {}
+                Err(End::Gone) => return,
+                Err(End::Store) => return,
+            }
+            // Any committed batch may move the application: look again, throttled.
+            if positions_due.is_none() && !self.tx.is_closed() {
+                positions_due = Some(positions_after.max(Instant::now()));
+            }
+        }
+    }
+
+    /// Handles a batch from the subscription: fills a gap from the store first.
+    async fn live(&mut self, batch: &[ochered_writer::CommittedEvent]) -> Result<(), End> {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            return Ok(());
+        };
+        if last.authority_seq <= self.cursor {
+            return Ok(());
+        }
+        if first.authority_seq > self.cursor + 1 {
+            self.catch_up(first.authority_seq - 1).await?;
+        }
+        for e in batch {
+            if e.authority_seq <= self.cursor {
+                continue;
+            }
+            for change in status_changes(&e.event, Some(self.number)) {
+                self.send_change(e.authority_seq, e.recorded_at, change)
+                    .await?;
+            }
+            self.cursor = e.authority_seq;
+        }
+        Ok(())
+    }
+
+    /// Sends the application's changes in (cursor, to], read from the store.
+    async fn catch_up(&mut self, to: i64) -> Result<(), End> {
+        if to - self.cursor > REPLAY_MAX_EVENTS {
+            self.cursor = to;
+            let event = SseEvent::default()
+                .id(to.to_string())
+                .event("resync")
+                .data(json!({ "application": self.number, "authority_seq": to }).to_string());
+            return self.send(event).await;
+        }
+        let authority = self.writer.authority().to_owned();
+        while self.cursor < to {
+            let page = self
+                .store
+                .read(&authority, self.cursor, PAGE_EVENTS.min(to - self.cursor))
+                .await
+                .map_err(|e| {
+                    tracing::warn!(authority, error = %e, "event stream: the log could not be read");
+                    End::Store
+                })?;
+            if page.is_empty() {
+                // The head moved back (a failed commit); nothing more to read.
+                self.cursor = to;
+                break;
+            }
+            for stored in page {
+                if may_change_status(&stored.stream_id, Some(self.number)) {
+                    let event = decode(&stored).map_err(|e| {
+                        tracing::warn!(authority, error = %e, "event stream: undecodable event");
+                        End::Store
+                    })?;
+                    for change in status_changes(&event, Some(self.number)) {
+                        self.send_change(stored.authority_seq, stored.recorded_at, change)
+                            .await?;
+                    }
+                }
+                self.cursor = stored.authority_seq;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_change(
+        &mut self,
+        authority_seq: i64,
+        at: DateTime<Utc>,
+        change: StatusChange,
+    ) -> Result<(), End> {
+        let mut data = serde_json::to_value(&change).unwrap_or_default();
+        data["authority_seq"] = json!(authority_seq);
+        data["at"] = json!(at);
+        let event = SseEvent::default()
+            .id(authority_seq.to_string())
+            .event("status")
+            .data(data.to_string());
+        self.send(event).await
+    }
+
+    /// Sends the current status and positions when they changed since the last time.
+    async fn send_positions(&mut self) -> Result<(), End> {
+        let number = self.number;
+        let Some(view) = self.writer.read(|s| {
+            s.application(number).map(|app| {
+                json!({
+                    "application": number,
+                    "status": app.status.as_str(),
+                    "positions": crate::wire::positions(s, app),
+                })
+                .to_string()
+            })
+        }) else {
+            return Ok(());
+        };
+        if self.last_positions.as_deref() == Some(view.as_str()) {
+            return Ok(());
+        }
+        let mut event = SseEvent::default().event("positions").data(&view);
+        if self.last_positions.is_none() {
+            event = event.retry(RETRY);
+        }
+        self.last_positions = Some(view);
+        self.send(event).await
+    }
+
+    async fn send(&self, event: SseEvent) -> Result<(), End> {
+        self.tx.send(Ok(event)).await.map_err(|_| End::Gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ochered_core::rounds::{RoundPlacement, RoundSeats};
+
+    #[test]
+    fn rounds_make_one_change_per_placement_and_filter_by_application() {
+        let event = Event::KindergartenRoundCompleted {
+            round: ochered_core::domain::RoundId::parse("r1").unwrap(),
+            intake_year: 2027,
+            intake_date: chrono::NaiveDate::from_ymd_opt(2027, 9, 1).unwrap(),
+            offer_deadline: Utc::now(),
+            at: Utc::now(),
+            seats: vec![RoundSeats {
+                institution: InstitutionId::parse("K1").unwrap(),
+                age_group: Some(3),
+                capacity: 2,
+            }],
+            applicants: vec![],
+            placements: vec![
+                RoundPlacement {
+                    number: ApplicationNumber(4),
+                    seats: 0,
+                },
+                RoundPlacement {
+                    number: ApplicationNumber(7),
+                    seats: 0,
+                },
+            ],
+        };
+        let all = status_changes(&event, None);
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|c| c.kind == "offered"));
+        let mine = status_changes(&event, Some(ApplicationNumber(7)));
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].institution.as_ref().unwrap().as_str(), "K1");
+        assert!(may_change_status("application-7", Some(ApplicationNumber(7))));
+        assert!(!may_change_status("application-70", Some(ApplicationNumber(7))));
+        assert!(may_change_status("round-r1", Some(ApplicationNumber(7))));
+        assert!(!may_change_status("institution-K1", None));
+    }
+}
