@@ -112,12 +112,6 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-65536");
-        // EXPERIMENT (temporary): extra pragmas "name=value,name=value".
-        let base = std::env::var("OCHERED_EXP_PRAGMAS")
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .fold(base, |o, (k, v)| o.pragma(k.to_string(), v.to_string()));
         let writer_options = if in_memory {
             base.clone()
         } else {
