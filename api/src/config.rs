@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// [default: 0].
     #[arg(long, env = "OCHERED_WEBHOOK_MAX_ATTEMPTS")]
     pub webhook_max_attempts: Option<u32>,
+    /// Notifications in flight at once per authority; 1 keeps strict log order [default: 1].
+    #[arg(long, env = "OCHERED_WEBHOOK_CONCURRENCY")]
+    pub webhook_concurrency: Option<usize>,
     /// TOML file with any of the settings above (snake_case keys).
     #[arg(long, env = "OCHERED_CONFIG")]
     pub config: Option<PathBuf>,
@@ -99,6 +102,7 @@ struct FileConfig {
     webhook_backoff_initial_ms: Option<u64>,
     webhook_backoff_max_ms: Option<u64>,
     webhook_max_attempts: Option<u32>,
+    webhook_concurrency: Option<usize>,
 }
 
 /// The development secret used when none is configured; the server warns about it.
@@ -139,6 +143,8 @@ pub struct WebhookConfig {
     pub backoff_max_ms: u64,
     /// 0: retry for ever.
     pub max_attempts: u32,
+    /// Notifications in flight at once per authority (1: strict log order).
+    pub concurrency: usize,
 }
 
 impl Default for WebhookConfig {
@@ -151,6 +157,7 @@ impl Default for WebhookConfig {
             backoff_initial_ms: 500,
             backoff_max_ms: 60_000,
             max_attempts: 0,
+            concurrency: 1,
         }
     }
 }
@@ -260,6 +267,11 @@ impl ServerConfig {
                 .webhook_max_attempts
                 .or(file.webhook_max_attempts)
                 .unwrap_or(defaults.max_attempts),
+            concurrency: args
+                .webhook_concurrency
+                .or(file.webhook_concurrency)
+                .unwrap_or(defaults.concurrency)
+                .max(1),
         };
         Ok(Self {
             listen: args

@@ -346,31 +346,31 @@ impl Streamer {
         let mut positions_after = Instant::now() + POSITIONS_EVERY;
         loop {
             let wake = positions_due.unwrap_or_else(|| Instant::now() + KEEP_ALIVE);
+            // Ok(true): a batch committed, which may have moved the application.
             let step = tokio::select! {
                 _ = self.tx.closed() => Err(End::Gone),
                 _ = stopped(&mut stop) => Err(End::Gone),
                 batch = batches.recv() => match batch {
-                    Ok(batch) => self.live(&batch).await,
+                    Ok(batch) => self.live(&batch).await.map(|()| true),
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let head = self.writer.head().authority_seq;
-                        self.catch_up(head).await
+                        self.catch_up(head).await.map(|()| true)
                     }
                     Err(broadcast::error::RecvError::Closed) => Err(End::Gone),
                 },
                 _ = tokio::time::sleep_until(wake), if positions_due.is_some() => {
                     positions_due = None;
                     positions_after = Instant::now() + POSITIONS_EVERY;
-                    self.send_positions().await
+                    self.send_positions().await.map(|()| false)
                 }
             };
             match step {
-                Ok(()) => {}
-                Err(End::Gone) => return,
-                Err(End::Store) => return,
-            }
-            // Any committed batch may move the application: look again, throttled.
-            if positions_due.is_none() && !self.tx.is_closed() {
-                positions_due = Some(positions_after.max(Instant::now()));
+                // Look at the positions again, at most once per POSITIONS_EVERY.
+                Ok(true) if positions_due.is_none() => {
+                    positions_due = Some(positions_after.max(Instant::now()));
+                }
+                Ok(_) => {}
+                Err(End::Gone | End::Store) => return,
             }
         }
     }

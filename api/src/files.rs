@@ -332,7 +332,7 @@ async fn import_seats(
 
     let mut errors = RowErrors::default();
     // (institution, intake year) in order of first appearance, with their rows.
-    let mut groups: Vec<(InstitutionId, i32, Vec<(u64, AgeGroupSeats)>)> = Vec::new();
+    let mut groups: Vec<(InstitutionId, i32, SeatRows)> = Vec::new();
     let mut group_of: HashMap<(InstitutionId, i32), usize> = HashMap::new();
     let mut row_of: HashMap<(InstitutionId, i32, u8), u64> = HashMap::new();
     for (row, values) in rows {
@@ -951,6 +951,9 @@ impl RowCounter<'_> {
     }
 }
 
+/// The rows of one institution and intake year, with the seats each gives.
+type SeatRows = Vec<(u64, AgeGroupSeats)>;
+
 /// One command of an upload and the rows it came from.
 struct Job {
     rows: Vec<u64>,
@@ -994,7 +997,14 @@ async fn submit_all(
         let meta = RequestMeta {
             idempotency_key: key.map(|k| format!("{actor}:{k}#row-{}", job.rows[0])),
             actor: Some(actor.clone()),
-            channel: Some("service_centre".into()),
+            // As for single commands: officers type files in at a service centre.
+            channel: Some(
+                match caller.role {
+                    Role::Officer | Role::Registrar => "service_centre",
+                    _ => "portal",
+                }
+                .into(),
+            ),
             correlation_id: correlation_id.clone(),
         };
         async move {

@@ -752,8 +752,15 @@ impl Conventions {
                 .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query))
         });
 
-        // Path parameters, from the template.
+        // Path parameters, from the template; described when a handler left them bare.
         let params = op.parameters.get_or_insert_with(Vec::new);
+        for param in params.iter_mut() {
+            if let RefOr::T(p) = param {
+                if p.parameter_in == ParameterIn::Path && p.description.is_none() {
+                    p.description = Some(path_parameter_description(&p.name).to_owned());
+                }
+            }
+        }
         let declared: Vec<String> = params
             .iter()
             .filter_map(|p| match p {
@@ -840,7 +847,9 @@ impl Conventions {
                     "The caller's role may not do this (checked before the body is read).",
                 ));
             }
-            problems.push(("404", "The authority, or a resource named in the path, does not exist (someone else's application looks missing too)."));
+            if path.contains('{') {
+                problems.push(("404", "The authority, or a resource named in the path, does not exist (someone else's application looks missing too)."));
+            }
             if is_post {
                 problems.push(("409", "Refused by the rules as a conflict (e.g. the same child twice: `existing` names the application), or a request with this Idempotency-Key is still in flight."));
             }

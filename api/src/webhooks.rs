@@ -31,8 +31,11 @@
 //! `X-Ochered-Signature: sha256=<hex>`. Notifications name the application by its number
 //! and carry no personal data.
 //!
-//! A failing portal blocks its authority's notifications behind the failing one (order is
-//! kept) and retries after `initial × 2^(attempt-1)`, capped at the maximum, with a seeded
+//! Notifications go out in log order, `concurrency` at a time (default 1: one after the
+//! other, so the portal sees each application's changes in order; with more, a receiver
+//! should keep the highest `authority_seq` per application). The cursor only moves over
+//! the delivered prefix, so a failing portal blocks its authority's notifications behind
+//! the failing one and retries after `initial × 2^(attempt-1)`, capped at the maximum, with a seeded
 //! jitter in [½, 1] of the delay and at least the `Retry-After` of a 429 or 503 (capped too).
 //! With `max_attempts` > 0, a notification still failing after that many attempts is given
 //! up: logged and counted in `ochered_webhook_given_up_total`.
@@ -46,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use hmac::{Hmac, Mac};
 use ochered_core::domain::ApplicationNumber;
 use ochered_store::EventStore;
@@ -437,30 +441,42 @@ struct AuthorityOutbox {
 
 impl AuthorityOutbox {
     async fn run(mut self, mut stop: Option<watch::Receiver<bool>>) {
+        // Notifications not sent yet, and those being delivered (answers come in order).
         let mut queue: VecDeque<Notification> = VecDeque::new();
+        let mut in_flight = FuturesOrdered::new();
+        let window = self.sender.config.concurrency.max(1);
         // The last event of the page being delivered.
         let mut page_end = self.cursor.seq;
         // Held only while caught up, so a loop busy retrying does not pin broadcast batches.
         let mut batches: Option<broadcast::Receiver<Arc<Vec<CommittedEvent>>>> = None;
         loop {
-            if let Some(n) = queue.front() {
-                match self.sender.deliver(n, &mut stop).await {
-                    Delivery::Stopped => break,
-                    Delivery::Delivered | Delivery::GaveUp => {}
+            while in_flight.len() < window {
+                let Some(n) = queue.pop_front() else { break };
+                let sender = self.sender.clone();
+                let mut stop = stop.clone();
+                in_flight.push_back(async move {
+                    let delivery = sender.deliver(&n, &mut stop).await;
+                    (n, delivery)
+                });
+            }
+            if let Some((n, delivery)) = in_flight.next().await {
+                if let Delivery::Stopped = delivery {
+                    break;
                 }
+                // Everything before `n` was delivered too: answers come in order.
                 self.cursor = Cursor {
                     seq: n.authority_seq - 1,
                     partial: n.index + 1,
                 };
-                queue.pop_front();
-                if queue.is_empty() {
+                let page_done = queue.is_empty() && in_flight.is_empty();
+                if page_done {
                     self.cursor = Cursor {
                         seq: page_end,
                         partial: 0,
                     };
                 }
                 self.cursors.set(&self.authority, self.cursor);
-                self.cursors.persist(queue.is_empty());
+                self.cursors.persist(page_done);
                 continue;
             }
             if page_end > self.cursor.seq {
@@ -470,7 +486,6 @@ impl AuthorityOutbox {
                     partial: 0,
                 };
                 self.cursors.set(&self.authority, self.cursor);
-                self.cursors.persist(false);
             }
             let rx = batches.get_or_insert_with(|| self.writer.subscribe());
             let head = self.writer.head().authority_seq;
@@ -493,7 +508,8 @@ impl AuthorityOutbox {
                 }
                 continue;
             }
-            // Caught up: wait for the next acknowledged batch.
+            // Caught up: write the cursor if it moved, and wait for the next batch.
+            self.cursors.persist(true);
             let received = tokio::select! {
                 _ = stopped(&mut stop) => break,
                 _ = tokio::time::sleep(IDLE_CHECK_EVERY) => None,

@@ -168,7 +168,7 @@ impl SimulateArgs {
         if let Some(s) = &self.scenario {
             flag("scenario", Some(s.display().to_string()));
         }
-        if self.surges != PathBuf::from("../shared/data/surges.json") {
+        if self.surges.as_path() != std::path::Path::new("../shared/data/surges.json") {
             flag("surges", Some(self.surges.display().to_string()));
         }
         flag("scale", Some(self.scale.to_string()));
@@ -392,7 +392,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             .validate()
             .context("the scenario is empty after --until-min")?;
     }
-    if !(args.scale > 0.0) {
+    if !args.scale.is_finite() || args.scale <= 0.0 {
         bail!("--scale must be positive");
     }
     match args.mode {
@@ -410,7 +410,10 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     if args.kill_server_every.is_some() && !args.spawn_server {
         bail!("--kill-server-every needs --spawn-server");
     }
-    if args.kill_server_every.is_some_and(|s| !(s > 0.0)) {
+    if args
+        .kill_server_every
+        .is_some_and(|s| !s.is_finite() || s <= 0.0)
+    {
         bail!("--kill-server-every must be positive");
     }
     let slo = args.slo.as_deref().map(slo::parse).transpose()?;
@@ -770,12 +773,12 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     };
     let mut institutions = Vec::new();
     for (a, auth) in workload.authorities.iter().enumerate() {
-        for i in 0..auth.n_institutions {
+        for (i, (&demand, &seats)) in demand[a].iter().zip(&auth.seats).enumerate() {
             institutions.push(InstitutionLoad {
                 authority: auth.id.clone(),
                 institution: format!("{prefix}{:04}", i + 1),
-                demand: demand[a][i],
-                seats: auth.seats[i],
+                demand,
+                seats,
             });
         }
     }

@@ -280,7 +280,7 @@ fn escape(s: &str) -> String {
 
 /// A "nice" upper bound for an axis.
 fn nice_max(v: f64) -> f64 {
-    if !(v > 0.0) || !v.is_finite() {
+    if !v.is_finite() || v <= 0.0 {
         return 1.0;
     }
     let magnitude = 10f64.powf(v.log10().floor());
@@ -382,12 +382,10 @@ fn line_chart(
 }
 
 fn format_tick(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{:.0}", v)
-    } else if v >= 10.0 || v == 0.0 {
-        format!("{:.0}", v)
+    if v >= 10.0 || v == 0.0 {
+        format!("{v:.0}")
     } else {
-        format!("{:.2}", v)
+        format!("{v:.2}")
             .trim_end_matches('0')
             .trim_end_matches('.')
             .to_owned()

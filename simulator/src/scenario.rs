@@ -204,7 +204,10 @@ impl Scenario {
             applications: 0.0,
         };
         for w in &self.arrivals {
-            if !(w.minutes > previous.minutes) || w.applications < previous.applications {
+            if !w.minutes.is_finite()
+                || w.minutes <= previous.minutes
+                || w.applications < previous.applications
+            {
                 bail!("arrival windows must have increasing minutes and non-decreasing cumulative applications");
             }
             previous = *w;
@@ -215,7 +218,7 @@ impl Scenario {
             a.time_zone
                 .parse::<chrono_tz::Tz>()
                 .map_err(|e| anyhow::anyhow!("time zone {:?}: {e}", a.time_zone))?;
-            if !(a.share > 0.0) || a.opens_after_min < 0.0 {
+            if !a.share.is_finite() || a.share <= 0.0 || a.opens_after_min < 0.0 {
                 bail!(
                     "authority {}: share must be positive and opens_after_min not negative",
                     a.id
@@ -416,10 +419,10 @@ impl Presets {
             self.surges.iter().find(|s| s.id == id).with_context(|| {
                 format!("unknown preset {id:?}; known: {}", self.ids().join(", "))
             })?;
-        self.from_surge(surge)
+        self.scenario_from_surge(surge)
     }
 
-    fn from_surge(&self, surge: &Surge) -> anyhow::Result<Scenario> {
+    fn scenario_from_surge(&self, surge: &Surge) -> anyhow::Result<Scenario> {
         let service = match surge.service.as_deref() {
             None | Some("school") => Service::School,
             Some("kindergarten") => Service::Kindergarten,

@@ -310,6 +310,7 @@ fn webhook_config(harness: &Harness, url: &str) -> ServerConfig {
         backoff_initial_ms: 20,
         backoff_max_ms: 100,
         max_attempts: 0,
+        concurrency: 1,
     };
     config
 }
