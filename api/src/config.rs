@@ -379,7 +379,10 @@ mod tests {
         .unwrap();
         let w = &config.webhooks;
         assert_eq!(w.url.as_deref(), Some("http://127.0.0.1:9/hook"));
-        assert_eq!((w.max_attempts, w.backoff_max_ms, w.timeout_ms), (4, 1000, 5000));
+        assert_eq!(
+            (w.max_attempts, w.backoff_max_ms, w.timeout_ms),
+            (4, 1000, 5000)
+        );
         assert_eq!(
             w.cursor_file.as_deref(),
             Some(std::path::Path::new("/var/lib/ochered/q.db.webhooks.json"))

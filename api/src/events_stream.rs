@@ -273,14 +273,9 @@ async fn application_events(
     };
     let last_event_id = match last_event_id.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(raw) => Some(
-            raw.parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| {
-                    ApiError::invalid("Last-Event-ID", "must be an authority_seq sent earlier")
-                })?,
-        ),
+        Some(raw) => Some(raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::invalid("Last-Event-ID", "must be an authority_seq sent earlier")
+        })?),
     };
     // Subscribe before reading the head: every batch acknowledged from here on is either at
     // or below the head read next, or arrives through the subscription (or both).
@@ -524,8 +519,14 @@ mod tests {
         let mine = status_changes(&event, Some(ApplicationNumber(7)));
         assert_eq!(mine.len(), 1);
         assert_eq!(mine[0].institution.as_ref().unwrap().as_str(), "K1");
-        assert!(may_change_status("application-7", Some(ApplicationNumber(7))));
-        assert!(!may_change_status("application-70", Some(ApplicationNumber(7))));
+        assert!(may_change_status(
+            "application-7",
+            Some(ApplicationNumber(7))
+        ));
+        assert!(!may_change_status(
+            "application-70",
+            Some(ApplicationNumber(7))
+        ));
         assert!(may_change_status("round-r1", Some(ApplicationNumber(7))));
         assert!(!may_change_status("institution-K1", None));
     }

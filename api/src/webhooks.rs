@@ -111,9 +111,10 @@ impl CursorFile {
             None => (BTreeMap::new(), true),
             Some(path) => match std::fs::read(path) {
                 Ok(bytes) => {
-                    let file: CursorFileFormat = serde_json::from_slice(&bytes).with_context(|| {
-                        format!("the webhook cursor file {} is not valid", path.display())
-                    })?;
+                    let file: CursorFileFormat =
+                        serde_json::from_slice(&bytes).with_context(|| {
+                            format!("the webhook cursor file {} is not valid", path.display())
+                        })?;
                     anyhow::ensure!(
                         file.version == 1,
                         "the webhook cursor file {} has unknown version {}",
@@ -157,8 +158,7 @@ impl CursorFile {
     /// write is logged and retried next time: deliveries go on, a crash re-delivers more.
     pub fn persist(&self, force: bool) {
         let mut inner = self.inner.lock().unwrap();
-        if inner.current == inner.written
-            || !(force || inner.last_write.elapsed() >= PERSIST_EVERY)
+        if inner.current == inner.written || !(force || inner.last_write.elapsed() >= PERSIST_EVERY)
         {
             return;
         }
@@ -518,7 +518,7 @@ impl AuthorityOutbox {
             match received {
                 None => {}
                 Some(Ok(batch)) => {
-                    if let Some((notifications, end)) = self.from_batch(&batch) {
+                    if let Some((notifications, end)) = self.batch_notifications(&batch) {
                         queue.extend(notifications);
                         page_end = end;
                         batches = None;
@@ -534,7 +534,7 @@ impl AuthorityOutbox {
 
     /// The notifications of a broadcast batch that follows the cursor directly, or none (a
     /// gap or an old batch: the store is read instead).
-    fn from_batch(&self, batch: &[CommittedEvent]) -> Option<(Vec<Notification>, i64)> {
+    fn batch_notifications(&self, batch: &[CommittedEvent]) -> Option<(Vec<Notification>, i64)> {
         let events: Vec<&CommittedEvent> = batch
             .iter()
             .filter(|e| e.authority_seq > self.cursor.seq)

@@ -169,7 +169,10 @@ async fn a_parent_follows_an_application_live_and_resumes_with_last_event_id() {
     assert!(live_ids[0] < live_ids[1]);
     for f in &got {
         assert_eq!(f.data["application"], 1);
-        assert_eq!(f.data["authority_seq"], f.id.as_deref().unwrap().parse::<i64>().unwrap());
+        assert_eq!(
+            f.data["authority_seq"],
+            f.id.as_deref().unwrap().parse::<i64>().unwrap()
+        );
         assert!(f.data["at"].is_string());
         // Only what the parent already sees: no document, birth date or account.
         let text = f.data.to_string();
@@ -224,10 +227,7 @@ async fn a_parent_follows_an_application_live_and_resumes_with_last_event_id() {
     let missing = app.get(Some(&parent(1)), "/applications/99/events").await;
     assert_eq!(missing.status, 404);
     let auditor = app
-        .get(
-            Some(&token(Role::Auditor, "a-1")),
-            "/applications/1/events",
-        )
+        .get(Some(&token(Role::Auditor, "a-1")), "/applications/1/events")
         .await;
     assert_eq!(auditor.status, 403);
     assert_eq!(app.get(None, "/applications/1/events").await.status, 401);
@@ -257,8 +257,17 @@ struct Receiver {
     /// Answer 500 to this many more requests.
     refuse: AtomicUsize,
     attempts: AtomicUsize,
-    /// Accepted deliveries: (X-Ochered-Delivery, body, signature header).
-    accepted: Mutex<Vec<(String, Value, String, Vec<u8>)>>,
+    accepted: Mutex<Vec<Accepted>>,
+}
+
+/// One accepted delivery.
+struct Accepted {
+    /// `X-Ochered-Delivery`.
+    id: String,
+    body: Value,
+    /// `X-Ochered-Signature`.
+    signature: String,
+    raw: Vec<u8>,
 }
 
 async fn receive(
@@ -279,12 +288,12 @@ async fn receive(
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default()
     };
-    r.accepted.lock().unwrap().push((
-        header("x-ochered-delivery"),
-        serde_json::from_slice(&body).unwrap(),
-        header("x-ochered-signature"),
-        body.to_vec(),
-    ));
+    r.accepted.lock().unwrap().push(Accepted {
+        id: header("x-ochered-delivery"),
+        body: serde_json::from_slice(&body).unwrap(),
+        signature: header("x-ochered-signature"),
+        raw: body.to_vec(),
+    });
     StatusCode::NO_CONTENT
 }
 
@@ -384,7 +393,9 @@ async fn webhooks_retry_until_accepted_and_survive_restarts_without_loss_or_stor
     let url = start_receiver(receiver.clone()).await;
     let config = webhook_config(&harness, &url);
     let cursor_file = config.webhooks.cursor_file.clone().unwrap();
-    assert!(cursor_file.to_string_lossy().ends_with("events.db.webhooks.json"));
+    assert!(cursor_file
+        .to_string_lossy()
+        .ends_with("events.db.webhooks.json"));
 
     // 1. Three refusals, then the portal accepts: every notification arrives, in log order.
     let server = Server::start(config.clone()).await;
@@ -426,26 +437,49 @@ async fn webhooks_retry_until_accepted_and_survive_restarts_without_loss_or_stor
     .await;
     {
         let accepted = receiver.accepted.lock().unwrap();
-        let got: Vec<&str> = accepted.iter().map(|a| a.0.as_str()).collect();
+        let got: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(got, expected);
         let types: Vec<&str> = accepted
             .iter()
-            .map(|a| a.1["type"].as_str().unwrap())
+            .map(|a| a.body["type"].as_str().unwrap())
             .collect();
         assert_eq!(types, ["submitted", "submitted", "submitted", "withdrawn"]);
-        for (id, body, signature, raw) in accepted.iter() {
+        for Accepted {
+            id,
+            body,
+            signature,
+            raw,
+        } in accepted.iter()
+        {
             assert_eq!(body["id"], id.as_str());
             assert_eq!(body["authority"], AUTHORITY);
             assert!(body["application"].is_u64() && body["at"].is_string());
             // No personal data: exactly these fields.
-            let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            let mut keys: Vec<&str> = body
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
             keys.sort();
-            assert_eq!(keys, ["application", "at", "authority", "authority_seq", "id", "type"]);
-            let expected_signature =
-                format!("sha256={}", ochered_api::webhooks::signature(HOOK_SECRET, raw));
+            assert_eq!(
+                keys,
+                [
+                    "application",
+                    "at",
+                    "authority",
+                    "authority_seq",
+                    "id",
+                    "type"
+                ]
+            );
+            let expected_signature = format!(
+                "sha256={}",
+                ochered_api::webhooks::signature(HOOK_SECRET, raw)
+            );
             assert_eq!(signature, &expected_signature);
         }
-        assert_eq!(accepted[3].1["application"], 2);
+        assert_eq!(accepted[3].body["application"], 2);
     }
     // The first notification took four attempts (three refused).
     assert_eq!(receiver.attempts.load(Ordering::SeqCst), 7);
@@ -484,7 +518,7 @@ async fn webhooks_retry_until_accepted_and_survive_restarts_without_loss_or_stor
         .lock()
         .unwrap()
         .iter()
-        .map(|a| a.0.clone())
+        .map(|a| a.id.clone())
         .collect();
     expected.push(format!("{AUTHORITY}:{seq4}:0"));
     expected.push(format!("{AUTHORITY}:{seq5}:0"));
