@@ -16,7 +16,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -320,6 +320,35 @@ test("(c) the public page shows the anonymised queues and the chain head", async
 
 test("no script error or blocked resource on any page", () => {
   assert.deepEqual(pageErrors, []);
+});
+
+test("the simulator's HTML report opens with its charts visible (issue 5)", async () => {
+  // A short in-process run writes the report; the browser must show its SVG charts.
+  const report = path.join(work, "report.html");
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OCHERED_")));
+  execFileSync(
+    BIN,
+    ["simulate", "--preset", "novosibirsk-2024", "--scale", "0.1", "--duration-s", "5", "--seed", "1", "--quiet", "--html", report],
+    { env, stdio: "pipe", timeout: 120_000 },
+  );
+  assert.ok(existsSync(report), "the report was written");
+  const page = await context.newPage();
+  const failed = [];
+  page.on("requestfailed", (r) => failed.push(r.url()));
+  await page.goto(`file://${report}`, { timeout: TIMEOUT });
+  const charts = page.locator("svg");
+  const count = await charts.count();
+  assert.ok(count >= 4, `at least four charts (arrivals, latency, queue depth, demand), found ${count}`);
+  for (let i = 0; i < count; i++) {
+    const box = await charts.nth(i).boundingBox();
+    assert.ok(box && box.width > 100 && box.height > 50, `chart ${i} is visible: ${JSON.stringify(box)}`);
+    // A chart with data draws more than its frame.
+    const marks = await charts.nth(i).locator("path, polyline, rect, line, circle").count();
+    assert.ok(marks > 2, `chart ${i} draws its data (${marks} marks)`);
+  }
+  assert.deepEqual(failed, [], "the report loads nothing from elsewhere");
+  await shot(page, "simulator-report");
+  await page.close();
 });
 
 test("the demo token endpoint is closed when a secret is configured", async () => {
