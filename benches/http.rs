@@ -374,6 +374,17 @@ fn main() {
         (server, echo_addr)
     });
     let addr = server.addr;
+    let engine = server.state.engine.clone();
+    // (batches, commands) committed so far by the bench authority's writer.
+    let writer_totals = move || {
+        engine.writer(AUTHORITY).map_or((0, 0), |w| {
+            let stats = w.stats();
+            (
+                stats.batches.load(Ordering::Relaxed),
+                stats.commands.load(Ordering::Relaxed),
+            )
+        })
+    };
 
     load_rt.block_on(async {
         // The authority and its kindergartens.
@@ -416,6 +427,7 @@ fn main() {
         println!("| target | mode | answered/s | p50 | p99 | p99.9 | max | answered 2xx | errors |");
         println!("|---|---|---|---|---|---|---|---|---|");
         let mut created = 0;
+        let mut notes = Vec::new();
         let mut targets: Vec<(&str, Target)> = Vec::new();
         if !only_submissions {
             targets.push(("trivial axum `POST /echo` (ceiling)", Target::Echo { addr: echo_addr }));
@@ -426,10 +438,16 @@ fn main() {
             let is_submit = matches!(target, Target::Submit { .. });
             let mut best: Option<Run> = None;
             for &c in &connections {
+                let before = writer_totals();
                 let run = closed_loop(target, c, seconds).await;
                 report(name, &format!("closed loop, {c} connections"), &run);
                 if is_submit {
                     created += run.ok;
+                    let after = writer_totals();
+                    notes.push(format!(
+                        "closed loop, {c} connections: {:.0} commands per group commit",
+                        (after.1 - before.1) as f64 / (after.0 - before.0).max(1) as f64
+                    ));
                 }
                 if best.as_ref().is_none_or(|b| run.rate > b.rate) {
                     best = Some(run);
@@ -438,13 +456,27 @@ fn main() {
             }
             let max = best.expect("at least one connection count");
             tokio::time::sleep(Duration::from_secs(1)).await;
+            let before = writer_totals();
             let half = open_loop(target, max.rate / 2.0, open_connections, seconds).await;
+            if is_submit {
+                let after = writer_totals();
+                notes.push(format!(
+                    "open loop at half of max: {:.0} commands per group commit",
+                    (after.1 - before.1) as f64 / (after.0 - before.0).max(1) as f64
+                ));
+            }
             report(name, &format!("open loop at half of max: {:.0}/s", max.rate / 2.0), &half);
             tokio::time::sleep(Duration::from_secs(1)).await;
             if is_submit {
                 created += half.ok;
                 // The target's half rate, whatever the maximum reached.
+                let before = writer_totals();
                 let at_target = open_loop(target, 7_500.0, open_connections, seconds).await;
+                let after = writer_totals();
+                notes.push(format!(
+                    "open loop at 7,500/s: {:.0} commands per group commit",
+                    (after.1 - before.1) as f64 / (after.0 - before.0).max(1) as f64
+                ));
                 report(name, "open loop at 7,500/s (half the target)", &at_target);
                 created += at_target.ok;
             }
@@ -460,6 +492,10 @@ fn main() {
             .await
             .unwrap();
         let sent = next.load(Ordering::Relaxed) - 1;
+        println!();
+        for note in notes {
+            println!("writer, {note}");
+        }
         println!(
             "\nsubmissions sent {sent} (2xx in the measured windows {created}, the rest in warm-ups); applications in the state: {}",
             info["applications"]

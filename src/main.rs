@@ -8,7 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ochered", version, about = "Event-sourced engine for the electronic queues of public services")]
+#[command(
+    name = "ochered",
+    version,
+    about = "Event-sourced engine for the electronic queues of public services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -17,7 +21,11 @@ struct Cli {
 /// Where the event log lives: a SQLite file (the default) or a PostgreSQL URL.
 #[derive(clap::Args, Clone)]
 struct StoreArgs {
-    #[arg(long, env = "OCHERED_DATABASE_URL", default_value = "sqlite://ochered.db")]
+    #[arg(
+        long,
+        env = "OCHERED_DATABASE_URL",
+        default_value = "sqlite://ochered.db"
+    )]
     database_url: String,
 }
 
@@ -132,7 +140,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Allocate { instance } => {
             let text = std::fs::read_to_string(&instance)
@@ -197,7 +209,10 @@ async fn authorities(
 ) -> anyhow::Result<Vec<String>> {
     Ok(match only {
         Some(a) => vec![a],
-        None => store.authorities().await.context("failed to list authorities")?,
+        None => store
+            .authorities()
+            .await
+            .context("failed to list authorities")?,
     })
 }
 

@@ -14,7 +14,9 @@
 //! - keep-alive comments every 15 seconds.
 //!
 //! Browsers' `EventSource` cannot send an `Authorization` header, so the token may also come
-//! as `?access_token=`. Only what the parent can already see through the REST API is sent.
+//! as `?access_token=`. A stream ends when its token expires (the client reconnects with a
+//! fresh one and its Last-Event-ID) and when the server stops. Only what the parent can
+//! already see through the REST API is sent.
 //!
 //! Every stream subscribes to its writer's broadcast of acknowledged batches; a stream that
 //! lags, or sees a gap in `authority_seq`, reads the missing range from the store, so the
@@ -203,8 +205,13 @@ struct StreamQuery {
     last_event_id: Option<String>,
 }
 
-/// The caller from `Authorization: Bearer` or, failing that, `?access_token=`.
-fn caller(state: &AppState, headers: &HeaderMap, query: &StreamQuery) -> Result<Caller, ApiError> {
+/// The caller from `Authorization: Bearer` or, failing that, `?access_token=`, and when its
+/// token expires (Unix seconds).
+fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &StreamQuery,
+) -> Result<(Caller, i64), ApiError> {
     let token = match headers.get(axum::http::header::AUTHORIZATION) {
         Some(header) => header
             .to_str()
@@ -222,10 +229,13 @@ fn caller(state: &AppState, headers: &HeaderMap, query: &StreamQuery) -> Result<
         })?,
     };
     let claims = crate::auth::verify(&state.config.jwt_secret, &token)?;
-    Ok(Caller {
-        sub: claims.sub,
-        role: claims.role,
-    })
+    Ok((
+        Caller {
+            sub: claims.sub,
+            role: claims.role,
+        },
+        claims.exp,
+    ))
 }
 
 /// The same rule as the REST API's application reads: its submitter, officers and admins;
@@ -253,7 +263,10 @@ async fn application_events(
     stopping: Option<Extension<Stopping>>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("access_token", e.body_text()))?;
-    let caller = caller(&state, &headers, &query)?;
+    let (caller, expires) = caller(&state, &headers, &query)?;
+    // The stream ends when the token expires; the client reconnects with a fresh one.
+    let expires_in =
+        Duration::from_secs((expires - Utc::now().timestamp()).clamp(0, 86_400 * 366) as u64);
     let number = number
         .parse::<u32>()
         .ok()
@@ -292,7 +305,7 @@ async fn application_events(
         last_positions: None,
     };
     let stop = stopping.map(|Extension(Stopping(rx))| rx);
-    tokio::spawn(streamer.run(batches, last_event_id, stop));
+    tokio::spawn(streamer.run(batches, last_event_id, stop, Instant::now() + expires_in));
     metrics::counter!("ochered_sse_streams_total").increment(1);
     Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
@@ -326,6 +339,7 @@ impl Streamer {
         mut batches: broadcast::Receiver<Arc<Vec<ochered_writer::CommittedEvent>>>,
         last_event_id: Option<i64>,
         mut stop: Option<watch::Receiver<bool>>,
+        expires: Instant,
     ) {
         let head = self.cursor;
         if let Some(last) = last_event_id {
@@ -345,6 +359,7 @@ impl Streamer {
             let step = tokio::select! {
                 _ = self.tx.closed() => Err(End::Gone),
                 _ = stopped(&mut stop) => Err(End::Gone),
+                _ = tokio::time::sleep_until(expires) => Err(End::Gone),
                 batch = batches.recv() => match batch {
                     Ok(batch) => self.live(&batch).await.map(|()| true),
                     Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -11,9 +11,9 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+mod events_stream;
 mod files;
 pub mod json;
-mod events_stream;
 mod openapi;
 mod pages;
 mod routes;

@@ -494,6 +494,14 @@ impl AuthorityOutbox {
             if head > self.cursor.seq {
                 batches = None;
                 match self.read_page().await {
+                    Ok((_, end)) if end <= self.cursor.seq => {
+                        // The head is ahead of what the store returns (it is being restored
+                        // after a failed commit): look again shortly.
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                            _ = stopped(&mut stop) => break,
+                        }
+                    }
                     Ok((notifications, end)) => {
                         queue.extend(notifications);
                         page_end = end;

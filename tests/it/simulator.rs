@@ -33,7 +33,11 @@ fn a_surge_over_http_survives_server_kills() {
         .expect("ochered runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "status {:?}\n{stdout}\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "status {:?}\n{stdout}\n{stderr}",
+        output.status
+    );
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["lost"], 0, "{stdout}");
     assert_eq!(report["duplicates"], 0, "{stdout}");
@@ -41,5 +45,8 @@ fn a_surge_over_http_survives_server_kills() {
     assert_eq!(report["audit_passed"], true, "{stdout}");
     assert!(report["server_kills"].as_u64().unwrap() >= 2, "{stdout}");
     assert!(report["acknowledged"].as_u64().unwrap() > 2000, "{stdout}");
-    assert!(stdout.contains("reproduce: ochered simulate --preset ekaterinburg-2024"), "{stdout}");
+    assert!(
+        stdout.contains("reproduce: ochered simulate --preset ekaterinburg-2024"),
+        "{stdout}"
+    );
 }

@@ -12,7 +12,7 @@ use ochered_api::config::{default_webhook_cursor_file, ServerConfig, WebhookConf
 use ochered_store::testing::Harness;
 use serde_json::{json, Value};
 
-use crate::helpers::{config_for, kindergarten, spawn_app, token, AUTHORITY};
+use crate::helpers::{config_for, each_backend, kindergarten, token, TestApp, AUTHORITY};
 
 fn parent(n: u32) -> String {
     token(Role::Parent, &format!("parent-{n}"))
@@ -117,7 +117,10 @@ fn ids(frames: &[Frame]) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_follows_an_application_live_and_resumes_with_last_event_id() {
-    let app = spawn_app().await;
+    each_backend(follow_an_application).await;
+}
+
+async fn follow_an_application(app: TestApp) {
     app.set_up_authority().await;
     let submitted = app
         .post(
@@ -309,12 +312,16 @@ async fn start_receiver(receiver: Arc<Receiver>) -> String {
 
 const HOOK_SECRET: &[u8] = b"hook-secret";
 
-fn webhook_config(harness: &Harness, url: &str) -> ServerConfig {
+fn webhook_config(harness: &Harness, url: &str, dir: &std::path::Path) -> ServerConfig {
     let mut config = config_for(harness.url.clone());
     config.webhooks = WebhookConfig {
         url: Some(url.to_owned()),
         secret: Some(HOOK_SECRET.to_vec()),
-        cursor_file: default_webhook_cursor_file(&harness.url),
+        // Beside the SQLite file by default; PostgreSQL's default is the working directory.
+        cursor_file: match &harness.sqlite_path {
+            Some(_) => default_webhook_cursor_file(&harness.url),
+            None => Some(dir.join("webhooks.json")),
+        },
         timeout_ms: 2_000,
         backoff_initial_ms: 20,
         backoff_max_ms: 100,
@@ -387,15 +394,24 @@ fn cursor_seq(path: &std::path::Path) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_retry_until_accepted_and_survive_restarts_without_loss_or_storm() {
-    let harness = Harness::sqlite().await;
+    deliver_through_restarts(Harness::sqlite().await).await;
+    if let Some(pg) = Harness::postgres().await {
+        deliver_through_restarts(pg).await;
+    }
+}
+
+async fn deliver_through_restarts(harness: Harness) {
+    let dir = tempfile::tempdir().unwrap();
     let receiver = Arc::new(Receiver::default());
     receiver.refuse.store(3, Ordering::SeqCst);
     let url = start_receiver(receiver.clone()).await;
-    let config = webhook_config(&harness, &url);
+    let config = webhook_config(&harness, &url, dir.path());
     let cursor_file = config.webhooks.cursor_file.clone().unwrap();
-    assert!(cursor_file
-        .to_string_lossy()
-        .ends_with("events.db.webhooks.json"));
+    if harness.sqlite_path.is_some() {
+        assert!(cursor_file
+            .to_string_lossy()
+            .ends_with("events.db.webhooks.json"));
+    }
 
     // 1. Three refusals, then the portal accepts: every notification arrives, in log order.
     let server = Server::start(config.clone()).await;
