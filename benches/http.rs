@@ -25,7 +25,7 @@
 //!
 //! Environment: `OCHERED_BENCH_HTTP_SECONDS` (default 10), `OCHERED_BENCH_HTTP_CONNECTIONS`
 //! (closed loop, comma-separated counts, default `64,1024`),
-//! `OCHERED_BENCH_HTTP_OPEN_CONNECTIONS` (open loop, default 1024),
+//! `OCHERED_BENCH_HTTP_OPEN_CONNECTIONS` (open loop, default 256),
 //! `OCHERED_BENCH_HTTP_ONLY=submissions` to skip the trivial endpoints.
 
 use std::net::SocketAddr;
@@ -330,7 +330,7 @@ fn main() {
                 .expect("OCHERED_BENCH_HTTP_CONNECTIONS: numbers, comma-separated")
         })
         .collect();
-    let open_connections = env_u64("OCHERED_BENCH_HTTP_OPEN_CONNECTIONS", 1024) as usize;
+    let open_connections = env_u64("OCHERED_BENCH_HTTP_OPEN_CONNECTIONS", 256) as usize;
     let only_submissions =
         std::env::var("OCHERED_BENCH_HTTP_ONLY").is_ok_and(|v| v == "submissions");
 
@@ -428,6 +428,7 @@ fn main() {
         println!("|---|---|---|---|---|---|---|---|---|");
         let mut created = 0;
         let mut notes = Vec::new();
+        let mut submit_half = None;
         let mut targets: Vec<(&str, Target)> = Vec::new();
         if !only_submissions {
             targets.push(("trivial axum `POST /echo` (ceiling)", Target::Echo { addr: echo_addr }));
@@ -479,6 +480,21 @@ fn main() {
                 ));
                 report(name, "open loop at 7,500/s (half the target)", &at_target);
                 created += at_target.ok;
+                submit_half = Some(max.rate / 2.0);
+            }
+        }
+        // The latency baseline: the trivial endpoint at the submissions' open-loop rates,
+        // through the same generator.
+        if let (Some(half), false) = (submit_half, only_submissions) {
+            let echo = Target::Echo { addr: echo_addr };
+            for rate in [half, 7_500.0] {
+                let run = open_loop(&echo, rate, open_connections, seconds).await;
+                report(
+                    "trivial axum `POST /echo` (latency baseline)",
+                    &format!("open loop at {rate:.0}/s"),
+                    &run,
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
         // Nothing lost: every submission sent (warm-ups included) is in the state exactly once.
