@@ -34,7 +34,6 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use ochered_core::domain::{ApplicationNumber, InstitutionId};
-use ochered_core::state::State;
 use ochered_core::Event;
 use ochered_store::EventStore;
 use ochered_writer::Writer;
@@ -43,7 +42,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -238,23 +237,6 @@ fn caller(
     ))
 }
 
-/// The same rule as the REST API's application reads: its submitter, officers and admins;
-/// someone else's application looks exactly like a missing one.
-fn check_visible(state: &State, caller: &Caller, number: u32) -> Result<(), ApiError> {
-    let missing = || ApiError::not_found(format!("application {number} does not exist"));
-    let app = state
-        .application(ApplicationNumber(number))
-        .ok_or_else(missing)?;
-    match caller.role {
-        Role::Officer | Role::Admin => Ok(()),
-        Role::Parent if *app.submitted_by == *caller.sub => Ok(()),
-        Role::Parent => Err(missing()),
-        Role::Auditor | Role::Registrar => Err(ApiError::forbidden(
-            "this role sees anonymised queues only, not applications",
-        )),
-    }
-}
-
 async fn application_events(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -294,7 +276,7 @@ async fn application_events(
     // or below the head read next, or arrives through the subscription (or both).
     let batches = writer.subscribe();
     let head = writer.head().authority_seq;
-    writer.read(|s| check_visible(s, &caller, number))?;
+    writer.read(|s| crate::routes::visible_application(s, &caller, number).map(|_| ()))?;
     let (tx, rx) = mpsc::channel(64);
     let streamer = Streamer {
         store: state.engine.store().clone(),

@@ -239,7 +239,7 @@ fn parse_number(raw: &str) -> Result<u32, ApiError> {
 }
 
 /// The application, if the caller may see it: its submitter, officers and admins.
-fn visible_application<'a>(
+pub(crate) fn visible_application<'a>(
     state: &'a State,
     caller: &Caller,
     number: u32,
