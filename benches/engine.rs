@@ -145,6 +145,7 @@ fn kindergarten_event(number: u32, form: KindergartenForm) -> Event {
         registered_at: Utc::now(),
         channel: Channel::Portal,
         submitted_by: form.submitted_by,
+        sealed: form.sealed,
     }
 }
 

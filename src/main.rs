@@ -41,12 +41,35 @@ enum Cmd {
         #[arg(long)]
         authority: Option<String>,
     },
-    /// Check every authority's hash chain; print the head or the first broken event.
+    /// Check every authority's hash chain; print the head or the first broken event. With a
+    /// checkpoint, also check that every checkpointed head is still in the log with the same
+    /// hash (detects truncation and rewritten-then-rehashed chains). Exits 1 on any failure.
     Verify {
         #[command(flatten)]
         store: StoreArgs,
         #[arg(long)]
         authority: Option<String>,
+        /// A checkpoint file written by `ochered checkpoint`.
+        #[arg(long, requires = "public_key")]
+        checkpoint: Option<PathBuf>,
+        /// The auditor's copy of the checkpoint signer's public key.
+        #[arg(long, requires = "checkpoint")]
+        public_key: Option<PathBuf>,
+    },
+    /// Sign every authority's chain head (sequence and hash) with an Ed25519 key and write
+    /// the checkpoint as JSON; keep it outside the database. `checkpoint keygen` makes a key.
+    #[command(args_conflicts_with_subcommands = true)]
+    Checkpoint {
+        #[command(subcommand)]
+        action: Option<CheckpointCmd>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The secret key file (from `ochered checkpoint keygen`).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Where to write the checkpoint [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run deferred acceptance on an instance file (PRODUCT.md section 4); print the result.
     Allocate {
@@ -69,6 +92,19 @@ enum Cmd {
     Token(ochered_api::config::TokenArgs),
     /// Rehearse an enrollment-day surge (in process or over HTTP), audit the log, report.
     Simulate(ochered_simulator::SimulateArgs),
+}
+
+#[derive(Subcommand)]
+enum CheckpointCmd {
+    /// Make a new Ed25519 key pair for checkpoints (never overwrites a file).
+    Keygen {
+        /// The secret key file to create (mode 0600); the signer keeps it.
+        #[arg(long)]
+        out_secret: PathBuf,
+        /// The public key file to create; auditors keep a copy.
+        #[arg(long)]
+        out_public: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -117,12 +153,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Verify { store, authority } => {
+        Cmd::Verify {
+            store,
+            authority,
+            checkpoint,
+            public_key,
+        } => {
+            // Read and check the checkpoint first: an unreadable file is an error (exit 2).
+            let checkpoint = match (checkpoint, public_key) {
+                (Some(file), Some(key)) => Some(read_checkpoint(&file, &key)?),
+                _ => None,
+            };
             let store = ochered_store::open(&store.database_url)
                 .await
                 .context("failed to open the store")?;
             let mut ok = true;
-            for authority in authorities(store.as_ref(), authority).await? {
+            if let Some(checkpoint) = &checkpoint {
+                match checkpoint {
+                    Ok(checkpoint) => println!(
+                        "checkpoint ok: signature valid, created_at={} authorities={}",
+                        checkpoint.created_at,
+                        checkpoint.heads.len()
+                    ),
+                    Err(error) => {
+                        ok = false;
+                        println!("checkpoint BROKEN: {error}");
+                    }
+                }
+            }
+            for authority in authorities(store.as_ref(), authority.clone()).await? {
                 match store.verify(&authority).await? {
                     ochered_store::VerifyOutcome::Ok { head, events } => println!(
                         "authority={authority} ok events={events} head_seq={} head_hash={}",
@@ -139,6 +198,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         );
                     }
                 }
+            }
+            // Only a checkpoint whose signature holds is compared with the log.
+            if let Some(Ok(checkpoint)) = &checkpoint {
+                let mismatches = checkpoint
+                    .check_against(store.as_ref(), authority.as_deref())
+                    .await?;
+                for m in &mismatches {
+                    println!(
+                        "authority={} CHECKPOINT MISMATCH at authority_seq={}: {}",
+                        m.authority, m.authority_seq, m.reason
+                    );
+                }
+                for head in &checkpoint.heads {
+                    let listed = authority.as_deref().is_none_or(|a| a == head.authority);
+                    if listed && !mismatches.iter().any(|m| m.authority == head.authority) {
+                        println!(
+                            "authority={} checkpoint ok at authority_seq={} hash={}",
+                            head.authority, head.authority_seq, head.hash
+                        );
+                    }
+                }
+                ok &= mismatches.is_empty();
             }
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -195,12 +276,100 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Checkpoint {
+            action:
+                Some(CheckpointCmd::Keygen {
+                    out_secret,
+                    out_public,
+                }),
+            ..
+        } => {
+            let public = ochered_store::checkpoint::write_key_pair(&out_secret, &out_public)
+                .with_context(|| {
+                    format!(
+                        "failed to write {} and {} (existing files are never overwritten)",
+                        out_secret.display(),
+                        out_public.display()
+                    )
+                })?;
+            println!(
+                "wrote {} (keep it secret) and {}; public key {}",
+                out_secret.display(),
+                out_public.display(),
+                ochered_store::checkpoint::public_key_text(&public).trim()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Checkpoint {
+            action: None,
+            store,
+            key,
+            out,
+        } => {
+            let Some(key) = key else {
+                anyhow::bail!("--key is required (make one with `ochered checkpoint keygen`)");
+            };
+            let text = std::fs::read_to_string(&key)
+                .with_context(|| format!("failed to read {}", key.display()))?;
+            let key = ochered_store::checkpoint::parse_secret_key(&text)
+                .with_context(|| format!("{}", key.display()))?;
+            let store = ochered_store::open(&store.database_url)
+                .await
+                .context("failed to open the store")?;
+            let checkpoint = match ochered_store::checkpoint::Checkpoint::create(
+                store.as_ref(),
+                &key,
+                chrono::Utc::now(),
+            )
+            .await
+            {
+                Ok(checkpoint) => checkpoint,
+                Err(error @ ochered_store::checkpoint::CheckpointError::Broken { .. }) => {
+                    eprintln!("error: refusing to sign a broken log: {error}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let json = checkpoint.to_json();
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, format!("{json}\n"))
+                        .with_context(|| format!("failed to write {}", path.display()))?;
+                    for head in &checkpoint.heads {
+                        println!(
+                            "authority={} authority_seq={} hash={}",
+                            head.authority, head.authority_seq, head.hash
+                        );
+                    }
+                    println!("wrote {}", path.display());
+                }
+                None => println!("{json}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Token(args) => {
             println!("{}", ochered_api::auth::mint_from_args(&args)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Simulate(args) => ochered_simulator::run(args).await,
     }
+}
+
+/// A checkpoint file, `Ok` when it parses and its signature holds under the auditor's
+/// public key. Files that cannot be read are errors.
+fn read_checkpoint(
+    file: &std::path::Path,
+    public_key: &std::path::Path,
+) -> anyhow::Result<
+    Result<ochered_store::checkpoint::Checkpoint, ochered_store::checkpoint::CheckpointError>,
+> {
+    use ochered_store::checkpoint::{parse_public_key, Checkpoint};
+    let text = std::fs::read_to_string(public_key)
+        .with_context(|| format!("failed to read {}", public_key.display()))?;
+    let key = parse_public_key(&text).with_context(|| format!("{}", public_key.display()))?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("failed to read {}", file.display()))?;
+    Ok(Checkpoint::parse(&text).and_then(|c| c.verify_signature(&key).map(|()| c)))
 }
 
 async fn authorities(

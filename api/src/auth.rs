@@ -65,6 +65,17 @@ pub fn mint(secret: &[u8], role: Role, sub: &str, ttl_hours: i64) -> String {
     .expect("HS256 encoding cannot fail")
 }
 
+/// Signs any claims as an HS256 token, e.g. a malformed one for a test; [`mint`] makes
+/// proper ones.
+pub fn encode_claims(secret: &[u8], claims: &impl Serialize) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 encoding cannot fail")
+}
+
 pub fn mint_from_args(args: &crate::config::TokenArgs) -> anyhow::Result<String> {
     let role = Role::parse(&args.role).ok_or_else(|| {
         anyhow::anyhow!(
@@ -75,12 +86,21 @@ pub fn mint_from_args(args: &crate::config::TokenArgs) -> anyhow::Result<String>
     if args.sub.is_empty() || args.sub.len() > 128 {
         anyhow::bail!("--sub must be 1-128 bytes");
     }
-    let secret = args
-        .jwt_secret
-        .clone()
-        .unwrap_or_else(|| crate::config::DEV_JWT_SECRET.to_owned());
+    if args.ttl_hours < 1 {
+        anyhow::bail!("--ttl-hours must be at least 1");
+    }
+    let secret = match (&args.jwt_secret, &args.jwt_secret_file) {
+        (Some(secret), _) => secret.clone(),
+        (None, Some(path)) => crate::config::read_secret_file(path, "--jwt-secret-file")?,
+        (None, None) => crate::config::DEV_JWT_SECRET.to_owned(),
+    };
     Ok(mint(secret.as_bytes(), role, &args.sub, args.ttl_hours))
 }
+
+/// A caller whose token a middleware already verified (the rate limiter does), kept in the
+/// request's extensions so the token is checked once.
+#[derive(Debug, Clone)]
+pub struct Verified(pub Caller);
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -103,6 +123,20 @@ impl Caller {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
+    let token = header.strip_prefix("Bearer ").ok_or_else(|| {
+        ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+    })?;
+    Ok(token.trim())
+}
+
+/// Checks an HS256 token: the signature, and `exp` (required, in the future, 5 s leeway)
+/// and `sub` (required). A token without `exp` never passes.
 pub fn verify(secret: &[u8], token: &str) -> Result<Claims, ApiError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 5;
@@ -124,15 +158,11 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
-        let token = header.strip_prefix("Bearer ").ok_or_else(|| {
-            ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
-        })?;
-        let claims = verify(&state.config.jwt_secret, token.trim())?;
+        if let Some(Verified(caller)) = parts.extensions.get::<Verified>() {
+            return Ok(caller.clone());
+        }
+        let token = bearer(&parts.headers)?;
+        let claims = verify(&state.config.jwt_secret, token)?;
         Ok(Caller {
             sub: claims.sub,
             role: claims.role,
@@ -153,5 +183,61 @@ mod tests {
         let expired = mint(b"s", Role::Parent, "p", -1);
         let error = verify(b"s", &expired).unwrap_err();
         assert!(error.detail.contains("expired"));
+    }
+
+    #[test]
+    fn exp_is_required_and_enforced() {
+        #[derive(Serialize)]
+        struct NoExp<'a> {
+            sub: &'a str,
+            role: Role,
+            iat: i64,
+        }
+        let now = chrono::Utc::now().timestamp();
+        let key = EncodingKey::from_secret(b"s");
+        let header = Header::new(Algorithm::HS256);
+        let without = encode(
+            &header,
+            &NoExp {
+                sub: "p",
+                role: Role::Parent,
+                iat: now,
+            },
+            &key,
+        )
+        .unwrap();
+        let error = verify(b"s", &without).unwrap_err();
+        assert_eq!(error.status.as_u16(), 401);
+        // Expired beyond the 5 s leeway, and a string where a number belongs.
+        let old = Claims {
+            sub: "p".into(),
+            role: Role::Parent,
+            iat: now - 100,
+            exp: now - 60,
+        };
+        assert!(verify(b"s", &encode(&header, &old, &key).unwrap())
+            .unwrap_err()
+            .detail
+            .contains("expired"));
+        let text_exp =
+            serde_json::json!({"sub": "p", "role": "parent", "iat": now, "exp": "never"});
+        assert_eq!(
+            verify(b"s", &encode(&header, &text_exp, &key).unwrap())
+                .unwrap_err()
+                .status
+                .as_u16(),
+            401
+        );
+        // Another algorithm is refused even with the right secret.
+        let hs512 = encode(
+            &Header::new(Algorithm::HS512),
+            &Claims {
+                exp: now + 60,
+                ..old
+            },
+            &key,
+        )
+        .unwrap();
+        assert_eq!(verify(b"s", &hs512).unwrap_err().status.as_u16(), 401);
     }
 }

@@ -15,6 +15,9 @@ pub struct ServeArgs {
     /// Event log: a SQLite file or a postgres:// URL [default: sqlite://ochered.db].
     #[arg(long, env = "OCHERED_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// File holding the database URL (it may carry a password), instead of --database-url.
+    #[arg(long, env = "OCHERED_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Do not seed the demo authority on first start.
     #[arg(long, env = "OCHERED_NO_DEMO")]
     pub no_demo: bool,
@@ -27,6 +30,17 @@ pub struct ServeArgs {
     /// Secret for the keyed hash of identity documents (deduplication key).
     #[arg(long, env = "OCHERED_PERSON_SECRET", hide_env_values = true)]
     pub person_secret: Option<String>,
+    /// File holding the document-hash secret (instead of --person-secret).
+    #[arg(long, env = "OCHERED_PERSON_SECRET_FILE")]
+    pub person_secret_file: Option<PathBuf>,
+    /// Master key (64 hex digits) wrapping the per-applicant keys of personal data; without
+    /// it a development key is used, with a warning. Generate one with
+    /// `head -c 32 /dev/urandom | xxd -p -c 64`.
+    #[arg(long, env = "OCHERED_DATA_KEY", hide_env_values = true)]
+    pub data_key: Option<String>,
+    /// File holding the master data key (instead of --data-key).
+    #[arg(long, env = "OCHERED_DATA_KEY_FILE")]
+    pub data_key_file: Option<PathBuf>,
     /// Most commands waiting per authority before the server answers 503 [default: 65536].
     #[arg(long, env = "OCHERED_QUEUE_MAX")]
     pub queue_max: Option<usize>,
@@ -39,9 +53,17 @@ pub struct ServeArgs {
     /// Largest request body in bytes [default: 65536].
     #[arg(long, env = "OCHERED_BODY_LIMIT_BYTES")]
     pub body_limit_bytes: Option<usize>,
-    /// Allowed CORS origin; CORS is off unless set.
-    #[arg(long, env = "OCHERED_CORS_ORIGIN")]
-    pub cors_origin: Option<String>,
+    /// An origin allowed to call the API from a browser, e.g. https://portal.example (repeat
+    /// the flag or separate with commas); CORS is off unless set.
+    #[arg(long, env = "OCHERED_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    /// Submissions (applications, bookings) per minute per client; 0 turns the limit off
+    /// [default: 30].
+    #[arg(long, env = "OCHERED_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Submissions a client may make at once before the per-minute rate applies [default: 20].
+    #[arg(long, env = "OCHERED_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
     /// Save a snapshot every N events per authority [default: 200000].
     #[arg(long, env = "OCHERED_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
@@ -54,6 +76,9 @@ pub struct ServeArgs {
     /// Key of the HMAC-SHA256 signature of each webhook body (`X-Ochered-Signature`).
     #[arg(long, env = "OCHERED_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// File holding the webhook signature key (instead of --webhook-secret).
+    #[arg(long, env = "OCHERED_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
     /// File holding the last delivered position per authority [default: the SQLite file's
     /// path + `.webhooks.json`, or `ochered-webhooks.json` for PostgreSQL].
     #[arg(long, env = "OCHERED_WEBHOOK_CURSOR_FILE")]
@@ -77,6 +102,44 @@ pub struct ServeArgs {
     /// TOML file with any of the settings above (snake_case keys).
     #[arg(long, env = "OCHERED_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Cluster mode (PostgreSQL only): several nodes share one database, one writer per
+    /// authority (docs/SCALING.md). Needs --node-id and --advertise-url.
+    #[arg(long, env = "OCHERED_CLUSTER")]
+    pub cluster: bool,
+    /// This node's id in the cluster (1-32 letters, digits, '-' or '_').
+    #[arg(long, env = "OCHERED_NODE_ID", requires = "cluster")]
+    pub node_id: Option<String>,
+    /// The URL the other nodes forward writes to, e.g. http://10.0.0.5:8080.
+    #[arg(long, env = "OCHERED_ADVERTISE_URL", requires = "cluster")]
+    pub advertise_url: Option<String>,
+}
+
+/// The cluster settings of `serve`, checked (none without --cluster).
+pub fn cluster_options(
+    args: &ServeArgs,
+    database_url: &str,
+) -> anyhow::Result<Option<crate::cluster::ClusterOptions>> {
+    if !args.cluster {
+        return Ok(None);
+    }
+    if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        anyhow::bail!("--cluster needs a postgres:// --database-url");
+    }
+    let node_id = args
+        .node_id
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--cluster needs --node-id"))?;
+    let advertise_url = args
+        .advertise_url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--cluster needs --advertise-url"))?;
+    if !advertise_url.starts_with("http://") {
+        anyhow::bail!("--advertise-url must be an http:// URL, got {advertise_url:?}");
+    }
+    Ok(Some(crate::cluster::ClusterOptions {
+        node_id,
+        advertise_url,
+    }))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +156,14 @@ struct FileConfig {
     request_timeout_ms: Option<u64>,
     body_limit_bytes: Option<usize>,
     cors_origin: Option<String>,
+    cors_origins: Option<Vec<String>>,
+    rate_limit_per_minute: Option<u32>,
+    rate_limit_burst: Option<u32>,
+    person_secret_file: Option<PathBuf>,
+    data_key: Option<String>,
+    data_key_file: Option<PathBuf>,
+    database_url_file: Option<PathBuf>,
+    webhook_secret_file: Option<PathBuf>,
     snapshot_every: Option<u64>,
     demo_authority: Option<String>,
     webhook_url: Option<String>,
@@ -122,7 +193,13 @@ pub struct ServerConfig {
     pub batch_max: usize,
     pub request_timeout_ms: u64,
     pub body_limit_bytes: usize,
-    pub cors_origin: Option<String>,
+    /// Origins allowed by CORS; none: no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// Submissions per client ([`crate::ratelimit`]).
+    pub rate_limit: crate::ratelimit::RateLimitConfig,
+    /// Wraps the per-applicant keys of personal data; none: a development key derived from
+    /// the development secret (the server warns).
+    pub data_key: Option<ochered_writer::privacy::MasterKey>,
     pub snapshot_every: u64,
     pub demo_authority: String,
     /// Status-change webhooks (off when `url` is none).
@@ -188,6 +265,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("seed_demo", &self.seed_demo)
             .field("queue_max", &self.queue_max)
             .field("batch_max", &self.batch_max)
+            .field("cors_origins", &self.cors_origins)
+            .field("rate_limit", &self.rate_limit)
             .field("webhook_url", &self.webhooks.url.as_deref().map(redact_url))
             .finish_non_exhaustive()
     }
@@ -227,26 +306,31 @@ impl ServerConfig {
         let secret_file = args.jwt_secret_file.or(file.jwt_secret_file);
         let jwt_secret = match (args.jwt_secret.or(file.jwt_secret), secret_file) {
             (Some(s), _) => Some(s),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("failed to read {}", path.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
+            (None, Some(path)) => Some(read_secret_file(&path, "jwt_secret_file")?),
             (None, None) => None,
         };
         let jwt_secret_is_default = jwt_secret.is_none();
-        let database_url = args
-            .database_url
-            .or(file.database_url)
-            .unwrap_or_else(|| "sqlite://ochered.db".into());
+        let database_url = match (
+            args.database_url.or(file.database_url),
+            args.database_url_file.or(file.database_url_file),
+        ) {
+            (Some(url), _) => url,
+            (None, Some(path)) => read_secret_file(&path, "database_url_file")?,
+            (None, None) => "sqlite://ochered.db".into(),
+        };
         let defaults = WebhookConfig::default();
         let webhooks = WebhookConfig {
             url: args.webhook_url.or(file.webhook_url),
-            secret: args
-                .webhook_secret
-                .or(file.webhook_secret)
-                .map(String::into_bytes),
+            secret: match (
+                args.webhook_secret.or(file.webhook_secret),
+                args.webhook_secret_file.or(file.webhook_secret_file),
+            ) {
+                (Some(secret), _) => Some(secret.into_bytes()),
+                (None, Some(path)) => {
+                    Some(read_secret_file(&path, "webhook_secret_file")?.into_bytes())
+                }
+                (None, None) => None,
+            },
             cursor_file: args
                 .webhook_cursor_file
                 .or(file.webhook_cursor_file)
@@ -284,11 +368,32 @@ impl ServerConfig {
                 .unwrap_or_else(|| DEV_JWT_SECRET.into())
                 .into_bytes(),
             jwt_secret_is_default,
-            person_secret: args
-                .person_secret
-                .or(file.person_secret)
-                .unwrap_or_else(|| DEV_PERSON_SECRET.into())
-                .into_bytes(),
+            person_secret: match (
+                args.person_secret.or(file.person_secret),
+                args.person_secret_file.or(file.person_secret_file),
+            ) {
+                (Some(secret), _) => secret,
+                (None, Some(path)) => read_secret_file(&path, "person_secret_file")?,
+                (None, None) => DEV_PERSON_SECRET.into(),
+            }
+            .into_bytes(),
+            data_key: match (
+                args.data_key.or(file.data_key),
+                args.data_key_file.or(file.data_key_file),
+            ) {
+                (Some(key), _) => Some(
+                    ochered_writer::privacy::MasterKey::from_hex(&key)
+                        .map_err(|e| anyhow::anyhow!("data_key: {e}"))?,
+                ),
+                (None, Some(path)) => Some(
+                    ochered_writer::privacy::MasterKey::from_hex(&read_secret_file(
+                        &path,
+                        "data_key_file",
+                    )?)
+                    .map_err(|e| anyhow::anyhow!("data_key_file {}: {e}", path.display()))?,
+                ),
+                (None, None) => None,
+            },
             queue_max: args.queue_max.or(file.queue_max).unwrap_or(65_536),
             batch_max: args.batch_max.or(file.batch_max).unwrap_or(2048),
             request_timeout_ms: args
@@ -299,7 +404,22 @@ impl ServerConfig {
                 .body_limit_bytes
                 .or(file.body_limit_bytes)
                 .unwrap_or(64 * 1024),
-            cors_origin: args.cors_origin.or(file.cors_origin),
+            cors_origins: cors_origins(args.cors_origin, file.cors_origins, file.cors_origin)?,
+            rate_limit: {
+                let defaults = crate::ratelimit::RateLimitConfig::default();
+                let rate_limit = crate::ratelimit::RateLimitConfig {
+                    per_minute: args
+                        .rate_limit_per_minute
+                        .or(file.rate_limit_per_minute)
+                        .unwrap_or(defaults.per_minute),
+                    burst: args
+                        .rate_limit_burst
+                        .or(file.rate_limit_burst)
+                        .unwrap_or(defaults.burst),
+                };
+                rate_limit.check()?;
+                rate_limit
+            },
             snapshot_every: args
                 .snapshot_every
                 .or(file.snapshot_every)
@@ -311,6 +431,58 @@ impl ServerConfig {
             webhooks,
         })
     }
+}
+
+/// Reads a secret from a file (surrounding whitespace, such as the final newline, is
+/// dropped); an empty file is refused. The secret itself never appears in an error.
+pub fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{what}: failed to read {}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        anyhow::bail!("{what}: {} is empty", path.display());
+    }
+    Ok(secret.to_owned())
+}
+
+/// The CORS origins from the flags (or `OCHERED_CORS_ORIGINS`), else from the file's
+/// `cors_origins` list or `cors_origin` (comma-separated). Each must be a bare
+/// `http(s)://host[:port]` origin; `*` is refused (name the portals instead).
+fn cors_origins(
+    flags: Vec<String>,
+    list: Option<Vec<String>>,
+    text: Option<String>,
+) -> anyhow::Result<Vec<String>> {
+    let raw = if !flags.is_empty() {
+        flags
+    } else if let Some(list) = list {
+        list
+    } else {
+        text.map(|t| t.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let mut origins = Vec::new();
+    for origin in raw.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+        let rest = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let valid = rest.is_some_and(|host| {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        });
+        if !valid {
+            anyhow::bail!(
+                "cors_origin: {origin:?} is not an origin like https://portal.example or http://localhost:3000 (no path, no '*')"
+            );
+        }
+        if !origins.iter().any(|o| o == origin) {
+            origins.push(origin.to_owned());
+        }
+    }
+    Ok(origins)
 }
 
 /// Flags of `ochered token`.
@@ -327,6 +499,9 @@ pub struct TokenArgs {
     pub ttl_hours: i64,
     #[arg(long, env = "OCHERED_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// File holding the token secret (instead of --jwt-secret).
+    #[arg(long, env = "OCHERED_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 mod events_stream;
@@ -16,6 +17,7 @@ mod files;
 pub mod json;
 mod openapi;
 mod pages;
+pub mod ratelimit;
 mod routes;
 pub mod seed;
 pub mod webhooks;
@@ -42,6 +44,8 @@ use crate::error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// Seals and opens personal data with per-applicant keys; erasure destroys a key.
+    pub privacy: Arc<ochered_writer::privacy::Privacy>,
     pub config: Arc<ServerConfig>,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
@@ -71,6 +75,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn router(state: AppState) -> Router {
     let timeout_ms = state.config.request_timeout_ms;
     let body_limit = state.config.body_limit_bytes;
+    let limiter =
+        ratelimit::SubmissionLimiter::new(state.config.rate_limit, &state.config.jwt_secret);
     let mut app = Router::new()
         .nest("/api/v1", routes::router())
         .route("/health", get(health))
@@ -82,23 +88,37 @@ pub fn router(state: AppState) -> Router {
         .merge(events_stream::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |req, next| {
+            ratelimit::limit(limiter.clone(), req, next)
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(req, next, timeout_ms)
         }));
-    if let Some(origin) = &state.config.cors_origin {
-        if let Ok(origin) = origin.parse::<axum::http::HeaderValue>() {
-            app = app.layer(
-                tower_http::cors::CorsLayer::new()
-                    .allow_origin(origin)
-                    .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-                    .allow_headers([
-                        axum::http::header::AUTHORIZATION,
-                        axum::http::header::CONTENT_TYPE,
-                        axum::http::HeaderName::from_static("idempotency-key"),
-                    ]),
-            );
-        }
+    // CORS only for the configured origins (checked by the configuration); without any, no
+    // Access-Control-* header is ever sent and browsers keep other sites out.
+    let origins: Vec<axum::http::HeaderValue> = state
+        .config
+        .cors_origins
+        .iter()
+        .filter_map(|origin| origin.parse().ok())
+        .collect();
+    if !origins.is_empty() {
+        app = app.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderName::from_static("idempotency-key"),
+                    axum::http::HeaderName::from_static("last-event-id"),
+                ])
+                .expose_headers([
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::header::LOCATION,
+                ]),
+        );
     }
     app.with_state(state)
 }
@@ -217,7 +237,18 @@ impl RunningServer {
 /// Opens the store, replays every authority, seeds the demo if asked, and starts serving on
 /// `config.listen` (port 0 picks a free port).
 pub async fn spawn(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    spawn_node(config, None).await
+}
+
+/// [`spawn`], or with `cluster` one node of several on one PostgreSQL ([`cluster`]).
+pub async fn spawn_node(
+    config: ServerConfig,
+    cluster: Option<cluster::ClusterOptions>,
+) -> anyhow::Result<RunningServer> {
     use anyhow::Context;
+    if let Some(options) = cluster {
+        return spawn_cluster_node(config, options).await;
+    }
     let store = ochered_store::open(&config.database_url)
         .await
         .with_context(|| {
@@ -250,26 +281,106 @@ pub async fn spawn(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .context("failed to seed the demo authority")?;
         tracing::info!(authority = %config.demo_authority, "seeded the demo authority");
     }
+    listen_and_serve(config, engine, None).await
+}
+
+/// Cluster mode: joins the cluster, takes this node's share of the authorities (seeding the
+/// demo if the log is empty and this node wins it), follows the rest, and serves.
+async fn spawn_cluster_node(
+    config: ServerConfig,
+    options: cluster::ClusterOptions,
+) -> anyhow::Result<RunningServer> {
+    use anyhow::Context;
+    let store = Arc::new(
+        ochered_store::PgStore::open(&config.database_url)
+            .await
+            .with_context(|| {
+                format!(
+                    "failed to open the store at {}",
+                    config::redact_url(&config.database_url)
+                )
+            })?,
+    );
+    let writer_config = WriterConfig {
+        batch_commands_max: config.batch_max,
+        queue_commands_max: config.queue_max,
+        snapshot_every_events: Some(config.snapshot_every),
+        ..WriterConfig::default()
+    };
+    let (cluster, engine) = cluster::Cluster::start(
+        store.clone(),
+        &options,
+        writer_config,
+        Duration::from_millis(config.request_timeout_ms),
+        config.body_limit_bytes,
+    )
+    .await
+    .context("failed to join the cluster")?;
+    tracing::info!(node = %options.node_id, writes = ?engine.authorities(), "joined the cluster");
+    if config.seed_demo {
+        use ochered_store::EventStore;
+        if store.authorities().await?.is_empty() {
+            match seed::seed_demo(&engine, &config.demo_authority, &config.person_secret).await {
+                Ok(()) => {
+                    tracing::info!(authority = %config.demo_authority, "seeded the demo authority")
+                }
+                Err(e) => tracing::info!(error = %e, "another node seeds the demo authority"),
+            }
+        }
+    }
+    cluster.run();
+    listen_and_serve(config, engine, Some(cluster)).await
+}
+
+/// Listens on `config.listen` and serves the engine (behind the cluster's forwarding layer
+/// in cluster mode).
+async fn listen_and_serve(
+    config: ServerConfig,
+    engine: Arc<Engine>,
+    cluster: Option<Arc<cluster::Cluster>>,
+) -> anyhow::Result<RunningServer> {
+    use anyhow::Context;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let master = match &config.data_key {
+        Some(key) => key.clone(),
+        None => {
+            tracing::warn!("no OCHERED_DATA_KEY configured: personal data is encrypted under a development key derived from the development secret; anyone can decrypt it; do not run like this in production");
+            ochered_writer::privacy::MasterKey::derive_for_development(
+                config::DEV_JWT_SECRET.as_bytes(),
+            )
+        }
+    };
     let state = AppState {
+        privacy: Arc::new(ochered_writer::privacy::Privacy::new(
+            engine.store().clone(),
+            master,
+        )),
         engine,
         config: Arc::new(config),
         metrics: metrics_handle(),
         started_at: Instant::now(),
     };
     let app = router(state.clone());
+    let app = match cluster {
+        Some(cluster) => cluster::layer(app, cluster),
+        None => app,
+    };
     tokio::spawn(expire_periodically(state.engine.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (app, rx) = events_stream::start(app, rx, &state)?;
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        // The peer address is the rate limiter's key for requests without a valid token.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await
     });
     Ok(RunningServer {
         addr,
@@ -308,11 +419,13 @@ async fn expire_periodically(engine: Arc<Engine>) {
 /// `ochered serve`: runs until SIGTERM or Ctrl-C, then stops accepting and finishes in-flight
 /// requests (and so their commits) before returning.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cluster_args = args.clone();
     let config = ServerConfig::resolve(args)?;
+    let cluster = config::cluster_options(&cluster_args, &config.database_url)?;
     if config.jwt_secret_is_default {
         tracing::warn!("no OCHERED_JWT_SECRET configured: using the development secret; do not run like this in production");
     }
-    let server = spawn(config).await?;
+    let server = spawn_node(config, cluster).await?;
     tracing::info!(addr = %server.addr, "listening; open http://{}/", server.addr);
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");

@@ -85,6 +85,7 @@ pub const DOCS_PATH: &str = "/docs";
         crate::routes::list_queues,
         crate::routes::queue_entries,
         crate::routes::audit_head,
+        crate::routes::erase_personal_data,
         crate::files::import_institutions,
         crate::files::import_seats,
         crate::files::export_queue,
@@ -729,7 +730,7 @@ fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
                 .build(),
         )
         .build();
-    if description.starts_with("Unavailable") {
+    if description.starts_with("Unavailable") || description.starts_with("Too many") {
         response.headers.insert(
             "Retry-After".into(),
             HeaderBuilder::new()
@@ -855,6 +856,9 @@ impl Conventions {
             }
             if is_post || has_query || path.contains("{number}") || path.contains("{round}") {
                 problems.push(("422", "A field is invalid (`field` names it), a rule refused the request, or the Idempotency-Key was used for a different request."));
+            }
+            if is_post && crate::ratelimit::SUBMISSION_ROUTES.contains(&path) {
+                problems.push(("429", "Too many submissions from this client (the token's subject; without a valid token, the peer address) in a short time: nothing was written. Retry after `Retry-After` seconds."));
             }
             problems.push(("503", "Unavailable: the writer's queue is full, the store does not answer, or the request timed out; nothing was accepted. Retry after `Retry-After` seconds, with the same Idempotency-Key."));
         }

@@ -126,6 +126,10 @@ pub fn router() -> Router<AppState> {
             get(queue_entries),
         )
         .route("/authorities/{authority}/audit/head", get(audit_head))
+        .route(
+            "/authorities/{authority}/erasures",
+            post(erase_personal_data),
+        )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,14 +457,20 @@ async fn submit_kindergarten(
         privileges: req.privileges,
         channel: channel_of(&caller),
         submitted_by: caller.sub.clone(),
+        sealed: None,
     };
-    let reply = execute(
-        &w,
-        &caller,
-        &headers,
-        Command::SubmitKindergartenApplication { form },
-    )
+    let contact = req.contact.map(|c| c.validate(&req.document)).transpose()?;
+    let child = form.child;
+    let command = with_sealed(&state, &w, &child, contact, |sealed| {
+        Command::SubmitKindergartenApplication {
+            form: KindergartenForm {
+                sealed,
+                ..form.clone()
+            },
+        }
+    })
     .await?;
+    let reply = execute(&w, &caller, &headers, command).await?;
     Ok(respond(reply, StatusCode::CREATED, |events| {
         submitted_body(&w, events)
     }))
@@ -515,13 +525,28 @@ async fn get_application(
 ) -> Result<Json<Value>, ApiError> {
     let number = parse_number(&number)?;
     let w = writer(&state, &authority)?;
-    w.read(|s| {
+    let (mut view, child, sealed) = w.read(|s| {
         let app = visible_application(s, &caller, number)?;
-        Ok(Json(
-            serde_json::to_value(wire::application_view(s, app))
-                .map_err(|_| ApiError::internal())?,
+        Ok::<_, ApiError>((
+            wire::application_view(s, app),
+            app.child,
+            app.sealed.clone(),
         ))
-    })
+    })?;
+    // Only the submitter and officers get here (auditors and registrars were refused).
+    let contact = match (&sealed, view.erased) {
+        (Some(sealed), false) => state
+            .privacy
+            .open(&authority, &child, sealed)
+            .await
+            .map_err(privacy_error)?
+            .and_then(|bytes| serde_json::from_slice::<wire::ContactView>(&bytes).ok()),
+        _ => None,
+    };
+    view.contact = Some(contact);
+    Ok(Json(
+        serde_json::to_value(view).map_err(|_| ApiError::internal())?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -791,12 +816,13 @@ async fn configure_campaign(
     Ok(respond(reply, StatusCode::CREATED, events_json))
 }
 
+/// The form, and the contact checked (with the document as given) but not yet sealed.
 fn school_form(
     state: &AppState,
     caller: &Caller,
     req: wire::SchoolApplicationRequest,
-) -> Result<SchoolForm, ApiError> {
-    Ok(SchoolForm {
+) -> Result<(SchoolForm, Option<wire::ContactView>), ApiError> {
+    let form = SchoolForm {
         campaign: req.campaign,
         child: person_key(&state.config.person_secret, "document", &req.document)?,
         birth_date: req.birth_date,
@@ -804,7 +830,10 @@ fn school_form(
         privileges: req.privileges,
         channel: channel_of(caller),
         submitted_by: caller.sub.clone(),
-    })
+        sealed: None,
+    };
+    let contact = req.contact.map(|c| c.validate(&req.document)).transpose()?;
+    Ok((form, contact))
 }
 
 /// Save a first-grade draft
@@ -829,8 +858,18 @@ async fn save_draft(
     caller.require(&[Role::Parent])?;
     let Body(req) = body?;
     let w = writer(&state, &authority)?;
-    let form = school_form(&state, &caller, req)?;
-    let reply = execute(&w, &caller, &headers, Command::SaveSchoolDraft { form }).await?;
+    let (form, contact) = school_form(&state, &caller, req)?;
+    let child = form.child;
+    let command = with_sealed(&state, &w, &child, contact, |sealed| {
+        Command::SaveSchoolDraft {
+            form: SchoolForm {
+                sealed,
+                ..form.clone()
+            },
+        }
+    })
+    .await?;
+    let reply = execute(&w, &caller, &headers, command).await?;
     Ok(respond(reply, StatusCode::CREATED, events_json))
 }
 
@@ -900,14 +939,18 @@ async fn submit_school(
     caller.require(&[Role::Parent, Role::Officer])?;
     let Body(req) = body?;
     let w = writer(&state, &authority)?;
-    let form = school_form(&state, &caller, req)?;
-    let reply = execute(
-        &w,
-        &caller,
-        &headers,
-        Command::SubmitSchoolApplication { form },
-    )
+    let (form, contact) = school_form(&state, &caller, req)?;
+    let child = form.child;
+    let command = with_sealed(&state, &w, &child, contact, |sealed| {
+        Command::SubmitSchoolApplication {
+            form: SchoolForm {
+                sealed,
+                ..form.clone()
+            },
+        }
+    })
     .await?;
+    let reply = execute(&w, &caller, &headers, command).await?;
     Ok(respond(reply, StatusCode::CREATED, |events| {
         submitted_body(&w, events)
     }))
@@ -1348,4 +1391,158 @@ async fn audit_head(
         "head_hash": head.hash,
         "events": state_hash_events,
     })))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Personal data: sealed per applicant, erased by destroying the key
+
+fn privacy_error(error: ochered_writer::privacy::PrivacyError) -> ApiError {
+    if error.is_unavailable() {
+        ApiError::unavailable("the store is unavailable; retry shortly")
+    } else {
+        tracing::error!(%error, "personal data");
+        ApiError::internal()
+    }
+}
+
+/// Seals a submission's personal data into its command (`command(sealed)`). Bad input is
+/// refused before anything is stored: the rules are asked first, against the current state,
+/// so an invalid request makes no data key; the writer then decides again, authoritatively.
+async fn with_sealed(
+    state: &AppState,
+    w: &Writer,
+    child: &ochered_core::domain::PersonKey,
+    contact: Option<wire::ContactView>,
+    command: impl Fn(Option<ochered_core::command::Sealed>) -> Command,
+) -> Result<Command, ApiError> {
+    let Some(contact) = contact else {
+        return Ok(command(None));
+    };
+    let placeholder = ochered_core::command::Sealed {
+        nonce: "0".repeat(ochered_core::command::SEALED_NONCE_HEX),
+        ciphertext: "0".repeat(32),
+    };
+    let check = command(Some(placeholder));
+    if let Err(rejection) = w.read(|s| ochered_core::decide(s, &check, Utc::now())) {
+        if rejection.kind() == ochered_core::RejectionKind::Invalid {
+            return Err(ApiError::from_rejection(&rejection));
+        }
+    }
+    let plaintext = serde_json::to_vec(&contact).map_err(|_| ApiError::internal())?;
+    let sealed = state
+        .privacy
+        .seal(w.authority(), child, &plaintext)
+        .await
+        .map_err(privacy_error)?;
+    Ok(command(Some(sealed)))
+}
+
+/// Erase a person's personal data
+///
+/// **Roles:** registrar (and admin). On a lawful erasure request: destroys the data key of
+/// the person (named by their document, or by the number of one of their applications), so
+/// the names, contacts and document sealed with their applications become unreadable for
+/// good (crypto-shredding), and records a `PersonalDataErased` event. The log is not
+/// rewritten, so the chain still verifies; no queue position changes. 201 when an erasure was
+/// recorded, 200 when the person's data was already erased (repeating is harmless); a person
+/// the authority does not know is a 404.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/erasures",
+    tag = "applications",
+    security(("bearer" = [])),
+    request_body = wire::ErasureRequest,
+    responses(
+        (status = 201, description = "Erased now.", body = wire::ErasureView),
+        (status = 200, description = "Already erased before; nothing changed.", body = wire::ErasureView),
+    )
+)]
+async fn erase_personal_data(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Body<wire::ErasureRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Registrar])?;
+    let Body(req) = body?;
+    let w = writer(&state, &authority)?;
+    let (person, field) = match (&req.document, req.application) {
+        (Some(document), None) => (
+            person_key(&state.config.person_secret, "document", document)?,
+            "document",
+        ),
+        (None, Some(number)) => {
+            let child = w.read(|s| s.application(ApplicationNumber(number)).map(|a| a.child));
+            let child = child.ok_or_else(|| {
+                ApiError::not_found(format!("application {number} does not exist"))
+                    .with_field("application")
+            })?;
+            (child, "application")
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "document",
+                "give either the person's document or the number of one of their applications",
+            ))
+        }
+    };
+    let command = Command::RecordPersonalDataErasure { person };
+    // A person the authority never saw: nothing to erase, nothing destroyed.
+    if let Err(rejection) = w.read(|s| ochered_core::decide(s, &command, Utc::now())) {
+        if rejection == ochered_core::Rejection::UnknownPerson {
+            return Err(
+                ApiError::not_found("no application or booking of this person exists")
+                    .with_field(field),
+            );
+        }
+    }
+    // The key first: once it is gone the data is unreadable whatever happens next; the event
+    // records it (a retry after a failure here records it then).
+    let key_destroyed = state
+        .privacy
+        .destroy(&authority, &person)
+        .await
+        .map_err(privacy_error)?;
+    let reply = execute(&w, &caller, &headers, command).await?;
+    let replayed = reply.replayed;
+    let events = match reply.outcome {
+        Outcome::Accepted { events } => events,
+        Outcome::Rejected { rejection } => {
+            return Ok(ApiError::from_rejection(&rejection).into_response())
+        }
+    };
+    let applications = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::PersonalDataErased { applications, .. } => Some(applications.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let erased = w.read(|s| {
+        s.applications()
+            .iter()
+            .filter(|a| a.child == person)
+            .map(|a| a.number)
+            .collect()
+    });
+    let status = if events.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let view = wire::ErasureView {
+        person: person.to_hex(),
+        key_destroyed,
+        applications,
+        erased,
+        events,
+    };
+    let mut response = (status, Json(view)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }

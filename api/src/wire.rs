@@ -20,6 +20,165 @@ pub fn person_key(secret: &[u8], field: &str, raw: &str) -> Result<PersonKey, Ap
     Ok(PersonKey::derive(secret, &document))
 }
 
+/// How to reach the family: given with an application so officers can contact it about an
+/// offer. Sealed (encrypted with a key of this applicant's own) before it reaches the
+/// engine: the log holds only ciphertext, and an erasure destroys the key.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactRequest {
+    /// The child's full name (1-200 characters).
+    #[schema(example = "Анна Сергеевна Иванова")]
+    pub child_name: String,
+    /// The parent's or guardian's full name (1-200 characters).
+    pub guardian_name: String,
+    /// A phone number: digits with an optional leading `+`, spaces, hyphens and parentheses;
+    /// 5-15 digits. A phone, an email or both.
+    #[serde(default)]
+    #[schema(example = "+7 913 123-45-67")]
+    pub phone: Option<String>,
+    /// An email address (at most 254 characters). A phone, an email or both.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// The personal data as sealed and as shown back: the contact and the document as typed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ContactView {
+    pub child_name: String,
+    pub guardian_name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    /// The child's document number exactly as given.
+    pub document: String,
+}
+
+/// Longest name in a contact, in characters.
+pub const CONTACT_NAME_MAX_CHARS: usize = 200;
+
+fn check_name(field: &str, name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::invalid(field, "must not be empty"));
+    }
+    if name.chars().count() > CONTACT_NAME_MAX_CHARS {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {CONTACT_NAME_MAX_CHARS} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_phone(phone: &str) -> Result<String, ApiError> {
+    let phone = phone.trim();
+    let field = "contact.phone";
+    let rest = phone.strip_prefix('+').unwrap_or(phone);
+    if phone.len() > 32
+        || !rest
+            .chars()
+            .all(|c| c.is_ascii_digit() || " -()".contains(c))
+    {
+        return Err(ApiError::invalid(
+            field,
+            "must be digits with an optional leading +, spaces, hyphens or parentheses",
+        ));
+    }
+    let digits = rest.chars().filter(char::is_ascii_digit).count();
+    if !(5..=15).contains(&digits) {
+        return Err(ApiError::invalid(field, "must have 5-15 digits"));
+    }
+    Ok(phone.to_owned())
+}
+
+fn check_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim();
+    let field = "contact.email";
+    if email.len() > 254 {
+        return Err(ApiError::invalid(field, "must be at most 254 characters"));
+    }
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && local.len() <= 64
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+                && email.chars().all(|c| !c.is_whitespace() && !c.is_control())
+        }
+        None => false,
+    };
+    if !valid {
+        return Err(ApiError::invalid(
+            field,
+            "must be an email address such as name@example.org",
+        ));
+    }
+    Ok(email.to_owned())
+}
+
+impl ContactRequest {
+    /// Checks every field (naming the bad one, e.g. `contact.phone`) and adds the document
+    /// as given: the personal data to seal.
+    pub fn validate(self, document: &str) -> Result<ContactView, ApiError> {
+        let child_name = check_name("contact.child_name", &self.child_name)?;
+        let guardian_name = check_name("contact.guardian_name", &self.guardian_name)?;
+        let phone = self.phone.as_deref().map(check_phone).transpose()?;
+        let email = self.email.as_deref().map(check_email).transpose()?;
+        if phone.is_none() && email.is_none() {
+            return Err(ApiError::invalid(
+                "contact.phone",
+                "give a phone, an email or both, so the family can be reached",
+            ));
+        }
+        Ok(ContactView {
+            child_name,
+            guardian_name,
+            phone,
+            email,
+            document: document.trim().to_owned(),
+        })
+    }
+}
+
+/// A lawful erasure request: the person's document, or the number of one of their
+/// applications; exactly one of the two.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// The child's (or patient's) document number.
+    #[serde(default)]
+    pub document: Option<String>,
+    /// The number of one of the person's applications.
+    #[serde(default)]
+    pub application: Option<u32>,
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureView {
+    /// The person's pseudonymous key (keyed hash of the document) as the log knows it.
+    pub person: String,
+    /// Whether a data key existed and was destroyed now (false when erased before).
+    pub key_destroyed: bool,
+    /// The applications whose personal data this request erased (empty if already erased).
+    #[schema(value_type = Vec<u32>)]
+    pub applications: Vec<ApplicationNumber>,
+    /// Every application of the person; all of them are erased now.
+    #[schema(value_type = Vec<u32>)]
+    pub erased: Vec<ApplicationNumber>,
+    /// The `PersonalDataErased` event recorded, if one was (none when repeated).
+    #[schema(value_type = Vec<crate::openapi::CommittedEventSchema>)]
+    pub events: Vec<ochered_writer::CommittedEvent>,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KindergartenApplicationRequest {
@@ -38,6 +197,9 @@ pub struct KindergartenApplicationRequest {
     #[serde(default)]
     #[schema(value_type = Vec<crate::openapi::PrivilegeSchema>)]
     pub privileges: Vec<Privilege>,
+    /// How to reach the family (optional); stored only encrypted.
+    #[serde(default)]
+    pub contact: Option<ContactRequest>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -80,6 +242,9 @@ pub struct SchoolApplicationRequest {
     #[serde(default)]
     #[schema(value_type = Vec<crate::openapi::PrivilegeSchema>)]
     pub privileges: Vec<Privilege>,
+    /// How to reach the family (optional); stored only encrypted.
+    #[serde(default)]
+    pub contact: Option<ContactRequest>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -197,6 +362,12 @@ pub struct ApplicationView {
     pub campaign: Option<CampaignId>,
     pub from_draft: bool,
     pub positions: Vec<PositionView>,
+    /// The applicant's personal data was erased on request.
+    pub erased: bool,
+    /// How to reach the family, decrypted: only in the detail of one application, for the
+    /// parent who submitted it and officers (null when none was given or after erasure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Option<ContactView>>,
 }
 
 /// A stable, readable id of a queue for URLs: `kindergarten.K001.3.2027`, `school.school-2027.S001`.
@@ -244,6 +415,8 @@ pub fn application_view(state: &State, app: &Application) -> ApplicationView {
         campaign: app.campaign.map(|c| state.campaign(c).config.id.clone()),
         from_draft: app.from_draft,
         positions: positions(state, app),
+        erased: app.erased,
+        contact: None,
     }
 }
 

@@ -104,7 +104,19 @@ async fn client(
         SeededRng::new(workload.seed ^ (u64::from(send.child) << 1 | u64::from(send.device)));
     let mut attempt = 1u32;
     let last = loop {
-        match target.send(&workload, &child, send.device).await {
+        // The first attempt runs from its intended time (a late start counts), a retry from
+        // the end of its backoff.
+        let attempt_started = if attempt == 1 {
+            intended
+        } else {
+            Instant::now()
+        };
+        let answer = target.send(&workload, &child, send.device).await;
+        recorder
+            .lock()
+            .unwrap()
+            .attempt(&answer, attempt_started.elapsed());
+        match answer {
             Answer::Retry { reason, after } => {
                 recorder.lock().unwrap().retry(&reason);
                 if attempt >= child.patience {
@@ -264,6 +276,40 @@ pub async fn sample_queue_depth(
     while !stop.load(Ordering::Relaxed) {
         if let Some(depth) = target.queue_depth().await {
             recorder.lock().unwrap().depth(depth);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Reads a process's resident set and its peak (VmRSS, VmHWM) in KiB from /proc (Linux).
+pub fn process_memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| {
+            l[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Samples the spawned server's memory until `stop` (the pid is 0 while it is down).
+pub async fn sample_memory(
+    pid: Arc<std::sync::atomic::AtomicU32>,
+    recorder: Arc<Mutex<Recorder>>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let current = pid.load(Ordering::Relaxed);
+        if current != 0 {
+            if let Some((rss, hwm)) = process_memory_kib(current) {
+                recorder.lock().unwrap().memory(rss, hwm);
+            }
         }
         tokio::time::sleep(every).await;
     }

@@ -130,6 +130,17 @@ pub struct SimulateArgs {
     /// Kill the spawned server with SIGKILL every N seconds and restart it.
     #[arg(long, value_name = "SECONDS")]
     pub kill_server_every: Option<f64>,
+    /// Kill the spawned server with SIGKILL N times, at moments drawn from the seed over
+    /// the span of the arrival curve, and restart it after each kill.
+    #[arg(long, value_name = "N", conflicts_with = "kill_server_every")]
+    pub kill_server_random: Option<u32>,
+    /// Offer a flat PER_S submissions per wall second for --duration-s instead of the
+    /// scenario's arrival curve (to load a server at a chosen multiple of its capacity).
+    #[arg(long, value_name = "PER_S")]
+    pub rate: Option<f64>,
+    /// Request timeout of a spawned server, in milliseconds [default: the server's].
+    #[arg(long, value_name = "MS")]
+    pub server_request_timeout_ms: Option<u64>,
     /// Take the store away for a while (not available for SQLite; reported and skipped).
     #[arg(long)]
     pub db_outage: bool,
@@ -210,6 +221,15 @@ impl SimulateArgs {
         }
         if let Some(k) = self.kill_server_every {
             flag("kill-server-every", Some(k.to_string()));
+        }
+        if let Some(k) = self.kill_server_random {
+            flag("kill-server-random", Some(k.to_string()));
+        }
+        if let Some(r) = self.rate {
+            flag("rate", Some(r.to_string()));
+        }
+        if let Some(t) = self.server_request_timeout_ms {
+            flag("server-request-timeout-ms", Some(t.to_string()));
         }
         if let Some(s) = &self.slo {
             flag("slo", Some(s.clone()));
@@ -407,8 +427,36 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         }
         _ => {}
     }
-    if args.kill_server_every.is_some() && !args.spawn_server {
-        bail!("--kill-server-every needs --spawn-server");
+    if (args.kill_server_every.is_some() || args.kill_server_random.is_some()) && !args.spawn_server
+    {
+        bail!("--kill-server-every and --kill-server-random need --spawn-server");
+    }
+    if args.server_request_timeout_ms.is_some() && !args.spawn_server {
+        bail!("--server-request-timeout-ms needs --spawn-server");
+    }
+    if let Some(rate) = args.rate {
+        if !rate.is_finite() || rate <= 0.0 {
+            bail!("--rate must be positive");
+        }
+        if args.duration_s <= 0.0 {
+            bail!("--rate needs a positive --duration-s");
+        }
+        if args.scale != 1.0 {
+            bail!("--rate sets the count itself; leave --scale at 1");
+        }
+        if args.clock == ClockMode::Virtual {
+            bail!("--rate is for the wall clock");
+        }
+        // One flat window: `rate` a second for the run's duration, at compression 1.
+        scenario.arrivals = vec![scenario::Window {
+            minutes: args.duration_s / 60.0,
+            applications: rate * args.duration_s,
+        }];
+        // Second devices within the run, not in a quiet tail after it.
+        scenario.second_device_delay_s = scenario.second_device_delay_s.min(args.duration_s);
+        scenario
+            .validate()
+            .context("the scenario does not fit --rate")?;
     }
     if args
         .kill_server_every
@@ -556,6 +604,9 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
                 if let Some(q) = args.queue_max {
                     extra.extend(["--queue-max".to_owned(), q.to_string()]);
                 }
+                if let Some(t) = args.server_request_timeout_ms {
+                    extra.extend(["--request-timeout-ms".to_owned(), t.to_string()]);
+                }
                 let env = vec![
                     (
                         "OCHERED_JWT_SECRET".to_owned(),
@@ -619,7 +670,48 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         }),
         stop.clone(),
     ));
+    let memory_sampler = server.as_ref().map(|s| {
+        tokio::spawn(driver::sample_memory(
+            s.pid.clone(),
+            recorder.clone(),
+            Duration::from_millis(200),
+            stop.clone(),
+        ))
+    });
+    let server_pid = server.as_ref().map(|s| s.pid.clone());
     let server = Arc::new(tokio::sync::Mutex::new(server));
+    // Random kills: moments drawn from the seed over the arrival curve's span (second
+    // devices may send later), in order.
+    let kill_moments: Option<Vec<f64>> = args.kill_server_random.map(|n| {
+        let span = (span_s / compression).max(0.1);
+        let mut rng = ochered_writer::demo::SeededRng::new(seed ^ 0x6b69_6c6c_5f61_7421);
+        let mut moments: Vec<f64> = (0..n).map(|_| span * (0.02 + 0.96 * rng.unit())).collect();
+        moments.sort_by(f64::total_cmp);
+        moments
+    });
+    let random_killer = match (kill_moments, &target) {
+        (Some(moments), Target::Http(http)) => {
+            let (server, http, recorder) = (server.clone(), http.clone(), recorder.clone());
+            Some(tokio::spawn(async move {
+                let mut problems = Vec::new();
+                for moment in moments {
+                    let at = started + Duration::from_secs_f64(moment);
+                    tokio::time::sleep_until(at.into()).await;
+                    let mut guard = server.lock().await;
+                    let Some(s) = guard.as_mut() else { break };
+                    s.kill().await;
+                    let t = recorder.lock().unwrap().started.elapsed().as_secs_f64();
+                    recorder.lock().unwrap().kills.push(t);
+                    if let Err(e) = s.start(&http).await {
+                        problems.push(format!("{e:#}"));
+                        break;
+                    }
+                }
+                problems
+            }))
+        }
+        _ => None,
+    };
     let killer = match (args.kill_server_every, &target) {
         (Some(every), Target::Http(http)) => {
             let (server, http, stop, recorder) =
@@ -681,6 +773,23 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         if let Ok(problems) = k.await {
             fault_problems = problems;
         }
+    }
+    if let Some(k) = random_killer {
+        // Its moments lie within the span of the sends, which the load outlasts; every
+        // drawn kill happens.
+        match k.await {
+            Ok(problems) => fault_problems.extend(problems),
+            Err(e) => fault_problems.push(format!("the killer failed: {e}")),
+        }
+    }
+    if let Some(pid) = &server_pid {
+        let current = pid.load(Ordering::Relaxed);
+        if let Some((rss, hwm)) = driver::process_memory_kib(current).filter(|_| current != 0) {
+            recorder.lock().unwrap().memory(rss, hwm);
+        }
+    }
+    if let Some(m) = memory_sampler {
+        let _ = m.await;
     }
 
     // What the live system holds, then stop it.
@@ -830,6 +939,25 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         audit: audit.clone(),
         audit_skipped,
         server_kills: recorder.kills.len(),
+        kill_times_s: recorder.kills.clone(),
+        acks_between_kills: recorder
+            .kills
+            .windows(2)
+            .map(|w| {
+                recorder
+                    .ack_times
+                    .iter()
+                    .filter(|&&t| t > w[0] && t < w[1])
+                    .count() as u64
+            })
+            .collect(),
+        attempt_latency_ms: report::AttemptLatency {
+            accepted: report::ClassLatency::of(&recorder.attempt_accepted),
+            shed: report::ClassLatency::of(&recorder.attempt_shed),
+        },
+        shed_without_retry_after: recorder.shed_without_retry_after,
+        server_peak_rss_kib: recorder.server_rss_peak_kib,
+        server_last_rss_kib: recorder.server_rss.last().map(|s| s.1),
         queue_depth_max: recorder.queue_depth.iter().map(|d| d.1).max().unwrap_or(0),
         error_examples: recorder.error_examples.clone(),
         slo: None,

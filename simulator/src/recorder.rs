@@ -52,6 +52,19 @@ pub struct Recorder {
     /// Sends whose two devices were both acknowledged (a duplicate seen by clients).
     pub both_devices_acknowledged: u64,
     device_acked: std::collections::HashMap<u32, u8>,
+    /// Seconds since start at which each acknowledgement arrived.
+    pub ack_times: Vec<f64>,
+    /// Microseconds of each attempt answered 2xx, from the attempt's start (the intended
+    /// send time for a first attempt, the end of the backoff for a retry).
+    pub attempt_accepted: Histogram<u64>,
+    /// The same for attempts the server shed (503 or 429).
+    pub attempt_shed: Histogram<u64>,
+    /// Shed answers (503 or 429) without a `Retry-After` header.
+    pub shed_without_retry_after: u64,
+    /// (seconds since start, the spawned server's resident set in KiB)
+    pub server_rss: Vec<(f64, u64)>,
+    /// The largest peak resident set (VmHWM, KiB) seen of any of the spawned server's lives.
+    pub server_rss_peak_kib: Option<u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -79,6 +92,12 @@ impl Recorder {
             kills: Vec::new(),
             both_devices_acknowledged: 0,
             device_acked: Default::default(),
+            ack_times: Vec::new(),
+            attempt_accepted: histogram(),
+            attempt_shed: histogram(),
+            shed_without_retry_after: 0,
+            server_rss: Vec::new(),
+            server_rss_peak_kib: None,
         }
     }
 
@@ -99,6 +118,29 @@ impl Recorder {
     pub fn retry(&mut self, reason: &str) {
         self.attempts += 1;
         *self.retries_by_reason.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    /// Records one attempt's answer and how long it took.
+    pub fn attempt(&mut self, answer: &Answer, took: Duration) {
+        let us = took.as_micros().max(1) as u64;
+        match answer {
+            Answer::Acknowledged { .. } => self.attempt_accepted.saturating_record(us),
+            Answer::Retry { reason, after } if reason == "503" || reason == "429" => {
+                self.attempt_shed.saturating_record(us);
+                if after.is_none() {
+                    self.shed_without_retry_after += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Records a sample of the spawned server's memory: (VmRSS, VmHWM) in KiB.
+    pub fn memory(&mut self, rss_kib: u64, hwm_kib: u64) {
+        let t = self.started.elapsed().as_secs_f64();
+        self.server_rss.push((t, rss_kib));
+        let peak = self.server_rss_peak_kib.get_or_insert(0);
+        *peak = (*peak).max(hwm_kib).max(rss_kib);
     }
 
     pub fn depth(&mut self, depth: u64) {
@@ -135,6 +177,8 @@ impl Recorder {
                     child: send.child,
                     device: send.device,
                 });
+                self.ack_times
+                    .push(done.saturating_duration_since(self.started).as_secs_f64());
                 if self.device_acked.insert(send.child, send.device).is_some() {
                     self.both_devices_acknowledged += 1;
                 }

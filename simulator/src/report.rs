@@ -19,6 +19,39 @@ pub struct Latency {
     pub mean: f64,
 }
 
+/// Latency of one class of attempts (accepted, or shed with 503/429), in milliseconds, each
+/// attempt timed on its own from its start.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClassLatency {
+    pub count: u64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl ClassLatency {
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> ClassLatency {
+        if h.is_empty() {
+            return ClassLatency::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        ClassLatency {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AttemptLatency {
+    /// Attempts answered 2xx.
+    pub accepted: ClassLatency,
+    /// Attempts the server shed: 503 (overloaded, unavailable, timed out) or 429.
+    pub shed: ClassLatency,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SloResult {
     pub term: String,
@@ -88,6 +121,18 @@ pub struct Report {
     pub audit: Option<AuditReport>,
     pub audit_skipped: Option<String>,
     pub server_kills: usize,
+    /// Seconds since the start at which the server was killed.
+    pub kill_times_s: Vec<f64>,
+    /// Acknowledgements received between each kill and the next (one entry per gap).
+    pub acks_between_kills: Vec<u64>,
+    /// Per-attempt latency of accepted and of shed answers.
+    pub attempt_latency_ms: AttemptLatency,
+    /// Shed answers (503/429) that came without a Retry-After header.
+    pub shed_without_retry_after: u64,
+    /// The spawned server's peak resident set (VmHWM, largest over its lives), KiB.
+    pub server_peak_rss_kib: Option<u64>,
+    /// The spawned server's resident set at the last sample, KiB.
+    pub server_last_rss_kib: Option<u64>,
     pub queue_depth_max: u64,
     pub error_examples: Vec<String>,
     pub slo: Option<SloReport>,
@@ -183,9 +228,45 @@ impl Report {
                 l.p50, l.p90, l.p99, l.p999, l.max
             ),
         );
+        let (a, shed) = (
+            &self.attempt_latency_ms.accepted,
+            &self.attempt_latency_ms.shed,
+        );
+        row(
+            "attempts accepted ms",
+            format!(
+                "{} attempts: p50 {:.2}  p99 {:.2}  max {:.2}",
+                a.count, a.p50, a.p99, a.max
+            ),
+        );
+        row(
+            "attempts shed ms",
+            format!(
+                "{} attempts (503/429; {} without Retry-After): p50 {:.2}  p99 {:.2}  max {:.2}",
+                shed.count, self.shed_without_retry_after, shed.p50, shed.p99, shed.max
+            ),
+        );
+        if let Some(peak) = self.server_peak_rss_kib {
+            row(
+                "server memory",
+                format!(
+                    "peak RSS {:.1} MiB, last {:.1} MiB",
+                    peak as f64 / 1024.0,
+                    self.server_last_rss_kib.unwrap_or(0) as f64 / 1024.0
+                ),
+            );
+        }
         row("writer queue max", self.queue_depth_max.to_string());
         if self.server_kills > 0 {
             row("server kills", self.server_kills.to_string());
+            let with_acks = self.acks_between_kills.iter().filter(|&&n| n > 0).count();
+            row(
+                "acks between kills",
+                format!(
+                    "{with_acks} of {} gaps had acknowledgements",
+                    self.acks_between_kills.len()
+                ),
+            );
         }
         match &self.audit_skipped {
             Some(why) => row("audit", format!("SKIPPED: {why}")),

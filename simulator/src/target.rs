@@ -2,6 +2,7 @@
 //! HTTP server, given by URL or spawned and killed by the simulator.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -422,9 +423,11 @@ fn classify(r: HttpResponse) -> Answer {
         .as_str()
         .unwrap_or("no_problem_body")
         .to_owned();
-    if status >= 500 || code == "idempotency_key_in_flight" {
+    // 429: a rate limit shed the request; like a 503 it is worth another try after
+    // Retry-After.
+    if status >= 500 || status == 429 || code == "idempotency_key_in_flight" {
         return Answer::Retry {
-            reason: if status >= 500 {
+            reason: if status >= 500 || status == 429 {
                 status.to_string()
             } else {
                 format!("{status} {code}")
@@ -450,6 +453,8 @@ pub struct SpawnedServer {
     pub env: Vec<(String, String)>,
     child: Option<tokio::process::Child>,
     pub starts: u32,
+    /// The running server's process id, 0 while it is down (for memory samples).
+    pub pid: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl SpawnedServer {
@@ -474,6 +479,7 @@ impl SpawnedServer {
             env,
             child: None,
             starts: 0,
+            pid: Arc::new(std::sync::atomic::AtomicU32::new(0)),
         })
     }
 
@@ -508,6 +514,7 @@ impl SpawnedServer {
         let child = command
             .spawn()
             .with_context(|| format!("failed to start {} serve", self.bin.display()))?;
+        self.pid.store(child.id().unwrap_or(0), Ordering::Relaxed);
         self.child = Some(child);
         self.starts += 1;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -535,6 +542,7 @@ impl SpawnedServer {
 
     /// SIGKILL: no chance to finish anything.
     pub async fn kill(&mut self) {
+        self.pid.store(0, Ordering::Relaxed);
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
             let _ = child.wait().await;
@@ -543,6 +551,7 @@ impl SpawnedServer {
 
     /// SIGTERM, then wait for a clean exit (SIGKILL after 30 s).
     pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.pid.store(0, Ordering::Relaxed);
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };

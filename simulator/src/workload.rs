@@ -315,6 +315,7 @@ impl Workload {
             privileges: child.privileges.clone(),
             channel: Channel::Portal,
             submitted_by: self.parent(child.n, device),
+            sealed: None,
         }
     }
 
@@ -337,6 +338,7 @@ impl Workload {
             privileges: child.privileges.clone(),
             channel: Channel::Portal,
             submitted_by: self.parent(child.n, device),
+            sealed: None,
         }
     }
 

@@ -188,3 +188,63 @@ async fn a_custom_kindergarten_scenario_runs_and_writes_a_page() {
     }
     assert!(!page.contains("<script"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flat_rate_offers_that_many_sends_and_times_attempts_by_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--preset",
+        "ekaterinburg-2024",
+        "--rate",
+        "200",
+        "--duration-s",
+        "2",
+        "--seed",
+        "5",
+    ];
+    let (status, report) = simulate(dir.path(), "rate", &flags).await;
+    assert_eq!(status, 0, "{report}");
+    // 400 children, and a few second devices within the run.
+    assert_eq!(report["children"], 400, "{report}");
+    assert!(report["last_send_s"].as_f64().unwrap() <= 4.0, "{report}");
+    let accepted = &report["attempt_latency_ms"]["accepted"];
+    assert_eq!(accepted["count"], report["acknowledged"], "{report}");
+    assert!(accepted["p99"].as_f64().unwrap() > 0.0, "{report}");
+    // In process there is no server to measure.
+    assert!(report["server_peak_rss_kib"].is_null(), "{report}");
+}
+
+#[tokio::test]
+async fn fault_and_rate_flags_are_checked() {
+    for (flags, expected) in [
+        (
+            &["--preset", "spb-2015", "--kill-server-random", "3"][..],
+            "need --spawn-server",
+        ),
+        (
+            &["--preset", "spb-2015", "--rate", "100", "--scale", "2"][..],
+            "leave --scale at 1",
+        ),
+        (
+            &["--preset", "spb-2015", "--rate", "0"][..],
+            "--rate must be positive",
+        ),
+    ] {
+        let error = run_status(args_from(flags.iter().copied()).expect("parses"))
+            .await
+            .expect_err("refused");
+        assert!(
+            format!("{error:#}").contains(expected),
+            "{flags:?}: {error:#}"
+        );
+    }
+    assert!(args_from([
+        "--preset",
+        "spb-2015",
+        "--kill-server-every",
+        "1",
+        "--kill-server-random",
+        "2"
+    ])
+    .is_err());
+}

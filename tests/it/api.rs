@@ -209,6 +209,21 @@ async fn bad_input_is_a_4xx_naming_the_field_and_nothing_is_written() {
             422,
             Some("birth_date"),
         ),
+        // Dates at the far edge of what the date type holds reach the rules, which refuse
+        // them by name (this one used to panic the authority's writer: found by the fuzzer).
+        (
+            serde_json::to_vec(&json!({"document": "II-AB 000034", "birth_date": "2024-03-10", "preferences": ["K1"], "desired_start": "+262142-12-31"})).unwrap(),
+            "application/json",
+            422,
+            Some("desired_start"),
+        ),
+        // A child too young: not born yet.
+        (
+            serde_json::to_vec(&json!({"document": "II-AB 000035", "birth_date": (chrono::Utc::now().date_naive() + chrono::Duration::days(40)).to_string(), "preferences": ["K1"], "desired_start": "2028-09-01"})).unwrap(),
+            "application/json",
+            422,
+            Some("birth_date"),
+        ),
     ];
     for (body, content_type, status, field) in cases {
         let answer = app.send(post_raw(body.clone(), content_type)).await;

@@ -6,12 +6,12 @@ use ochered_store::testing::Harness;
 use ochered_writer::demo::{self, DemoShape, SeededRng};
 use ochered_writer::{RequestMeta, Writer, WriterConfig};
 
-fn ochered() -> Command {
+pub(crate) fn ochered() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ochered"))
 }
 
 /// A log with a demo authority and `n` applications.
-async fn filled(h: &Harness, n: u64) {
+pub(crate) async fn filled(h: &Harness, n: u64) {
     let (writer, _) = Writer::start(h.store.clone(), "cli-town", WriterConfig::default())
         .await
         .unwrap();
@@ -33,7 +33,7 @@ async fn filled(h: &Harness, n: u64) {
     }
 }
 
-fn run(cmd: &mut Command) -> (i32, String, String) {
+pub(crate) fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 pub const AUTHORITY: &str = "city";
 pub const SECRET: &str = "test-jwt-secret";
+/// The master key wrapping the per-applicant data keys in tests.
+pub const TEST_DATA_KEY: [u8; 32] = [0x42; 32];
 
 pub struct TestApp {
     pub server: Option<RunningServer>,
@@ -45,7 +47,11 @@ pub fn config_for(url: String) -> ServerConfig {
         batch_max: 512,
         request_timeout_ms: 10_000,
         body_limit_bytes: 16 * 1024,
-        cors_origin: None,
+        cors_origins: Vec::new(),
+        rate_limit: Default::default(),
+        data_key: Some(ochered_writer::privacy::MasterKey::from_bytes(
+            TEST_DATA_KEY,
+        )),
         snapshot_every: 1_000_000,
         demo_authority: "demo".into(),
         webhooks: Default::default(),
@@ -53,9 +59,18 @@ pub fn config_for(url: String) -> ServerConfig {
 }
 
 async fn spawn_on(harness: Arc<Harness>, backend: &'static str) -> TestApp {
-    let server = ochered_api::spawn(config_for(harness.url.clone()))
-        .await
-        .unwrap();
+    let config = config_for(harness.url.clone());
+    spawn_configured(harness, backend, config).await
+}
+
+/// The server with this configuration (its database URL may differ from the harness's, e.g.
+/// through a proxy or on another filesystem); the harness lives as long as the app.
+pub async fn spawn_configured(
+    harness: Arc<Harness>,
+    backend: &'static str,
+    config: ServerConfig,
+) -> TestApp {
+    let server = ochered_api::spawn(config).await.unwrap();
     TestApp {
         base: format!("http://{}", server.addr),
         server: Some(server),
@@ -136,6 +151,22 @@ impl TestApp {
             request = request.bearer_auth(token);
         }
         self.send(request).await
+    }
+
+    /// The server's OpenAPI document (checks it is served as JSON).
+    pub async fn openapi(&self) -> Value {
+        let response = self
+            .client
+            .get(format!("{}/api/openapi.json", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+        response.json().await.unwrap()
     }
 
     pub async fn head_seq(&self) -> i64 {

@@ -2,7 +2,15 @@
 
 mod api;
 mod cli;
+mod cluster;
+mod crash;
+mod fuzz;
 mod helpers;
 mod openapi_files;
+mod outage;
+mod overload;
+mod privacy;
+mod security;
 mod simulator;
 mod status_updates;
+mod tamper;

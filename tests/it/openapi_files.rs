@@ -22,21 +22,6 @@ fn parent(n: u32) -> String {
     token(Role::Parent, &format!("parent-{n}"))
 }
 
-async fn openapi(app: &TestApp) -> Value {
-    let response = app
-        .client
-        .get(format!("{}/api/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("application/json"));
-    response.json().await.unwrap()
-}
-
 /// `(method, path)` of every `.route("…", get(…).post(…))` in a source file.
 fn routes_in(source: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
@@ -82,7 +67,7 @@ fn routes_in(source: &str) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_describes_every_route() {
     let app = spawn_app().await;
-    let doc = openapi(&app).await;
+    let doc = app.openapi().await;
     let version = doc["openapi"].as_str().unwrap();
     assert!(version.starts_with("3.1."), "version {version}");
     assert_eq!(
@@ -359,7 +344,7 @@ async fn institutions_and_seats_import_from_csv() {
 
 async fn import_files(app: TestApp) {
     app.set_up_authority().await;
-    let doc = openapi(&app).await;
+    let doc = app.openapi().await;
     let files = "/api/v1/authorities/{authority}/files";
 
     // A bad file: every bad row named, nothing written.
@@ -608,7 +593,7 @@ async fn queues_and_rounds_export_as_csv_and_xlsx() {
 
 async fn export_files(app: TestApp) {
     app.set_up_authority().await;
-    let doc = openapi(&app).await;
+    let doc = app.openapi().await;
     let mut numbers = Vec::new();
     for n in 1..=3u32 {
         let a = app

@@ -9,6 +9,22 @@ use crate::domain::{
 };
 use crate::ordering::{Privilege, TieBreak};
 
+/// Personal data (names, contacts, the document as typed) sealed outside the core with the
+/// applicant's data key: an opaque nonce and ciphertext, lower-case hex. The core only
+/// carries it into the event, where the chain hash covers it; destroying the key
+/// (crypto-shredding) makes it unreadable without touching the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sealed {
+    pub nonce: String,
+    pub ciphertext: String,
+}
+
+/// Hex characters of a sealed nonce (24 bytes, XChaCha20-Poly1305).
+pub const SEALED_NONCE_HEX: usize = 48;
+/// Most hex characters of a sealed ciphertext (4 KiB of plaintext and its tag).
+pub const SEALED_CIPHERTEXT_HEX_MAX: usize = 2 * (4096 + 16);
+
 /// A kindergarten application as the parent fills it in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +44,9 @@ pub struct KindergartenForm {
     pub channel: Channel,
     /// The account that submitted it (opaque subject id, no personal data).
     pub submitted_by: String,
+    /// The applicant's personal data, sealed (absent when none was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
 }
 
 /// A first-grade application (or draft) as the parent fills it in.
@@ -44,6 +63,9 @@ pub struct SchoolForm {
     #[serde(default)]
     pub channel: Channel,
     pub submitted_by: String,
+    /// The applicant's personal data, sealed (absent when none was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
 }
 
 /// How a first-grade campaign fills its seats.
@@ -240,6 +262,13 @@ pub enum Command {
     /// Passes every lapsed waiting-list hold on a freed slot to the next patient on the list,
     /// or opens the slot to everyone when the list is exhausted. Sent periodically.
     ExpireSlotHolds {},
+
+    // Privacy.
+    /// Records that the person's data key was destroyed on a lawful erasure request: their
+    /// sealed personal data is unreadable from now on. Queues do not change.
+    RecordPersonalDataErasure {
+        person: PersonKey,
+    },
 }
 
 fn general_tier() -> u8 {
@@ -276,6 +305,7 @@ impl Command {
             Command::CancelBooking { .. } => "cancel_booking",
             Command::JoinWaitingList { .. } => "join_waiting_list",
             Command::RecordNoShow { .. } => "record_no_show",
+            Command::RecordPersonalDataErasure { .. } => "record_personal_data_erasure",
         }
     }
 }

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 
 use crate::command::{
-    AgeGroupSeats, CampaignConfig, CampaignMode, Command, KindergartenForm, SchoolForm,
+    AgeGroupSeats, CampaignConfig, CampaignMode, Command, KindergartenForm, SchoolForm, Sealed,
+    SEALED_CIPHERTEXT_HEX_MAX, SEALED_NONCE_HEX,
 };
 use crate::domain::{
     intake_year_for, september_first, AuthorityConfig, BirthDate, InstitutionId, InstitutionKind,
@@ -52,6 +53,7 @@ pub fn decide(
         Command::SubmitKindergartenApplication { form } => {
             submit_kindergarten(state, config, form, now)
         }
+        Command::RecordPersonalDataErasure { person } => record_erasure(state, person, now),
         Command::AmendKindergartenPreferences {
             application,
             preferences,
@@ -563,6 +565,12 @@ fn check_kindergarten_age(
             "is before the child's birth date",
         ));
     }
+    if !(2000..2200).contains(&desired_start.year()) {
+        return Err(Rejection::invalid(
+            "desired_start",
+            "must be a date from 2000 to 2199",
+        ));
+    }
     let intake = september_first(intake_year_for(desired_start));
     let age = birth_date.age_on(intake);
     if age >= config.kindergarten_max_age_years as i32 {
@@ -631,6 +639,69 @@ fn check_subject(field: &str, subject: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// A sealed value must look like what the shell's sealing produces: a 24-byte nonce and a
+/// bounded ciphertext of at least the 16-byte tag, both lower-case hex. The core cannot
+/// decrypt it; this only keeps malformed or oversized blobs out of the log.
+fn check_sealed(sealed: Option<&Sealed>) -> Result<(), Rejection> {
+    let Some(sealed) = sealed else {
+        return Ok(());
+    };
+    let is_hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if sealed.nonce.len() != SEALED_NONCE_HEX || !is_hex(&sealed.nonce) {
+        return Err(Rejection::invalid(
+            "sealed.nonce",
+            format!("must be {SEALED_NONCE_HEX} lower-case hexadecimal digits"),
+        ));
+    }
+    let n = sealed.ciphertext.len();
+    if !(32..=SEALED_CIPHERTEXT_HEX_MAX).contains(&n) || n % 2 != 0 || !is_hex(&sealed.ciphertext) {
+        return Err(Rejection::invalid(
+            "sealed.ciphertext",
+            format!("must be 32-{SEALED_CIPHERTEXT_HEX_MAX} lower-case hexadecimal digits, an even number"),
+        ));
+    }
+    Ok(())
+}
+
+/// An erasure covers the person's applications not erased before (and their first-grade
+/// drafts); nothing left is a no-op (erasing twice changes nothing). A person the authority
+/// never saw (no application, draft or booking) is unknown.
+fn record_erasure(
+    state: &State,
+    person: &PersonKey,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, Rejection> {
+    let mut known = state.patient(person).is_some();
+    let mut applications = Vec::new();
+    for app in state.applications().iter().filter(|a| a.child == *person) {
+        known = true;
+        if !app.erased {
+            applications.push(app.number);
+        }
+    }
+    let mut sealed_drafts = false;
+    for campaign in state.campaigns() {
+        if let Some(draft) = campaign.drafts.get(person) {
+            known = true;
+            sealed_drafts |= draft.sealed.is_some();
+        }
+    }
+    if !known {
+        return Err(Rejection::UnknownPerson);
+    }
+    if applications.is_empty() && !sealed_drafts {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Event::PersonalDataErased {
+        person: *person,
+        applications,
+        at: now,
+    }])
+}
+
 fn submit_kindergarten(
     state: &State,
     config: &AuthorityConfig,
@@ -638,6 +709,7 @@ fn submit_kindergarten(
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, Rejection> {
     check_subject("submitted_by", &form.submitted_by)?;
+    check_sealed(form.sealed.as_ref())?;
     let birth_date = BirthDate::parse(form.birth_date, config.local_date(now))
         .map_err(|e| Rejection::invalid(e.field, e.reason))?;
     check_kindergarten_preferences(state, config, &form.preferences)?;
@@ -662,6 +734,7 @@ fn submit_kindergarten(
         registered_at: now,
         channel: form.channel,
         submitted_by: form.submitted_by.clone(),
+        sealed: form.sealed.clone(),
     }])
 }
 
@@ -722,6 +795,7 @@ fn check_school_form(
     now: DateTime<Utc>,
 ) -> Result<(), Rejection> {
     check_subject("submitted_by", &form.submitted_by)?;
+    check_sealed(form.sealed.as_ref())?;
     let idx = state
         .campaign_idx(&form.campaign)
         .expect("checked by caller");
@@ -818,6 +892,7 @@ fn submit_school(
         from_draft,
         channel: form.channel,
         submitted_by: form.submitted_by.clone(),
+        sealed: form.sealed.clone(),
     }])
 }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{AgeGroupSeats, CampaignConfig, CampaignStage, SchoolForm, SlotSpec};
+use crate::command::{AgeGroupSeats, CampaignConfig, CampaignStage, SchoolForm, Sealed, SlotSpec};
 use crate::domain::{
     ApplicationNumber, AuthorityConfig, BookingNumber, CampaignId, Channel, DoctorId,
     InstitutionId, InstitutionKind, PersonKey, RoundId, SlotId, Specialty,
@@ -38,6 +38,10 @@ pub enum Event {
         registered_at: DateTime<Utc>,
         channel: Channel,
         submitted_by: String,
+        /// The applicant's sealed personal data; absent when none was given (and in every
+        /// event written before it existed, which therefore hash and decode unchanged).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed: Option<Sealed>,
     },
     KindergartenPreferencesAmended {
         number: ApplicationNumber,
@@ -141,6 +145,9 @@ pub enum Event {
         from_draft: bool,
         channel: Channel,
         submitted_by: String,
+        /// As in `KindergartenApplicationSubmitted`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed: Option<Sealed>,
     },
     AgeExceptionGranted {
         campaign: CampaignId,
@@ -195,6 +202,14 @@ pub enum Event {
         passed_over: Vec<PersonKey>,
         at: DateTime<Utc>,
     },
+    /// The person's data key was destroyed on a lawful erasure request (crypto-shredding):
+    /// the sealed personal data of `applications` (the person's applications not erased
+    /// before) is unreadable from now on. Nothing else changes: no queue moves.
+    PersonalDataErased {
+        person: PersonKey,
+        applications: Vec<ApplicationNumber>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// The stream (aggregate) an event belongs to; versions count per stream.
@@ -207,6 +222,8 @@ pub enum StreamId {
     Specialty(Specialty),
     Booking(BookingNumber),
     Round(RoundId),
+    /// Erasures of one person's personal data.
+    Person(PersonKey),
 }
 
 impl std::fmt::Display for StreamId {
@@ -219,6 +236,7 @@ impl std::fmt::Display for StreamId {
             StreamId::Specialty(id) => write!(f, "specialty-{id}"),
             StreamId::Booking(n) => write!(f, "booking-{n}"),
             StreamId::Round(id) => write!(f, "round-{id}"),
+            StreamId::Person(key) => write!(f, "person-{}", key.to_hex()),
         }
     }
 }
@@ -254,6 +272,7 @@ impl Event {
             Event::SchoolEnrollmentCompleted { .. } => "SchoolEnrollmentCompleted",
             Event::SlotHeld { .. } => "SlotHeld",
             Event::SlotHoldLapsed { .. } => "SlotHoldLapsed",
+            Event::PersonalDataErased { .. } => "PersonalDataErased",
         }
     }
 
@@ -289,6 +308,7 @@ impl Event {
             Event::SlotBooked { booking, .. }
             | Event::BookingCancelled { booking, .. }
             | Event::NoShowRecorded { booking, .. } => StreamId::Booking(*booking),
+            Event::PersonalDataErased { person, .. } => StreamId::Person(*person),
         }
     }
 

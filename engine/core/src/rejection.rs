@@ -127,6 +127,8 @@ pub enum Rejection {
         "the child already attends {institution}; a transfer application lists other kindergartens"
     )]
     AlreadyAttends { institution: String },
+    #[error("no application or booking of this person exists")]
+    UnknownPerson,
     #[error("too many items: {count} given, at most {max}")]
     TooMany {
         field: String,
@@ -158,6 +160,7 @@ impl Rejection {
             | UnknownSpecialty { .. }
             | UnknownSlot { .. }
             | UnknownBooking { .. }
+            | UnknownPerson
             | NoDraft { .. } => RejectionKind::NotFound,
             AuthorityNotConfigured
             | CampaignNotOpen { .. }
@@ -205,6 +208,7 @@ impl Rejection {
             UnknownSpecialty { .. } => Some("specialty"),
             UnknownApplication { .. } => Some("application"),
             UnknownBooking { .. } => Some("booking"),
+            UnknownPerson => Some("document"),
             RoundExists { .. } => Some("round"),
             NoFreeSeats { .. } => Some("intake_year"),
             SeatsBelowTaken { .. } => Some("seats"),

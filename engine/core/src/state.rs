@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::command::{CampaignConfig, SchoolForm};
+use crate::command::{CampaignConfig, SchoolForm, Sealed};
 use crate::domain::{
     intake_year_for, september_first, ApplicationNumber, AuthorityConfig, BirthDate, BookingNumber,
     CampaignId, Channel, DoctorId, InstitutionId, InstitutionKind, PersonKey, RoundId, SlotId,
@@ -104,6 +104,16 @@ pub struct Application {
     #[serde(default)]
     pub placement: Option<u32>,
     pub version: u32,
+    /// The applicant's sealed personal data, until it is erased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
+    /// The applicant's personal data was erased (its data key destroyed).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub erased: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,6 +252,9 @@ pub struct StateData {
     #[serde(default)]
     pub placements: Vec<Placement>,
     pub n_events: u64,
+    /// Erasure events recorded per person (the version of the person's stream).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub erasures: BTreeMap<PersonKey, u32>,
 }
 
 /// The authority's state: a fold of its events, plus derived indexes and queue projections.
@@ -441,6 +454,7 @@ impl State {
                 .round_by_id
                 .get(id)
                 .map_or(0, |&r| self.data.rounds[r as usize].version),
+            StreamId::Person(key) => self.data.erasures.get(key).copied().unwrap_or(0),
         };
         current + 1
     }
@@ -539,6 +553,7 @@ impl State {
                 registered_at,
                 channel,
                 submitted_by,
+                sealed,
             } => {
                 let app = Application {
                     number: *number,
@@ -557,6 +572,8 @@ impl State {
                     submitted_by: submitted_by.as_str().into(),
                     placement: None,
                     version: 1,
+                    sealed: sealed.clone(),
+                    erased: false,
                 };
                 self.insert_application(app, cause, *registered_at);
             }
@@ -571,6 +588,7 @@ impl State {
                 from_draft,
                 channel,
                 submitted_by,
+                sealed,
             } => {
                 let campaign_idx = self.campaign_by_id[campaign];
                 let year = self.campaign(campaign_idx).config.year;
@@ -591,6 +609,8 @@ impl State {
                     submitted_by: submitted_by.as_str().into(),
                     placement: None,
                     version: 1,
+                    sealed: sealed.clone(),
+                    erased: false,
                 };
                 self.data.campaigns[campaign_idx as usize]
                     .drafts
@@ -977,6 +997,24 @@ impl State {
                 if let Some(s) = self.data.specialties.get_mut(specialty) {
                     s.version += 1;
                 }
+            }
+            Event::PersonalDataErased {
+                person,
+                applications,
+                ..
+            } => {
+                // Only the personal data goes: no queue, status or version changes.
+                for number in applications {
+                    let app = &mut self.data.applications[number.0 as usize - 1];
+                    app.sealed = None;
+                    app.erased = true;
+                }
+                for campaign in &mut self.data.campaigns {
+                    if let Some(draft) = campaign.drafts.get_mut(person) {
+                        draft.sealed = None;
+                    }
+                }
+                *self.data.erasures.entry(*person).or_insert(0) += 1;
             }
         }
         self.data.n_events += 1;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use ochered_core::allocation::{check_assignment, solve_instance, ProblemBuilder};
 use ochered_core::command::{
     AgeGroupSeats, CampaignConfig, CampaignMode, CampaignSchool, CampaignStage, Command,
-    KindergartenForm, SchoolForm, SlotSpec,
+    KindergartenForm, SchoolForm, Sealed, SlotSpec,
 };
 use ochered_core::domain::{
     ApplicationNumber, AuthorityConfig, AuthorityId, BookingNumber, CampaignId, Channel, DoctorId,
@@ -145,9 +145,15 @@ fn command_strategy() -> impl Strategy<Value = Command> {
                     privileges: vec![],
                     channel: Channel::Portal,
                     submitted_by: format!("p{c}"),
+                    // Some applicants give personal data (an opaque sealed value here).
+                    sealed: (c % 2 == 1).then(|| Sealed {
+                        nonce: format!("{c:0>48}"),
+                        ciphertext: format!("{c:0>64}"),
+                    }),
                 },
             }
         ),
+        1 => (0u8..8).prop_map(|c| Command::RecordPersonalDataErasure { person: person(c) }),
         2 => (app.clone(), prefs_strategy(&KINDERGARTENS), 2026i32..=2027).prop_map(|(application, preferences, year)| {
             Command::AmendKindergartenPreferences {
                 application,
@@ -170,6 +176,7 @@ fn command_strategy() -> impl Strategy<Value = Command> {
                 privileges: vec![],
                 channel: Channel::Portal,
                 submitted_by: format!("p{c}"),
+                sealed: None,
             },
         }),
         3 => (0u8..4, 0u8..8).prop_map(|(s, p)| Command::BookSlot {
@@ -509,5 +516,110 @@ fn generated_sequences_exercise_the_rules() {
             seen.get(kind).copied().unwrap_or(0) > 0,
             "{kind} never happened: {seen:?}"
         );
+    }
+}
+
+/// A generated command with one leaf of its JSON form replaced by a hostile value (extreme
+/// dates and numbers, empty or huge strings and lists). Commands that no longer decode are
+/// left out: decoding errors are the API's business (tests/it/fuzz.rs); here `decide` must
+/// survive whatever does decode.
+fn mutated_command_strategy() -> impl Strategy<Value = Command> {
+    (
+        command_strategy(),
+        any::<proptest::sample::Index>(),
+        any::<proptest::sample::Index>(),
+    )
+        .prop_filter_map(
+            "mutated command no longer decodes",
+            |(command, at, pick)| {
+                let mut json = serde_json::to_value(&command).unwrap();
+                let mut leaves = Vec::new();
+                collect_leaves(&json, String::new(), &mut leaves);
+                let path = leaves.get(at.index(leaves.len().max(1)))?.clone();
+                let leaf = json.pointer_mut(&path)?;
+                let choices = hostile_like(leaf);
+                *leaf = pick.get(&choices).clone();
+                serde_json::from_value(json).ok()
+            },
+        )
+}
+
+/// Hostile values of the same JSON type as `leaf`, so that most mutations still decode.
+fn hostile_like(leaf: &serde_json::Value) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    match leaf {
+        serde_json::Value::Number(_) => vec![
+            json!(0),
+            json!(u8::MAX),
+            json!(u16::MAX),
+            json!(u32::MAX),
+            json!(u64::MAX),
+            json!(i64::MIN),
+        ],
+        serde_json::Value::String(s) if s.len() == 10 && s.as_bytes()[4] == b'-' => vec![
+            json!("+262142-12-31"),
+            json!("-262143-01-01"),
+            json!("0001-01-01"),
+            json!("1900-02-28"),
+            json!("2100-12-31"),
+        ],
+        serde_json::Value::String(s) if s.contains('T') && s.ends_with('Z') => vec![
+            json!("+262142-12-31T23:59:59Z"),
+            json!("-262143-01-01T00:00:00Z"),
+            json!("1970-01-01T00:00:00Z"),
+            json!("9999-12-31T23:59:59Z"),
+        ],
+        serde_json::Value::String(_) => vec![
+            json!(""),
+            json!("Z".repeat(300)),
+            json!("K1"),
+            json!("S1"),
+            json!("c"),
+        ],
+        serde_json::Value::Array(_) => vec![
+            json!([]),
+            serde_json::Value::Array(vec![json!("K1"); 500]),
+            json!(["K1", "K1"]),
+        ],
+        serde_json::Value::Bool(b) => vec![json!(!b)],
+        _ => vec![json!(null)],
+    }
+}
+
+fn collect_leaves(value: &serde_json::Value, path: String, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                if k != "type" {
+                    collect_leaves(v, format!("{path}/{k}"), out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                collect_leaves(v, format!("{path}/{i}"), out);
+            }
+            out.push(path);
+        }
+        _ => out.push(path),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    /// Fuzzing `decide` (issue 6): hostile but decodable commands never panic the core, and
+    /// every invariant and the replay equality still hold.
+    #[test]
+    fn decide_survives_hostile_commands(
+        commands in proptest::collection::vec(
+            prop_oneof![3 => command_strategy(), 2 => mutated_command_strategy()],
+            0..60,
+        ),
+    ) {
+        let mut all = setup(TieBreak::RegistrationTime);
+        all.extend(commands);
+        let (state, events) = run(&all);
+        prop_assert_eq!(fold(&events).state_hash(), state.state_hash());
     }
 }

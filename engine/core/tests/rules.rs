@@ -86,6 +86,7 @@ fn kg_form(n: u32, prefs: &[&str]) -> KindergartenForm {
         privileges: Vec::new(),
         channel: Channel::Portal,
         submitted_by: format!("parent-{n}"),
+        sealed: None,
     }
 }
 
@@ -160,6 +161,7 @@ fn kindergarten_submission_registers_at_receipt_time() {
             registered_at: t(NOW),
             channel: Channel::Portal,
             submitted_by: "parent-1".into(),
+            sealed: None,
         }]
     );
 }
@@ -736,6 +738,7 @@ fn school_form(n: u32, schools: &[&str], privileges: Vec<Privilege>) -> SchoolFo
         privileges,
         channel: Channel::Portal,
         submitted_by: format!("parent-{n}"),
+        sealed: None,
     }
 }
 
@@ -2293,5 +2296,121 @@ fn kindergarten_commands_refuse_first_grade_applications() {
             number: ApplicationNumber(1),
             expected: "kindergarten".into(),
         },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Privacy: sealed personal data and its erasure (crypto-shredding)
+
+fn sealed(tag: u8) -> ochered_core::command::Sealed {
+    ochered_core::command::Sealed {
+        nonce: format!("{tag:02x}").repeat(24),
+        ciphertext: format!("{tag:02x}").repeat(40),
+    }
+}
+
+#[test]
+fn sealed_personal_data_is_carried_into_the_event_and_the_state() {
+    let mut s = given(authority());
+    let form = KindergartenForm {
+        sealed: Some(sealed(0xab)),
+        ..kg_form(1, &["K1"])
+    };
+    let events = s.accept(Command::SubmitKindergartenApplication { form }, t(NOW));
+    match &events[0] {
+        Event::KindergartenApplicationSubmitted { sealed: got, .. } => {
+            assert_eq!(got.as_ref(), Some(&sealed(0xab)));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let app = s.state.application(ApplicationNumber(1)).unwrap();
+    assert_eq!(app.sealed, Some(sealed(0xab)));
+    assert!(!app.erased);
+}
+
+#[test]
+fn malformed_sealed_values_are_refused() {
+    let s = given(authority());
+    let mut bad_nonce = sealed(1);
+    bad_nonce.nonce.truncate(10);
+    let mut bad_text = sealed(1);
+    bad_text.ciphertext = "XYZ".repeat(20);
+    let mut huge = sealed(1);
+    huge.ciphertext = "00".repeat(ochered_core::command::SEALED_CIPHERTEXT_HEX_MAX);
+    for (value, field) in [
+        (bad_nonce, "sealed.nonce"),
+        (bad_text, "sealed.ciphertext"),
+        (huge, "sealed.ciphertext"),
+    ] {
+        let form = KindergartenForm {
+            sealed: Some(value),
+            ..kg_form(1, &["K1"])
+        };
+        then_invalid(
+            s.when(Command::SubmitKindergartenApplication { form }, t(NOW)),
+            field,
+        );
+    }
+}
+
+#[test]
+fn erasure_forgets_personal_data_and_moves_no_queue() {
+    let mut s = given(authority());
+    for n in 1..=3 {
+        let form = KindergartenForm {
+            sealed: Some(sealed(n as u8)),
+            ..kg_form(n, &["K1", "K2"])
+        };
+        s.accept(Command::SubmitKindergartenApplication { form }, t(NOW));
+    }
+    let before: Vec<_> = s
+        .state
+        .applications()
+        .iter()
+        .map(|a| {
+            s.state
+                .queue_entries(a)
+                .into_iter()
+                .map(|(q, k)| s.state.queues.position(&q, &k))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let erase = Command::RecordPersonalDataErasure { person: child(2) };
+    let events = s.accept(erase.clone(), t(NOW));
+    assert_eq!(
+        events,
+        vec![Event::PersonalDataErased {
+            person: child(2),
+            applications: vec![ApplicationNumber(2)],
+            at: t(NOW),
+        }]
+    );
+    let app = s.state.application(ApplicationNumber(2)).unwrap();
+    assert_eq!((app.sealed.as_ref(), app.erased), (None, true));
+    assert_eq!(
+        s.state.application(ApplicationNumber(1)).unwrap().sealed,
+        Some(sealed(1))
+    );
+    let after: Vec<_> = s
+        .state
+        .applications()
+        .iter()
+        .map(|a| {
+            s.state
+                .queue_entries(a)
+                .into_iter()
+                .map(|(q, k)| s.state.queues.position(&q, &k))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(before, after);
+    // Twice is a no-op; a person never seen is unknown.
+    assert_eq!(s.when(erase, t(NOW)), Ok(vec![]));
+    then_rejected(
+        s.when(
+            Command::RecordPersonalDataErasure { person: child(99) },
+            t(NOW),
+        ),
+        Rejection::UnknownPerson,
     );
 }

@@ -13,6 +13,10 @@ pub enum StoreError {
     /// timeout, disk full, I/O error, locked). Nothing was written; retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Cluster mode: this node no longer holds the authority (another node took it over
+    /// with a newer epoch, or it never held it). Nothing was written; the writer must stop.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// Stored data cannot be read back as written (malformed file, undecodable column).
     #[error("store corrupt: {0}")]
     Corrupt(String),

@@ -16,8 +16,11 @@
 //! Open a store with [`open`]; the concrete [`SqliteStore`] and [`PgStore`] expose their
 //! pools for tests and tools that need raw SQL.
 
+pub mod checkpoint;
+pub mod cluster;
 mod error;
 mod hash;
+pub mod keys;
 mod postgres;
 mod sqlite;
 pub mod testing;
@@ -33,6 +36,7 @@ pub use hash::{
     canonical_bytes, canonical_metadata, canonical_recorded_at, event_hash, truncate_to_micros,
     GENESIS_HASH,
 };
+pub use keys::DataKeyStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -218,6 +222,12 @@ pub trait EventStore: Send + Sync {
 
     /// The newest snapshot of the authority: its `authority_seq` and bytes.
     async fn load_snapshot(&self, authority: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
+
+    /// The table of per-applicant data keys kept beside the log (see [`keys`]), if this
+    /// store has one. Both real backends do; a test double may not.
+    fn data_keys(&self) -> Option<&dyn DataKeyStore> {
+        None
+    }
 
     /// Closes the connections (SQLite also checkpoints its WAL). Later calls fail with
     /// [`StoreError::Unavailable`].

@@ -22,6 +22,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// How long `open` waits for the first connection before answering `Unavailable`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a running store waits for a pooled connection (sqlx keeps retrying a refused
+/// connection until then) before answering `Unavailable`: short, so that while PostgreSQL
+/// is away requests are refused within their timeout instead of queueing behind it.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 const READ_PAGE_SQL: &str =
     "SELECT global_seq, authority_seq, stream_id, stream_version, event_type, \
     schema_version, recorded_at, payload, metadata, prev_hash, hash FROM events \
@@ -48,6 +53,8 @@ const INSERT_IDEMPOTENCY_SQL: &str =
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PgStore {
     pool: PgPool,
+    /// Cluster mode ([`crate::cluster`]): the epochs this node holds; appends are fenced.
+    fencing: std::sync::OnceLock<std::sync::Arc<crate::cluster::Fences>>,
 }
 
 impl PgStore {
@@ -74,9 +81,20 @@ impl PgStore {
         conn.close().await.ok();
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(CONNECT_TIMEOUT)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            fencing: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Turns on fencing (cluster mode, for good): from now on an append for an authority
+    /// succeeds only if this node holds it, at the epoch still recorded in
+    /// `authority_owners`; otherwise it fails with [`StoreError::Fenced`] and writes
+    /// nothing. Each append also notifies [`crate::cluster::NOTIFY_CHANNEL`] at commit.
+    pub fn enable_fencing(&self) -> std::sync::Arc<crate::cluster::Fences> {
+        self.fencing.get_or_init(Default::default).clone()
     }
 
     /// The connection pool, for tests and tools that need raw SQL.
@@ -313,11 +331,40 @@ impl EventStore for PgStore {
         if events.is_empty() && idempotency.is_empty() {
             return Ok(Vec::new());
         }
+        // Cluster mode: the epoch this node took, checked below inside the transaction.
+        let fence = match self.fencing.get() {
+            Some(fences) => Some(fences.get(authority).ok_or_else(|| {
+                StoreError::Fenced(format!("this node does not hold {authority:?}"))
+            })?),
+            None => None,
+        };
         // On any error the transaction is dropped, which rolls it back.
         let mut tx = self.pool.begin().await?;
+        if let Some(epoch) = fence {
+            // FOR SHARE: a takeover's epoch bump waits until this transaction ends.
+            let current: Option<i64> = sqlx::query_scalar(
+                "SELECT epoch FROM authority_owners WHERE authority = $1 FOR SHARE",
+            )
+            .bind(authority)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if current != Some(epoch) {
+                return Err(StoreError::Fenced(format!(
+                    "{authority:?} was taken over (epoch {current:?}, this writer holds {epoch})"
+                )));
+            }
+        }
         let head = head_on(&mut tx, authority).await?;
         let mut prepared = chain_events(authority, &head, events);
         insert_all(&mut tx, authority, &mut prepared, &idempotency).await?;
+        if fence.is_some() {
+            // Delivered by PostgreSQL when (and only if) the transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::cluster::NOTIFY_CHANNEL)
+                .bind(authority)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(prepared.into_iter().map(|p| p.stored).collect())
     }
@@ -431,6 +478,10 @@ impl EventStore for PgStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    fn data_keys(&self) -> Option<&dyn crate::DataKeyStore> {
+        Some(self)
     }
 
     async fn load_snapshot(&self, authority: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError> {

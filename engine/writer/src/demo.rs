@@ -235,6 +235,7 @@ pub fn kindergarten_application(
                 Channel::Portal
             },
             submitted_by: format!("parent-{n}"),
+            sealed: None,
         },
     }
 }
@@ -259,5 +260,6 @@ pub fn school_form(rng: &mut SeededRng, n: u64, shape: &DemoShape, stage1: bool)
         privileges,
         channel: Channel::Portal,
         submitted_by: format!("parent-{n}"),
+        sealed: None,
     }
 }

@@ -7,6 +7,9 @@
 //! - If a commit fails, nothing in the batch is acknowledged, and the state is rebuilt from the
 //!   log before the next command is decided, so it equals the state before the batch (or, if
 //!   the commit did reach the disk after all, the state the log now holds).
+//! - While the store is away the rebuild is retried with a backoff (100 ms doubling to 2 s),
+//!   also when no command comes, so reads come back by themselves with the store; batches
+//!   that arrive during a backoff are refused at once with `Unavailable` (a prompt 503).
 //! - Time never goes backwards for an authority: `now` is the larger of the clock and the
 //!   previous batch's time, so registration times follow acknowledgement order.
 //! - Between applying a batch and its commit (milliseconds), readers may see the batch's
@@ -14,9 +17,12 @@
 
 pub mod demo;
 mod engine;
+mod follower;
+pub mod privacy;
 mod replay;
 
-pub use engine::Engine;
+pub use engine::{Engine, Ownership};
+pub use follower::Follower;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -188,6 +194,9 @@ impl Writer {
             last_now: stats.last_recorded_at,
             decided_seq: stats.head.authority_seq,
             needs_reload: false,
+            next_reload_at: None,
+            reload_backoff: RELOAD_BACKOFF_MIN,
+            reload_error: None,
             events_since_snapshot: 0,
         };
         tokio::spawn(async move { task.run(rx).await });
@@ -314,8 +323,19 @@ struct WriterTask {
     /// The last authority_seq given to a decided event (committed or in flight).
     decided_seq: i64,
     needs_reload: bool,
+    /// While the store is away: the next reload is not tried before this moment, and
+    /// batches that come earlier are refused at once (a 503 now rather than a hang).
+    next_reload_at: Option<tokio::time::Instant>,
+    /// The wait after the next failed reload (doubles up to [`RELOAD_BACKOFF_MAX`]).
+    reload_backoff: std::time::Duration,
+    /// Why the last reload failed, for the refusals in between.
+    reload_error: Option<WriterError>,
     events_since_snapshot: u64,
 }
+
+/// The first wait after a failed reload, and the longest.
+const RELOAD_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const RELOAD_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What one job of a batch came to before the commit.
 enum Decided {
@@ -357,7 +377,19 @@ impl WriterTask {
         loop {
             let mut batch = Vec::with_capacity(self.config.batch_commands_max);
             if inflight.is_none() {
-                match rx.recv().await {
+                let next = match self.next_reload_at.filter(|_| self.needs_reload) {
+                    // The state waits for a reload: try again when the backoff ends even if
+                    // no command comes, so reads come back by themselves with the store.
+                    Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            let _ = self.try_reload().await;
+                            continue;
+                        }
+                    },
+                    None => rx.recv().await,
+                };
+                match next {
                     Some(job) => batch.push(job),
                     None => break,
                 }
@@ -415,7 +447,17 @@ impl WriterTask {
     /// are not committed yet.
     async fn decide_batch(&mut self, batch: Vec<Job>) -> Option<Pending> {
         if self.needs_reload {
-            if let Err(e) = self.reload().await {
+            let waiting = self
+                .next_reload_at
+                .is_some_and(|at| tokio::time::Instant::now() < at);
+            let result = if waiting {
+                Err(self.reload_error.clone().unwrap_or_else(|| {
+                    WriterError::Unavailable("the store was unavailable; retrying".into())
+                }))
+            } else {
+                self.try_reload().await
+            };
+            if let Err(e) = result {
                 for job in batch {
                     let _ = job.reply.send(Err(e.clone()));
                 }
@@ -578,7 +620,7 @@ impl WriterTask {
                     // Restore the state before answering, so nobody reads the failed batch;
                     // if the store does not allow it now, before the next batch.
                     self.needs_reload = true;
-                    if self.reload().await.is_err() {
+                    if self.try_reload().await.is_err() {
                         let mut state =
                             self.shared.state.write().unwrap_or_else(|e| e.into_inner());
                         // Until the reload succeeds, reads answer "unavailable" rather than
@@ -680,6 +722,26 @@ impl WriterTask {
             ));
         }
         Ok(Outcome::Accepted { events })
+    }
+
+    /// [`Self::reload`], and on failure waits longer before the next try (refusing batches
+    /// at once meanwhile).
+    async fn try_reload(&mut self) -> Result<(), WriterError> {
+        match self.reload().await {
+            Ok(()) => {
+                self.next_reload_at = None;
+                self.reload_backoff = RELOAD_BACKOFF_MIN;
+                self.reload_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(authority = %self.shared.authority, error = %e, backoff_ms = self.reload_backoff.as_millis() as u64, "rebuilding the state failed; will retry");
+                self.next_reload_at = Some(tokio::time::Instant::now() + self.reload_backoff);
+                self.reload_backoff = (self.reload_backoff * 2).min(RELOAD_BACKOFF_MAX);
+                self.reload_error = Some(e.clone());
+                Err(e)
+            }
+        }
     }
 
     async fn reload(&mut self) -> Result<(), WriterError> {

@@ -58,22 +58,22 @@ fn decode_snapshot(bytes: &[u8]) -> Result<(State, HashSet<u64>), String> {
     Ok((state, keys))
 }
 
-/// Decodes a page of stored events (runs on a blocking thread, beside the fold).
-fn decode_page(page: Vec<StoredEvent>) -> Result<(Vec<StoredEvent>, Vec<Event>), WriterError> {
-    let mut events = Vec::with_capacity(page.len());
-    for stored in &page {
-        let event = ochered_core::upcast::decode(
-            &stored.event_type,
-            stored.schema_version,
-            &stored.payload,
-        )
+/// Decodes one stored event of the current or an older schema version.
+pub(crate) fn decode_stored(stored: &StoredEvent) -> Result<Event, WriterError> {
+    ochered_core::upcast::decode(&stored.event_type, stored.schema_version, &stored.payload)
         .map_err(|e| {
             WriterError::Unavailable(format!(
                 "event {} of {} cannot be read: {e}",
                 stored.authority_seq, stored.authority
             ))
-        })?;
-        events.push(event);
+        })
+}
+
+/// Decodes a page of stored events (runs on a blocking thread, beside the fold).
+fn decode_page(page: Vec<StoredEvent>) -> Result<(Vec<StoredEvent>, Vec<Event>), WriterError> {
+    let mut events = Vec::with_capacity(page.len());
+    for stored in &page {
+        events.push(decode_stored(stored)?);
     }
     Ok((page, events))
 }

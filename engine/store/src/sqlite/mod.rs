@@ -111,7 +111,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-65536")
+            // Deleted rows (destroyed data keys, see `crate::keys`) are overwritten with
+            // zeros rather than left in free space.
+            .pragma("secure_delete", "ON");
         let writer_options = if in_memory {
             base.clone()
         } else {
@@ -474,6 +477,10 @@ impl EventStore for SqliteStore {
     ) -> Result<(), StoreError> {
         self.with_write_transaction(|db| save_snapshot_on(db, authority, authority_seq, state))
             .await
+    }
+
+    fn data_keys(&self) -> Option<&dyn crate::DataKeyStore> {
+        Some(self)
     }
 
     async fn load_snapshot(&self, authority: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError> {

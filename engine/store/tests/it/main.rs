@@ -1,6 +1,8 @@
 //! Integration tests of the event log, each run on SQLite and on PostgreSQL.
 
 mod auditor;
+mod cluster;
+mod data_keys;
 mod harness;
 mod log;
 mod sqlite_only;

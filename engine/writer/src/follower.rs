@@ -1,0 +1,119 @@
+//! A read-only copy of an authority another node writes (cluster mode).
+//!
+//! A follower is a [`Writer`] handle whose queue is closed: reads (`read`, `head`,
+//! `subscribe`, `is_consistent`) work exactly as on the owner, and `submit` answers
+//! [`WriterError::Stopped`] (the HTTP layer forwards writes to the owner before they get
+//! here). Its state follows the log by `authority_seq`, which is gapless per authority and
+//! committed in order by the one writer, so a follower never skips an event the way a
+//! reader of the database-wide `global_seq` could (sequence values are taken before
+//! commit, so a later value can commit first).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ochered_store::EventStore;
+use tokio::sync::mpsc;
+
+use crate::{load_state, CommittedEvent, Shared, Writer, WriterError, WriterStats};
+
+/// Events read per catch-up query.
+const FOLLOW_PAGE_EVENTS: i64 = 5_000;
+
+/// Keeps a read-only [`Writer`] handle up to date with the log.
+pub struct Follower {
+    store: Arc<dyn EventStore>,
+    writer: Writer,
+    /// One catch-up at a time (a notification and the periodic poll may race).
+    busy: tokio::sync::Mutex<()>,
+    broken: AtomicBool,
+}
+
+impl Follower {
+    /// Replays the authority's log (from its newest snapshot) into a read-only handle.
+    pub async fn start(
+        store: Arc<dyn EventStore>,
+        authority: &str,
+    ) -> Result<Follower, WriterError> {
+        let (state, stats) = load_state(store.as_ref(), authority).await?;
+        // A queue nobody receives from: submit answers Stopped, is_running is false.
+        let (tx, _) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            authority: authority.to_owned(),
+            state: RwLock::new(state),
+            in_flight: Mutex::new(Default::default()),
+            stats: WriterStats::default(),
+            head: RwLock::new(stats.head),
+            consistent: AtomicBool::new(true),
+            committed: tokio::sync::broadcast::channel(crate::COMMITTED_BROADCAST_BATCHES).0,
+        });
+        Ok(Follower {
+            store,
+            writer: Writer { tx, shared },
+            busy: tokio::sync::Mutex::new(()),
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// The read-only handle.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Folds every event committed after the handle's head; returns how many. Events are
+    /// applied in `authority_seq` order and each must link to the one before (hash chain),
+    /// so a follower's state is always a prefix of the log.
+    pub async fn catch_up(&self) -> Result<u64, WriterError> {
+        let _busy = self.busy.lock().await;
+        let shared = &self.writer.shared;
+        let mut folded = 0u64;
+        loop {
+            let head = shared.head.read().unwrap().clone();
+            let page = self
+                .store
+                .read(&shared.authority, head.authority_seq, FOLLOW_PAGE_EVENTS)
+                .await?;
+            if page.is_empty() {
+                return Ok(folded);
+            }
+            let mut decoded = Vec::with_capacity(page.len());
+            let mut expected = head.clone();
+            for stored in &page {
+                if stored.authority_seq != expected.authority_seq + 1
+                    || stored.prev_hash != expected.hash
+                {
+                    self.broken.store(true, Ordering::Relaxed);
+                    return Err(WriterError::Unavailable(format!(
+                        "the log of {} is broken at event {}: run `ochered verify`",
+                        stored.authority, stored.authority_seq
+                    )));
+                }
+                let event = crate::replay::decode_stored(stored)?;
+                expected.authority_seq = stored.authority_seq;
+                expected.hash.clone_from(&stored.hash);
+                decoded.push(CommittedEvent {
+                    authority_seq: stored.authority_seq,
+                    recorded_at: stored.recorded_at,
+                    event,
+                });
+            }
+            {
+                let mut state = shared.state.write().unwrap_or_else(|e| e.into_inner());
+                for committed in &decoded {
+                    state.apply(&committed.event);
+                }
+                *shared.head.write().unwrap() = expected;
+            }
+            folded += decoded.len() as u64;
+            shared
+                .stats
+                .events
+                .fetch_add(decoded.len() as u64, Ordering::Relaxed);
+            if shared.committed.receiver_count() > 0 {
+                let _ = shared.committed.send(Arc::new(decoded));
+            }
+            if (page.len() as i64) < FOLLOW_PAGE_EVENTS {
+                return Ok(folded);
+            }
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! Personal data sealed per applicant, and its erasure by crypto-shredding.
+//!
+//! Names, contacts and the document as typed never enter the log in plain text. The shell
+//! seals them here before the command reaches the core, which only carries the opaque
+//! [`Sealed`] value into the event (where the chain hash covers it):
+//!
+//! - Every person (authority, [`PersonKey`]) gets one random 256-bit **data key** on first
+//!   use, from the operating system's generator. It is stored in the store's `data_keys`
+//!   table, outside the hash-chained log, **wrapped** (XChaCha20-Poly1305) under the
+//!   server's **master key** (key-encryption key), which comes from configuration and never
+//!   reaches the database.
+//! - Personal data is encrypted with XChaCha20-Poly1305 under a subkey of the data key. The
+//!   associated data binds the ciphertext to its authority and person, so it cannot be moved
+//!   to someone else's record.
+//! - The 24-byte nonce is synthetic: an HMAC-SHA256 (under another subkey of the data key)
+//!   of the associated data and the plaintext, as in SIV constructions. The same data sealed
+//!   for the same person twice gives the same bytes, which is what lets a retried submission
+//!   (same `Idempotency-Key`) be recognised as the same request; different data always gets
+//!   a different nonce. The only thing this reveals is equality of two sealings for one
+//!   person, and only to someone holding both ciphertexts.
+//! - **Erasure** deletes the person's data key: every sealed value of that person in the log
+//!   becomes unreadable for good, while the log, its hashes and the queues stay untouched.
+
+use std::sync::Arc;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use ochered_core::command::Sealed;
+use ochered_core::domain::PersonKey;
+use ochered_store::{EventStore, StoreError};
+use sha2::{Digest, Sha256};
+
+/// Bytes of a master key and of a data key.
+pub const KEY_BYTES: usize = 32;
+const NONCE_BYTES: usize = 24;
+const TAG_BYTES: usize = 16;
+/// The first byte of a wrapped key: the wrapping format.
+const WRAP_FORMAT: u8 = 1;
+const WRAPPED_BYTES: usize = 1 + NONCE_BYTES + KEY_BYTES + TAG_BYTES;
+
+/// The master key-encryption key. Its bytes are never printed.
+#[derive(Clone)]
+pub struct MasterKey([u8; KEY_BYTES]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; KEY_BYTES]) -> Self {
+        MasterKey(bytes)
+    }
+
+    /// Parses 64 hexadecimal digits (surrounding white space ignored).
+    pub fn from_hex(text: &str) -> Result<Self, String> {
+        let bytes = hex::decode(text.trim())
+            .map_err(|_| "the data key must be 64 hexadecimal digits (32 bytes)".to_owned())?;
+        let bytes: [u8; KEY_BYTES] = bytes
+            .try_into()
+            .map_err(|_| "the data key must be 64 hexadecimal digits (32 bytes)".to_owned())?;
+        Ok(MasterKey(bytes))
+    }
+
+    /// A key derived from a development secret, for demos only: anyone who knows the
+    /// secret can unwrap every data key. The server warns loudly when it uses one.
+    pub fn derive_for_development(secret: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"ochered development data key\0");
+        hasher.update(secret);
+        MasterKey(hasher.finalize().into())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrivacyError {
+    #[error("this store keeps no data keys")]
+    NoKeyTable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored data key does not open with the configured master key: the master key is
+    /// not the one the keys were wrapped under, or the key row was altered.
+    #[error("a stored data key cannot be unwrapped with the configured master key")]
+    Unwrap,
+    #[error("the operating system's random generator failed: {0}")]
+    Random(String),
+}
+
+impl PrivacyError {
+    /// Whether trying again later may succeed (the store is away).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, PrivacyError::Store(e) if e.is_unavailable())
+    }
+}
+
+/// Seals, opens and shreds personal data with per-applicant keys kept in the store.
+pub struct Privacy {
+    store: Arc<dyn EventStore>,
+    master: MasterKey,
+}
+
+impl std::fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Privacy").finish_non_exhaustive()
+    }
+}
+
+/// The associated data of a person's sealed values and of their wrapped key.
+fn context(label: &str, authority: &str, person: &PersonKey) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(label.len() + authority.len() + 66);
+    aad.extend_from_slice(label.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(authority.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(person.to_hex().as_bytes());
+    aad
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn random<const N: usize>() -> Result<[u8; N], PrivacyError> {
+    let mut bytes = [0u8; N];
+    getrandom::getrandom(&mut bytes).map_err(|e| PrivacyError::Random(e.to_string()))?;
+    Ok(bytes)
+}
+
+impl Privacy {
+    pub fn new(store: Arc<dyn EventStore>, master: MasterKey) -> Self {
+        Privacy { store, master }
+    }
+
+    fn keys(&self) -> Result<&dyn ochered_store::DataKeyStore, PrivacyError> {
+        self.store.data_keys().ok_or(PrivacyError::NoKeyTable)
+    }
+
+    fn wrap(
+        &self,
+        authority: &str,
+        person: &PersonKey,
+        key: &[u8; KEY_BYTES],
+    ) -> Result<Vec<u8>, PrivacyError> {
+        let nonce: [u8; NONCE_BYTES] = random()?;
+        let aad = context("ochered data key", authority, person);
+        let cipher = XChaCha20Poly1305::new((&self.master.0).into());
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: key,
+                    aad: &aad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 encrypts any 32 bytes");
+        let mut wrapped = Vec::with_capacity(WRAPPED_BYTES);
+        wrapped.push(WRAP_FORMAT);
+        wrapped.extend_from_slice(&nonce);
+        wrapped.extend_from_slice(&sealed);
+        Ok(wrapped)
+    }
+
+    fn unwrap(
+        &self,
+        authority: &str,
+        person: &PersonKey,
+        wrapped: &[u8],
+    ) -> Result<[u8; KEY_BYTES], PrivacyError> {
+        if wrapped.len() != WRAPPED_BYTES || wrapped[0] != WRAP_FORMAT {
+            return Err(PrivacyError::Unwrap);
+        }
+        let (nonce, sealed) = wrapped[1..].split_at(NONCE_BYTES);
+        let aad = context("ochered data key", authority, person);
+        let cipher = XChaCha20Poly1305::new((&self.master.0).into());
+        let key = cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| PrivacyError::Unwrap)?;
+        key.try_into().map_err(|_| PrivacyError::Unwrap)
+    }
+
+    /// The person's data key, created (and durably stored) on first use.
+    async fn data_key_or_create(
+        &self,
+        authority: &str,
+        person: &PersonKey,
+    ) -> Result<[u8; KEY_BYTES], PrivacyError> {
+        let keys = self.keys()?;
+        let hex = person.to_hex();
+        let wrapped = match keys.data_key(authority, &hex).await? {
+            Some(wrapped) => wrapped,
+            None => {
+                let candidate = self.wrap(authority, person, &random::<KEY_BYTES>()?)?;
+                keys.data_key_or_insert(authority, &hex, &candidate).await?
+            }
+        };
+        self.unwrap(authority, person, &wrapped)
+    }
+
+    /// Encrypts `plaintext` (at most 4 KiB) for the person: the value to put in the command.
+    pub async fn seal(
+        &self,
+        authority: &str,
+        person: &PersonKey,
+        plaintext: &[u8],
+    ) -> Result<Sealed, PrivacyError> {
+        let key = self.data_key_or_create(authority, person).await?;
+        Ok(seal_with(&key, authority, person, plaintext))
+    }
+
+    /// Decrypts a sealed value of the person; `None` once the person's key was destroyed (or
+    /// when the value was sealed under an earlier, destroyed key).
+    pub async fn open(
+        &self,
+        authority: &str,
+        person: &PersonKey,
+        sealed: &Sealed,
+    ) -> Result<Option<Vec<u8>>, PrivacyError> {
+        let Some(wrapped) = self.keys()?.data_key(authority, &person.to_hex()).await? else {
+            return Ok(None);
+        };
+        let key = self.unwrap(authority, person, &wrapped)?;
+        Ok(open_with(&key, authority, person, sealed))
+    }
+
+    /// Whether the person has a data key now.
+    pub async fn has_key(&self, authority: &str, person: &PersonKey) -> Result<bool, PrivacyError> {
+        Ok(self
+            .keys()?
+            .data_key(authority, &person.to_hex())
+            .await?
+            .is_some())
+    }
+
+    /// Destroys the person's data key (crypto-shredding); `true` if there was one. Durable
+    /// on return. The caller records the erasure in the log.
+    pub async fn destroy(&self, authority: &str, person: &PersonKey) -> Result<bool, PrivacyError> {
+        Ok(self
+            .keys()?
+            .destroy_data_key(authority, &person.to_hex())
+            .await?)
+    }
+}
+
+/// The subkeys of a data key: one encrypts, one makes nonces.
+fn subkeys(key: &[u8; KEY_BYTES]) -> ([u8; 32], [u8; 32]) {
+    (hmac(key, &[b"encrypt"]), hmac(key, &[b"nonce"]))
+}
+
+fn seal_with(
+    key: &[u8; KEY_BYTES],
+    authority: &str,
+    person: &PersonKey,
+    plaintext: &[u8],
+) -> Sealed {
+    let (encrypt_key, nonce_key) = subkeys(key);
+    let aad = context("ochered personal data", authority, person);
+    let digest = hmac(
+        &nonce_key,
+        &[&(aad.len() as u64).to_le_bytes(), &aad, plaintext],
+    );
+    let nonce = XNonce::from_slice(&digest[..NONCE_BYTES]);
+    let ciphertext = XChaCha20Poly1305::new((&encrypt_key).into())
+        .encrypt(
+            nonce,
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
+        .expect("XChaCha20-Poly1305 encrypts any message this size");
+    Sealed {
+        nonce: hex::encode(nonce),
+        ciphertext: hex::encode(ciphertext),
+    }
+}
+
+fn open_with(
+    key: &[u8; KEY_BYTES],
+    authority: &str,
+    person: &PersonKey,
+    sealed: &Sealed,
+) -> Option<Vec<u8>> {
+    let nonce = hex::decode(&sealed.nonce).ok()?;
+    if nonce.len() != NONCE_BYTES {
+        return None;
+    }
+    let ciphertext = hex::decode(&sealed.ciphertext).ok()?;
+    let (encrypt_key, _) = subkeys(key);
+    let aad = context("ochered personal data", authority, person);
+    XChaCha20Poly1305::new((&encrypt_key).into())
+        .decrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &ciphertext,
+                aad: &aad,
+            },
+        )
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ochered_core::domain::DocumentNumber;
+    use ochered_store::testing::Harness;
+
+    fn person(n: u32) -> PersonKey {
+        PersonKey::derive(
+            b"secret",
+            &DocumentNumber::parse(&format!("IV-AB {n:06}")).unwrap(),
+        )
+    }
+
+    const DATA: &[u8] = br#"{"child_name":"Anna Ivanova","phone":"+7 913 000-00-00"}"#;
+
+    #[test]
+    fn sealing_round_trips_and_binds_authority_and_person() {
+        let key = [3u8; KEY_BYTES];
+        let sealed = seal_with(&key, "city", &person(1), DATA);
+        assert_eq!(sealed.nonce.len(), ochered_core::command::SEALED_NONCE_HEX);
+        assert_eq!(sealed.ciphertext.len(), 2 * (DATA.len() + TAG_BYTES));
+        assert_eq!(
+            open_with(&key, "city", &person(1), &sealed).as_deref(),
+            Some(DATA)
+        );
+        // Not readable as another person's, another authority's, or under another key.
+        assert_eq!(open_with(&key, "city", &person(2), &sealed), None);
+        assert_eq!(open_with(&key, "town", &person(1), &sealed), None);
+        assert_eq!(
+            open_with(&[4u8; KEY_BYTES], "city", &person(1), &sealed),
+            None
+        );
+        // The plaintext does not show through.
+        let text = format!("{sealed:?}");
+        assert!(!text.contains("Anna") && !text.contains(&hex::encode("Anna")));
+    }
+
+    #[test]
+    fn nonces_are_synthetic_same_data_same_bytes_other_data_other_nonce() {
+        let key = [5u8; KEY_BYTES];
+        let a = seal_with(&key, "city", &person(1), DATA);
+        assert_eq!(a, seal_with(&key, "city", &person(1), DATA));
+        let b = seal_with(&key, "city", &person(1), b"other data");
+        assert_ne!(a.nonce, b.nonce);
+        let c = seal_with(&[6u8; KEY_BYTES], "city", &person(1), DATA);
+        assert_ne!(a.nonce, c.nonce);
+    }
+
+    #[test]
+    fn tampered_values_do_not_open() {
+        let key = [7u8; KEY_BYTES];
+        let mut sealed = seal_with(&key, "city", &person(1), DATA);
+        let flipped = if sealed.ciphertext.starts_with('0') {
+            "1"
+        } else {
+            "0"
+        };
+        sealed.ciphertext.replace_range(0..1, flipped);
+        assert_eq!(open_with(&key, "city", &person(1), &sealed), None);
+        sealed.nonce = "zz".into();
+        assert_eq!(open_with(&key, "city", &person(1), &sealed), None);
+    }
+
+    #[test]
+    fn master_keys_parse_strictly() {
+        assert!(MasterKey::from_hex(&"ab".repeat(32)).is_ok());
+        assert!(MasterKey::from_hex(&format!(" {}\n", "ab".repeat(32))).is_ok());
+        assert!(MasterKey::from_hex(&"ab".repeat(31)).is_err());
+        assert!(MasterKey::from_hex("not hex at all").is_err());
+        assert_eq!(
+            format!("{:?}", MasterKey::from_bytes([1; 32])),
+            "MasterKey(***)"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_are_random_per_person_wrapped_and_shredded() {
+        let harness = Harness::sqlite().await;
+        let privacy = Privacy::new(harness.store.clone(), MasterKey::from_bytes([9; 32]));
+        let sealed = privacy.seal("city", &person(1), DATA).await.unwrap();
+        // The same data again: the same key, so the same bytes (idempotent retries).
+        assert_eq!(
+            privacy.seal("city", &person(1), DATA).await.unwrap(),
+            sealed
+        );
+        // Another person: another random key, so other bytes for the same data.
+        let other = privacy.seal("city", &person(2), DATA).await.unwrap();
+        assert_ne!(other.ciphertext, sealed.ciphertext);
+        assert_eq!(
+            privacy
+                .open("city", &person(1), &sealed)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(DATA)
+        );
+        // Stored wrapped: the raw key table holds no unwrapped key that opens the data.
+        let wrapped = harness
+            .store
+            .data_keys()
+            .unwrap()
+            .data_key("city", &person(1).to_hex())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(wrapped.len(), WRAPPED_BYTES);
+        for window in wrapped.windows(KEY_BYTES) {
+            let key: [u8; KEY_BYTES] = window.try_into().unwrap();
+            assert_eq!(open_with(&key, "city", &person(1), &sealed), None);
+        }
+        // Another master key cannot unwrap it: an error, never a fresh key.
+        let wrong = Privacy::new(harness.store.clone(), MasterKey::from_bytes([8; 32]));
+        assert_eq!(
+            wrong.open("city", &person(1), &sealed).await,
+            Err(PrivacyError::Unwrap)
+        );
+        assert_eq!(
+            wrong.seal("city", &person(1), DATA).await,
+            Err(PrivacyError::Unwrap)
+        );
+        // Shredding: gone for good, the other person's data untouched, idempotent.
+        assert!(privacy.destroy("city", &person(1)).await.unwrap());
+        assert!(!privacy.has_key("city", &person(1)).await.unwrap());
+        assert_eq!(
+            privacy.open("city", &person(1), &sealed).await.unwrap(),
+            None
+        );
+        assert!(!privacy.destroy("city", &person(1)).await.unwrap());
+        assert_eq!(
+            privacy
+                .open("city", &person(2), &other)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(DATA)
+        );
+        // A later sealing for the same person uses a new key: the old value stays unreadable.
+        let again = privacy.seal("city", &person(1), DATA).await.unwrap();
+        assert_ne!(again, sealed);
+        assert_eq!(
+            privacy.open("city", &person(1), &sealed).await.unwrap(),
+            None
+        );
+    }
+}

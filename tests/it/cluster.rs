@@ -1,0 +1,400 @@
+//! Cluster mode end to end (PostgreSQL only): three real `ochered serve --cluster` processes
+//! on one database, submissions driven at all three with retries, and the writer of an
+//! authority killed with SIGKILL and restarted, round after round. Every acknowledged
+//! application must be in the log once (lost = 0, duplicates = 0), every chain must
+//! verify, and every authority must accept writes again after each kill. The failover time
+//! (kill to the first acknowledged write through another node) is printed, not asserted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ochered_api::auth::{mint, Role};
+use ochered_core::Event;
+use ochered_store::testing::{Harness, Raw};
+use ochered_store::VerifyOutcome;
+use serde_json::{json, Value};
+
+use crate::helpers::SECRET;
+
+const AUTHORITIES: [&str; 3] = ["north", "centre", "south"];
+const KILL_ROUNDS: usize = 3;
+const DRIVERS: usize = 6;
+
+struct Node {
+    id: String,
+    port: u16,
+    child: Option<tokio::process::Child>,
+    log: std::path::PathBuf,
+}
+
+impl Node {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self, database_url: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ochered"))
+            .args(["serve", "--cluster", "--no-demo"])
+            .args(["--node-id", &self.id])
+            .args(["--advertise-url", &self.url()])
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--database-url", database_url])
+            .args(["--jwt-secret", SECRET])
+            .args(["--person-secret", "cluster-test-person-secret"])
+            .env("OCHERED_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start ochered serve");
+        self.child = Some(child);
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_healthy(client: &reqwest::Client, node: &Node) {
+    for _ in 0..600 {
+        if let Ok(r) = client.get(format!("{}/health", node.url())).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+    panic!("node {} did not start; its log:\n{log}", node.id);
+}
+
+fn kindergarten_body(n: u64) -> Value {
+    json!({
+        "document": format!("II-CL {n:06}"),
+        "birth_date": "2024-03-10",
+        "preferences": ["K1"],
+        "desired_start": "2027-09-01",
+    })
+}
+
+/// What one attempt to submit child `n` came to.
+enum Attempt {
+    Acked(u32),
+    Retry,
+}
+
+async fn submit(client: &reqwest::Client, base: &str, authority: &str, n: u64) -> Attempt {
+    let token = mint(
+        SECRET.as_bytes(),
+        Role::Parent,
+        &format!("cl-parent-{n}"),
+        1,
+    );
+    let sent = client
+        .post(format!(
+            "{base}/api/v1/authorities/{authority}/kindergarten/applications"
+        ))
+        .bearer_auth(token)
+        .header("Idempotency-Key", format!("cl-{n}"))
+        .json(&kindergarten_body(n))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await;
+    let Ok(response) = sent else {
+        return Attempt::Retry;
+    };
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match status {
+        201 => Attempt::Acked(
+            body["application"]["number"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("201 without a number: {body}")) as u32,
+        ),
+        // 5xx (failover, overload), 409 key in flight, 429 rate limited: retry, same key.
+        409 if body["code"] != "duplicate" => Attempt::Retry,
+        429 | 500..=599 => Attempt::Retry,
+        _ => panic!("child {n} at {base} for {authority}: {status} {body}"),
+    }
+}
+
+/// Submits child `n` until acknowledged, starting at node `first` and moving on after a
+/// failed attempt.
+async fn submit_until_acked(
+    client: &reqwest::Client,
+    urls: &[String],
+    authority: &str,
+    n: u64,
+    first: usize,
+) -> u32 {
+    for attempt in 0..2000 {
+        let base = &urls[(first + attempt) % urls.len()];
+        match submit(client, base, authority, n).await {
+            Attempt::Acked(number) => return number,
+            Attempt::Retry => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("child {n} of {authority} was never acknowledged");
+}
+
+/// POSTs until 201, retrying 5xx (e.g. while the other nodes learn who writes a new
+/// authority).
+async fn post_until_created(client: &reqwest::Client, token: &str, url: String, body: Value) {
+    for _ in 0..400 {
+        let r = client
+            .post(&url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await;
+        if let Ok(r) = r {
+            let status = r.status().as_u16();
+            if status == 201 {
+                return;
+            }
+            let text = r.text().await.unwrap_or_default();
+            assert!(status >= 500, "{url}: {status} {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} never succeeded");
+}
+
+async fn owner_of(harness: &Harness, authority: &str) -> String {
+    let Raw::Pg(pg) = &harness.raw else {
+        unreachable!("PostgreSQL harness")
+    };
+    sqlx::query_scalar("SELECT node_id FROM authority_owners WHERE authority = $1")
+        .bind(authority)
+        .fetch_one(pg.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_survive_killing_the_writer() {
+    let Some(harness) = Harness::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|i| Node {
+            id: format!("node{i}"),
+            port: free_port(),
+            child: None,
+            log: dir.path().join(format!("node{i}.log")),
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start(&harness.url);
+    }
+    for node in &nodes {
+        wait_healthy(&client, node).await;
+    }
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+
+    // Each node creates one authority (and so writes it); institutions are registered
+    // through another node, which forwards the write to the owner.
+    let admin = mint(SECRET.as_bytes(), Role::Admin, "cl-admin", 1);
+    let officer = mint(SECRET.as_bytes(), Role::Officer, "cl-officer", 1);
+    for (i, authority) in AUTHORITIES.iter().enumerate() {
+        post_until_created(
+            &client,
+            &admin,
+            format!("{}/api/v1/authorities", urls[i]),
+            json!({"id": authority, "name": authority, "time_zone": "Europe/Moscow"}),
+        )
+        .await;
+        let via = &urls[(i + 1) % 3];
+        post_until_created(
+            &client,
+            &officer,
+            format!("{via}/api/v1/authorities/{authority}/institutions"),
+            json!({"id": "K1", "kind": "kindergarten", "name": "K1"}),
+        )
+        .await;
+    }
+    for (i, authority) in AUTHORITIES.iter().enumerate() {
+        assert_eq!(
+            owner_of(&harness, authority).await,
+            format!("node{}", i + 1)
+        );
+    }
+    // Every node serves reads of every authority from its copy that follows the log.
+    for url in &urls {
+        for authority in AUTHORITIES {
+            let mut institutions = 0;
+            for _ in 0..200 {
+                let r = client
+                    .get(format!("{url}/api/v1/authorities/{authority}"))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 200 {
+                    let body: Value = r.json().await.unwrap();
+                    institutions = body["institutions"].as_u64().unwrap_or(0);
+                    if institutions == 1 {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(institutions, 1, "{url} does not show {authority}");
+        }
+    }
+
+    // Drivers: child n goes to authority n % 3, first through node n % 3 (so two in three
+    // submissions are forwarded), with retries on every failure.
+    let next_child = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks: Arc<Mutex<Vec<(String, u64, u32)>>> = Arc::default();
+    let mut drivers = Vec::new();
+    for d in 0..DRIVERS {
+        let (client, urls, next_child, stop, acks) = (
+            client.clone(),
+            urls.clone(),
+            next_child.clone(),
+            stop.clone(),
+            acks.clone(),
+        );
+        drivers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = next_child.fetch_add(1, Ordering::Relaxed);
+                let authority = AUTHORITIES[(n % 3) as usize];
+                let number = submit_until_acked(&client, &urls, authority, n, d % 3).await;
+                acks.lock()
+                    .unwrap()
+                    .push((authority.to_string(), n, number));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+
+    // Kill the writer of an authority, measure until a write to it is acknowledged through
+    // the others, restart the killed node; round after round.
+    let mut failovers = Vec::new();
+    for round in 0..KILL_ROUNDS {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let authority = AUTHORITIES[round % 3];
+        let owner = owner_of(&harness, authority).await;
+        let victim = nodes.iter().position(|n| n.id == owner).unwrap();
+        let killed_at = Instant::now();
+        nodes[victim].kill().await;
+        let survivors: Vec<String> = (0..3)
+            .filter(|&i| i != victim)
+            .map(|i| urls[i].clone())
+            .collect();
+        let probe = 1_000_000 + round as u64;
+        let number = submit_until_acked(&client, &survivors, authority, probe * 3, 0).await;
+        let failover = killed_at.elapsed();
+        acks.lock()
+            .unwrap()
+            .push((authority.to_string(), probe * 3, number));
+        let new_owner = owner_of(&harness, authority).await;
+        assert_ne!(new_owner, owner, "{authority} has a new writer");
+        eprintln!(
+            "failover round {round}: killed {owner} (writer of {authority}); {new_owner} took over; first acknowledged write after {} ms",
+            failover.as_millis()
+        );
+        failovers.push(failover);
+        // Every authority accepts writes again, through every surviving node.
+        for (k, authority) in AUTHORITIES.iter().enumerate() {
+            for (s, url) in survivors.iter().enumerate() {
+                let n = 2_000_000 + (round * 100 + k * 10 + s) as u64;
+                let number =
+                    submit_until_acked(&client, std::slice::from_ref(url), authority, n, 0).await;
+                acks.lock()
+                    .unwrap()
+                    .push((authority.to_string(), n, number));
+            }
+        }
+        nodes[victim].start(&harness.url);
+        wait_healthy(&client, &nodes[victim]).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for driver in drivers {
+        driver.await.unwrap();
+    }
+    for node in &mut nodes {
+        node.kill().await;
+    }
+
+    // Audit the log: every acknowledged application once, chains intact.
+    let acks = acks.lock().unwrap().clone();
+    let mut by_key: HashMap<(String, String), Vec<u32>> = HashMap::new();
+    let mut numbers: HashMap<String, BTreeMap<u32, usize>> = HashMap::new();
+    for authority in AUTHORITIES {
+        match harness.store.verify(authority).await.unwrap() {
+            VerifyOutcome::Ok { .. } => {}
+            broken => panic!("{authority}: {broken:?}"),
+        }
+        let stored = harness.store.read(authority, 0, 1_000_000).await.unwrap();
+        for e in stored {
+            let event =
+                ochered_core::upcast::decode(&e.event_type, e.schema_version, &e.payload).unwrap();
+            if let Event::KindergartenApplicationSubmitted { number, .. } = event {
+                let key = e.metadata.idempotency_key.clone().unwrap_or_default();
+                by_key
+                    .entry((authority.to_string(), key))
+                    .or_default()
+                    .push(number.0);
+                *numbers
+                    .entry(authority.to_string())
+                    .or_default()
+                    .entry(number.0)
+                    .or_default() += 1;
+            }
+        }
+    }
+    let mut lost = 0;
+    for (authority, n, number) in &acks {
+        let found = by_key
+            .iter()
+            .find(|((a, key), _)| a == authority && key.ends_with(&format!(":cl-{n}")))
+            .map(|(_, numbers)| numbers.clone());
+        if found.as_deref() != Some(&[*number][..]) {
+            lost += 1;
+            eprintln!("lost: child {n} of {authority} acknowledged as {number}, log has {found:?}");
+        }
+    }
+    let duplicates: usize = by_key.values().map(|v| v.len() - 1).sum::<usize>()
+        + numbers
+            .values()
+            .flat_map(|m| m.values())
+            .map(|c| c - 1)
+            .sum::<usize>();
+    let mut sorted = failovers.clone();
+    sorted.sort();
+    eprintln!(
+        "cluster: {} acknowledged applications, lost={lost}, duplicates={duplicates}, failover ms: {:?} (max {} ms)",
+        acks.len(),
+        failovers.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
+        sorted.last().map_or(0, |d| d.as_millis())
+    );
+    assert!(
+        acks.len() > 3 * KILL_ROUNDS,
+        "the drivers submitted too little"
+    );
+    assert_eq!(lost, 0, "acknowledged applications missing from the log");
+    assert_eq!(duplicates, 0, "applications registered twice");
+    assert_eq!(failovers.len(), KILL_ROUNDS);
+}

@@ -1,0 +1,322 @@
+//! Tamper evidence end to end (issue 6, item 7): `ochered verify` run as the real binary on
+//! logs changed behind the server's back, with and without a signed checkpoint.
+//!
+//! The store's own tests (engine/store/tests/it/log.rs) cover each kind of break on the
+//! `EventStore::verify` call; here the point is what an auditor sees from the command: the
+//! exit code and the event named, truncation that only a checkpoint reveals, and
+//! checkpoints that were edited or signed with another key.
+
+use std::path::{Path, PathBuf};
+
+use ochered_store::testing::Harness;
+
+use crate::cli::{filled, ochered, run};
+
+const AUTHORITY: &str = "cli-town";
+
+/// Every store to test on: SQLite and, when reachable, PostgreSQL.
+async fn stores() -> Vec<Harness> {
+    let mut harnesses = vec![Harness::sqlite().await];
+    if let Some(pg) = Harness::postgres().await {
+        harnesses.push(pg);
+    }
+    harnesses
+}
+
+struct Keys {
+    dir: tempfile::TempDir,
+    secret: PathBuf,
+    public: PathBuf,
+}
+
+fn keygen() -> Keys {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("checkpoint.key");
+    let public = dir.path().join("checkpoint.pub");
+    let (code, out, err) = run(ochered()
+        .args(["checkpoint", "keygen", "--out-secret"])
+        .arg(&secret)
+        .arg("--out-public")
+        .arg(&public));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("public key"), "{out}");
+    Keys {
+        dir,
+        secret,
+        public,
+    }
+}
+
+/// `ochered checkpoint` of the harness's log into a new file in the keys' directory.
+fn checkpoint(h: &Harness, keys: &Keys, name: &str) -> PathBuf {
+    let out = keys.dir.path().join(name);
+    let (code, stdout, err) = run(ochered()
+        .args(["checkpoint", "--database-url", &h.url, "--key"])
+        .arg(&keys.secret)
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(
+        stdout.contains(&format!("authority={AUTHORITY} authority_seq=")),
+        "{stdout}"
+    );
+    out
+}
+
+/// `ochered verify`, with a checkpoint when given: (exit code, stdout).
+fn verify(h: &Harness, with: Option<(&Path, &Path)>) -> (i32, String) {
+    let mut cmd = ochered();
+    cmd.args(["verify", "--database-url", &h.url]);
+    if let Some((checkpoint, public)) = with {
+        cmd.arg("--checkpoint")
+            .arg(checkpoint)
+            .arg("--public-key")
+            .arg(public);
+    }
+    let (code, out, err) = run(&mut cmd);
+    assert!(code == 0 || code == 1, "verify failed to run: {out}{err}");
+    (code, out)
+}
+
+async fn head_seq(h: &Harness) -> i64 {
+    h.store.head(AUTHORITY).await.unwrap().authority_seq
+}
+
+/// Rewrites the event at `seq` with a changed payload and hashes it and every later event
+/// again, as a forger who knows the algorithm would: the chain verifies.
+async fn rewrite_and_rehash(h: &Harness, seq: i64) {
+    let changed = h
+        .exec(&format!(
+            "UPDATE events SET payload = payload || ' ' \
+             WHERE authority = '{AUTHORITY}' AND authority_seq = {seq}"
+        ))
+        .await;
+    assert_eq!(changed, 1);
+    let mut prev = h.store.read(AUTHORITY, seq - 2, 1).await.unwrap()[0]
+        .hash
+        .clone();
+    for event in h.store.read(AUTHORITY, seq - 1, 100_000).await.unwrap() {
+        let hash =
+            ochered_store::event_hash(&prev, AUTHORITY, event.authority_seq, &event.to_new_event());
+        h.exec(&format!(
+            "UPDATE events SET prev_hash = '{prev}', hash = '{hash}' \
+             WHERE authority = '{AUTHORITY}' AND authority_seq = {}",
+            event.authority_seq
+        ))
+        .await;
+        prev = hash;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_changed_deleted_and_swapped_events_on_each_store() {
+    let keys = keygen();
+    for h in stores().await {
+        // A changed payload.
+        filled(&h, 20).await;
+        let cp = checkpoint(&h, &keys, "changed.json");
+        h.exec(&format!(
+            "UPDATE events SET payload = payload || ' ' \
+             WHERE authority = '{AUTHORITY}' AND authority_seq = 25"
+        ))
+        .await;
+        let (code, out) = verify(&h, None);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("BROKEN at authority_seq=25"), "{out}");
+        assert!(out.contains("content changed"), "{out}");
+        // The checkpoint itself still matches (the stored hash was not touched); the chain
+        // check is what fails, and the command fails with it.
+        let (code, out) = verify(&h, Some((&cp, &keys.public)));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("checkpoint ok: signature valid"), "{out}");
+        assert!(out.contains("BROKEN at authority_seq=25"), "{out}");
+        // A broken log is never signed.
+        let (code, out, err) = run(ochered()
+            .args(["checkpoint", "--database-url", &h.url, "--key"])
+            .arg(&keys.secret));
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("refusing to sign"), "{err}");
+        assert!(err.contains("authority_seq=25"), "{err}");
+    }
+    for h in stores().await {
+        // A deleted event in the middle.
+        filled(&h, 20).await;
+        let deleted = h
+            .exec(&format!(
+                "DELETE FROM events WHERE authority = '{AUTHORITY}' AND authority_seq = 17"
+            ))
+            .await;
+        assert_eq!(deleted, 1);
+        let (code, out) = verify(&h, None);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("BROKEN at authority_seq=17"), "{out}");
+        assert!(out.contains("gap"), "{out}");
+    }
+    for h in stores().await {
+        // Two events swapped, whole rows with their hashes.
+        filled(&h, 20).await;
+        for sql in [
+            "UPDATE events SET authority_seq = -21 WHERE authority = 'cli-town' AND authority_seq = 21",
+            "UPDATE events SET authority_seq = 21 WHERE authority = 'cli-town' AND authority_seq = 20",
+            "UPDATE events SET authority_seq = 20 WHERE authority = 'cli-town' AND authority_seq = -21",
+        ] {
+            assert_eq!(h.exec(sql).await, 1, "{sql}");
+        }
+        let (code, out) = verify(&h, None);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("BROKEN at authority_seq=20"), "{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_and_rehashing_are_caught_only_with_a_checkpoint() {
+    let keys = keygen();
+    for h in stores().await {
+        filled(&h, 20).await;
+        let cp = checkpoint(&h, &keys, "truncated.json");
+        let head = head_seq(&h).await;
+        let (code, out) = verify(&h, Some((&cp, &keys.public)));
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains(&format!(
+                "authority={AUTHORITY} checkpoint ok at authority_seq={head}"
+            )),
+            "{out}"
+        );
+
+        // Events appended after the checkpoint do not disturb it.
+        filled_more(&h).await;
+        assert!(head_seq(&h).await > head);
+        let (code, out) = verify(&h, Some((&cp, &keys.public)));
+        assert_eq!(code, 0, "{out}");
+
+        // Cut the tail back to before the checkpoint's head.
+        let cut = h
+            .exec(&format!(
+                "DELETE FROM events WHERE authority = '{AUTHORITY}' AND authority_seq > {}",
+                head - 3
+            ))
+            .await;
+        assert!(cut >= 3);
+        // From the log alone the shorter chain is perfectly valid...
+        let (code, out) = verify(&h, None);
+        assert_eq!(
+            code, 0,
+            "truncation is invisible without a checkpoint: {out}"
+        );
+        assert!(out.contains(&format!("head_seq={}", head - 3)), "{out}");
+        // ...but not against the checkpoint.
+        let (code, out) = verify(&h, Some((&cp, &keys.public)));
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(&format!(
+                "authority={AUTHORITY} CHECKPOINT MISMATCH at authority_seq={head}"
+            )),
+            "{out}"
+        );
+        assert!(out.contains("events were removed"), "{out}");
+    }
+    for h in stores().await {
+        // A chain rewritten from event 15 on and hashed again verifies on its own.
+        filled(&h, 20).await;
+        let cp = checkpoint(&h, &keys, "rehashed.json");
+        let head = head_seq(&h).await;
+        rewrite_and_rehash(&h, 15).await;
+        let (code, out) = verify(&h, None);
+        assert_eq!(
+            code, 0,
+            "a rehashed chain verifies from the log alone: {out}"
+        );
+        let (code, out) = verify(&h, Some((&cp, &keys.public)));
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(&format!("CHECKPOINT MISMATCH at authority_seq={head}")),
+            "{out}"
+        );
+        assert!(out.contains("rewritten"), "{out}");
+    }
+}
+
+/// A few more applications on the same log (another writer run, as after a restart).
+async fn filled_more(h: &Harness) {
+    use ochered_writer::demo::{self, DemoShape, SeededRng};
+    use ochered_writer::{RequestMeta, Writer, WriterConfig};
+    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, WriterConfig::default())
+        .await
+        .unwrap();
+    let mut rng = SeededRng::new(99);
+    let today = chrono::Utc::now().date_naive();
+    for i in 1_000..1_003 {
+        let command = demo::kindergarten_application(&mut rng, i, &DemoShape::default(), today);
+        writer
+            .submit(command, RequestMeta::default())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_checkpoints_are_rejected() {
+    let keys = keygen();
+    let other = keygen();
+    let h = Harness::sqlite().await;
+    filled(&h, 10).await;
+    let cp = checkpoint(&h, &keys, "genuine.json");
+    let head = head_seq(&h).await;
+
+    // Signed with another key: the auditor's public key does not accept it.
+    let foreign = checkpoint(&h, &other, "foreign.json");
+    let (code, out) = verify(&h, Some((&foreign, &keys.public)));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checkpoint BROKEN"), "{out}");
+    assert!(out.contains("signature does not match"), "{out}");
+
+    // Truncate, then edit the checkpoint by hand to match the shorter log: still refused.
+    h.exec(&format!(
+        "DELETE FROM events WHERE authority = '{AUTHORITY}' AND authority_seq > {}",
+        head - 2
+    ))
+    .await;
+    let new_head = h.store.head(AUTHORITY).await.unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
+    assert_eq!(json["heads"][0]["authority_seq"], head);
+    json["heads"][0]["authority_seq"] = new_head.authority_seq.into();
+    json["heads"][0]["hash"] = new_head.hash.clone().into();
+    let edited = keys.dir.path().join("edited.json");
+    std::fs::write(&edited, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let (code, out) = verify(&h, Some((&edited, &keys.public)));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("signature does not match"), "{out}");
+    // Its `public_key` field swapped for the forger's is no help either.
+    json["public_key"] = std::fs::read_to_string(&other.public)
+        .unwrap()
+        .trim()
+        .into();
+    std::fs::write(&edited, serde_json::to_string(&json).unwrap()).unwrap();
+    let (code, out) = verify(&h, Some((&edited, &keys.public)));
+    assert_eq!(code, 1, "{out}");
+    // Not a checkpoint at all.
+    std::fs::write(&edited, "{\"heads\": []}").unwrap();
+    let (code, out) = verify(&h, Some((&edited, &keys.public)));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checkpoint BROKEN: not a checkpoint"), "{out}");
+
+    // Keys are never overwritten.
+    let (code, _, err) = run(ochered()
+        .args(["checkpoint", "keygen", "--out-secret"])
+        .arg(&keys.secret)
+        .arg("--out-public")
+        .arg(keys.dir.path().join("new.pub")));
+    assert_eq!(code, 2);
+    assert!(err.contains("never overwritten"), "{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&keys.secret)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
