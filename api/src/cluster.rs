@@ -10,7 +10,14 @@
 //!
 //! A balancing loop (every [`TICK`]) checks the lock session, takes authorities nobody
 //! holds (up to a fair share of the nodes alive), starts copies of the others and catches
-//! them up. `LISTEN`/`NOTIFY` wakes a copy as soon as its authority commits.
+//! them up. `LISTEN`/`NOTIFY` wakes a copy as soon as its authority commits (and starts the
+//! copy of an authority created on another node a moment ago).
+//!
+//! A writer whose append is fenced (another node took its authority over while this one
+//! still thought it wrote it) stops at once and becomes a copy (`Engine::hand_back`); this
+//! node then releases the authority and learns the new owner at once, so the next write is
+//! forwarded instead of refused. A write or read for an authority this node does not know
+//! yet looks it up in the database before answering.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -132,6 +139,72 @@ impl Cluster {
         });
         let this = self.clone();
         tokio::spawn(async move { this.listen().await });
+        if let Some(mut fenced) = self.engine().take_fenced() {
+            let this = self.clone();
+            tokio::spawn(async move {
+                while let Some(authority) = fenced.recv().await {
+                    this.handed_back(&authority).await;
+                }
+            });
+        }
+    }
+
+    /// A writer of this node was fenced and handed back (`Engine::hand_back`): forget the
+    /// stale epoch (or the balancing loop would start the writer again), make sure the copy
+    /// runs and is current, and route writes to the new owner now.
+    async fn handed_back(&self, authority: &str) {
+        tracing::warn!(
+            authority,
+            node = self.node_id(),
+            "another node took this authority over: following it now"
+        );
+        self.link.release(authority).await;
+        match self.engine().follow(authority).await {
+            Ok(Some(follower)) => {
+                if let Err(e) = follower.catch_up().await {
+                    tracing::warn!(authority, error = %e, "following the log failed");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(authority, error = %e, "cannot follow"),
+        }
+        if let Err(e) = self.refresh_route(authority).await {
+            tracing::warn!(authority, error = %e, "cannot read the new owner");
+        }
+    }
+
+    /// Reads an authority's owner from the database now (not waiting for the next round)
+    /// and records it: `Ok(None)` when nobody ever took it.
+    async fn refresh_route(&self, authority: &str) -> anyhow::Result<Option<Route>> {
+        let Some(owner) = self.link.owner(authority).await? else {
+            return Ok(None);
+        };
+        let live = self
+            .link
+            .locked(&[authority.to_owned()])
+            .await?
+            .contains(authority);
+        let route = Route {
+            node_id: owner.node_id,
+            url: owner.url,
+            live,
+        };
+        self.routes
+            .write()
+            .unwrap()
+            .insert(authority.to_owned(), route.clone());
+        Ok(Some(route))
+    }
+
+    /// Cluster mode, a read of an authority this node neither writes nor follows (created
+    /// on another node since the last round): if the log has it, start the copy now, so the
+    /// read is answered instead of a 404. `Ok(false)` when the log does not have it.
+    async fn follow_if_logged(&self, authority: &str) -> anyhow::Result<bool> {
+        if self.store.head(authority).await?.authority_seq == 0 {
+            return Ok(false);
+        }
+        self.engine().follow(authority).await?;
+        Ok(true)
     }
 
     /// One balancing round; errors are logged and the next round tries again.
@@ -236,13 +309,14 @@ impl Cluster {
                 match listener.recv().await {
                     Ok(note) => {
                         let authority = note.payload();
-                        let follower = self
-                            .engine()
-                            .followers()
-                            .into_iter()
-                            .find(|(a, _)| a == authority);
-                        if let Some((_, follower)) = follower {
+                        let engine = self.engine();
+                        if let Some(follower) = engine.follower(authority) {
                             let _ = follower.catch_up().await;
+                        } else if engine.writer(authority).is_none() {
+                            // Created on another node a moment ago: copy it now.
+                            if let Err(e) = engine.follow(authority).await {
+                                tracing::warn!(authority, error = %e, "cannot follow");
+                            }
                         }
                     }
                     Err(e) => {
@@ -253,6 +327,18 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// [`Cluster::route`], asking the database when the table has no live owner.
+    async fn route_now(&self, authority: &str) -> Option<Route> {
+        if let Some(route) = self.route(authority) {
+            return Some(route);
+        }
+        self.refresh_route(authority)
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.live && r.node_id != self.node_id())
     }
 
     /// The live owner of an authority, if it is another node.
@@ -309,10 +395,11 @@ async fn forward(cluster: Arc<Cluster>, req: Request, next: Next) -> Response {
         let id = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
-        if let Some(route) = id
-            .as_deref()
-            .and_then(|id| (!engine.owns(id)).then(|| cluster.route(id)).flatten())
-        {
+        let route = match id.as_deref().filter(|id| !engine.owns(id)) {
+            Some(id) => cluster.route_now(id).await,
+            None => None,
+        };
+        if let Some(route) = route {
             if parts.headers.contains_key(FORWARDED_HEADER) {
                 return no_owner(id.as_deref().unwrap_or(""));
             }
@@ -329,15 +416,35 @@ async fn forward(cluster: Arc<Cluster>, req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     if !is_write {
-        // Not followed yet (created a moment ago): the handler answers from what it has.
+        // Not followed yet (created on another node since the last round): copy it now if
+        // the log has it; otherwise the handler answers 404.
+        if let Err(e) = cluster.follow_if_logged(authority).await {
+            tracing::warn!(authority, error = %e, "cannot follow");
+            return ApiError::unavailable(format!(
+                "the copy of {authority} on this node is being started; retry shortly"
+            ))
+            .into_response();
+        }
         return next.run(req).await;
     }
     if req.headers().contains_key(FORWARDED_HEADER) {
         // The sender thought this node writes it: ownership moved meanwhile.
         return no_owner(authority);
     }
-    let Some(route) = cluster.route(authority) else {
-        return no_owner(authority);
+    let route = match cluster.route(authority) {
+        Some(route) => route,
+        // A new authority or a takeover since the last round: ask the database now.
+        None => match cluster.refresh_route(authority).await {
+            Ok(Some(route)) if route.live && route.node_id != cluster.node_id() => route,
+            // Never taken by any node: no such authority (unless in the log), the handler
+            // answers 404.
+            Ok(None) if engine.writer(authority).is_none() => return next.run(req).await,
+            Ok(_) => return no_owner(authority),
+            Err(e) => {
+                tracing::warn!(authority, error = %e, "cannot read the owner");
+                return no_owner(authority);
+            }
+        },
     };
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, cluster.body_limit).await {

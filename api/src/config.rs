@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// Most commands waiting per authority before the server answers 503 [default: 65536].
     #[arg(long, env = "OCHERED_QUEUE_MAX")]
     pub queue_max: Option<usize>,
+    /// Most API requests (under /api/v1/, reads and writes) in progress at once; past it the
+    /// server answers 503 `overloaded` with Retry-After at once; 0 turns the bound off
+    /// [default: 256].
+    #[arg(long, env = "OCHERED_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
     /// Most commands per group commit [default: 2048].
     #[arg(long, env = "OCHERED_BATCH_MAX")]
     pub batch_max: Option<usize>,
@@ -152,6 +157,7 @@ struct FileConfig {
     jwt_secret_file: Option<PathBuf>,
     person_secret: Option<String>,
     queue_max: Option<usize>,
+    max_in_flight: Option<usize>,
     batch_max: Option<usize>,
     request_timeout_ms: Option<u64>,
     body_limit_bytes: Option<usize>,
@@ -190,6 +196,9 @@ pub struct ServerConfig {
     pub jwt_secret_is_default: bool,
     pub person_secret: Vec<u8>,
     pub queue_max: usize,
+    /// API requests in progress at once before the server sheds ([`crate::admission`]);
+    /// 0: no bound.
+    pub max_in_flight: usize,
     pub batch_max: usize,
     pub request_timeout_ms: u64,
     pub body_limit_bytes: usize,
@@ -264,6 +273,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("database_url", &redact_url(&self.database_url))
             .field("seed_demo", &self.seed_demo)
             .field("queue_max", &self.queue_max)
+            .field("max_in_flight", &self.max_in_flight)
             .field("batch_max", &self.batch_max)
             .field("cors_origins", &self.cors_origins)
             .field("rate_limit", &self.rate_limit)
@@ -395,6 +405,10 @@ impl ServerConfig {
                 (None, None) => None,
             },
             queue_max: args.queue_max.or(file.queue_max).unwrap_or(65_536),
+            max_in_flight: args
+                .max_in_flight
+                .or(file.max_in_flight)
+                .unwrap_or(crate::admission::DEFAULT_MAX_IN_FLIGHT),
             batch_max: args.batch_max.or(file.batch_max).unwrap_or(2048),
             request_timeout_ms: args
                 .request_timeout_ms
@@ -522,7 +536,11 @@ mod tests {
     fn flags_win_over_the_file_and_defaults_fill_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "queue_max = 7\nbatch_max = 9\nno_demo = true\n").unwrap();
+        std::fs::write(
+            &path,
+            "queue_max = 7\nbatch_max = 9\nmax_in_flight = 5\nno_demo = true\n",
+        )
+        .unwrap();
         let config = ServerConfig::resolve(ServeArgs {
             config: Some(path),
             batch_max: Some(3),
@@ -531,6 +549,16 @@ mod tests {
         .unwrap();
         assert_eq!(config.queue_max, 7);
         assert_eq!(config.batch_max, 3);
+        assert_eq!(config.max_in_flight, 5);
+        let defaults = ServerConfig::resolve(ServeArgs {
+            max_in_flight: None,
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            defaults.max_in_flight,
+            crate::admission::DEFAULT_MAX_IN_FLIGHT
+        );
         assert!(!config.seed_demo);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert!(config.jwt_secret_is_default);

@@ -80,6 +80,19 @@ impl ApiError {
         e.retry_after_s = Some(1);
         e
     }
+    /// 503 `overloaded` with `Retry-After: 1`: the server turned the request away at once,
+    /// before doing anything with it (the writer's queue is full, or too many requests are in
+    /// progress).
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Too many requests right now",
+            detail,
+        );
+        e.retry_after_s = Some(1);
+        e
+    }
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,16 +131,9 @@ impl ApiError {
 
     pub fn from_writer(error: WriterError) -> Self {
         match error {
-            WriterError::Overloaded => {
-                let mut e = Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
-                    "Too many requests right now",
-                    "the queue of requests is full; your request was not accepted, retry shortly with the same Idempotency-Key",
-                );
-                e.retry_after_s = Some(1);
-                e
-            }
+            WriterError::Overloaded => Self::overloaded(
+                "the queue of requests is full; your request was not accepted, retry shortly with the same Idempotency-Key",
+            ),
             WriterError::Unavailable(cause) => {
                 tracing::warn!(%cause, "store unavailable");
                 Self::unavailable("the store is unavailable; nothing was accepted, retry shortly with the same Idempotency-Key")

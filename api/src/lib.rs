@@ -8,6 +8,7 @@
 // boxing every error would only move the allocation.
 #![allow(clippy::result_large_err)]
 
+pub mod admission;
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let limiter =
         ratelimit::SubmissionLimiter::new(state.config.rate_limit, &state.config.jwt_secret);
+    let admission = admission::Admission::new(state.config.max_in_flight);
     let mut app = Router::new()
         .nest("/api/v1", routes::router())
         .route("/health", get(health))
@@ -90,6 +92,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |req, next| {
             ratelimit::limit(limiter.clone(), req, next)
+        }))
+        // Admission control before anything costly (the token, the body): past the bound a
+        // request is answered 503 at once; inside `observe`, so sheds are counted per route.
+        .layer(middleware::from_fn(move |req, next| {
+            admission::admit(admission.clone(), req, next)
         }))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(move |req, next| {
@@ -131,22 +138,24 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers and every writer is running.
+/// Ready when the store answers, every writer runs and (cluster mode) every read-only copy
+/// follows the log; a cluster node that writes nothing yet is ready (docs/SCALING.md).
 async fn ready(AxumState(state): AxumState<AppState>) -> Response {
     let store_ok = tokio::time::timeout(Duration::from_secs(2), state.engine.store().authorities())
         .await
         .is_ok_and(|r| r.is_ok());
-    let writers_ok = state.engine.writers().iter().all(|w| w.is_running());
-    if store_ok && writers_ok {
-        Json(json!({ "status": "ready", "authorities": state.engine.authorities() }))
-            .into_response()
-    } else {
-        ApiError::unavailable(if store_ok {
-            "a writer is not running"
-        } else {
-            "the store does not answer"
-        })
+    let readiness = state.engine.readiness();
+    if store_ok && readiness.is_ready() {
+        Json(json!({
+            "status": "ready",
+            "authorities": readiness.authorities,
+            "writes": readiness.writes,
+        }))
         .into_response()
+    } else if store_ok {
+        ApiError::unavailable(readiness.problems.join("; ")).into_response()
+    } else {
+        ApiError::unavailable("the store does not answer").into_response()
     }
 }
 

@@ -38,7 +38,7 @@ pub const DOCS_PATH: &str = "/docs";
         title = "ochered",
         description = "The HTTP API of ochered, an event-sourced engine for the electronic queues of public services: kindergarten queues, first-grade enrollment and clinic appointments.\n\n\
 **Authentication.** Every call that reads personal data or changes anything needs `Authorization: Bearer <JWT>` (HS256) whose claims carry a `role` (`parent`, `officer`, `registrar`, `auditor`, `admin`) and a `sub`. For development, `ochered token --role officer --sub NAME` mints one. An admin may do everything; each operation's description names the other roles allowed.\n\n\
-**Writes.** Every POST takes an optional `Idempotency-Key` header: a retry with the same key gets the first answer with `Idempotent-Replayed: true`, the same key with a different body gets 422 and a key still in flight 409. Past the writer's capacity the server answers 503 with `Retry-After` at once.\n\n\
+**Writes.** Every POST takes an optional `Idempotency-Key` header: a retry with the same key gets the first answer with `Idempotent-Replayed: true`, the same key with a different body gets 422 and a key still in flight 409. Past its capacity (too many API requests in progress, or the writer's queue full) the server answers 503 `overloaded` with `Retry-After` at once, without reading the body; nothing was written, so a retry with the same key is safe.\n\n\
 **Errors** are `application/problem+json` (RFC 9457) with a stable `code` and, where one field is at fault, its `field`.",
         license(name = "Apache-2.0"),
     ),
@@ -860,7 +860,7 @@ impl Conventions {
             if is_post && crate::ratelimit::SUBMISSION_ROUTES.contains(&path) {
                 problems.push(("429", "Too many submissions from this client (the token's subject; without a valid token, the peer address) in a short time: nothing was written. Retry after `Retry-After` seconds."));
             }
-            problems.push(("503", "Unavailable: the writer's queue is full, the store does not answer, or the request timed out; nothing was accepted. Retry after `Retry-After` seconds, with the same Idempotency-Key."));
+            problems.push(("503", "Unavailable: the server has too many requests in progress or the writer's queue is full (`overloaded`, answered at once, before the body is read), the store does not answer (`unavailable`), or the request timed out (`timeout`); nothing was accepted. Retry after `Retry-After` seconds, with the same Idempotency-Key."));
         }
         for (status, description) in problems {
             op.responses
@@ -950,6 +950,25 @@ mod tests {
                         "{method} {path} does not name its roles"
                     );
                 }
+            }
+        }
+        // Every API operation may be shed by admission control: a 503 problem with
+        // Retry-After (crate::admission).
+        for (path, methods) in operations_listed(&doc) {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            for method in methods {
+                let shed = &json["paths"][&path][method]["responses"]["503"];
+                assert_eq!(
+                    shed["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path}: no 503 problem"
+                );
+                assert_eq!(
+                    shed["headers"]["Retry-After"]["schema"]["type"], "integer",
+                    "{method} {path}: 503 without Retry-After"
+                );
             }
         }
         // Every referenced schema exists.

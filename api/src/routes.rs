@@ -277,11 +277,12 @@ pub(crate) fn visible_application<'a>(
     responses((status = 200, description = "The authorities.", body = crate::openapi::AuthoritiesList))
 )]
 async fn list_authorities(AxumState(state): AxumState<AppState>) -> Json<Value> {
+    // Every authority this node serves: in cluster mode also those another node writes.
     let list: Vec<Value> = state
         .engine
-        .writers()
+        .served()
         .iter()
-        .map(|w| {
+        .map(|(w, _)| {
             w.read(|s| {
                 json!({
                     "id": w.authority(),

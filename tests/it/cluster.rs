@@ -4,6 +4,11 @@
 //! application must be in the log once (lost = 0, duplicates = 0), every chain must
 //! verify, and every authority must accept writes again after each kill. The failover time
 //! (kill to the first acknowledged write through another node) is printed, not asserted.
+//! Every node lists every authority and is ready, also when it writes nothing; a new
+//! authority can be read on every node as soon as it is created.
+//!
+//! `a_fenced_writer_hands_back_at_once`: a writer fenced by a takeover becomes a read-only
+//! copy at once (engine level, two engines on one database).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,9 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ochered_api::auth::{mint, Role};
-use ochered_core::Event;
+use ochered_core::domain::InstitutionKind;
+use ochered_core::{Command, Event};
+use ochered_store::cluster::ClusterLink;
 use ochered_store::testing::{Harness, Raw};
-use ochered_store::VerifyOutcome;
+use ochered_store::{PgStore, VerifyOutcome};
+use ochered_writer::{
+    demo, Engine, Outcome, Ownership, RequestMeta, Writer, WriterConfig, WriterError,
+};
 use serde_json::{json, Value};
 
 use crate::helpers::SECRET;
@@ -178,6 +188,50 @@ async fn post_until_created(client: &reqwest::Client, token: &str, url: String, 
     panic!("{url} never succeeded");
 }
 
+fn sorted_authorities() -> Vec<String> {
+    let mut all: Vec<String> = AUTHORITIES.iter().map(|a| a.to_string()).collect();
+    all.sort();
+    all
+}
+
+/// The ids `GET /api/v1/authorities` lists, sorted.
+async fn listed(client: &reqwest::Client, url: &str) -> Vec<String> {
+    let r = client
+        .get(format!("{url}/api/v1/authorities"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let mut ids: Vec<String> = body["authorities"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `/ready` must answer 200; returns its `authorities` and `writes`.
+async fn ready(client: &reqwest::Client, url: &str) -> (Vec<String>, Vec<String>) {
+    let r = client.get(format!("{url}/ready")).send().await.unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{url}/ready: {body}");
+    let names = |key: &str| -> Vec<String> {
+        let mut v: Vec<String> = body[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    (names("authorities"), names("writes"))
+}
+
 async fn owner_of(harness: &Harness, authority: &str) -> String {
     let Raw::Pg(pg) = &harness.raw else {
         unreachable!("PostgreSQL harness")
@@ -224,6 +278,15 @@ async fn three_nodes_survive_killing_the_writer() {
             json!({"id": authority, "name": authority, "time_zone": "Europe/Moscow"}),
         )
         .await;
+        // The other nodes answer reads of it at once (no 404 until their next round).
+        for url in &urls {
+            let r = client
+                .get(format!("{url}/api/v1/authorities/{authority}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{url} right after {authority} was created");
+        }
         let via = &urls[(i + 1) % 3];
         post_until_created(
             &client,
@@ -260,6 +323,13 @@ async fn three_nodes_survive_killing_the_writer() {
             }
             assert_eq!(institutions, 1, "{url} does not show {authority}");
         }
+    }
+    // Every node lists every authority and is ready; each writes the one it created.
+    for (i, url) in urls.iter().enumerate() {
+        assert_eq!(listed(&client, url).await, sorted_authorities(), "{url}");
+        let (authorities, writes) = ready(&client, url).await;
+        assert_eq!(authorities, sorted_authorities(), "{url}/ready");
+        assert_eq!(writes, vec![AUTHORITIES[i].to_string()], "{url}/ready");
     }
 
     // Drivers: child n goes to authority n % 3, first through node n % 3 (so two in three
@@ -329,6 +399,17 @@ async fn three_nodes_survive_killing_the_writer() {
         }
         nodes[victim].start(&harness.url);
         wait_healthy(&client, &nodes[victim]).await;
+        // Back, it writes nothing (the survivors hold every authority) and is ready: it
+        // serves every authority from its copies and forwards writes.
+        let url = &urls[victim];
+        let (authorities, writes) = ready(&client, url).await;
+        assert_eq!(
+            authorities,
+            sorted_authorities(),
+            "{url}/ready after a restart"
+        );
+        assert!(writes.is_empty(), "{url} writes {writes:?} after a restart");
+        assert_eq!(listed(&client, url).await, sorted_authorities(), "{url}");
     }
     stop.store(true, Ordering::Relaxed);
     for driver in drivers {
@@ -397,4 +478,139 @@ async fn three_nodes_survive_killing_the_writer() {
     assert_eq!(lost, 0, "acknowledged applications missing from the log");
     assert_eq!(duplicates, 0, "applications registered twice");
     assert_eq!(failovers.len(), KILL_ROUNDS);
+}
+
+/// Decides nothing on demand: the test chooses who writes.
+struct NoClaims;
+
+impl Ownership for NoClaims {
+    fn claim<'a>(
+        &'a self,
+        _authority: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, WriterError>> + Send + 'a>>
+    {
+        Box::pin(async { Ok(false) })
+    }
+}
+
+fn institution(i: usize) -> Command {
+    Command::RegisterInstitution {
+        id: demo::kindergarten_id(i),
+        kind: InstitutionKind::Kindergarten,
+        name: format!("K{i}"),
+    }
+}
+
+/// A writer cut off from its lock keeps running until its first append, which the store
+/// fences: from that moment the node must not count as the writer (so the HTTP layer
+/// forwards instead of answering 503), and the authority must stay readable as a copy that
+/// follows the new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_writer_hands_back_at_once() {
+    let Some(harness) = Harness::postgres().await else {
+        return;
+    };
+    let Raw::Pg(pg) = &harness.raw else {
+        unreachable!("PostgreSQL harness")
+    };
+    const A: &str = "fenced";
+    let store1 = Arc::new(PgStore::open(&harness.url).await.unwrap());
+    let store2 = Arc::new(PgStore::open(&harness.url).await.unwrap());
+    let link1 = ClusterLink::join(&store1, "f1", "http://127.0.0.1:1")
+        .await
+        .unwrap();
+    let link2 = ClusterLink::join(&store2, "f2", "http://127.0.0.1:2")
+        .await
+        .unwrap();
+    let engine1 = Engine::new_cluster(store1.clone(), WriterConfig::default(), Arc::new(NoClaims));
+    let engine2 = Engine::new_cluster(store2.clone(), WriterConfig::default(), Arc::new(NoClaims));
+    let mut fenced1 = engine1.take_fenced().expect("the receiver, once");
+
+    // Node 1 writes A; node 2 follows it.
+    assert_eq!(link1.try_take(A).await.unwrap(), Some(1));
+    let (writer1, _) = engine1.promote(A).await.unwrap();
+    let configure = demo::setup_commands(A, &demo::DemoShape::default(), chrono::Utc::now())
+        .into_iter()
+        .next()
+        .unwrap();
+    for command in [configure, institution(0)] {
+        let reply = writer1
+            .submit(command, RequestMeta::default())
+            .await
+            .unwrap();
+        assert!(
+            matches!(reply.outcome, Outcome::Accepted { .. }),
+            "{reply:?}"
+        );
+    }
+    let follower2 = engine2
+        .follow(A)
+        .await
+        .unwrap()
+        .expect("node 2 does not write A");
+    follower2.catch_up().await.unwrap();
+    assert_eq!(follower2.writer().head(), writer1.head());
+
+    // Node 1's lock session ends (cut off from the database); node 2 takes A over and writes.
+    let pid = link1.lock_backend_pid().await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(pg.pool())
+        .await
+        .unwrap();
+    let mut epoch = None;
+    for _ in 0..200 {
+        epoch = link2.try_take(A).await.unwrap();
+        if epoch.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(epoch, Some(2), "node 2 takes A over");
+    let (writer2, _) = engine2.promote(A).await.unwrap();
+    let reply = writer2
+        .submit(institution(1), RequestMeta::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(reply.outcome, Outcome::Accepted { .. }),
+        "{reply:?}"
+    );
+
+    // Node 1 has not noticed (no balancing loop runs here): its writer still takes the next
+    // command, whose append is fenced. Nothing is written.
+    assert!(engine1.owns(A));
+    match writer1.submit(institution(2), RequestMeta::default()).await {
+        Err(WriterError::Unavailable(why)) => assert!(why.contains("another node"), "{why}"),
+        other => panic!("expected a fenced refusal, got {other:?}"),
+    }
+    // At once, without a balancing round: node 1 no longer counts as A's writer, reports A
+    // to its cluster, and keeps A readable as a copy that follows the log.
+    assert!(
+        !engine1.owns(A),
+        "the fenced writer still counts as the writer"
+    );
+    assert_eq!(fenced1.try_recv().ok().as_deref(), Some(A));
+    assert!(!writer1.is_running());
+    assert!(matches!(
+        writer1.submit(institution(3), RequestMeta::default()).await,
+        Err(WriterError::Stopped)
+    ));
+    let copy = engine1.follower(A).expect("A is followed on node 1");
+    let readiness = engine1.readiness();
+    assert!(readiness.is_ready(), "{readiness:?}");
+    assert_eq!(readiness.authorities, vec![A.to_string()]);
+    assert!(readiness.writes.is_empty(), "{readiness:?}");
+    copy.catch_up().await.unwrap();
+    assert_eq!(copy.writer().head(), writer2.head());
+    let institutions = |w: &Writer| w.read(|s| s.institutions().len());
+    assert_eq!(institutions(copy.writer()), 2);
+    assert_eq!(institutions(&engine1.writer(A).unwrap()), 2);
+
+    // The log: node 1's refused command is not in it; the chain verifies.
+    assert_eq!(writer2.head().authority_seq, 3);
+    match harness.store.verify(A).await.unwrap() {
+        VerifyOutcome::Ok { events, .. } => assert_eq!(events, 3),
+        broken => panic!("{broken:?}"),
+    }
 }

@@ -81,6 +81,17 @@ async fn rehearse(harness: &Harness, backend: &str, seed: u64) -> Value {
     let with_acks = between.iter().filter(|&&n| n > 0).count();
     assert!(with_acks * 3 >= between.len(), "{between:?}\n{context}");
     assert!(report["acknowledged"].as_u64().unwrap() > 500, "{context}");
+    eprintln!(
+        "{backend} crash rehearsal: {} kills, {} submitted, {} acknowledged, lost {}, duplicates {}, \
+         {with_acks} of {} gaps between kills saw acknowledgements, retries {}",
+        report["server_kills"],
+        report["submitted"],
+        report["acknowledged"],
+        report["lost"],
+        report["duplicates"],
+        between.len(),
+        report["retries_by_reason"]
+    );
     report
 }
 

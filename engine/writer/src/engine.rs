@@ -1,9 +1,10 @@
 //! The engine: every authority's writer over one store, started at boot and created on demand.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use ochered_store::EventStore;
+use tokio::sync::mpsc;
 
 use crate::{Follower, ReplayStats, Writer, WriterConfig, WriterError};
 
@@ -17,6 +18,35 @@ pub struct Engine {
     followers: RwLock<BTreeMap<String, Arc<Follower>>>,
     /// Cluster mode: asked before a writer is started on demand.
     ownership: std::sync::OnceLock<Arc<dyn Ownership>>,
+    /// Cluster mode: the authorities whose writer was fenced and handed back to a copy.
+    fenced_tx: mpsc::UnboundedSender<String>,
+    fenced_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+}
+
+/// How this node serves an authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// This node runs its writer.
+    Writes,
+    /// This node keeps a read-only copy (cluster mode); another node writes it.
+    Follows,
+}
+
+/// What `/ready` reports: every authority this node serves, and what is wrong, if anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Every authority served (written or followed), sorted.
+    pub authorities: Vec<String>,
+    /// The ones this node writes.
+    pub writes: Vec<String>,
+    /// Why the node is not ready (empty when it is).
+    pub problems: Vec<String>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.problems.is_empty()
+    }
 }
 
 /// Cluster mode: decides whether this node may start a writer for an authority.
@@ -34,6 +64,7 @@ impl Engine {
         store: Arc<dyn EventStore>,
         config: WriterConfig,
     ) -> Result<(Arc<Engine>, Vec<(String, ReplayStats)>), WriterError> {
+        let (fenced_tx, fenced_rx) = mpsc::unbounded_channel();
         let engine = Arc::new(Engine {
             store: store.clone(),
             config,
@@ -41,6 +72,8 @@ impl Engine {
             starting: tokio::sync::Mutex::new(()),
             followers: RwLock::new(BTreeMap::new()),
             ownership: std::sync::OnceLock::new(),
+            fenced_tx,
+            fenced_rx: Mutex::new(Some(fenced_rx)),
         });
         let mut replays = Vec::new();
         for authority in store.authorities().await? {
@@ -103,21 +136,72 @@ impl Engine {
 
     /// Cluster mode: an engine with no writer yet; the cluster decides which authorities
     /// this node writes ([`Engine::promote`]) and which it follows ([`Engine::follow`]).
+    ///
+    /// A writer whose append is fenced (another node took the authority over) stops at once
+    /// and becomes the authority's read-only copy ([`Engine::hand_back`]); its authority is
+    /// then sent to [`Engine::take_fenced`]'s receiver, so the cluster releases it and routes
+    /// writes to the new owner without waiting for its next round.
     pub fn new_cluster(
         store: Arc<dyn EventStore>,
-        config: WriterConfig,
+        mut config: WriterConfig,
         ownership: Arc<dyn Ownership>,
     ) -> Arc<Engine> {
-        let engine = Engine {
-            store,
-            config,
-            writers: RwLock::new(BTreeMap::new()),
-            starting: tokio::sync::Mutex::new(()),
-            followers: RwLock::new(BTreeMap::new()),
-            ownership: std::sync::OnceLock::new(),
-        };
-        let _ = engine.ownership.set(ownership);
-        Arc::new(engine)
+        let (fenced_tx, fenced_rx) = mpsc::unbounded_channel();
+        Arc::new_cyclic(|weak: &Weak<Engine>| {
+            let weak = weak.clone();
+            config.on_fenced = Some(Arc::new(move |writer: &Writer| {
+                if let Some(engine) = weak.upgrade() {
+                    engine.hand_back(writer);
+                }
+            }));
+            let engine = Engine {
+                store,
+                config,
+                writers: RwLock::new(BTreeMap::new()),
+                starting: tokio::sync::Mutex::new(()),
+                followers: RwLock::new(BTreeMap::new()),
+                ownership: std::sync::OnceLock::new(),
+                fenced_tx,
+                fenced_rx: Mutex::new(Some(fenced_rx)),
+            };
+            let _ = engine.ownership.set(ownership);
+            engine
+        })
+    }
+
+    /// Cluster mode: a writer stopped because its append was fenced. If it is still this
+    /// authority's writer here, it stops counting as one at once (so writes are forwarded
+    /// from now on) and, when its state is consistent (rebuilt from the log after the
+    /// refusal), goes on as the read-only copy without a replay; otherwise the cluster
+    /// starts a copy anew. Either way the authority is reported to [`Engine::take_fenced`].
+    /// A writer that was already replaced (demoted, or a newer one started) is ignored.
+    pub fn hand_back(&self, writer: &Writer) {
+        let authority = writer.authority();
+        {
+            let mut writers = self.writers.write().unwrap();
+            let current = writers
+                .get(authority)
+                .is_some_and(|w| Arc::ptr_eq(&w.shared, &writer.shared));
+            if !current {
+                return;
+            }
+            writers.remove(authority);
+            // Under the writers' lock, so a reader never finds neither.
+            if writer.is_consistent() {
+                let follower = Follower::from_stopped_writer(self.store.clone(), writer.clone());
+                self.followers
+                    .write()
+                    .unwrap()
+                    .insert(authority.to_owned(), Arc::new(follower));
+            }
+        }
+        let _ = self.fenced_tx.send(authority.to_owned());
+    }
+
+    /// Cluster mode: the receiver of the authorities handed back by [`Engine::hand_back`]
+    /// (once; later calls get `None`).
+    pub fn take_fenced(&self) -> Option<mpsc::UnboundedReceiver<String>> {
+        self.fenced_rx.lock().unwrap().take()
     }
 
     /// Cluster mode: starts the writer of an authority this node has just taken (its lock
@@ -141,18 +225,26 @@ impl Engine {
     }
 
     /// Cluster mode: starts following an authority another node writes (a replay into a
-    /// read-only copy), unless this node writes or follows it already.
-    pub async fn follow(&self, authority: &str) -> Result<Arc<Follower>, WriterError> {
+    /// read-only copy), unless this node follows it already; `None` when this node writes it.
+    pub async fn follow(&self, authority: &str) -> Result<Option<Arc<Follower>>, WriterError> {
         let _guard = self.starting.lock().await;
+        if self.owns(authority) {
+            return Ok(None);
+        }
         if let Some(f) = self.followers.read().unwrap().get(authority) {
-            return Ok(f.clone());
+            return Ok(Some(f.clone()));
         }
         let follower = Arc::new(Follower::start(self.store.clone(), authority).await?);
         self.followers
             .write()
             .unwrap()
             .insert(authority.to_owned(), follower.clone());
-        Ok(follower)
+        Ok(Some(follower))
+    }
+
+    /// The read-only copy of an authority, if this node keeps one.
+    pub fn follower(&self, authority: &str) -> Option<Arc<Follower>> {
+        self.followers.read().unwrap().get(authority).cloned()
     }
 
     /// Whether this node writes the authority (not merely follows it).
@@ -175,6 +267,50 @@ impl Engine {
         self.writers.read().unwrap().keys().cloned().collect()
     }
 
+    /// Every authority this node serves (writes or, in cluster mode, follows), sorted, with
+    /// the handle reads go through.
+    pub fn served(&self) -> Vec<(Writer, Role)> {
+        let mut all: BTreeMap<String, (Writer, Role)> = self
+            .followers
+            .read()
+            .unwrap()
+            .iter()
+            .map(|(a, f)| (a.clone(), (f.writer().clone(), Role::Follows)))
+            .collect();
+        for (a, w) in self.writers.read().unwrap().iter() {
+            all.insert(a.clone(), (w.clone(), Role::Writes));
+        }
+        all.into_values().collect()
+    }
+
+    /// Whether this node can serve what it holds: every writer runs and every read-only copy
+    /// follows the log ([`Follower::is_following`]). A node that writes nothing (a cluster
+    /// node that restarted while others wrote everything) is ready: it serves reads from
+    /// its copies and forwards writes. Whether the store answers is checked by the caller.
+    pub fn readiness(&self) -> Readiness {
+        let mut readiness = Readiness::default();
+        for (authority, writer) in self.writers.read().unwrap().iter() {
+            readiness.writes.push(authority.clone());
+            if !writer.is_running() {
+                readiness
+                    .problems
+                    .push(format!("the writer of {authority} is not running"));
+            }
+        }
+        for (authority, follower) in self.followers.read().unwrap().iter() {
+            if !follower.is_following() {
+                readiness
+                    .problems
+                    .push(format!("the copy of {authority} does not follow the log"));
+            }
+        }
+        readiness.authorities = self
+            .served()
+            .iter()
+            .map(|(w, _)| w.authority().to_owned())
+            .collect();
+        readiness
+    }
     pub fn writers(&self) -> Vec<Writer> {
         self.writers.read().unwrap().values().cloned().collect()
     }

@@ -25,7 +25,10 @@ pub struct Follower {
     writer: Writer,
     /// One catch-up at a time (a notification and the periodic poll may race).
     busy: tokio::sync::Mutex<()>,
+    /// The log did not continue the copy's chain (a gap or a foreign hash): it stops.
     broken: AtomicBool,
+    /// The last catch-up failed (the store did not answer); cleared by the next success.
+    failing: AtomicBool,
 }
 
 impl Follower {
@@ -51,7 +54,28 @@ impl Follower {
             writer: Writer { tx, shared },
             busy: tokio::sync::Mutex::new(()),
             broken: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
         })
+    }
+
+    /// Goes on from a writer that stopped because another node took its authority over
+    /// (its queue is closed and its state equals a prefix of the log): no replay needed.
+    pub(crate) fn from_stopped_writer(store: Arc<dyn EventStore>, writer: Writer) -> Follower {
+        debug_assert!(!writer.is_running());
+        Follower {
+            store,
+            writer,
+            busy: tokio::sync::Mutex::new(()),
+            broken: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the copy follows the log: its chain is intact and its last catch-up worked.
+    /// (Whether it is fully caught up is only known to the database; a copy that follows is
+    /// at most one notification or one balancing round behind.)
+    pub fn is_following(&self) -> bool {
+        !self.broken.load(Ordering::Relaxed) && !self.failing.load(Ordering::Relaxed)
     }
 
     /// The read-only handle.
@@ -64,6 +88,12 @@ impl Follower {
     /// so a follower's state is always a prefix of the log.
     pub async fn catch_up(&self) -> Result<u64, WriterError> {
         let _busy = self.busy.lock().await;
+        let result = self.fold_new_events().await;
+        self.failing.store(result.is_err(), Ordering::Relaxed);
+        result
+    }
+
+    async fn fold_new_events(&self) -> Result<u64, WriterError> {
         let shared = &self.writer.shared;
         let mut folded = 0u64;
         loop {

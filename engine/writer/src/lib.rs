@@ -21,7 +21,7 @@ mod follower;
 pub mod privacy;
 mod replay;
 
-pub use engine::{Engine, Ownership};
+pub use engine::{Engine, Ownership, Readiness, Role};
 pub use follower::Follower;
 
 use std::collections::HashSet;
@@ -58,7 +58,17 @@ pub struct WriterConfig {
     /// Fault injection for tests: stop after committing a batch, before acknowledging it.
     #[doc(hidden)]
     pub crash_after_commit: bool,
+    /// Cluster mode: called once when an append is fenced (another node took the authority
+    /// over). The writer has stopped by then (see [`FencedHook`]).
+    pub on_fenced: Option<FencedHook>,
 }
+
+/// Cluster mode: told, from the writer's task, that the store refused an append with
+/// [`StoreError::Fenced`]. By then the writer has stopped for good: its queue is closed
+/// (`submit` answers [`WriterError::Stopped`]), every command it had taken was refused with
+/// nothing written, and its state was rebuilt from the log (unless
+/// [`Writer::is_consistent`] is false), so the handle can go on as a read-only copy.
+pub type FencedHook = Arc<dyn Fn(&Writer) + Send + Sync>;
 
 impl Default for WriterConfig {
     fn default() -> Self {
@@ -68,6 +78,7 @@ impl Default for WriterConfig {
             snapshot_every_events: None,
             clock: system_clock(),
             crash_after_commit: false,
+            on_fenced: None,
         }
     }
 }
@@ -187,6 +198,7 @@ impl Writer {
             committed: tokio::sync::broadcast::channel(COMMITTED_BROADCAST_BATCHES).0,
         });
         let mut task = WriterTask {
+            handle: config.on_fenced.as_ref().map(|_| tx.downgrade()),
             store,
             shared: shared.clone(),
             config,
@@ -315,6 +327,9 @@ pub(crate) fn key_digest(key: &str) -> u64 {
 }
 
 struct WriterTask {
+    /// Cluster mode: rebuilds a [`Writer`] handle for [`WriterConfig::on_fenced`] (weak, so
+    /// the task still ends when every handle is dropped).
+    handle: Option<mpsc::WeakSender<Job>>,
     store: Arc<dyn EventStore>,
     shared: Arc<Shared>,
     config: WriterConfig,
@@ -365,7 +380,19 @@ struct Pending {
 enum Finished {
     Committed,
     Failed(WriterError),
+    /// The store refused the append because another node took the authority over.
+    Fenced(WriterError),
     Crash,
+}
+
+/// Refuses a batch decided on top of one whose commit failed.
+fn refuse(next: Option<Pending>, error: &WriterError) {
+    if let Some(next) = next {
+        for d in next.decided {
+            let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) = d;
+            let _ = job.reply.send(Err(error.clone()));
+        }
+    }
 }
 
 impl WriterTask {
@@ -407,9 +434,16 @@ impl WriterTask {
             if batch.is_empty() {
                 // Nothing new to decide: finish the commit in flight.
                 if let Some(pending) = inflight.take() {
-                    if let Finished::Crash = self.finish(pending).await {
-                        rx.close();
-                        return;
+                    match self.finish(pending).await {
+                        Finished::Crash => {
+                            rx.close();
+                            return;
+                        }
+                        Finished::Fenced(error) => {
+                            self.stop_fenced(rx, error);
+                            return;
+                        }
+                        Finished::Committed | Finished::Failed(_) => {}
                     }
                 }
                 self.maybe_snapshot().await;
@@ -425,14 +459,13 @@ impl WriterTask {
                     }
                     Finished::Failed(error) => {
                         // The new batch was decided on top of the failed one.
-                        if let Some(next) = next {
-                            for d in next.decided {
-                                let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) =
-                                    d;
-                                let _ = job.reply.send(Err(error.clone()));
-                            }
-                        }
+                        refuse(next, &error);
                         continue;
+                    }
+                    Finished::Fenced(error) => {
+                        refuse(next, &error);
+                        self.stop_fenced(rx, error);
+                        return;
                     }
                 }
             }
@@ -440,6 +473,26 @@ impl WriterTask {
         }
         if let Some(pending) = inflight.take() {
             let _ = self.finish(pending).await;
+        }
+    }
+
+    /// Cluster mode: another node took the authority over, so nothing this writer decides can
+    /// commit any more. Refuses everything queued (nothing was written: the client retries,
+    /// and the HTTP layer forwards the retry to the new owner), closes the queue and hands
+    /// the handle to [`WriterConfig::on_fenced`], which turns it into a read-only copy.
+    fn stop_fenced(&mut self, mut rx: mpsc::Receiver<Job>, error: WriterError) {
+        rx.close();
+        while let Ok(job) = rx.try_recv() {
+            let _ = job.reply.send(Err(error.clone()));
+        }
+        self.shared.stats.queue_depth.store(0, Ordering::Relaxed);
+        tracing::warn!(authority = %self.shared.authority, "another node writes this authority now: this writer stopped");
+        let tx = self.handle.take().and_then(|weak| weak.upgrade());
+        if let (Some(hook), Some(tx)) = (self.config.on_fenced.clone(), tx) {
+            hook(&Writer {
+                tx,
+                shared: self.shared.clone(),
+            });
         }
     }
 
@@ -615,6 +668,7 @@ impl WriterTask {
                     }
                 }
                 Err(e) => {
+                    let fenced = matches!(e, StoreError::Fenced(_));
                     stats.commit_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(authority = %self.shared.authority, error = %e, "commit failed; nothing in the batch is acknowledged");
                     // Restore the state before answering, so nobody reads the failed batch;
@@ -628,10 +682,20 @@ impl WriterTask {
                         *state = State::new();
                         self.shared.consistent.store(false, Ordering::Release);
                     }
-                    let error = WriterError::from(e);
+                    let error = if fenced {
+                        WriterError::Unavailable(format!(
+                            "another node writes {} now; nothing was written, retry shortly with the same Idempotency-Key",
+                            self.shared.authority
+                        ))
+                    } else {
+                        WriterError::from(e)
+                    };
                     for d in pending.decided {
                         let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) = d;
                         let _ = job.reply.send(Err(error.clone()));
+                    }
+                    if fenced {
+                        return Finished::Fenced(error);
                     }
                     return Finished::Failed(error);
                 }
