@@ -328,6 +328,49 @@ async fn setup_in_process(
     Ok(())
 }
 
+/// When the spawned server is killed: every period, or at moments drawn from the seed
+/// (seconds from the start of the load, in order).
+enum KillSchedule {
+    Every(f64),
+    At(Vec<f64>),
+}
+
+/// Kills the spawned server with SIGKILL on the schedule and restarts it each time; returns
+/// what went wrong restarting it.
+async fn kill_loop(
+    schedule: KillSchedule,
+    server: Arc<tokio::sync::Mutex<Option<SpawnedServer>>>,
+    http: Arc<Http>,
+    stop: Arc<AtomicBool>,
+    recorder: Arc<Mutex<Recorder>>,
+    started: Instant,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for n in 0.. {
+        let at = match &schedule {
+            KillSchedule::Every(every) => Instant::now() + Duration::from_secs_f64(*every),
+            KillSchedule::At(moments) => match moments.get(n) {
+                Some(moment) => started + Duration::from_secs_f64(*moment),
+                None => break,
+            },
+        };
+        tokio::time::sleep_until(at.into()).await;
+        if matches!(schedule, KillSchedule::Every(_)) && stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut guard = server.lock().await;
+        let Some(s) = guard.as_mut() else { break };
+        s.kill().await;
+        let t = recorder.lock().unwrap().started.elapsed().as_secs_f64();
+        recorder.lock().unwrap().kills.push(t);
+        if let Err(e) = s.start(&http).await {
+            problems.push(format!("{e:#}"));
+            break;
+        }
+    }
+    problems
+}
+
 fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -689,53 +732,22 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         moments.sort_by(f64::total_cmp);
         moments
     });
-    let random_killer = match (kill_moments, &target) {
-        (Some(moments), Target::Http(http)) => {
-            let (server, http, recorder) = (server.clone(), http.clone(), recorder.clone());
-            Some(tokio::spawn(async move {
-                let mut problems = Vec::new();
-                for moment in moments {
-                    let at = started + Duration::from_secs_f64(moment);
-                    tokio::time::sleep_until(at.into()).await;
-                    let mut guard = server.lock().await;
-                    let Some(s) = guard.as_mut() else { break };
-                    s.kill().await;
-                    let t = recorder.lock().unwrap().started.elapsed().as_secs_f64();
-                    recorder.lock().unwrap().kills.push(t);
-                    if let Err(e) = s.start(&http).await {
-                        problems.push(format!("{e:#}"));
-                        break;
-                    }
-                }
-                problems
-            }))
-        }
-        _ => None,
+    // Both kill modes share one loop: periodic kills wake every period until the load
+    // stops; random kills happen at each drawn moment.
+    let schedule = match (args.kill_server_every, kill_moments) {
+        (Some(every), _) => Some(KillSchedule::Every(every)),
+        (None, Some(moments)) => Some(KillSchedule::At(moments)),
+        (None, None) => None,
     };
-    let killer = match (args.kill_server_every, &target) {
-        (Some(every), Target::Http(http)) => {
-            let (server, http, stop, recorder) =
-                (server.clone(), http.clone(), stop.clone(), recorder.clone());
-            Some(tokio::spawn(async move {
-                let mut problems = Vec::new();
-                loop {
-                    tokio::time::sleep(Duration::from_secs_f64(every)).await;
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let mut guard = server.lock().await;
-                    let Some(s) = guard.as_mut() else { break };
-                    s.kill().await;
-                    let t = recorder.lock().unwrap().started.elapsed().as_secs_f64();
-                    recorder.lock().unwrap().kills.push(t);
-                    if let Err(e) = s.start(&http).await {
-                        problems.push(format!("{e:#}"));
-                        break;
-                    }
-                }
-                problems
-            }))
-        }
+    let killer = match (schedule, &target) {
+        (Some(schedule), Target::Http(http)) => Some(tokio::spawn(kill_loop(
+            schedule,
+            server.clone(),
+            http.clone(),
+            stop.clone(),
+            recorder.clone(),
+            started,
+        ))),
         _ => None,
     };
     match &target {
@@ -768,18 +780,19 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     let _ = sampler.await;
     let mut fault_problems = Vec::new();
     if let Some(k) = killer {
-        // Wakes up at its next period at the latest; do not wait that long.
-        k.abort();
-        if let Ok(problems) = k.await {
-            fault_problems = problems;
-        }
-    }
-    if let Some(k) = random_killer {
-        // Its moments lie within the span of the sends, which the load outlasts; every
-        // drawn kill happens.
-        match k.await {
-            Ok(problems) => fault_problems.extend(problems),
-            Err(e) => fault_problems.push(format!("the killer failed: {e}")),
+        if args.kill_server_every.is_some() {
+            // Wakes up at its next period at the latest; do not wait that long.
+            k.abort();
+            if let Ok(problems) = k.await {
+                fault_problems = problems;
+            }
+        } else {
+            // Drawn moments lie within the span of the sends, which the load outlasts;
+            // every drawn kill happens.
+            match k.await {
+                Ok(problems) => fault_problems.extend(problems),
+                Err(e) => fault_problems.push(format!("the killer failed: {e}")),
+            }
         }
     }
     if let Some(pid) = &server_pid {
