@@ -2353,6 +2353,21 @@ fn malformed_sealed_values_are_refused() {
     }
 }
 
+/// Every application's position in each of its queues.
+fn all_positions(state: &State) -> Vec<Vec<Option<usize>>> {
+    state
+        .applications()
+        .iter()
+        .map(|a| {
+            state
+                .queue_entries(a)
+                .into_iter()
+                .map(|(q, k)| state.queues.position(&q, &k))
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn erasure_forgets_personal_data_and_moves_no_queue() {
     let mut s = given(authority());
@@ -2363,18 +2378,7 @@ fn erasure_forgets_personal_data_and_moves_no_queue() {
         };
         s.accept(Command::SubmitKindergartenApplication { form }, t(NOW));
     }
-    let before: Vec<_> = s
-        .state
-        .applications()
-        .iter()
-        .map(|a| {
-            s.state
-                .queue_entries(a)
-                .into_iter()
-                .map(|(q, k)| s.state.queues.position(&q, &k))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let before = all_positions(&s.state);
     let erase = Command::RecordPersonalDataErasure { person: child(2) };
     let events = s.accept(erase.clone(), t(NOW));
     assert_eq!(
@@ -2391,18 +2395,7 @@ fn erasure_forgets_personal_data_and_moves_no_queue() {
         s.state.application(ApplicationNumber(1)).unwrap().sealed,
         Some(sealed(1))
     );
-    let after: Vec<_> = s
-        .state
-        .applications()
-        .iter()
-        .map(|a| {
-            s.state
-                .queue_entries(a)
-                .into_iter()
-                .map(|(q, k)| s.state.queues.position(&q, &k))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let after = all_positions(&s.state);
     assert_eq!(before, after);
     // Twice is a no-op; a person never seen is unknown.
     assert_eq!(s.when(erase, t(NOW)), Ok(vec![]));
