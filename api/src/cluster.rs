@@ -313,8 +313,9 @@ impl Cluster {
                         if let Some(follower) = engine.follower(authority) {
                             let _ = follower.catch_up().await;
                         } else if engine.writer(authority).is_none() {
-                            // Created on another node a moment ago: copy it now.
-                            if let Err(e) = engine.follow(authority).await {
+                            // Created on another node a moment ago: copy it now. (The
+                            // channel is database-wide: the log of this schema decides.)
+                            if let Err(e) = self.follow_if_logged(authority).await {
                                 tracing::warn!(authority, error = %e, "cannot follow");
                             }
                         }
@@ -339,6 +340,14 @@ impl Cluster {
             .ok()
             .flatten()
             .filter(|r| r.live && r.node_id != self.node_id())
+    }
+
+    /// Stops routing `authority` to `node_id` (it did not answer).
+    fn forget_route(&self, authority: &str, node_id: &str) {
+        let mut routes = self.routes.write().unwrap();
+        if routes.get(authority).is_some_and(|r| r.node_id == node_id) {
+            routes.remove(authority);
+        }
     }
 
     /// The live owner of an authority, if it is another node.
@@ -403,7 +412,8 @@ async fn forward(cluster: Arc<Cluster>, req: Request, next: Next) -> Response {
             if parts.headers.contains_key(FORWARDED_HEADER) {
                 return no_owner(id.as_deref().unwrap_or(""));
             }
-            return proxy(&cluster, &route, parts, bytes).await;
+            let id = id.unwrap_or_default();
+            return proxy(&cluster, &id, &route, parts, bytes).await;
         }
         return next
             .run(Request::from_parts(parts, Body::from(bytes)))
@@ -459,7 +469,7 @@ async fn forward(cluster: Arc<Cluster>, req: Request, next: Next) -> Response {
             .into_response()
         }
     };
-    proxy(&cluster, &route, parts, bytes).await
+    proxy(&cluster, authority, &route, parts, bytes).await
 }
 
 /// Headers that belong to one connection, never relayed.
@@ -480,6 +490,7 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 
 async fn proxy(
     cluster: &Cluster,
+    authority: &str,
     route: &Route,
     parts: axum::http::request::Parts,
     body: axum::body::Bytes,
@@ -503,6 +514,9 @@ async fn proxy(
         Ok(answer) => answer,
         Err(e) => {
             tracing::warn!(owner = %route.node_id, error = %e, "forwarding failed");
+            // Until the next round, the next write asks the database for the owner instead
+            // of trying this one again.
+            cluster.forget_route(authority, &route.node_id);
             // The owner may have died with the request: it may or may not have committed,
             // and a retry with the same Idempotency-Key gets the first answer either way.
             return ApiError::unavailable(
