@@ -380,18 +380,25 @@ struct Pending {
 enum Finished {
     Committed,
     Failed(WriterError),
-    /// The store refused the append because another node took the authority over.
-    Fenced(WriterError),
+    /// The store refused the append because another node took the authority over. The
+    /// batch's jobs are answered only after the writer has handed the authority back, so a
+    /// client that sees the refusal and retries already finds this node forwarding.
+    Fenced(WriterError, Vec<Decided>),
     Crash,
 }
 
 /// Refuses a batch decided on top of one whose commit failed.
 fn refuse(next: Option<Pending>, error: &WriterError) {
     if let Some(next) = next {
-        for d in next.decided {
-            let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) = d;
-            let _ = job.reply.send(Err(error.clone()));
-        }
+        refuse_decided(next.decided, error);
+    }
+}
+
+/// Answers every job of a batch with the error.
+fn refuse_decided(decided: Vec<Decided>, error: &WriterError) {
+    for d in decided {
+        let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) = d;
+        let _ = job.reply.send(Err(error.clone()));
     }
 }
 
@@ -439,8 +446,8 @@ impl WriterTask {
                             rx.close();
                             return;
                         }
-                        Finished::Fenced(error) => {
-                            self.stop_fenced(rx, error);
+                        Finished::Fenced(error, failed) => {
+                            self.stop_fenced(rx, error, failed, None);
                             return;
                         }
                         Finished::Committed | Finished::Failed(_) => {}
@@ -462,9 +469,8 @@ impl WriterTask {
                         refuse(next, &error);
                         continue;
                     }
-                    Finished::Fenced(error) => {
-                        refuse(next, &error);
-                        self.stop_fenced(rx, error);
+                    Finished::Fenced(error, failed) => {
+                        self.stop_fenced(rx, error, failed, next);
                         return;
                     }
                 }
@@ -480,11 +486,14 @@ impl WriterTask {
     /// commit any more. Refuses everything queued (nothing was written: the client retries,
     /// and the HTTP layer forwards the retry to the new owner), closes the queue and hands
     /// the handle to [`WriterConfig::on_fenced`], which turns it into a read-only copy.
-    fn stop_fenced(&mut self, mut rx: mpsc::Receiver<Job>, error: WriterError) {
+    fn stop_fenced(
+        &mut self,
+        mut rx: mpsc::Receiver<Job>,
+        error: WriterError,
+        failed: Vec<Decided>,
+        next: Option<Pending>,
+    ) {
         rx.close();
-        while let Ok(job) = rx.try_recv() {
-            let _ = job.reply.send(Err(error.clone()));
-        }
         self.shared.stats.queue_depth.store(0, Ordering::Relaxed);
         tracing::warn!(authority = %self.shared.authority, "another node writes this authority now: this writer stopped");
         let tx = self.handle.take().and_then(|weak| weak.upgrade());
@@ -493,6 +502,13 @@ impl WriterTask {
                 tx,
                 shared: self.shared.clone(),
             });
+        }
+        // Answered after the hand-back: the fenced batch, the one decided on top of it, and
+        // everything still queued.
+        refuse_decided(failed, &error);
+        refuse(next, &error);
+        while let Ok(job) = rx.try_recv() {
+            let _ = job.reply.send(Err(error.clone()));
         }
     }
 
@@ -690,13 +706,10 @@ impl WriterTask {
                     } else {
                         WriterError::from(e)
                     };
-                    for d in pending.decided {
-                        let (Decided::Accepted { job, .. } | Decided::Rejected { job, .. }) = d;
-                        let _ = job.reply.send(Err(error.clone()));
-                    }
                     if fenced {
-                        return Finished::Fenced(error);
+                        return Finished::Fenced(error, pending.decided);
                     }
+                    refuse_decided(pending.decided, &error);
                     return Finished::Failed(error);
                 }
             }
