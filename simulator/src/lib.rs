@@ -17,6 +17,7 @@ pub mod driver;
 pub mod recorder;
 pub mod report;
 pub mod scenario;
+pub mod server_metrics;
 pub mod slo;
 pub mod target;
 pub mod workload;
@@ -130,8 +131,9 @@ pub struct SimulateArgs {
     /// Kill the spawned server with SIGKILL every N seconds and restart it.
     #[arg(long, value_name = "SECONDS")]
     pub kill_server_every: Option<f64>,
-    /// Kill the spawned server with SIGKILL N times, at moments drawn from the seed over
-    /// the span of the arrival curve, and restart it after each kill.
+    /// Kill the spawned server with SIGKILL N times and restart it after each kill. Each kill
+    /// comes once the server has acknowledged a submission since it (re)started, after an
+    /// uptime drawn from the seed (50–600 ms), so every kill lands in the middle of writes.
     #[arg(long, value_name = "N", conflicts_with = "kill_server_every")]
     pub kill_server_random: Option<u32>,
     /// Offer a flat PER_S submissions per wall second for --duration-s instead of the
@@ -144,6 +146,11 @@ pub struct SimulateArgs {
     /// Take the store away for a while (not available for SQLite; reported and skipped).
     #[arg(long)]
     pub db_outage: bool,
+    /// Share (0 to 1) of children whose HTTP submissions carry a `contact` object, which
+    /// the server seals under a data key of the child's own; which children, and what they
+    /// give, come from the seed.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    pub contact_share: f64,
     /// Write the report as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -230,6 +237,9 @@ impl SimulateArgs {
         }
         if let Some(t) = self.server_request_timeout_ms {
             flag("server-request-timeout-ms", Some(t.to_string()));
+        }
+        if self.contact_share != 0.0 {
+            flag("contact-share", Some(self.contact_share.to_string()));
         }
         if let Some(s) = &self.slo {
             flag("slo", Some(s.clone()));
@@ -328,11 +338,11 @@ async fn setup_in_process(
     Ok(())
 }
 
-/// When the spawned server is killed: every period, or at moments drawn from the seed
-/// (seconds from the start of the load, in order).
+/// When the spawned server is killed: every period, or after each uptime drawn from the seed
+/// (seconds, counted from the server's first acknowledgement since it started).
 enum KillSchedule {
     Every(f64),
-    At(Vec<f64>),
+    AfterUptimes(Vec<f64>),
 }
 
 /// Kills the spawned server with SIGKILL on the schedule and restarts it each time; returns
@@ -343,16 +353,32 @@ async fn kill_loop(
     http: Arc<Http>,
     stop: Arc<AtomicBool>,
     recorder: Arc<Mutex<Recorder>>,
-    started: Instant,
 ) -> Vec<String> {
     let mut problems = Vec::new();
+    let mut up_since = 0.0;
     for n in 0.. {
         let at = match &schedule {
             KillSchedule::Every(every) => Instant::now() + Duration::from_secs_f64(*every),
-            KillSchedule::At(moments) => match moments.get(n) {
-                Some(moment) => started + Duration::from_secs_f64(*moment),
-                None => break,
-            },
+            KillSchedule::AfterUptimes(uptimes) => {
+                let Some(uptime) = uptimes.get(n) else { break };
+                // Wait for the server to acknowledge something since it started.
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return problems;
+                    }
+                    let acked = recorder
+                        .lock()
+                        .unwrap()
+                        .ack_times
+                        .last()
+                        .is_some_and(|&t| t > up_since);
+                    if acked {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Instant::now() + Duration::from_secs_f64(*uptime)
+            }
         };
         tokio::time::sleep_until(at.into()).await;
         if matches!(schedule, KillSchedule::Every(_)) && stop.load(Ordering::Relaxed) {
@@ -367,6 +393,7 @@ async fn kill_loop(
             problems.push(format!("{e:#}"));
             break;
         }
+        up_since = recorder.lock().unwrap().started.elapsed().as_secs_f64();
     }
     problems
 }
@@ -458,6 +485,9 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     if !args.scale.is_finite() || args.scale <= 0.0 {
         bail!("--scale must be positive");
     }
+    if !(0.0..=1.0).contains(&args.contact_share) {
+        bail!("--contact-share must be between 0 and 1");
+    }
     match args.mode {
         Mode::InProcess if args.url.is_some() || args.spawn_server => {
             bail!("--url and --spawn-server are for --mode http")
@@ -547,7 +577,9 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     } else {
         1.0
     };
-    let workload = Arc::new(Workload::build(scenario, seed, args.scale, origin));
+    let workload = Arc::new(
+        Workload::build(scenario, seed, args.scale, origin).with_contact_share(args.contact_share),
+    );
     if workload.sends.is_empty() {
         bail!("the scenario at this scale has no applications");
     }
@@ -723,20 +755,17 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     });
     let server_pid = server.as_ref().map(|s| s.pid.clone());
     let server = Arc::new(tokio::sync::Mutex::new(server));
-    // Random kills: moments drawn from the seed over the arrival curve's span (second
-    // devices may send later), in order.
-    let kill_moments: Option<Vec<f64>> = args.kill_server_random.map(|n| {
-        let span = (span_s / compression).max(0.1);
+    // Random kills: uptimes drawn from the seed, each counted from the server's first
+    // acknowledgement after it (re)started.
+    let kill_uptimes: Option<Vec<f64>> = args.kill_server_random.map(|n| {
         let mut rng = ochered_writer::demo::SeededRng::new(seed ^ 0x6b69_6c6c_5f61_7421);
-        let mut moments: Vec<f64> = (0..n).map(|_| span * (0.02 + 0.96 * rng.unit())).collect();
-        moments.sort_by(f64::total_cmp);
-        moments
+        (0..n).map(|_| 0.05 + 0.55 * rng.unit()).collect()
     });
     // Both kill modes share one loop: periodic kills wake every period until the load
-    // stops; random kills happen at each drawn moment.
-    let schedule = match (args.kill_server_every, kill_moments) {
+    // stops; random kills follow their drawn uptimes while the load runs.
+    let schedule = match (args.kill_server_every, kill_uptimes) {
         (Some(every), _) => Some(KillSchedule::Every(every)),
-        (None, Some(moments)) => Some(KillSchedule::At(moments)),
+        (None, Some(uptimes)) => Some(KillSchedule::AfterUptimes(uptimes)),
         (None, None) => None,
     };
     let killer = match (schedule, &target) {
@@ -746,7 +775,6 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             http.clone(),
             stop.clone(),
             recorder.clone(),
-            started,
         ))),
         _ => None,
     };
@@ -787,8 +815,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
                 fault_problems = problems;
             }
         } else {
-            // Drawn moments lie within the span of the sends, which the load outlasts;
-            // every drawn kill happens.
+            // Ends by itself: after its last kill, or when the load stopped before it.
             match k.await {
                 Ok(problems) => fault_problems.extend(problems),
                 Err(e) => fault_problems.push(format!("the killer failed: {e}")),
@@ -804,6 +831,10 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     if let Some(m) = memory_sampler {
         let _ = m.await;
     }
+
+    // The server's own latency by outcome, before it is stopped and audited.
+    let kills = recorder.lock().unwrap().kills.len();
+    let server_latency = server_metrics::after_load(&target, kills).await;
 
     // What the live system holds, then stop it.
     let live = match &target {
@@ -969,6 +1000,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             shed: report::ClassLatency::of(&recorder.attempt_shed),
         },
         shed_without_retry_after: recorder.shed_without_retry_after,
+        server_latency_ms: server_latency,
         server_peak_rss_kib: recorder.server_rss_peak_kib,
         server_last_rss_kib: recorder.server_rss.last().map(|s| s.1),
         queue_depth_max: recorder.queue_depth.iter().map(|d| d.1).max().unwrap_or(0),
