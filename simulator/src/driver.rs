@@ -90,7 +90,8 @@ pub async fn submit_ordered(
 }
 
 /// One parent's client: attempts until an answer that is not worth retrying, or patience
-/// runs out. Backoff doubles from the scenario's base with jitter, never below Retry-After.
+/// runs out. Backoff doubles from the scenario's base with jitter, never below Retry-After
+/// (itself stretched by up to a quarter, at random).
 async fn client(
     target: Target,
     workload: Arc<Workload>,
@@ -129,7 +130,10 @@ async fn client(
                 let jittered = Duration::from_micros(
                     (exponential as f64 * 1000.0 * (0.5 + rng.unit())) as u64,
                 );
-                tokio::time::sleep(jittered.max(after.unwrap_or_default())).await;
+                // Never before Retry-After, and up to a quarter of it later: clients shed in
+                // the same instant do not all come back in the same instant.
+                let after = after.map_or(Duration::ZERO, |a| a.mul_f64(1.0 + 0.25 * rng.unit()));
+                tokio::time::sleep(jittered.max(after)).await;
                 attempt += 1;
             }
             answer => break Final::Answer(answer),

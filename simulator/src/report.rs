@@ -129,6 +129,10 @@ pub struct Report {
     pub attempt_latency_ms: AttemptLatency,
     /// Shed answers (503/429) that came without a Retry-After header.
     pub shed_without_retry_after: u64,
+    /// Over HTTP: the server's own latency of submissions by outcome, from its `/metrics`
+    /// after the load (bucket-resolution estimates; see [`crate::server_metrics`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_latency_ms: Option<crate::server_metrics::ServerLatency>,
     /// The spawned server's peak resident set (VmHWM, largest over its lives), KiB.
     pub server_peak_rss_kib: Option<u64>,
     /// The spawned server's resident set at the last sample, KiB.
@@ -246,6 +250,31 @@ impl Report {
                 shed.count, self.shed_without_retry_after, shed.p50, shed.p99, shed.max
             ),
         );
+        if let Some(server) = &self.server_latency_ms {
+            let ms = |v: Option<f64>, count: u64| match (v, count) {
+                (_, 0) => "-".to_owned(),
+                (Some(v), _) => format!("≤{v}"),
+                (None, _) => format!(">{}", server.top_bucket_ms.unwrap_or(f64::NAN)),
+            };
+            if server.scraped {
+                for (name, q) in [
+                    ("server accepted ms", &server.accepted),
+                    ("server shed ms", &server.shed),
+                ] {
+                    row(
+                        name,
+                        format!(
+                            "{} submissions: p50 {}  p99 {}  (bucket bounds)",
+                            q.count,
+                            ms(q.p50, q.count),
+                            ms(q.p99, q.count)
+                        ),
+                    );
+                }
+            } else {
+                row("server latency", server.note.clone());
+            }
+        }
         if let Some(peak) = self.server_peak_rss_kib {
             row(
                 "server memory",

@@ -379,12 +379,28 @@ fn school_body(workload: &Workload, child: &ChildSpec) -> Value {
     })
 }
 
-/// The route (below the authority) and body of a device's submission.
+/// The route (below the authority) and body of a device's submission, with the child's
+/// contact when it is in the run's contact share (a draft's submission takes none).
 fn application_request(
     workload: &Workload,
     child: &ChildSpec,
     device: u8,
 ) -> (&'static str, Value) {
+    let (path, mut body) = application_form(workload, child, device);
+    if path != "/school/drafts/submit" {
+        if let Some(c) = workload.contact(child.n) {
+            body["contact"] = json!({
+                "child_name": c.child_name,
+                "guardian_name": c.guardian_name,
+                "phone": c.phone,
+                "email": c.email,
+            });
+        }
+    }
+    (path, body)
+}
+
+fn application_form(workload: &Workload, child: &ChildSpec, device: u8) -> (&'static str, Value) {
     match workload.scenario.service {
         Service::Kindergarten => (
             "/kindergarten/applications",

@@ -74,7 +74,41 @@ pub struct Workload {
     /// The campaign's school year (1 September of it) and its opening day.
     pub campaign_year: i32,
     pub opening_day: NaiveDate,
+    /// Share of children (0..=1) whose HTTP submissions carry a `contact` (sealed by the
+    /// server with a data key of the child's own). 0 unless set with
+    /// [`Workload::with_contact_share`].
+    pub contact_share: f64,
 }
+
+/// How to reach a child's family, as a submission's `contact` object carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub child_name: String,
+    pub guardian_name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+const GIVEN_NAMES: [&str; 8] = [
+    "Анна",
+    "Мария",
+    "Иван",
+    "Дмитрий",
+    "Софья",
+    "Алексей",
+    "Елена",
+    "Михаил",
+];
+const SURNAMES: [&str; 8] = [
+    "Иванов",
+    "Смирнов",
+    "Кузнецов",
+    "Попов",
+    "Васильев",
+    "Петров",
+    "Соколов",
+    "Михайлов",
+];
 
 impl Workload {
     /// Builds the workload at `scale` for a run whose first opening is at `origin`.
@@ -145,6 +179,7 @@ impl Workload {
             n_children: first_child,
             campaign_year,
             opening_day,
+            contact_share: 0.0,
         };
         let mut second = Vec::new();
         for s in &sends {
@@ -165,6 +200,59 @@ impl Workload {
         });
         workload.sends = sends;
         workload
+    }
+
+    /// The same workload whose children give a contact with this share (clamped to 0..=1)
+    /// of their HTTP submissions. Which children do, and what they give, comes from the seed
+    /// through a generator of its own, so every other choice stays as without contacts.
+    pub fn with_contact_share(mut self, share: f64) -> Workload {
+        self.contact_share = share.clamp(0.0, 1.0);
+        self
+    }
+
+    /// The contact child `n`'s parents give with a submission (the same on every device),
+    /// if the child is in the contact share.
+    pub fn contact(&self, n: u32) -> Option<Contact> {
+        if self.contact_share <= 0.0 {
+            return None;
+        }
+        let mut rng = SeededRng::new(
+            (self.seed ^ 0xC0_47AC_7000).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ u64::from(n).wrapping_mul(0x2545_F491),
+        );
+        if rng.unit() >= self.contact_share {
+            return None;
+        }
+        let name = |rng: &mut SeededRng| {
+            let given = GIVEN_NAMES[rng.below(GIVEN_NAMES.len() as u64) as usize];
+            let surname = SURNAMES[rng.below(SURNAMES.len() as u64) as usize];
+            format!("{given} {surname}")
+        };
+        let child_name = name(&mut rng);
+        let guardian_name = name(&mut rng);
+        // A phone, an email or both, as the API requires at least one.
+        let (phone, email) = match rng.below(3) {
+            0 => (true, false),
+            1 => (false, true),
+            _ => (true, true),
+        };
+        let phone = phone.then(|| {
+            let digits = rng.below(10_000_000);
+            format!(
+                "+7 9{:02} {:03}-{:02}-{:02}",
+                rng.below(100),
+                digits / 10_000,
+                digits / 100 % 100,
+                digits % 100
+            )
+        });
+        let email = email.then(|| format!("parent{n}.{}@example.org", self.tag));
+        Some(Contact {
+            child_name,
+            guardian_name,
+            phone,
+            email,
+        })
     }
 
     /// Scenario seconds from the start to the last send.
@@ -498,6 +586,38 @@ mod tests {
             assert_eq!(format!("{:?}", a.child(n)), format!("{:?}", b.child(n)));
         }
         assert_eq!(a.campaign_year, 2027);
+    }
+
+    #[test]
+    fn contacts_follow_the_share_and_the_seed_and_pass_the_api_checks() {
+        let none = workload(0.05);
+        assert!((0..none.n_children).all(|n| none.contact(n).is_none()));
+        let half = workload(0.05).with_contact_share(0.5);
+        let again = workload(0.05).with_contact_share(0.5);
+        let mut given = 0;
+        for n in 0..half.n_children {
+            assert_eq!(half.contact(n), again.contact(n));
+            // Contacts draw from a generator of their own: the forms stay the same.
+            assert_eq!(
+                format!("{:?}", half.child(n)),
+                format!("{:?}", none.child(n))
+            );
+            let Some(c) = half.contact(n) else { continue };
+            given += 1;
+            let request: ochered_api::wire::ContactRequest =
+                serde_json::from_value(serde_json::json!({
+                    "child_name": c.child_name,
+                    "guardian_name": c.guardian_name,
+                    "phone": c.phone,
+                    "email": c.email,
+                }))
+                .unwrap();
+            request.validate(&half.child(n).document).unwrap();
+        }
+        let share = f64::from(given) / f64::from(half.n_children);
+        assert!((0.4..0.6).contains(&share), "{share}");
+        let all = workload(0.05).with_contact_share(1.0);
+        assert!((0..all.n_children).all(|n| all.contact(n).is_some()));
     }
 
     #[test]
