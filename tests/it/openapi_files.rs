@@ -86,7 +86,9 @@ async fn openapi_document_describes_every_route() {
             continue;
         }
         let source = std::fs::read_to_string(&path).unwrap();
-        for (method, route) in routes_in(&source) {
+        // Routers built by unit tests are not the server's routes.
+        let source = source.split("#[cfg(test)]").next().unwrap_or_default();
+        for (method, route) in routes_in(source) {
             if name.starts_with("routes") {
                 expected.insert((method, format!("/api/v1{route}")));
             } else if route.starts_with("/api/") {
