@@ -104,7 +104,9 @@ pub struct SimulateArgs {
     /// Default: a fresh SQLite file in a temporary directory.
     #[arg(long)]
     pub database_url: Option<String>,
-    /// A running server to load (HTTP mode); it is set up through the API.
+    /// A running server to load (HTTP mode); it is set up through the API. Several nodes of a
+    /// cluster: a comma-separated list; requests take them in turn (a retry goes to the next
+    /// node), health and metrics are read from the first.
     #[arg(long, conflicts_with = "spawn_server")]
     pub url: Option<String>,
     /// Start `ochered serve` on a free loopback port with a fresh SQLite file (HTTP mode).

@@ -2,7 +2,7 @@
 //! HTTP server, given by URL or spawned and killed by the simulator.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,10 +129,15 @@ fn refusal(rejection: &Rejection) -> Answer {
     }
 }
 
-/// An HTTP server on loopback (or wherever `--url` points).
+/// An HTTP server on loopback (or wherever `--url` points), or several nodes of a cluster.
 pub struct Http {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The first URL: probes (health, metrics) go here.
     pub base: String,
+    /// Every URL given; requests take them in turn, so a retry after a failed attempt goes
+    /// to the next node.
+    pub bases: Vec<String>,
+    next_base: AtomicUsize,
     jwt_secret: Vec<u8>,
     timeout: Duration,
     /// Requests in flight at once; a send waits for a permit, and the wait counts in its
@@ -148,7 +153,16 @@ pub struct HttpResponse {
 }
 
 impl Http {
+    /// `base` is one URL or a comma-separated list of them (the nodes of a cluster).
     pub fn new(base: &str, jwt_secret: &[u8], timeout: Duration, max_in_flight: usize) -> Http {
+        let mut bases: Vec<String> = base
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_owned())
+            .filter(|b| !b.is_empty())
+            .collect();
+        if bases.is_empty() {
+            bases.push(base.trim().trim_end_matches('/').to_owned());
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -158,7 +172,9 @@ impl Http {
             .build(connector);
         Http {
             client,
-            base: base.trim_end_matches('/').to_owned(),
+            base: bases[0].clone(),
+            bases,
+            next_base: AtomicUsize::new(0),
             jwt_secret: jwt_secret.to_vec(),
             timeout,
             permits: Semaphore::new(max_in_flight.max(1)),
@@ -184,18 +200,21 @@ impl Http {
             .acquire()
             .await
             .map_err(|_| "closed".to_string())?;
-        self.exchange(method, path, token, idempotency_key, body)
+        let base = &self.bases[self.next_base.fetch_add(1, Ordering::Relaxed) % self.bases.len()];
+        self.exchange(base, method, path, token, idempotency_key, body)
             .await
     }
 
     /// A request that does not wait for a permit: health checks and metrics samples must
     /// get through while the load holds every permit.
     pub async fn probe(&self, path: &str) -> Result<HttpResponse, String> {
-        self.exchange(Method::GET, path, None, None, None).await
+        self.exchange(&self.base, Method::GET, path, None, None, None)
+            .await
     }
 
     async fn exchange(
         &self,
+        base: &str,
         method: Method,
         path: &str,
         token: Option<&str>,
@@ -204,7 +223,7 @@ impl Http {
     ) -> Result<HttpResponse, String> {
         let mut builder = Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base));
+            .uri(format!("{base}{path}"));
         if let Some(token) = token {
             builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -292,19 +311,69 @@ impl Http {
         matches!(self.probe("/health").await, Ok(r) if r.status.is_success())
     }
 
-    /// The server's committed chain head of an authority.
+    /// The server's committed chain head of an authority. With several nodes, the furthest
+    /// head any of them reports: the writer's (a read-only copy may be a notification behind).
     pub async fn head(&self, authority: &str) -> anyhow::Result<(i64, String)> {
-        let r = self
-            .probe(&format!("/api/v1/authorities/{authority}/audit/head"))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if !r.status.is_success() {
-            bail!("audit head of {authority}: HTTP {}", r.status);
+        let path = format!("/api/v1/authorities/{authority}/audit/head");
+        let mut best: Option<(i64, String)> = None;
+        let mut failure = None;
+        for base in &self.bases {
+            let r = match self
+                .exchange(base, Method::GET, &path, None, None, None)
+                .await
+            {
+                Ok(r) if r.status.is_success() => r,
+                Ok(r) => {
+                    failure = Some(anyhow::anyhow!(
+                        "audit head of {authority} at {base}: HTTP {}",
+                        r.status
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    failure = Some(anyhow::anyhow!("audit head of {authority} at {base}: {e}"));
+                    continue;
+                }
+            };
+            let head = (
+                r.body["authority_seq"].as_i64().unwrap_or(-1),
+                r.body["head_hash"].as_str().unwrap_or_default().to_owned(),
+            );
+            if best.as_ref().is_none_or(|(seq, _)| head.0 > *seq) {
+                best = Some(head);
+            }
         }
-        Ok((
-            r.body["authority_seq"].as_i64().unwrap_or(-1),
-            r.body["head_hash"].as_str().unwrap_or_default().to_owned(),
-        ))
+        match (best, failure) {
+            (Some(head), _) => Ok(head),
+            (None, Some(e)) => Err(e),
+            (None, None) => bail!("audit head of {authority}: no URL"),
+        }
+    }
+
+    /// A setup POST, tried again (on the next URL) after a connection error or a 5xx, for a
+    /// few seconds: a cluster node may answer 503 while the nodes learn who writes a new
+    /// authority.
+    async fn setup_request(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<HttpResponse, String> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = self
+                .request(Method::POST, path, Some(token), None, Some(body))
+                .await;
+            let again = match &r {
+                Ok(r) => r.status.is_server_error(),
+                Err(_) => true,
+            };
+            if !again || attempt >= 50 {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Configures the run's authorities through the API (for a server given by `--url`).
@@ -333,7 +402,7 @@ impl Http {
                     other => bail!("no HTTP route for setup command {}", other.name()),
                 };
                 let r = self
-                    .request(Method::POST, &path, Some(token), None, Some(&body))
+                    .setup_request(&path, token, &body)
                     .await
                     .map_err(|e| anyhow::anyhow!("setup {path}: {e}"))?;
                 if !(r.status.is_success() || r.status == StatusCode::CONFLICT) {
@@ -352,7 +421,7 @@ impl Http {
                     let body = school_body(&workload, &child);
                     let path = format!("/api/v1/authorities/{authority}/school/drafts");
                     let r = http
-                        .request(Method::POST, &path, Some(&token), None, Some(&body))
+                        .setup_request(&path, &token, &body)
                         .await
                         .map_err(|e| anyhow::anyhow!("saving a draft: {e}"))?;
                     if !r.status.is_success() && !child.out_of_range {

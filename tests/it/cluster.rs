@@ -7,6 +7,9 @@
 //! Every node lists every authority and is ready, also when it writes nothing; a new
 //! authority can be read on every node as soon as it is created.
 //!
+//! `the_simulator_survives_killing_the_writer`: the same kill/restart loop with the load
+//! from `ochered simulate --mode http --url n1,n2,n3` (a child process) and its audit.
+//!
 //! `a_fenced_writer_hands_back_at_once`: a writer fenced by a takeover becomes a read-only
 //! copy at once (engine level, two engines on one database).
 
@@ -613,4 +616,207 @@ async fn a_fenced_writer_hands_back_at_once() {
         VerifyOutcome::Ok { events, .. } => assert_eq!(events, 3),
         broken => panic!("{broken:?}"),
     }
+}
+
+/// The simulator's authority (`--preset ekaterinburg-2024` has one, named after the city).
+const SIM_AUTHORITY: &str = "ekaterinburg";
+
+/// Which of the running nodes writes `authority`, from each node's `/ready` (`writes`);
+/// waits while no node (or more than one) claims it.
+async fn writer_of(client: &reqwest::Client, nodes: &[Node], authority: &str) -> usize {
+    for _ in 0..400 {
+        let mut writers = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if node.child.is_none() {
+                continue;
+            }
+            let Ok(r) = client.get(format!("{}/ready", node.url())).send().await else {
+                continue;
+            };
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            let writes = body["writes"].as_array().cloned().unwrap_or_default();
+            if writes.iter().any(|w| w.as_str() == Some(authority)) {
+                writers.push(i);
+            }
+        }
+        if let [one] = writers[..] {
+            return one;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no single node writes {authority}");
+}
+
+/// Registers institution `id` in `authority` through the given nodes in turn until one
+/// answers 201 (or 409: an earlier attempt whose answer was lost committed it).
+async fn register_through(client: &reqwest::Client, urls: &[String], authority: &str, id: &str) {
+    let officer = mint(SECRET.as_bytes(), Role::Officer, "cl-sim-officer", 1);
+    for attempt in 0..2000 {
+        let url = format!(
+            "{}/api/v1/authorities/{authority}/institutions",
+            urls[attempt % urls.len()]
+        );
+        let sent = client
+            .post(&url)
+            .bearer_auth(&officer)
+            .json(&json!({"id": id, "kind": "school", "name": id}))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            let status = r.status().as_u16();
+            if status == 201 || status == 409 {
+                return;
+            }
+            let text = r.text().await.unwrap_or_default();
+            assert!(status >= 500 || status == 429, "{url}: {status} {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{id} was never registered in {authority}");
+}
+
+/// The load comes from the simulator (`ochered simulate --mode http --url n1,n2,n3`), a
+/// child process that sets its authority up through the API and sends each request to the
+/// next node in turn, retrying with the same key. Meanwhile the node writing its authority
+/// is killed with SIGKILL and restarted, round after round; the simulator's own audit of the
+/// log must find nothing lost, duplicated or out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_survives_killing_the_writer() {
+    let Some(harness) = Harness::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|i| Node {
+            id: format!("sim-node{i}"),
+            port: free_port(),
+            child: None,
+            log: dir.path().join(format!("node{i}.log")),
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start(&harness.url);
+    }
+    for node in &nodes {
+        wait_healthy(&client, node).await;
+    }
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+
+    let json_path = dir.path().join("report.json");
+    let sim_stderr = std::fs::File::create(dir.path().join("simulate.stderr")).unwrap();
+    let mut simulator = tokio::process::Command::new(env!("CARGO_BIN_EXE_ochered"))
+        .args(["simulate", "--mode", "http", "--url", &urls.join(",")])
+        .args(["--database-url", &harness.url])
+        .args(["--preset", "ekaterinburg-2024", "--rate", "40"])
+        .args(["--duration-s", "15", "--seed", "29", "--quiet"])
+        .args(["--jwt-secret", SECRET])
+        .args(["--person-secret", "cluster-test-person-secret"])
+        .arg("--json")
+        .arg(&json_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(sim_stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start ochered simulate");
+    // Its stdout, kept for the failure message; `setup:` is printed once the authority is
+    // set up and the load starts.
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let (set_up, mut set_up_rx) = tokio::sync::watch::channel(false);
+    let reader = {
+        let stdout = stdout.clone();
+        let pipe = simulator.stdout.take().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("setup:") {
+                    set_up.send_replace(true);
+                }
+                let mut out = stdout.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        })
+    };
+    let started = tokio::time::timeout(Duration::from_secs(60), set_up_rx.wait_for(|s| *s)).await;
+    assert!(
+        matches!(started, Ok(Ok(_))),
+        "the simulator did not finish its setup; stdout:\n{}\nstderr:\n{}",
+        stdout.lock().unwrap(),
+        std::fs::read_to_string(dir.path().join("simulate.stderr")).unwrap_or_default()
+    );
+
+    // Kill the writer of the simulator's authority, measure until a write to it is
+    // accepted through the survivors, restart the killed node; round after round, while
+    // the simulator's load runs.
+    let mut failovers = Vec::new();
+    for round in 0..KILL_ROUNDS {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let victim = writer_of(&client, &nodes, SIM_AUTHORITY).await;
+        let killed_at = Instant::now();
+        nodes[victim].kill().await;
+        let survivors: Vec<String> = (0..3)
+            .filter(|&i| i != victim)
+            .map(|i| urls[i].clone())
+            .collect();
+        register_through(&client, &survivors, SIM_AUTHORITY, &format!("P{round}")).await;
+        let failover = killed_at.elapsed();
+        let new_writer = writer_of(&client, &nodes, SIM_AUTHORITY).await;
+        assert_ne!(new_writer, victim);
+        eprintln!(
+            "simulator failover round {round}: killed {} (writer of {SIM_AUTHORITY}); {} took over; first accepted write after {} ms",
+            nodes[victim].id,
+            nodes[new_writer].id,
+            failover.as_millis()
+        );
+        failovers.push(failover);
+        nodes[victim].start(&harness.url);
+        wait_healthy(&client, &nodes[victim]).await;
+    }
+
+    let status = tokio::time::timeout(Duration::from_secs(120), simulator.wait())
+        .await
+        .expect("the simulator finishes")
+        .unwrap();
+    reader.await.unwrap();
+    let stdout = stdout.lock().unwrap().clone();
+    let stderr = std::fs::read_to_string(dir.path().join("simulate.stderr")).unwrap_or_default();
+    assert!(status.success(), "simulate: {status:?}\n{stdout}\n{stderr}");
+
+    // Every node serves the authority again.
+    for url in &urls {
+        let r = client
+            .get(format!("{url}/api/v1/authorities/{SIM_AUTHORITY}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{url} after the run");
+    }
+    for node in &mut nodes {
+        node.kill().await;
+    }
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    eprintln!(
+        "simulator through three nodes: {} acknowledged of {} submitted ({} attempts, retries {}, gave up {}), lost={}, duplicates={}, order_violations={}, audit_passed={}, failover ms: {:?}",
+        report["acknowledged"],
+        report["submitted"],
+        report["attempts"],
+        report["retries_by_reason"],
+        report["gave_up"],
+        report["lost"],
+        report["duplicates"],
+        report["order_violations"],
+        report["audit_passed"],
+        failovers.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+    assert_eq!(report["lost"], 0, "{stdout}");
+    assert_eq!(report["duplicates"], 0, "{stdout}");
+    assert_eq!(report["order_violations"], 0, "{stdout}");
+    assert_eq!(report["audit_passed"], true, "{stdout}");
+    assert!(report["acknowledged"].as_u64().unwrap() > 0, "{stdout}");
+    assert_eq!(failovers.len(), KILL_ROUNDS);
 }
