@@ -12,9 +12,54 @@
 //! and in the server's WAL until it is recycled; those bytes are still wrapped under the
 //! master key, which never reaches the database.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use sqlx::Connection;
 
 use crate::{PgStore, SqliteStore, StoreError};
+
+/// One person's candidate key for [`DataKeyStore::data_keys_or_insert`]: stored only if
+/// the person has no key yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCandidate<'a> {
+    pub authority: &'a str,
+    /// The hex of the person key.
+    pub person: &'a str,
+    /// The candidate key, wrapped.
+    pub wrapped: &'a [u8],
+}
+
+/// Most candidates one transaction takes; larger slices are split into several
+/// transactions.
+pub const KEY_BATCH_MAX: usize = 1024;
+
+/// The distinct (authority, person) of `candidates`, each with its first candidate, and for
+/// every candidate the index of its distinct entry.
+fn distinct<'a>(candidates: &[KeyCandidate<'a>]) -> (Vec<KeyCandidate<'a>>, Vec<usize>) {
+    let mut index: HashMap<(&str, &str), usize> = HashMap::with_capacity(candidates.len());
+    let mut unique = Vec::with_capacity(candidates.len());
+    let slots = candidates
+        .iter()
+        .map(|c| {
+            *index.entry((c.authority, c.person)).or_insert_with(|| {
+                unique.push(*c);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    (unique, slots)
+}
+
+/// Times a batch re-inserts the candidates whose stored key vanished between its insert and
+/// its read (a concurrent destroy, PostgreSQL only) before it gives up.
+const VANISHED_RETRIES: usize = 8;
+
+fn vanished() -> StoreError {
+    StoreError::Other(
+        "data keys kept being destroyed while they were being created; try again".to_owned(),
+    )
+}
 
 /// Wrapped data keys per (authority, person). `person` is the hex of the person key.
 #[async_trait]
@@ -31,8 +76,23 @@ pub trait DataKeyStore: Send + Sync {
         wrapped: &[u8],
     ) -> Result<Vec<u8>, StoreError>;
 
+    /// The batch form of [`DataKeyStore::data_key_or_insert`], for many people at once in
+    /// ONE durable transaction (per [`KEY_BATCH_MAX`] candidates): for every candidate, in
+    /// order, the key now stored for its person, storing the candidate first if the person
+    /// has none. Candidates of the same person get the same key (the first of them, when
+    /// none was stored). All of them are durable on return.
+    async fn data_keys_or_insert(
+        &self,
+        candidates: &[KeyCandidate<'_>],
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+
     /// Deletes the person's key; `true` if there was one. Durable on return.
     async fn destroy_data_key(&self, authority: &str, person: &str) -> Result<bool, StoreError>;
+
+    /// Whether only this process can change the keys, so that a copy of them kept in its
+    /// memory stays exact: SQLite (the file belongs to one server). PostgreSQL: no, other
+    /// nodes of a cluster destroy keys in the same table.
+    fn single_process(&self) -> bool;
 }
 
 const SQLITE_SELECT: &str = "SELECT wrapped FROM data_keys WHERE authority = ?1 AND person = ?2";
@@ -43,6 +103,10 @@ const SQLITE_DELETE: &str = "DELETE FROM data_keys WHERE authority = ?1 AND pers
 
 #[async_trait]
 impl DataKeyStore for SqliteStore {
+    fn single_process(&self) -> bool {
+        true
+    }
+
     async fn data_key(&self, authority: &str, person: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(sqlx::query_scalar(SQLITE_SELECT)
             .bind(authority)
@@ -70,6 +134,40 @@ impl DataKeyStore for SqliteStore {
             .bind(person)
             .fetch_one(&mut *conn)
             .await?)
+    }
+
+    async fn data_keys_or_insert(
+        &self,
+        candidates: &[KeyCandidate<'_>],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (unique, slots) = distinct(candidates);
+        let mut stored = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(KEY_BATCH_MAX) {
+            // The single writer connection, write-locked for the whole transaction: nothing
+            // can change a key between the inserts and the reads, and one commit (one WAL
+            // sync) makes the whole chunk durable.
+            let mut conn = self.pool().acquire().await?;
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            for c in chunk {
+                sqlx::query(SQLITE_INSERT)
+                    .bind(c.authority)
+                    .bind(c.person)
+                    .bind(c.wrapped)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for c in chunk {
+                stored.push(
+                    sqlx::query_scalar::<_, Vec<u8>>(SQLITE_SELECT)
+                        .bind(c.authority)
+                        .bind(c.person)
+                        .fetch_one(&mut *tx)
+                        .await?,
+                );
+            }
+            tx.commit().await?;
+        }
+        Ok(slots.into_iter().map(|i| stored[i].clone()).collect())
     }
 
     async fn destroy_data_key(&self, authority: &str, person: &str) -> Result<bool, StoreError> {
@@ -100,10 +198,20 @@ impl DataKeyStore for SqliteStore {
 const PG_SELECT: &str = "SELECT wrapped FROM data_keys WHERE authority = $1 AND person = $2";
 const PG_INSERT: &str = "INSERT INTO data_keys (authority, person, wrapped) VALUES ($1, $2, $3) \
      ON CONFLICT (authority, person) DO NOTHING";
+const PG_INSERT_MANY: &str = "INSERT INTO data_keys (authority, person, wrapped) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[]) \
+     ON CONFLICT (authority, person) DO NOTHING";
+const PG_SELECT_MANY: &str = "SELECT k.authority, k.person, k.wrapped FROM data_keys k \
+     JOIN UNNEST($1::text[], $2::text[]) AS w(authority, person) \
+     ON k.authority = w.authority AND k.person = w.person";
 const PG_DELETE: &str = "DELETE FROM data_keys WHERE authority = $1 AND person = $2";
 
 #[async_trait]
 impl DataKeyStore for PgStore {
+    fn single_process(&self) -> bool {
+        false
+    }
+
     async fn data_key(&self, authority: &str, person: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(sqlx::query_scalar(PG_SELECT)
             .bind(authority)
@@ -130,6 +238,59 @@ impl DataKeyStore for PgStore {
             .bind(person)
             .fetch_one(self.pool())
             .await?)
+    }
+
+    async fn data_keys_or_insert(
+        &self,
+        candidates: &[KeyCandidate<'_>],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (unique, slots) = distinct(candidates);
+        let mut stored: Vec<Vec<u8>> = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(KEY_BATCH_MAX) {
+            let mut found: Vec<Option<Vec<u8>>> = vec![None; chunk.len()];
+            let mut attempts = 0;
+            // Each round inserts the candidates of the people still without a key and reads
+            // the stored keys back, in one transaction. A row another transaction inserted
+            // and committed first wins (the insert waits for it, then does nothing); the
+            // read, a new snapshot under READ COMMITTED, sees it. Only a destroy committed
+            // between the insert and the read leaves a person without a key: that person's
+            // candidate goes in again in the next round.
+            while found.iter().any(Option::is_none) {
+                attempts += 1;
+                if attempts > VANISHED_RETRIES {
+                    return Err(vanished());
+                }
+                let missing: Vec<usize> =
+                    (0..chunk.len()).filter(|&i| found[i].is_none()).collect();
+                let authorities: Vec<&str> = missing.iter().map(|&i| chunk[i].authority).collect();
+                let persons: Vec<&str> = missing.iter().map(|&i| chunk[i].person).collect();
+                let wrapped: Vec<&[u8]> = missing.iter().map(|&i| chunk[i].wrapped).collect();
+                let mut tx = self.pool().begin().await?;
+                sqlx::query(PG_INSERT_MANY)
+                    .bind(&authorities)
+                    .bind(&persons)
+                    .bind(&wrapped)
+                    .execute(&mut *tx)
+                    .await?;
+                let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(PG_SELECT_MANY)
+                    .bind(&authorities)
+                    .bind(&persons)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                let rows: HashMap<(&str, &str), &Vec<u8>> = rows
+                    .iter()
+                    .map(|(a, p, w)| ((a.as_str(), p.as_str()), w))
+                    .collect();
+                for &i in &missing {
+                    found[i] = rows
+                        .get(&(chunk[i].authority, chunk[i].person))
+                        .map(|w| (*w).clone());
+                }
+            }
+            stored.extend(found.into_iter().map(|w| w.expect("every key found")));
+        }
+        Ok(slots.into_iter().map(|i| stored[i].clone()).collect())
     }
 
     async fn destroy_data_key(&self, authority: &str, person: &str) -> Result<bool, StoreError> {

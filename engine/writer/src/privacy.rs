@@ -20,16 +20,29 @@
 //!   person, and only to someone holding both ciphertexts.
 //! - **Erasure** deletes the person's data key: every sealed value of that person in the log
 //!   becomes unreadable for good, while the log, its hashes and the queues stay untouched.
+//!
+//! Keys are created in groups, the way the writers commit events: a sealing that finds no
+//! key in the cache hands its request to one batcher task (per [`Privacy`], so per store),
+//! which takes every request waiting (up to [`KEY_BATCH_MAX`]), stores a candidate key for
+//! each person without one and reads back every person's stored key in ONE durable
+//! transaction ([`ochered_store::DataKeyStore::data_keys_or_insert`]), then answers each.
+//! A surge of first submissions with contacts thus costs one sync per group, not one per
+//! submission. Unwrapped keys are kept in a bounded in-memory cache ([`KEY_CACHE_MAX`]), so
+//! later sealings and openings of a known person do not touch the store; see [`KeyCache`]
+//! for how an erasure empties it.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use ochered_core::command::Sealed;
 use ochered_core::domain::PersonKey;
+use ochered_store::keys::KeyCandidate;
 use ochered_store::{EventStore, StoreError};
 use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
 
 /// Bytes of a master key and of a data key.
 pub const KEY_BYTES: usize = 32;
@@ -38,6 +51,12 @@ const TAG_BYTES: usize = 16;
 /// The first byte of a wrapped key: the wrapping format.
 const WRAP_FORMAT: u8 = 1;
 const WRAPPED_BYTES: usize = 1 + NONCE_BYTES + KEY_BYTES + TAG_BYTES;
+/// Unwrapped data keys kept in memory at most (about 150 bytes each with their names).
+pub const KEY_CACHE_MAX: usize = 65_536;
+/// Key requests one batch (one transaction) takes at most.
+pub const KEY_BATCH_MAX: usize = ochered_store::keys::KEY_BATCH_MAX;
+/// Key requests waiting for the batcher at most; more wait to be queued.
+const KEY_QUEUE_MAX: usize = 8 * KEY_BATCH_MAX;
 
 /// The master key-encryption key. Its bytes are never printed.
 #[derive(Clone)]
@@ -97,13 +116,95 @@ impl PrivacyError {
 
 /// Seals, opens and shreds personal data with per-applicant keys kept in the store.
 pub struct Privacy {
-    store: Arc<dyn EventStore>,
-    master: MasterKey,
+    shared: Arc<Shared>,
+    /// The batcher's queue, started on the first key that must be created.
+    batcher: OnceLock<Option<mpsc::Sender<KeyRequest>>>,
 }
 
 impl std::fmt::Debug for Privacy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Privacy").finish_non_exhaustive()
+    }
+}
+
+/// What the callers and the batcher task share.
+struct Shared {
+    store: Arc<dyn EventStore>,
+    master: MasterKey,
+    cache: Mutex<KeyCache>,
+}
+
+/// A sealing's request for its person's key, answered by the batcher.
+struct KeyRequest {
+    authority: String,
+    person: PersonKey,
+    reply: oneshot::Sender<Result<[u8; KEY_BYTES], PrivacyError>>,
+}
+
+/// Unwrapped data keys of recently seen people: at most [`KEY_CACHE_MAX`], the oldest
+/// inserted leaving first.
+///
+/// Erasure against a concurrent sealing or opening: [`Privacy::destroy`] removes the
+/// person's entry and bumps `generation` BEFORE it deletes the key row, and does both
+/// again AFTER the delete. Whoever fills the cache from the store notes the generation
+/// before reading the store and inserts only if it has not changed since, under this lock.
+/// So a key read before or during a destroy never enters the cache after the destroy began
+/// (or, if it slipped in between the two bumps, the second removal takes it out), and once
+/// `destroy` returns no cached copy of the destroyed key remains: every later sealing or
+/// opening goes to the store, which no longer has it. What cannot be prevented without
+/// serialising every sealing with erasures is a sealing that had already obtained the key
+/// when the destroy began: it finishes with the old key, so that value is shredded along
+/// with the rest (unreadable, never readable). That is the erasure winning the race, the
+/// same as before there was a cache.
+///
+/// Only a store that no other process changes gets a cache
+/// ([`ochered_store::DataKeyStore::single_process`], i.e. SQLite): on PostgreSQL another
+/// node of a cluster may destroy a key, which this process would not hear of, so there
+/// every sealing asks the store (still in groups, through the batcher).
+struct KeyCache {
+    enabled: bool,
+    keys: HashMap<(String, PersonKey), [u8; KEY_BYTES]>,
+    /// Insertion order, for eviction; may hold people already removed (skipped then).
+    order: VecDeque<(String, PersonKey)>,
+    generation: u64,
+}
+
+impl KeyCache {
+    fn get(&self, authority: &str, person: &PersonKey) -> Option<[u8; KEY_BYTES]> {
+        self.keys.get(&(authority.to_owned(), *person)).copied()
+    }
+
+    /// Caches the key unless a destroy ran since `generation` was noted.
+    fn insert(
+        &mut self,
+        generation: u64,
+        authority: &str,
+        person: &PersonKey,
+        key: [u8; KEY_BYTES],
+    ) {
+        if !self.enabled || generation != self.generation {
+            return;
+        }
+        let name = (authority.to_owned(), *person);
+        if self.keys.insert(name.clone(), key).is_some() {
+            return;
+        }
+        self.order.push_back(name);
+        while self.keys.len() > KEY_CACHE_MAX {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.keys.remove(&oldest);
+        }
+        if self.order.len() > 2 * KEY_CACHE_MAX {
+            let keys = &self.keys;
+            self.order.retain(|name| keys.contains_key(name));
+        }
+    }
+
+    fn invalidate(&mut self, authority: &str, person: &PersonKey) {
+        self.generation += 1;
+        self.keys.remove(&(authority.to_owned(), *person));
     }
 }
 
@@ -132,13 +233,34 @@ fn random<const N: usize>() -> Result<[u8; N], PrivacyError> {
     Ok(bytes)
 }
 
-impl Privacy {
-    pub fn new(store: Arc<dyn EventStore>, master: MasterKey) -> Self {
-        Privacy { store, master }
-    }
-
+impl Shared {
     fn keys(&self) -> Result<&dyn ochered_store::DataKeyStore, PrivacyError> {
         self.store.data_keys().ok_or(PrivacyError::NoKeyTable)
+    }
+
+    fn cached(&self, authority: &str, person: &PersonKey) -> Option<[u8; KEY_BYTES]> {
+        self.cache
+            .lock()
+            .expect("key cache lock")
+            .get(authority, person)
+    }
+
+    fn generation(&self) -> u64 {
+        self.cache.lock().expect("key cache lock").generation
+    }
+
+    fn remember(&self, generation: u64, authority: &str, person: &PersonKey, key: [u8; KEY_BYTES]) {
+        self.cache
+            .lock()
+            .expect("key cache lock")
+            .insert(generation, authority, person, key);
+    }
+
+    fn forget(&self, authority: &str, person: &PersonKey) {
+        self.cache
+            .lock()
+            .expect("key cache lock")
+            .invalidate(authority, person);
     }
 
     fn wrap(
@@ -190,25 +312,144 @@ impl Privacy {
         key.try_into().map_err(|_| PrivacyError::Unwrap)
     }
 
+    /// Creates (or finds) the keys of a group of requests in one transaction and answers
+    /// each: an error answers every request of the group.
+    async fn create_keys(&self, requests: Vec<KeyRequest>) {
+        // Noted before the store is read: a destroy from now on keeps these keys out of
+        // the cache (see `KeyCache`).
+        let generation = self.generation();
+        let mut pending = Vec::with_capacity(requests.len());
+        for request in requests {
+            // An earlier group may have brought this person's key meanwhile.
+            match self.cached(&request.authority, &request.person) {
+                Some(key) => {
+                    let _ = request.reply.send(Ok(key));
+                }
+                None => pending.push(request),
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let people: Vec<(&str, PersonKey)> = pending
+            .iter()
+            .map(|r| (r.authority.as_str(), r.person))
+            .collect();
+        match self.store_keys(&people).await {
+            Err(error) => {
+                for request in pending {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+            }
+            Ok(stored) => {
+                for (request, wrapped) in pending.into_iter().zip(stored) {
+                    let key = self.unwrap(&request.authority, &request.person, &wrapped);
+                    if let Ok(key) = key {
+                        self.remember(generation, &request.authority, &request.person, key);
+                    }
+                    let _ = request.reply.send(key);
+                }
+            }
+        }
+    }
+
+    /// The wrapped keys stored for the requests' people, a fresh candidate stored first for
+    /// each person without one; durable on return.
+    async fn store_keys(&self, people: &[(&str, PersonKey)]) -> Result<Vec<Vec<u8>>, PrivacyError> {
+        let keys = self.keys()?;
+        let hexes: Vec<String> = people.iter().map(|(_, p)| p.to_hex()).collect();
+        let wrapped = people
+            .iter()
+            .map(|(authority, person)| self.wrap(authority, person, &random::<KEY_BYTES>()?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let candidates: Vec<KeyCandidate<'_>> = people
+            .iter()
+            .zip(&hexes)
+            .zip(&wrapped)
+            .map(|((&(authority, _), person), wrapped)| KeyCandidate {
+                authority,
+                person,
+                wrapped,
+            })
+            .collect();
+        Ok(keys.data_keys_or_insert(&candidates).await?)
+    }
+}
+
+/// The batcher: takes every request waiting (up to [`KEY_BATCH_MAX`]), creates their keys
+/// in one transaction, answers them, and goes on until every [`Privacy`] sender is gone.
+async fn run_batcher(shared: Arc<Shared>, mut queue: mpsc::Receiver<KeyRequest>) {
+    let mut batch = Vec::with_capacity(KEY_BATCH_MAX);
+    while queue.recv_many(&mut batch, KEY_BATCH_MAX).await > 0 {
+        shared.create_keys(std::mem::take(&mut batch)).await;
+    }
+}
+
+impl Privacy {
+    pub fn new(store: Arc<dyn EventStore>, master: MasterKey) -> Self {
+        let enabled = store.data_keys().is_some_and(|k| k.single_process());
+        Privacy {
+            shared: Arc::new(Shared {
+                store,
+                master,
+                cache: Mutex::new(KeyCache {
+                    enabled,
+                    keys: HashMap::new(),
+                    order: VecDeque::new(),
+                    generation: 0,
+                }),
+            }),
+            batcher: OnceLock::new(),
+        }
+    }
+
+    /// The batcher's queue, started on first use on the current Tokio runtime (none outside
+    /// one: keys are then created one at a time).
+    fn batcher(&self) -> Option<&mpsc::Sender<KeyRequest>> {
+        self.batcher
+            .get_or_init(|| {
+                let runtime = tokio::runtime::Handle::try_current().ok()?;
+                let (sender, queue) = mpsc::channel(KEY_QUEUE_MAX);
+                runtime.spawn(run_batcher(self.shared.clone(), queue));
+                Some(sender)
+            })
+            .as_ref()
+    }
+
     /// The person's data key, created (and durably stored) on first use.
     async fn data_key_or_create(
         &self,
         authority: &str,
         person: &PersonKey,
     ) -> Result<[u8; KEY_BYTES], PrivacyError> {
-        let keys = self.keys()?;
-        let hex = person.to_hex();
-        let wrapped = match keys.data_key(authority, &hex).await? {
-            Some(wrapped) => wrapped,
-            None => {
-                let candidate = self.wrap(authority, person, &random::<KEY_BYTES>()?)?;
-                keys.data_key_or_insert(authority, &hex, &candidate).await?
+        if let Some(key) = self.shared.cached(authority, person) {
+            return Ok(key);
+        }
+        self.shared.keys()?;
+        if let Some(batcher) = self.batcher() {
+            let (reply, answer) = oneshot::channel();
+            let request = KeyRequest {
+                authority: authority.to_owned(),
+                person: *person,
+                reply,
+            };
+            if batcher.send(request).await.is_ok() {
+                if let Ok(result) = answer.await {
+                    return result;
+                }
             }
-        };
-        self.unwrap(authority, person, &wrapped)
+            // The batcher is gone (its runtime shut down): ask the store directly below;
+            // storing is idempotent per person, so a group that did commit is found.
+        }
+        let generation = self.shared.generation();
+        let wrapped = self.shared.store_keys(&[(authority, *person)]).await?;
+        let key = self.shared.unwrap(authority, person, &wrapped[0])?;
+        self.shared.remember(generation, authority, person, key);
+        Ok(key)
     }
 
     /// Encrypts `plaintext` (at most 4 KiB) for the person: the value to put in the command.
+    /// The person's key is durable before this returns.
     pub async fn seal(
         &self,
         authority: &str,
@@ -227,16 +468,27 @@ impl Privacy {
         person: &PersonKey,
         sealed: &Sealed,
     ) -> Result<Option<Vec<u8>>, PrivacyError> {
-        let Some(wrapped) = self.keys()?.data_key(authority, &person.to_hex()).await? else {
+        if let Some(key) = self.shared.cached(authority, person) {
+            return Ok(open_with(&key, authority, person, sealed));
+        }
+        let generation = self.shared.generation();
+        let Some(wrapped) = self
+            .shared
+            .keys()?
+            .data_key(authority, &person.to_hex())
+            .await?
+        else {
             return Ok(None);
         };
-        let key = self.unwrap(authority, person, &wrapped)?;
+        let key = self.shared.unwrap(authority, person, &wrapped)?;
+        self.shared.remember(generation, authority, person, key);
         Ok(open_with(&key, authority, person, sealed))
     }
 
-    /// Whether the person has a data key now.
+    /// Whether the person has a data key now (asks the store).
     pub async fn has_key(&self, authority: &str, person: &PersonKey) -> Result<bool, PrivacyError> {
         Ok(self
+            .shared
             .keys()?
             .data_key(authority, &person.to_hex())
             .await?
@@ -244,12 +496,14 @@ impl Privacy {
     }
 
     /// Destroys the person's data key (crypto-shredding); `true` if there was one. Durable
-    /// on return. The caller records the erasure in the log.
+    /// on return, and no cached copy is left (see [`KeyCache`] for concurrent sealings).
+    /// The caller records the erasure in the log.
     pub async fn destroy(&self, authority: &str, person: &PersonKey) -> Result<bool, PrivacyError> {
-        Ok(self
-            .keys()?
-            .destroy_data_key(authority, &person.to_hex())
-            .await?)
+        let keys = self.shared.keys()?;
+        self.shared.forget(authority, person);
+        let destroyed = keys.destroy_data_key(authority, &person.to_hex()).await;
+        self.shared.forget(authority, person);
+        Ok(destroyed?)
     }
 }
 
@@ -453,5 +707,99 @@ mod tests {
             privacy.open("city", &person(1), &sealed).await.unwrap(),
             None
         );
+    }
+
+    /// Many sealings at once, for distinct people and for one person: every value opens
+    /// (from the cache and from the store), one person has one key, and once the key is
+    /// destroyed nothing opens that person's values any more.
+    async fn concurrent_sealings(store: Arc<dyn EventStore>) {
+        let master = MasterKey::from_bytes([9; 32]);
+        let privacy = Arc::new(Privacy::new(store.clone(), master.clone()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..600u32 {
+            let privacy = privacy.clone();
+            // A third of them for person 0, the rest for people of their own.
+            let n = if i % 3 == 0 { 0 } else { i };
+            tasks.spawn(async move {
+                let data = format!("{{\"child_name\":\"Child {i}\"}}").into_bytes();
+                let sealed = privacy.seal("city", &person(n), &data).await.unwrap();
+                (n, data, sealed)
+            });
+        }
+        let sealed = tasks.join_all().await;
+        // A Privacy with an empty cache reads every key from the store.
+        let fresh = Privacy::new(store.clone(), master.clone());
+        for (n, data, value) in &sealed {
+            for p in [
+                &privacy,
+                &Arc::new(Privacy::new(store.clone(), master.clone())),
+            ] {
+                assert_eq!(
+                    p.open("city", &person(*n), value).await.unwrap().as_deref(),
+                    Some(&data[..]),
+                    "person {n}"
+                );
+            }
+        }
+        // Person 0: one key, so the same data seals to the same bytes from both.
+        let again = fresh.seal("city", &person(0), DATA).await.unwrap();
+        assert_eq!(privacy.seal("city", &person(0), DATA).await.unwrap(), again);
+        let cached = privacy.shared.cached("city", &person(0)).is_some();
+        assert_eq!(cached, store.data_keys().unwrap().single_process());
+
+        assert!(privacy.destroy("city", &person(0)).await.unwrap());
+        assert_eq!(privacy.shared.cached("city", &person(0)), None);
+        for (n, data, value) in &sealed {
+            let opened = privacy.open("city", &person(*n), value).await.unwrap();
+            if *n == 0 {
+                assert_eq!(opened, None, "a destroyed key opens nothing");
+            } else {
+                assert_eq!(opened.as_deref(), Some(&data[..]));
+            }
+        }
+        assert_eq!(
+            privacy.open("city", &person(0), &again).await.unwrap(),
+            None
+        );
+        // A new sealing gets a new key; the old values stay unreadable.
+        let new = privacy.seal("city", &person(0), DATA).await.unwrap();
+        assert_ne!(new, again);
+        assert_eq!(
+            privacy.open("city", &person(0), &again).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            privacy
+                .open("city", &person(0), &new)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(DATA)
+        );
+        // A wrong master key is an error through the batcher too, never a fresh key.
+        let wrong = Privacy::new(store.clone(), MasterKey::from_bytes([8; 32]));
+        let mut tasks = tokio::task::JoinSet::new();
+        let wrong = Arc::new(wrong);
+        for n in [1u32, 2, 4, 5] {
+            let wrong = wrong.clone();
+            tasks.spawn(async move { wrong.seal("city", &person(n), DATA).await });
+        }
+        for result in tasks.join_all().await {
+            assert_eq!(result, Err(PrivacyError::Unwrap));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_sealings_share_keys_and_destroy_empties_the_cache_sqlite() {
+        let harness = Harness::sqlite().await;
+        concurrent_sealings(harness.store.clone()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_sealings_share_keys_and_destroy_empties_the_cache_postgres() {
+        let Some(harness) = Harness::postgres().await else {
+            return;
+        };
+        concurrent_sealings(harness.store.clone()).await;
     }
 }

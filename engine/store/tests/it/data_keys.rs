@@ -59,6 +59,114 @@ async fn keys_are_created_once_and_destroyed_postgres() {
     scenario(&harness).await;
 }
 
+async fn batch_scenario(harness: &Harness) {
+    use ochered_store::keys::{KeyCandidate, KEY_BATCH_MAX};
+    let keys = keys(harness);
+    let (old, new, twice) = ("01".repeat(32), "02".repeat(32), "03".repeat(32));
+    keys.data_key_or_insert("city", &old, &[1u8; 72])
+        .await
+        .unwrap();
+    let candidate = |authority, person, byte| KeyCandidate {
+        authority,
+        person,
+        wrapped: match byte {
+            2 => &[2u8; 72],
+            3 => &[3u8; 72],
+            4 => &[4u8; 72],
+            _ => &[9u8; 72],
+        },
+    };
+    let stored = keys
+        .data_keys_or_insert(&[
+            candidate("city", &old, 9),
+            candidate("city", &new, 2),
+            candidate("city", &twice, 3),
+            candidate("city", &twice, 9),
+            candidate("town", &old, 4),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        vec![
+            vec![1u8; 72], // an existing key wins over the candidate
+            vec![2u8; 72],
+            vec![3u8; 72], // the first candidate of a person wins
+            vec![3u8; 72],
+            vec![4u8; 72], // keys are per authority
+        ]
+    );
+    // Stored, not just answered.
+    for (authority, person, byte) in [("city", &new, 2u8), ("city", &twice, 3), ("town", &old, 4)] {
+        assert_eq!(
+            keys.data_key(authority, person).await.unwrap(),
+            Some(vec![byte; 72])
+        );
+    }
+    assert_eq!(
+        keys.data_keys_or_insert(&[]).await.unwrap(),
+        Vec::<Vec<u8>>::new()
+    );
+
+    // More than one transaction's worth, and two batches racing over the same people:
+    // every person ends with one key, and both batches answer it.
+    let people: Vec<String> = (0..KEY_BATCH_MAX + 300)
+        .map(|i| format!("{:064x}", i + 1000))
+        .collect();
+    let a: Vec<Vec<u8>> = (0..people.len())
+        .map(|i| vec![(i % 200) as u8; 72])
+        .collect();
+    let b: Vec<Vec<u8>> = (0..people.len())
+        .map(|i| vec![201 + (i % 50) as u8; 72])
+        .collect();
+    let batch = |wrapped: &[Vec<u8>]| -> Vec<(String, Vec<u8>)> {
+        people
+            .iter()
+            .cloned()
+            .zip(wrapped.iter().cloned())
+            .collect()
+    };
+    let (batch_a, batch_b) = (batch(&a), batch(&b));
+    fn candidates(batch: &[(String, Vec<u8>)]) -> Vec<KeyCandidate<'_>> {
+        batch
+            .iter()
+            .map(|(person, wrapped)| KeyCandidate {
+                authority: "city",
+                person,
+                wrapped,
+            })
+            .collect()
+    }
+    let (candidates_a, candidates_b) = (candidates(&batch_a), candidates(&batch_b));
+    let (first, second) = tokio::join!(
+        keys.data_keys_or_insert(&candidates_a),
+        keys.data_keys_or_insert(&candidates_b)
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first, second, "racing batches agree on every key");
+    for (i, person) in people.iter().enumerate() {
+        assert!(first[i] == a[i] || first[i] == b[i]);
+        assert_eq!(
+            keys.data_key("city", person).await.unwrap().as_ref(),
+            Some(&first[i])
+        );
+    }
+    assert_eq!(harness.count("SELECT COUNT(*) FROM events").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_created_in_batches_sqlite() {
+    batch_scenario(&Harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_created_in_batches_postgres() {
+    let Some(harness) = Harness::postgres().await else {
+        return;
+    };
+    batch_scenario(&harness).await;
+}
+
 /// Whether `needle` occurs in the SQLite file or its WAL.
 fn on_disk(path: &std::path::Path, needle: &[u8]) -> bool {
     let mut wal = path.as_os_str().to_owned();
