@@ -361,6 +361,7 @@ fn main() {
         queue_max: 65_536,
         // Off: the benchmark measures what the server does, sheds would only hide it.
         max_in_flight: 0,
+        admission_target_ms: 0,
         batch_max: 2048,
         request_timeout_ms: 10_000,
         body_limit_bytes: 64 * 1024,

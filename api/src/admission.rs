@@ -27,22 +27,44 @@
 //!   in the same instant. A storm of retries then thins itself out instead of keeping the
 //!   server saturated with answers that are all "not now".
 //! - **How much:** `max_in_flight` (flag `--max-in-flight`, `OCHERED_MAX_IN_FLIGHT`, TOML
-//!   `max_in_flight`) [default: [`DEFAULT_MAX_IN_FLIGHT`]]; 0 turns admission control off.
+//!   `max_in_flight`) [default: [`DEFAULT_MAX_IN_FLIGHT`]] is the ceiling; 0 turns admission
+//!   control off.
+//! - **Adaptive limit:** the bound in force is below the ceiling when the machine is slower
+//!   than the ceiling assumes. Little's law again: with a throughput of 1,000/s, 256 requests
+//!   in progress mean a quarter of a second of waiting inside the server. So the limit adapts
+//!   to the latency of completed admitted requests against a target (`admission_target_ms`,
+//!   flag `--admission-target-ms`, `OCHERED_ADMISSION_TARGET_MS`) [default:
+//!   [`DEFAULT_TARGET_MS`]], AIMD style, over windows of [`WINDOW_MS`] ms ([`adapt`]): when
+//!   more than a tenth of a window's completions took longer than the target (its p90 above
+//!   the target), the limit is multiplied by 0.8, never below [`FLOOR`]; when the window was
+//!   within the target and the limit was reached, a few permits are added, never above the
+//!   ceiling. 0 as the target keeps the bound static at the ceiling. The check is lock-free:
+//!   an in-flight counter against an atomic limit. `ochered_admission_limit` is the limit
+//!   in force.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 
 /// Requests under `/api/v1/` in progress at once, by default: about 30 ms of the HTTP path's
 /// throughput on a 2-core machine (docs/PERFORMANCE.md, "Overload").
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// The latency target of admitted requests, by default, in milliseconds.
+pub const DEFAULT_TARGET_MS: u64 = 50;
+
+/// The adaptive limit never goes below this many requests in progress (nor above the
+/// ceiling, if the ceiling is lower).
+pub const FLOOR: usize = 8;
+
+/// The length of one adaptation window, in milliseconds.
+pub const WINDOW_MS: u64 = 100;
 
 /// The longest Retry-After a shed answer asks for, in seconds (when nearly every request of
 /// the last second was shed).
@@ -138,22 +160,157 @@ impl ShedWindow {
     }
 }
 
+/// What one adaptation window saw of the admitted requests that completed in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// Admitted requests that completed in the window.
+    pub completed: u64,
+    /// Of those, how many took longer than the target.
+    pub over_target: u64,
+    /// Whether the limit was reached (a request was shed, or admitted as the last one the
+    /// limit allowed) during the window.
+    pub saturated: bool,
+}
+
+/// The limit for the next window, from the current `limit` and what the window saw: times
+/// 0.8 when its p90 exceeded the target (more than a tenth of its completions over it),
+/// never below [`FLOOR`] (or `ceiling`, if lower); plus max(2, limit/16) permits when it was
+/// within the target and the limit was reached, never above `ceiling`; otherwise unchanged
+/// (an idle or unsaturated window says nothing about a larger limit).
+pub fn adapt(limit: usize, ceiling: usize, window: WindowStats) -> usize {
+    let floor = FLOOR.min(ceiling);
+    let limit = limit.clamp(floor, ceiling);
+    if window.completed == 0 {
+        return limit;
+    }
+    if window.over_target * 10 > window.completed {
+        (limit * 4 / 5).max(floor)
+    } else if window.saturated {
+        limit.saturating_add((limit / 16).max(2)).min(ceiling)
+    } else {
+        limit
+    }
+}
+
+/// The adaptive limit: a lock-free counter of requests in progress against an atomic limit,
+/// adjusted at the end of each window by [`adapt`].
+struct Limiter {
+    ceiling: usize,
+    /// None: the limit stays at the ceiling.
+    target_us: Option<u64>,
+    limit: AtomicUsize,
+    in_flight: AtomicUsize,
+    origin: Instant,
+    /// The window (in [`WINDOW_MS`] units since `origin`) being counted.
+    window: AtomicU64,
+    completed: AtomicU64,
+    over_target: AtomicU64,
+    saturated: AtomicBool,
+    gauge: metrics::Gauge,
+}
+
+impl Limiter {
+    fn new(ceiling: usize, target_ms: u64) -> Self {
+        let gauge = metrics::gauge!("ochered_admission_limit");
+        gauge.set(ceiling as f64);
+        Self {
+            ceiling,
+            target_us: (target_ms > 0).then(|| target_ms.saturating_mul(1000)),
+            limit: AtomicUsize::new(ceiling),
+            in_flight: AtomicUsize::new(0),
+            origin: Instant::now(),
+            window: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            over_target: AtomicU64::new(0),
+            saturated: AtomicBool::new(false),
+            gauge,
+        }
+    }
+
+    /// Takes a place if fewer than the current limit are in progress.
+    fn try_acquire(&self) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if before >= limit {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.saturated.store(true, Ordering::Relaxed);
+            return false;
+        }
+        if before + 1 >= limit {
+            self.saturated.store(true, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Gives the place back and counts the request's latency.
+    fn release(&self, started: Instant) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let Some(target_us) = self.target_us else {
+            return;
+        };
+        let now = Instant::now();
+        let took_us = now.saturating_duration_since(started).as_micros() as u64;
+        let window = now.saturating_duration_since(self.origin).as_millis() as u64 / WINDOW_MS;
+        self.complete_at(window, took_us > target_us);
+    }
+
+    /// Counts one completion in window `now`; the first completion of a new window closes
+    /// the previous one and adapts the limit.
+    fn complete_at(&self, now: u64, over_target: bool) {
+        let current = self.window.load(Ordering::Relaxed);
+        if now != current
+            && self
+                .window
+                .compare_exchange(current, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let stats = WindowStats {
+                completed: self.completed.swap(0, Ordering::AcqRel),
+                over_target: self.over_target.swap(0, Ordering::AcqRel),
+                saturated: self.saturated.swap(false, Ordering::AcqRel),
+            };
+            let limit = adapt(self.limit.load(Ordering::Relaxed), self.ceiling, stats);
+            self.limit.store(limit, Ordering::Relaxed);
+            self.gauge.set(limit as f64);
+        }
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        if over_target {
+            self.over_target.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The bound shared by every request of one server.
 pub struct Admission {
     /// None: admission control is off.
-    permits: Option<Arc<Semaphore>>,
+    limiter: Option<Limiter>,
     in_flight: metrics::Gauge,
     window: ShedWindow,
 }
 
 impl Admission {
-    /// At most `max_in_flight` requests at once; 0: no bound.
+    /// At most `max_in_flight` requests at once, the limit adapting below it to a latency
+    /// target of [`DEFAULT_TARGET_MS`]; 0: no bound.
     pub fn new(max_in_flight: usize) -> Arc<Self> {
+        Self::adaptive(max_in_flight, DEFAULT_TARGET_MS)
+    }
+
+    /// At most `max_in_flight` (the ceiling) requests at once, the limit adapting to keep
+    /// admitted requests within `target_ms`; `max_in_flight` 0: no bound; `target_ms` 0: the
+    /// limit stays at the ceiling.
+    pub fn adaptive(max_in_flight: usize, target_ms: u64) -> Arc<Self> {
         Arc::new(Self {
-            permits: (max_in_flight > 0).then(|| Arc::new(Semaphore::new(max_in_flight))),
+            limiter: (max_in_flight > 0).then(|| Limiter::new(max_in_flight, target_ms)),
             in_flight: metrics::gauge!("ochered_http_in_flight"),
             window: ShedWindow::new(),
         })
+    }
+
+    /// The limit in force now; None: no bound.
+    pub fn limit(&self) -> Option<usize> {
+        self.limiter
+            .as_ref()
+            .map(|l| l.limit.load(Ordering::Relaxed))
     }
 }
 
@@ -162,25 +319,32 @@ pub fn counts(path: &str, route: Option<&str>) -> bool {
     path.starts_with("/api/v1/") && route != Some(STREAM_ROUTE)
 }
 
-/// Decrements the in-flight gauge when the request is done (or dropped by the timeout).
-struct InFlight<'a>(&'a metrics::Gauge);
+/// Gives the place back, counts the latency and decrements the in-flight gauge when the
+/// request is done (or dropped by the timeout).
+struct InFlight<'a> {
+    admission: &'a Admission,
+    limiter: &'a Limiter,
+    started: Instant,
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.limiter.release(self.started);
+        self.admission.in_flight.decrement(1.0);
     }
 }
 
-/// The middleware: admits a request if a permit is free, else answers 503 at once.
+/// The middleware: admits a request if fewer than the limit are in progress, else answers
+/// 503 at once.
 pub async fn admit(admission: Arc<Admission>, req: Request, next: Next) -> Response {
-    let Some(permits) = &admission.permits else {
+    let Some(limiter) = &admission.limiter else {
         return next.run(req).await;
     };
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
     if !counts(req.uri().path(), route) {
         return next.run(req).await;
     }
-    let Ok(_permit) = permits.clone().try_acquire_owned() else {
+    if !limiter.try_acquire() {
         metrics::counter!("ochered_admission_shed_total").increment(1);
         admission.window.note(true);
         let mut response = ApiError::overloaded(
@@ -192,10 +356,14 @@ pub async fn admit(admission: Arc<Admission>, req: Request, next: Next) -> Respo
             axum::http::HeaderValue::from(admission.window.retry_after()),
         );
         return response;
+    }
+    let _in_flight = InFlight {
+        admission: &admission,
+        limiter,
+        started: Instant::now(),
     };
     admission.window.note(false);
     admission.in_flight.increment(1.0);
-    let _in_flight = InFlight(&admission.in_flight);
     next.run(req).await
 }
 
@@ -231,8 +399,16 @@ mod tests {
     /// A router whose API handler says it entered and then waits until released, behind the
     /// middleware with room for one request.
     fn app(entered: Arc<tokio::sync::Notify>, release: Arc<tokio::sync::Notify>) -> axum::Router {
+        app_with(Admission::new(1), entered, release)
+    }
+
+    /// [`app`] behind the given admission control.
+    fn app_with(
+        admission: Arc<Admission>,
+        entered: Arc<tokio::sync::Notify>,
+        release: Arc<tokio::sync::Notify>,
+    ) -> axum::Router {
         use axum::routing::{get, post};
-        let admission = Admission::new(1);
         axum::Router::new()
             .route(
                 "/api/v1/slow",
@@ -354,5 +530,123 @@ mod tests {
         let again = tokio::spawn(app.clone().oneshot(request()));
         release.notify_one();
         assert_eq!(again.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    fn window(completed: u64, over_target: u64, saturated: bool) -> WindowStats {
+        WindowStats {
+            completed,
+            over_target,
+            saturated,
+        }
+    }
+
+    #[test]
+    fn the_limit_shrinks_over_the_target_and_grows_back_when_saturated_within_it() {
+        let ceiling = 256;
+        // p90 over the target (more than 10 % of completions over it): times 0.8.
+        assert_eq!(adapt(256, ceiling, window(100, 11, true)), 204);
+        assert_eq!(adapt(256, ceiling, window(100, 50, false)), 204);
+        // Exactly 10 % over: the p90 is within the target.
+        assert_eq!(adapt(200, ceiling, window(100, 10, true)), 212);
+        // Repeated slow windows walk it down to the floor and no further.
+        let mut limit = ceiling;
+        let mut steps = 0;
+        while limit > FLOOR {
+            let next = adapt(limit, ceiling, window(50, 50, true));
+            assert!(next < limit, "{limit} -> {next}");
+            limit = next;
+            steps += 1;
+        }
+        assert_eq!(limit, FLOOR);
+        assert!(steps < 20, "{steps}");
+        assert_eq!(adapt(FLOOR, ceiling, window(50, 50, true)), FLOOR);
+        assert_eq!(adapt(9, ceiling, window(50, 50, true)), FLOOR);
+        // Within the target and saturated: a few permits more, up to the ceiling.
+        assert_eq!(adapt(FLOOR, ceiling, window(50, 0, true)), FLOOR + 2);
+        assert_eq!(adapt(160, ceiling, window(50, 0, true)), 170);
+        assert_eq!(adapt(250, ceiling, window(50, 0, true)), ceiling);
+        assert_eq!(adapt(ceiling, ceiling, window(50, 0, true)), ceiling);
+        let mut limit = FLOOR;
+        while limit < ceiling {
+            let next = adapt(limit, ceiling, window(50, 1, true));
+            assert!(next > limit, "{limit} -> {next}");
+            limit = next;
+        }
+        assert_eq!(limit, ceiling);
+        // Within the target but not saturated, or nothing completed: unchanged.
+        assert_eq!(adapt(100, ceiling, window(50, 0, false)), 100);
+        assert_eq!(adapt(100, ceiling, window(0, 0, true)), 100);
+        // A ceiling below the floor is the floor; out-of-range limits come back in range.
+        assert_eq!(adapt(4, 4, window(10, 10, true)), 4);
+        assert_eq!(adapt(4, 4, window(10, 0, true)), 4);
+        assert_eq!(adapt(1000, ceiling, window(0, 0, false)), ceiling);
+        assert_eq!(adapt(0, ceiling, window(0, 0, false)), FLOOR);
+    }
+
+    #[test]
+    fn windows_close_on_the_first_completion_after_them_and_set_the_limit() {
+        let limiter = Limiter::new(100, 50);
+        assert_eq!(limiter.limit.load(Ordering::Relaxed), 100);
+        // Window 0: 10 completions, all over the target; the limit was reached.
+        for _ in 0..10 {
+            limiter.complete_at(0, true);
+        }
+        limiter.saturated.store(true, Ordering::Relaxed);
+        assert_eq!(limiter.limit.load(Ordering::Relaxed), 100);
+        // The first completion of window 1 closes window 0.
+        limiter.complete_at(1, false);
+        assert_eq!(limiter.limit.load(Ordering::Relaxed), 80);
+        // Window 1: within the target, but never saturated: unchanged.
+        limiter.complete_at(2, false);
+        assert_eq!(limiter.limit.load(Ordering::Relaxed), 80);
+        // Window 2: within the target and a request shed: grows.
+        for _ in 0..3 {
+            assert!(limiter.try_acquire());
+        }
+        limiter.limit.store(3, Ordering::Relaxed);
+        assert!(!limiter.try_acquire());
+        assert_eq!(limiter.in_flight.load(Ordering::Relaxed), 3);
+        limiter.limit.store(80, Ordering::Relaxed);
+        limiter.complete_at(3, false);
+        assert_eq!(limiter.limit.load(Ordering::Relaxed), 85);
+    }
+
+    #[tokio::test]
+    async fn past_the_current_limit_below_the_ceiling_api_requests_are_shed() {
+        use axum::body::Body;
+        use axum::http::{Method, StatusCode};
+        use tower::ServiceExt;
+        let admission = Admission::adaptive(64, 50);
+        assert_eq!(admission.limit(), Some(64));
+        // As if slow windows had brought the limit down to one request.
+        admission
+            .limiter
+            .as_ref()
+            .unwrap()
+            .limit
+            .store(1, Ordering::Relaxed);
+        assert_eq!(admission.limit(), Some(1));
+        let entered = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let app = app_with(admission.clone(), entered.clone(), release.clone());
+        let request = || {
+            axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/api/v1/slow")
+                .body(Body::from("{}"))
+                .unwrap()
+        };
+        let first = tokio::spawn(app.clone().oneshot(request()));
+        entered.notified().await;
+        // One in progress, far below the ceiling of 64, but at the current limit.
+        let shed = app.clone().oneshot(request()).await.unwrap();
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(shed.headers().contains_key("retry-after"));
+        release.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        let limiter = admission.limiter.as_ref().unwrap();
+        assert_eq!(limiter.in_flight.load(Ordering::Relaxed), 0);
+        // Off: no bound at all.
+        assert_eq!(Admission::adaptive(0, 50).limit(), None);
     }
 }

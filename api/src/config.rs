@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// [default: 256].
     #[arg(long, env = "OCHERED_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
+    /// Latency target of admitted API requests in milliseconds: the limit of requests in
+    /// progress shrinks below --max-in-flight while their p90 exceeds it and grows back
+    /// while within it; 0 keeps the limit at --max-in-flight [default: 50].
+    #[arg(long, env = "OCHERED_ADMISSION_TARGET_MS")]
+    pub admission_target_ms: Option<u64>,
     /// Most commands per group commit [default: 2048].
     #[arg(long, env = "OCHERED_BATCH_MAX")]
     pub batch_max: Option<usize>,
@@ -158,6 +163,7 @@ struct FileConfig {
     person_secret: Option<String>,
     queue_max: Option<usize>,
     max_in_flight: Option<usize>,
+    admission_target_ms: Option<u64>,
     batch_max: Option<usize>,
     request_timeout_ms: Option<u64>,
     body_limit_bytes: Option<usize>,
@@ -199,6 +205,9 @@ pub struct ServerConfig {
     /// API requests in progress at once before the server sheds ([`crate::admission`]);
     /// 0: no bound.
     pub max_in_flight: usize,
+    /// Latency target of the adaptive limit below `max_in_flight`, in milliseconds
+    /// ([`crate::admission`]); 0: the limit stays at `max_in_flight`.
+    pub admission_target_ms: u64,
     pub batch_max: usize,
     pub request_timeout_ms: u64,
     pub body_limit_bytes: usize,
@@ -274,6 +283,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("seed_demo", &self.seed_demo)
             .field("queue_max", &self.queue_max)
             .field("max_in_flight", &self.max_in_flight)
+            .field("admission_target_ms", &self.admission_target_ms)
             .field("batch_max", &self.batch_max)
             .field("cors_origins", &self.cors_origins)
             .field("rate_limit", &self.rate_limit)
@@ -409,6 +419,10 @@ impl ServerConfig {
                 .max_in_flight
                 .or(file.max_in_flight)
                 .unwrap_or(crate::admission::DEFAULT_MAX_IN_FLIGHT),
+            admission_target_ms: args
+                .admission_target_ms
+                .or(file.admission_target_ms)
+                .unwrap_or(crate::admission::DEFAULT_TARGET_MS),
             batch_max: args.batch_max.or(file.batch_max).unwrap_or(2048),
             request_timeout_ms: args
                 .request_timeout_ms
@@ -538,7 +552,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "queue_max = 7\nbatch_max = 9\nmax_in_flight = 5\nno_demo = true\n",
+            "queue_max = 7\nbatch_max = 9\nmax_in_flight = 5\nadmission_target_ms = 20\nno_demo = true\n",
         )
         .unwrap();
         let config = ServerConfig::resolve(ServeArgs {
@@ -550,6 +564,7 @@ mod tests {
         assert_eq!(config.queue_max, 7);
         assert_eq!(config.batch_max, 3);
         assert_eq!(config.max_in_flight, 5);
+        assert_eq!(config.admission_target_ms, 20);
         let defaults = ServerConfig::resolve(ServeArgs {
             max_in_flight: None,
             ..ServeArgs::default()
@@ -558,6 +573,10 @@ mod tests {
         assert_eq!(
             defaults.max_in_flight,
             crate::admission::DEFAULT_MAX_IN_FLIGHT
+        );
+        assert_eq!(
+            defaults.admission_target_ms,
+            crate::admission::DEFAULT_TARGET_MS
         );
         assert!(!config.seed_demo);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");

@@ -81,7 +81,10 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let limiter =
         ratelimit::SubmissionLimiter::new(state.config.rate_limit, &state.config.jwt_secret);
-    let admission = admission::Admission::new(state.config.max_in_flight);
+    let admission = admission::Admission::adaptive(
+        state.config.max_in_flight,
+        state.config.admission_target_ms,
+    );
     let mut app = Router::new()
         .nest("/api/v1", routes::router())
         .route("/health", get(health))

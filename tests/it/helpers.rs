@@ -45,6 +45,7 @@ pub fn config_for(url: String) -> ServerConfig {
         person_secret: b"test-person-secret".to_vec(),
         queue_max: 4096,
         max_in_flight: ochered_api::admission::DEFAULT_MAX_IN_FLIGHT,
+        admission_target_ms: ochered_api::admission::DEFAULT_TARGET_MS,
         batch_max: 512,
         request_timeout_ms: 10_000,
         body_limit_bytes: 16 * 1024,
