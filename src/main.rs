@@ -29,6 +29,8 @@ struct StoreArgs {
     database_url: String,
 }
 
+// Parsed once at start-up: the size of the largest variant (the server's flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the HTTP server (seeds a demo authority on first start unless --no-demo).
