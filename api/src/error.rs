@@ -82,7 +82,8 @@ impl ApiError {
     }
     /// 503 `overloaded` with `Retry-After: 1`: the server turned the request away at once,
     /// before doing anything with it (the writer's queue is full, or too many requests are in
-    /// progress).
+    /// progress). Admission control replaces the Retry-After with one that grows with the share
+    /// of requests shed (`admission::retry_after_secs`).
     pub fn overloaded(detail: impl Into<String>) -> Self {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
