@@ -543,15 +543,7 @@ async fn public_reads_are_anonymised_and_audit_shows_the_chain_head() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text("/metrics").await;
     assert!(metrics.contains("ochered_http_requests_total"), "{metrics}");
     assert!(metrics.contains("ochered_writer_queue_depth"));
     assert!(!metrics.contains("II-AB"), "no personal data in metrics");

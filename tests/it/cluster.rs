@@ -246,6 +246,30 @@ async fn owner_of(harness: &Harness, authority: &str) -> String {
         .unwrap()
 }
 
+/// Three nodes on free loopback ports over the database at `url`, each healthy.
+async fn start_three(
+    url: &str,
+    dir: &std::path::Path,
+    prefix: &str,
+    client: &reqwest::Client,
+) -> Vec<Node> {
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|i| Node {
+            id: format!("{prefix}{i}"),
+            port: free_port(),
+            child: None,
+            log: dir.join(format!("node{i}.log")),
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start(url);
+    }
+    for node in &nodes {
+        wait_healthy(client, node).await;
+    }
+    nodes
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_survive_killing_the_writer() {
     let Some(harness) = Harness::postgres().await else {
@@ -253,20 +277,7 @@ async fn three_nodes_survive_killing_the_writer() {
     };
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let mut nodes: Vec<Node> = (1..=3)
-        .map(|i| Node {
-            id: format!("node{i}"),
-            port: free_port(),
-            child: None,
-            log: dir.path().join(format!("node{i}.log")),
-        })
-        .collect();
-    for node in &mut nodes {
-        node.start(&harness.url);
-    }
-    for node in &nodes {
-        wait_healthy(&client, node).await;
-    }
+    let mut nodes = start_three(&harness.url, dir.path(), "node", &client).await;
     let urls: Vec<String> = nodes.iter().map(Node::url).collect();
 
     // Each node creates one authority (and so writes it); institutions are registered
@@ -688,20 +699,7 @@ async fn the_simulator_survives_killing_the_writer() {
     };
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let mut nodes: Vec<Node> = (1..=3)
-        .map(|i| Node {
-            id: format!("sim-node{i}"),
-            port: free_port(),
-            child: None,
-            log: dir.path().join(format!("node{i}.log")),
-        })
-        .collect();
-    for node in &mut nodes {
-        node.start(&harness.url);
-    }
-    for node in &nodes {
-        wait_healthy(&client, node).await;
-    }
+    let mut nodes = start_three(&harness.url, dir.path(), "sim-node", &client).await;
     let urls: Vec<String> = nodes.iter().map(Node::url).collect();
 
     let json_path = dir.path().join("report.json");

@@ -171,6 +171,18 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// The body of `GET {base}{path}` as text (no token; e.g. `/metrics`).
+    pub async fn text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn head_seq(&self) -> i64 {
         self.get(None, "/audit/head").await.body["authority_seq"]
             .as_i64()

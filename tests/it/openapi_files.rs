@@ -305,15 +305,7 @@ async fn docs_are_served_from_local_assets() {
         assert!(!body.is_empty(), "/docs/{asset} is empty");
     }
     // The initializer points at our document and at no validator elsewhere.
-    let init = app
-        .client
-        .get(format!("{}/docs/swagger-initializer.js", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let init = app.text("/docs/swagger-initializer.js").await;
     assert!(init.contains("/api/openapi.json"), "{init}");
     assert!(
         !init.contains("http://") && !init.contains("https://"),
