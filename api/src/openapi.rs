@@ -61,6 +61,7 @@ pub const DOCS_PATH: &str = "/docs";
         crate::routes::accept_offer,
         crate::routes::decline_offer,
         crate::routes::publish_seats,
+        crate::routes::list_seats,
         crate::routes::run_kindergarten_round,
         crate::routes::expire_offers,
         crate::routes::list_campaigns,
@@ -474,6 +475,24 @@ pub struct AuthorityInfo {
 #[allow(dead_code)]
 pub struct InstitutionsList {
     institutions: Vec<InstitutionSchema>,
+}
+
+/// Published seats of one kindergarten age group for an intake year.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SeatGroupView {
+    institution: Code,
+    intake_year: i32,
+    age_group: u8,
+    published: u32,
+    taken: u32,
+    free: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SeatsList {
+    seats: Vec<SeatGroupView>,
 }
 
 #[derive(Serialize, ToSchema)]

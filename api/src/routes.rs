@@ -27,8 +27,8 @@ mod routes_rounds;
 // The OpenAPI descriptions of the rounds handlers, for `crate::openapi`.
 pub(crate) use routes_rounds::{
     __path_accept_offer, __path_decline_offer, __path_expire_offers, __path_expire_slot_holds,
-    __path_list_rounds, __path_publish_seats, __path_round_instance, __path_round_results,
-    __path_run_kindergarten_round, __path_run_school_enrollment,
+    __path_list_rounds, __path_list_seats, __path_publish_seats, __path_round_instance,
+    __path_round_results, __path_run_kindergarten_round, __path_run_school_enrollment,
 };
 
 pub fn router() -> Router<AppState> {

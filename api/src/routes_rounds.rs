@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/authorities/{authority}/kindergarten/seats",
-            post(publish_seats),
+            get(list_seats).post(publish_seats),
         )
         .route(
             "/authorities/{authority}/kindergarten/rounds",
@@ -139,6 +139,52 @@ async fn publish_seats(
     };
     let reply = execute(&w, &caller, &headers, command).await?;
     Ok(respond(reply, StatusCode::CREATED, events_json))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeatsQuery {
+    intake_year: Option<i32>,
+}
+
+/// List kindergarten seats
+///
+/// Public: no token needed (counts only, no personal data). Every published age group of every
+/// kindergarten: the seats published, those taken (outstanding offers and enrolled children)
+/// and those free, for one intake year or all.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/kindergarten/seats",
+    tag = "kindergarten",
+    params(("intake_year" = Option<i32>, Query, description = "Only this intake year (the year of the 1 September the children start).")),
+    responses((status = 200, description = "The seat groups.", body = crate::openapi::SeatsList))
+)]
+async fn list_seats(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    query: Result<axum::extract::Query<SeatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let axum::extract::Query(query) =
+        query.map_err(|e| ApiError::invalid("intake_year", e.body_text()))?;
+    let w = writer(&state, &authority)?;
+    Ok(Json(w.read(|s| {
+        let seats: Vec<Value> = s
+            .kindergarten_seats()
+            .iter()
+            .filter(|g| query.intake_year.is_none_or(|y| g.intake_year == y))
+            .map(|g| {
+                json!({
+                    "institution": s.institution(g.institution).id,
+                    "intake_year": g.intake_year,
+                    "age_group": g.age_group,
+                    "published": g.published,
+                    "taken": g.taken,
+                    "free": g.published.saturating_sub(g.taken),
+                })
+            })
+            .collect();
+        json!({ "seats": seats })
+    })))
 }
 
 /// The body answering a round: its summary and placements, read from the committed event.

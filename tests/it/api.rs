@@ -779,6 +779,33 @@ async fn officers_run_rounds_parents_answer_offers_auditors_reproduce_them() {
         assert_eq!(accepted.status, 200, "{}", accepted.body);
         let declined = app.post(&parent(2), "/applications/2/offer/decline", json!({})).await;
         assert_eq!(declined.status, 200, "{}", declined.body);
+        // Anyone may read the seats: K1 keeps the accepted place and got the declined one back,
+        // K2's one seat is held by the third child's open offer.
+        let seats_now = app.get(None, "/kindergarten/seats?intake_year=2027").await;
+        assert_eq!(seats_now.status, 200, "{}", seats_now.body);
+        let by_institution: Vec<(String, u64, u64, u64)> = seats_now.body["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["institution"].as_str().unwrap().to_owned(),
+                    g["published"].as_u64().unwrap(),
+                    g["taken"].as_u64().unwrap(),
+                    g["free"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            by_institution,
+            vec![("K1".into(), 2, 1, 1), ("K2".into(), 1, 1, 0)],
+            "{}",
+            seats_now.body
+        );
+        let other_year = app.get(None, "/kindergarten/seats?intake_year=2030").await;
+        assert_eq!(other_year.body["seats"], json!([]));
+        let bad_year = app.get(None, "/kindergarten/seats?intake_year=soon").await;
+        assert_eq!((bad_year.status, bad_year.field()), (422, Some("intake_year")));
         let no_offer = app.post(&parent(4), "/applications/4/offer/accept", json!({})).await;
         assert_eq!(no_offer.status, 409, "{}", no_offer.body);
         let status = app.get(Some(&parent(1)), "/applications/1").await;

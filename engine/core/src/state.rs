@@ -361,6 +361,11 @@ impl State {
         (p.status == PlacementStatus::Offered).then_some(p)
     }
 
+    /// Every published kindergarten seat group, by intake year, institution and age group.
+    pub fn kindergarten_seats(&self) -> &[SeatGroup] {
+        &self.data.kindergarten_seats
+    }
+
     /// Seats of a kindergarten age group for an intake year, if published.
     pub fn seat_group(
         &self,
