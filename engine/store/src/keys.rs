@@ -74,7 +74,15 @@ pub trait DataKeyStore: Send + Sync {
         authority: &str,
         person: &str,
         wrapped: &[u8],
-    ) -> Result<Vec<u8>, StoreError>;
+    ) -> Result<Vec<u8>, StoreError> {
+        let candidate = KeyCandidate {
+            authority,
+            person,
+            wrapped,
+        };
+        let mut stored = self.data_keys_or_insert(&[candidate]).await?;
+        stored.pop().ok_or_else(vanished)
+    }
 
     /// The batch form of [`DataKeyStore::data_key_or_insert`], for many people at once in
     /// ONE durable transaction (per [`KEY_BATCH_MAX`] candidates): for every candidate, in
@@ -112,27 +120,6 @@ impl DataKeyStore for SqliteStore {
             .bind(authority)
             .bind(person)
             .fetch_optional(self.pool())
-            .await?)
-    }
-
-    async fn data_key_or_insert(
-        &self,
-        authority: &str,
-        person: &str,
-        wrapped: &[u8],
-    ) -> Result<Vec<u8>, StoreError> {
-        // The writer pool has one connection: the insert and the read see the same winner.
-        let mut conn = self.pool().acquire().await?;
-        sqlx::query(SQLITE_INSERT)
-            .bind(authority)
-            .bind(person)
-            .bind(wrapped)
-            .execute(&mut *conn)
-            .await?;
-        Ok(sqlx::query_scalar(SQLITE_SELECT)
-            .bind(authority)
-            .bind(person)
-            .fetch_one(&mut *conn)
             .await?)
     }
 
@@ -196,8 +183,6 @@ impl DataKeyStore for SqliteStore {
 }
 
 const PG_SELECT: &str = "SELECT wrapped FROM data_keys WHERE authority = $1 AND person = $2";
-const PG_INSERT: &str = "INSERT INTO data_keys (authority, person, wrapped) VALUES ($1, $2, $3) \
-     ON CONFLICT (authority, person) DO NOTHING";
 const PG_INSERT_MANY: &str = "INSERT INTO data_keys (authority, person, wrapped) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[]) \
      ON CONFLICT (authority, person) DO NOTHING";
@@ -217,26 +202,6 @@ impl DataKeyStore for PgStore {
             .bind(authority)
             .bind(person)
             .fetch_optional(self.pool())
-            .await?)
-    }
-
-    async fn data_key_or_insert(
-        &self,
-        authority: &str,
-        person: &str,
-        wrapped: &[u8],
-    ) -> Result<Vec<u8>, StoreError> {
-        sqlx::query(PG_INSERT)
-            .bind(authority)
-            .bind(person)
-            .bind(wrapped)
-            .execute(self.pool())
-            .await?;
-        // Committed rows only: whoever inserted first, this reads the stored key.
-        Ok(sqlx::query_scalar(PG_SELECT)
-            .bind(authority)
-            .bind(person)
-            .fetch_one(self.pool())
             .await?)
     }
 
