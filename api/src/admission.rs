@@ -486,25 +486,27 @@ mod tests {
         assert_eq!(w.retry_after(), 1);
     }
 
+    /// A request to the test router's slow API route.
+    fn slow_request() -> axum::http::Request<axum::body::Body> {
+        axum::http::Request::builder()
+            .method(axum::http::Method::POST)
+            .uri("/api/v1/slow")
+            .body(axum::body::Body::from("{}"))
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn past_the_bound_api_requests_get_503_at_once_and_probes_pass() {
         use axum::body::Body;
-        use axum::http::{Method, StatusCode};
+        use axum::http::StatusCode;
         use tower::ServiceExt;
         let entered = Arc::new(tokio::sync::Notify::new());
         let release = Arc::new(tokio::sync::Notify::new());
         let app = app(entered.clone(), release.clone());
-        let request = || {
-            axum::http::Request::builder()
-                .method(Method::POST)
-                .uri("/api/v1/slow")
-                .body(Body::from("{}"))
-                .unwrap()
-        };
-        let first = tokio::spawn(app.clone().oneshot(request()));
+        let first = tokio::spawn(app.clone().oneshot(slow_request()));
         // Once its handler runs, the first request holds the only permit.
         entered.notified().await;
-        let shed = app.clone().oneshot(request()).await.unwrap();
+        let shed = app.clone().oneshot(slow_request()).await.unwrap();
         assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(shed.headers()["retry-after"], "1");
         assert_eq!(shed.headers()["content-type"], "application/problem+json");
@@ -527,7 +529,7 @@ mod tests {
         let first = first.await.unwrap().unwrap();
         assert_eq!(first.status(), StatusCode::OK);
         // The permit came back.
-        let again = tokio::spawn(app.clone().oneshot(request()));
+        let again = tokio::spawn(app.clone().oneshot(slow_request()));
         release.notify_one();
         assert_eq!(again.await.unwrap().unwrap().status(), StatusCode::OK);
     }
@@ -613,8 +615,7 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_current_limit_below_the_ceiling_api_requests_are_shed() {
-        use axum::body::Body;
-        use axum::http::{Method, StatusCode};
+        use axum::http::StatusCode;
         use tower::ServiceExt;
         let admission = Admission::adaptive(64, 50);
         assert_eq!(admission.limit(), Some(64));
@@ -629,17 +630,10 @@ mod tests {
         let entered = Arc::new(tokio::sync::Notify::new());
         let release = Arc::new(tokio::sync::Notify::new());
         let app = app_with(admission.clone(), entered.clone(), release.clone());
-        let request = || {
-            axum::http::Request::builder()
-                .method(Method::POST)
-                .uri("/api/v1/slow")
-                .body(Body::from("{}"))
-                .unwrap()
-        };
-        let first = tokio::spawn(app.clone().oneshot(request()));
+        let first = tokio::spawn(app.clone().oneshot(slow_request()));
         entered.notified().await;
         // One in progress, far below the ceiling of 64, but at the current limit.
-        let shed = app.clone().oneshot(request()).await.unwrap();
+        let shed = app.clone().oneshot(slow_request()).await.unwrap();
         assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(shed.headers().contains_key("retry-after"));
         release.notify_one();
