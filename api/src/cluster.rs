@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderName, Method, StatusCode};
+use axum::http::{HeaderName, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -382,6 +382,16 @@ fn no_owner(authority: &str) -> Response {
     .into_response()
 }
 
+/// The whole body of a request to forward, within the server's body limit.
+async fn read_body(
+    cluster: &Cluster,
+    body: axum::body::Body,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, cluster.body_limit)
+        .await
+        .map_err(|_| ApiError::body_too_large("the request body is larger than the server accepts"))
+}
+
 async fn forward(cluster: Arc<Cluster>, req: Request, next: Next) -> Response {
     let is_write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let engine = cluster.engine().clone();
@@ -389,17 +399,9 @@ async fn forward(cluster: Arc<Cluster>, req: Request, next: Next) -> Response {
     // Creating an authority: whoever holds it answers; nobody yet: this node claims it.
     if is_write && path == "/api/v1/authorities" {
         let (parts, body) = req.into_parts();
-        let bytes = match axum::body::to_bytes(body, cluster.body_limit).await {
+        let bytes = match read_body(&cluster, body).await {
             Ok(b) => b,
-            Err(_) => {
-                return ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "Request body too large",
-                    "the request body is larger than the server accepts",
-                )
-                .into_response()
-            }
+            Err(e) => return e.into_response(),
         };
         let id = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
@@ -457,17 +459,9 @@ async fn forward(cluster: Arc<Cluster>, req: Request, next: Next) -> Response {
         },
     };
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, cluster.body_limit).await {
+    let bytes = match read_body(&cluster, body).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "Request body too large",
-                "the request body is larger than the server accepts",
-            )
-            .into_response()
-        }
+        Err(e) => return e.into_response(),
     };
     proxy(&cluster, authority, &route, parts, bytes).await
 }

@@ -80,6 +80,16 @@ impl ApiError {
         e.retry_after_s = Some(1);
         e
     }
+    /// 413 `body_too_large`: the request body is larger than the server accepts (`detail`
+    /// says which limit).
+    pub fn body_too_large(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "Body too large",
+            detail,
+        )
+    }
     /// 503 `overloaded` with `Retry-After: 1`: the server turned the request away at once,
     /// before doing anything with it (the writer's queue is full, or too many requests are in
     /// progress). Admission control replaces the Retry-After with one that grows with the share

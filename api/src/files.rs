@@ -760,15 +760,10 @@ impl<S: Send + Sync> FromRequest<S> for CsvUpload {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "Body too large",
-                    format!(
-                        "the file is larger than {} MiB; split it",
-                        UPLOAD_LIMIT_BYTES >> 20
-                    ),
-                )
+                ApiError::body_too_large(format!(
+                    "the file is larger than {} MiB; split it",
+                    UPLOAD_LIMIT_BYTES >> 20
+                ))
             } else {
                 ApiError::bad_request(format!("the body could not be read: {e}"))
             }

@@ -35,12 +35,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "Body too large",
-                    "the request body is larger than the server accepts",
-                )
+                ApiError::body_too_large("the request body is larger than the server accepts")
             } else {
                 ApiError::bad_request(format!("the body could not be read: {e}"))
             }
