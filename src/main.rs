@@ -45,18 +45,40 @@ enum Cmd {
     },
     /// Check every authority's hash chain; print the head or the first broken event. With a
     /// checkpoint, also check that every checkpointed head is still in the log with the same
-    /// hash (detects truncation and rewritten-then-rehashed chains). Exits 1 on any failure.
+    /// hash (detects truncation and rewritten-then-rehashed chains). With heads files, check
+    /// the signed tree heads kept by auditors and mirrors: signatures, the consistency proofs
+    /// between consecutive heads, forks between files, and (with a database) each head
+    /// against the tree rebuilt from the log (docs/TRANSPARENCY.md). Exits 1 on any failure.
     Verify {
-        #[command(flatten)]
-        store: StoreArgs,
+        /// The log to check [default: sqlite://ochered.db; with --heads and no database, only
+        /// the heads files are checked].
+        #[arg(long, env = "OCHERED_DATABASE_URL")]
+        database_url: Option<String>,
         #[arg(long)]
         authority: Option<String>,
         /// A checkpoint file written by `ochered checkpoint`.
         #[arg(long, requires = "public_key")]
         checkpoint: Option<PathBuf>,
-        /// The auditor's copy of the checkpoint signer's public key.
-        #[arg(long, requires = "checkpoint")]
+        /// A heads file (JSON Lines of published tree heads); repeat it for the files of
+        /// several parties, which are then also compared with each other.
+        #[arg(long = "heads", requires = "public_key")]
+        heads: Vec<PathBuf>,
+        /// The auditor's copy of the signer's public key (checkpoints and tree heads).
+        #[arg(long)]
         public_key: Option<PathBuf>,
+    },
+    /// Check a parent's receipt offline: its signature and, with --proof, that its event is
+    /// in the tree a signed head covers (docs/TRANSPARENCY.md). Exits 1 if it does not verify.
+    VerifyReceipt {
+        /// The receipt file (from the confirmation page or the submission's answer).
+        #[arg(long)]
+        receipt: PathBuf,
+        /// The inclusion proof (`GET …/applications/{number}/proof`).
+        #[arg(long)]
+        proof: Option<PathBuf>,
+        /// Your copy of the server's public key.
+        #[arg(long)]
+        public_key: PathBuf,
     },
     /// Sign every authority's chain head (sequence and hash) with an Ed25519 key and write
     /// the checkpoint as JSON; keep it outside the database. `checkpoint keygen` makes a key.
@@ -156,17 +178,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Verify {
-            store,
+            database_url,
             authority,
             checkpoint,
+            heads,
             public_key,
         } => {
             // Read and check the checkpoint first: an unreadable file is an error (exit 2).
-            let checkpoint = match (checkpoint, public_key) {
-                (Some(file), Some(key)) => Some(read_checkpoint(&file, &key)?),
+            let checkpoint = match (checkpoint, &public_key) {
+                (Some(file), Some(key)) => Some(read_checkpoint(&file, key)?),
                 _ => None,
             };
-            let store = ochered_store::open(&store.database_url)
+            let heads = read_heads_files(&heads)?;
+            let database_url = match database_url {
+                Some(url) => url,
+                None if !heads.is_empty() => {
+                    let key = read_transparency_key(public_key.as_deref())?;
+                    return Ok(report_heads(&heads, &key, None, authority.as_deref()));
+                }
+                None => "sqlite://ochered.db".to_string(),
+            };
+            let store = ochered_store::open(&database_url)
                 .await
                 .context("failed to open the store")?;
             let mut ok = true;
@@ -223,11 +255,57 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 ok &= mismatches.is_empty();
             }
+            if !heads.is_empty() {
+                let key = read_transparency_key(public_key.as_deref())?;
+                let mut trees = std::collections::HashMap::new();
+                for authority in authorities(store.as_ref(), authority.clone()).await? {
+                    let tree = log_tree(store.as_ref(), &authority).await?;
+                    trees.insert(authority, tree);
+                }
+                ok &= report_heads(&heads, &key, Some(&trees), authority.as_deref())
+                    == ExitCode::SUCCESS;
+            }
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::VerifyReceipt {
+            receipt,
+            proof,
+            public_key,
+        } => {
+            use ochered_transparency::{verify_receipt, InclusionProofFile, Receipt};
+            let key = read_transparency_key(Some(&public_key))?;
+            let receipt = Receipt::parse(&read_text(&receipt)?)?;
+            let proof = match proof {
+                Some(file) => Some(InclusionProofFile::parse(&read_text(&file)?)?),
+                None => None,
+            };
+            match verify_receipt(&receipt, proof.as_ref(), &key) {
+                Ok(verified) => {
+                    let r = &verified.receipt;
+                    println!(
+                        "receipt ok: {} application {} of {}, registered {} ({}), is event authority_seq={} hash={}",
+                        r.service, r.number, r.authority, r.registered_at, r.time_zone, r.authority_seq, r.event_hash
+                    );
+                    match verified.included_in {
+                        Some(head) => println!(
+                            "inclusion ok: the event is in the tree of {} events whose root {} the server signed at {}",
+                            head.tree_size, head.root_hash, head.signed_at
+                        ),
+                        None => println!(
+                            "no proof given: this is the server's signed word only; fetch the inclusion proof once a signed head covers the event"
+                        ),
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    println!("NOT VERIFIED: {error}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Cmd::Allocate { instance } => {
             let text = std::fs::read_to_string(&instance)
@@ -391,4 +469,95 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("OCHERED_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+fn read_text(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
+}
+
+/// The public key that tree heads and receipts must be signed with.
+fn read_transparency_key(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<ochered_transparency::VerifyingKey> {
+    let path = path.context("--public-key is required")?;
+    Ok(ochered_transparency::parse_public_key(&read_text(path)?)?)
+}
+
+fn read_heads_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ochered_transparency::HeadsFile>> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = read_text(path)?;
+            Ok(ochered_transparency::HeadsFile::parse(
+                &path.display().to_string(),
+                &text,
+            )?)
+        })
+        .collect()
+}
+
+/// The authority's Merkle tree rebuilt from the event hashes in the log.
+async fn log_tree(
+    store: &dyn ochered_store::EventStore,
+    authority: &str,
+) -> anyhow::Result<ochered_transparency::LogTree> {
+    let mut tree = ochered_transparency::LogTree::new();
+    loop {
+        let page = store.read(authority, tree.len() as i64, 10_000).await?;
+        if page.is_empty() {
+            return Ok(tree);
+        }
+        for event in page {
+            tree.push(&ochered_transparency::parse_hash(
+                &event.hash,
+                "an event hash",
+            )?);
+        }
+    }
+}
+
+/// Prints what `audit_heads` found; SUCCESS when nothing.
+fn report_heads(
+    files: &[ochered_transparency::HeadsFile],
+    key: &ochered_transparency::VerifyingKey,
+    log: Option<&std::collections::HashMap<String, ochered_transparency::LogTree>>,
+    authority: Option<&str>,
+) -> ExitCode {
+    let files: Vec<_> = files
+        .iter()
+        .map(|f| ochered_transparency::HeadsFile {
+            source: f.source.clone(),
+            heads: f
+                .heads
+                .iter()
+                .filter(|h| authority.is_none_or(|a| a == h.tree_head.authority))
+                .cloned()
+                .collect(),
+        })
+        .collect();
+    let audit = ochered_transparency::audit_heads(&files, key, log);
+    for p in &audit.problems {
+        println!(
+            "authority={} HEADS PROBLEM in {} entry {} (tree_size={}): {}",
+            p.authority, p.source, p.entry, p.tree_size, p.reason
+        );
+    }
+    for (authority, (size, root)) in &audit.newest {
+        println!("authority={authority} newest head tree_size={size} root_hash={root}");
+    }
+    println!(
+        "heads: {} signatures ok, {} consistency proofs ok{}, {} problems",
+        audit.heads_verified,
+        audit.proofs_verified,
+        match log {
+            Some(_) => format!(", {} matched to the log", audit.heads_matched_to_log),
+            None => String::new(),
+        },
+        audit.problems.len()
+    );
+    if audit.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -14,3 +14,4 @@ mod security;
 mod simulator;
 mod status_updates;
 mod tamper;
+mod transparency;

@@ -12,10 +12,10 @@ use ochered_store::testing::Harness;
 
 use crate::cli::{filled, ochered, run};
 
-const AUTHORITY: &str = "cli-town";
+pub(crate) const AUTHORITY: &str = "cli-town";
 
 /// Every store to test on: SQLite and, when reachable, PostgreSQL.
-async fn stores() -> Vec<Harness> {
+pub(crate) async fn stores() -> Vec<Harness> {
     let mut harnesses = vec![Harness::sqlite().await];
     if let Some(pg) = Harness::postgres().await {
         harnesses.push(pg);
@@ -84,7 +84,7 @@ async fn head_seq(h: &Harness) -> i64 {
 
 /// Rewrites the event at `seq` with a changed payload and hashes it and every later event
 /// again, as a forger who knows the algorithm would: the chain verifies.
-async fn rewrite_and_rehash(h: &Harness, seq: i64) {
+pub(crate) async fn rewrite_and_rehash(h: &Harness, seq: i64) {
     let changed = h
         .exec(&format!(
             "UPDATE events SET payload = payload || ' ' \
@@ -238,7 +238,7 @@ async fn truncation_and_rehashing_are_caught_only_with_a_checkpoint() {
 }
 
 /// A few more applications on the same log (another writer run, as after a restart).
-async fn filled_more(h: &Harness) {
+pub(crate) async fn filled_more(h: &Harness) {
     use ochered_writer::demo::{self, DemoShape, SeededRng};
     use ochered_writer::{RequestMeta, Writer, WriterConfig};
     let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, WriterConfig::default())

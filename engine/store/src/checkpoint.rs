@@ -16,8 +16,6 @@
 //! - Public key: the 32-byte Ed25519 public key as 64 lower-case hex characters and a newline.
 //! - Checkpoint: JSON, see [`Checkpoint`]; the signature covers [`signed_bytes`].
 
-use std::path::Path;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -105,79 +103,26 @@ pub enum CheckpointError {
 /// For example `format` contributes `15 00 00 00 00 00 00 00` and then the 21 bytes of
 /// `ochered-checkpoint-v1`.
 pub fn signed_bytes(format: &str, created_at: &str, heads: &[CheckpointHead]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut field = |bytes: &[u8]| {
-        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        out.extend_from_slice(bytes);
-    };
-    field(format.as_bytes());
-    field(created_at.as_bytes());
-    field(heads.len().to_string().as_bytes());
-    for head in heads {
-        field(head.authority.as_bytes());
-        field(head.authority_seq.to_string().as_bytes());
-        field(head.hash.as_bytes());
+    let count = heads.len().to_string();
+    let seqs: Vec<String> = heads.iter().map(|h| h.authority_seq.to_string()).collect();
+    let mut fields = vec![format, created_at, count.as_str()];
+    for (head, seq) in heads.iter().zip(&seqs) {
+        fields.extend([head.authority.as_str(), seq.as_str(), head.hash.as_str()]);
     }
-    out
+    ochered_transparency::framed(&fields)
 }
 
-/// A new random signing key from the operating system's generator.
-pub fn generate_key() -> SigningKey {
-    SigningKey::generate(&mut rand_core::OsRng)
-}
-
-/// The text of a secret key file.
-pub fn secret_key_text(key: &SigningKey) -> String {
-    format!("{}\n", hex::encode(key.to_bytes()))
-}
-
-/// The text of a public key file.
-pub fn public_key_text(key: &VerifyingKey) -> String {
-    format!("{}\n", hex::encode(key.to_bytes()))
-}
-
-fn key_bytes(text: &str, what: &str) -> Result<[u8; 32], CheckpointError> {
-    let bytes = hex::decode(text.trim())
-        .map_err(|_| CheckpointError::Key(format!("the {what} is not hex")))?;
-    bytes.try_into().map_err(|_| {
-        CheckpointError::Key(format!("the {what} must be 32 bytes (64 hex characters)"))
-    })
-}
+// The key files are those of the signed tree heads and receipts (one server key).
+pub use ochered_transparency::{generate_key, public_key_text, secret_key_text, write_key_pair};
 
 /// Parses a secret key file's text.
 pub fn parse_secret_key(text: &str) -> Result<SigningKey, CheckpointError> {
-    Ok(SigningKey::from_bytes(&key_bytes(text, "secret key")?))
+    ochered_transparency::parse_secret_key(text).map_err(|e| CheckpointError::Key(e.to_string()))
 }
 
 /// Parses a public key file's text.
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey, CheckpointError> {
-    VerifyingKey::from_bytes(&key_bytes(text, "public key")?)
-        .map_err(|_| CheckpointError::Key("the public key is not a valid Ed25519 point".into()))
-}
-
-/// Writes a new key pair; refuses to overwrite an existing file. The secret key file is
-/// readable by its owner only.
-pub fn write_key_pair(secret: &Path, public: &Path) -> Result<VerifyingKey, std::io::Error> {
-    use std::io::Write;
-    let key = generate_key();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(secret)?;
-    file.write_all(secret_key_text(&key).as_bytes())?;
-    file.sync_all()?;
-    let verifying = key.verifying_key();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(public)?;
-    file.write_all(public_key_text(&verifying).as_bytes())?;
-    file.sync_all()?;
-    Ok(verifying)
+    ochered_transparency::parse_public_key(text).map_err(|e| CheckpointError::Key(e.to_string()))
 }
 
 /// What [`Checkpoint::check_against`] found wrong for one authority.
@@ -398,12 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_round_trip_through_their_text_and_bad_text_is_refused() {
-        let key = generate_key();
-        let again = parse_secret_key(&secret_key_text(&key)).unwrap();
-        assert_eq!(again.to_bytes(), key.to_bytes());
-        let public = parse_public_key(&public_key_text(&key.verifying_key())).unwrap();
-        assert_eq!(public, key.verifying_key());
+    fn bad_key_text_and_unknown_formats_are_refused() {
         assert!(parse_secret_key("zz").is_err());
         assert!(parse_public_key(&"ab".repeat(31)).is_err());
         assert!(Checkpoint::parse("{\"format\":\"other\"}").is_err());
