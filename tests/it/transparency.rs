@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use ochered_store::testing::Harness;
 use ochered_transparency::{
-    hash_hex, parse_hash, ConsistencyJson, InclusionProofFile, LogTree, PublishedHead, Receipt,
-    ReceiptFields, SignedTreeHead, SigningKey,
+    hash_hex, parse_hash, InclusionProofFile, LogTree, PublishedHead, Receipt, ReceiptFields,
+    SignedTreeHead, SigningKey,
 };
 
 use crate::cli::{filled, ochered, run};
@@ -38,24 +38,7 @@ impl Signer {
 
     /// The head of the first `size` events of `tree`, with the proof from `from`.
     fn head(&self, tree: &LogTree, size: u64, from: Option<u64>) -> PublishedHead {
-        PublishedHead {
-            tree_head: SignedTreeHead::sign(
-                &self.key,
-                AUTHORITY,
-                size,
-                &tree.root_at(size).unwrap(),
-                chrono::Utc::now(),
-            ),
-            consistency: from.map(|f| ConsistencyJson {
-                from_size: f,
-                path: tree
-                    .consistency_path(f, size)
-                    .unwrap()
-                    .iter()
-                    .map(hash_hex)
-                    .collect(),
-            }),
-        }
+        PublishedHead::of_tree(&self.key, AUTHORITY, tree, size, from, chrono::Utc::now()).unwrap()
     }
 }
 

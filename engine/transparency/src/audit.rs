@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 
 use crate::head::{consistent, parse_path};
-use crate::{hash_hex, Hash, LogTree, PublishedHead, VerifyError, VerifyingKey};
+use crate::{hash_hex, Hash, LogTree, PublishedHead, SignedTreeHead, VerifyError, VerifyingKey};
 
 /// One party's collection of heads, in the order they were kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,18 @@ pub struct HeadProblem {
     pub reason: String,
 }
 
+impl HeadProblem {
+    fn new(file: &HeadsFile, index: usize, head: &SignedTreeHead, reason: String) -> Self {
+        HeadProblem {
+            source: file.source.clone(),
+            entry: index + 1,
+            authority: head.authority.clone(),
+            tree_size: head.tree_size,
+            reason,
+        }
+    }
+}
+
 /// What [`audit_heads`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeadsAudit {
@@ -106,13 +118,7 @@ pub fn audit_heads(
     for file in files {
         for (i, published) in file.heads.iter().enumerate() {
             let head = &published.tree_head;
-            let problem = |reason: String| HeadProblem {
-                source: file.source.clone(),
-                entry: i + 1,
-                authority: head.authority.clone(),
-                tree_size: head.tree_size,
-                reason,
-            };
+            let problem = |reason: String| HeadProblem::new(file, i, head, reason);
             if let Err(e) = head.verify(key) {
                 audit.problems.push(problem(e.to_string()));
                 continue;
@@ -143,13 +149,7 @@ pub fn audit_heads(
     let mut previous: HashMap<(&str, &str), (u64, Hash)> = HashMap::new();
     for (file, i, published, root) in &verified {
         let head = &published.tree_head;
-        let problem = |reason: String| HeadProblem {
-            source: file.source.clone(),
-            entry: i + 1,
-            authority: head.authority.clone(),
-            tree_size: head.tree_size,
-            reason,
-        };
+        let problem = |reason: String| HeadProblem::new(file, *i, head, reason);
         let mut proved_from = None;
         if let Some(consistency) = &published.consistency {
             match parse_path(&consistency.path, "each consistency path node") {
@@ -223,7 +223,7 @@ pub fn audit_heads(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{generate_key, ConsistencyJson, SignedTreeHead};
+    use crate::generate_key;
     use chrono::Utc;
 
     fn published(
@@ -232,24 +232,7 @@ mod tests {
         size: u64,
         from: Option<u64>,
     ) -> PublishedHead {
-        PublishedHead {
-            tree_head: SignedTreeHead::sign(
-                key,
-                "demo",
-                size,
-                &tree.root_at(size).unwrap(),
-                Utc::now(),
-            ),
-            consistency: from.map(|f| ConsistencyJson {
-                from_size: f,
-                path: tree
-                    .consistency_path(f, size)
-                    .unwrap()
-                    .iter()
-                    .map(hash_hex)
-                    .collect(),
-            }),
-        }
+        PublishedHead::of_tree(key, "demo", tree, size, from, Utc::now()).unwrap()
     }
 
     fn tree_of(hashes: &[Hash]) -> LogTree {

@@ -80,8 +80,12 @@ impl SignedTreeHead {
 
     /// Parses a head's JSON text (the signature is not checked here).
     pub fn parse(text: &str) -> Result<Self, VerifyError> {
-        let head: SignedTreeHead = serde_json::from_str(text)
-            .map_err(|e| VerifyError::Format(format!("not a signed tree head: {e}")))?;
+        let head: Self = crate::receipt::parse_document(
+            text,
+            "signed tree head",
+            TREE_HEAD_FORMAT,
+            |h: &Self| &h.format,
+        )?;
         head.check_format()?;
         Ok(head)
     }
@@ -134,6 +138,36 @@ pub struct PublishedHead {
     pub tree_head: SignedTreeHead,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<ConsistencyJson>,
+}
+
+impl PublishedHead {
+    /// Signs the head of the first `size` events of `tree` and, with `from_size`, proves it
+    /// consistent with the tree of the first `from_size`. `None` if a size is out of range.
+    pub fn of_tree(
+        key: &SigningKey,
+        authority: &str,
+        tree: &crate::LogTree,
+        size: u64,
+        from_size: Option<u64>,
+        signed_at: DateTime<Utc>,
+    ) -> Option<Self> {
+        let root = tree.root_at(size)?;
+        let consistency = match from_size {
+            Some(from_size) => Some(ConsistencyJson {
+                from_size,
+                path: tree
+                    .consistency_path(from_size, size)?
+                    .iter()
+                    .map(hash_hex)
+                    .collect(),
+            }),
+            None => None,
+        };
+        Some(PublishedHead {
+            tree_head: SignedTreeHead::sign(key, authority, size, &root, signed_at),
+            consistency,
+        })
+    }
 }
 
 /// Verifies that the tree `(old_size, old_root)` is a prefix of `(size, root)` with an RFC

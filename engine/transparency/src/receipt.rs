@@ -104,15 +104,7 @@ impl Receipt {
 
     /// Parses a receipt's JSON text (the signature is not checked here).
     pub fn parse(text: &str) -> Result<Self, VerifyError> {
-        let receipt: Receipt = serde_json::from_str(text)
-            .map_err(|e| VerifyError::Format(format!("not a receipt: {e}")))?;
-        if receipt.format != RECEIPT_FORMAT {
-            return Err(VerifyError::Format(format!(
-                "unknown receipt format {:?} (expected {RECEIPT_FORMAT:?})",
-                receipt.format
-            )));
-        }
-        Ok(receipt)
+        parse_document(text, "receipt", RECEIPT_FORMAT, |r: &Self| &r.format)
     }
 
     /// Checks the signature with the auditor's (or the parent's) copy of the public key, and
@@ -186,15 +178,12 @@ impl InclusionProofFile {
 
     /// Parses a proof's JSON text (nothing is checked but the shape and the format).
     pub fn parse(text: &str) -> Result<Self, VerifyError> {
-        let proof: InclusionProofFile = serde_json::from_str(text)
-            .map_err(|e| VerifyError::Format(format!("not an inclusion proof: {e}")))?;
-        if proof.format != INCLUSION_PROOF_FORMAT {
-            return Err(VerifyError::Format(format!(
-                "unknown inclusion proof format {:?} (expected {INCLUSION_PROOF_FORMAT:?})",
-                proof.format
-            )));
-        }
-        Ok(proof)
+        parse_document(
+            text,
+            "inclusion proof",
+            INCLUSION_PROOF_FORMAT,
+            |p: &Self| &p.format,
+        )
     }
 
     /// Checks the head's signature and that the audit path leads from the event's hash at
@@ -229,6 +218,24 @@ impl InclusionProofFile {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a proof serializes")
     }
+}
+
+/// Parses a signed document's JSON and checks its `format` field.
+pub(crate) fn parse_document<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &str,
+    expected: &str,
+    format: impl Fn(&T) -> &String,
+) -> Result<T, VerifyError> {
+    let document: T = serde_json::from_str(text)
+        .map_err(|e| VerifyError::Format(format!("not a {what}: {e}")))?;
+    if format(&document) != expected {
+        return Err(VerifyError::Format(format!(
+            "unknown {what} format {:?} (expected {expected:?})",
+            format(&document)
+        )));
+    }
+    Ok(document)
 }
 
 /// What [`verify_receipt`] established.

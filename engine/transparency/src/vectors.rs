@@ -11,8 +11,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    audit_heads, hash_hex, verify_receipt, ConsistencyJson, Hash, HeadsFile, InclusionProofFile,
-    LogTree, PublishedHead, Receipt, ReceiptFields, SignedTreeHead, SigningKey,
+    audit_heads, hash_hex, verify_receipt, Hash, HeadsFile, InclusionProofFile, LogTree,
+    PublishedHead, Receipt, ReceiptFields, SignedTreeHead, SigningKey,
 };
 
 /// One receipt case: a receipt, maybe its proof, and whether it verifies.
@@ -176,25 +176,9 @@ pub fn generate() -> Vectors {
     );
 
     // Heads files.
-    let published =
-        |size: u64, from: Option<u64>, tree: &LogTree, key: &SigningKey| PublishedHead {
-            tree_head: SignedTreeHead::sign(
-                key,
-                "demo",
-                size,
-                &tree.root_at(size).unwrap(),
-                at(size as i64),
-            ),
-            consistency: from.map(|f| ConsistencyJson {
-                from_size: f,
-                path: tree
-                    .consistency_path(f, size)
-                    .unwrap()
-                    .iter()
-                    .map(hash_hex)
-                    .collect(),
-            }),
-        };
+    let published = |size: u64, from: Option<u64>, tree: &LogTree, key: &SigningKey| {
+        PublishedHead::of_tree(key, "demo", tree, size, from, at(size as i64)).unwrap()
+    };
     let mut rewritten_events = events.clone();
     rewritten_events[4] = [0xee; 32];
     let mut rewritten = LogTree::new();
