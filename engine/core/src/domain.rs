@@ -380,6 +380,11 @@ impl AuthorityConfig {
         }
     }
 
+    /// How long a freed clinic slot is held for one patient of the waiting list.
+    pub fn clinic_hold(&self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.clinic_hold_minutes))
+    }
+
     /// The calendar day in the authority's time zone at an instant.
     pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
         at.with_timezone(&self.time_zone).date_naive()
