@@ -363,7 +363,8 @@ pub mod defaults {
 }
 
 impl AuthorityConfig {
-    /// The default rules of PRODUCT.md for an authority in the given time zone.
+    /// The default rules (docs/RULES.md#authority-settings) for an authority in the given time
+    /// zone.
     pub fn with_defaults(id: AuthorityId, name: impl Into<String>, time_zone: Tz) -> Self {
         Self {
             id,
