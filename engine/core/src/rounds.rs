@@ -254,22 +254,69 @@ impl State {
     }
 }
 
-/// The inputs of a round before it is solved.
+/// The inputs of a round while the rules of its service gather them: the groups of free
+/// seats, and each eligible applicant with its tie-break key.
 pub(crate) struct RoundInput {
-    pub(crate) seats: Vec<RoundSeatGroup>,
+    seats: Vec<RoundSeatGroup>,
+    keyed: Vec<(i64, RoundApplicant)>,
+}
+
+/// A solved round, as its event records it.
+pub(crate) struct SolvedRound {
+    pub(crate) seats: Vec<RoundSeats>,
     /// Applicants in rank order (rank = index + 1).
     pub(crate) applicants: Vec<RoundApplicant>,
+    /// Placements in rank order.
+    pub(crate) placements: Vec<RoundPlacement>,
 }
 
 impl RoundInput {
-    /// Runs deferred acceptance and returns the placements in rank order.
-    pub(crate) fn solve(&self) -> Vec<RoundPlacement> {
+    pub(crate) fn new(seats: Vec<RoundSeatGroup>) -> Self {
+        Self {
+            seats,
+            keyed: Vec::new(),
+        }
+    }
+
+    /// Adds an eligible applicant: its groups of seats best first, its class at each listed
+    /// one (groups past `classes.len()` carry none), and its tie-break key.
+    pub(crate) fn push(
+        &mut self,
+        key: i64,
+        number: ApplicationNumber,
+        preferences: Vec<u32>,
+        classes: Vec<u8>,
+    ) {
+        self.keyed.push((
+            key,
+            RoundApplicant {
+                number,
+                rank: 0,
+                preferences,
+                classes,
+            },
+        ));
+    }
+
+    /// Ranks the applicants by tie-break key (then number), runs deferred acceptance and
+    /// names the groups of seats by institution id.
+    pub(crate) fn solve(mut self, state: &State) -> SolvedRound {
+        self.keyed.sort_by_key(|(key, a)| (*key, a.number));
+        let applicants: Vec<RoundApplicant> = self
+            .keyed
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, mut a))| {
+                a.rank = i as u32 + 1;
+                a
+            })
+            .collect();
         let capacities = self.seats.iter().map(|g| g.capacity).collect();
-        let n_preferences = self.applicants.iter().map(|a| a.preferences.len()).sum();
+        let n_preferences = applicants.iter().map(|a| a.preferences.len()).sum();
         let mut builder =
-            ProblemBuilder::with_capacity(capacities, self.applicants.len(), n_preferences);
+            ProblemBuilder::with_capacity(capacities, applicants.len(), n_preferences);
         let mut priorities = Vec::new();
-        for a in &self.applicants {
+        for a in &applicants {
             priorities.clear();
             priorities.extend(
                 a.preferences
@@ -282,29 +329,30 @@ impl RoundInput {
                 .expect("round inputs are built valid: listed groups exist and are unique");
         }
         let problem = builder.build().expect("ranks are positions, hence unique");
-        deferred_acceptance(&problem)
+        let placements = deferred_acceptance(&problem)
             .into_iter()
-            .zip(&self.applicants)
+            .zip(&applicants)
             .filter_map(|(assigned, a)| {
                 assigned.map(|seats| RoundPlacement {
                     number: a.number,
                     seats,
                 })
             })
-            .collect()
-    }
-
-    /// Sorts applicants by tie-break key and assigns ranks 1, 2, 3…
-    pub(crate) fn ranked(mut keyed: Vec<(i64, RoundApplicant)>) -> Vec<RoundApplicant> {
-        keyed.sort_by_key(|(key, a)| (*key, a.number));
-        keyed
-            .into_iter()
-            .enumerate()
-            .map(|(i, (_, mut a))| {
-                a.rank = i as u32 + 1;
-                a
+            .collect();
+        let seats = self
+            .seats
+            .iter()
+            .map(|g| RoundSeats {
+                institution: state.institution(g.institution).id.clone(),
+                age_group: g.age_group,
+                capacity: g.capacity,
             })
-            .collect()
+            .collect();
+        SolvedRound {
+            seats,
+            applicants,
+            placements,
+        }
     }
 }
 
@@ -323,18 +371,6 @@ pub(crate) fn check_new_round(state: &State, round: &RoundId) -> Result<(), Reje
         });
     }
     Ok(())
-}
-
-/// The groups of seats as the round event records them, with institutions by id.
-pub(crate) fn seats_for_event(state: &State, seats: &[RoundSeatGroup]) -> Vec<RoundSeats> {
-    seats
-        .iter()
-        .map(|g| RoundSeats {
-            institution: state.institution(g.institution).id.clone(),
-            age_group: g.age_group,
-            capacity: g.capacity,
-        })
-        .collect()
 }
 
 /// The first 1 September strictly after a round's intake date: where a declined or expired

@@ -14,8 +14,7 @@ use crate::event::Event;
 use crate::ordering::{kindergarten_tier, PrivilegeStatus, TieBreak};
 use crate::rejection::Rejection;
 use crate::rounds::{
-    check_new_round, next_september_after, seats_for_event, RoundApplicant, RoundInput, RoundScope,
-    RoundSeatGroup,
+    check_new_round, next_september_after, RoundInput, RoundScope, RoundSeatGroup,
 };
 use crate::state::{
     Application, ApplicationStatus, InstitutionIdx, PlacementStatus, ServiceKind, State,
@@ -236,15 +235,15 @@ fn run_round(
         .enumerate()
         .map(|(i, g)| ((g.institution, g.age_group.unwrap_or(0)), i as u32))
         .collect();
-    let mut groups_by_age: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
+    let mut groups_by_age: BTreeMap<u8, Vec<(u32, InstitutionIdx)>> = BTreeMap::new();
     for (i, g) in seats.iter().enumerate() {
         groups_by_age
             .entry(g.age_group.unwrap_or(0))
             .or_default()
-            .push(i as u32);
+            .push((i as u32, g.institution));
     }
 
-    let mut keyed = Vec::new();
+    let mut input = RoundInput::new(seats);
     for app in state.applications() {
         if app.service != ServiceKind::Kindergarten
             || app.status != ApplicationStatus::Active
@@ -272,8 +271,7 @@ fn run_round(
             }
         }
         if app.any_other {
-            for &g in groups_by_age.get(&age_group).into_iter().flatten() {
-                let institution = seats[g as usize].institution;
+            for &(g, institution) in groups_by_age.get(&age_group).into_iter().flatten() {
                 if Some(institution) != current && !app.preferences.contains(&institution) {
                     preferences.push(g);
                 }
@@ -284,31 +282,18 @@ fn run_round(
         }
         let key =
             TieBreak::RegistrationTime.key(app.registered_at, app.birth_date.date(), app.number);
-        keyed.push((
-            key,
-            RoundApplicant {
-                number: app.number,
-                rank: 0,
-                preferences,
-                classes,
-            },
-        ));
+        input.push(key, app.number, preferences, classes);
     }
-    let input = RoundInput {
-        applicants: RoundInput::ranked(keyed),
-        seats,
-    };
-    let placements = input.solve();
-    let seats = seats_for_event(state, &input.seats);
+    let solved = input.solve(state);
     Ok(vec![Event::KindergartenRoundCompleted {
         round: round.clone(),
         intake_year,
         intake_date,
         offer_deadline: now + Duration::days(i64::from(config.offer_deadline_days)),
         at: now,
-        seats,
-        applicants: input.applicants,
-        placements,
+        seats: solved.seats,
+        applicants: solved.applicants,
+        placements: solved.placements,
     }])
 }
 

@@ -13,8 +13,8 @@ use crate::domain::{
 use crate::event::Event;
 use crate::ordering::school_tier;
 use crate::rejection::Rejection;
-use crate::rounds::{check_new_round, seats_for_event, RoundApplicant, RoundInput, RoundSeatGroup};
-use crate::state::{ApplicationStatus, InstitutionIdx, ServiceKind, State};
+use crate::rounds::{check_new_round, RoundInput, RoundSeatGroup};
+use crate::state::{ApplicationStatus, CampaignIdx, InstitutionIdx, ServiceKind, State};
 
 use super::applications::check_privileges;
 use super::checks::{check_institutions, check_sealed, check_subject};
@@ -105,12 +105,7 @@ fn submit_draft(
     campaign: &CampaignId,
     child: &PersonKey,
 ) -> Result<Vec<Event>, Rejection> {
-    let idx = cx
-        .state
-        .campaign_idx(campaign)
-        .ok_or_else(|| Rejection::UnknownCampaign {
-            id: campaign.to_string(),
-        })?;
+    let idx = campaign_index(cx.state, campaign)?;
     let form = cx
         .state
         .campaign(idx)
@@ -173,12 +168,7 @@ fn grant_age_exception(
     campaign: &CampaignId,
     child: &PersonKey,
 ) -> Result<Vec<Event>, Rejection> {
-    let idx = cx
-        .state
-        .campaign_idx(campaign)
-        .ok_or_else(|| Rejection::UnknownCampaign {
-            id: campaign.to_string(),
-        })?;
+    let idx = campaign_index(cx.state, campaign)?;
     if cx.state.campaign(idx).age_exceptions.contains(child) {
         return Ok(Vec::new());
     }
@@ -199,12 +189,7 @@ fn run_enrollment(
     stage: CampaignStage,
 ) -> Result<Vec<Event>, Rejection> {
     let Context { state, config, now } = cx;
-    let campaign_idx =
-        state
-            .campaign_idx(campaign_id)
-            .ok_or_else(|| Rejection::UnknownCampaign {
-                id: campaign_id.to_string(),
-            })?;
+    let campaign_idx = campaign_index(state, campaign_id)?;
     check_new_round(state, round)?;
     let campaign = state.campaign(campaign_idx);
     let stage2_opens = config.local_midnight(campaign.config.stage2_opens);
@@ -242,7 +227,7 @@ fn run_enrollment(
         .enumerate()
         .map(|(i, g)| (g.institution, i as u32))
         .collect();
-    let mut keyed = Vec::new();
+    let mut input = RoundInput::new(seats);
     for app in state.applications() {
         if app.campaign != Some(campaign_idx)
             || app.status != ApplicationStatus::Active
@@ -275,39 +260,30 @@ fn run_enrollment(
                 .config
                 .tie_break
                 .key(app.registered_at, app.birth_date.date(), app.number);
-        keyed.push((
-            key,
-            RoundApplicant {
-                number: app.number,
-                rank: 0,
-                preferences,
-                classes,
-            },
-        ));
+        input.push(key, app.number, preferences, classes);
     }
-    let input = RoundInput {
-        applicants: RoundInput::ranked(keyed),
-        seats,
-    };
-    let placements = input.solve();
+    let solved = input.solve(state);
     Ok(vec![Event::SchoolEnrollmentCompleted {
         round: round.clone(),
         campaign: campaign_id.clone(),
         stage,
         at: now,
-        seats: seats_for_event(state, &input.seats),
-        applicants: input.applicants,
-        placements,
+        seats: solved.seats,
+        applicants: solved.applicants,
+        placements: solved.placements,
     }])
 }
 
+fn campaign_index(state: &State, id: &CampaignId) -> Result<CampaignIdx, Rejection> {
+    state
+        .campaign_idx(id)
+        .ok_or_else(|| Rejection::UnknownCampaign { id: id.to_string() })
+}
+
 fn campaign_of<'a>(state: &'a State, form: &SchoolForm) -> Result<&'a CampaignConfig, Rejection> {
-    let idx = state
-        .campaign_idx(&form.campaign)
-        .ok_or_else(|| Rejection::UnknownCampaign {
-            id: form.campaign.to_string(),
-        })?;
-    Ok(&state.campaign(idx).config)
+    Ok(&state
+        .campaign(campaign_index(state, &form.campaign)?)
+        .config)
 }
 
 /// Checks everything about a first-grade form except the time window and duplicates: the
