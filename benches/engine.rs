@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ochered_core::command::{Command, KindergartenForm};
 use ochered_core::domain::{Channel, PersonKey};
 use ochered_core::{Event, State};
-use ochered_store::{EventStore, IdempotencyRecord, Metadata, NewEvent};
+use ochered_store::{EventStore, Idempotency, Metadata, NewEvent};
 use ochered_writer::demo::{self, DemoShape, SeededRng};
 use ochered_writer::{Outcome, RequestMeta, Writer, WriterConfig};
 
@@ -100,9 +100,8 @@ async fn submit_wave(writer: &Writer, next_child: &AtomicU64, n: u64) -> Duratio
 }
 
 /// The rows one submission writes, prepared in advance: what a raw batched INSERT costs.
-fn raw_rows(first: u64, n: u64) -> (Vec<NewEvent>, Vec<IdempotencyRecord>) {
+fn raw_rows(first: u64, n: u64) -> Vec<NewEvent> {
     let mut events = Vec::new();
-    let mut records = Vec::new();
     let mut rng = SeededRng::new(first);
     for c in first..first + n {
         let Command::SubmitKindergartenApplication { form } = application(&mut rng, c) else {
@@ -116,21 +115,19 @@ fn raw_rows(first: u64, n: u64) -> (Vec<NewEvent>, Vec<IdempotencyRecord>) {
             event_type: event.type_name().into(),
             schema_version: ochered_core::SCHEMA_VERSION,
             recorded_at: Utc::now(),
-            payload: event.to_payload(),
+            payload: ochered_store::cbor::to_vec(&event).unwrap(),
             metadata: Metadata {
-                idempotency_key: Some(key.clone()),
                 actor: Some("parent:bench".into()),
                 ..Metadata::default()
             },
-        });
-        records.push(IdempotencyRecord {
-            key,
-            request_hash: "0".repeat(64),
-            response: "{}".into(),
-            authority_seq: None,
+            idempotency: Some(Idempotency {
+                key_digest: ochered_store::key_digest(&key),
+                request_hash: [0; 32],
+                answer_events: 1,
+            }),
         });
     }
-    (events, records)
+    events
 }
 
 fn kindergarten_event(number: u32, form: KindergartenForm) -> Event {
@@ -229,14 +226,12 @@ fn durable_submissions(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         let first = next_child.fetch_add(raw, Ordering::Relaxed);
-                        let (events, records) = raw_rows(first, raw);
+                        let events = raw_rows(first, raw);
                         let started = Instant::now();
-                        let mut records = records.into_iter();
                         for chunk in events.chunks(2048) {
-                            let recs: Vec<_> = records.by_ref().take(chunk.len()).collect();
                             backend
                                 .store
-                                .append(&raw_authority, chunk.to_vec(), recs)
+                                .append(&raw_authority, chunk.to_vec())
                                 .await
                                 .unwrap();
                         }
