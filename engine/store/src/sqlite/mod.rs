@@ -214,6 +214,82 @@ impl SqliteStore {
         &self.inner.writer
     }
 
+    /// The baseline of the benchmarks: `n` plain log rows (an integer key, one unique
+    /// index on (authority, seq), a 32-byte binary hash and `payload`) inserted in one
+    /// transaction with one sync, through the same C API as the log. Rows are numbered from
+    /// `first`; the table `plain_rows` is created if needed.
+    #[cfg(feature = "testing")]
+    pub async fn insert_plain_rows(
+        &self,
+        first: i64,
+        n: usize,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inner
+            .with_write_transaction(|db| {
+                db.exec(
+                    "CREATE TABLE IF NOT EXISTS plain_rows (id INTEGER PRIMARY KEY, \
+                     authority INTEGER NOT NULL, seq INTEGER NOT NULL, payload BLOB NOT NULL, \
+                     hash BLOB NOT NULL, UNIQUE (authority, seq))",
+                )?;
+                let mut stmt = db.prepare(
+                    "INSERT INTO plain_rows (authority, seq, payload, hash) VALUES (1, ?1, ?2, ?3)",
+                )?;
+                stmt.bind_blob(2, payload)?;
+                for seq in first..first + n as i64 {
+                    let hash = record::hash(&GENESIS, "plain", seq, payload);
+                    stmt.bind_i64(1, seq)?;
+                    stmt.bind_blob_transient(3, &hash)?;
+                    stmt.run()?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Stores each candidate's wrapped key unless its person has one, and reads back every
+    /// person's stored key, in ONE write transaction (one sync) stepped through the C API:
+    /// a group of a thousand first submissions with contacts costs milliseconds here, not
+    /// the tens of milliseconds that a statement per row through sqlx's worker took while
+    /// holding the only writer connection (which the log's committer waits for).
+    pub(crate) async fn store_data_keys(
+        &self,
+        candidates: &[crate::keys::KeyCandidate<'_>],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner
+            .with_write_transaction(|db| {
+                let mut insert = db.prepare(
+                    "INSERT INTO data_keys (authority, person, wrapped) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (authority, person) DO NOTHING",
+                )?;
+                for c in candidates {
+                    insert.bind_text(1, c.authority)?;
+                    insert.bind_text(2, c.person)?;
+                    insert.bind_blob(3, c.wrapped)?;
+                    insert.run()?;
+                }
+                drop(insert);
+                let mut select = db.prepare(
+                    "SELECT wrapped FROM data_keys WHERE authority = ?1 AND person = ?2",
+                )?;
+                let mut stored = Vec::with_capacity(candidates.len());
+                for c in candidates {
+                    select.bind_text(1, c.authority)?;
+                    select.bind_text(2, c.person)?;
+                    if !select.step()? {
+                        return Err(StoreError::Other(format!(
+                            "the data key of {} vanished inside its own transaction",
+                            c.person
+                        )));
+                    }
+                    stored.push(select.column_blob(0).to_vec());
+                    select.reset();
+                }
+                Ok(stored)
+            })
+            .await
+    }
+
     /// Whether the file holds v1 rows (read beside the v2 log).
     pub fn has_v1_rows(&self) -> bool {
         self.inner.legacy
