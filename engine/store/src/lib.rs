@@ -500,6 +500,26 @@ pub(crate) fn stored_from_row(
     Ok(StoredEvent { record, ..event })
 }
 
+/// The answer a record found by a key's index prefix holds for the key with `digest`, if
+/// the record is that key's (the index holds 16 bytes of the digest, the record all 32).
+pub(crate) fn idempotency_hit(
+    authority: &str,
+    last_seq: i64,
+    record: &[u8],
+    digest: &Hash,
+) -> Result<Option<IdempotencyHit>, StoreError> {
+    let decoded = record::decode(record)
+        .map_err(|e| StoreError::Corrupt(format!("event {last_seq} of {authority}: {e}")))?;
+    Ok(decoded
+        .idempotency
+        .filter(|i| i.key_digest == *digest)
+        .map(|i| IdempotencyHit {
+            request_hash: i.request_hash,
+            first_seq: last_seq + 1 - i64::from(i.answer_events.max(1)),
+            last_seq,
+        }))
+}
+
 /// Parses a lower-case hex hash (a [`ChainHead::hash`]).
 pub(crate) fn hash_from_hex(text: &str) -> Result<Hash, StoreError> {
     hex::decode(text)

@@ -513,15 +513,8 @@ impl EventStore for PgStore {
             .fetch_all(&mut *conn)
             .await?;
             for (last_seq, bytes) in rows {
-                let decoded = record::decode(&bytes).map_err(|e| {
-                    StoreError::Corrupt(format!("event {last_seq} of {authority}: {e}"))
-                })?;
-                if let Some(i) = decoded.idempotency.filter(|i| i.key_digest == digest) {
-                    return Ok(Some(IdempotencyHit {
-                        request_hash: i.request_hash,
-                        first_seq: last_seq + 1 - i64::from(i.answer_events.max(1)),
-                        last_seq,
-                    }));
+                if let Some(hit) = crate::idempotency_hit(authority, last_seq, &bytes, &digest)? {
+                    return Ok(Some(hit));
                 }
             }
         }

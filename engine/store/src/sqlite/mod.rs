@@ -639,16 +639,11 @@ impl EventStore for SqliteStore {
                     stmt.bind_i64(2, id)?;
                     while stmt.step()? {
                         let last_seq = stmt.column_i64(0) & SEQ_MAX;
-                        let decoded = record::decode(stmt.column_blob(1)).map_err(|e| {
-                            corrupt(format!("event {last_seq} of {authority}: {e}"))
-                        })?;
-                        // The index holds 16 bytes of the digest; the record all 32.
-                        if let Some(i) = decoded.idempotency.filter(|i| i.key_digest == digest) {
-                            return Ok(Some(IdempotencyHit {
-                                request_hash: i.request_hash,
-                                first_seq: last_seq + 1 - i64::from(i.answer_events.max(1)),
-                                last_seq,
-                            }));
+                        let record = stmt.column_blob(1);
+                        if let Some(hit) =
+                            crate::idempotency_hit(authority, last_seq, record, &digest)?
+                        {
+                            return Ok(Some(hit));
                         }
                     }
                 }
