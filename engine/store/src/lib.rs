@@ -16,6 +16,7 @@
 //! Open a store with [`open`]; the concrete [`SqliteStore`] and [`PgStore`] expose their
 //! pools for tests and tools that need raw SQL.
 
+pub mod backup;
 pub mod checkpoint;
 pub mod cluster;
 mod error;
