@@ -176,55 +176,15 @@ pub async fn backup_sqlite(
     }
     // Written under another name and renamed when complete, so `out` is either whole or absent.
     let partial = with_suffix(out, ".partial");
-    for stale in [&partial, &with_suffix(&partial, "-journal")] {
-        remove_if_present(stale)?;
-    }
-    let target = partial
-        .to_str()
-        .ok_or_else(|| BackupError::Refused(format!("{} is not valid UTF-8", partial.display())))?;
-
-    // One read transaction: the log at one moment, however long the copy takes.
-    let mut conn = connect(&source).await?;
-    sqlx::query("VACUUM INTO ?1")
-        .bind(target)
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-
-    let checkpoint = sign_copy(&partial, key, started_at).await;
-    let checkpoint = match checkpoint {
+    remove_database_files(&partial)?;
+    let copied = copy_and_sign(&source, &partial, key, started_at).await;
+    let checkpoint = match copied {
         Ok(checkpoint) => checkpoint,
         Err(error) => {
-            let _ = remove_if_present(&partial);
+            let _ = remove_database_files(&partial);
             return Err(error);
         }
     };
-
-    // The checkpoint goes inside the copy; the copy leaves WAL mode so that it is one file.
-    let mut conn = connect(&partial).await?;
-    sqlx::query(&format!(
-        "CREATE TABLE {BACKUP_TABLE} (checkpoint TEXT NOT NULL, source TEXT NOT NULL, finished_at TEXT NOT NULL)"
-    ))
-    .execute(&mut conn)
-    .await?;
-    sqlx::query(&format!(
-        "INSERT INTO {BACKUP_TABLE} (checkpoint, source, finished_at) VALUES (?1, ?2, ?3)"
-    ))
-    .bind(checkpoint.to_json())
-    .bind(source.display().to_string())
-    .bind(Utc::now().to_rfc3339())
-    .execute(&mut conn)
-    .await?;
-    sqlx::query("PRAGMA journal_mode=DELETE")
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-    for leftover in ["-wal", "-shm"] {
-        remove_if_present(&with_suffix(&partial, leftover))?;
-    }
-
-    // SQLite does not sync the file VACUUM INTO writes: do it before the rename makes it count.
-    sync_path(&partial)?;
     std::fs::rename(&partial, out).map_err(io(format!(
         "failed to rename {} to {}",
         partial.display(),
@@ -239,6 +199,75 @@ pub async fn backup_sqlite(
         bytes,
         checkpoint,
     })
+}
+
+/// A database file and the files SQLite keeps beside it.
+fn remove_database_files(path: &Path) -> Result<(), BackupError> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        remove_if_present(&with_suffix(path, suffix))?;
+    }
+    Ok(())
+}
+
+/// The copy, its checkpoint inside it, synced: everything but the final rename.
+async fn copy_and_sign(
+    source: &Path,
+    partial: &Path,
+    key: &SigningKey,
+    started_at: DateTime<Utc>,
+) -> Result<Checkpoint, BackupError> {
+    let target = partial.to_str().ok_or_else(|| {
+        BackupError::Refused(format!("{} is not valid UTF-8", partial.display()))
+    })?;
+    // One read transaction: the log at one moment, however long the copy takes.
+    let mut conn = connect(source).await?;
+    sqlx::query("VACUUM INTO ?1")
+        .bind(target)
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    // The log it holds: readable by its owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(partial, std::fs::Permissions::from_mode(0o600)).map_err(
+            io(format!("failed to restrict {}", partial.display())),
+        )?;
+    }
+
+    let checkpoint = sign_copy(partial, key, started_at).await?;
+
+    // The checkpoint goes inside the copy; the copy leaves WAL mode so that it is one file.
+    let mut conn = connect(partial).await?;
+    sqlx::query(&format!(
+        "CREATE TABLE {BACKUP_TABLE} (checkpoint TEXT NOT NULL, source TEXT NOT NULL, finished_at TEXT NOT NULL)"
+    ))
+    .execute(&mut conn)
+    .await?;
+    sqlx::query(&format!(
+        "INSERT INTO {BACKUP_TABLE} (checkpoint, source, finished_at) VALUES (?1, ?2, ?3)"
+    ))
+    .bind(checkpoint.to_json())
+    .bind(source.display().to_string())
+    .bind(Utc::now().to_rfc3339())
+    .execute(&mut conn)
+    .await?;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode=DELETE")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    if !mode.eq_ignore_ascii_case("delete") {
+        return Err(BackupError::Store(StoreError::Unavailable(format!(
+            "{} is still in {mode} mode: another connection has it open",
+            partial.display()
+        ))));
+    }
+    for leftover in ["-wal", "-shm"] {
+        remove_if_present(&with_suffix(partial, leftover))?;
+    }
+    // SQLite does not sync the file VACUUM INTO writes: do it before the rename makes it count.
+    sync_path(partial)?;
+    Ok(checkpoint)
 }
 
 /// Verifies every chain of the copy and signs its heads.

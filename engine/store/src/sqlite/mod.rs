@@ -73,6 +73,9 @@ pub struct SqliteStore {
     in_memory: bool,
     /// Dropping the sender (with the store, or in `close`) stops the background checkpointer.
     stop_checkpointer: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// The background checkpointer, awaited by `close` so that every connection is closed
+    /// when it returns (a backup or a restore then has the file to itself).
+    checkpointer_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// How often the background task copies the WAL back into the database file.
@@ -81,9 +84,14 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// Copies committed WAL frames into the database file every [`CHECKPOINT_EVERY`], on a
 /// connection of its own, so the writer does not stall on checkpoints: a checkpoint
 /// `PASSIVE` runs alongside the writer and the readers.
-fn spawn_checkpointer(mut conn: SqliteConnection) -> tokio::sync::oneshot::Sender<()> {
+fn spawn_checkpointer(
+    mut conn: SqliteConnection,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -98,7 +106,7 @@ fn spawn_checkpointer(mut conn: SqliteConnection) -> tokio::sync::oneshot::Sende
         }
         conn.close().await.ok();
     });
-    stop
+    (stop, task)
 }
 
 impl SqliteStore {
@@ -151,9 +159,11 @@ impl SqliteStore {
                 writer,
                 in_memory,
                 stop_checkpointer: std::sync::Mutex::new(None),
+                checkpointer_task: std::sync::Mutex::new(None),
             });
         }
-        let checkpointer = spawn_checkpointer(base.clone().connect().await?);
+        let (checkpointer, checkpointer_task) =
+            spawn_checkpointer(base.clone().connect().await?);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -164,6 +174,7 @@ impl SqliteStore {
             reader,
             in_memory,
             stop_checkpointer: std::sync::Mutex::new(Some(checkpointer)),
+            checkpointer_task: std::sync::Mutex::new(Some(checkpointer_task)),
         })
     }
 
@@ -512,6 +523,10 @@ impl EventStore for SqliteStore {
     async fn close(&self) {
         if let Ok(mut stop) = self.stop_checkpointer.lock() {
             stop.take();
+        }
+        let task = self.checkpointer_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
         }
         if !self.in_memory {
             self.reader.close().await;
