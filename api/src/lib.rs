@@ -293,6 +293,8 @@ pub async fn spawn_node(
     cluster: Option<cluster::ClusterOptions>,
 ) -> anyhow::Result<RunningServer> {
     use anyhow::Context;
+    // The recorder first: metrics recorded before it exists (the replay's) would be lost.
+    metrics_handle();
     if let Some(options) = cluster {
         return spawn_cluster_node(config, options).await;
     }

@@ -61,19 +61,27 @@ echo "unit: User=$user WorkingDirectory=$workdir ExecStart=$exec_start"
 # --- Start it as the unit would, on a free loopback port (the only change: OCHERED_LISTEN;
 # port 0 lets the kernel choose, and the server logs the address it got).
 log="$target/debian/serve.log"
-# shellcheck disable=SC2086 # ExecStart is split into words, as systemd does.
-(cd "$workdir" && exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "${environment[@]}" \
-  OCHERED_LISTEN="127.0.0.1:0" \
-  setpriv --reuid="$user" --regid="$group" --init-groups -- $exec_start) >"$log" 2>&1 &
-server_pid=$!
-base=""
-for _ in $(seq 1 240); do
-  kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; fail "the server exited"; }
-  base=$(grep -o 'open http://127\.0\.0\.1:[0-9]*' "$log" | head -n 1 | sed 's/^open //') || true
-  [ -n "$base" ] && curl -fsS "$base/ready" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-[ -n "$base" ] || { cat "$log" >&2; fail "the server never said where it listens"; }
+start_server() {
+  # shellcheck disable=SC2086 # ExecStart is split into words, as systemd does.
+  (cd "$workdir" && exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "${environment[@]}" \
+    OCHERED_LISTEN="127.0.0.1:0" \
+    setpriv --reuid="$user" --regid="$group" --init-groups -- $exec_start) >"$log" 2>&1 &
+  server_pid=$!
+  base=""
+  for _ in $(seq 1 240); do
+    kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; fail "the server exited"; }
+    base=$(grep -o 'open http://127\.0\.0\.1:[0-9]*' "$log" | head -n 1 | sed 's/^open //') || true
+    [ -n "$base" ] && curl -fsS "$base/ready" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  cat "$log" >&2; fail "/ready never answered 200"
+}
+stop_server() {
+  kill -TERM "$server_pid"
+  wait "$server_pid" || { cat "$log" >&2; fail "the server did not exit cleanly on SIGTERM"; }
+  server_pid=""
+}
+start_server
 curl -fsS "$base/ready" || { cat "$log" >&2; fail "/ready never answered 200"; }
 echo
 [ "$(ps -o user= -p "$server_pid" | tr -d ' ')" = "$user" ] || fail "the server does not run as $user"
@@ -101,10 +109,13 @@ as_user /usr/bin/ochered verify --database-url "sqlite://$restored/ochered.db" \
   --checkpoint "$restored/ochered.db.backup-checkpoint.json" --public-key /etc/ochered/checkpoint.pub
 rm -rf "$restored"
 
-# --- SIGTERM: in-flight requests finish, then a clean exit.
-kill -TERM "$server_pid"
-wait "$server_pid" || { cat "$log" >&2; fail "the server did not exit cleanly on SIGTERM"; }
-server_pid=""
+# --- SIGTERM: in-flight requests finish, then a clean exit (stop_server checks the status);
+# a restart replays the log and says so in /metrics (a fresh process: the dashboard's panel).
+stop_server
+start_server
+curl -fsS "$base/metrics" | grep -q '^ochered_replay_events{authority="pkg-city"} 1$' \
+  || fail "/metrics does not show the replay of pkg-city after a restart"
+stop_server
 
 # --- Purge: nothing of the package is left.
 dpkg --purge ochered >/dev/null

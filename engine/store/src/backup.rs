@@ -216,9 +216,9 @@ async fn copy_and_sign(
     key: &SigningKey,
     started_at: DateTime<Utc>,
 ) -> Result<Checkpoint, BackupError> {
-    let target = partial.to_str().ok_or_else(|| {
-        BackupError::Refused(format!("{} is not valid UTF-8", partial.display()))
-    })?;
+    let target = partial
+        .to_str()
+        .ok_or_else(|| BackupError::Refused(format!("{} is not valid UTF-8", partial.display())))?;
     // One read transaction: the log at one moment, however long the copy takes.
     let mut conn = connect(source).await?;
     sqlx::query("VACUUM INTO ?1")
@@ -230,9 +230,8 @@ async fn copy_and_sign(
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(partial, std::fs::Permissions::from_mode(0o600)).map_err(
-            io(format!("failed to restrict {}", partial.display())),
-        )?;
+        std::fs::set_permissions(partial, std::fs::Permissions::from_mode(0o600))
+            .map_err(io(format!("failed to restrict {}", partial.display())))?;
     }
 
     let checkpoint = sign_copy(partial, key, started_at).await?;

@@ -162,8 +162,7 @@ impl SqliteStore {
                 checkpointer_task: std::sync::Mutex::new(None),
             });
         }
-        let (checkpointer, checkpointer_task) =
-            spawn_checkpointer(base.clone().connect().await?);
+        let (checkpointer, checkpointer_task) = spawn_checkpointer(base.clone().connect().await?);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -524,7 +523,11 @@ impl EventStore for SqliteStore {
         if let Ok(mut stop) = self.stop_checkpointer.lock() {
             stop.take();
         }
-        let task = self.checkpointer_task.lock().ok().and_then(|mut t| t.take());
+        let task = self
+            .checkpointer_task
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take());
         if let Some(task) = task {
             let _ = task.await;
         }
