@@ -32,6 +32,50 @@ async fn ochered(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `ochered backup` of `url` into `out`, signed with `key`.
+async fn backup_to(url: &str, out: &Path, key: &Path) -> (i32, String, String) {
+    ochered(&[
+        "backup",
+        "--database-url",
+        url,
+        "--out",
+        text(out),
+        "--key",
+        text(key),
+    ])
+    .await
+}
+
+/// `ochered checkpoint keygen` into these two files.
+async fn keygen(secret: &Path, public: &Path) -> (i32, String, String) {
+    ochered(&[
+        "checkpoint",
+        "keygen",
+        "--out-secret",
+        text(secret),
+        "--out-public",
+        text(public),
+    ])
+    .await
+}
+
+/// `ochered restore` of `from` into `url`, checked with `public_key`.
+async fn restore(from: &Path, url: &str, public_key: &Path, force: bool) -> (i32, String, String) {
+    let mut args = vec![
+        "restore",
+        "--from",
+        text(from),
+        "--database-url",
+        url,
+        "--public-key",
+        text(public_key),
+    ];
+    if force {
+        args.push("--force");
+    }
+    ochered(&args).await
+}
+
 fn text(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -45,15 +89,7 @@ async fn a_backup_taken_under_load_restores_everything_acknowledged_before_it() 
     let dir = tempfile::tempdir().unwrap();
     let secret_key = dir.path().join("checkpoint.key");
     let public_key = dir.path().join("checkpoint.pub");
-    let (code, out, err) = ochered(&[
-        "checkpoint",
-        "keygen",
-        "--out-secret",
-        text(&secret_key),
-        "--out-public",
-        text(&public_key),
-    ])
-    .await;
+    let (code, out, err) = keygen(&secret_key, &public_key).await;
     assert_eq!(code, 0, "{out}{err}");
 
     // The surge: the simulator over HTTP against this server (a child process).
@@ -133,16 +169,7 @@ async fn a_backup_taken_under_load_restores_everything_acknowledged_before_it() 
     }
     let backup = dir.path().join("nightly.ochered-backup");
     let backup_began = Instant::now();
-    let (code, out, err) = ochered(&[
-        "backup",
-        "--database-url",
-        &live_url,
-        "--out",
-        text(&backup),
-        "--key",
-        text(&secret_key),
-    ])
-    .await;
+    let (code, out, err) = backup_to(&live_url, &backup, &secret_key).await;
     let backup_took = backup_began.elapsed();
     assert_eq!(code, 0, "backup: {out}{err}");
     assert!(out.contains("wrote"), "{out}");
@@ -200,16 +227,7 @@ async fn a_backup_taken_under_load_restores_everything_acknowledged_before_it() 
     let fresh = dir.path().join("restored");
     std::fs::create_dir(&fresh).unwrap();
     let restored_url = format!("sqlite://{}", fresh.join("ochered.db").display());
-    let (code, out, err) = ochered(&[
-        "restore",
-        "--from",
-        text(&backup),
-        "--database-url",
-        &restored_url,
-        "--public-key",
-        text(&public_key),
-    ])
-    .await;
+    let (code, out, err) = restore(&backup, &restored_url, &public_key, false).await;
     assert_eq!(code, 0, "restore: {out}{err}");
     let checkpoint_file = fresh.join("ochered.db.backup-checkpoint.json");
     let (code, out, err) = ochered(&[
@@ -231,16 +249,7 @@ async fn a_backup_taken_under_load_restores_everything_acknowledged_before_it() 
     }
 
     // Refusals. An existing database needs --force (and is then moved aside, not deleted).
-    let (code, _, err) = ochered(&[
-        "restore",
-        "--from",
-        text(&backup),
-        "--database-url",
-        &restored_url,
-        "--public-key",
-        text(&public_key),
-    ])
-    .await;
+    let (code, _, err) = restore(&backup, &restored_url, &public_key, false).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--force"), "{err}");
     // Meanwhile the server had notified the portal past the backup's heads: a restore moves
@@ -266,17 +275,7 @@ async fn a_backup_taken_under_load_restores_everything_acknowledged_before_it() 
         ),
     )
     .unwrap();
-    let (code, out, err) = ochered(&[
-        "restore",
-        "--from",
-        text(&backup),
-        "--database-url",
-        &restored_url,
-        "--public-key",
-        text(&public_key),
-        "--force",
-    ])
-    .await;
+    let (code, out, err) = restore(&backup, &restored_url, &public_key, true).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("moved the previous database to"), "{out}");
     let rewound = json(&cursor_file);
@@ -287,42 +286,15 @@ async fn a_backup_taken_under_load_restores_everything_acknowledged_before_it() 
     assert_eq!(rewound["cursors"][SIM_AUTHORITY]["partial"], 0, "{rewound}");
     assert_eq!(rewound["cursors"]["gone"]["seq"], 0, "{rewound}");
     // The live database, open in this process's server, is never replaced, even with --force.
-    let (code, _, err) = ochered(&[
-        "restore",
-        "--from",
-        text(&backup),
-        "--database-url",
-        &live_url,
-        "--public-key",
-        text(&public_key),
-        "--force",
-    ])
-    .await;
+    let (code, _, err) = restore(&backup, &live_url, &public_key, true).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("running process"), "{err}");
     // A backup signed by another key, and a backup whose events were changed.
     let other_secret = dir.path().join("other.key");
     let other_public = dir.path().join("other.pub");
-    ochered(&[
-        "checkpoint",
-        "keygen",
-        "--out-secret",
-        text(&other_secret),
-        "--out-public",
-        text(&other_public),
-    ])
-    .await;
+    keygen(&other_secret, &other_public).await;
     let elsewhere = format!("sqlite://{}", dir.path().join("elsewhere.db").display());
-    let (code, _, err) = ochered(&[
-        "restore",
-        "--from",
-        text(&backup),
-        "--database-url",
-        &elsewhere,
-        "--public-key",
-        text(&other_public),
-    ])
-    .await;
+    let (code, _, err) = restore(&backup, &elsewhere, &other_public, false).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("signature"), "{err}");
     let tampered = dir.path().join("tampered.ochered-backup");
@@ -348,16 +320,7 @@ async fn a_backup_taken_under_load_restores_everything_acknowledged_before_it() 
         .unwrap();
         conn.close().await.unwrap();
     }
-    let (code, _, err) = ochered(&[
-        "restore",
-        "--from",
-        text(&tampered),
-        "--database-url",
-        &elsewhere,
-        "--public-key",
-        text(&public_key),
-    ])
-    .await;
+    let (code, _, err) = restore(&tampered, &elsewhere, &public_key, false).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("broken"), "{err}");
     assert!(
@@ -365,16 +328,7 @@ async fn a_backup_taken_under_load_restores_everything_acknowledged_before_it() 
         "a refused restore left a database behind"
     );
     // A backup never overwrites a file.
-    let (code, _, err) = ochered(&[
-        "backup",
-        "--database-url",
-        &live_url,
-        "--out",
-        text(&backup),
-        "--key",
-        text(&secret_key),
-    ])
-    .await;
+    let (code, _, err) = backup_to(&live_url, &backup, &secret_key).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("never overwrites"), "{err}");
     // Everything committed before the backup began (every acknowledgement among it) is in
