@@ -304,20 +304,16 @@ async fn a_backup_taken_under_load_restores_everything_acknowledged_before_it() 
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", tampered.display()))
             .await
             .unwrap();
-        sqlx::query(
-            "UPDATE events SET payload = replace(payload, 'K1', 'K3') WHERE authority = ?1 AND authority_seq = (SELECT MAX(authority_seq) FROM events WHERE authority = ?1)",
-        )
-        .bind(SIM_AUTHORITY)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        sqlx::query(
-            "UPDATE events SET payload = payload || ' ' WHERE authority = ?1 AND authority_seq = 2",
+        // Event 2 of the test's authority gets another stored hash (rows are keyed by
+        // authority id << 40 | authority_seq; see the store's schema v2).
+        let changed = sqlx::query(
+            "UPDATE log SET hash = zeroblob(32) WHERE id = ((SELECT id FROM authority_ids WHERE name = ?1) << 40) | 2",
         )
         .bind(AUTHORITY)
         .execute(&mut conn)
         .await
         .unwrap();
+        assert_eq!(changed.rows_affected(), 1);
         conn.close().await.unwrap();
     }
     let (code, _, err) = restore(&tampered, &elsewhere, &public_key, false).await;
