@@ -342,7 +342,7 @@ async fn a_backup_taken_under_load_restores_everything_acknowledged_before_it() 
             .read(authority, before.authority_seq - 1, 1)
             .await
             .unwrap();
-        assert_eq!(event[0].hash, before.hash, "{authority}");
+        assert_eq!(event[0].hash_hex(), before.hash, "{authority}");
     }
     let (state, _) = ochered_writer::load_state(restored.as_ref(), AUTHORITY)
         .await

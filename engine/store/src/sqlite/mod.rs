@@ -743,7 +743,11 @@ impl EventStore for SqliteStore {
     }
 
     async fn close(&self) {
-        let checkpointer = self.stop_checkpointer.lock().ok().and_then(|mut c| c.take());
+        let checkpointer = self
+            .stop_checkpointer
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take());
         if let Some((stop, task)) = checkpointer {
             drop(stop);
             let _ = task.await;
