@@ -12,5 +12,6 @@ mod overload;
 mod privacy;
 mod security;
 mod simulator;
+mod slow_body;
 mod status_updates;
 mod tamper;
