@@ -410,6 +410,15 @@ impl Report {
                         ),
                     );
                 }
+                if let Some(per_commit) = server.commands_per_commit {
+                    row(
+                        "server group commit",
+                        format!(
+                            "{per_commit:.1} commands per commit, {} writers committing",
+                            server.writers_committing
+                        ),
+                    );
+                }
             } else {
                 row("server latency", server.note.clone());
             }
