@@ -152,7 +152,7 @@ pub(crate) fn may_change_status(stream_id: &str, only: Option<ApplicationNumber>
 
 /// Decodes a stored event.
 pub(crate) fn decode(e: &ochered_store::StoredEvent) -> Result<Event, String> {
-    ochered_core::upcast::decode(&e.event_type, e.schema_version, &e.payload)
+    ochered_writer::decode_event(e)
 }
 
 // ---------------------------------------------------------------------------------------------
