@@ -588,6 +588,34 @@ mod tests {
 
     const SLOW: &str = "/api/v1/authorities/demo/slow";
 
+    fn writes_in_flight(admission: &Admission) -> usize {
+        let writes = admission.writes.as_ref().expect("bounded");
+        writes.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// One request through the app.
+    async fn send(app: &axum::Router, method: Method, uri: &str) -> Response {
+        use tower::ServiceExt;
+        app.clone()
+            .oneshot(request(method, uri, "{}"))
+            .await
+            .unwrap()
+    }
+
+    /// A write through the app that is admitted: its handler enters, is released, answers.
+    async fn admitted(
+        app: &axum::Router,
+        uri: &str,
+        entered: &tokio::sync::Notify,
+        release: &tokio::sync::Notify,
+    ) -> Response {
+        use tower::ServiceExt;
+        let answer = tokio::spawn(app.clone().oneshot(request(Method::POST, uri, "{}")));
+        entered.notified().await;
+        release.notify_one();
+        answer.await.unwrap().unwrap()
+    }
+
     /// A wait source saying every writer has `queued` commands and drains 1,000 a second.
     fn queued(queued: Arc<AtomicUsize>) -> WaitSource {
         Arc::new(move |authority| {
@@ -610,20 +638,13 @@ mod tests {
         let app = app_with(admission, entered.clone(), release.clone());
         // 40 queued at 1,000/s: 40 ms, within the 50 ms target: admitted, body read whole.
         depth.store(40, Ordering::Relaxed);
-        let first = tokio::spawn(app.clone().oneshot(request(Method::POST, SLOW, "{}")));
-        entered.notified().await;
-        release.notify_one();
-        let first = first.await.unwrap().unwrap();
+        let first = admitted(&app, SLOW, &entered, &release).await;
         assert_eq!(first.status(), StatusCode::OK);
         let body = axum::body::to_bytes(first.into_body(), 64).await.unwrap();
         assert_eq!(&body[..], b"done 2");
         // 2,500 queued: 2.5 s. Shed at once, with a Retry-After covering the wait.
         depth.store(2500, Ordering::Relaxed);
-        let shed = app
-            .clone()
-            .oneshot(request(Method::POST, SLOW, "{}"))
-            .await
-            .unwrap();
+        let shed = send(&app, Method::POST, SLOW).await;
         assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(shed.headers()["retry-after"], "3");
         assert_eq!(shed.headers()["content-type"], "application/problem+json");
@@ -632,20 +653,15 @@ mod tests {
         assert_eq!(body["code"], "overloaded");
         assert_eq!(body["status"], 503);
         // Reads of the same authority, and writes elsewhere, are not held back.
-        let read = app
-            .clone()
-            .oneshot(request(Method::GET, "/api/v1/authorities/demo", ""))
-            .await
-            .unwrap();
+        let read = send(&app, Method::GET, "/api/v1/authorities/demo").await;
         assert_eq!(read.status(), StatusCode::OK);
-        let other = tokio::spawn(app.clone().oneshot(request(
-            Method::POST,
+        let other = admitted(
+            &app,
             "/api/v1/authorities/elsewhere/slow",
-            "{}",
-        )));
-        entered.notified().await;
-        release.notify_one();
-        assert_eq!(other.await.unwrap().unwrap().status(), StatusCode::OK);
+            &entered,
+            &release,
+        );
+        assert_eq!(other.await.status(), StatusCode::OK);
     }
 
     #[tokio::test]
@@ -659,41 +675,19 @@ mod tests {
         let first = tokio::spawn(app.clone().oneshot(request(Method::POST, SLOW, "{}")));
         // Once its handler runs, the first write holds the only write place.
         entered.notified().await;
-        let shed = app
-            .clone()
-            .oneshot(request(Method::POST, SLOW, "{}"))
-            .await
-            .unwrap();
+        let shed = send(&app, Method::POST, SLOW).await;
         assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(shed.headers()["retry-after"], "1");
-        let read = app
-            .clone()
-            .oneshot(request(Method::GET, "/api/v1/authorities/demo", ""))
-            .await
-            .unwrap();
+        let read = send(&app, Method::GET, "/api/v1/authorities/demo").await;
         assert_eq!(read.status(), StatusCode::OK, "a read has its own places");
-        let health = app
-            .clone()
-            .oneshot(request(Method::GET, "/health", ""))
-            .await
-            .unwrap();
+        let health = send(&app, Method::GET, "/health").await;
         assert_eq!(health.status(), StatusCode::OK);
         release.notify_one();
         assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
         // The place came back.
-        let again = tokio::spawn(app.clone().oneshot(request(Method::POST, SLOW, "{}")));
-        entered.notified().await;
-        release.notify_one();
-        assert_eq!(again.await.unwrap().unwrap().status(), StatusCode::OK);
-        assert_eq!(
-            admission
-                .writes
-                .as_ref()
-                .unwrap()
-                .in_flight
-                .load(Ordering::Relaxed),
-            0
-        );
+        let again = admitted(&app, SLOW, &entered, &release).await;
+        assert_eq!(again.status(), StatusCode::OK);
+        assert_eq!(writes_in_flight(&admission), 0);
         // Off: no bound at all.
         assert_eq!(Admission::new(0, 50, None).limit(), None);
     }
@@ -789,19 +783,9 @@ mod tests {
             .unwrap();
         let slow = tokio::spawn(app.clone().oneshot(slow));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(
-            admission
-                .writes
-                .as_ref()
-                .unwrap()
-                .in_flight
-                .load(Ordering::Relaxed),
-            0
-        );
-        let quick = tokio::spawn(app.clone().oneshot(request(Method::POST, SLOW, "{}")));
-        entered.notified().await;
-        release.notify_one();
-        assert_eq!(quick.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(writes_in_flight(&admission), 0);
+        let quick = admitted(&app, SLOW, &entered, &release).await;
+        assert_eq!(quick.status(), StatusCode::OK);
         entered.notified().await;
         release.notify_one();
         let slow = slow.await.unwrap().unwrap();
