@@ -630,7 +630,6 @@ mod tests {
 
     #[tokio::test]
     async fn writes_are_shed_when_they_would_wait_past_the_target_and_reads_are_not() {
-        use tower::ServiceExt;
         let depth = Arc::new(AtomicUsize::new(0));
         let admission = Admission::new(16, 50, Some(queued(depth.clone())));
         let entered = Arc::new(tokio::sync::Notify::new());
