@@ -46,7 +46,7 @@
 //!   (408), `incomplete` (400), `too_large` (413).
 //! - The writer's side, per authority, from `/metrics`: `ochered_writer_expected_wait_seconds`,
 //!   `ochered_writer_standing_wait_seconds`, `ochered_writer_drain_per_second`,
-//!   `ochered_writer_head_wait_seconds_total` with `ochered_writer_batches_taken_total`.
+//!   `ochered_writer_head_wait_microseconds_total` with `ochered_writer_batches_taken_total`.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
