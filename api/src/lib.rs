@@ -81,9 +81,13 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let limiter =
         ratelimit::SubmissionLimiter::new(state.config.rate_limit, &state.config.jwt_secret);
-    let admission = admission::Admission::adaptive(
+    let engine = state.engine.clone();
+    let waits: admission::WaitSource =
+        Arc::new(move |authority| engine.writer(authority).map(|w| w.pressure()));
+    let admission = admission::Admission::new(
         state.config.max_in_flight,
         state.config.admission_target_ms,
+        Some(waits),
     );
     let mut app = Router::new()
         .nest("/api/v1", routes::router())
@@ -99,8 +103,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             ratelimit::limit(limiter.clone(), req, next)
         }))
-        // Admission control before anything costly (the token, the body): past the bound a
-        // request is answered 503 at once; inside `observe`, so sheds are counted per route.
+        // Admission control before anything costly (the token, the body): a write that would
+        // wait past the target, or a request whose class is full, is answered 503 at once;
+        // the body of the rest is read (bounded in time) before they take a place. Inside
+        // `observe`, so sheds are counted per route.
         .layer(middleware::from_fn(move |req, next| {
             admission::admit(admission.clone(), req, next)
         }))
@@ -166,26 +172,48 @@ async fn ready(AxumState(state): AxumState<AppState>) -> Response {
 }
 
 async fn metrics_text(AxumState(state): AxumState<AppState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
     for w in state.engine.writers() {
         let authority = w.authority().to_owned();
         let stats = w.stats();
-        use std::sync::atomic::Ordering::Relaxed;
-        metrics::gauge!("ochered_writer_queue_depth", "authority" => authority.clone())
-            .set(w.queue_depth() as f64);
-        metrics::gauge!("ochered_writer_batches_total", "authority" => authority.clone())
-            .set(stats.batches.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_commands_total", "authority" => authority.clone())
-            .set(stats.commands.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_events_total", "authority" => authority.clone())
-            .set(stats.events.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_last_batch_size", "authority" => authority.clone())
+        let label = || ("authority", authority.clone());
+        metrics::gauge!("ochered_writer_queue_depth", &[label()]).set(w.queue_depth() as f64);
+        // Totals since the start: counters, so that rate() over them is meaningful.
+        for (name, total) in [
+            ("ochered_writer_batches_total", &stats.batches),
+            ("ochered_writer_commands_total", &stats.commands),
+            ("ochered_writer_events_total", &stats.events),
+            (
+                "ochered_writer_commit_failures_total",
+                &stats.commit_failures,
+            ),
+            ("ochered_writer_shed_total", &stats.shed),
+        ] {
+            metrics::counter!(name, &[label()]).absolute(total.load(Relaxed));
+        }
+        // Time spent in commits (one transaction and one sync each), in microseconds (a
+        // counter is an integer): its rate over the batches' rate is the mean commit time.
+        metrics::counter!("ochered_writer_commit_microseconds_total", &[label()])
+            .absolute(stats.commit_micros_total.load(Relaxed));
+        metrics::gauge!("ochered_writer_last_batch_size", &[label()])
             .set(stats.last_batch_size.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_last_commit_seconds", "authority" => authority.clone())
+        metrics::gauge!("ochered_writer_last_commit_seconds", &[label()])
             .set(stats.last_commit_micros.load(Relaxed) as f64 / 1e6);
-        metrics::gauge!("ochered_writer_commit_failures_total", "authority" => authority.clone())
-            .set(stats.commit_failures.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_shed_total", "authority" => authority)
-            .set(stats.shed.load(Relaxed) as f64);
+        metrics::gauge!("ochered_authority_head_seq", &[label()])
+            .set(w.head().authority_seq as f64);
+        // The wait in front of the writer, as admission control sees it.
+        let pressure = w.pressure();
+        metrics::gauge!("ochered_writer_expected_wait_seconds", &[label()])
+            .set(pressure.expected_wait().as_secs_f64());
+        metrics::gauge!("ochered_writer_standing_wait_seconds", &[label()])
+            .set(pressure.standing_wait.as_secs_f64());
+        metrics::gauge!("ochered_writer_drain_per_second", &[label()])
+            .set(pressure.drain_per_s.unwrap_or(0.0));
+        // Head waits summed over the batches taken: their rates' ratio is the mean wait.
+        let (taken, wait_sum_us) = stats.head_waits();
+        metrics::counter!("ochered_writer_batches_taken_total", &[label()]).absolute(taken);
+        metrics::counter!("ochered_writer_head_wait_microseconds_total", &[label()])
+            .absolute(wait_sum_us);
     }
     (
         [(
@@ -222,10 +250,15 @@ async fn observe(AxumState(_): AxumState<AppState>, req: Request, next: Next) ->
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
+    let submission = ratelimit::is_submission(req.method(), Some(&route));
     let method = req.method().to_string();
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status();
+    // The intake an operator watches: submissions (applications, bookings) by outcome.
+    if submission {
+        metrics::counter!("ochered_submissions_total", "outcome" => outcome(status)).increment(1);
+    }
     metrics::counter!("ochered_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.as_u16().to_string())
         .increment(1);
     metrics::histogram!("ochered_http_request_seconds", "route" => route, "method" => method, "outcome" => outcome(status))
@@ -279,6 +312,8 @@ pub async fn spawn_node(
     cluster: Option<cluster::ClusterOptions>,
 ) -> anyhow::Result<RunningServer> {
     use anyhow::Context;
+    // The recorder first: metrics recorded before it exists (the replay's) would be lost.
+    metrics_handle();
     if let Some(options) = cluster {
         return spawn_cluster_node(config, options).await;
     }
@@ -307,6 +342,7 @@ pub async fn spawn_node(
             elapsed_ms = stats.elapsed.as_millis() as u64,
             "replayed"
         );
+        record_replay(authority, stats);
     }
     if config.seed_demo && replays.is_empty() {
         seed::seed_demo(&engine, &config.demo_authority, &config.person_secret)
@@ -315,6 +351,16 @@ pub async fn spawn_node(
         tracing::info!(authority = %config.demo_authority, "seeded the demo authority");
     }
     listen_and_serve(config, engine, None).await
+}
+
+/// The start-up replay of an authority, for the dashboard: how many events were folded (after
+/// the snapshot, if one was used), from which position, and how long it took.
+fn record_replay(authority: &str, stats: &ochered_writer::ReplayStats) {
+    let labels = [("authority", authority.to_owned())];
+    metrics::gauge!("ochered_replay_events", &labels).set(stats.events as f64);
+    metrics::gauge!("ochered_replay_seconds", &labels).set(stats.elapsed.as_secs_f64());
+    metrics::gauge!("ochered_replay_from_snapshot_seq", &labels)
+        .set(stats.from_snapshot.unwrap_or(0) as f64);
 }
 
 /// Cluster mode: joins the cluster, takes this node's share of the authorities (seeding the
