@@ -81,9 +81,13 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let limiter =
         ratelimit::SubmissionLimiter::new(state.config.rate_limit, &state.config.jwt_secret);
-    let admission = admission::Admission::adaptive(
+    let engine = state.engine.clone();
+    let waits: admission::WaitSource =
+        Arc::new(move |authority| engine.writer(authority).map(|w| w.pressure()));
+    let admission = admission::Admission::new(
         state.config.max_in_flight,
         state.config.admission_target_ms,
+        Some(waits),
     );
     let mut app = Router::new()
         .nest("/api/v1", routes::router())
@@ -99,8 +103,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             ratelimit::limit(limiter.clone(), req, next)
         }))
-        // Admission control before anything costly (the token, the body): past the bound a
-        // request is answered 503 at once; inside `observe`, so sheds are counted per route.
+        // Admission control before anything costly (the token, the body): a write that would
+        // wait past the target, or a request whose class is full, is answered 503 at once;
+        // the body of the rest is read (bounded in time) before they take a place. Inside
+        // `observe`, so sheds are counted per route.
         .layer(middleware::from_fn(move |req, next| {
             admission::admit(admission.clone(), req, next)
         }))
@@ -195,6 +201,19 @@ async fn metrics_text(AxumState(state): AxumState<AppState>) -> Response {
             .set(stats.last_commit_micros.load(Relaxed) as f64 / 1e6);
         metrics::gauge!("ochered_authority_head_seq", &[label()])
             .set(w.head().authority_seq as f64);
+        // The wait in front of the writer, as admission control sees it.
+        let pressure = w.pressure();
+        metrics::gauge!("ochered_writer_expected_wait_seconds", &[label()])
+            .set(pressure.expected_wait().as_secs_f64());
+        metrics::gauge!("ochered_writer_standing_wait_seconds", &[label()])
+            .set(pressure.standing_wait.as_secs_f64());
+        metrics::gauge!("ochered_writer_drain_per_second", &[label()])
+            .set(pressure.drain_per_s.unwrap_or(0.0));
+        // Head waits summed over the batches taken: their rates' ratio is the mean wait.
+        let (taken, wait_sum_us) = stats.head_waits();
+        metrics::counter!("ochered_writer_batches_taken_total", &[label()]).absolute(taken);
+        metrics::counter!("ochered_writer_head_wait_microseconds_total", &[label()])
+            .absolute(wait_sum_us);
     }
     (
         [(

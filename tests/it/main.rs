@@ -15,6 +15,7 @@ mod packaging;
 mod privacy;
 mod security;
 mod simulator;
+mod slow_body;
 mod status_updates;
 mod tamper;
 mod transparency;
