@@ -929,6 +929,55 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut O
 mod tests {
     use super::*;
 
+    /// The document with every object's keys sorted, pretty-printed: key order carries no
+    /// meaning in JSON, so this is the form the committed snapshot is kept in.
+    fn canonical(doc: &utoipa::openapi::OpenApi) -> String {
+        fn sort(value: serde_json::Value) -> serde_json::Value {
+            match value {
+                serde_json::Value::Object(map) => {
+                    let sorted: BTreeMap<String, serde_json::Value> =
+                        map.into_iter().map(|(k, v)| (k, sort(v))).collect();
+                    serde_json::Value::Object(sorted.into_iter().collect())
+                }
+                serde_json::Value::Array(items) => {
+                    serde_json::Value::Array(items.into_iter().map(sort).collect())
+                }
+                other => other,
+            }
+        }
+        let value = sort(serde_json::to_value(doc).expect("the document serialises"));
+        serde_json::to_string_pretty(&value).expect("JSON serialises") + "\n"
+    }
+
+    /// The served document equals the committed snapshot: moving handlers or rewriting how
+    /// they are registered must not change what clients see. A deliberate change updates the
+    /// snapshot with `OCHERED_UPDATE_OPENAPI_SNAPSHOT=1 cargo test -p ochered-api openapi`
+    /// and says why in its commit.
+    #[test]
+    fn document_matches_the_committed_snapshot() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openapi.json");
+        let now = canonical(&document());
+        if std::env::var_os("OCHERED_UPDATE_OPENAPI_SNAPSHOT").is_some() {
+            std::fs::write(&path, &now).expect("write the snapshot");
+        }
+        let snapshot = std::fs::read_to_string(&path).expect("read the snapshot");
+        if now != snapshot {
+            let first = now
+                .lines()
+                .zip(snapshot.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(now.lines().count().min(snapshot.lines().count()));
+            panic!(
+                "the OpenAPI document differs from {} from line {}:\n now:      {:?}\n snapshot: {:?}",
+                path.display(),
+                first + 1,
+                now.lines().nth(first),
+                snapshot.lines().nth(first),
+            );
+        }
+    }
+
     /// Every (method, path) the document describes.
     fn operations_listed(doc: &utoipa::openapi::OpenApi) -> BTreeMap<String, Vec<&'static str>> {
         let mut out = BTreeMap::new();
