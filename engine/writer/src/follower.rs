@@ -48,6 +48,7 @@ impl Follower {
             head: RwLock::new(stats.head),
             consistent: AtomicBool::new(true),
             committed: tokio::sync::broadcast::channel(crate::COMMITTED_BROADCAST_BATCHES).0,
+            clock: crate::system_clock(),
         });
         Ok(Follower {
             store,
