@@ -350,7 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Token(args) => {
-            println!("{}", ochered_api::auth::mint_from_args(&args)?);
+            println!("{}", ochered_api::http::auth::mint_from_args(&args)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Simulate(args) => ochered_simulator::run(args).await,

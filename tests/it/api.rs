@@ -1,7 +1,7 @@
 //! The HTTP API end to end: every endpoint's success and error answers, on SQLite and
 //! PostgreSQL, and who may do what.
 
-use ochered_api::auth::Role;
+use ochered_api::http::auth::Role;
 use serde_json::{json, Value};
 
 use crate::helpers::{each_backend, kindergarten, spawn_app, token, TestApp, AUTHORITY};
@@ -269,14 +269,15 @@ async fn tokens_are_required_valid_and_unexpired() {
         )
         .await;
     assert_eq!(none.status, 401);
-    let forged = ochered_api::auth::mint(b"not-the-secret", Role::Parent, "p", 1);
+    let forged = ochered_api::http::auth::mint(b"not-the-secret", Role::Parent, "p", 1);
     assert_eq!(
         app.post(&forged, "/kindergarten/applications", body.clone())
             .await
             .status,
         401
     );
-    let expired = ochered_api::auth::mint(crate::helpers::SECRET.as_bytes(), Role::Parent, "p", -1);
+    let expired =
+        ochered_api::http::auth::mint(crate::helpers::SECRET.as_bytes(), Role::Parent, "p", -1);
     let answer = app.post(&expired, "/kindergarten/applications", body).await;
     assert_eq!(answer.status, 401);
     assert!(answer.body["detail"].as_str().unwrap().contains("expired"));

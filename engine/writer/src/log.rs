@@ -4,15 +4,14 @@
 
 use ochered_core::domain::ApplicationNumber;
 use ochered_core::event::StreamId;
-use ochered_store::{EventStore, StoredEvent};
+use ochered_store::EventStore;
 
 use crate::replay::decode_stored;
 use crate::{CommittedEvent, WriterError};
 
 /// Whether a stored event may change the status of `only` (of any application when none):
 /// events of applications and of rounds may; the others are skipped without being decoded.
-fn may_change_status(stored: &StoredEvent, only: Option<ApplicationNumber>) -> bool {
-    let stream = stored.stream_id.as_str();
+fn may_change_status(stream: &str, only: Option<ApplicationNumber>) -> bool {
     if stream.starts_with(ROUND_PREFIX) {
         return true;
     }
@@ -53,7 +52,7 @@ pub async fn read_status_events(
         last_seq: page.last().map(|e| e.authority_seq),
     };
     for stored in &page {
-        if may_change_status(stored, only) {
+        if may_change_status(&stored.stream_id, only) {
             out.events.push(CommittedEvent {
                 authority_seq: stored.authority_seq,
                 recorded_at: stored.recorded_at,
@@ -67,13 +66,27 @@ pub async fn read_status_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ochered_core::domain::RoundId;
 
     #[test]
-    fn stream_ids_begin_with_the_prefixes_read_here() {
-        let round = StreamId::Round(ochered_core::domain::RoundId::parse("r1").unwrap());
-        assert!(round.to_string().starts_with(ROUND_PREFIX));
-        assert!(StreamId::Application(ApplicationNumber(7))
-            .to_string()
-            .starts_with(APPLICATION_PREFIX));
+    fn applications_and_rounds_may_change_a_status() {
+        let seven = Some(ApplicationNumber(7));
+        let stream = |id: StreamId| id.to_string();
+        assert!(may_change_status(
+            &stream(StreamId::Application(ApplicationNumber(7))),
+            seven
+        ));
+        assert!(!may_change_status(
+            &stream(StreamId::Application(ApplicationNumber(70))),
+            seven
+        ));
+        assert!(may_change_status(
+            &stream(StreamId::Application(ApplicationNumber(70))),
+            None
+        ));
+        let round = stream(StreamId::Round(RoundId::parse("r1").unwrap()));
+        assert!(may_change_status(&round, seven));
+        assert!(!may_change_status("institution-K1", None));
+        assert!(!may_change_status("authority", seven));
     }
 }

@@ -1,4 +1,4 @@
-//! Admission control (issue 6): a bound on the API requests in progress, beyond which the
+//! Admission control: a bound on the API requests in progress, beyond which the
 //! server answers at once instead of queueing.
 //!
 //! Without it, an HTTP load above what the machine can serve piles up inside the server
@@ -50,7 +50,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Requests under `/api/v1/` in progress at once, by default: about 30 ms of the HTTP path's
 /// throughput on a 2-core machine (docs/PERFORMANCE.md, "Overload").
