@@ -1,12 +1,12 @@
-//! HTTP submissions on loopback (PRODUCT.md §7: ≥ 15,000/s; p99 ≤ 25 ms at half that rate),
-//! with a trivial axum endpoint measured in the same run as the ceiling.
+//! HTTP submissions on loopback (target in docs/PERFORMANCE.md: ≥ 15,000/s; p99 ≤ 25 ms at
+//! half that rate), with a trivial axum endpoint measured in the same run as the ceiling.
 //!
 //! `cargo bench --bench http`
 //!
 //! The real server (`ochered_api::spawn`, SQLite file with `synchronous=FULL`, group commit)
 //! and a trivial axum endpoint (`POST /echo`: parse a JSON body, answer 201 with a small JSON
 //! body, no middleware) run in one 2-thread runtime; the load generator runs in another
-//! 2-thread runtime of the same process, so both share the machine's cores, as §7 asks.
+//! 2-thread runtime of the same process, so both share the machine's cores, as the target assumes.
 //! The generator speaks HTTP/1.1 over keep-alive connections with hyper's bare client.
 //!
 //! For each target:

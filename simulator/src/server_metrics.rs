@@ -1,4 +1,4 @@
-//! The server's own latency (issue 6): scraped from its `/metrics` at the end of the load.
+//! The server's own latency: scraped from its `/metrics` at the end of the load.
 //!
 //! The simulator times each attempt from its intended send time, so its figures include every
 //! wait before the server could read the request (the generator's own connection queue, the

@@ -1,4 +1,4 @@
-// Browser test of the web pages (issue 4, acceptance): the real server on a free loopback
+// Browser test of the web pages: the real server on a free loopback
 // port with a fresh SQLite database (the demo seeded), driven by headless Chromium through
 // playwright-core (the system's /usr/bin/chromium; no browser is downloaded).
 //
@@ -322,7 +322,7 @@ test("no script error or blocked resource on any page", () => {
   assert.deepEqual(pageErrors, []);
 });
 
-test("the simulator's HTML report opens with its charts visible (issue 5)", async () => {
+test("the simulator's HTML report opens with its charts visible", async () => {
   // A short in-process run writes the report; the browser must show its SVG charts.
   const report = path.join(work, "report.html");
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OCHERED_")));

@@ -1,4 +1,4 @@
-//! Fuzzing request decoding end to end (issue 6, "bad input"): proptest drives every operation
+//! Fuzzing request decoding end to end (docs/RULES.md#bad-input): proptest drives every operation
 //! of the OpenAPI document that takes a JSON body with generated bodies — raw bytes, arbitrary
 //! JSON, and objects built from the operation's own property names with hostile values
 //! (extreme dates and numbers, SQL-like and control-character strings, deep nesting). The
@@ -6,7 +6,7 @@
 //! by `TestApp::send`), a 400/422 must name the field, and a 4xx must write nothing.
 //!
 //! A coverage-guided fuzzer (cargo-fuzz) needs a nightly compiler, which this machine cannot
-//! fetch; proptest stands in for it, as the issue allows. `PROPTEST_CASES` sets the number of
+//! fetch; proptest stands in for it. `PROPTEST_CASES` sets the number of
 //! cases (default 300 here; CI uses the default).
 
 use std::collections::BTreeMap;

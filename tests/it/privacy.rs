@@ -1,6 +1,6 @@
-//! Personal data (issue 6): names, contacts and the document as typed are sealed per
-//! applicant and never stored in plain text; officers and the submitting parent read them
-//! back, auditors and other parents do not; an erasure destroys the applicant's key
+//! Personal data (docs/RULES.md#privacy): names, contacts and the document as typed are
+//! sealed per applicant and never stored in plain text; officers and the submitting parent
+//! read them back, auditors and other parents do not; an erasure destroys the applicant's key
 //! (crypto-shredding) while the chain still verifies and no queue position moves.
 
 use std::sync::Arc;

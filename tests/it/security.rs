@@ -1,6 +1,5 @@
-//! Security (issue 6, item 5): per-client rate limiting of submissions, token expiry, CORS
-//! off unless configured, and secrets and personal data kept out of the logs of the real
-//! server binary.
+//! Security: per-client rate limiting of submissions, token expiry, CORS off unless
+//! configured, and secrets and personal data kept out of the logs of the real server binary.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};

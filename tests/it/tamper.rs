@@ -1,4 +1,4 @@
-//! Tamper evidence end to end (issue 6, item 7): `ochered verify` run as the real binary on
+//! Tamper evidence end to end: `ochered verify` run as the real binary on
 //! logs changed behind the server's back, with and without a signed checkpoint.
 //!
 //! The store's own tests (engine/store/tests/it/log.rs) cover each kind of break on the

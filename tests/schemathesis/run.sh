@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Schemathesis against the real server's OpenAPI document (issue 6, "bad input"): every
+# Schemathesis against the real server's OpenAPI document (docs/RULES.md#bad-input): every
 # generated request must get an answer that is not 5xx and that conforms to the document
 # (status code, content type, headers, response schema).
 #

@@ -363,7 +363,8 @@ pub mod defaults {
 }
 
 impl AuthorityConfig {
-    /// The default rules of PRODUCT.md for an authority in the given time zone.
+    /// The default rules (docs/RULES.md#authority-settings) for an authority in the given time
+    /// zone.
     pub fn with_defaults(id: AuthorityId, name: impl Into<String>, time_zone: Tz) -> Self {
         Self {
             id,
@@ -378,6 +379,11 @@ impl AuthorityConfig {
             no_show_block_count: defaults::no_show_block_count(),
             no_show_window_days: defaults::no_show_window_days(),
         }
+    }
+
+    /// How long a freed clinic slot is held for one patient of the waiting list.
+    pub fn clinic_hold(&self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.clinic_hold_minutes))
     }
 
     /// The calendar day in the authority's time zone at an instant.

@@ -5,7 +5,6 @@
 //! folds them with [`State::apply`].
 
 pub mod allocation;
-pub mod clinic;
 pub mod command;
 pub mod decide;
 pub mod domain;

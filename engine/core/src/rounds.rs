@@ -2,9 +2,11 @@
 //!
 //! A round takes the free seats and the eligible applications, runs student-proposing
 //! deferred acceptance ([`crate::allocation`]) and records its whole input and its placements
-//! in one event. The round's allocation instance (PRODUCT.md §4) is therefore a pure function
-//! of that event: [`crate::State::round_instance`] rebuilds it, and solving it again gives the
-//! recorded placements exactly.
+//! in one event. The round's allocation instance (docs/RULES.md#allocation-instance) is
+//! therefore a pure function of that event: [`crate::State::round_instance`] rebuilds it, and
+//! solving it again gives the recorded placements exactly. Which applications and seats a
+//! round takes is decided by each service's rules (`decide::kindergarten`, `decide::school`);
+//! this module holds what they share.
 //!
 //! How a round is turned into an instance:
 //! - One instance "institution" per group of seats: a kindergarten × age group of the round's
@@ -22,22 +24,18 @@
 //!   kindergarten: one deferred-acceptance pass that equals "a second pass over the seats
 //!   left", except that it stays stable and exportable as a single instance.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::{
     deferred_acceptance, ApplicantSpec, Instance, InstitutionSpec, ProblemBuilder,
 };
-use crate::command::{CampaignMode, CampaignStage};
-use crate::domain::{
-    september_first, ApplicationNumber, AuthorityConfig, CampaignId, InstitutionId, RoundId,
-};
-use crate::event::Event;
-use crate::ordering::{kindergarten_tier, school_tier, TieBreak};
+use crate::command::CampaignStage;
+use crate::domain::{september_first, ApplicationNumber, InstitutionId, RoundId};
 use crate::rejection::Rejection;
-use crate::state::{ApplicationStatus, CampaignIdx, InstitutionIdx, ServiceKind, State};
+use crate::state::{CampaignIdx, InstitutionIdx, State};
 
 /// Most rounds an authority can run (rounds are at most monthly; the queue change log
 /// stores the round's index in 16 bits).
@@ -202,7 +200,7 @@ impl State {
         }
     }
 
-    /// The allocation instance of a round (PRODUCT.md §4), rebuilt from what the round
+    /// The allocation instance of a round (docs/RULES.md#allocation-instance), rebuilt from what the round
     /// event recorded. `ochered allocate` on it reproduces [`State::round_assignment`].
     pub fn round_instance(&self, round: &Round) -> Instance {
         let ids: Vec<String> = round.seats.iter().map(|g| self.seat_group_id(g)).collect();
@@ -256,22 +254,69 @@ impl State {
     }
 }
 
-/// The inputs of a round before it is solved.
-struct RoundInput {
+/// The inputs of a round while the rules of its service gather them: the groups of free
+/// seats, and each eligible applicant with its tie-break key.
+pub(crate) struct RoundInput {
     seats: Vec<RoundSeatGroup>,
+    keyed: Vec<(i64, RoundApplicant)>,
+}
+
+/// A solved round, as its event records it.
+pub(crate) struct SolvedRound {
+    pub(crate) seats: Vec<RoundSeats>,
     /// Applicants in rank order (rank = index + 1).
-    applicants: Vec<RoundApplicant>,
+    pub(crate) applicants: Vec<RoundApplicant>,
+    /// Placements in rank order.
+    pub(crate) placements: Vec<RoundPlacement>,
 }
 
 impl RoundInput {
-    /// Runs deferred acceptance and returns the placements in rank order.
-    fn solve(&self) -> Vec<RoundPlacement> {
+    pub(crate) fn new(seats: Vec<RoundSeatGroup>) -> Self {
+        Self {
+            seats,
+            keyed: Vec::new(),
+        }
+    }
+
+    /// Adds an eligible applicant: its groups of seats best first, its class at each listed
+    /// one (groups past `classes.len()` carry none), and its tie-break key.
+    pub(crate) fn push(
+        &mut self,
+        key: i64,
+        number: ApplicationNumber,
+        preferences: Vec<u32>,
+        classes: Vec<u8>,
+    ) {
+        self.keyed.push((
+            key,
+            RoundApplicant {
+                number,
+                rank: 0,
+                preferences,
+                classes,
+            },
+        ));
+    }
+
+    /// Ranks the applicants by tie-break key (then number), runs deferred acceptance and
+    /// names the groups of seats by institution id.
+    pub(crate) fn solve(mut self, state: &State) -> SolvedRound {
+        self.keyed.sort_by_key(|(key, a)| (*key, a.number));
+        let applicants: Vec<RoundApplicant> = self
+            .keyed
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, mut a))| {
+                a.rank = i as u32 + 1;
+                a
+            })
+            .collect();
         let capacities = self.seats.iter().map(|g| g.capacity).collect();
-        let n_preferences = self.applicants.iter().map(|a| a.preferences.len()).sum();
+        let n_preferences = applicants.iter().map(|a| a.preferences.len()).sum();
         let mut builder =
-            ProblemBuilder::with_capacity(capacities, self.applicants.len(), n_preferences);
+            ProblemBuilder::with_capacity(capacities, applicants.len(), n_preferences);
         let mut priorities = Vec::new();
-        for a in &self.applicants {
+        for a in &applicants {
             priorities.clear();
             priorities.extend(
                 a.preferences
@@ -284,33 +329,35 @@ impl RoundInput {
                 .expect("round inputs are built valid: listed groups exist and are unique");
         }
         let problem = builder.build().expect("ranks are positions, hence unique");
-        deferred_acceptance(&problem)
+        let placements = deferred_acceptance(&problem)
             .into_iter()
-            .zip(&self.applicants)
+            .zip(&applicants)
             .filter_map(|(assigned, a)| {
                 assigned.map(|seats| RoundPlacement {
                     number: a.number,
                     seats,
                 })
             })
-            .collect()
-    }
-
-    /// Sorts applicants by tie-break key and assigns ranks 1, 2, 3…
-    fn ranked(mut keyed: Vec<(i64, RoundApplicant)>) -> Vec<RoundApplicant> {
-        keyed.sort_by_key(|(key, a)| (*key, a.number));
-        keyed
-            .into_iter()
-            .enumerate()
-            .map(|(i, (_, mut a))| {
-                a.rank = i as u32 + 1;
-                a
+            .collect();
+        let seats = self
+            .seats
+            .iter()
+            .map(|g| RoundSeats {
+                institution: state.institution(g.institution).id.clone(),
+                age_group: g.age_group,
+                capacity: g.capacity,
             })
-            .collect()
+            .collect();
+        SolvedRound {
+            seats,
+            applicants,
+            placements,
+        }
     }
 }
 
-fn check_new_round(state: &State, round: &RoundId) -> Result<(), Rejection> {
+/// A round's id is used once, and the number of rounds is bounded.
+pub(crate) fn check_new_round(state: &State, round: &RoundId) -> Result<(), Rejection> {
     if state.round_idx(round).is_some() {
         return Err(Rejection::RoundExists {
             id: round.to_string(),
@@ -324,246 +371,6 @@ fn check_new_round(state: &State, round: &RoundId) -> Result<(), Rejection> {
         });
     }
     Ok(())
-}
-
-/// Decides `RunKindergartenRound`.
-pub(crate) fn run_kindergarten_round(
-    state: &State,
-    config: &AuthorityConfig,
-    round: &RoundId,
-    intake_year: i32,
-    intake_date: Option<NaiveDate>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Event>, Rejection> {
-    check_new_round(state, round)?;
-    if !(2000..=2200).contains(&intake_year) {
-        return Err(Rejection::invalid("intake_year", "must be 2000-2200"));
-    }
-    let year_start = september_first(intake_year);
-    let intake_date = intake_date.unwrap_or(year_start);
-    if intake_date < year_start || intake_date >= september_first(intake_year + 1) {
-        return Err(Rejection::invalid(
-            "intake_date",
-            format!("must fall in the school year that starts on {year_start}"),
-        ));
-    }
-
-    // Groups of free seats, in the order of institutions, then age groups.
-    let seats: Vec<RoundSeatGroup> = state
-        .data
-        .kindergarten_seats
-        .iter()
-        .filter(|g| g.intake_year == intake_year && g.published > g.taken)
-        .map(|g| RoundSeatGroup {
-            institution: g.institution,
-            age_group: Some(g.age_group),
-            capacity: g.published - g.taken,
-        })
-        .collect();
-    if seats.is_empty() {
-        return Err(Rejection::NoFreeSeats { intake_year });
-    }
-    let group_of: HashMap<(InstitutionIdx, u8), u32> = seats
-        .iter()
-        .enumerate()
-        .map(|(i, g)| ((g.institution, g.age_group.unwrap_or(0)), i as u32))
-        .collect();
-    let mut groups_by_age: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
-    for (i, g) in seats.iter().enumerate() {
-        groups_by_age
-            .entry(g.age_group.unwrap_or(0))
-            .or_default()
-            .push(i as u32);
-    }
-
-    let mut keyed = Vec::new();
-    for app in state.applications() {
-        if app.service != ServiceKind::Kindergarten
-            || app.status != ApplicationStatus::Active
-            || app.desired_start > intake_date
-        {
-            continue;
-        }
-        let age = app.birth_date.age_on(year_start);
-        let Ok(age_group) = u8::try_from(age) else {
-            continue;
-        };
-        let current = state.enrolled_kindergarten(&app.child);
-        let mut preferences = Vec::new();
-        let mut classes = Vec::new();
-        for &institution in app.preferences.iter() {
-            if Some(institution) == current {
-                continue;
-            }
-            if let Some(&g) = group_of.get(&(institution, age_group)) {
-                preferences.push(g);
-                classes.push(kindergarten_tier(
-                    &app.privileges,
-                    &state.institution(institution).id,
-                ));
-            }
-        }
-        if app.any_other {
-            for &g in groups_by_age.get(&age_group).into_iter().flatten() {
-                let institution = seats[g as usize].institution;
-                if Some(institution) != current && !app.preferences.contains(&institution) {
-                    preferences.push(g);
-                }
-            }
-        }
-        if preferences.is_empty() {
-            continue;
-        }
-        let key =
-            TieBreak::RegistrationTime.key(app.registered_at, app.birth_date.date(), app.number);
-        keyed.push((
-            key,
-            RoundApplicant {
-                number: app.number,
-                rank: 0,
-                preferences,
-                classes,
-            },
-        ));
-    }
-    let input = RoundInput {
-        applicants: RoundInput::ranked(keyed),
-        seats,
-    };
-    let placements = input.solve();
-    let seats = seats_for_event(state, &input.seats);
-    Ok(vec![Event::KindergartenRoundCompleted {
-        round: round.clone(),
-        intake_year,
-        intake_date,
-        offer_deadline: now + Duration::days(i64::from(config.offer_deadline_days)),
-        at: now,
-        seats,
-        applicants: input.applicants,
-        placements,
-    }])
-}
-
-fn seats_for_event(state: &State, seats: &[RoundSeatGroup]) -> Vec<RoundSeats> {
-    seats
-        .iter()
-        .map(|g| RoundSeats {
-            institution: state.institution(g.institution).id.clone(),
-            age_group: g.age_group,
-            capacity: g.capacity,
-        })
-        .collect()
-}
-
-/// Decides `RunSchoolEnrollment`.
-pub(crate) fn run_school_enrollment(
-    state: &State,
-    config: &AuthorityConfig,
-    round: &RoundId,
-    campaign_id: &CampaignId,
-    stage: CampaignStage,
-    now: DateTime<Utc>,
-) -> Result<Vec<Event>, Rejection> {
-    let campaign_idx =
-        state
-            .campaign_idx(campaign_id)
-            .ok_or_else(|| Rejection::UnknownCampaign {
-                id: campaign_id.to_string(),
-            })?;
-    check_new_round(state, round)?;
-    let campaign = state.campaign(campaign_idx);
-    let stage2_opens = config.local_midnight(campaign.config.stage2_opens);
-    let opens = match stage {
-        CampaignStage::One => config.local_midnight(campaign.config.stage1_opens),
-        CampaignStage::Two => stage2_opens,
-    };
-    if now < opens {
-        return Err(Rejection::CampaignNotOpen {
-            id: campaign_id.to_string(),
-            opens_at: opens,
-        });
-    }
-    let seats: Vec<RoundSeatGroup> = campaign
-        .school_idx
-        .iter()
-        .zip(&campaign.config.schools)
-        .enumerate()
-        .filter_map(|(i, (&institution, school))| {
-            let taken = campaign.seats_taken.get(i).copied().unwrap_or(0);
-            (school.seats > taken).then(|| RoundSeatGroup {
-                institution,
-                age_group: None,
-                capacity: school.seats - taken,
-            })
-        })
-        .collect();
-    if seats.is_empty() {
-        return Err(Rejection::NoFreeSeats {
-            intake_year: campaign.config.year,
-        });
-    }
-    let group_of: HashMap<InstitutionIdx, u32> = seats
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.institution, i as u32))
-        .collect();
-    let mut keyed = Vec::new();
-    for app in state.applications() {
-        if app.campaign != Some(campaign_idx)
-            || app.status != ApplicationStatus::Active
-            || (stage == CampaignStage::One && app.registered_at >= stage2_opens)
-        {
-            continue;
-        }
-        let mut preferences = Vec::new();
-        let mut classes = Vec::new();
-        // A single-school campaign has one school per application; filling each school in
-        // queue order until full is deferred acceptance with one-item lists.
-        let listed = match campaign.config.mode {
-            CampaignMode::SingleSchool => &app.preferences[..app.preferences.len().min(1)],
-            CampaignMode::Ranked { .. } => &app.preferences[..],
-        };
-        for &institution in listed {
-            if let Some(&g) = group_of.get(&institution) {
-                preferences.push(g);
-                classes.push(school_tier(
-                    &app.privileges,
-                    &state.institution(institution).id,
-                ));
-            }
-        }
-        if preferences.is_empty() {
-            continue;
-        }
-        let key =
-            campaign
-                .config
-                .tie_break
-                .key(app.registered_at, app.birth_date.date(), app.number);
-        keyed.push((
-            key,
-            RoundApplicant {
-                number: app.number,
-                rank: 0,
-                preferences,
-                classes,
-            },
-        ));
-    }
-    let input = RoundInput {
-        applicants: RoundInput::ranked(keyed),
-        seats,
-    };
-    let placements = input.solve();
-    Ok(vec![Event::SchoolEnrollmentCompleted {
-        round: round.clone(),
-        campaign: campaign_id.clone(),
-        stage,
-        at: now,
-        seats: seats_for_event(state, &input.seats),
-        applicants: input.applicants,
-        placements,
-    }])
 }
 
 /// The first 1 September strictly after a round's intake date: where a declined or expired

@@ -608,7 +608,7 @@ fn collect_leaves(value: &serde_json::Value, path: String, out: &mut Vec<String>
 proptest! {
     #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
 
-    /// Fuzzing `decide` (issue 6): hostile but decodable commands never panic the core, and
+    /// Fuzzing `decide` (docs/RULES.md#bad-input): hostile but decodable commands never panic the core, and
     /// every invariant and the replay equality still hold.
     #[test]
     fn decide_survives_hostile_commands(

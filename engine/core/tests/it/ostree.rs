@@ -6,7 +6,7 @@
 //! Others use `u32` keys with the production capacities (256 keys per leaf, 64 children).
 //!
 //! `measure_1m` (ignored) prints the figures asked for at one million keys; run it with
-//! `cargo test -p ochered-core --release --test ostree -- --ignored --nocapture`.
+//! `cargo test -p ochered-core --release --test it ostree::measure_1m -- --ignored --nocapture`.
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -1,0 +1,70 @@
+//! The authority's own part of the state: its settings and institutions, and the erasure
+//! of personal data, which crosses every service.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{InstitutionId, InstitutionKind};
+use crate::event::Event;
+
+use super::{InstitutionIdx, State};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Institution {
+    pub id: InstitutionId,
+    pub kind: InstitutionKind,
+    pub name: String,
+    pub version: u32,
+}
+
+impl State {
+    pub fn institution_idx(&self, id: &InstitutionId) -> Option<InstitutionIdx> {
+        self.institution_by_id.get(id).copied()
+    }
+
+    pub fn institution(&self, idx: InstitutionIdx) -> &Institution {
+        &self.data.institutions[idx as usize]
+    }
+
+    pub fn institutions(&self) -> &[Institution] {
+        &self.data.institutions
+    }
+
+    /// Folds the authority's events, in the order of [`Event`].
+    pub(super) fn apply_authority(&mut self, event: &Event) {
+        match event {
+            Event::AuthorityConfigured { config } => {
+                self.data.config = Some(config.clone());
+                self.data.config_version += 1;
+            }
+            Event::InstitutionRegistered { id, kind, name } => {
+                let idx = self.data.institutions.len() as InstitutionIdx;
+                self.data.institutions.push(Institution {
+                    id: id.clone(),
+                    kind: *kind,
+                    name: name.clone(),
+                    version: 1,
+                });
+                self.institution_by_id.insert(id.clone(), idx);
+            }
+            Event::PersonalDataErased {
+                person,
+                applications,
+                ..
+            } => {
+                // Only the personal data goes: no queue, status or version changes.
+                for number in applications {
+                    let app = &mut self.data.applications[number.0 as usize - 1];
+                    app.sealed = None;
+                    app.erased = true;
+                }
+                for campaign in &mut self.data.campaigns {
+                    if let Some(draft) = campaign.drafts.get_mut(person) {
+                        draft.sealed = None;
+                    }
+                }
+                *self.data.erasures.entry(*person).or_insert(0) += 1;
+            }
+            other => unreachable!("{} is not an authority event", other.type_name()),
+        }
+    }
+}

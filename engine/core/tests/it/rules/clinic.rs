@@ -1,0 +1,438 @@
+//! Clinic appointments: slots, bookings, referrals, no-shows, the waiting list and the hold
+//! chain of freed slots (docs/RULES.md#clinic).
+
+use chrono::Duration;
+use ochered_core::command::SlotSpec;
+use ochered_core::domain::{BookingNumber, DoctorId, SlotId};
+
+use super::*;
+
+fn therapist() -> Specialty {
+    Specialty::parse("therapist").unwrap()
+}
+
+fn slot(id: &str) -> SlotId {
+    SlotId::parse(id).unwrap()
+}
+
+fn with_slots() -> Scenario {
+    let mut s = given(authority());
+    let slots = (1..=4)
+        .map(|i| SlotSpec {
+            id: slot(&format!("T{i}")),
+            start: t("2026-02-10T09:00:00Z") + Duration::minutes(20 * i),
+            duration_minutes: 20,
+        })
+        .collect();
+    s.accept(
+        Command::PublishSlots {
+            doctor: DoctorId::parse("dr-ivanova").unwrap(),
+            specialty: therapist(),
+            slots,
+        },
+        t(NOW),
+    );
+    s.accept(
+        Command::PublishSlots {
+            doctor: DoctorId::parse("dr-petrov").unwrap(),
+            specialty: Specialty::parse("cardiology").unwrap(),
+            slots: vec![SlotSpec {
+                id: slot("C1"),
+                start: t("2026-02-11T09:00:00Z"),
+                duration_minutes: 30,
+            }],
+        },
+        t(NOW),
+    );
+    s
+}
+
+fn book(slot_id: &str, patient: u32) -> Command {
+    Command::BookSlot {
+        slot: slot(slot_id),
+        patient: child(patient),
+        referral: None,
+        booked_by: format!("patient-{patient}"),
+    }
+}
+
+#[test]
+fn slots_are_checked_when_published() {
+    let s = with_slots();
+    let publish = |id: &str, start: &str, minutes| Command::PublishSlots {
+        doctor: DoctorId::parse("dr-x").unwrap(),
+        specialty: therapist(),
+        slots: vec![SlotSpec {
+            id: slot(id),
+            start: t(start),
+            duration_minutes: minutes,
+        }],
+    };
+    then_rejected(
+        s.when(publish("T1", "2026-03-01T09:00:00Z", 20), t(NOW)),
+        Rejection::SlotExists { id: "T1".into() },
+    );
+    then_rejected(
+        s.when(publish("X1", "2026-01-01T09:00:00Z", 20), t(NOW)),
+        Rejection::SlotInThePast { id: "X1".into() },
+    );
+    then_invalid(
+        s.when(publish("X1", "2026-03-01T09:00:00Z", 0), t(NOW)),
+        "slots.duration_minutes",
+    );
+    then_rejected(
+        s.when(
+            Command::PublishSlots {
+                doctor: DoctorId::parse("dr-x").unwrap(),
+                specialty: Specialty::parse("dentist").unwrap(),
+                slots: vec![],
+            },
+            t(NOW),
+        ),
+        Rejection::UnknownSpecialty {
+            id: "dentist".into(),
+        },
+    );
+}
+
+#[test]
+fn a_slot_is_never_booked_twice_and_a_patient_books_once_per_specialty() {
+    let mut s = with_slots();
+    let events = s.accept(book("T1", 1), t(NOW));
+    assert_eq!(
+        events,
+        vec![Event::SlotBooked {
+            booking: BookingNumber(1),
+            slot: slot("T1"),
+            patient: child(1),
+            referral: None,
+            booked_by: "patient-1".into(),
+            at: t(NOW),
+        }]
+    );
+    then_rejected(
+        s.when(book("T1", 2), t(NOW)),
+        Rejection::SlotTaken {
+            id: "T1".into(),
+            booking: BookingNumber(1),
+        },
+    );
+    then_rejected(
+        s.when(book("T2", 1), t(NOW)),
+        Rejection::PatientHasActiveBooking {
+            existing: BookingNumber(1),
+        },
+    );
+    then_rejected(
+        s.when(book("T9", 1), t(NOW)),
+        Rejection::UnknownSlot { id: "T9".into() },
+    );
+    then_rejected(
+        s.when(book("T2", 2), t("2026-02-10T09:40:00Z")),
+        Rejection::SlotInThePast { id: "T2".into() },
+    );
+    // Cancelling frees the slot at once.
+    s.accept(
+        Command::CancelBooking {
+            booking: BookingNumber(1),
+        },
+        t(NOW),
+    );
+    then_rejected(
+        s.when(
+            Command::CancelBooking {
+                booking: BookingNumber(1),
+            },
+            t(NOW),
+        ),
+        Rejection::BookingNotActive {
+            number: BookingNumber(1),
+        },
+    );
+    then_rejected(
+        s.when(
+            Command::CancelBooking {
+                booking: BookingNumber(5),
+            },
+            t(NOW),
+        ),
+        Rejection::UnknownBooking {
+            number: BookingNumber(5),
+        },
+    );
+    s.accept(book("T1", 2), t(NOW));
+}
+
+#[test]
+fn referral_only_specialties_need_a_referral() {
+    let mut s = with_slots();
+    then_rejected(
+        s.when(book("C1", 1), t(NOW)),
+        Rejection::ReferralRequired {
+            id: "cardiology".into(),
+        },
+    );
+    s.accept(
+        Command::BookSlot {
+            slot: slot("C1"),
+            patient: child(1),
+            referral: Some("REF-2026-0042".into()),
+            booked_by: "patient-1".into(),
+        },
+        t(NOW),
+    );
+}
+
+#[test]
+fn two_no_shows_within_a_year_block_self_booking() {
+    let mut s = with_slots();
+    s.accept(book("T1", 1), t(NOW));
+    then_invalid(
+        s.when(
+            Command::RecordNoShow {
+                booking: BookingNumber(1),
+            },
+            t(NOW),
+        ),
+        "booking",
+    );
+    s.accept(
+        Command::RecordNoShow {
+            booking: BookingNumber(1),
+        },
+        t("2026-02-10T10:00:00Z"),
+    );
+    s.accept(book("T3", 1), t("2026-02-10T09:00:00Z"));
+    s.accept(
+        Command::RecordNoShow {
+            booking: BookingNumber(2),
+        },
+        t("2026-02-10T11:00:00Z"),
+    );
+    then_rejected(
+        s.when(book("T4", 1), t("2026-02-10T09:05:00Z")),
+        Rejection::SelfBookingBlocked {
+            no_shows: 2,
+            until: t("2027-02-10T10:00:00Z"),
+        },
+    );
+}
+
+#[test]
+fn waiting_list_is_joined_once_and_left_by_booking() {
+    let mut s = with_slots();
+    let join = |p: u32, tier: u8| Command::JoinWaitingList {
+        specialty: therapist(),
+        patient: child(p),
+        tier,
+    };
+    s.accept(join(1, 3), t(NOW));
+    s.accept(join(2, 1), t(NOW) + Duration::minutes(1));
+    then_rejected(
+        s.when(join(1, 3), t(NOW)),
+        Rejection::AlreadyOnWaitingList {
+            id: "therapist".into(),
+        },
+    );
+    then_invalid(s.when(join(3, 9), t(NOW)), "tier");
+    let order: Vec<_> = s
+        .state
+        .specialty(&therapist())
+        .unwrap()
+        .waiting
+        .iter()
+        .map(|w| w.patient)
+        .collect();
+    assert_eq!(order, vec![child(2), child(1)], "tier first, then time");
+    s.accept(book("T1", 1), t(NOW));
+    assert_eq!(s.state.specialty(&therapist()).unwrap().waiting.len(), 1);
+    then_rejected(
+        s.when(join(1, 3), t(NOW)),
+        Rejection::PatientHasActiveBooking {
+            existing: BookingNumber(1),
+        },
+    );
+}
+
+#[test]
+fn a_freed_slot_is_held_along_the_waiting_list_then_opens_to_everyone() {
+    let mut s = with_slots();
+    let join = |p: u32, tier: u8| Command::JoinWaitingList {
+        specialty: therapist(),
+        patient: child(p),
+        tier,
+    };
+    s.accept(book("T1", 1), t(NOW));
+    s.accept(join(2, 3), t(NOW));
+    s.accept(join(3, 1), t(NOW) + Duration::minutes(1));
+    // Cancelling frees T1 and holds it for the head of the list: tier first, then time.
+    let cancelled_at = t("2026-02-05T08:00:00Z");
+    let events = s.accept(
+        Command::CancelBooking {
+            booking: BookingNumber(1),
+        },
+        cancelled_at,
+    );
+    let hold_until = cancelled_at + Duration::minutes(120);
+    assert_eq!(
+        events,
+        vec![
+            Event::BookingCancelled {
+                booking: BookingNumber(1),
+                at: cancelled_at
+            },
+            Event::SlotHeld {
+                slot: slot("T1"),
+                specialty: therapist(),
+                patient: child(3),
+                until: hold_until,
+                passed_over: vec![],
+                at: cancelled_at,
+            },
+        ]
+    );
+    for other in [2, 4] {
+        then_rejected(
+            s.when(book("T1", other), cancelled_at + Duration::minutes(5)),
+            Rejection::SlotHeld {
+                id: "T1".into(),
+                until: hold_until,
+            },
+        );
+    }
+    // Nothing to pass on before the hold lapses.
+    assert_eq!(
+        s.accept(
+            Command::ExpireSlotHolds {},
+            hold_until - Duration::seconds(1)
+        ),
+        vec![]
+    );
+    // After it lapses the slot passes to the next on the list, even before the shell says so.
+    then_rejected(
+        s.when(book("T1", 3), hold_until),
+        Rejection::SlotHeld {
+            id: "T1".into(),
+            until: hold_until + Duration::minutes(120),
+        },
+    );
+    assert!(s.when(book("T1", 2), hold_until).is_ok());
+    let events = s.accept(
+        Command::ExpireSlotHolds {},
+        hold_until + Duration::minutes(1),
+    );
+    assert_eq!(
+        events,
+        vec![Event::SlotHeld {
+            slot: slot("T1"),
+            specialty: therapist(),
+            patient: child(2),
+            until: hold_until + Duration::minutes(120),
+            passed_over: vec![child(3)],
+            at: hold_until + Duration::minutes(1),
+        }]
+    );
+    then_rejected(
+        s.when(book("T1", 4), hold_until + Duration::minutes(2)),
+        Rejection::SlotHeld {
+            id: "T1".into(),
+            until: hold_until + Duration::minutes(120),
+        },
+    );
+    // When the list is exhausted the slot opens to everyone.
+    let open_at = hold_until + Duration::minutes(120);
+    assert!(s.when(book("T1", 4), open_at).is_ok());
+    let events = s.accept(Command::ExpireSlotHolds {}, open_at);
+    assert_eq!(
+        events,
+        vec![Event::SlotHoldLapsed {
+            slot: slot("T1"),
+            specialty: therapist(),
+            passed_over: vec![child(2)],
+            at: open_at,
+        }]
+    );
+    s.accept(book("T1", 4), open_at);
+}
+
+#[test]
+fn the_held_patient_books_the_slot_and_leaves_the_list() {
+    let mut s = with_slots();
+    s.accept(book("T2", 1), t(NOW));
+    s.accept(
+        Command::JoinWaitingList {
+            specialty: therapist(),
+            patient: child(2),
+            tier: 3,
+        },
+        t(NOW),
+    );
+    s.accept(
+        Command::CancelBooking {
+            booking: BookingNumber(1),
+        },
+        t(NOW),
+    );
+    s.accept(book("T2", 2), t(NOW) + Duration::minutes(10));
+    let t2 = s.state.slot(&slot("T2")).unwrap();
+    assert_eq!((t2.booking, &t2.hold), (Some(BookingNumber(2)), &None));
+    assert!(s.state.specialty(&therapist()).unwrap().waiting.is_empty());
+    assert_eq!(s.state.held_slots().count(), 0);
+    // With nobody waiting, a cancellation frees the slot for everyone at once.
+    let events = s.accept(
+        Command::CancelBooking {
+            booking: BookingNumber(2),
+        },
+        t(NOW) + Duration::minutes(20),
+    );
+    assert_eq!(events.len(), 1);
+    s.accept(book("T2", 5), t(NOW) + Duration::minutes(21));
+}
+
+#[test]
+fn no_shows_block_self_booking_even_for_a_held_slot() {
+    let mut s = with_slots();
+    s.accept(book("T1", 1), t(NOW));
+    s.accept(
+        Command::RecordNoShow {
+            booking: BookingNumber(1),
+        },
+        t("2026-02-10T10:00:00Z"),
+    );
+    s.accept(book("T3", 1), t("2026-02-10T09:00:00Z"));
+    s.accept(
+        Command::RecordNoShow {
+            booking: BookingNumber(2),
+        },
+        t("2026-02-10T11:00:00Z"),
+    );
+    s.accept(
+        Command::JoinWaitingList {
+            specialty: therapist(),
+            patient: child(1),
+            tier: 3,
+        },
+        t("2026-02-10T08:00:00Z"),
+    );
+    s.accept(book("T4", 2), t("2026-02-10T08:00:00Z"));
+    s.accept(
+        Command::CancelBooking {
+            booking: BookingNumber(3),
+        },
+        t("2026-02-10T08:30:00Z"),
+    );
+    assert_eq!(
+        s.state
+            .slot(&slot("T4"))
+            .unwrap()
+            .hold
+            .as_ref()
+            .unwrap()
+            .patient,
+        child(1)
+    );
+    assert!(matches!(
+        s.when(book("T4", 1), t("2026-02-10T08:40:00Z")),
+        Err(Rejection::SelfBookingBlocked { no_shows: 2, .. })
+    ));
+}
