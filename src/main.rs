@@ -73,12 +73,12 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Run deferred acceptance on an instance file (docs/RULES.md#allocation); print the result.
+    /// Run deferred acceptance on an instance file (docs/RULES.md#allocation-instance); print the result.
     Allocate {
         #[arg(long)]
         instance: PathBuf,
     },
-    /// Print the allocation instance (docs/RULES.md#allocation) of a round, rebuilt from the log;
+    /// Print the allocation instance (docs/RULES.md#allocation-rounds) of a round, rebuilt from the log;
     /// `ochered allocate --instance` on it reproduces the round's placements.
     ExportInstance {
         #[command(flatten)]

@@ -110,7 +110,7 @@ async fn round_results(
 /// Export a round's allocation instance
 ///
 /// **Roles:** officer, auditor (and admin). The inputs of the round as recorded
-/// (docs/RULES.md#a-round-as-an-instance): `ochered allocate` on it reproduces the placements.
+/// (docs/RULES.md#allocation-rounds): `ochered allocate` on it reproduces the placements.
 #[utoipa::path(
     get,
     path = "/api/v1/authorities/{authority}/rounds/{round}/instance",

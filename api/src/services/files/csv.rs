@@ -122,10 +122,13 @@ impl RowErrors {
     }
 }
 
+/// A table's data rows: each row's spreadsheet number and its values.
+pub type Rows = Vec<(u64, Vec<String>)>;
+
 /// Reads a CSV table whose header names exactly `columns` (in any order, any case). Returns
 /// each data row's spreadsheet row number and its values in the order of `columns`; rows
 /// with every field empty are skipped.
-pub fn read_table(text: &str, columns: &[&str]) -> Result<Vec<(u64, Vec<String>)>, ApiError> {
+pub fn read_table(text: &str, columns: &[&str]) -> Result<Rows, ApiError> {
     let first_line = text.lines().next().unwrap_or("");
     let delimiter = if first_line.contains(';') && !first_line.contains(',') {
         b';'

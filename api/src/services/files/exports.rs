@@ -107,7 +107,7 @@ async fn export_queue(
 ) -> Result<Response, ApiError> {
     let w = access::writer(&state, &authority)?;
     let table = w.read(|s| {
-        let (key, q) = access::find_queue(s, &queue_name)?;
+        let (key, q) = access::find_queue(s, queue_name)?;
         let rows = q
             .members
             .range_from(0)

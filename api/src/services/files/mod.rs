@@ -45,7 +45,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use self::csv::{column_of, parse_kind, read_table, CsvUpload, RowErrors, UPLOAD_LIMIT_BYTES};
+use self::csv::{
+    column_of, parse_kind, read_table, CsvUpload, RowErrors, Rows, UPLOAD_LIMIT_BYTES,
+};
 use crate::http::auth::Role;
 use crate::http::command::{mark_replayed, Write};
 use crate::http::error::ApiError;
@@ -521,7 +523,7 @@ fn upload(
     authority: &str,
     body: Result<CsvUpload, ApiError>,
     columns: &[&str],
-) -> Result<(Writer, Vec<(u64, Vec<String>)>), ApiError> {
+) -> Result<(Writer, Rows), ApiError> {
     write.allow(&[Role::Officer])?;
     let CsvUpload(text) = body?;
     let w = write.writer(authority)?;
