@@ -1,6 +1,8 @@
-//! Durable submissions per second (group commit vs one transaction per command vs a raw batched
-//! INSERT of the same rows, on SQLite and PostgreSQL), replay events per second, position
-//! lookup latency at 1,000,000 queued, and bytes of RAM per queued application.
+//! Durable submissions per second (group commit with an idempotency key on every submission,
+//! one transaction per command, eleven authorities at once, and as baselines a raw batched
+//! append of the same events and a plain batched INSERT of log rows, on SQLite and
+//! PostgreSQL), bytes on disk per submission, replay events per second, position lookup
+//! latency at 1,000,000 queued, and bytes of RAM per queued application.
 //!
 //! `cargo bench --bench engine` (PostgreSQL at OCHERED_TEST_PG_URL, default
 //! postgres://postgres@127.0.0.1:5432/test; skipped with a message when absent).
@@ -15,7 +17,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ochered_core::command::{Command, KindergartenForm};
 use ochered_core::domain::{Channel, PersonKey};
 use ochered_core::{Event, State};
-use ochered_store::{EventStore, IdempotencyRecord, Metadata, NewEvent};
+use ochered_store::{EventStore, Idempotency, Metadata, NewEvent};
 use ochered_writer::demo::{self, DemoShape, SeededRng};
 use ochered_writer::{Outcome, RequestMeta, Writer, WriterConfig};
 
@@ -50,16 +52,20 @@ fn application(rng: &mut SeededRng, n: u64) -> Command {
 }
 
 async fn start_writer(store: Arc<dyn EventStore>, batch: usize) -> Writer {
+    start_writer_of(store, AUTHORITY, batch).await
+}
+
+async fn start_writer_of(store: Arc<dyn EventStore>, authority: &str, batch: usize) -> Writer {
     let config = WriterConfig {
         batch_commands_max: batch,
         queue_commands_max: 1 << 20,
         clock: clock(),
         ..WriterConfig::default()
     };
-    let (writer, _) = Writer::start(store, AUTHORITY, config).await.unwrap();
+    let (writer, _) = Writer::start(store, authority, config).await.unwrap();
     let slots_from = Utc.with_ymd_and_hms(2026, 2, 2, 0, 0, 0).unwrap();
     if writer.read(|s| s.config().is_none()) {
-        for command in demo::setup_commands(AUTHORITY, &DemoShape::default(), slots_from) {
+        for command in demo::setup_commands(authority, &DemoShape::default(), slots_from) {
             writer
                 .submit(command, RequestMeta::default())
                 .await
@@ -71,6 +77,11 @@ async fn start_writer(store: Arc<dyn EventStore>, batch: usize) -> Writer {
 
 /// Submits `n` applications at once (each with an idempotency key) and waits for all answers.
 async fn submit_wave(writer: &Writer, next_child: &AtomicU64, n: u64) -> Duration {
+    submit_wave_to(std::slice::from_ref(writer), next_child, n).await
+}
+
+/// Submits `n` applications at once, spread evenly over the writers, and waits for all.
+async fn submit_wave_to(writers: &[Writer], next_child: &AtomicU64, n: u64) -> Duration {
     let first = next_child.fetch_add(n, Ordering::Relaxed);
     let mut rng = SeededRng::new(first);
     let commands: Vec<_> = (first..first + n)
@@ -79,7 +90,7 @@ async fn submit_wave(writer: &Writer, next_child: &AtomicU64, n: u64) -> Duratio
     let started = Instant::now();
     let mut handles = Vec::with_capacity(n as usize);
     for (c, command) in commands {
-        let writer = writer.clone();
+        let writer = writers[(c % writers.len() as u64) as usize].clone();
         handles.push(tokio::spawn(async move {
             let meta = RequestMeta {
                 idempotency_key: Some(format!("parent:{c}:k")),
@@ -100,9 +111,8 @@ async fn submit_wave(writer: &Writer, next_child: &AtomicU64, n: u64) -> Duratio
 }
 
 /// The rows one submission writes, prepared in advance: what a raw batched INSERT costs.
-fn raw_rows(first: u64, n: u64) -> (Vec<NewEvent>, Vec<IdempotencyRecord>) {
+fn raw_rows(first: u64, n: u64) -> Vec<NewEvent> {
     let mut events = Vec::new();
-    let mut records = Vec::new();
     let mut rng = SeededRng::new(first);
     for c in first..first + n {
         let Command::SubmitKindergartenApplication { form } = application(&mut rng, c) else {
@@ -116,21 +126,19 @@ fn raw_rows(first: u64, n: u64) -> (Vec<NewEvent>, Vec<IdempotencyRecord>) {
             event_type: event.type_name().into(),
             schema_version: ochered_core::SCHEMA_VERSION,
             recorded_at: Utc::now(),
-            payload: event.to_payload(),
+            payload: ochered_store::cbor::to_vec(&event).unwrap(),
             metadata: Metadata {
-                idempotency_key: Some(key.clone()),
                 actor: Some("parent:bench".into()),
                 ..Metadata::default()
             },
-        });
-        records.push(IdempotencyRecord {
-            key,
-            request_hash: "0".repeat(64),
-            response: "{}".into(),
-            authority_seq: None,
+            idempotency: Some(Idempotency {
+                key_digest: ochered_store::key_digest(&key),
+                request_hash: [0; 32],
+                answer_events: 1,
+            }),
         });
     }
-    (events, records)
+    events
 }
 
 fn kindergarten_event(number: u32, form: KindergartenForm) -> Event {
@@ -152,21 +160,48 @@ fn kindergarten_event(number: u32, form: KindergartenForm) -> Event {
 struct Backend {
     name: &'static str,
     store: Arc<dyn EventStore>,
+    /// The SQLite store itself, for the plain-rows baseline and the file's size.
+    sqlite: Option<Arc<ochered_store::SqliteStore>>,
     _guard: Box<dyn std::any::Any>,
+}
+
+/// Bytes of the SQLite database in use now (pages not free, the WAL checkpointed).
+async fn sqlite_bytes(store: &ochered_store::SqliteStore) -> u64 {
+    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(store.pool())
+        .await;
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    ((pages - free) * size) as u64
 }
 
 async fn backends() -> Vec<Backend> {
     let mut list = Vec::new();
     let sqlite = ochered_store::testing::Harness::sqlite().await;
+    let ochered_store::testing::Raw::Sqlite(raw) = &sqlite.raw else {
+        unreachable!()
+    };
     list.push(Backend {
         name: "sqlite",
         store: sqlite.store.clone(),
+        sqlite: Some(raw.clone()),
         _guard: Box::new(sqlite),
     });
     match ochered_store::testing::Harness::postgres().await {
         Some(pg) => list.push(Backend {
             name: "postgres",
             store: pg.store.clone(),
+            sqlite: None,
             _guard: Box::new(pg),
         }),
         None => eprintln!("SKIPPED: PostgreSQL benchmarks (not reachable)"),
@@ -185,6 +220,18 @@ fn durable_submissions(c: &mut Criterion) {
         // Group commit: a wave of 20,000 concurrent submissions.
         let wave = 20_000u64;
         let writer = rt.block_on(start_writer(backend.store.clone(), 2048));
+        // Bytes on disk per submission: a wave of its own, the file measured around it.
+        if let Some(sqlite) = &backend.sqlite {
+            rt.block_on(async {
+                let before = sqlite_bytes(sqlite).await;
+                submit_wave(&writer, &next_child, wave).await;
+                let after = sqlite_bytes(sqlite).await;
+                eprintln!(
+                    "bytes on disk per submission (sqlite, idempotency key on each): {:.0}",
+                    after.saturating_sub(before) as f64 / wave as f64
+                );
+            });
+        }
         group.throughput(Throughput::Elements(wave));
         group.bench_function(BenchmarkId::new("group_commit", backend.name), |b| {
             b.iter_custom(|iters| {
@@ -219,7 +266,63 @@ fn durable_submissions(c: &mut Criterion) {
         );
         drop(writer);
 
-        // A raw batched INSERT of the same rows in batches of 2,048, no rules: the ceiling.
+        // Eleven authorities at once (one per time zone): the same wave spread over eleven
+        // writers on the same store, committed together by its committer.
+        let writers: Vec<Writer> = rt.block_on(async {
+            let mut writers = Vec::new();
+            for zone in 0..11 {
+                let authority = format!("zone-{zone}");
+                writers.push(start_writer_of(backend.store.clone(), &authority, 2048).await);
+            }
+            writers
+        });
+        group.throughput(Throughput::Elements(wave));
+        group.bench_function(BenchmarkId::new("eleven_authorities", backend.name), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += submit_wave_to(&writers, &next_child, wave).await;
+                    }
+                    total
+                })
+            })
+        });
+        drop(writers);
+
+        // Plain log rows (integer key, one unique index, 32-byte binary hash, 250-byte
+        // payload) inserted in batches of 2,048 with one sync each: the disk's limit for a
+        // row of the log, the baseline of the group-commit figure.
+        if let Some(sqlite) = &backend.sqlite {
+            let plain = 20_000u64;
+            let payload = vec![0x5a; 250];
+            let next_row = AtomicU64::new(1);
+            group.throughput(Throughput::Elements(plain));
+            group.bench_function(
+                BenchmarkId::new("plain_batched_insert", backend.name),
+                |b| {
+                    b.iter_custom(|iters| {
+                        rt.block_on(async {
+                            let mut total = Duration::ZERO;
+                            for _ in 0..iters {
+                                let first = next_row.fetch_add(plain, Ordering::Relaxed) as i64;
+                                let started = Instant::now();
+                                let mut at = first;
+                                while at < first + plain as i64 {
+                                    let n = (first + plain as i64 - at).min(2048) as usize;
+                                    sqlite.insert_plain_rows(at, n, &payload).await.unwrap();
+                                    at += n as i64;
+                                }
+                                total += started.elapsed();
+                            }
+                            total
+                        })
+                    })
+                },
+            );
+        }
+
+        // A raw batched append of the same events in batches of 2,048, no rules.
         let raw = 20_000u64;
         let raw_authority = format!("raw-{}", backend.name);
         group.throughput(Throughput::Elements(raw));
@@ -229,14 +332,12 @@ fn durable_submissions(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         let first = next_child.fetch_add(raw, Ordering::Relaxed);
-                        let (events, records) = raw_rows(first, raw);
+                        let events = raw_rows(first, raw);
                         let started = Instant::now();
-                        let mut records = records.into_iter();
                         for chunk in events.chunks(2048) {
-                            let recs: Vec<_> = records.by_ref().take(chunk.len()).collect();
                             backend
                                 .store
-                                .append(&raw_authority, chunk.to_vec(), recs)
+                                .append(&raw_authority, chunk.to_vec())
                                 .await
                                 .unwrap();
                         }

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -73,6 +72,21 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write every event as one JSON object per line (chain order, per authority), with its
+    /// hashes and the event as JSON: readable without this program, and each v2 line rebuilds
+    /// its exact stored record and hash.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        authority: Option<String>,
+        /// The output format (only `jsonl`).
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Where to write [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run deferred acceptance on an instance file (docs/RULES.md#allocation-instance); print the result.
     Allocate {
         #[arg(long)]
@@ -94,6 +108,11 @@ enum Cmd {
     Token(ochered_api::config::TokenArgs),
     /// Rehearse an enrollment-day surge (in process or over HTTP), audit the log, report.
     Simulate(ochered_simulator::SimulateArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
 }
 
 #[derive(Subcommand)]
@@ -133,26 +152,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Replay { store, authority } => {
-            let store = ochered_store::open(&store.database_url)
+            let store = open_store(&store).await?;
+            ochered_writer::audit::replay(store.as_ref(), authority.as_deref(), &mut stdout())
                 .await
-                .context("failed to open the store")?;
-            for authority in authorities(store.as_ref(), authority).await? {
-                let started = Instant::now();
-                let (state, stats) = ochered_writer::load_state(store.as_ref(), &authority)
-                    .await
-                    .with_context(|| format!("failed to replay {authority}"))?;
-                let elapsed = started.elapsed();
-                let rate = stats.events as f64 / elapsed.as_secs_f64().max(1e-9);
-                println!(
-                    "authority={authority} state_hash={} events={} head_seq={} from_snapshot={} elapsed_ms={} events_per_s={:.0}",
-                    state.state_hash(),
-                    stats.events,
-                    stats.head.authority_seq,
-                    stats.from_snapshot.map_or("none".to_string(), |s| s.to_string()),
-                    elapsed.as_millis(),
-                    rate
-                );
-            }
+                .map_err(|e| anyhow::anyhow!(e))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Verify {
@@ -166,9 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(file), Some(key)) => Some(read_checkpoint(&file, &key)?),
                 _ => None,
             };
-            let store = ochered_store::open(&store.database_url)
-                .await
-                .context("failed to open the store")?;
+            let store = open_store(&store).await?;
             let mut ok = true;
             if let Some(checkpoint) = &checkpoint {
                 match checkpoint {
@@ -183,51 +184,55 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            for authority in authorities(store.as_ref(), authority.clone()).await? {
-                match store.verify(&authority).await? {
-                    ochered_store::VerifyOutcome::Ok { head, events } => println!(
-                        "authority={authority} ok events={events} head_seq={} head_hash={}",
-                        head.authority_seq, head.hash
-                    ),
-                    ochered_store::VerifyOutcome::Broken {
-                        authority_seq,
-                        global_seq,
-                        reason,
-                    } => {
-                        ok = false;
-                        println!(
-                            "authority={authority} BROKEN at authority_seq={authority_seq} global_seq={global_seq}: {reason}"
-                        );
-                    }
-                }
-            }
             // Only a checkpoint whose signature holds is compared with the log.
-            if let Some(Ok(checkpoint)) = &checkpoint {
-                let mismatches = checkpoint
-                    .check_against(store.as_ref(), authority.as_deref())
-                    .await?;
-                for m in &mismatches {
-                    println!(
-                        "authority={} CHECKPOINT MISMATCH at authority_seq={}: {}",
-                        m.authority, m.authority_seq, m.reason
-                    );
-                }
-                for head in &checkpoint.heads {
-                    let listed = authority.as_deref().is_none_or(|a| a == head.authority);
-                    if listed && !mismatches.iter().any(|m| m.authority == head.authority) {
-                        println!(
-                            "authority={} checkpoint ok at authority_seq={} hash={}",
-                            head.authority, head.authority_seq, head.hash
-                        );
-                    }
-                }
-                ok &= mismatches.is_empty();
-            }
+            let trusted = checkpoint.as_ref().and_then(|c| c.as_ref().ok());
+            ok &= ochered_writer::audit::verify(
+                store.as_ref(),
+                authority.as_deref(),
+                trusted,
+                &mut stdout(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Export {
+            store,
+            authority,
+            format: _,
+            out,
+        } => {
+            let store = open_store(&store).await?;
+            let written = match &out {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("failed to create {}", path.display()))?;
+                    let mut file = std::io::BufWriter::new(file);
+                    ochered_writer::audit::export_jsonl(
+                        store.as_ref(),
+                        authority.as_deref(),
+                        &mut file,
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?
+                }
+                None => {
+                    let mut out = std::io::BufWriter::new(stdout());
+                    ochered_writer::audit::export_jsonl(
+                        store.as_ref(),
+                        authority.as_deref(),
+                        &mut out,
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?
+                }
+            };
+            eprintln!("exported {written} events");
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Allocate { instance } => {
             let text = std::fs::read_to_string(&instance)
@@ -378,13 +383,21 @@ async fn authorities(
     store: &dyn ochered_store::EventStore,
     only: Option<String>,
 ) -> anyhow::Result<Vec<String>> {
-    Ok(match only {
-        Some(a) => vec![a],
-        None => store
-            .authorities()
-            .await
-            .context("failed to list authorities")?,
-    })
+    ochered_writer::audit::authorities(store, only.as_deref())
+        .await
+        .context("failed to list authorities")
+}
+
+async fn open_store(
+    args: &StoreArgs,
+) -> anyhow::Result<std::sync::Arc<dyn ochered_store::EventStore>> {
+    ochered_store::open(&args.database_url)
+        .await
+        .context("failed to open the store")
+}
+
+fn stdout() -> std::io::Stdout {
+    std::io::stdout()
 }
 
 fn init_tracing() {

@@ -106,12 +106,8 @@ async fn scan_submissions(
             if !stored.event_type.ends_with("ApplicationSubmitted") {
                 continue;
             }
-            let event = ochered_core::upcast::decode(
-                &stored.event_type,
-                stored.schema_version,
-                &stored.payload,
-            )
-            .map_err(|e| anyhow::anyhow!("{authority} event {}: {e}", stored.authority_seq))?;
+            let event = ochered_writer::decode_event(stored)
+                .map_err(|e| anyhow::anyhow!("{authority} event {}: {e}", stored.authority_seq))?;
             if let Event::KindergartenApplicationSubmitted {
                 number,
                 submitted_by,
@@ -152,7 +148,10 @@ pub async fn drop_acknowledged(
     }
     candidates.sort();
     for (seq, authority) in candidates.iter().rev().take(n) {
-        sqlx::query("DELETE FROM events WHERE authority = ? AND authority_seq = ?")
+        // The SQLite log's row id packs the authority's id and the sequence (schema v2).
+        sqlx::query(
+            "DELETE FROM log WHERE id = ((SELECT id FROM authority_ids WHERE name = ?1) << 40) | ?2",
+        )
             .bind(authority)
             .bind(seq)
             .execute(store.pool())

@@ -80,10 +80,12 @@ impl InProcess {
                     reason: "503".into(),
                     after: Some(Duration::from_secs(1)),
                 },
-                WriterError::Unavailable(_) | WriterError::Stopped => Answer::Retry {
-                    reason: "503".into(),
-                    after: Some(Duration::from_secs(1)),
-                },
+                WriterError::Unavailable(_) | WriterError::Stopped | WriterError::Broken(_) => {
+                    Answer::Retry {
+                        reason: "503".into(),
+                        after: Some(Duration::from_secs(1)),
+                    }
+                }
                 WriterError::KeyInFlight => Answer::Retry {
                     reason: "409 idempotency_key_in_flight".into(),
                     after: None,

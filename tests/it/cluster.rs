@@ -443,11 +443,13 @@ async fn three_nodes_survive_killing_the_writer() {
             broken => panic!("{authority}: {broken:?}"),
         }
         let stored = harness.store.read(authority, 0, 1_000_000).await.unwrap();
-        for e in stored {
-            let event =
-                ochered_core::upcast::decode(&e.event_type, e.schema_version, &e.payload).unwrap();
+        for e in &stored {
+            let event = ochered_writer::decode_event(e).unwrap();
             if let Event::KindergartenApplicationSubmitted { number, .. } = event {
-                let key = e.metadata.idempotency_key.clone().unwrap_or_default();
+                let key = e
+                    .idempotency
+                    .map(|i| hex::encode(i.key_digest))
+                    .unwrap_or_default();
                 by_key
                     .entry((authority.to_string(), key))
                     .or_default()
@@ -464,7 +466,14 @@ async fn three_nodes_survive_killing_the_writer() {
     for (authority, n, number) in &acks {
         let found = by_key
             .iter()
-            .find(|((a, key), _)| a == authority && key.ends_with(&format!(":cl-{n}")))
+            .find(|((a, key), _)| {
+                // The server scopes the key to the caller; the log records its digest.
+                a == authority
+                    && *key
+                        == hex::encode(ochered_store::key_digest(&format!(
+                            "parent:cl-parent-{n}:cl-{n}"
+                        )))
+            })
             .map(|(_, numbers)| numbers.clone());
         if found.as_deref() != Some(&[*number][..]) {
             lost += 1;

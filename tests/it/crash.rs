@@ -13,13 +13,24 @@ const KILLS: u64 = 22;
 
 /// Runs the crash rehearsal against the store behind `harness`; returns the JSON report.
 async fn rehearse(harness: &Harness, backend: &str, seed: u64) -> Value {
+    rehearse_with(harness, backend, seed, "ekaterinburg-2024", KILLS).await
+}
+
+/// The rehearsal of a surge preset with `kills` random SIGKILLs.
+async fn rehearse_with(
+    harness: &Harness,
+    backend: &str,
+    seed: u64,
+    preset: &str,
+    kills: u64,
+) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ochered"))
         .args([
             "simulate",
             "--preset",
-            "ekaterinburg-2024",
+            preset,
             "--rate",
             "100",
             "--duration-s",
@@ -32,7 +43,7 @@ async fn rehearse(harness: &Harness, backend: &str, seed: u64) -> Value {
             "--database-url",
             &harness.url,
             "--kill-server-random",
-            &KILLS.to_string(),
+            &kills.to_string(),
             "--quiet",
             "--json",
         ])
@@ -49,7 +60,7 @@ async fn rehearse(harness: &Harness, backend: &str, seed: u64) -> Value {
     );
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let context = format!("{backend}:\n{stdout}");
-    assert_eq!(report["server_kills"], KILLS, "{context}");
+    assert_eq!(report["server_kills"], kills, "{context}");
     assert_eq!(report["lost"], 0, "{context}");
     assert_eq!(report["duplicates"], 0, "{context}");
     assert_eq!(report["order_violations"], 0, "{context}");
@@ -77,7 +88,7 @@ async fn rehearse(harness: &Harness, backend: &str, seed: u64) -> Value {
         .iter()
         .map(|n| n.as_u64().unwrap())
         .collect();
-    assert_eq!(between.len() as u64, KILLS - 1, "{context}");
+    assert_eq!(between.len() as u64, kills - 1, "{context}");
     let with_acks = between.iter().filter(|&&n| n > 0).count();
     assert_eq!(with_acks, between.len(), "{between:?}\n{context}");
     assert!(report["acknowledged"].as_u64().unwrap() > 500, "{context}");
@@ -107,4 +118,15 @@ async fn acknowledged_applications_survive_random_sigkills_on_postgres() {
         return;
     };
     rehearse(&harness, "postgres", 4343).await;
+}
+
+/// Eleven authorities (one per time zone) write at once, so every commit holds several
+/// authorities' batches in one transaction: a kill in the middle of such a commit loses
+/// nothing acknowledged in any of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_in_a_commit_of_several_authorities_loses_nothing_acknowledged() {
+    let harness = Harness::sqlite().await;
+    rehearse_with(&harness, "sqlite", 5151, "national-first-minute", 12).await;
+    let authorities = harness.store.authorities().await.unwrap();
+    assert!(authorities.len() >= 11, "{authorities:?}");
 }

@@ -211,12 +211,7 @@ pub(crate) async fn check_log(app: &TestApp, ledger: &Ledger) {
         let Some(last) = page.last() else { break };
         after = last.authority_seq;
         for stored in &page {
-            let event = ochered_core::upcast::decode(
-                &stored.event_type,
-                stored.schema_version,
-                &stored.payload,
-            )
-            .unwrap();
+            let event = ochered_writer::decode_event(stored).unwrap();
             if let Event::KindergartenApplicationSubmitted {
                 number,
                 submitted_by,

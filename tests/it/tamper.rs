@@ -82,30 +82,22 @@ async fn head_seq(h: &Harness) -> i64 {
     h.store.head(AUTHORITY).await.unwrap().authority_seq
 }
 
-/// Rewrites the event at `seq` with a changed payload and hashes it and every later event
+/// Rewrites the event at `seq` with a changed byte and hashes it and every later event
 /// again, as a forger who knows the algorithm would: the chain verifies.
 async fn rewrite_and_rehash(h: &Harness, seq: i64) {
-    let changed = h
-        .exec(&format!(
-            "UPDATE events SET payload = payload || ' ' \
-             WHERE authority = '{AUTHORITY}' AND authority_seq = {seq}"
-        ))
-        .await;
-    assert_eq!(changed, 1);
-    let mut prev = h.store.read(AUTHORITY, seq - 2, 1).await.unwrap()[0]
-        .hash
-        .clone();
-    for event in h.store.read(AUTHORITY, seq - 1, 100_000).await.unwrap() {
-        let hash =
-            ochered_store::event_hash(&prev, AUTHORITY, event.authority_seq, &event.to_new_event());
-        h.exec(&format!(
-            "UPDATE events SET prev_hash = '{prev}', hash = '{hash}' \
-             WHERE authority = '{AUTHORITY}' AND authority_seq = {}",
-            event.authority_seq
-        ))
-        .await;
-        prev = hash;
-    }
+    h.rewrite_and_rehash(AUTHORITY, seq, |record| {
+        let last = record.len() - 1;
+        record[last] ^= 1;
+    })
+    .await;
+}
+
+/// Changes one byte inside the stored record at `seq`, leaving its hash.
+async fn change_a_byte(h: &Harness, seq: i64) {
+    let mut record = h.stored_record(AUTHORITY, seq).await;
+    let last = record.len() - 1;
+    record[last] ^= 1;
+    h.set_stored_record(AUTHORITY, seq, &record).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,11 +107,7 @@ async fn verify_names_changed_deleted_and_swapped_events_on_each_store() {
         // A changed payload.
         filled(&h, 20).await;
         let cp = checkpoint(&h, &keys, "changed.json");
-        h.exec(&format!(
-            "UPDATE events SET payload = payload || ' ' \
-             WHERE authority = '{AUTHORITY}' AND authority_seq = 25"
-        ))
-        .await;
+        change_a_byte(&h, 25).await;
         let (code, out) = verify(&h, None);
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("BROKEN at authority_seq=25"), "{out}");
@@ -141,12 +129,7 @@ async fn verify_names_changed_deleted_and_swapped_events_on_each_store() {
     for h in stores().await {
         // A deleted event in the middle.
         filled(&h, 20).await;
-        let deleted = h
-            .exec(&format!(
-                "DELETE FROM events WHERE authority = '{AUTHORITY}' AND authority_seq = 17"
-            ))
-            .await;
-        assert_eq!(deleted, 1);
+        assert_eq!(h.delete_events(AUTHORITY, 17, 17).await, 1);
         let (code, out) = verify(&h, None);
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("BROKEN at authority_seq=17"), "{out}");
@@ -155,13 +138,7 @@ async fn verify_names_changed_deleted_and_swapped_events_on_each_store() {
     for h in stores().await {
         // Two events swapped, whole rows with their hashes.
         filled(&h, 20).await;
-        for sql in [
-            "UPDATE events SET authority_seq = -21 WHERE authority = 'cli-town' AND authority_seq = 21",
-            "UPDATE events SET authority_seq = 21 WHERE authority = 'cli-town' AND authority_seq = 20",
-            "UPDATE events SET authority_seq = 20 WHERE authority = 'cli-town' AND authority_seq = -21",
-        ] {
-            assert_eq!(h.exec(sql).await, 1, "{sql}");
-        }
+        h.swap_events(AUTHORITY, 20, 21).await;
         let (code, out) = verify(&h, None);
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("BROKEN at authority_seq=20"), "{out}");
@@ -192,10 +169,7 @@ async fn truncation_and_rehashing_are_caught_only_with_a_checkpoint() {
 
         // Cut the tail back to before the checkpoint's head.
         let cut = h
-            .exec(&format!(
-                "DELETE FROM events WHERE authority = '{AUTHORITY}' AND authority_seq > {}",
-                head - 3
-            ))
+            .delete_events(AUTHORITY, head - 2, head_seq(&h).await)
             .await;
         assert!(cut >= 3);
         // From the log alone the shorter chain is perfectly valid...
@@ -272,11 +246,7 @@ async fn forged_checkpoints_are_rejected() {
     assert!(out.contains("signature does not match"), "{out}");
 
     // Truncate, then edit the checkpoint by hand to match the shorter log: still refused.
-    h.exec(&format!(
-        "DELETE FROM events WHERE authority = '{AUTHORITY}' AND authority_seq > {}",
-        head - 2
-    ))
-    .await;
+    h.delete_events(AUTHORITY, head - 1, head).await;
     let new_head = h.store.head(AUTHORITY).await.unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
@@ -318,5 +288,94 @@ async fn forged_checkpoints_are_rejected() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+/// A server started on a log whose chain is broken serves, but refuses every write and
+/// reports not ready (naming the break) until an operator has repaired the log and
+/// restarted it; a restart on the repaired log is ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_on_a_broken_chain_refuses_writes() {
+    use crate::helpers::{config_for, kindergarten, spawn_configured, token, AUTHORITY as CITY};
+    use ochered_api::http::auth::Role;
+    use std::sync::Arc;
+    for harness in stores().await {
+        let harness = Arc::new(harness);
+        let backend = if harness.sqlite_path.is_some() {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        let app = spawn_configured(harness.clone(), backend, config_for(harness.url.clone())).await;
+        app.set_up_authority().await;
+        let parent = token(Role::Parent, "parent-1");
+        for i in 1..=3 {
+            let answer = app
+                .post_keyed(
+                    &parent,
+                    "/kindergarten/applications",
+                    &format!("k{i}"),
+                    kindergarten(&format!("II-AB 00000{i}"), &["K1"]),
+                )
+                .await;
+            assert_eq!(answer.status, 201, "{}", answer.body);
+        }
+        let ready = app
+            .send(app.client.get(format!("{}/ready", app.base)))
+            .await;
+        assert_eq!(ready.status, 200, "{}", ready.body);
+        app.stop().await;
+
+        // Behind the server's back, one byte of event 5 changes.
+        let mut record = harness.stored_record(CITY, 5).await;
+        let original = record.clone();
+        let last = record.len() - 1;
+        record[last] ^= 1;
+        harness.set_stored_record(CITY, 5, &record).await;
+
+        let app = spawn_configured(harness.clone(), backend, config_for(harness.url.clone())).await;
+        let ready = app
+            .send(app.client.get(format!("{}/ready", app.base)))
+            .await;
+        assert_eq!(ready.status, 503, "{backend}: {}", ready.body);
+        let detail = ready.body["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("broken at event 5"), "{backend}: {detail}");
+        let refused = app
+            .post_keyed(
+                &parent,
+                "/kindergarten/applications",
+                "k4",
+                kindergarten("II-AB 000004", &["K1"]),
+            )
+            .await;
+        assert_eq!(refused.status, 503, "{backend}: {}", refused.body);
+        let health = app
+            .send(app.client.get(format!("{}/health", app.base)))
+            .await;
+        assert_eq!(health.status, 200);
+        app.stop().await;
+        let head = harness.store.head(CITY).await.unwrap().authority_seq;
+
+        // The operator restores the event and restarts: ready, and writes go through.
+        harness.set_stored_record(CITY, 5, &original).await;
+        let app = spawn_configured(harness.clone(), backend, config_for(harness.url.clone())).await;
+        let ready = app
+            .send(app.client.get(format!("{}/ready", app.base)))
+            .await;
+        assert_eq!(ready.status, 200, "{backend}: {}", ready.body);
+        let accepted = app
+            .post_keyed(
+                &parent,
+                "/kindergarten/applications",
+                "k4",
+                kindergarten("II-AB 000004", &["K1"]),
+            )
+            .await;
+        assert_eq!(accepted.status, 201, "{backend}: {}", accepted.body);
+        assert_eq!(
+            harness.store.head(CITY).await.unwrap().authority_seq,
+            head + 1
+        );
+        app.stop().await;
     }
 }

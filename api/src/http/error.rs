@@ -150,6 +150,10 @@ impl ApiError {
                 Self::unavailable("the store is unavailable; nothing was accepted, retry shortly with the same Idempotency-Key")
             }
             WriterError::Stopped => Self::unavailable("the writer is restarting; retry shortly"),
+            WriterError::Broken(cause) => {
+                tracing::error!(%cause, "write refused: the log does not verify");
+                Self::unavailable("this authority's log needs an operator's attention; nothing was accepted, retry later")
+            }
             WriterError::KeyReused => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",

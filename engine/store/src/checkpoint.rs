@@ -311,10 +311,10 @@ impl Checkpoint {
                 .next();
             match event {
                 Some(e) if e.authority_seq == head.authority_seq => {
-                    if e.hash != head.hash {
+                    if e.hash_hex() != head.hash {
                         found.push(mismatch(format!(
                             "the event at authority_seq={} has hash {}, the checkpoint of {} says {}: events up to it were rewritten",
-                            head.authority_seq, e.hash, self.created_at, head.hash
+                            head.authority_seq, e.hash_hex(), self.created_at, head.hash
                         )));
                     }
                 }

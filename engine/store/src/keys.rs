@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::Connection;
 
 use crate::{PgStore, SqliteStore, StoreError};
 
@@ -104,9 +103,6 @@ pub trait DataKeyStore: Send + Sync {
 }
 
 const SQLITE_SELECT: &str = "SELECT wrapped FROM data_keys WHERE authority = ?1 AND person = ?2";
-const SQLITE_INSERT: &str =
-    "INSERT INTO data_keys (authority, person, wrapped) VALUES (?1, ?2, ?3) \
-     ON CONFLICT (authority, person) DO NOTHING";
 const SQLITE_DELETE: &str = "DELETE FROM data_keys WHERE authority = ?1 AND person = ?2";
 
 #[async_trait]
@@ -133,26 +129,7 @@ impl DataKeyStore for SqliteStore {
             // The single writer connection, write-locked for the whole transaction: nothing
             // can change a key between the inserts and the reads, and one commit (one WAL
             // sync) makes the whole chunk durable.
-            let mut conn = self.pool().acquire().await?;
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            for c in chunk {
-                sqlx::query(SQLITE_INSERT)
-                    .bind(c.authority)
-                    .bind(c.person)
-                    .bind(c.wrapped)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for c in chunk {
-                stored.push(
-                    sqlx::query_scalar::<_, Vec<u8>>(SQLITE_SELECT)
-                        .bind(c.authority)
-                        .bind(c.person)
-                        .fetch_one(&mut *tx)
-                        .await?,
-                );
-            }
-            tx.commit().await?;
+            stored.extend(self.store_data_keys(chunk).await?);
         }
         Ok(slots.into_iter().map(|i| stored[i].clone()).collect())
     }

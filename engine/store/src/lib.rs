@@ -2,27 +2,34 @@
 //!
 //! # Architecture invariants
 //!
-//! - This crate knows nothing about the queue rules: a payload is opaque JSON text plus an
-//!   event type string. It does not depend on `ochered-core`.
+//! - This crate knows nothing about the queue rules: a payload is an opaque CBOR item plus
+//!   an event type string. It does not depend on `ochered-core`.
 //! - Every authority has its own chain: `authority_seq` runs 1, 2, 3… without gaps and each
-//!   event's hash covers the previous event's hash (see [`event_hash`] for the exact bytes).
+//!   event's hash covers the previous event's hash and the stored record byte for byte (see
+//!   [`record`] for the exact bytes; v1 rows of older logs: [`legacy`]).
+//! - The idempotency facts of a request (its key's digest, its request hash, the span of its
+//!   answer) are inside the hashed record, so `verify` covers them.
 //! - The previous hash is read inside the appending transaction, never from a cache, and
-//!   unique constraints on `(authority, authority_seq)`, `(authority, stream_id,
-//!   stream_version)` and `(authority, key)` make a second concurrent writer fail with
-//!   [`StoreError::Conflict`] instead of forking the chain.
-//! - One [`EventStore::append`] call is one transaction and one disk sync, whatever the
-//!   number of events: that is what makes group commit cheap.
+//!   unique constraints on `(authority, authority_seq)` and `(authority, key)` make a second
+//!   concurrent writer fail with [`StoreError::Conflict`] instead of forking the chain.
+//! - One committer per database: every append waiting at a moment, of every authority, goes
+//!   into one transaction with one disk sync ([`commit`]); that is what makes group commit
+//!   cheap, also for many authorities.
 //!
 //! Open a store with [`open`]; the concrete [`SqliteStore`] and [`PgStore`] expose their
 //! pools for tests and tools that need raw SQL.
 
+pub mod cbor;
 pub mod checkpoint;
 pub mod cluster;
+mod commit;
 mod error;
-mod hash;
 pub mod keys;
+pub mod legacy;
 mod postgres;
+pub mod record;
 mod sqlite;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 use std::sync::Arc;
@@ -32,22 +39,32 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use error::StoreError;
-pub use hash::{
-    canonical_bytes, canonical_metadata, canonical_recorded_at, event_hash, truncate_to_micros,
-    GENESIS_HASH,
-};
 pub use keys::DataKeyStore;
+pub use legacy::{truncate_to_micros, GENESIS_HASH};
 pub use postgres::PgStore;
+pub use record::{key_digest, Hash, GENESIS};
 pub use sqlite::SqliteStore;
 
-/// Who asked for an event and how; hashed with the event (see [`canonical_metadata`]).
+/// Who asked for an event and how; part of the hashed record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Metadata {
-    pub idempotency_key: Option<String>,
     pub actor: Option<String>,
     pub channel: Option<String>,
     pub correlation_id: Option<String>,
+}
+
+/// The idempotency facts of a request, recorded on the last event it produced (inside the
+/// hashed record: see [`record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Idempotency {
+    /// [`key_digest`] of the `Idempotency-Key`.
+    pub key_digest: Hash,
+    /// A digest of the request, to tell a retry from a different request with the same key.
+    pub request_hash: Hash,
+    /// The answer's reference: the request produced this many events, ending with this one.
+    /// 0 on v1 events, whose answers live in the v1 `idempotency` table.
+    pub answer_events: u32,
 }
 
 /// An event to append. The store assigns its place in the chain.
@@ -59,17 +76,24 @@ pub struct NewEvent {
     pub schema_version: i32,
     /// Stored and hashed truncated to whole microseconds.
     pub recorded_at: DateTime<Utc>,
-    /// JSON text, stored and hashed byte for byte (never re-serialized).
-    pub payload: String,
+    /// One item of deterministic CBOR ([`cbor`]), stored and hashed byte for byte.
+    pub payload: Vec<u8>,
     pub metadata: Metadata,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// How a stored payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayloadFormat {
+    /// A v1 event: JSON text.
+    Json,
+    /// A v2 event: deterministic CBOR.
+    Cbor,
 }
 
 /// An event as it sits in the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
-    /// Unique and increasing within an authority; assigned by the database. Not hashed.
-    /// On PostgreSQL it may have gaps and, across authorities, does not follow commit order.
-    pub global_seq: i64,
     pub authority: String,
     /// 1, 2, 3… per authority, without gaps.
     pub authority_seq: i64,
@@ -78,57 +102,59 @@ pub struct StoredEvent {
     pub event_type: String,
     pub schema_version: i32,
     pub recorded_at: DateTime<Utc>,
-    pub payload: String,
     pub metadata: Metadata,
-    /// Lower-case hex; [`GENESIS_HASH`] for `authority_seq` 1.
-    pub prev_hash: String,
-    /// Lower-case hex of [`event_hash`].
-    pub hash: String,
+    pub idempotency: Option<Idempotency>,
+    pub format: PayloadFormat,
+    /// The hash of the event before it in the log as read ([`GENESIS`] for the first): for
+    /// v2 rows the stored hash of the previous row, for v1 rows the stored `prev_hash`.
+    pub prev_hash: Hash,
+    /// The stored hash.
+    pub hash: Hash,
+    /// The bytes the hash covers: the v2 record, or the v1 canonical bytes rebuilt from
+    /// the v1 columns ([`legacy::canonical_bytes`]).
+    pub record: Vec<u8>,
+    /// Where the payload lies in `record`.
+    pub payload_range: (u32, u32),
 }
 
 impl StoredEvent {
-    /// The event without its place in the log.
-    pub fn to_new_event(&self) -> NewEvent {
-        NewEvent {
-            stream_id: self.stream_id.clone(),
-            stream_version: self.stream_version,
-            event_type: self.event_type.clone(),
-            schema_version: self.schema_version,
-            recorded_at: self.recorded_at,
-            payload: self.payload.clone(),
-            metadata: self.metadata.clone(),
+    /// The payload's bytes: CBOR ([`PayloadFormat::Cbor`]) or JSON text.
+    pub fn payload(&self) -> &[u8] {
+        &self.record[self.payload_range.0 as usize..self.payload_range.1 as usize]
+    }
+
+    /// Whether the stored hash is the hash of the stored bytes chained to `prev_hash`.
+    pub fn hash_is_valid(&self) -> bool {
+        match self.format {
+            PayloadFormat::Cbor => {
+                record::hash(
+                    &self.prev_hash,
+                    &self.authority,
+                    self.authority_seq,
+                    &self.record,
+                ) == self.hash
+            }
+            PayloadFormat::Json => {
+                use sha2::Digest;
+                <[u8; 32]>::from(sha2::Sha256::digest(&self.record)) == self.hash
+            }
         }
     }
 
-    /// Recomputes the hash from the fields, for comparison with [`StoredEvent::hash`].
-    pub fn expected_hash(&self) -> String {
-        hash::HashInput {
-            prev_hash: &self.prev_hash,
-            authority: &self.authority,
-            authority_seq: self.authority_seq,
-            stream_id: &self.stream_id,
-            stream_version: self.stream_version,
-            event_type: &self.event_type,
-            schema_version: self.schema_version,
-            recorded_at: &canonical_recorded_at(self.recorded_at),
-            payload: &self.payload,
-            metadata: &canonical_metadata(&self.metadata),
-        }
-        .hash()
+    /// The stored hash as lower-case hex.
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.hash)
     }
 }
 
-/// The first answer given to a request carrying an `Idempotency-Key`, kept so a retry gets
-/// the same answer and a different request with the same key can be refused.
+/// What the log says about an earlier request with the same `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdempotencyRecord {
-    pub key: String,
-    /// A digest of the request, to tell a retry from a different request with the same key.
-    pub request_hash: String,
-    /// JSON text.
-    pub response: String,
-    /// The last event the request produced, if any.
-    pub authority_seq: Option<i64>,
+pub struct IdempotencyHit {
+    /// The request's digest as recorded (zero bytes when a v1 record's is not a digest).
+    pub request_hash: Hash,
+    /// The events of the first answer: `first_seq..=last_seq`.
+    pub first_seq: i64,
+    pub last_seq: i64,
 }
 
 /// The end of an authority's chain.
@@ -136,7 +162,7 @@ pub struct IdempotencyRecord {
 pub struct ChainHead {
     /// 0 for an empty chain.
     pub authority_seq: i64,
-    /// [`GENESIS_HASH`] for an empty chain.
+    /// Lower-case hex; [`GENESIS_HASH`] for an empty chain.
     pub hash: String,
 }
 
@@ -148,6 +174,14 @@ impl ChainHead {
             hash: GENESIS_HASH.to_string(),
         }
     }
+
+    /// The head made of a stored event.
+    pub fn of(event: &StoredEvent) -> Self {
+        ChainHead {
+            authority_seq: event.authority_seq,
+            hash: event.hash_hex(),
+        }
+    }
 }
 
 /// The result of recomputing an authority's chain.
@@ -155,16 +189,82 @@ impl ChainHead {
 pub enum VerifyOutcome {
     /// Every event links to the previous one and hashes to its stored hash. Removing events
     /// at the end of a chain cannot be seen from the log alone: compare `head` with a head
-    /// recorded elsewhere.
+    /// recorded elsewhere (a checkpoint).
     Ok { head: ChainHead, events: u64 },
     /// The chain breaks at `authority_seq`: the first position whose event is missing,
-    /// moved, changed or wrongly linked. `global_seq` is that of the row found at (or, for
-    /// a gap, after) that position.
-    Broken {
-        authority_seq: i64,
-        global_seq: i64,
-        reason: String,
-    },
+    /// moved, changed or wrongly linked.
+    Broken { authority_seq: i64, reason: String },
+}
+
+/// Checks stored events in order, page by page, from a known head.
+pub struct ChainChecker {
+    head: ChainHead,
+    head_hash: Hash,
+    events: u64,
+}
+
+impl ChainChecker {
+    /// A check that starts after `head` (the genesis head for the whole chain).
+    pub fn after(head: &ChainHead) -> Self {
+        let head_hash = hex::decode(&head.hash)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0xff; 32]);
+        ChainChecker {
+            head: head.clone(),
+            head_hash,
+            events: 0,
+        }
+    }
+
+    /// The last `authority_seq` checked, to page on from.
+    pub fn last_authority_seq(&self) -> i64 {
+        self.head.authority_seq
+    }
+
+    /// Checks the next event; `Some` is the first break found.
+    pub fn check(&mut self, event: &StoredEvent) -> Option<VerifyOutcome> {
+        let expected_seq = self.head.authority_seq + 1;
+        let broken = |reason: String| {
+            Some(VerifyOutcome::Broken {
+                authority_seq: expected_seq,
+                reason,
+            })
+        };
+        if event.authority_seq != expected_seq {
+            return broken(format!(
+                "gap: expected authority_seq {expected_seq}, found {} (events {expected_seq}..={} missing)",
+                event.authority_seq,
+                event.authority_seq - 1
+            ));
+        }
+        if event.prev_hash != self.head_hash {
+            return broken(format!(
+                "prev_hash {} does not match the hash {} of authority_seq {}",
+                hex::encode(event.prev_hash),
+                self.head.hash,
+                self.head.authority_seq
+            ));
+        }
+        if !event.hash_is_valid() {
+            return broken(format!(
+                "content changed: the stored bytes do not hash to the stored hash {}",
+                event.hash_hex()
+            ));
+        }
+        self.head_hash = event.hash;
+        self.head = ChainHead::of(event);
+        self.events += 1;
+        None
+    }
+
+    /// The outcome when every event was checked.
+    pub fn finish(self) -> VerifyOutcome {
+        VerifyOutcome::Ok {
+            head: self.head,
+            events: self.events,
+        }
+    }
 }
 
 /// The event log. Writers of different authorities may append concurrently; one authority
@@ -174,28 +274,30 @@ pub trait EventStore: Send + Sync {
     /// The last event of the authority's chain, or [`ChainHead::genesis`].
     async fn head(&self, authority: &str) -> Result<ChainHead, StoreError>;
 
-    /// One transaction, one sync: appends `events` (hashing each over its canonical bytes,
-    /// chained to the previous event of the same authority, read inside the transaction)
-    /// and the `idempotency` records; returns the stored events in order. All or nothing:
-    /// a duplicate stream version, authority_seq or idempotency key is
-    /// [`StoreError::Conflict`] and nothing is written.
+    /// Appends `events` after the authority's head (read inside the transaction) and returns
+    /// them as stored, in order. All or nothing. Concurrent appends of different
+    /// authorities are committed together, in one transaction with one sync (one committer
+    /// per database): a failure of that transaction fails every one of them. An authority
+    /// whose own rows conflict (a duplicate `authority_seq` or idempotency key:
+    /// [`StoreError::Conflict`]) or, in cluster mode, whose fence no longer holds
+    /// ([`StoreError::Fenced`]) fails alone, with nothing of it written.
     async fn append(
         &self,
         authority: &str,
         events: Vec<NewEvent>,
-        idempotency: Vec<IdempotencyRecord>,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// The record stored under `key` for this authority, if any.
+    /// What the log holds for an earlier request of this authority with `key`, if any.
     async fn idempotency(
         &self,
         authority: &str,
         key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    ) -> Result<Option<IdempotencyHit>, StoreError>;
 
     /// At most `limit` events with `authority_seq > after_authority_seq`, ascending (none
-    /// when `limit` is not positive).
-    /// Replay pages through it, passing the last `authority_seq` it got.
+    /// when `limit` is not positive). Replay pages through it, passing the last
+    /// `authority_seq` it got. Hashes are not recomputed here
+    /// ([`StoredEvent::hash_is_valid`] does that).
     async fn read(
         &self,
         authority: &str,
@@ -206,9 +308,58 @@ pub trait EventStore: Send + Sync {
     /// Every authority that has at least one event, sorted.
     async fn authorities(&self) -> Result<Vec<String>, StoreError>;
 
-    /// Recomputes the whole chain of the authority from the stored columns. Detects a
-    /// changed field, a removed event (a gap), reordered events and a wrong `prev_hash`.
-    async fn verify(&self, authority: &str) -> Result<VerifyOutcome, StoreError>;
+    /// Recomputes the chain of the authority after `from` (the genesis head: the whole
+    /// chain) from the stored bytes. Detects a changed byte, a removed event (a gap),
+    /// reordered events and a wrong link, and a chain that does not continue `from`.
+    async fn verify_from(
+        &self,
+        authority: &str,
+        from: &ChainHead,
+    ) -> Result<VerifyOutcome, StoreError> {
+        let mut checker = ChainChecker::after(from);
+        loop {
+            let after = checker.last_authority_seq();
+            let page = match self.read(authority, after, VERIFY_PAGE_ROWS).await {
+                Ok(page) => page,
+                Err(StoreError::Corrupt(_)) => {
+                    // A row that cannot be read back: find it, one event at a time.
+                    let mut at = after;
+                    loop {
+                        match self.read(authority, at, 1).await {
+                            Ok(one) if one.is_empty() => return Ok(checker.finish()),
+                            Ok(one) => {
+                                if let Some(broken) = checker.check(&one[0]) {
+                                    return Ok(broken);
+                                }
+                                at = one[0].authority_seq;
+                            }
+                            Err(StoreError::Corrupt(reason)) => {
+                                return Ok(VerifyOutcome::Broken {
+                                    authority_seq: checker.last_authority_seq() + 1,
+                                    reason: format!("undecodable event: {reason}"),
+                                })
+                            }
+                            Err(other) => return Err(other),
+                        }
+                    }
+                }
+                Err(other) => return Err(other),
+            };
+            for event in &page {
+                if let Some(broken) = checker.check(event) {
+                    return Ok(broken);
+                }
+            }
+            if (page.len() as i64) < VERIFY_PAGE_ROWS {
+                return Ok(checker.finish());
+            }
+        }
+    }
+
+    /// Recomputes the whole chain of the authority (see [`EventStore::verify_from`]).
+    async fn verify(&self, authority: &str) -> Result<VerifyOutcome, StoreError> {
+        self.verify_from(authority, &ChainHead::genesis()).await
+    }
 
     /// Stores a snapshot of the state after `authority_seq` (which must not be beyond the
     /// head). Saving twice at the same position replaces it; only the newest
@@ -250,226 +401,129 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
     }
 }
 
-/// An event with its place in the chain and its canonical texts, ready to insert.
-pub(crate) struct PreparedEvent {
-    pub stored: StoredEvent,
-    /// `canonical_recorded_at(stored.recorded_at)`.
-    pub recorded_at_text: String,
-    /// `canonical_metadata(&stored.metadata)`.
-    pub metadata_text: String,
+/// How many events `verify` reads per page.
+pub(crate) const VERIFY_PAGE_ROWS: i64 = 10_000;
+
+/// An event encoded for the log, its place in the chain still to be given.
+pub(crate) struct Encoded {
+    pub event: NewEvent,
+    pub record: Vec<u8>,
+    /// Where the payload lies in `record`.
+    pub payload_range: (u32, u32),
 }
 
-/// Chains `events` after `head`: assigns authority_seq, prev_hash and hash. `global_seq` is
-/// left at 0 for the backend to fill in.
-pub(crate) fn chain_events(
-    authority: &str,
-    head: &ChainHead,
-    events: Vec<NewEvent>,
-) -> Vec<PreparedEvent> {
-    let mut prev_hash = head.hash.clone();
-    let mut authority_seq = head.authority_seq;
+/// Encodes each event's record (done by the caller, before the committer takes it).
+pub(crate) fn encode_all(events: Vec<NewEvent>) -> Result<Vec<Encoded>, StoreError> {
     events
         .into_iter()
-        .map(|e| {
-            authority_seq += 1;
-            let recorded_at = truncate_to_micros(e.recorded_at);
-            let recorded_at_text = canonical_recorded_at(recorded_at);
-            let metadata_text = canonical_metadata(&e.metadata);
-            let hash = hash::HashInput {
-                prev_hash: &prev_hash,
-                authority,
-                authority_seq,
-                stream_id: &e.stream_id,
-                stream_version: e.stream_version,
-                event_type: &e.event_type,
-                schema_version: e.schema_version,
-                recorded_at: &recorded_at_text,
-                payload: &e.payload,
-                metadata: &metadata_text,
-            }
-            .hash();
-            let stored = StoredEvent {
-                global_seq: 0,
-                authority: authority.to_string(),
-                authority_seq,
-                stream_id: e.stream_id,
-                stream_version: e.stream_version,
-                event_type: e.event_type,
-                schema_version: e.schema_version,
-                recorded_at,
-                payload: e.payload,
-                metadata: e.metadata,
-                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-                hash,
-            };
-            PreparedEvent {
-                stored,
-                recorded_at_text,
-                metadata_text,
-            }
+        .map(|mut event| {
+            event.recorded_at = truncate_to_micros(event.recorded_at);
+            let record = record::encode(&event)?;
+            let decoded = record::decode(&record).map_err(StoreError::Other)?;
+            let start = decoded.payload.as_ptr() as usize - record.as_ptr() as usize;
+            let payload_range = (start as u32, (start + decoded.payload.len()) as u32);
+            Ok(Encoded {
+                event,
+                record,
+                payload_range,
+            })
         })
         .collect()
 }
 
-/// One stored row with its columns as text, the way `verify` checks it.
-pub(crate) struct VerifyRow {
-    pub global_seq: i64,
-    pub authority_seq: i64,
-    pub stream_id: String,
-    pub stream_version: i64,
-    pub event_type: String,
-    pub schema_version: i32,
-    pub recorded_at: String,
-    pub payload: String,
-    pub metadata: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-/// The running state of a chain check; fed page by page so `verify` never loads a whole chain.
-pub(crate) struct ChainChecker {
-    authority: String,
-    head: ChainHead,
-    last_global_seq: i64,
-    events: u64,
-}
-
-impl ChainChecker {
-    pub fn new(authority: &str) -> Self {
-        ChainChecker {
-            authority: authority.to_string(),
-            head: ChainHead::genesis(),
-            last_global_seq: i64::MIN,
-            events: 0,
-        }
-    }
-
-    /// The last `authority_seq` checked, to page on from.
-    pub fn last_authority_seq(&self) -> i64 {
-        self.head.authority_seq
-    }
-
-    /// Checks the next row; `Some` is the first break found.
-    pub fn check(&mut self, row: &VerifyRow) -> Option<VerifyOutcome> {
-        let expected_seq = self.head.authority_seq + 1;
-        let broken = |reason: String| {
-            Some(VerifyOutcome::Broken {
-                authority_seq: expected_seq,
-                global_seq: row.global_seq,
-                reason,
-            })
-        };
-        if row.authority_seq != expected_seq {
-            return broken(format!(
-                "gap: expected authority_seq {expected_seq}, found {} (events {expected_seq}..={} missing)",
-                row.authority_seq,
-                row.authority_seq - 1
-            ));
-        }
-        if row.prev_hash != self.head.hash {
-            return broken(format!(
-                "prev_hash {} does not match the hash {} of authority_seq {}",
-                row.prev_hash, self.head.hash, self.head.authority_seq
-            ));
-        }
-        if row.global_seq <= self.last_global_seq {
-            return broken(format!(
-                "global_seq {} is not after {} of the previous event: events reordered",
-                row.global_seq, self.last_global_seq
-            ));
-        }
-        match serde_json::from_str::<Metadata>(&row.metadata) {
-            Ok(metadata) if canonical_metadata(&metadata) == row.metadata => {}
-            _ => return broken(format!("metadata is not canonical JSON: {}", row.metadata)),
-        }
-        let recomputed = hash::HashInput {
-            prev_hash: &row.prev_hash,
-            authority: &self.authority,
-            authority_seq: row.authority_seq,
-            stream_id: &row.stream_id,
-            stream_version: row.stream_version,
-            event_type: &row.event_type,
-            schema_version: row.schema_version,
-            recorded_at: &row.recorded_at,
-            payload: &row.payload,
-            metadata: &row.metadata,
-        }
-        .hash();
-        if recomputed != row.hash {
-            return broken(format!(
-                "content changed: stored hash {} but the fields hash to {recomputed}",
-                row.hash
-            ));
-        }
-        self.head = ChainHead {
-            authority_seq: row.authority_seq,
-            hash: row.hash.clone(),
-        };
-        self.last_global_seq = row.global_seq;
-        self.events += 1;
-        None
-    }
-
-    pub fn finish(self) -> VerifyOutcome {
-        VerifyOutcome::Ok {
-            head: self.head,
-            events: self.events,
-        }
-    }
-}
-
-/// How many rows `verify` reads per query.
-pub(crate) const VERIFY_PAGE_ROWS: i64 = 10_000;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chained_events_link_and_verify() {
-        let events: Vec<NewEvent> = (1..=3)
-            .map(|i| NewEvent {
-                stream_id: "s".into(),
-                stream_version: i,
-                event_type: "T".into(),
-                schema_version: 1,
-                recorded_at: Utc::now(),
-                payload: format!("{{\"i\":{i}}}"),
-                metadata: Metadata::default(),
-            })
-            .collect();
-        let prepared = chain_events("a", &ChainHead::genesis(), events);
-        assert_eq!(prepared[0].stored.prev_hash, GENESIS_HASH);
-        assert_eq!(prepared[1].stored.prev_hash, prepared[0].stored.hash);
-        assert_eq!(prepared[2].stored.prev_hash, prepared[1].stored.hash);
-        let mut checker = ChainChecker::new("a");
-        for (i, p) in prepared.iter().enumerate() {
-            assert_eq!(p.stored.expected_hash(), p.stored.hash);
-            let s = &p.stored;
-            let row = VerifyRow {
-                global_seq: i as i64 + 1,
-                authority_seq: s.authority_seq,
-                stream_id: s.stream_id.clone(),
-                stream_version: s.stream_version,
-                event_type: s.event_type.clone(),
-                schema_version: s.schema_version,
-                recorded_at: p.recorded_at_text.clone(),
-                payload: s.payload.clone(),
-                metadata: p.metadata_text.clone(),
-                prev_hash: s.prev_hash.clone(),
-                hash: s.hash.clone(),
+/// Chains encoded events after the head `(authority_seq, hash)`.
+pub(crate) fn chain(
+    authority: &str,
+    head_seq: i64,
+    head_hash: Hash,
+    events: Vec<Encoded>,
+) -> Vec<StoredEvent> {
+    let mut prev_hash = head_hash;
+    let mut authority_seq = head_seq;
+    events
+        .into_iter()
+        .map(|e| {
+            authority_seq += 1;
+            let hash = record::hash(&prev_hash, authority, authority_seq, &e.record);
+            let stored = StoredEvent {
+                authority: authority.to_owned(),
+                authority_seq,
+                stream_id: e.event.stream_id,
+                stream_version: e.event.stream_version,
+                event_type: e.event.event_type,
+                schema_version: e.event.schema_version,
+                recorded_at: e.event.recorded_at,
+                metadata: e.event.metadata,
+                idempotency: e.event.idempotency,
+                format: PayloadFormat::Cbor,
+                prev_hash,
+                hash,
+                record: e.record,
+                payload_range: e.payload_range,
             };
-            assert!(checker.check(&row).is_none());
-        }
-        assert_eq!(
-            checker.finish(),
-            VerifyOutcome::Ok {
-                head: ChainHead {
-                    authority_seq: 3,
-                    hash: prepared[2].stored.hash.clone()
-                },
-                events: 3
-            }
-        );
-    }
+            prev_hash = hash;
+            stored
+        })
+        .collect()
+}
+
+/// A v2 row read back: decodes its record into a [`StoredEvent`].
+pub(crate) fn stored_from_row(
+    authority: &str,
+    authority_seq: i64,
+    record: Vec<u8>,
+    hash: &[u8],
+    prev_hash: Hash,
+) -> Result<StoredEvent, String> {
+    let hash: Hash = hash
+        .try_into()
+        .map_err(|_| format!("event {authority_seq}: the stored hash is not 32 bytes"))?;
+    let d = record::decode(&record).map_err(|e| format!("event {authority_seq}: {e}"))?;
+    let start = d.payload.as_ptr() as usize - record.as_ptr() as usize;
+    let payload_range = (start as u32, (start + d.payload.len()) as u32);
+    let event = StoredEvent {
+        authority: authority.to_owned(),
+        authority_seq,
+        stream_id: d.stream_id.to_owned(),
+        stream_version: d.stream_version,
+        event_type: d.event_type.to_owned(),
+        schema_version: d.schema_version,
+        recorded_at: d.recorded_at,
+        metadata: d.metadata,
+        idempotency: d.idempotency,
+        format: PayloadFormat::Cbor,
+        prev_hash,
+        hash,
+        record: Vec::new(),
+        payload_range,
+    };
+    Ok(StoredEvent { record, ..event })
+}
+
+/// The answer a record found by a key's index prefix holds for the key with `digest`, if
+/// the record is that key's (the index holds 16 bytes of the digest, the record all 32).
+pub(crate) fn idempotency_hit(
+    authority: &str,
+    last_seq: i64,
+    record: &[u8],
+    digest: &Hash,
+) -> Result<Option<IdempotencyHit>, StoreError> {
+    let decoded = record::decode(record)
+        .map_err(|e| StoreError::Corrupt(format!("event {last_seq} of {authority}: {e}")))?;
+    Ok(decoded
+        .idempotency
+        .filter(|i| i.key_digest == *digest)
+        .map(|i| IdempotencyHit {
+            request_hash: i.request_hash,
+            first_seq: last_seq + 1 - i64::from(i.answer_events.max(1)),
+            last_seq,
+        }))
+}
+
+/// Parses a lower-case hex hash (a [`ChainHead::hash`]).
+pub(crate) fn hash_from_hex(text: &str) -> Result<Hash, StoreError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("{text:?} is not a 64-digit hex hash")))
 }

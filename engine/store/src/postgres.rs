@@ -1,20 +1,36 @@
 //! The PostgreSQL event log: a normal connection pool, `synchronous_commit` left on.
 //!
-//! A batch is inserted with one `INSERT … SELECT FROM UNNEST(arrays)` per table, so a
-//! thousand events cost the same few round trips as one.
+//! Appends of every authority meet in the store's committer ([`crate::commit`]): one
+//! transaction per round, each authority's rows inserted with one `INSERT … SELECT FROM
+//! UNNEST(arrays)`, so a thousand events cost the same few round trips as one.
+//!
+//! # Schema v2 (`migrations/postgres/0003_log_v2.sql`)
+//!
+//! - `authority_ids (id, name)`: a small integer per authority name.
+//! - `log (authority, authority_seq, record, hash, key)`: one row per event; the primary key
+//!   `(authority, authority_seq)` orders each chain (every read is a range of it) and
+//!   refuses a second event at one position. `record` is the hashed record
+//!   ([`crate::record`]), `hash` its 32-byte chain hash (the previous hash is the previous
+//!   row's and is not stored again).
+//! - `log_key`: a unique partial index on `(authority, key)`, `key` being the first 16 bytes
+//!   of the idempotency key's digest: a retry's first answer in one probe, and a second use
+//!   of a key refused. No other index: nothing reads by any other column.
+//!
+//! Schema v1 (`events`, `idempotency`) stays readable: see [`crate::legacy`].
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Row};
 
+use crate::commit::{Append, Committer, GroupCommit, GroupResult};
 use crate::{
-    canonical_recorded_at, chain_events, ChainChecker, ChainHead, EventStore, IdempotencyRecord,
-    Metadata, NewEvent, StoreError, StoredEvent, VerifyOutcome, VerifyRow, SNAPSHOTS_KEPT,
-    VERIFY_PAGE_ROWS,
+    chain, encode_all, hash_from_hex, legacy, record, stored_from_row, ChainHead, EventStore, Hash,
+    IdempotencyHit, NewEvent, StoreError, StoredEvent, GENESIS, SNAPSHOTS_KEPT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -27,34 +43,38 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// is away requests are refused within their timeout instead of queueing behind it.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
-const READ_PAGE_SQL: &str =
-    "SELECT global_seq, authority_seq, stream_id, stream_version, event_type, \
+/// A bounded range of an authority's v2 chain: see `read_v2`.
+const V2_RANGE_SQL: &str = "SELECT authority_seq, record, hash FROM log \
+    WHERE authority = $1 AND authority_seq > $2 AND authority_seq <= $3 ORDER BY authority_seq";
+const V2_PAGE_SQL: &str = "SELECT authority_seq, record, hash FROM log \
+    WHERE authority = $1 AND authority_seq > $2 ORDER BY authority_seq LIMIT $3";
+
+const V1_RANGE_SQL: &str = "SELECT authority_seq, stream_id, stream_version, event_type, \
+    schema_version, recorded_at, payload, metadata, prev_hash, hash FROM events \
+    WHERE authority = $1 AND authority_seq > $2 AND authority_seq <= $3 ORDER BY authority_seq";
+const V1_PAGE_SQL: &str = "SELECT authority_seq, stream_id, stream_version, event_type, \
     schema_version, recorded_at, payload, metadata, prev_hash, hash FROM events \
     WHERE authority = $1 AND authority_seq > $2 ORDER BY authority_seq LIMIT $3";
 
-/// The same page, bounded above as well: see `read_page`.
-const READ_RANGE_SQL: &str =
-    "SELECT global_seq, authority_seq, stream_id, stream_version, event_type, \
-    schema_version, recorded_at, payload, metadata, prev_hash, hash FROM events \
-    WHERE authority = $1 AND authority_seq > $2 AND authority_seq <= $3 ORDER BY authority_seq";
-
-/// Function Scan yields the arrays in order, so `global_seq` follows `authority_seq`.
-const INSERT_EVENTS_SQL: &str =
-    "INSERT INTO events (authority, authority_seq, stream_id, stream_version, \
-    event_type, schema_version, recorded_at, payload, metadata, prev_hash, hash) \
-    SELECT $1::text, u.* FROM UNNEST($2::int8[], $3::text[], $4::int8[], $5::text[], $6::int4[], \
-    $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[]) AS u \
-    RETURNING global_seq, authority_seq";
-
-const INSERT_IDEMPOTENCY_SQL: &str =
-    "INSERT INTO idempotency (authority, key, request_hash, response, authority_seq) \
-    SELECT $1::text, u.* FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int8[]) AS u";
+/// Function Scan yields the arrays in order.
+const V2_INSERT_SQL: &str = "INSERT INTO log (authority, authority_seq, record, hash, key) \
+    SELECT $1::int4, u.* FROM UNNEST($2::int8[], $3::bytea[], $4::bytea[], $5::bytea[]) AS u";
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PgStore {
+    inner: Arc<Inner>,
+    committer: Committer,
+}
+
+/// What the store and its committer share.
+struct Inner {
     pool: PgPool,
     /// Cluster mode ([`crate::cluster`]): the epochs this node holds; appends are fenced.
-    fencing: std::sync::OnceLock<std::sync::Arc<crate::cluster::Fences>>,
+    fencing: OnceLock<Arc<crate::cluster::Fences>>,
+    /// Whether the database holds v1 rows (then reads and heads consult them).
+    legacy: bool,
+    /// Authority ids already committed.
+    ids: Mutex<HashMap<String, i32>>,
 }
 
 impl PgStore {
@@ -78,85 +98,96 @@ impl PgStore {
                 ))
             })??;
         MIGRATOR.run(&mut conn).await?;
+        let legacy: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events)")
+            .fetch_one(&mut conn)
+            .await?;
         conn.close().await.ok();
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(PgStore {
+        let inner = Arc::new(Inner {
             pool,
-            fencing: std::sync::OnceLock::new(),
+            fencing: OnceLock::new(),
+            legacy,
+            ids: Mutex::new(HashMap::new()),
+        });
+        Ok(PgStore {
+            committer: Committer::spawn(inner.clone()),
+            inner,
         })
     }
 
     /// Turns on fencing (cluster mode, for good): from now on an append for an authority
     /// succeeds only if this node holds it, at the epoch still recorded in
     /// `authority_owners`; otherwise it fails with [`StoreError::Fenced`] and writes
-    /// nothing. Each append also notifies [`crate::cluster::NOTIFY_CHANNEL`] at commit.
-    pub fn enable_fencing(&self) -> std::sync::Arc<crate::cluster::Fences> {
-        self.fencing.get_or_init(Default::default).clone()
+    /// nothing (the other authorities of the same transaction are not affected). Each
+    /// append also notifies [`crate::cluster::NOTIFY_CHANNEL`] at commit.
+    pub fn enable_fencing(&self) -> Arc<crate::cluster::Fences> {
+        self.inner.fencing.get_or_init(Default::default).clone()
     }
 
     /// The connection pool, for tests and tools that need raw SQL.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.inner.pool
     }
 }
 
-async fn head_on(conn: &mut PgConnection, authority: &str) -> Result<ChainHead, StoreError> {
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "SELECT authority_seq, hash FROM events WHERE authority = $1 ORDER BY authority_seq DESC LIMIT 1",
-    )
-    .bind(authority)
-    .fetch_optional(conn)
-    .await?;
-    Ok(match row {
-        Some((authority_seq, hash)) => ChainHead {
-            authority_seq,
-            hash,
-        },
-        None => ChainHead::genesis(),
-    })
+async fn authority_id(
+    conn: &mut PgConnection,
+    inner: &Inner,
+    authority: &str,
+) -> Result<Option<i32>, StoreError> {
+    if let Some(id) = inner.ids.lock().unwrap().get(authority) {
+        return Ok(Some(*id));
+    }
+    let id: Option<i32> = sqlx::query_scalar("SELECT id FROM authority_ids WHERE name = $1")
+        .bind(authority)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(id) = id {
+        inner.ids.lock().unwrap().insert(authority.to_owned(), id);
+    }
+    Ok(id)
 }
 
-fn decode_event(authority: &str, row: &PgRow) -> Result<StoredEvent, StoreError> {
-    let metadata: &str = row.try_get(8)?;
-    let metadata: Metadata = serde_json::from_str(metadata)
-        .map_err(|e| StoreError::Corrupt(format!("metadata {metadata:?}: {e}")))?;
-    Ok(StoredEvent {
-        global_seq: row.try_get(0)?,
-        authority: authority.to_string(),
-        authority_seq: row.try_get(1)?,
-        stream_id: row.try_get(2)?,
-        stream_version: row.try_get(3)?,
-        event_type: row.try_get(4)?,
-        schema_version: row.try_get(5)?,
-        recorded_at: row.try_get(6)?,
-        payload: row.try_get(7)?,
-        metadata,
-        prev_hash: row.try_get(9)?,
-        hash: row.try_get(10)?,
-    })
+/// The head: the last v2 row, else the last v1 event, else genesis.
+async fn head_on(
+    conn: &mut PgConnection,
+    inner: &Inner,
+    authority: &str,
+) -> Result<(i64, Hash), StoreError> {
+    if let Some(id) = authority_id(conn, inner, authority).await? {
+        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT authority_seq, hash FROM log WHERE authority = $1 ORDER BY authority_seq DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some((seq, hash)) = row {
+            let hash: Hash = hash.try_into().map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "the hash of the head of {authority} is not 32 bytes"
+                ))
+            })?;
+            return Ok((seq, hash));
+        }
+    }
+    if inner.legacy {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT authority_seq, hash FROM events WHERE authority = $1 ORDER BY authority_seq DESC LIMIT 1",
+        )
+        .bind(authority)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some((seq, hash)) = row {
+            return Ok((seq, hash_from_hex(&hash)?));
+        }
+    }
+    Ok((0, GENESIS))
 }
 
-fn decode_verify_row(row: &PgRow) -> Result<VerifyRow, sqlx::Error> {
-    let recorded_at: DateTime<Utc> = row.try_get(6)?;
-    Ok(VerifyRow {
-        global_seq: row.try_get(0)?,
-        authority_seq: row.try_get(1)?,
-        stream_id: row.try_get(2)?,
-        stream_version: row.try_get(3)?,
-        event_type: row.try_get(4)?,
-        schema_version: row.try_get(5)?,
-        recorded_at: canonical_recorded_at(recorded_at),
-        payload: row.try_get(7)?,
-        metadata: row.try_get(8)?,
-        prev_hash: row.try_get(9)?,
-        hash: row.try_get(10)?,
-    })
-}
-
-/// One page of the chain after `after_authority_seq`.
+/// Fetches `(after, after + limit]` first, then completes a short answer open-ended.
 ///
 /// On a table whose statistics are stale (a fresh log filled in one go, exactly a replay
 /// benchmark), PostgreSQL may answer `authority_seq > $2 ORDER BY … LIMIT` with a bitmap
@@ -164,26 +195,30 @@ fn decode_verify_row(row: &PgRow) -> Result<VerifyRow, sqlx::Error> {
 /// gaps, the page is first asked for as the bounded range `(after, after + limit]`, which
 /// costs O(limit) whatever the plan; only a short answer (the end of the chain, or a gap
 /// in a damaged log) is completed with the open-ended query.
-async fn read_page(
+async fn fetch_page<
+    K: sqlx::Encode<'static, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Clone + Send + 'static,
+>(
     pool: &PgPool,
-    authority: &str,
-    after_authority_seq: i64,
+    range_sql: &'static str,
+    page_sql: &'static str,
+    key: K,
+    after: i64,
     limit: i64,
-) -> Result<Vec<PgRow>, StoreError> {
-    let mut rows = sqlx::query(READ_RANGE_SQL)
-        .bind(authority)
-        .bind(after_authority_seq)
-        .bind(after_authority_seq.saturating_add(limit))
+) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+    let mut rows = sqlx::query(range_sql)
+        .bind(key.clone())
+        .bind(after)
+        .bind(after.saturating_add(limit))
         .fetch_all(pool)
         .await?;
     let missing = limit - rows.len() as i64;
     if missing > 0 {
         let last = match rows.last() {
-            Some(row) => row.try_get(1)?,
-            None => after_authority_seq,
+            Some(row) => row.try_get(0)?,
+            None => after,
         };
-        let rest = sqlx::query(READ_PAGE_SQL)
-            .bind(authority)
+        let rest = sqlx::query(page_sql)
+            .bind(key)
             .bind(last)
             .bind(missing)
             .fetch_all(pool)
@@ -193,202 +228,309 @@ async fn read_page(
     Ok(rows)
 }
 
-async fn insert_all(
-    conn: &mut PgConnection,
+fn v1_row(row: &sqlx::postgres::PgRow) -> Result<legacy::VerifyRow, sqlx::Error> {
+    let recorded_at: chrono::DateTime<chrono::Utc> = row.try_get(5)?;
+    Ok(legacy::VerifyRow {
+        authority_seq: row.try_get(0)?,
+        stream_id: row.try_get(1)?,
+        stream_version: row.try_get(2)?,
+        event_type: row.try_get(3)?,
+        schema_version: row.try_get(4)?,
+        recorded_at: legacy::canonical_recorded_at(recorded_at),
+        payload: row.try_get(6)?,
+        metadata: row.try_get(7)?,
+        prev_hash: row.try_get(8)?,
+        hash: row.try_get(9)?,
+    })
+}
+
+async fn read_on(
+    inner: &Inner,
     authority: &str,
-    prepared: &mut [crate::PreparedEvent],
-    idempotency: &[IdempotencyRecord],
-) -> Result<(), StoreError> {
-    if let Some(first) = prepared.first() {
-        let first_seq = first.stored.authority_seq;
-        let rows: Vec<(i64, i64)> = sqlx::query_as(INSERT_EVENTS_SQL)
-            .bind(authority)
-            .bind(
-                prepared
-                    .iter()
-                    .map(|p| p.stored.authority_seq)
-                    .collect::<Vec<i64>>(),
-            )
-            .bind(
-                prepared
-                    .iter()
-                    .map(|p| p.stored.stream_id.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                prepared
-                    .iter()
-                    .map(|p| p.stored.stream_version)
-                    .collect::<Vec<i64>>(),
-            )
-            .bind(
-                prepared
-                    .iter()
-                    .map(|p| p.stored.event_type.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                prepared
-                    .iter()
-                    .map(|p| p.stored.schema_version)
-                    .collect::<Vec<i32>>(),
-            )
-            .bind(
-                prepared
-                    .iter()
-                    .map(|p| p.stored.recorded_at)
-                    .collect::<Vec<DateTime<Utc>>>(),
-            )
-            .bind(
-                prepared
-                    .iter()
-                    .map(|p| p.stored.payload.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                prepared
-                    .iter()
-                    .map(|p| p.metadata_text.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                prepared
-                    .iter()
-                    .map(|p| p.stored.prev_hash.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                prepared
-                    .iter()
-                    .map(|p| p.stored.hash.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .fetch_all(&mut *conn)
-            .await?;
-        if rows.len() != prepared.len() {
-            return Err(StoreError::Other(format!(
-                "inserted {} events of {}",
-                rows.len(),
-                prepared.len()
-            )));
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut events = Vec::new();
+    let mut prev: Option<Hash> = (after == 0).then_some(GENESIS);
+    if inner.legacy {
+        let rows = fetch_page(
+            &inner.pool,
+            V1_RANGE_SQL,
+            V1_PAGE_SQL,
+            authority.to_owned(),
+            after,
+            limit,
+        )
+        .await?;
+        for row in &rows {
+            let event = legacy::stored_event(authority, v1_row(row)?)
+                .map_err(|e| StoreError::Corrupt(format!("v1 event of {authority}: {e}")))?;
+            prev = Some(event.hash);
+            events.push(event);
         }
-        for (global_seq, authority_seq) in rows {
-            let index = usize::try_from(authority_seq - first_seq)
-                .ok()
-                .filter(|&i| i < prepared.len())
-                .ok_or_else(|| {
-                    StoreError::Other(format!("unexpected authority_seq {authority_seq} returned"))
-                })?;
-            prepared[index].stored.global_seq = global_seq;
+        if events.len() as i64 == limit {
+            return Ok(events);
+        }
+        if prev.is_none() {
+            let row: Option<(String,)> = sqlx::query_as(
+                "SELECT hash FROM events WHERE authority = $1 AND authority_seq = $2",
+            )
+            .bind(authority)
+            .bind(after)
+            .fetch_optional(&inner.pool)
+            .await?;
+            if let Some((hash,)) = row {
+                prev = Some(hash_from_hex(&hash)?);
+            }
         }
     }
-    if !idempotency.is_empty() {
-        sqlx::query(INSERT_IDEMPOTENCY_SQL)
+    let mut conn = inner.pool.acquire().await?;
+    let Some(id) = authority_id(&mut conn, inner, authority).await? else {
+        return Ok(events);
+    };
+    drop(conn);
+    let v2_after = events.last().map_or(after, |e| e.authority_seq);
+    if prev.is_none() {
+        let hash: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT hash FROM log WHERE authority = $1 AND authority_seq = $2")
+                .bind(id)
+                .bind(v2_after)
+                .fetch_optional(&inner.pool)
+                .await?;
+        prev = hash.and_then(|h| h.try_into().ok());
+    }
+    // A missing previous row: the chain check reports the gap or the wrong link.
+    let mut prev = prev.unwrap_or([0xff; 32]);
+    let rows = fetch_page(
+        &inner.pool,
+        V2_RANGE_SQL,
+        V2_PAGE_SQL,
+        id,
+        v2_after,
+        limit - events.len() as i64,
+    )
+    .await?;
+    events.reserve(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get(0)?;
+        let record: Vec<u8> = row.try_get(1)?;
+        let hash: &[u8] = row.try_get(2)?;
+        let event = stored_from_row(authority, seq, record, hash, prev)
+            .map_err(|e| StoreError::Corrupt(format!("{authority}: {e}")))?;
+        prev = event.hash;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// One append inside the group's transaction (in its own savepoint): the fence, an id for
+/// a new authority, the head, the rows, the notification.
+async fn append_one(
+    conn: &mut PgConnection,
+    inner: &Inner,
+    append: &mut Append,
+    new_ids: &mut Vec<(String, i32)>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let authority = append.authority.as_str();
+    // Cluster mode: the epoch this node took, checked inside the transaction.
+    let fence =
+        match inner.fencing.get() {
+            Some(fences) => Some(fences.get(authority).ok_or_else(|| {
+                StoreError::Fenced(format!("this node does not hold {authority:?}"))
+            })?),
+            None => None,
+        };
+    if let Some(epoch) = fence {
+        // FOR SHARE: a takeover's epoch bump waits until this transaction ends.
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT epoch FROM authority_owners WHERE authority = $1 FOR SHARE")
+                .bind(authority)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if current != Some(epoch) {
+            return Err(StoreError::Fenced(format!(
+                "{authority:?} was taken over (epoch {current:?}, this writer holds {epoch})"
+            )));
+        }
+    }
+    let id = match authority_id(conn, inner, authority).await? {
+        Some(id) => id,
+        None => {
+            sqlx::query(
+                "INSERT INTO authority_ids (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+            )
             .bind(authority)
-            .bind(
-                idempotency
-                    .iter()
-                    .map(|r| r.key.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                idempotency
-                    .iter()
-                    .map(|r| r.request_hash.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                idempotency
-                    .iter()
-                    .map(|r| r.response.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                idempotency
-                    .iter()
-                    .map(|r| r.authority_seq)
-                    .collect::<Vec<Option<i64>>>(),
-            )
+            .execute(&mut *conn)
+            .await?;
+            let id: i32 = sqlx::query_scalar("SELECT id FROM authority_ids WHERE name = $1")
+                .bind(authority)
+                .fetch_one(&mut *conn)
+                .await?;
+            new_ids.push((authority.to_owned(), id));
+            id
+        }
+    };
+    let (head_seq, head_hash) = head_on(conn, inner, authority).await?;
+    let stored = chain(
+        authority,
+        head_seq,
+        head_hash,
+        std::mem::take(&mut append.events),
+    );
+    let seqs: Vec<i64> = stored.iter().map(|e| e.authority_seq).collect();
+    let records: Vec<&[u8]> = stored.iter().map(|e| e.record.as_slice()).collect();
+    let hashes: Vec<&[u8]> = stored.iter().map(|e| e.hash.as_slice()).collect();
+    let keys: Vec<Option<Vec<u8>>> = stored
+        .iter()
+        .map(|e| {
+            e.idempotency
+                .as_ref()
+                .map(|i| record::key_index(&i.key_digest).to_vec())
+        })
+        .collect();
+    sqlx::query(V2_INSERT_SQL)
+        .bind(id)
+        .bind(&seqs)
+        .bind(&records)
+        .bind(&hashes)
+        .bind(&keys)
+        .execute(&mut *conn)
+        .await?;
+    if fence.is_some() {
+        // Delivered by PostgreSQL when (and only if) the transaction commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::cluster::NOTIFY_CHANNEL)
+            .bind(authority)
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    Ok(stored)
+}
+
+impl Inner {
+    async fn commit_group(
+        &self,
+        group: &mut [Append],
+    ) -> Result<
+        (
+            Vec<Result<Vec<StoredEvent>, StoreError>>,
+            Vec<(String, i32)>,
+        ),
+        StoreError,
+    > {
+        // On any error the transaction is dropped, which rolls it back.
+        let mut tx = self.pool.begin().await?;
+        let mut results = Vec::with_capacity(group.len());
+        let mut new_ids = Vec::new();
+        for append in group.iter_mut() {
+            sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
+            let ids_before = new_ids.len();
+            match append_one(&mut tx, self, append, &mut new_ids).await {
+                Ok(stored) => {
+                    sqlx::query("RELEASE SAVEPOINT append")
+                        .execute(&mut *tx)
+                        .await?;
+                    results.push(Ok(stored));
+                }
+                Err(error @ (StoreError::Conflict(_) | StoreError::Fenced(_))) => {
+                    // Only this authority's rows are undone; the others go on.
+                    sqlx::query("ROLLBACK TO SAVEPOINT append")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("RELEASE SAVEPOINT append")
+                        .execute(&mut *tx)
+                        .await?;
+                    new_ids.truncate(ids_before);
+                    results.push(Err(error));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        tx.commit().await?;
+        Ok((results, new_ids))
+    }
+}
+
+impl GroupCommit for Inner {
+    fn commit<'a>(&'a self, group: &'a mut [Append]) -> GroupResult<'a> {
+        Box::pin(async move {
+            let n = group.len();
+            match self.commit_group(group).await {
+                Ok((results, new_ids)) => {
+                    self.ids.lock().unwrap().extend(new_ids);
+                    results
+                }
+                Err(error) => (0..n).map(|_| Err(error.clone())).collect(),
+            }
+        })
+    }
 }
 
 #[async_trait]
 impl EventStore for PgStore {
     async fn head(&self, authority: &str) -> Result<ChainHead, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        head_on(&mut conn, authority).await
+        let mut conn = self.inner.pool.acquire().await?;
+        let (authority_seq, hash) = head_on(&mut conn, &self.inner, authority).await?;
+        Ok(ChainHead {
+            authority_seq,
+            hash: hex::encode(hash),
+        })
     }
 
     async fn append(
         &self,
         authority: &str,
         events: Vec<NewEvent>,
-        idempotency: Vec<IdempotencyRecord>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        if events.is_empty() && idempotency.is_empty() {
+        if events.is_empty() {
             return Ok(Vec::new());
         }
-        // Cluster mode: the epoch this node took, checked below inside the transaction.
-        let fence = match self.fencing.get() {
-            Some(fences) => Some(fences.get(authority).ok_or_else(|| {
-                StoreError::Fenced(format!("this node does not hold {authority:?}"))
-            })?),
-            None => None,
-        };
-        // On any error the transaction is dropped, which rolls it back.
-        let mut tx = self.pool.begin().await?;
-        if let Some(epoch) = fence {
-            // FOR SHARE: a takeover's epoch bump waits until this transaction ends.
-            let current: Option<i64> = sqlx::query_scalar(
-                "SELECT epoch FROM authority_owners WHERE authority = $1 FOR SHARE",
-            )
-            .bind(authority)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if current != Some(epoch) {
+        if let Some(fences) = self.inner.fencing.get() {
+            if fences.get(authority).is_none() {
                 return Err(StoreError::Fenced(format!(
-                    "{authority:?} was taken over (epoch {current:?}, this writer holds {epoch})"
+                    "this node does not hold {authority:?}"
                 )));
             }
         }
-        let head = head_on(&mut tx, authority).await?;
-        let mut prepared = chain_events(authority, &head, events);
-        insert_all(&mut tx, authority, &mut prepared, &idempotency).await?;
-        if fence.is_some() {
-            // Delivered by PostgreSQL when (and only if) the transaction commits.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(crate::cluster::NOTIFY_CHANNEL)
-                .bind(authority)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(prepared.into_iter().map(|p| p.stored).collect())
+        let encoded = encode_all(events)?;
+        self.committer.append(authority, encoded).await
     }
 
     async fn idempotency(
         &self,
         authority: &str,
         key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let row: Option<(String, String, String, Option<i64>)> = sqlx::query_as(
-            "SELECT key, request_hash, response, authority_seq FROM idempotency WHERE authority = $1 AND key = $2",
-        )
-        .bind(authority)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(
-            |(key, request_hash, response, authority_seq)| IdempotencyRecord {
-                key,
-                request_hash,
-                response,
-                authority_seq,
-            },
-        ))
+    ) -> Result<Option<IdempotencyHit>, StoreError> {
+        let inner = &self.inner;
+        let digest = record::key_digest(key);
+        let mut conn = inner.pool.acquire().await?;
+        if let Some(id) = authority_id(&mut conn, inner, authority).await? {
+            let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT authority_seq, record FROM log WHERE authority = $1 AND key = $2",
+            )
+            .bind(id)
+            .bind(&record::key_index(&digest)[..])
+            .fetch_all(&mut *conn)
+            .await?;
+            for (last_seq, bytes) in rows {
+                if let Some(hit) = crate::idempotency_hit(authority, last_seq, &bytes, &digest)? {
+                    return Ok(Some(hit));
+                }
+            }
+        }
+        if inner.legacy {
+            let row: Option<(String, String)> = sqlx::query_as(
+                "SELECT request_hash, response FROM idempotency WHERE authority = $1 AND key = $2",
+            )
+            .bind(authority)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((request_hash, response)) = row {
+                return legacy::idempotency_hit(&request_hash, &response).map(Some);
+            }
+        }
+        Ok(None)
     }
 
     async fn read(
@@ -400,48 +542,32 @@ impl EventStore for PgStore {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        let rows = read_page(&self.pool, authority, after_authority_seq, limit).await?;
-        rows.iter()
-            .map(|row| decode_event(authority, row))
-            .collect()
+        read_on(&self.inner, authority, after_authority_seq, limit).await
     }
 
     async fn authorities(&self) -> Result<Vec<String>, StoreError> {
-        // A skip scan over the (authority, authority_seq) index: one probe per authority.
         let mut names: Vec<String> = sqlx::query_scalar(
-            "WITH RECURSIVE a(authority) AS ( \
-               SELECT MIN(authority) FROM events \
-               UNION ALL \
-               SELECT (SELECT MIN(e.authority) FROM events e WHERE e.authority > a.authority) \
-               FROM a WHERE a.authority IS NOT NULL) \
-             SELECT authority FROM a WHERE authority IS NOT NULL",
+            "SELECT a.name FROM authority_ids a WHERE EXISTS (SELECT 1 FROM log WHERE authority = a.id)",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.inner.pool)
         .await?;
-        names.sort();
-        Ok(names)
-    }
-
-    async fn verify(&self, authority: &str) -> Result<VerifyOutcome, StoreError> {
-        let mut checker = ChainChecker::new(authority);
-        loop {
-            let rows = read_page(
-                &self.pool,
-                authority,
-                checker.last_authority_seq(),
-                VERIFY_PAGE_ROWS,
+        if self.inner.legacy {
+            // A skip scan over the v1 (authority, authority_seq) index: one probe per authority.
+            let v1: Vec<String> = sqlx::query_scalar(
+                "WITH RECURSIVE a(authority) AS ( \
+                   SELECT MIN(authority) FROM events \
+                   UNION ALL \
+                   SELECT (SELECT MIN(e.authority) FROM events e WHERE e.authority > a.authority) \
+                   FROM a WHERE a.authority IS NOT NULL) \
+                 SELECT authority FROM a WHERE authority IS NOT NULL",
             )
+            .fetch_all(&self.inner.pool)
             .await?;
-            for row in &rows {
-                let verify_row = decode_verify_row(row)?;
-                if let Some(broken) = checker.check(&verify_row) {
-                    return Ok(broken);
-                }
-            }
-            if (rows.len() as i64) < VERIFY_PAGE_ROWS {
-                return Ok(checker.finish());
-            }
+            names.extend(v1);
         }
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     async fn save_snapshot(
@@ -450,12 +576,11 @@ impl EventStore for PgStore {
         authority_seq: i64,
         state: &[u8],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let head = head_on(&mut tx, authority).await?;
-        if authority_seq < 0 || authority_seq > head.authority_seq {
+        let mut tx = self.inner.pool.begin().await?;
+        let (head_seq, _) = head_on(&mut tx, &self.inner, authority).await?;
+        if authority_seq < 0 || authority_seq > head_seq {
             return Err(StoreError::Other(format!(
-                "snapshot at authority_seq {authority_seq} of {authority:?} is beyond the head {}",
-                head.authority_seq
+                "snapshot at authority_seq {authority_seq} of {authority:?} is beyond the head {head_seq}"
             )));
         }
         sqlx::query(
@@ -489,12 +614,12 @@ impl EventStore for PgStore {
             "SELECT authority_seq, state FROM snapshots WHERE authority = $1 ORDER BY authority_seq DESC LIMIT 1",
         )
         .bind(authority)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.inner.pool)
         .await?;
         Ok(row)
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        self.inner.pool.close().await;
     }
 }

@@ -147,6 +147,157 @@ impl Harness {
     }
 }
 
+/// Tampering with the log the way an attacker with write access to the database would,
+/// whatever the backend: what `verify` must catch.
+impl Harness {
+    /// The `WHERE` clause of one authority's row at `seq`, for either backend.
+    async fn row_where(&self, authority: &str, seq: i64) -> String {
+        let id = self
+            .count(&format!(
+                "SELECT CAST(id AS BIGINT) FROM authority_ids WHERE name = '{}'",
+                authority.replace('\'', "''")
+            ))
+            .await;
+        match &self.raw {
+            Raw::Sqlite(_) => format!("id = {}", (id << 40) | seq),
+            Raw::Pg(_) => format!("authority = {id} AND authority_seq = {seq}"),
+        }
+    }
+
+    /// The stored record bytes at `seq`.
+    pub async fn stored_record(&self, authority: &str, seq: i64) -> Vec<u8> {
+        let sql = format!(
+            "SELECT record FROM log WHERE {}",
+            self.row_where(authority, seq).await
+        );
+        match &self.raw {
+            Raw::Sqlite(s) => sqlx::query_scalar(&sql).fetch_one(s.pool()).await,
+            Raw::Pg(s) => sqlx::query_scalar(&sql).fetch_one(s.pool()).await,
+        }
+        .expect("a stored record")
+    }
+
+    /// Replaces the stored record at `seq` (its stored hash is left as it was).
+    pub async fn set_stored_record(&self, authority: &str, seq: i64, record: &[u8]) {
+        let sql = format!(
+            "UPDATE log SET record = $1 WHERE {}",
+            self.row_where(authority, seq).await
+        );
+        let changed = match &self.raw {
+            Raw::Sqlite(s) => sqlx::query(&sql.replace("$1", "?1"))
+                .bind(record)
+                .execute(s.pool())
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Pg(s) => sqlx::query(&sql)
+                .bind(record)
+                .execute(s.pool())
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .expect("raw SQL");
+        assert_eq!(changed, 1, "no event {seq} of {authority}");
+    }
+
+    /// Replaces the stored hash at `seq`.
+    pub async fn set_stored_hash(&self, authority: &str, seq: i64, hash: &[u8; 32]) {
+        let sql = format!(
+            "UPDATE log SET hash = $1 WHERE {}",
+            self.row_where(authority, seq).await
+        );
+        let changed = match &self.raw {
+            Raw::Sqlite(s) => sqlx::query(&sql.replace("$1", "?1"))
+                .bind(&hash[..])
+                .execute(s.pool())
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Pg(s) => sqlx::query(&sql)
+                .bind(&hash[..])
+                .execute(s.pool())
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .expect("raw SQL");
+        assert_eq!(changed, 1, "no event {seq} of {authority}");
+    }
+
+    /// Deletes the events `from..=to`; returns how many there were.
+    pub async fn delete_events(&self, authority: &str, from: i64, to: i64) -> u64 {
+        let mut deleted = 0;
+        for seq in from..=to {
+            deleted += self
+                .exec(&format!(
+                    "DELETE FROM log WHERE {}",
+                    self.row_where(authority, seq).await
+                ))
+                .await;
+        }
+        deleted
+    }
+
+    /// Swaps the rows at `a` and `b` (records, hashes and keys): reordered events.
+    pub async fn swap_events(&self, authority: &str, a: i64, b: i64) {
+        let record_a = self.stored_record(authority, a).await;
+        let record_b = self.stored_record(authority, b).await;
+        let hash = |seq| async move {
+            let sql = format!(
+                "SELECT hash FROM log WHERE {}",
+                self.row_where(authority, seq).await
+            );
+            let bytes: Vec<u8> = match &self.raw {
+                Raw::Sqlite(s) => sqlx::query_scalar(&sql).fetch_one(s.pool()).await,
+                Raw::Pg(s) => sqlx::query_scalar(&sql).fetch_one(s.pool()).await,
+            }
+            .expect("a stored hash");
+            <[u8; 32]>::try_from(bytes).expect("32 bytes")
+        };
+        let (hash_a, hash_b) = (hash(a).await, hash(b).await);
+        // The key index is unique: clear both keys first.
+        for seq in [a, b] {
+            self.exec(&format!(
+                "UPDATE log SET key = NULL WHERE {}",
+                self.row_where(authority, seq).await
+            ))
+            .await;
+        }
+        self.set_stored_record(authority, a, &record_b).await;
+        self.set_stored_record(authority, b, &record_a).await;
+        self.set_stored_hash(authority, a, &hash_b).await;
+        self.set_stored_hash(authority, b, &hash_a).await;
+    }
+
+    /// What a forger who knows the algorithm does: changes the record at `seq` with `edit`
+    /// and hashes it and every later event of the authority again, so that the chain
+    /// verifies (only a checkpoint taken before catches it).
+    pub async fn rewrite_and_rehash(
+        &self,
+        authority: &str,
+        seq: i64,
+        edit: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let mut record = self.stored_record(authority, seq).await;
+        edit(&mut record);
+        self.set_stored_record(authority, seq, &record).await;
+        let head = self
+            .store
+            .head(authority)
+            .await
+            .expect("a head")
+            .authority_seq;
+        let mut prev = if seq == 1 {
+            crate::GENESIS
+        } else {
+            self.store.read(authority, seq - 2, 1).await.expect("read")[0].hash
+        };
+        for at in seq..=head {
+            let record = self.stored_record(authority, at).await;
+            let hash = crate::record::hash(&prev, authority, at, &record);
+            self.set_stored_hash(authority, at, &hash).await;
+            prev = hash;
+        }
+    }
+}
+
 impl Drop for Harness {
     fn drop(&mut self) {
         let Some((url, schema)) = self.pg_schema.take() else {

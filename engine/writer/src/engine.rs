@@ -296,6 +296,9 @@ impl Engine {
                     .problems
                     .push(format!("the writer of {authority} is not running"));
             }
+            if let Some(why) = writer.broken() {
+                readiness.problems.push(why);
+            }
         }
         for (authority, follower) in self.followers.read().unwrap().iter() {
             if !follower.is_following() {

@@ -47,6 +47,7 @@ impl Follower {
             stats: WriterStats::default(),
             head: RwLock::new(stats.head),
             consistent: AtomicBool::new(true),
+            broken: RwLock::new(None),
             committed: tokio::sync::broadcast::channel(crate::COMMITTED_BROADCAST_BATCHES).0,
             clock: crate::system_clock(),
         });
@@ -108,9 +109,11 @@ impl Follower {
             }
             let mut decoded = Vec::with_capacity(page.len());
             let mut expected = head.clone();
+            let mut expected_hash = crate::replay::hash_of_head(&head);
             for stored in &page {
                 if stored.authority_seq != expected.authority_seq + 1
-                    || stored.prev_hash != expected.hash
+                    || stored.hash_is_valid().then_some(()).is_none()
+                    || stored.prev_hash != expected_hash
                 {
                     self.broken.store(true, Ordering::Relaxed);
                     return Err(WriterError::Unavailable(format!(
@@ -119,8 +122,8 @@ impl Follower {
                     )));
                 }
                 let event = crate::replay::decode_stored(stored)?;
-                expected.authority_seq = stored.authority_seq;
-                expected.hash.clone_from(&stored.hash);
+                expected = ochered_store::ChainHead::of(stored);
+                expected_hash = stored.hash;
                 decoded.push(CommittedEvent {
                     authority_seq: stored.authority_seq,
                     recorded_at: stored.recorded_at,

@@ -15,6 +15,7 @@
 //! - Between applying a batch and its commit (milliseconds), readers may see the batch's
 //!   effects; callers only learn application numbers after the commit.
 
+pub mod audit;
 pub mod demo;
 mod engine;
 mod follower;
@@ -27,19 +28,18 @@ pub use follower::Follower;
 pub use log::{read_status_events, LogPage};
 
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use ochered_core::{decide, Command, Event, Rejection, State, SCHEMA_VERSION};
-use ochered_store::{EventStore, IdempotencyRecord, Metadata, NewEvent, StoreError};
+use ochered_store::{EventStore, Idempotency, IdempotencyHit, Metadata, NewEvent, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-pub use replay::{load_state, ReplayStats};
+pub use replay::{decode_event, load_state, ReplayStats};
 
 /// The clock the shell reads; injected so tests and the simulator control time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -130,6 +130,10 @@ pub enum WriterError {
     KeyInFlight,
     #[error("the writer has stopped")]
     Stopped,
+    /// The authority's log does not verify (an event changed, missing or out of place): the
+    /// writer refuses every command until an operator has repaired or restored the log.
+    #[error("{0}")]
+    Broken(String),
 }
 
 impl From<StoreError> for WriterError {
@@ -141,7 +145,10 @@ impl From<StoreError> for WriterError {
 struct Job {
     command: Command,
     meta: RequestMeta,
-    request_hash: String,
+    request_hash: [u8; 32],
+    /// When the job entered the queue: how long jobs wait for the writer is the signal of
+    /// overload ([`WriterStats::queue_wait_micros`]).
+    enqueued: Instant,
     reply: oneshot::Sender<Result<Reply, WriterError>>,
 }
 
@@ -156,6 +163,12 @@ pub struct WriterStats {
     pub last_batch_size: AtomicU64,
     pub last_commit_micros: AtomicU64,
     pub queue_depth: AtomicU64,
+    /// How long the oldest command of the last batch waited in the queue before the writer
+    /// took it (its sojourn time), in microseconds.
+    pub queue_wait_micros: AtomicU64,
+    /// Commands acknowledged per second over the last commits (a moving average), the
+    /// writer's measured throughput.
+    pub commit_rate_per_s: AtomicU64,
 }
 
 struct Shared {
@@ -164,8 +177,11 @@ struct Shared {
     in_flight: Mutex<HashSet<String>>,
     stats: WriterStats,
     head: RwLock<ochered_store::ChainHead>,
-    /// False while the state could not be rebuilt after a failed commit (the store is away).
+    /// False while the state could not be rebuilt after a failed commit (the store is away),
+    /// and while the log is broken.
     consistent: std::sync::atomic::AtomicBool,
+    /// Why the authority's log does not verify, if it does not: every command is refused.
+    broken: RwLock<Option<String>>,
     /// The events of each acknowledged batch, in log order, for status updates. Best effort:
     /// a slow subscriber lags and must read what it missed from the store.
     committed: tokio::sync::broadcast::Sender<Arc<Vec<CommittedEvent>>>,
@@ -190,7 +206,26 @@ impl Writer {
         authority: &str,
         config: WriterConfig,
     ) -> Result<(Writer, ReplayStats), WriterError> {
-        let (state, stats) = load_state(store.as_ref(), authority).await?;
+        let (state, stats, broken) = match load_state(store.as_ref(), authority).await {
+            Ok((state, stats)) => (state, stats, None),
+            Err(WriterError::Broken(why)) => {
+                tracing::error!(
+                    authority,
+                    %why,
+                    "the log does not verify: this authority refuses every write until an operator repairs or restores the log and restarts the server"
+                );
+                let stats = ReplayStats {
+                    events: 0,
+                    from_snapshot: None,
+                    head: store.head(authority).await?,
+                    last_recorded_at: DateTime::<Utc>::MIN_UTC,
+                    idempotency_keys: HashSet::new(),
+                    elapsed: std::time::Duration::ZERO,
+                };
+                (State::new(), stats, Some(why))
+            }
+            Err(e) => return Err(e),
+        };
         let (tx, rx) = mpsc::channel(config.queue_commands_max.max(1));
         let shared = Arc::new(Shared {
             authority: authority.to_owned(),
@@ -198,7 +233,8 @@ impl Writer {
             in_flight: Mutex::new(HashSet::new()),
             stats: WriterStats::default(),
             head: RwLock::new(stats.head.clone()),
-            consistent: std::sync::atomic::AtomicBool::new(true),
+            consistent: std::sync::atomic::AtomicBool::new(broken.is_none()),
+            broken: RwLock::new(broken),
             committed: tokio::sync::broadcast::channel(COMMITTED_BROADCAST_BATCHES).0,
             clock: config.clock.clone(),
         });
@@ -243,6 +279,7 @@ impl Writer {
             command,
             meta,
             request_hash,
+            enqueued: Instant::now(),
             reply,
         };
         match self.tx.try_send(job) {
@@ -319,6 +356,14 @@ impl Writer {
     pub fn is_consistent(&self) -> bool {
         self.shared.consistent.load(Ordering::Acquire)
     }
+
+    /// Why the authority's log does not verify, when it does not (found at start, from the
+    /// newest snapshot to the head, or when rebuilding the state): the writer then refuses
+    /// every command with [`WriterError::Broken`] until the server is restarted on a
+    /// repaired log.
+    pub fn broken(&self) -> Option<String> {
+        self.shared.broken.read().unwrap().clone()
+    }
 }
 
 struct InFlightGuard<'a> {
@@ -334,18 +379,17 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
-/// A digest of the command, to tell a retry from a different request with the same key.
-pub fn request_hash(command: &Command) -> String {
+/// A digest of the command, to tell a retry from a different request with the same key:
+/// SHA-256 of its JSON.
+pub fn request_hash(command: &Command) -> [u8; 32] {
     let bytes = serde_json::to_vec(command).expect("commands serialise");
-    hex::encode(Sha256::digest(&bytes))
+    Sha256::digest(&bytes).into()
 }
 
-/// The in-memory set of committed idempotency keys holds 64-bit digests only; a hit is
-/// confirmed against the store.
-pub(crate) fn key_digest(key: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
+/// The in-memory set of committed idempotency keys holds the first 8 bytes of each key's
+/// recorded digest ([`ochered_store::key_digest`]); a hit is confirmed against the store.
+pub(crate) fn short_digest(digest: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(digest[..8].try_into().expect("8 of 32 bytes"))
 }
 
 struct WriterTask {
@@ -393,9 +437,11 @@ struct Pending {
     /// The last authority_seq the batch's events take.
     last_seq: i64,
     /// The rows to write, until the commit starts.
-    rows: Option<(Vec<NewEvent>, Vec<IdempotencyRecord>)>,
+    rows: Option<Vec<NewEvent>>,
     commit: Option<tokio::task::JoinHandle<Result<Vec<ochered_store::StoredEvent>, StoreError>>>,
     started: Instant,
+    /// When the batch was decided (for the commit rate).
+    decided_at: Instant,
 }
 
 /// How finishing an in-flight commit went.
@@ -460,6 +506,17 @@ impl WriterTask {
                 .stats
                 .queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
+            if let Some(oldest) = batch.first() {
+                self.shared.stats.queue_wait_micros.store(
+                    oldest.enqueued.elapsed().as_micros() as u64,
+                    Ordering::Relaxed,
+                );
+            } else {
+                self.shared
+                    .stats
+                    .queue_wait_micros
+                    .store(0, Ordering::Relaxed);
+            }
             if batch.is_empty() {
                 // Nothing new to decide: finish the commit in flight.
                 if let Some(pending) = inflight.take() {
@@ -537,6 +594,12 @@ impl WriterTask {
     /// Answers retries from the store, then decides and folds the rest in order. The events
     /// are not committed yet.
     async fn decide_batch(&mut self, batch: Vec<Job>) -> Option<Pending> {
+        if let Some(why) = self.shared.broken.read().unwrap().clone() {
+            for job in batch {
+                let _ = job.reply.send(Err(WriterError::Broken(why.clone())));
+            }
+            return None;
+        }
         if self.needs_reload {
             let waiting = self
                 .next_reload_at
@@ -570,14 +633,17 @@ impl WriterTask {
                 let _ = job.reply.send(Err(WriterError::KeyInFlight));
                 continue;
             }
-            if !self.keys.contains(&key_digest(&key)) {
+            if !self
+                .keys
+                .contains(&short_digest(&ochered_store::key_digest(&key)))
+            {
                 pending.push(job);
                 continue;
             }
             match self.store.idempotency(&self.shared.authority, &key).await {
-                Ok(Some(record)) => {
-                    let answer = if record.request_hash == job.request_hash {
-                        self.first_answer(&record).await.map(|outcome| Reply {
+                Ok(Some(hit)) => {
+                    let answer = if hit.request_hash == job.request_hash {
+                        self.first_answer(&hit).await.map(|outcome| Reply {
                             outcome,
                             replayed: true,
                         })
@@ -599,7 +665,6 @@ impl WriterTask {
         // Decide and fold in order, collecting the events to commit.
         let mut decided = Vec::with_capacity(pending.len());
         let mut new_events = Vec::new();
-        let mut records = Vec::new();
         let mut next_seq = self.decided_seq;
         {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
@@ -607,7 +672,6 @@ impl WriterTask {
                 match decide(&state, &job.command, now) {
                     Ok(events) => {
                         let metadata = Metadata {
-                            idempotency_key: job.meta.idempotency_key.clone(),
                             actor: job.meta.actor.clone(),
                             channel: job.meta.channel.clone(),
                             correlation_id: job.meta.correlation_id.clone(),
@@ -625,8 +689,10 @@ impl WriterTask {
                                 event_type: event.type_name().to_owned(),
                                 schema_version: SCHEMA_VERSION,
                                 recorded_at: now,
-                                payload: event.to_payload(),
+                                payload: ochered_store::cbor::to_vec(&event)
+                                    .expect("events always encode"),
                                 metadata: metadata.clone(),
+                                idempotency: None,
                             });
                             committed.push(CommittedEvent {
                                 authority_seq: next_seq,
@@ -634,18 +700,19 @@ impl WriterTask {
                                 event,
                             });
                         }
-                        if let Some(key) = &job.meta.idempotency_key {
-                            // The first answer is the events themselves: the record points at
-                            // them in the log instead of copying them.
-                            let first_seq = next_seq + 1 - committed.len() as i64;
-                            records.push(IdempotencyRecord {
-                                key: key.clone(),
-                                request_hash: job.request_hash.clone(),
-                                response: format!(
-                                    "{{\"first_seq\":{first_seq},\"last_seq\":{next_seq}}}"
-                                ),
-                                authority_seq: Some(next_seq),
-                            });
+                        if let (Some(key), Some(last)) =
+                            (&job.meta.idempotency_key, new_events.last_mut())
+                        {
+                            // The first answer is the events themselves: the last of them
+                            // records the key and how many events the answer spans, inside
+                            // the hashed record.
+                            if !committed.is_empty() {
+                                last.idempotency = Some(Idempotency {
+                                    key_digest: ochered_store::key_digest(key),
+                                    request_hash: job.request_hash,
+                                    answer_events: committed.len() as u32,
+                                });
+                            }
                         }
                         decided.push(Decided::Accepted {
                             job,
@@ -662,9 +729,10 @@ impl WriterTask {
             decided,
             n_events,
             last_seq: next_seq,
-            rows: Some((new_events, records)),
+            rows: Some(new_events),
             commit: None,
             started: Instant::now(),
+            decided_at: Instant::now(),
         })
     }
 
@@ -672,12 +740,12 @@ impl WriterTask {
     /// flight, so the log receives batches in the order they were decided.
     fn start_commit(&self, mut pending: Pending) -> Pending {
         pending.started = Instant::now();
-        if let Some((events, records)) = pending.rows.take() {
+        if let Some(events) = pending.rows.take() {
             if !events.is_empty() {
                 let store = self.store.clone();
                 let authority = self.shared.authority.clone();
                 pending.commit = Some(tokio::spawn(async move {
-                    store.append(&authority, events, records).await
+                    store.append(&authority, events).await
                 }));
             }
         }
@@ -699,10 +767,7 @@ impl WriterTask {
                 Ok(stored) => {
                     if let Some(last) = stored.last() {
                         debug_assert_eq!(last.authority_seq, pending.last_seq);
-                        *self.shared.head.write().unwrap() = ochered_store::ChainHead {
-                            authority_seq: last.authority_seq,
-                            hash: last.hash.clone(),
-                        };
+                        *self.shared.head.write().unwrap() = ochered_store::ChainHead::of(last);
                     }
                 }
                 Err(e) => {
@@ -749,6 +814,19 @@ impl WriterTask {
         stats
             .last_batch_size
             .store(pending.decided.len() as u64, Ordering::Relaxed);
+        // Commands per second of this batch, from its decision to its acknowledgement,
+        // smoothed over about eight batches.
+        let seconds = pending.decided_at.elapsed().as_secs_f64().max(1e-6);
+        let rate = pending.decided.len() as f64 / seconds;
+        let previous = stats.commit_rate_per_s.load(Ordering::Relaxed) as f64;
+        let smoothed = if previous == 0.0 {
+            rate
+        } else {
+            previous + (rate - previous) / 8.0
+        };
+        stats
+            .commit_rate_per_s
+            .store(smoothed as u64, Ordering::Relaxed);
         // Copies for subscribers only when there are any.
         let mut broadcast = (self.shared.committed.receiver_count() > 0)
             .then(|| Vec::with_capacity(pending.n_events as usize));
@@ -756,7 +834,8 @@ impl WriterTask {
             match d {
                 Decided::Accepted { job, events } => {
                     if let Some(key) = &job.meta.idempotency_key {
-                        self.keys.insert(key_digest(key));
+                        self.keys
+                            .insert(short_digest(&ochered_store::key_digest(key)));
                     }
                     if let Some(b) = &mut broadcast {
                         b.extend(events.iter().cloned());
@@ -791,31 +870,24 @@ impl WriterTask {
         }
     }
 
-    /// Rebuilds the first answer to a request from the events its idempotency record points at.
-    async fn first_answer(&self, record: &IdempotencyRecord) -> Result<Outcome, WriterError> {
-        #[derive(Deserialize)]
-        struct Span {
-            first_seq: i64,
-            last_seq: i64,
-        }
-        let span: Span = serde_json::from_str(&record.response)
-            .map_err(|e| WriterError::Unavailable(format!("stored answer unreadable: {e}")))?;
-        let count = span.last_seq - span.first_seq + 1;
+    /// Rebuilds the first answer to a request from the events the log records for its key.
+    async fn first_answer(&self, hit: &IdempotencyHit) -> Result<Outcome, WriterError> {
+        let count = hit.last_seq - hit.first_seq + 1;
         let stored = self
             .store
-            .read(&self.shared.authority, span.first_seq - 1, count)
+            .read(&self.shared.authority, hit.first_seq - 1, count)
             .await?;
         let mut events = Vec::with_capacity(stored.len());
-        for e in stored {
-            let event = ochered_core::upcast::decode(&e.event_type, e.schema_version, &e.payload)
-                .map_err(WriterError::Unavailable)?;
+        for e in &stored {
             events.push(CommittedEvent {
                 authority_seq: e.authority_seq,
                 recorded_at: e.recorded_at,
-                event,
+                event: replay::decode_stored(e)?,
             });
         }
-        if events.len() as i64 != count {
+        if events.len() as i64 != count
+            || events.last().map(|e| e.authority_seq) != Some(hit.last_seq)
+        {
             return Err(WriterError::Unavailable(
                 "the events of a stored answer are missing from the log".into(),
             ));
@@ -832,6 +904,12 @@ impl WriterTask {
                 self.reload_backoff = RELOAD_BACKOFF_MIN;
                 self.reload_error = None;
                 Ok(())
+            }
+            Err(WriterError::Broken(why)) => {
+                tracing::error!(authority = %self.shared.authority, %why, "the log does not verify: this authority refuses every write until an operator repairs or restores the log and restarts the server");
+                *self.shared.broken.write().unwrap() = Some(why.clone());
+                self.needs_reload = false;
+                Err(WriterError::Broken(why))
             }
             Err(e) => {
                 tracing::warn!(authority = %self.shared.authority, error = %e, backoff_ms = self.reload_backoff.as_millis() as u64, "rebuilding the state failed; will retry");

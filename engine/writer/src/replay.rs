@@ -4,10 +4,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ochered_core::{Event, State};
-use ochered_store::{ChainHead, EventStore, StoredEvent};
+use ochered_core::{Event, State, SCHEMA_VERSION};
+use ochered_store::{ChainHead, EventStore, PayloadFormat, StoredEvent};
 
-use crate::{key_digest, WriterError};
+use crate::{short_digest, WriterError};
 
 /// Events read from the store per page during replay.
 pub const REPLAY_PAGE_EVENTS: i64 = 20_000;
@@ -24,13 +24,19 @@ pub struct ReplayStats {
     pub elapsed: Duration,
 }
 
-/// Snapshot layout: 8 bytes little-endian count of idempotency key digests, the digests
-/// (8 bytes each), then the state's own snapshot bytes.
+/// The first bytes of a snapshot of this layout. Snapshots without them (written before the
+/// key digests were the first 8 bytes of the recorded SHA-256 digest) are not used: the
+/// whole log is replayed instead.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ochsnap2";
+
+/// Snapshot layout: [`SNAPSHOT_MAGIC`], 8 bytes little-endian count of idempotency key
+/// digests, the digests (8 bytes each), then the state's own snapshot bytes.
 pub(crate) fn encode_snapshot(state: &State, keys: &HashSet<u64>) -> Vec<u8> {
     let mut digests: Vec<u64> = keys.iter().copied().collect();
     digests.sort_unstable();
     let state_bytes = state.to_snapshot();
-    let mut out = Vec::with_capacity(8 + digests.len() * 8 + state_bytes.len());
+    let mut out = Vec::with_capacity(16 + digests.len() * 8 + state_bytes.len());
+    out.extend_from_slice(SNAPSHOT_MAGIC);
     out.extend_from_slice(&(digests.len() as u64).to_le_bytes());
     for d in digests {
         out.extend_from_slice(&d.to_le_bytes());
@@ -40,6 +46,9 @@ pub(crate) fn encode_snapshot(state: &State, keys: &HashSet<u64>) -> Vec<u8> {
 }
 
 fn decode_snapshot(bytes: &[u8]) -> Result<(State, HashSet<u64>), String> {
+    let bytes = bytes
+        .strip_prefix(SNAPSHOT_MAGIC)
+        .ok_or("a snapshot of an older layout")?;
     let count_bytes: [u8; 8] = bytes
         .get(..8)
         .ok_or("snapshot too short")?
@@ -58,24 +67,107 @@ fn decode_snapshot(bytes: &[u8]) -> Result<(State, HashSet<u64>), String> {
     Ok((state, keys))
 }
 
-/// Decodes one stored event of the current or an older schema version.
-pub(crate) fn decode_stored(stored: &StoredEvent) -> Result<Event, WriterError> {
-    ochered_core::upcast::decode(&stored.event_type, stored.schema_version, &stored.payload)
-        .map_err(|e| {
-            WriterError::Unavailable(format!(
-                "event {} of {} cannot be read: {e}",
-                stored.authority_seq, stored.authority
-            ))
-        })
+/// Decodes one stored event: a v2 payload (deterministic CBOR) or a v1 one (JSON text), of
+/// the current or an older schema version.
+pub fn decode_event(stored: &StoredEvent) -> Result<Event, String> {
+    let payload = stored.payload();
+    match stored.format {
+        PayloadFormat::Json => {
+            let text = std::str::from_utf8(payload)
+                .map_err(|e| format!("{}: payload is not UTF-8: {e}", stored.event_type))?;
+            ochered_core::upcast::decode(&stored.event_type, stored.schema_version, text)
+        }
+        PayloadFormat::Cbor if stored.schema_version == SCHEMA_VERSION => {
+            let event: Event = ochered_store::cbor::from_slice(payload)
+                .map_err(|e| format!("{}: {e}", stored.event_type))?;
+            if event.type_name() != stored.event_type {
+                return Err(format!(
+                    "payload of type {} stored as {}",
+                    event.type_name(),
+                    stored.event_type
+                ));
+            }
+            Ok(event)
+        }
+        PayloadFormat::Cbor => {
+            let value: serde_json::Value = ochered_store::cbor::from_slice(payload)
+                .map_err(|e| format!("{}: {e}", stored.event_type))?;
+            let value =
+                ochered_core::upcast::upcast(&stored.event_type, stored.schema_version, value)?;
+            Event::from_payload(&stored.event_type, value)
+        }
+    }
 }
 
-/// Decodes a page of stored events (runs on a blocking thread, beside the fold).
+/// [`decode_event`] as a writer error naming the event.
+pub(crate) fn decode_stored(stored: &StoredEvent) -> Result<Event, WriterError> {
+    decode_event(stored).map_err(|e| {
+        WriterError::Unavailable(format!(
+            "event {} of {} cannot be read: {e}",
+            stored.authority_seq, stored.authority
+        ))
+    })
+}
+
+/// A head's hash as bytes (an unparsable one matches nothing).
+pub(crate) fn hash_of_head(head: &ChainHead) -> ochered_store::Hash {
+    hex::decode(&head.hash)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or([0xff; 32])
+}
+
+/// The error of a chain that does not verify: the server refuses writes on it.
+fn broken(authority: &str, authority_seq: i64, why: &str) -> WriterError {
+    WriterError::Broken(format!(
+        "the log of {authority} is broken at event {authority_seq} ({why}): run `ochered verify`"
+    ))
+}
+
+/// Decodes a page of stored events and checks that each hashes to its stored hash (runs
+/// on blocking threads, beside the fold).
 fn decode_page(page: Vec<StoredEvent>) -> Result<(Vec<StoredEvent>, Vec<Event>), WriterError> {
     let mut events = Vec::with_capacity(page.len());
     for stored in &page {
+        if !stored.hash_is_valid() {
+            return Err(broken(
+                &stored.authority,
+                stored.authority_seq,
+                "its bytes do not hash to its stored hash",
+            ));
+        }
         events.push(decode_stored(stored)?);
     }
     Ok((page, events))
+}
+
+/// [`decode_page`] split over `parts` blocking tasks (the replay's decoding runs on every
+/// core the fold leaves free).
+async fn decode_parallel(
+    mut page: Vec<StoredEvent>,
+    parts: usize,
+) -> Result<(Vec<StoredEvent>, Vec<Event>), WriterError> {
+    let chunk = page.len().div_ceil(parts.max(1)).max(1);
+    let mut tails = Vec::new();
+    while page.len() > chunk {
+        tails.push(page.split_off(page.len() - chunk));
+    }
+    tails.push(page);
+    tails.reverse();
+    let handles: Vec<_> = tails
+        .into_iter()
+        .map(|part| tokio::task::spawn_blocking(move || decode_page(part)))
+        .collect();
+    let mut stored = Vec::new();
+    let mut events = Vec::new();
+    for handle in handles {
+        let (part, decoded) = handle
+            .await
+            .map_err(|e| WriterError::Unavailable(format!("decoding failed: {e}")))??;
+        stored.extend(part);
+        events.extend(decoded);
+    }
+    Ok((stored, events))
 }
 
 /// Folds a decoded page into the state, checking that each event links to the one before.
@@ -84,36 +176,53 @@ fn fold_page(
     page: &[StoredEvent],
     events: &[Event],
     head: &mut ChainHead,
+    head_hash: &mut ochered_store::Hash,
     keys: &mut HashSet<u64>,
     last_recorded_at: &mut DateTime<Utc>,
 ) -> Result<(), WriterError> {
     for (stored, event) in page.iter().zip(events) {
-        if stored.authority_seq != head.authority_seq + 1 || stored.prev_hash != head.hash {
-            return Err(WriterError::Unavailable(format!(
-                "the log of {} is broken at event {}: run `ochered verify`",
-                stored.authority, stored.authority_seq
-            )));
+        if stored.authority_seq != head.authority_seq + 1 {
+            return Err(broken(
+                &stored.authority,
+                head.authority_seq + 1,
+                "an event is missing",
+            ));
+        }
+        if stored.prev_hash != *head_hash {
+            return Err(broken(
+                &stored.authority,
+                stored.authority_seq,
+                "it does not link to the event before it",
+            ));
         }
         state.apply(event);
-        if let Some(key) = &stored.metadata.idempotency_key {
-            keys.insert(key_digest(key));
+        if let Some(idempotency) = &stored.idempotency {
+            keys.insert(short_digest(&idempotency.key_digest));
         }
         head.authority_seq = stored.authority_seq;
-        head.hash.clone_from(&stored.hash);
+        *head_hash = stored.hash;
         *last_recorded_at = (*last_recorded_at).max(stored.recorded_at);
+    }
+    if let Some(last) = page.last() {
+        head.hash = last.hash_hex();
     }
     Ok(())
 }
 
-/// Rebuilds the state of an authority: newest snapshot, then every later event in order.
-/// Three stages overlap: reading page k+2, decoding page k+1 (on a blocking thread) and
-/// folding page k.
+/// Rebuilds the state of an authority: newest snapshot, then every later event in order,
+/// checking that each event hashes to its stored hash and links to the one before (so a
+/// start verifies the chain from the newest snapshot to the head: a break is
+/// [`WriterError::Broken`]).
+///
+/// Three stages run at once: the store reads page k+2, blocking tasks decode (and hash)
+/// page k+1 split over the cores, and a thread of its own folds page k.
 pub async fn load_state(
     store: &dyn EventStore,
     authority: &str,
 ) -> Result<(State, ReplayStats), WriterError> {
     let started = Instant::now();
     let mut head = ChainHead::genesis();
+    let mut head_hash = ochered_store::GENESIS;
     let mut state = State::new();
     let mut keys = HashSet::new();
     let mut from_snapshot = None;
@@ -122,67 +231,87 @@ pub async fn load_state(
             Ok((snapshot_state, snapshot_keys)) => {
                 // The snapshot's head hash is that of its last event.
                 let page = store.read(authority, seq - 1, 1).await?;
-                if let Some(last) = page.first().filter(|e| e.authority_seq == seq) {
-                    state = snapshot_state;
-                    keys = snapshot_keys;
-                    head = ChainHead {
-                        authority_seq: seq,
-                        hash: last.hash.clone(),
-                    };
-                    from_snapshot = Some(seq);
+                match page.first().filter(|e| e.authority_seq == seq) {
+                    Some(last) if !last.hash_is_valid() => {
+                        return Err(broken(
+                            authority,
+                            seq,
+                            "its bytes do not hash to its stored hash",
+                        ))
+                    }
+                    Some(last) => {
+                        state = snapshot_state;
+                        keys = snapshot_keys;
+                        head = ChainHead::of(last);
+                        head_hash = last.hash;
+                        from_snapshot = Some(seq);
+                    }
+                    None => {}
                 }
             }
             Err(e) => {
-                tracing::warn!(authority, error = %e, "snapshot unreadable; replaying the whole log")
+                tracing::warn!(authority, error = %e, "snapshot unusable; replaying the whole log")
             }
         }
     }
-    let mut last_recorded_at = DateTime::<Utc>::MIN_UTC;
-    let mut events = 0u64;
-    let mut raw = store
-        .read(authority, head.authority_seq, REPLAY_PAGE_EVENTS)
-        .await?;
-    let mut decoded: Option<(Vec<StoredEvent>, Vec<Event>)> = None;
-    while !raw.is_empty() || decoded.is_some() {
-        let after = raw.last().map(|e| e.authority_seq);
-        let decoding = (!raw.is_empty()).then(|| {
-            let page = std::mem::take(&mut raw);
-            tokio::task::spawn_blocking(move || decode_page(page))
-        });
-        let read = async {
-            match after {
-                Some(after) => store.read(authority, after, REPLAY_PAGE_EVENTS).await,
-                None => Ok(Vec::new()),
-            }
-        };
-        let fold = async {
-            match decoded.take() {
-                Some((page, page_events)) => {
-                    events += page.len() as u64;
-                    fold_page(
-                        &mut state,
-                        &page,
-                        &page_events,
-                        &mut head,
-                        &mut keys,
-                        &mut last_recorded_at,
-                    )
-                }
-                None => Ok(()),
-            }
-        };
-        let (read_result, fold_result) = tokio::join!(read, fold);
-        fold_result?;
-        decoded = match decoding {
-            Some(handle) => Some(
-                handle
+    let parts = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Decoded pages, in order, to the folding thread; two pages ahead at most.
+    let (pages, mut to_fold) = tokio::sync::mpsc::channel::<(Vec<StoredEvent>, Vec<Event>)>(2);
+    let fold = tokio::task::spawn_blocking(move || {
+        let mut last_recorded_at = DateTime::<Utc>::MIN_UTC;
+        let mut events = 0u64;
+        while let Some((page, page_events)) = to_fold.blocking_recv() {
+            events += page.len() as u64;
+            fold_page(
+                &mut state,
+                &page,
+                &page_events,
+                &mut head,
+                &mut head_hash,
+                &mut keys,
+                &mut last_recorded_at,
+            )?;
+        }
+        Ok::<_, WriterError>((state, head, keys, last_recorded_at, events))
+    });
+    let feed = async {
+        let mut after = from_snapshot.unwrap_or(0);
+        let mut decoding: Option<tokio::task::JoinHandle<_>> = None;
+        loop {
+            let raw = store.read(authority, after, REPLAY_PAGE_EVENTS).await?;
+            if let Some(handle) = decoding.take() {
+                let decoded = handle
                     .await
-                    .map_err(|e| WriterError::Unavailable(format!("decoding failed: {e}")))??,
-            ),
-            None => None,
-        };
-        raw = read_result?;
-    }
+                    .map_err(|e| WriterError::Unavailable(format!("decoding failed: {e}")))??;
+                if pages.send(decoded).await.is_err() {
+                    // The fold stopped on an error, reported below.
+                    return Ok(());
+                }
+            }
+            let Some(last) = raw.last() else {
+                return Ok::<(), WriterError>(());
+            };
+            after = last.authority_seq;
+            let full = raw.len() as i64 == REPLAY_PAGE_EVENTS;
+            decoding = Some(tokio::spawn(decode_parallel(raw, parts)));
+            if !full {
+                let handle = decoding.take().expect("just set");
+                let decoded = handle
+                    .await
+                    .map_err(|e| WriterError::Unavailable(format!("decoding failed: {e}")))??;
+                let _ = pages.send(decoded).await;
+                return Ok(());
+            }
+        }
+    };
+    let fed = feed.await;
+    drop(pages);
+    let folded = fold
+        .await
+        .map_err(|e| WriterError::Unavailable(format!("replay failed: {e}")))?;
+    // A fold error names the break; a read or decode error otherwise.
+    let (state, head, keys, last_recorded_at, events) = folded?;
+    fed?;
     Ok((
         state,
         ReplayStats {

@@ -10,7 +10,7 @@ use ochered_core::domain::ApplicationNumber;
 use ochered_core::Event;
 use ochered_store::testing::Harness;
 use ochered_store::{
-    ChainHead, EventStore, IdempotencyRecord, NewEvent, StoreError, StoredEvent, VerifyOutcome,
+    ChainHead, EventStore, IdempotencyHit, NewEvent, StoreError, StoredEvent, VerifyOutcome,
 };
 use ochered_writer::demo::{self, DemoShape, SeededRng};
 use ochered_writer::{load_state, Clock, Outcome, RequestMeta, Writer, WriterConfig, WriterError};
@@ -169,14 +169,13 @@ impl EventStore for FailingStore {
         &self,
         authority: &str,
         events: Vec<NewEvent>,
-        idempotency: Vec<IdempotencyRecord>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         if self.fail_appends.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("disk full (simulated)".into()));
         }
-        self.inner.append(authority, events, idempotency).await
+        self.inner.append(authority, events).await
     }
-    async fn idempotency(&self, a: &str, k: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn idempotency(&self, a: &str, k: &str) -> Result<Option<IdempotencyHit>, StoreError> {
         self.inner.idempotency(a, k).await
     }
     async fn read(&self, a: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {

@@ -161,14 +161,6 @@ impl<'db, 'data> Stmt<'db, 'data> {
         self.check(unsafe { ffi::sqlite3_bind_int64(self.stmt.as_ptr(), index, value) })
     }
 
-    pub fn bind_opt_i64(&mut self, index: c_int, value: Option<i64>) -> Result<(), RawError> {
-        match value {
-            Some(value) => self.bind_i64(index, value),
-            // SAFETY: a live statement.
-            None => self.check(unsafe { ffi::sqlite3_bind_null(self.stmt.as_ptr(), index) }),
-        }
-    }
-
     pub fn bind_text(&mut self, index: c_int, value: &'data str) -> Result<(), RawError> {
         // SAFETY: SQLITE_STATIC: `value` outlives the statement (`'data`), and SQLite reads
         // it only until the parameter is rebound or the statement finalized.
@@ -180,6 +172,26 @@ impl<'db, 'data> Stmt<'db, 'data> {
                 value.len() as u64,
                 ffi::SQLITE_STATIC(),
                 ffi::SQLITE_UTF8 as u8,
+            )
+        })
+    }
+
+    pub fn bind_null(&mut self, index: c_int) -> Result<(), RawError> {
+        // SAFETY: a live statement.
+        self.check(unsafe { ffi::sqlite3_bind_null(self.stmt.as_ptr(), index) })
+    }
+
+    /// Binds a copy of `value` (SQLITE_TRANSIENT), for values that do not outlive the
+    /// statement.
+    pub fn bind_blob_transient(&mut self, index: c_int, value: &[u8]) -> Result<(), RawError> {
+        // SAFETY: SQLite copies the bytes before this returns.
+        self.check(unsafe {
+            ffi::sqlite3_bind_blob64(
+                self.stmt.as_ptr(),
+                index,
+                value.as_ptr() as *const std::ffi::c_void,
+                value.len() as u64,
+                ffi::SQLITE_TRANSIENT(),
             )
         })
     }
@@ -224,11 +236,6 @@ impl<'db, 'data> Stmt<'db, 'data> {
     pub fn column_i64(&self, index: c_int) -> i64 {
         // SAFETY: a live statement positioned on a row.
         unsafe { ffi::sqlite3_column_int64(self.stmt.as_ptr(), index) }
-    }
-
-    pub fn column_is_null(&self, index: c_int) -> bool {
-        // SAFETY: a live statement positioned on a row.
-        unsafe { ffi::sqlite3_column_type(self.stmt.as_ptr(), index) == ffi::SQLITE_NULL }
     }
 
     /// The column as UTF-8 text (SQLite converts other types); an error names the column.

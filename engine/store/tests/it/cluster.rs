@@ -42,15 +42,15 @@ async fn a_stale_writer_cannot_commit_after_a_takeover() {
 
     // Only the holder appends; every commit is notified.
     let mut listener = node2.listen().await.unwrap();
-    store1.append(A, events("app", 1, 3), vec![]).await.unwrap();
+    store1.append(A, events("app", 1, 3)).await.unwrap();
     let note = tokio::time::timeout(Duration::from_secs(10), listener.recv())
         .await
         .expect("a notification of the commit")
         .unwrap();
     assert_eq!(note.payload(), A);
-    assert_fenced(store2.append(A, events("app", 4, 1), vec![]).await);
-    assert_fenced(store1.append(B, events("app", 1, 1), vec![]).await);
-    assert_eq!(h.count("SELECT COUNT(*) FROM events").await, 3);
+    assert_fenced(store2.append(A, events("app", 4, 1)).await);
+    assert_fenced(store1.append(B, events("app", 1, 1)).await);
+    assert_eq!(h.count("SELECT COUNT(*) FROM log").await, 3);
 
     // Node 1 is cut off from the database: PostgreSQL ends its lock session and releases
     // the lock, but node 1 does not know yet and still believes it holds epoch 1.
@@ -68,9 +68,9 @@ async fn a_stale_writer_cannot_commit_after_a_takeover() {
     assert_eq!(node1.epoch(A), Some(1));
 
     // The stale writer's commit fails and writes nothing; the new owner continues the chain.
-    assert_fenced(store1.append(A, events("app", 4, 1), vec![]).await);
-    assert_eq!(h.count("SELECT COUNT(*) FROM events").await, 3);
-    let stored = store2.append(A, events("app", 4, 2), vec![]).await.unwrap();
+    assert_fenced(store1.append(A, events("app", 4, 1)).await);
+    assert_eq!(h.count("SELECT COUNT(*) FROM log").await, 3);
+    let stored = store2.append(A, events("app", 4, 2)).await.unwrap();
     assert_eq!(stored[0].authority_seq, 4);
     assert!(matches!(
         store2.verify(A).await.unwrap(),
@@ -89,9 +89,9 @@ async fn a_stale_writer_cannot_commit_after_a_takeover() {
 
     // A release hands the authority over at once, with a newer epoch.
     node2.release(A).await;
-    assert_fenced(store2.append(A, events("app", 6, 1), vec![]).await);
+    assert_fenced(store2.append(A, events("app", 6, 1)).await);
     assert_eq!(node1.try_take(A).await.unwrap(), Some(3));
-    store1.append(A, events("app", 6, 1), vec![]).await.unwrap();
+    store1.append(A, events("app", 6, 1)).await.unwrap();
     assert_eq!(store1.head(A).await.unwrap().authority_seq, 6);
 }
 

@@ -43,7 +43,7 @@ async fn scenario(harness: &Harness) {
         "destroying one authority's key leaves another's"
     );
     // The key table is outside the chain: no events were written.
-    assert_eq!(harness.count("SELECT COUNT(*) FROM events").await, 0);
+    assert_eq!(harness.count("SELECT COUNT(*) FROM log").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +151,7 @@ async fn batch_scenario(harness: &Harness) {
             Some(&first[i])
         );
     }
-    assert_eq!(harness.count("SELECT COUNT(*) FROM events").await, 0);
+    assert_eq!(harness.count("SELECT COUNT(*) FROM log").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,10 @@
 //! Scenarios every backend must pass; `main.rs` runs each on SQLite and PostgreSQL.
 
 use ochered_store::{
-    event_hash, truncate_to_micros, ChainHead, NewEvent, StoreError, VerifyOutcome, GENESIS_HASH,
+    truncate_to_micros, ChainHead, IdempotencyHit, StoreError, VerifyOutcome, GENESIS,
 };
 
-use crate::harness::{event, events, idempotency, Harness};
+use crate::harness::{event, events, idempotency, keyed, Harness};
 
 const A: &str = "msk";
 const B: &str = "spb";
@@ -16,12 +16,25 @@ fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>) {
     }
 }
 
+/// Where the value of the record field `name` starts in `record`.
+fn field_at(record: &[u8], name: &str) -> usize {
+    let mut d = ochered_store::cbor::Decoder::new(record);
+    let entries = d.map_len().unwrap();
+    for _ in 0..entries {
+        let key = d.text().unwrap();
+        if key == name {
+            return record.len() - d.rest().len();
+        }
+        d.item().unwrap();
+    }
+    panic!("no field {name}")
+}
+
 fn broken_at(outcome: &VerifyOutcome) -> (i64, &str) {
     match outcome {
         VerifyOutcome::Broken {
             authority_seq,
             reason,
-            ..
         } => (*authority_seq, reason.as_str()),
         VerifyOutcome::Ok { .. } => panic!("expected a broken chain, got {outcome:?}"),
     }
@@ -29,11 +42,7 @@ fn broken_at(outcome: &VerifyOutcome) -> (i64, &str) {
 
 /// Five events of `A`, then checks the chain verifies.
 async fn five_events(h: &Harness) -> Vec<ochered_store::StoredEvent> {
-    let stored = h
-        .store
-        .append(A, events("app", 1, 5), vec![])
-        .await
-        .unwrap();
+    let stored = h.store.append(A, events("app", 1, 5)).await.unwrap();
     assert!(matches!(
         h.store.verify(A).await.unwrap(),
         VerifyOutcome::Ok { events: 5, .. }
@@ -42,45 +51,37 @@ async fn five_events(h: &Harness) -> Vec<ochered_store::StoredEvent> {
 }
 
 pub async fn round_trip_keeps_bytes_and_time(h: &Harness) {
-    let batch = vec![event("app-1", 1), event("app-1", 2), event("app-2", 1)];
-    let stored = h.store.append(A, batch.clone(), vec![]).await.unwrap();
+    let batch = vec![event("app-1", 1), event("app-1", 2), keyed("app-2", "k", 1)];
+    let stored = h.store.append(A, batch.clone()).await.unwrap();
     let read = h.store.read(A, 0, 100).await.unwrap();
     assert_eq!(read, stored);
     assert_eq!(read.len(), 3);
     for (i, (e, original)) in read.iter().zip(&batch).enumerate() {
         assert_eq!(e.authority, A);
         assert_eq!(e.authority_seq, i as i64 + 1);
-        assert_eq!(e.payload.as_bytes(), original.payload.as_bytes());
+        assert_eq!(e.payload(), &original.payload[..]);
         assert_eq!(e.recorded_at, truncate_to_micros(original.recorded_at));
         assert_eq!(e.recorded_at.timestamp_subsec_nanos(), 123_456_000);
         assert_eq!(e.metadata, original.metadata);
+        assert_eq!(e.idempotency, original.idempotency);
         assert_eq!(e.stream_id, original.stream_id);
         assert_eq!(e.stream_version, original.stream_version);
         assert_eq!(e.event_type, original.event_type);
         assert_eq!(e.schema_version, original.schema_version);
+        assert_eq!(e.format, ochered_store::PayloadFormat::Cbor);
+        assert!(e.hash_is_valid());
     }
-    assert!(read.windows(2).all(|w| w[0].global_seq < w[1].global_seq));
     // Read again, after a second append, still exactly the same rows.
-    h.store
-        .append(A, vec![event("app-3", 1)], vec![])
-        .await
-        .unwrap();
+    h.store.append(A, vec![event("app-3", 1)]).await.unwrap();
     assert_eq!(h.store.read(A, 0, 3).await.unwrap(), stored);
+    assert_eq!(h.store.read(A, 1, 2).await.unwrap(), stored[1..]);
 }
 
 pub async fn events_link_into_a_chain(h: &Harness) {
-    let first = h
-        .store
-        .append(A, events("app", 1, 3), vec![])
-        .await
-        .unwrap();
-    let second = h
-        .store
-        .append(A, events("app", 4, 2), vec![])
-        .await
-        .unwrap();
+    let first = h.store.append(A, events("app", 1, 3)).await.unwrap();
+    let second = h.store.append(A, events("app", 4, 2)).await.unwrap();
     let all: Vec<_> = first.iter().chain(&second).cloned().collect();
-    assert_eq!(all[0].prev_hash, GENESIS_HASH);
+    assert_eq!(all[0].prev_hash, GENESIS);
     for w in all.windows(2) {
         assert_eq!(w[1].prev_hash, w[0].hash);
         assert_eq!(w[1].authority_seq, w[0].authority_seq + 1);
@@ -88,132 +89,78 @@ pub async fn events_link_into_a_chain(h: &Harness) {
     for e in &all {
         assert_eq!(
             e.hash,
-            event_hash(&e.prev_hash, A, e.authority_seq, &e.to_new_event())
+            ochered_store::record::hash(&e.prev_hash, A, e.authority_seq, &e.record)
         );
-        assert_eq!(e.hash, e.expected_hash());
-        assert_eq!(e.hash.len(), 64);
+        assert_eq!(e.record, h.stored_record(A, e.authority_seq).await);
     }
     let last = all.last().unwrap();
     assert_eq!(
         h.store.head(A).await.unwrap(),
         ChainHead {
             authority_seq: 5,
-            hash: last.hash.clone()
+            hash: last.hash_hex()
         }
     );
     assert_eq!(h.store.head("nobody").await.unwrap(), ChainHead::genesis());
 }
 
-pub async fn duplicate_stream_version_writes_nothing(h: &Harness) {
-    h.store
-        .append(A, vec![event("app-1", 1)], vec![idempotency("k0", Some(1))])
-        .await
-        .unwrap();
-    let head = h.store.head(A).await.unwrap();
-
-    // A duplicate inside the batch.
-    let batch = vec![event("app-2", 1), event("app-3", 1), event("app-2", 1)];
-    let keys = vec![idempotency("k1", Some(2)), idempotency("k2", Some(3))];
-    assert_conflict(h.store.append(A, batch, keys).await);
-    // A duplicate of a stored event.
-    let batch = vec![event("app-4", 1), event("app-1", 1)];
-    assert_conflict(
-        h.store
-            .append(A, batch, vec![idempotency("k3", None)])
-            .await,
-    );
-
-    assert_eq!(h.store.head(A).await.unwrap(), head);
-    assert_eq!(h.count("SELECT COUNT(*) FROM events").await, 1);
-    assert_eq!(h.count("SELECT COUNT(*) FROM idempotency").await, 1);
-    for key in ["k1", "k2", "k3"] {
-        assert_eq!(h.store.idempotency(A, key).await.unwrap(), None);
-    }
-    // The store still works after the refused batches.
-    let next = h
-        .store
-        .append(A, vec![event("app-2", 1)], vec![])
-        .await
-        .unwrap();
-    assert_eq!(next[0].authority_seq, 2);
-    assert_eq!(next[0].prev_hash, head.hash);
-}
-
 pub async fn duplicate_idempotency_key_writes_nothing(h: &Harness) {
     h.store
-        .append(A, vec![event("app-1", 1)], vec![idempotency("k1", Some(1))])
+        .append(A, vec![keyed("app-1", "k1", 1)])
         .await
         .unwrap();
     let head = h.store.head(A).await.unwrap();
     // The same key again, in another batch.
     let result = h
         .store
-        .append(
-            A,
-            vec![event("app-2", 1)],
-            vec![idempotency("k2", Some(2)), idempotency("k1", Some(2))],
-        )
+        .append(A, vec![keyed("app-2", "k2", 1), keyed("app-3", "k1", 1)])
         .await;
     assert_conflict(result);
     // The same key twice in one batch.
     let result = h
         .store
-        .append(
-            A,
-            vec![event("app-3", 1)],
-            vec![idempotency("k9", Some(2)), idempotency("k9", Some(2))],
-        )
+        .append(A, vec![keyed("app-4", "k9", 1), keyed("app-5", "k9", 1)])
         .await;
     assert_conflict(result);
     assert_eq!(h.store.head(A).await.unwrap(), head);
-    assert_eq!(h.count("SELECT COUNT(*) FROM events").await, 1);
-    assert_eq!(h.count("SELECT COUNT(*) FROM idempotency").await, 1);
+    assert_eq!(h.count("SELECT COUNT(*) FROM log").await, 1);
     assert_eq!(h.store.idempotency(A, "k2").await.unwrap(), None);
     assert_eq!(h.store.idempotency(A, "k9").await.unwrap(), None);
     // Keys are per authority.
     h.store
-        .append(B, vec![], vec![idempotency("k1", None)])
+        .append(B, vec![keyed("app-1", "k1", 1)])
         .await
         .unwrap();
+    // The store still works after the refused batches.
+    let next = h.store.append(A, vec![event("app-2", 1)]).await.unwrap();
+    assert_eq!(next[0].authority_seq, 2);
+    assert_eq!(hex::encode(next[0].prev_hash), head.hash);
 }
 
 pub async fn idempotency_records_round_trip(h: &Harness) {
-    let record = idempotency("Идемпотентность-1", Some(1));
-    h.store
-        .append(
-            A,
-            vec![event("app-1", 1)],
-            vec![record.clone(), idempotency("rejected", None)],
-        )
-        .await
-        .unwrap();
+    let key = "Идемпотентность-1";
+    let mut batch = events("app", 1, 2);
+    batch.push(keyed("app-3", key, 3));
+    batch.push(keyed("app-4", "another", 1));
+    h.store.append(A, batch).await.unwrap();
     assert_eq!(
-        h.store.idempotency(A, &record.key).await.unwrap(),
-        Some(record)
+        h.store.idempotency(A, key).await.unwrap(),
+        Some(IdempotencyHit {
+            request_hash: idempotency(key, 3).request_hash,
+            first_seq: 1,
+            last_seq: 3,
+        })
     );
     assert_eq!(
         h.store
-            .idempotency(A, "rejected")
+            .idempotency(A, "another")
             .await
             .unwrap()
-            .unwrap()
-            .authority_seq,
-        None
+            .map(|h| (h.first_seq, h.last_seq)),
+        Some((4, 4))
     );
     assert_eq!(h.store.idempotency(A, "absent").await.unwrap(), None);
-    assert_eq!(h.store.idempotency(B, "rejected").await.unwrap(), None);
-    // A record without events (a refused command's answer) is stored too.
-    h.store
-        .append(A, vec![], vec![idempotency("only-answer", None)])
-        .await
-        .unwrap();
-    assert!(h
-        .store
-        .idempotency(A, "only-answer")
-        .await
-        .unwrap()
-        .is_some());
-    assert_eq!(h.store.head(A).await.unwrap().authority_seq, 1);
+    assert_eq!(h.store.idempotency(B, key).await.unwrap(), None);
 }
 
 pub async fn verify_reports_ok_with_head(h: &Harness) {
@@ -225,14 +172,10 @@ pub async fn verify_reports_ok_with_head(h: &Harness) {
         }
     );
     let stored = five_events(h).await;
-    let more = h
-        .store
-        .append(A, events("more", 1, 3), vec![])
-        .await
-        .unwrap();
+    let more = h.store.append(A, events("more", 1, 3)).await.unwrap();
     let head = ChainHead {
         authority_seq: 8,
-        hash: more.last().unwrap().hash.clone(),
+        hash: more.last().unwrap().hash_hex(),
     };
     assert_eq!(
         h.store.verify(A).await.unwrap(),
@@ -242,77 +185,73 @@ pub async fn verify_reports_ok_with_head(h: &Harness) {
         }
     );
     assert_eq!(h.store.head(A).await.unwrap(), head);
-    assert_eq!(stored[0].prev_hash, GENESIS_HASH);
+    assert_eq!(stored[0].prev_hash, GENESIS);
+    // From a known head: only what follows is checked.
+    assert_eq!(
+        h.store
+            .verify_from(A, &ChainHead::of(&stored[4]))
+            .await
+            .unwrap(),
+        VerifyOutcome::Ok { head, events: 3 }
+    );
 }
 
 pub async fn changed_payload_is_reported_at_its_seq(h: &Harness) {
     let stored = five_events(h).await;
-    let n = h.exec(&format!("UPDATE events SET payload = '{{\"zeta\":2}}' WHERE authority = '{A}' AND authority_seq = 3")).await;
-    assert_eq!(n, 1);
-    match h.store.verify(A).await.unwrap() {
-        VerifyOutcome::Broken {
-            authority_seq: 3,
-            global_seq,
-            reason,
-        } => {
-            assert_eq!(global_seq, stored[2].global_seq);
-            assert!(reason.contains("content changed"), "{reason}");
-        }
-        other => panic!("expected a break at 3, got {other:?}"),
-    }
+    // Change one byte of the payload inside the record ("Иванова" becomes "Ивановб").
+    let mut record = h.stored_record(A, 3).await;
+    let at = stored[2].payload_range.0 as usize
+        + record[stored[2].payload_range.0 as usize..]
+            .windows("Иванова".len())
+            .position(|w| w == "Иванова".as_bytes())
+            .unwrap()
+        + "Иванов".len()
+        + 1;
+    record[at] ^= 0x03;
+    h.set_stored_record(A, 3, &record).await;
+    let outcome = h.store.verify(A).await.unwrap();
+    let (seq, reason) = broken_at(&outcome);
+    assert_eq!(seq, 3, "{outcome:?}");
+    assert!(reason.contains("content changed"), "{reason}");
 }
 
 pub async fn rehashed_event_breaks_the_next_link(h: &Harness) {
-    // A forger who knows the algorithm rewrites event 3 and its hash: event 4 no longer links.
+    // A forger who knows the algorithm rewrites event 3 and its hash: event 4 no longer
+    // hashes to its stored hash, since its hash covered the old hash of event 3.
     let stored = five_events(h).await;
-    let mut forged: NewEvent = stored[2].to_new_event();
-    forged.payload = r#"{"zeta":2}"#.to_string();
-    let forged_hash = event_hash(&stored[2].prev_hash, A, 3, &forged);
-    h.exec(&format!(
-        "UPDATE events SET payload = '{}', hash = '{forged_hash}' WHERE authority = '{A}' AND authority_seq = 3",
-        forged.payload
-    ))
-    .await;
+    let mut forged = event("forged", 1);
+    forged.payload = ochered_store::cbor::to_vec(&serde_json::json!({"zeta": 2})).unwrap();
+    let record = ochered_store::record::encode(&forged).unwrap();
+    let hash = ochered_store::record::hash(&stored[1].hash, A, 3, &record);
+    h.set_stored_record(A, 3, &record).await;
+    h.set_stored_hash(A, 3, &hash).await;
     let outcome = h.store.verify(A).await.unwrap();
     let (seq, reason) = broken_at(&outcome);
     assert_eq!(seq, 4, "{outcome:?}");
-    assert!(reason.contains("prev_hash"), "{outcome:?}");
+    assert!(reason.contains("content changed"), "{outcome:?}");
 }
 
 pub async fn removed_event_is_reported(h: &Harness) {
-    let stored = five_events(h).await;
-    assert_eq!(
-        h.exec(&format!(
-            "DELETE FROM events WHERE authority = '{A}' AND authority_seq = 3"
-        ))
-        .await,
-        1
-    );
+    five_events(h).await;
+    assert_eq!(h.delete_events(A, 3, 3).await, 1);
     let outcome = h.store.verify(A).await.unwrap();
     let (seq, reason) = broken_at(&outcome);
     assert_eq!(seq, 3, "{outcome:?}");
     assert!(reason.contains("gap"), "{outcome:?}");
-    assert!(
-        matches!(outcome, VerifyOutcome::Broken { global_seq, .. } if global_seq == stored[3].global_seq)
-    );
     // Removing the first event is a gap at 1.
-    h.exec(&format!(
-        "DELETE FROM events WHERE authority = '{A}' AND authority_seq = 1"
-    ))
-    .await;
+    h.delete_events(A, 1, 1).await;
     assert_eq!(broken_at(&h.store.verify(A).await.unwrap()).0, 1);
 }
 
 pub async fn swapped_payloads_are_reported(h: &Harness) {
     let stored = five_events(h).await;
-    for (seq, payload) in [(2, &stored[2].payload), (3, &stored[1].payload)] {
-        assert!(!payload.contains('\''));
-        h.exec(&format!("UPDATE events SET payload = '{payload}' WHERE authority = '{A}' AND authority_seq = {seq}")).await;
-    }
+    // Records swapped, hashes left in place.
+    h.set_stored_record(A, 2, &stored[2].record).await;
+    h.set_stored_record(A, 3, &stored[1].record).await;
     let read = h.store.read(A, 0, 10).await.unwrap();
     assert_eq!(
-        (&read[1].payload, &read[2].payload),
-        (&stored[2].payload, &stored[1].payload)
+        (read[1].payload(), read[2].payload()),
+        (stored[2].payload(), stored[1].payload())
     );
     let outcome = h.store.verify(A).await.unwrap();
     assert_eq!(broken_at(&outcome).0, 2, "{outcome:?}");
@@ -321,88 +260,95 @@ pub async fn swapped_payloads_are_reported(h: &Harness) {
 pub async fn reordered_events_are_reported(h: &Harness) {
     five_events(h).await;
     // Swap the places of events 2 and 3, whole rows with their hashes.
-    h.exec(&format!(
-        "UPDATE events SET authority_seq = -3 WHERE authority = '{A}' AND authority_seq = 3"
-    ))
-    .await;
-    h.exec(&format!(
-        "UPDATE events SET authority_seq = 3 WHERE authority = '{A}' AND authority_seq = 2"
-    ))
-    .await;
-    h.exec(&format!(
-        "UPDATE events SET authority_seq = 2 WHERE authority = '{A}' AND authority_seq = -3"
-    ))
-    .await;
+    h.swap_events(A, 2, 3).await;
     let outcome = h.store.verify(A).await.unwrap();
     assert_eq!(broken_at(&outcome).0, 2, "{outcome:?}");
 }
 
-pub async fn wrong_prev_hash_is_reported(h: &Harness) {
+pub async fn wrong_stored_hash_is_reported(h: &Harness) {
     five_events(h).await;
-    h.exec(&format!(
-        "UPDATE events SET prev_hash = '{}' WHERE authority = '{A}' AND authority_seq = 4",
-        "ab".repeat(32)
-    ))
-    .await;
+    h.set_stored_hash(A, 4, &[0xab; 32]).await;
     let outcome = h.store.verify(A).await.unwrap();
     let (seq, reason) = broken_at(&outcome);
     assert_eq!(seq, 4, "{outcome:?}");
-    assert!(reason.contains("prev_hash"), "{outcome:?}");
+    assert!(reason.contains("content changed"), "{outcome:?}");
 }
 
 pub async fn changed_metadata_and_time_are_reported(h: &Harness) {
     let stored = five_events(h).await;
-    let other_metadata = stored[1].metadata.clone();
-    let mut changed = other_metadata.clone();
-    changed.actor = Some("officer:1".to_string());
-    let changed = serde_json::to_string(&changed).unwrap();
-    h.exec(&format!(
-        "UPDATE events SET metadata = '{changed}' WHERE authority = '{A}' AND authority_seq = 2"
-    ))
-    .await;
+    let original = stored[1].record.clone();
+    // Another actor of the same length.
+    let mut changed = original.clone();
+    let at = changed.windows(9).position(|w| w == b"parent:42").unwrap();
+    changed[at + 7] = b'7';
+    h.set_stored_record(A, 2, &changed).await;
     assert_eq!(broken_at(&h.store.verify(A).await.unwrap()).0, 2);
     // Restore it: the chain verifies again.
-    let original = serde_json::to_string(&other_metadata).unwrap();
-    h.exec(&format!(
-        "UPDATE events SET metadata = '{original}' WHERE authority = '{A}' AND authority_seq = 2"
-    ))
-    .await;
+    h.set_stored_record(A, 2, &original).await;
     assert!(matches!(
         h.store.verify(A).await.unwrap(),
         VerifyOutcome::Ok { events: 5, .. }
     ));
-    // A different event type.
-    h.exec(&format!("UPDATE events SET event_type = 'OfferAccepted' WHERE authority = '{A}' AND authority_seq = 5")).await;
+    // Another time: the last byte of the microseconds of `t`.
+    let mut changed = stored[4].record.clone();
+    // `t` is a 64-bit integer: a head byte and 8 bytes.
+    let at = field_at(&changed, "t");
+    changed[at + 8] ^= 1;
+    h.set_stored_record(A, 5, &changed).await;
     assert_eq!(broken_at(&h.store.verify(A).await.unwrap()).0, 5);
+}
+
+/// Every idempotency fact is inside the hashed record: pointing a key at other events,
+/// changing its request hash or its key digest, or moving it to another event is caught.
+pub async fn tampered_idempotency_fields_are_reported(h: &Harness) {
+    let mut batch = events("app", 1, 3);
+    batch.push(keyed("app-4", "parent:1:k", 2));
+    batch.push(keyed("app-5", "parent:2:k", 1));
+    let stored = h.store.append(A, batch).await.unwrap();
+    let original = stored[3].record.clone();
+    // `k`: a 32-byte string (head 0x58 0x20), the key digest.
+    let key_at = field_at(&original, "k") + 2;
+    // `n`: the answer's span; 2 becomes 1 (the answer would point at other events).
+    let span_at = field_at(&original, "n");
+    assert_eq!(original[span_at], 0x02);
+    // `q`: the 32-byte request hash.
+    let request_at = field_at(&original, "q") + 2;
+    for (what, at, new) in [
+        ("key digest", key_at, original[key_at] ^ 1),
+        ("answer span", span_at, 0x01),
+        (
+            "request hash",
+            request_at + 5,
+            original[request_at + 5] ^ 0x80,
+        ),
+    ] {
+        let mut changed = original.clone();
+        changed[at] = new;
+        h.set_stored_record(A, 4, &changed).await;
+        let outcome = h.store.verify(A).await.unwrap();
+        assert_eq!(broken_at(&outcome).0, 4, "{what}: {outcome:?}");
+        h.set_stored_record(A, 4, &original).await;
+    }
+    assert!(matches!(
+        h.store.verify(A).await.unwrap(),
+        VerifyOutcome::Ok { events: 5, .. }
+    ));
+    // Another parent's record moved onto this event (their bytes, this event's place).
+    h.set_stored_record(A, 4, &stored[4].record).await;
+    assert_eq!(broken_at(&h.store.verify(A).await.unwrap()).0, 4);
 }
 
 pub async fn authorities_have_independent_chains(h: &Harness) {
     assert_eq!(h.store.authorities().await.unwrap(), Vec::<String>::new());
-    let a1 = h
-        .store
-        .append(
-            A,
-            events("app", 1, 2),
-            vec![idempotency("same-key", Some(2))],
-        )
-        .await
-        .unwrap();
-    let b1 = h
-        .store
-        .append(
-            B,
-            events("app", 1, 3),
-            vec![idempotency("same-key", Some(3))],
-        )
-        .await
-        .unwrap();
-    let a2 = h
-        .store
-        .append(A, events("app", 3, 1), vec![])
-        .await
-        .unwrap();
-    assert_eq!(a1[0].prev_hash, GENESIS_HASH);
-    assert_eq!(b1[0].prev_hash, GENESIS_HASH);
+    let mut a_batch = events("app", 1, 1);
+    a_batch.push(keyed("app-2", "same-key", 2));
+    let a1 = h.store.append(A, a_batch).await.unwrap();
+    let mut b_batch = events("app", 1, 2);
+    b_batch.push(keyed("app-3", "same-key", 3));
+    let b1 = h.store.append(B, b_batch).await.unwrap();
+    let a2 = h.store.append(A, events("app", 3, 1)).await.unwrap();
+    assert_eq!(a1[0].prev_hash, GENESIS);
+    assert_eq!(b1[0].prev_hash, GENESIS);
     assert_eq!(
         b1.iter().map(|e| e.authority_seq).collect::<Vec<_>>(),
         vec![1, 2, 3]
@@ -411,20 +357,24 @@ pub async fn authorities_have_independent_chains(h: &Harness) {
     assert_eq!(a2[0].prev_hash, a1[1].hash);
     // Same stream ids and versions in another authority are fine; the hashes differ.
     assert_ne!(a1[0].hash, b1[0].hash);
-    h.store
-        .append("kzn", vec![event("x", 1)], vec![])
-        .await
-        .unwrap();
+    h.store.append("kzn", vec![event("x", 1)]).await.unwrap();
     assert_eq!(
         h.store.authorities().await.unwrap(),
         vec!["kzn".to_string(), A.to_string(), B.to_string()]
     );
     assert_eq!(h.store.read(B, 0, 100).await.unwrap(), b1);
+    assert_eq!(
+        h.store
+            .idempotency(B, "same-key")
+            .await
+            .unwrap()
+            .map(|h| h.last_seq),
+        Some(3)
+    );
     // Breaking one chain leaves the other intact.
-    h.exec(&format!(
-        "UPDATE events SET payload = '{{}}' WHERE authority = '{B}' AND authority_seq = 2"
-    ))
-    .await;
+    let mut record = h.stored_record(B, 2).await;
+    record[3] ^= 1;
+    h.set_stored_record(B, 2, &record).await;
     assert_eq!(broken_at(&h.store.verify(B).await.unwrap()).0, 2);
     assert!(matches!(
         h.store.verify(A).await.unwrap(),
@@ -432,12 +382,47 @@ pub async fn authorities_have_independent_chains(h: &Harness) {
     ));
 }
 
-pub async fn snapshots_keep_the_latest(h: &Harness) {
-    assert_eq!(h.store.load_snapshot(A).await.unwrap(), None);
+/// Appends of several authorities at once (one transaction): a conflict of one fails
+/// that one alone, and every chain stays whole.
+pub async fn concurrent_authorities_commit_together_and_fail_alone(h: &Harness) {
     h.store
-        .append(A, events("app", 1, 5), vec![])
+        .append(A, vec![keyed("app-0", "taken", 1)])
         .await
         .unwrap();
+    let mut tasks = Vec::new();
+    for round in 0..20 {
+        for authority in ["a1", "a2", "a3", A] {
+            let store = h.store.clone();
+            tasks.push(tokio::spawn(async move {
+                let batch = if authority == A && round == 7 {
+                    // Reuses a key: this append alone must fail.
+                    vec![keyed(&format!("app-{round}"), "taken", 1)]
+                } else {
+                    events(&format!("r{round}"), 1, 5)
+                };
+                (authority, round, store.append(authority, batch).await)
+            }));
+        }
+    }
+    for task in tasks {
+        let (authority, round, result) = task.await.unwrap();
+        if authority == A && round == 7 {
+            assert_conflict(result);
+        } else {
+            assert_eq!(result.unwrap().len(), 5, "{authority} {round}");
+        }
+    }
+    for (authority, expected) in [("a1", 100), ("a2", 100), ("a3", 100), (A, 96)] {
+        match h.store.verify(authority).await.unwrap() {
+            VerifyOutcome::Ok { events, .. } => assert_eq!(events, expected, "{authority}"),
+            broken => panic!("{authority}: {broken:?}"),
+        }
+    }
+}
+
+pub async fn snapshots_keep_the_latest(h: &Harness) {
+    assert_eq!(h.store.load_snapshot(A).await.unwrap(), None);
+    h.store.append(A, events("app", 1, 5)).await.unwrap();
     h.store.save_snapshot(A, 0, b"").await.unwrap();
     assert_eq!(h.store.load_snapshot(A).await.unwrap(), Some((0, vec![])));
     h.store.save_snapshot(A, 2, &[0, 1, 2, 255]).await.unwrap();
@@ -479,7 +464,7 @@ pub async fn snapshots_keep_the_latest(h: &Harness) {
 pub async fn read_pages_in_order(h: &Harness) {
     for batch in 0..4 {
         h.store
-            .append(A, events(&format!("b{batch}"), 1, 250), vec![])
+            .append(A, events(&format!("b{batch}"), 1, 250))
             .await
             .unwrap();
     }
@@ -516,10 +501,9 @@ pub async fn concurrent_writers_never_fork_a_chain(h: &Harness) {
             let mut written = 0i64;
             for batch in 0..5 {
                 let prefix = format!("w{writer}-b{batch}");
-                match store
-                    .append(A, events(&prefix, 1, 20), vec![idempotency(&prefix, None)])
-                    .await
-                {
+                let mut batch = events(&prefix, 1, 19);
+                batch.push(keyed(&format!("{prefix}-20"), &prefix, 1));
+                match store.append(A, batch).await {
                     Ok(stored) => written += stored.len() as i64,
                     Err(StoreError::Conflict(_)) => {}
                     Err(other) => panic!("unexpected {other:?}"),
@@ -541,26 +525,22 @@ pub async fn concurrent_writers_never_fork_a_chain(h: &Harness) {
         broken => panic!("{broken:?}"),
     }
     assert_eq!(
-        h.count("SELECT COUNT(*) FROM idempotency").await * 20,
+        h.count("SELECT COUNT(*) FROM log WHERE key IS NOT NULL")
+            .await
+            * 20,
         written
     );
 }
 
 pub async fn empty_append_does_nothing(h: &Harness) {
-    assert!(h.store.append(A, vec![], vec![]).await.unwrap().is_empty());
+    assert!(h.store.append(A, vec![]).await.unwrap().is_empty());
     assert_eq!(h.store.head(A).await.unwrap(), ChainHead::genesis());
     assert_eq!(h.store.authorities().await.unwrap(), Vec::<String>::new());
 }
 
 pub async fn reading_across_a_wide_gap_returns_the_next_events(h: &Harness) {
-    h.store
-        .append(A, events("app", 1, 30), vec![])
-        .await
-        .unwrap();
-    h.exec(&format!(
-        "DELETE FROM events WHERE authority = '{A}' AND authority_seq BETWEEN 5 AND 20"
-    ))
-    .await;
+    h.store.append(A, events("app", 1, 30)).await.unwrap();
+    h.delete_events(A, 5, 20).await;
     let page = h.store.read(A, 4, 5).await.unwrap();
     assert_eq!(
         page.iter().map(|e| e.authority_seq).collect::<Vec<_>>(),

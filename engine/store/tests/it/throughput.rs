@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use ochered_store::{EventStore, IdempotencyRecord, Metadata, NewEvent, VerifyOutcome};
+use ochered_store::{EventStore, Idempotency, Metadata, NewEvent, VerifyOutcome};
 
 use crate::harness::Harness;
 
@@ -13,32 +13,36 @@ const BATCHES: usize = 100;
 const BATCH_EVENTS: usize = 1_000;
 const SINGLE_APPENDS: usize = 500;
 
-/// A submission-like event (about 300 bytes of payload) and its idempotency record.
-fn submission(n: usize) -> (NewEvent, IdempotencyRecord) {
+/// A submission-like event (about 300 bytes of payload) with its idempotency facts.
+fn submission(n: usize) -> NewEvent {
     let key = format!("9f1c2d3e-{n:012}");
-    let event = NewEvent {
+    NewEvent {
         stream_id: format!("application-{n}"),
         stream_version: 1,
         event_type: "ApplicationSubmitted".to_string(),
         schema_version: 1,
         recorded_at: Utc::now(),
-        payload: format!(
-            r#"{{"application_id":"A-{n:08}","child":{{"document":"II-МЮ {n:06}","birth_date":"2021-03-04"}},"choices":["kg-101","kg-205","kg-033"],"privileges":["large_family"],"desired_start":"2025-09-01","district":"Северный","parent":"p-{n}"}}"#
-        ),
+        payload: ochered_store::cbor::to_vec(&serde_json::json!({
+            "application_id": format!("A-{n:08}"),
+            "child": {"document": format!("II-МЮ {n:06}"), "birth_date": "2021-03-04"},
+            "choices": ["kg-101", "kg-205", "kg-033"],
+            "privileges": ["large_family"],
+            "desired_start": "2025-09-01",
+            "district": "Северный",
+            "parent": format!("p-{n}"),
+        }))
+        .unwrap(),
         metadata: Metadata {
-            idempotency_key: Some(key.clone()),
             actor: Some(format!("parent:{n}")),
             channel: Some("web".to_string()),
             correlation_id: Some(format!("c-{n}")),
         },
-    };
-    let record = IdempotencyRecord {
-        key,
-        request_hash: "4f2a".repeat(16),
-        response: format!(r#"{{"status":201,"application_id":"A-{n:08}"}}"#),
-        authority_seq: None,
-    };
-    (event, record)
+        idempotency: Some(Idempotency {
+            key_digest: ochered_store::key_digest(&key),
+            request_hash: [0x4f; 32],
+            answer_events: 1,
+        }),
+    }
 }
 
 /// CPU seconds (user + system, all threads) used by this process so far; the machine is
@@ -102,24 +106,24 @@ async fn measure(label: &str, store: Arc<dyn EventStore>) {
     let mut n = 0;
     let mut batches = Vec::new();
     for _ in 0..BATCHES {
-        let (events, records): (Vec<_>, Vec<_>) = (0..BATCH_EVENTS)
+        let events: Vec<_> = (0..BATCH_EVENTS)
             .map(|_| {
                 n += 1;
                 submission(n)
             })
-            .unzip();
-        batches.push((events, records));
+            .collect();
+        batches.push(events);
     }
     let phase = Phase::start();
     let mut latencies = Vec::new();
-    for (events, records) in batches {
+    for events in batches {
         let started = Instant::now();
-        store.append(authority, events, records).await.unwrap();
+        store.append(authority, events).await.unwrap();
         latencies.push(started.elapsed());
     }
     let (grouped, text) = phase.rate(BATCHES * BATCH_EVENTS);
     println!(
-        "{label}: {BATCHES} appends of {BATCH_EVENTS} events + {BATCH_EVENTS} idempotency rows: {text}; {}",
+        "{label}: {BATCHES} appends of {BATCH_EVENTS} keyed events: {text}; {}",
         latency(&mut latencies)
     );
 
@@ -127,12 +131,9 @@ async fn measure(label: &str, store: Arc<dyn EventStore>) {
     let mut latencies = Vec::new();
     for _ in 0..SINGLE_APPENDS {
         n += 1;
-        let (event, record) = submission(n);
+        let event = submission(n);
         let started = Instant::now();
-        store
-            .append(authority, vec![event], vec![record])
-            .await
-            .unwrap();
+        store.append(authority, vec![event]).await.unwrap();
         latencies.push(started.elapsed());
     }
     let (single, text) = phase.rate(SINGLE_APPENDS);

@@ -1,12 +1,39 @@
-//! The canonical byte layout of an event and its SHA-256 chain hash.
+//! Schema v1 of the log, kept readable and verifiable beside v2: its canonical byte layout
+//! and SHA-256 chain hash, and the check of its rows.
 //!
-//! Auditors reimplement this module to check a log without our code, so the layout is
-//! written out in full on [`event_hash`] and must never change for existing events.
+//! Logs written before the v2 record ([`crate::record`]) keep their v1 rows in the tables
+//! `events` and `idempotency`, untouched; a v2 chain continues from the last v1 event of
+//! its authority (its first `prev_hash` is that event's hash). Auditors reimplement this
+//! module to check v1 rows, so the layout is written out in full on [`event_hash`] and never
+//! changes.
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::{Metadata, NewEvent};
+use serde::{Deserialize, Serialize};
+
+/// A v1 event's metadata, hashed as [`canonical_metadata`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metadata {
+    pub idempotency_key: Option<String>,
+    pub actor: Option<String>,
+    pub channel: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+/// A v1 event's hashed fields (its place in the chain aside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub recorded_at: DateTime<Utc>,
+    /// JSON text, byte for byte.
+    pub payload: String,
+    pub metadata: Metadata,
+}
 
 /// The `prev_hash` of the first event of every authority: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -167,6 +194,113 @@ fn lower_hex(bytes: &[u8]) -> String {
         text.push(DIGITS[usize::from(byte & 0x0f)] as char);
     }
     text
+}
+
+/// One stored v1 row with its columns as text, the way `verify` checks it.
+pub(crate) struct VerifyRow {
+    pub authority_seq: i64,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub recorded_at: String,
+    pub payload: String,
+    pub metadata: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A v1 row as a [`crate::StoredEvent`]: the payload is JSON text
+/// ([`crate::PayloadFormat::Json`]), the record the canonical bytes of the stored columns
+/// (so that [`crate::StoredEvent::hash_is_valid`] checks what is on disk), and the
+/// idempotency key, kept in the v1 metadata as text, becomes its digest.
+pub(crate) fn stored_event(authority: &str, row: VerifyRow) -> Result<crate::StoredEvent, String> {
+    let recorded_at = DateTime::parse_from_rfc3339(&row.recorded_at)
+        .map_err(|e| format!("recorded_at {:?}: {e}", row.recorded_at))?
+        .with_timezone(&Utc);
+    let metadata: Metadata = serde_json::from_str(&row.metadata)
+        .map_err(|e| format!("metadata {:?}: {e}", row.metadata))?;
+    if canonical_metadata(&metadata) != row.metadata {
+        return Err(format!("metadata is not canonical JSON: {}", row.metadata));
+    }
+    let hash_bytes = |text: &str, what: &str| -> Result<[u8; 32], String> {
+        hex::decode(text)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| format!("{what} {text:?} is not 64 hex digits"))
+    };
+    let mut record = Vec::with_capacity(row.payload.len() + row.metadata.len() + 256);
+    let mut payload_range = (0u32, 0u32);
+    HashInput {
+        prev_hash: &row.prev_hash,
+        authority,
+        authority_seq: row.authority_seq,
+        stream_id: &row.stream_id,
+        stream_version: row.stream_version,
+        event_type: &row.event_type,
+        schema_version: row.schema_version,
+        recorded_at: &row.recorded_at,
+        payload: &row.payload,
+        metadata: &row.metadata,
+    }
+    .write(&mut |bytes| {
+        if std::ptr::eq(bytes.as_ptr(), row.payload.as_ptr()) && bytes.len() == row.payload.len() {
+            payload_range = (record.len() as u32, (record.len() + bytes.len()) as u32);
+        }
+        record.extend_from_slice(bytes)
+    });
+    Ok(crate::StoredEvent {
+        authority: authority.to_owned(),
+        authority_seq: row.authority_seq,
+        stream_id: row.stream_id,
+        stream_version: row.stream_version,
+        event_type: row.event_type,
+        schema_version: row.schema_version,
+        recorded_at,
+        metadata: crate::Metadata {
+            actor: metadata.actor,
+            channel: metadata.channel,
+            correlation_id: metadata.correlation_id,
+        },
+        idempotency: metadata
+            .idempotency_key
+            .as_deref()
+            .map(|key| crate::Idempotency {
+                key_digest: crate::record::key_digest(key),
+                request_hash: [0; 32],
+                answer_events: 0,
+            }),
+        format: crate::PayloadFormat::Json,
+        prev_hash: hash_bytes(&row.prev_hash, "prev_hash")?,
+        hash: hash_bytes(&row.hash, "hash")?,
+        record,
+        payload_range,
+    })
+}
+
+/// A v1 `idempotency` row as an [`crate::IdempotencyHit`]: its response names the span of
+/// events of the first answer (`{"first_seq":…,"last_seq":…}`), its request hash is hex.
+pub(crate) fn idempotency_hit(
+    request_hash: &str,
+    response: &str,
+) -> Result<crate::IdempotencyHit, crate::StoreError> {
+    #[derive(Deserialize)]
+    struct Span {
+        first_seq: i64,
+        last_seq: i64,
+    }
+    let span: Span = serde_json::from_str(response).map_err(|e| {
+        crate::StoreError::Corrupt(format!("v1 idempotency response {response:?}: {e}"))
+    })?;
+    Ok(crate::IdempotencyHit {
+        // A v1 request hash that is not a digest matches no request.
+        request_hash: hex::decode(request_hash)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 32]),
+        first_seq: span.first_seq,
+        last_seq: span.last_seq,
+    })
 }
 
 #[cfg(test)]
