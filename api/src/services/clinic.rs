@@ -26,13 +26,60 @@ use crate::wire::{
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(configure_specialty))
+        .routes(routes!(list_specialties, configure_specialty))
         .routes(routes!(list_slots, publish_slots))
         .routes(routes!(expire_slot_holds))
         .routes(routes!(my_bookings, book))
         .routes(routes!(cancel_booking))
         .routes(routes!(record_no_show))
         .routes(routes!(join_waiting_list))
+}
+
+/// A specialty as the public sees it: whether it needs a referral and how long its waiting
+/// list is (a count, nothing personal).
+#[derive(Serialize, ToSchema)]
+pub struct SpecialtyView {
+    #[schema(value_type = Code)]
+    id: Specialty,
+    referral_only: bool,
+    /// Patients on the waiting list now.
+    waiting: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SpecialtiesList {
+    specialties: Vec<SpecialtyView>,
+}
+
+/// List specialties
+///
+/// Public: no token needed (counts only, no personal data). Every configured specialty,
+/// whether it needs a referral and how many patients wait on its waiting list.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/specialties",
+    tag = "clinic",
+    responses((status = 200, description = "The specialties.", body = SpecialtiesList))
+)]
+async fn list_specialties(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+) -> Result<Json<SpecialtiesList>, ApiError> {
+    let w = access::writer(&state, &authority)?;
+    Ok(Json(w.read(|s| {
+        SpecialtiesList {
+            specialties: s
+                .data
+                .specialties
+                .iter()
+                .map(|(id, specialty)| SpecialtyView {
+                    id: id.clone(),
+                    referral_only: specialty.referral_only,
+                    waiting: specialty.waiting.len(),
+                })
+                .collect(),
+        }
+    })))
 }
 
 /// Configure a specialty
