@@ -104,6 +104,41 @@ enum Cmd {
         #[arg(long)]
         authority: Option<String>,
     },
+    /// Copy a SQLite log while the server keeps writing (one consistent moment), with a
+    /// checkpoint of every chain head signed by the checkpoint key stored inside the copy.
+    /// Never overwrites FILE. For PostgreSQL use pg_dump or a base backup (docs/OPERATIONS.md).
+    Backup {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The backup file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The checkpoint secret key (from `ochered checkpoint keygen`).
+        #[arg(long, env = "OCHERED_CHECKPOINT_KEY_FILE")]
+        key: PathBuf,
+    },
+    /// Put a backup in place as the SQLite log once it proves itself: its checkpoint's
+    /// signature holds, every chain verifies and every head is the signed one. Refuses a
+    /// database a running process has open; replaces an existing one only with --force
+    /// (which moves it aside). Exits 1 when the backup does not prove itself.
+    Restore {
+        /// The backup file (from `ochered backup`).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The public key of the checkpoint key that signed the backup.
+        #[arg(long)]
+        public_key: PathBuf,
+        /// Replace an existing database (moved aside to <file>.before-restore-<time>).
+        #[arg(long)]
+        force: bool,
+        /// The server's webhook cursor file, if not the default beside the SQLite file: its
+        /// positions are moved back to the restored heads, so that events written after the
+        /// restore are notified.
+        #[arg(long, env = "OCHERED_WEBHOOK_CURSOR_FILE")]
+        webhook_cursor_file: Option<PathBuf>,
+    },
     /// Mint a development token for a role (parent, officer, registrar, auditor, admin).
     Token(ochered_api::config::TokenArgs),
     /// Rehearse an enrollment-day surge (in process or over HTTP), audit the log, report.
@@ -354,11 +389,151 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Backup { store, out, key } => {
+            let text = std::fs::read_to_string(&key)
+                .with_context(|| format!("failed to read {}", key.display()))?;
+            let key = ochered_store::checkpoint::parse_secret_key(&text)
+                .with_context(|| format!("{}", key.display()))?;
+            let started_at = chrono::Utc::now();
+            let report = match ochered_store::backup::backup_sqlite(
+                &store.database_url,
+                &out,
+                &key,
+                started_at,
+            )
+            .await
+            {
+                Ok(report) => report,
+                Err(error) => return refused_or_failed(error),
+            };
+            for head in &report.checkpoint.heads {
+                println!(
+                    "authority={} authority_seq={} hash={}",
+                    head.authority, head.authority_seq, head.hash
+                );
+            }
+            println!(
+                "wrote {} ({} bytes): the log as of {} or later, with its signed checkpoint",
+                report.file.display(),
+                report.bytes,
+                report.checkpoint.created_at
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Restore {
+            from,
+            store,
+            public_key,
+            force,
+            webhook_cursor_file,
+        } => {
+            let text = std::fs::read_to_string(&public_key)
+                .with_context(|| format!("failed to read {}", public_key.display()))?;
+            let key = ochered_store::checkpoint::parse_public_key(&text)
+                .with_context(|| format!("{}", public_key.display()))?;
+            let report = match ochered_store::backup::restore_sqlite(
+                &from,
+                &store.database_url,
+                &key,
+                force,
+                chrono::Utc::now(),
+            )
+            .await
+            {
+                Ok(report) => report,
+                Err(error) => return refused_or_failed(error),
+            };
+            if let Some(aside) = &report.moved_aside {
+                println!("moved the previous database to {}", aside.display());
+            }
+            for head in &report.checkpoint.heads {
+                println!(
+                    "authority={} checkpoint ok at authority_seq={} hash={}",
+                    head.authority, head.authority_seq, head.hash
+                );
+            }
+            let cursor_file = webhook_cursor_file
+                .or_else(|| ochered_api::config::default_webhook_cursor_file(&store.database_url));
+            if let Some(path) = cursor_file.filter(|p| p.exists()) {
+                rewind_webhook_cursors(&path, &report.checkpoint)?;
+            }
+            println!(
+                "restored {} from {}: complete up to its checkpoint of {}; checkpoint written to {}",
+                report.database.display(),
+                from.display(),
+                report.checkpoint.created_at,
+                report.checkpoint_file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Token(args) => {
             println!("{}", ochered_api::http::auth::mint_from_args(&args)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Simulate(args) => ochered_simulator::run(args).await,
+    }
+}
+
+/// Moves each authority's webhook delivery position back to the restored head (or to the
+/// start, for an authority the backup does not hold): positions past the head would make the
+/// server skip the notifications of the events written after the restore.
+fn rewind_webhook_cursors(
+    path: &std::path::Path,
+    checkpoint: &ochered_store::checkpoint::Checkpoint,
+) -> anyhow::Result<()> {
+    use ochered_api::webhooks::{Cursor, CursorFile};
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    let listed: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("the webhook cursor file {} is not valid", path.display()))?;
+    let file = CursorFile::open(Some(path.to_path_buf()))?;
+    let authorities = listed["cursors"]
+        .as_object()
+        .map(|c| c.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    for authority in authorities {
+        let Some(cursor) = file.get(&authority) else {
+            continue;
+        };
+        let head = checkpoint
+            .heads
+            .iter()
+            .find(|h| h.authority == authority)
+            .map_or(0, |h| h.authority_seq);
+        if cursor.seq >= head
+            && cursor
+                != (Cursor {
+                    seq: head,
+                    partial: 0,
+                })
+        {
+            file.set(
+                &authority,
+                Cursor {
+                    seq: head,
+                    partial: 0,
+                },
+            );
+            println!(
+                "webhooks of {authority}: delivery position moved back from {} to the restored head {head}",
+                cursor.seq
+            );
+        }
+    }
+    file.persist(true);
+    Ok(())
+}
+
+/// A refused or unproven backup or restore is the operator's to fix (exit 1, the reason on
+/// standard error); anything else is an error (exit 2).
+fn refused_or_failed(error: ochered_store::backup::BackupError) -> anyhow::Result<ExitCode> {
+    use ochered_store::backup::BackupError;
+    match error {
+        BackupError::Refused(_) | BackupError::Invalid(_) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::from(1))
+        }
+        other => Err(other.into()),
     }
 }
 
@@ -403,5 +578,10 @@ fn stdout() -> std::io::Stdout {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("OCHERED_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    // Colours only on a terminal: under systemd the journal would keep the escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .try_init();
 }

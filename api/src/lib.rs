@@ -122,6 +122,8 @@ pub async fn spawn_node(
     cluster: Option<config::ClusterOptions>,
 ) -> anyhow::Result<RunningServer> {
     use anyhow::Context;
+    // The recorder first: metrics recorded before it exists (the replay's) would be lost.
+    metrics_handle();
     if let Some(options) = cluster {
         return spawn_cluster_node(config, options).await;
     }
@@ -150,6 +152,7 @@ pub async fn spawn_node(
             elapsed_ms = stats.elapsed.as_millis() as u64,
             "replayed"
         );
+        record_replay(authority, stats);
     }
     if config.seed_demo && replays.is_empty() {
         seed::seed_demo(&engine, &config.demo_authority, &config.person_secret)
@@ -158,6 +161,16 @@ pub async fn spawn_node(
         tracing::info!(authority = %config.demo_authority, "seeded the demo authority");
     }
     listen_and_serve(config, engine, None).await
+}
+
+/// The start-up replay of an authority, for the dashboard: how many events were folded (after
+/// the snapshot, if one was used), from which position, and how long it took.
+fn record_replay(authority: &str, stats: &ochered_writer::ReplayStats) {
+    let labels = [("authority", authority.to_owned())];
+    metrics::gauge!("ochered_replay_events", &labels).set(stats.events as f64);
+    metrics::gauge!("ochered_replay_seconds", &labels).set(stats.elapsed.as_secs_f64());
+    metrics::gauge!("ochered_replay_from_snapshot_seq", &labels)
+        .set(stats.from_snapshot.unwrap_or(0) as f64);
 }
 
 /// Cluster mode: joins the cluster, takes this node's share of the authorities (seeding the

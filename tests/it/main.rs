@@ -1,14 +1,17 @@
 //! The root package's one integration-test binary: the server and the CLI end to end.
 
 mod api;
+mod backup;
 mod cli;
 mod cluster;
 mod crash;
+mod dashboard;
 mod fuzz;
 mod helpers;
 mod openapi_files;
 mod outage;
 mod overload;
+mod packaging;
 mod privacy;
 mod security;
 mod simulator;

@@ -61,10 +61,15 @@ pub async fn observe(AxumState(_): AxumState<AppState>, req: Request, next: Next
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
+    let submission = crate::http::ratelimit::is_submission(req.method(), Some(&route));
     let method = req.method().to_string();
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status();
+    // The intake an operator watches: submissions (applications, bookings) by outcome.
+    if submission {
+        metrics::counter!("ochered_submissions_total", "outcome" => outcome(status)).increment(1);
+    }
     metrics::counter!("ochered_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.as_u16().to_string())
         .increment(1);
     metrics::histogram!("ochered_http_request_seconds", "route" => route, "method" => method, "outcome" => outcome(status))

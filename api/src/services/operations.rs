@@ -1,6 +1,5 @@
 //! The operator's endpoints: liveness, readiness and Prometheus metrics.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::extract::State as AxumState;
@@ -77,25 +76,35 @@ async fn ready(AxumState(state): AxumState<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "service", operation_id = "metrics",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain", body = String)))]
 async fn metrics_text(AxumState(state): AxumState<AppState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
     for w in state.engine.writers() {
         let authority = w.authority().to_owned();
         let stats = w.stats();
-        metrics::gauge!("ochered_writer_queue_depth", "authority" => authority.clone())
-            .set(w.queue_depth() as f64);
-        metrics::gauge!("ochered_writer_batches_total", "authority" => authority.clone())
-            .set(stats.batches.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_commands_total", "authority" => authority.clone())
-            .set(stats.commands.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_events_total", "authority" => authority.clone())
-            .set(stats.events.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_last_batch_size", "authority" => authority.clone())
+        let label = || ("authority", authority.clone());
+        metrics::gauge!("ochered_writer_queue_depth", &[label()]).set(w.queue_depth() as f64);
+        // Totals since the start: counters, so that rate() over them is meaningful.
+        for (name, total) in [
+            ("ochered_writer_batches_total", &stats.batches),
+            ("ochered_writer_commands_total", &stats.commands),
+            ("ochered_writer_events_total", &stats.events),
+            (
+                "ochered_writer_commit_failures_total",
+                &stats.commit_failures,
+            ),
+            ("ochered_writer_shed_total", &stats.shed),
+        ] {
+            metrics::counter!(name, &[label()]).absolute(total.load(Relaxed));
+        }
+        // Time spent in commits (one transaction and one sync each), in microseconds (a
+        // counter is an integer): its rate over the batches' rate is the mean commit time.
+        metrics::counter!("ochered_writer_commit_microseconds_total", &[label()])
+            .absolute(stats.commit_micros_total.load(Relaxed));
+        metrics::gauge!("ochered_writer_last_batch_size", &[label()])
             .set(stats.last_batch_size.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_last_commit_seconds", "authority" => authority.clone())
+        metrics::gauge!("ochered_writer_last_commit_seconds", &[label()])
             .set(stats.last_commit_micros.load(Relaxed) as f64 / 1e6);
-        metrics::gauge!("ochered_writer_commit_failures_total", "authority" => authority.clone())
-            .set(stats.commit_failures.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_shed_total", "authority" => authority)
-            .set(stats.shed.load(Relaxed) as f64);
+        metrics::gauge!("ochered_authority_head_seq", &[label()])
+            .set(w.head().authority_seq as f64);
     }
     (
         [(

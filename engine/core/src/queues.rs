@@ -274,16 +274,23 @@ impl Queues {
                     match previous {
                         Some(left) => {
                             let before = count_less_before(index - 1, &left.key) + 1;
-                            movements.push(Movement {
-                                at,
-                                cause: change.cause,
-                                reason: format!("this application: {}", change.cause.describe()),
-                                other_application: None,
-                                position_before: Some(before),
-                                position_after: position,
-                                applications: 1,
-                                round: None,
-                            });
+                            // A change of this application that left its position as it was
+                            // is no movement.
+                            if Some(before) != position {
+                                movements.push(Movement {
+                                    at,
+                                    cause: change.cause,
+                                    reason: format!(
+                                        "this application: {}",
+                                        change.cause.describe()
+                                    ),
+                                    other_application: None,
+                                    position_before: Some(before),
+                                    position_after: position,
+                                    applications: 1,
+                                    round: None,
+                                });
+                            }
                             position = Some(before);
                             my_key = Some(left.key);
                             index -= 1;
@@ -337,6 +344,43 @@ impl Queues {
             let (Some(mine), Some(pos)) = (my_key, position) else {
                 continue;
             };
+            // Another application re-keyed by one event (it left with its old key and joined
+            // with its new one at the same instant, e.g. a confirmed privilege): one movement
+            // if it crossed this application, none if it stayed on the same side.
+            let rekeyed_from = (change.joined && index > 0)
+                .then(|| q.changes[index - 1])
+                .filter(|p| {
+                    p.key.number == change.key.number
+                        && !p.joined
+                        && p.at_micros == change.at_micros
+                        && p.cause == change.cause
+                });
+            if let Some(left) = rekeyed_from {
+                index -= 1;
+                let (was_ahead, is_ahead) = (left.key < mine, change.key < mine);
+                if was_ahead != is_ahead {
+                    let before = if is_ahead { pos - 1 } else { pos + 1 };
+                    movements.push(Movement {
+                        at,
+                        cause: change.cause,
+                        reason: if is_ahead {
+                            format!("{} ahead of you", change.cause.describe())
+                        } else {
+                            format!(
+                                "{}: an application ahead of you moved behind you",
+                                change.cause.describe()
+                            )
+                        },
+                        other_application: Some(change.key.number),
+                        position_before: Some(before),
+                        position_after: Some(pos),
+                        applications: 1,
+                        round: None,
+                    });
+                    position = Some(before);
+                }
+                continue;
+            }
             if change.key < mine {
                 let before = if change.joined { pos - 1 } else { pos + 1 };
                 if let Some(label) = self.round_label(change.cause) {

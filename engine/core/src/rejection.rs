@@ -87,6 +87,8 @@ pub enum Rejection {
     UnknownSlot { id: String },
     #[error("slot {id} already exists")]
     SlotExists { id: String },
+    #[error("slot {id} overlaps slot {other} of the same doctor")]
+    SlotOverlaps { id: String, other: String },
     #[error("slot {id} is taken by booking {booking}")]
     SlotTaken { id: String, booking: BookingNumber },
     #[error("slot {id} is held for the waiting list until {until}")]
@@ -109,6 +111,13 @@ pub enum Rejection {
     RoundExists { id: String },
     #[error("no free seats are published for intake year {intake_year}")]
     NoFreeSeats { intake_year: i32 },
+    #[error("every seat of campaign {id} is taken")]
+    CampaignFull { id: String },
+    #[error("every seat at {} in campaign {campaign} is taken", .schools.join(", "))]
+    SchoolsFull {
+        campaign: String,
+        schools: Vec<String>,
+    },
     #[error("{institution}, age group {age_group}: {seats} seats is below the {taken} already offered or taken")]
     SeatsBelowTaken {
         institution: String,
@@ -179,11 +188,14 @@ impl Rejection {
             | PrivilegeNotClaimed { .. }
             | CampaignExists { .. }
             | SlotExists { .. }
+            | SlotOverlaps { .. }
             | SlotTaken { .. }
             | PatientHasActiveBooking { .. }
             | BookingNotActive { .. }
             | RoundExists { .. }
             | NoFreeSeats { .. }
+            | CampaignFull { .. }
+            | SchoolsFull { .. }
             | SeatsBelowTaken { .. }
             | NoOutstandingOffer { .. }
             | AlreadyOnWaitingList { .. } => RejectionKind::Conflict,
@@ -201,7 +213,8 @@ impl Rejection {
             AgeOutOfRange { .. } => Some("birth_date"),
             DuplicateApplication { .. } => Some("child"),
             ReferralRequired { .. } => Some("referral"),
-            UnknownCampaign { .. } => Some("campaign"),
+            UnknownCampaign { .. } | CampaignFull { .. } => Some("campaign"),
+            SchoolsFull { .. } => Some("schools"),
             UnknownSlot { .. } | SlotTaken { .. } | SlotHeld { .. } | SlotInThePast { .. } => {
                 Some("slot")
             }
@@ -212,6 +225,7 @@ impl Rejection {
             RoundExists { .. } => Some("round"),
             NoFreeSeats { .. } => Some("intake_year"),
             SeatsBelowTaken { .. } => Some("seats"),
+            SlotOverlaps { .. } => Some("slots"),
             NoOutstandingOffer { .. } | OfferExpired { .. } => Some("application"),
             AlreadyAttends { .. } => Some("preferences"),
             PrivilegeAlreadyClaimed { .. } | PrivilegeNotClaimed { .. } => Some("privilege"),

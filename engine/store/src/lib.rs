@@ -19,6 +19,7 @@
 //! Open a store with [`open`]; the concrete [`SqliteStore`] and [`PgStore`] expose their
 //! pools for tests and tools that need raw SQL.
 
+pub mod backup;
 pub mod cbor;
 pub mod checkpoint;
 pub mod cluster;

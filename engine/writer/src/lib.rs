@@ -162,6 +162,8 @@ pub struct WriterStats {
     pub shed: AtomicU64,
     pub last_batch_size: AtomicU64,
     pub last_commit_micros: AtomicU64,
+    /// Time spent in commits since the start (successful or not).
+    pub commit_micros_total: AtomicU64,
     pub queue_depth: AtomicU64,
     /// How long the oldest command of the last batch waited in the queue before the writer
     /// took it (its sojourn time), in microseconds.
@@ -759,10 +761,13 @@ impl WriterTask {
             let result = commit
                 .await
                 .unwrap_or_else(|e| Err(StoreError::Other(format!("commit task failed: {e}"))));
-            stats.last_commit_micros.store(
-                pending.started.elapsed().as_micros() as u64,
-                Ordering::Relaxed,
-            );
+            let commit_micros = pending.started.elapsed().as_micros() as u64;
+            stats
+                .last_commit_micros
+                .store(commit_micros, Ordering::Relaxed);
+            stats
+                .commit_micros_total
+                .fetch_add(commit_micros, Ordering::Relaxed);
             match result {
                 Ok(stored) => {
                     if let Some(last) = stored.last() {

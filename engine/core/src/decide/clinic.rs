@@ -94,11 +94,40 @@ fn publish_slots(
             });
         }
     }
+    check_no_overlap(cx, doctor, slots)?;
     Ok(vec![Event::SlotsPublished {
         doctor: doctor.clone(),
         specialty: specialty.clone(),
         slots: slots.to_vec(),
     }])
+}
+
+/// A doctor is in one place at a time: the slots of one doctor never overlap, neither among
+/// those published together nor with those published before (a slot may start when the
+/// previous one ends).
+fn check_no_overlap(cx: Context, doctor: &DoctorId, slots: &[SlotSpec]) -> Result<(), Rejection> {
+    let end = |slot: &SlotSpec| slot.start + Duration::minutes(i64::from(slot.duration_minutes));
+    let mut by_start: Vec<&SlotSpec> = slots.iter().collect();
+    by_start.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
+    for pair in by_start.windows(2) {
+        if pair[1].start < end(pair[0]) {
+            return Err(Rejection::SlotOverlaps {
+                id: pair[1].id.to_string(),
+                other: pair[0].id.to_string(),
+            });
+        }
+    }
+    for slot in slots {
+        if let Some((other, other_end)) = cx.state.doctor_slot_starting_before(doctor, end(slot)) {
+            if other_end > slot.start {
+                return Err(Rejection::SlotOverlaps {
+                    id: slot.id.to_string(),
+                    other: other.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Never two bookings on one slot, one active booking per patient and specialty, a referral
@@ -160,15 +189,9 @@ fn book_slot(
                 existing: *existing,
             });
         }
-        let window = Duration::days(config.no_show_window_days as i64);
-        let recent: Vec<_> = p.no_shows.iter().filter(|t| **t > now - window).collect();
-        if config.no_show_block_count > 0 && recent.len() >= config.no_show_block_count as usize {
-            let oldest_counted = recent[recent.len() - config.no_show_block_count as usize];
-            return Err(Rejection::SelfBookingBlocked {
-                no_shows: recent.len() as u32,
-                until: *oldest_counted + window,
-            });
-        }
+    }
+    if let Some((no_shows, until)) = state.self_booking_blocked(config, patient, now) {
+        return Err(Rejection::SelfBookingBlocked { no_shows, until });
     }
     Ok(vec![Event::SlotBooked {
         booking: state.next_booking_number(),
@@ -265,7 +288,12 @@ fn hold_after_cancellation(cx: Context, slot_id: &SlotId) -> Option<Event> {
     if slot.start <= now || config.clinic_hold_minutes == 0 {
         return None;
     }
-    let head = state.specialty(&slot.specialty)?.waiting.first()?;
+    // The first patient on the list who may book (no-shows can block that).
+    let head = state.specialty(&slot.specialty)?.waiting.iter().find(|w| {
+        state
+            .self_booking_blocked(config, &w.patient, now)
+            .is_none()
+    })?;
     Some(Event::SlotHeld {
         slot: slot_id.clone(),
         specialty: slot.specialty.clone(),
@@ -298,6 +326,8 @@ fn expire_slot_holds(cx: Context) -> Vec<Event> {
         };
         match effective {
             Hold::Open => {}
+            // Announced now, the hold runs its full length from now even if the chain
+            // reached this patient earlier.
             Hold::HeldFor {
                 patient,
                 until,
@@ -306,7 +336,7 @@ fn expire_slot_holds(cx: Context) -> Vec<Event> {
                 slot: id.clone(),
                 specialty: slot.specialty.clone(),
                 patient,
-                until,
+                until: until.max(now + config.clinic_hold()),
                 passed_over,
                 at: now,
             }),

@@ -65,6 +65,7 @@ fn submit(cx: Context, form: &KindergartenForm) -> Result<Vec<Event>, Rejection>
     check_preferences(state, config, &form.preferences)?;
     check_not_current_kindergarten(state, &form.child, &form.preferences)?;
     check_age(config, birth_date, form.desired_start)?;
+    check_desired_start_not_past(cx, form.desired_start)?;
     check_privileges(
         ServiceKind::Kindergarten,
         &form.privileges,
@@ -107,6 +108,11 @@ fn amend_preferences(
     check_preferences(state, config, preferences)?;
     check_not_current_kindergarten(state, &app.child, preferences)?;
     check_age(config, app.birth_date, desired_start)?;
+    // An application that has waited past its desired start keeps it when amended; only a
+    // new desired start must not be in the past.
+    if desired_start != app.desired_start {
+        check_desired_start_not_past(cx, desired_start)?;
+    }
     // Sibling privileges must still point at a listed kindergarten.
     for claim in &app.privileges {
         if let Some(inst) = claim.privilege.institution() {
@@ -411,6 +417,19 @@ fn check_age(
             min_months: 0,
             max_months: config.kindergarten_max_age_years as i32 * 12 - 1,
         });
+    }
+    Ok(())
+}
+
+/// A desired start is today (as soon as possible) or later, in the authority's calendar
+/// (docs/RULES.md#kindergarten-application).
+fn check_desired_start_not_past(cx: Context, desired_start: NaiveDate) -> Result<(), Rejection> {
+    let today = cx.config.local_date(cx.now);
+    if desired_start < today {
+        return Err(Rejection::invalid(
+            "desired_start",
+            format!("is in the past (today is {today})"),
+        ));
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::domain::{
     PersonKey, RoundId,
 };
 use crate::event::Event;
-use crate::ordering::school_tier;
+use crate::ordering::{school_tier, TIER_GENERAL};
 use crate::rejection::Rejection;
 use crate::rounds::{check_new_round, RoundInput, RoundSeatGroup};
 use crate::state::{ApplicationStatus, CampaignIdx, InstitutionIdx, ServiceKind, State};
@@ -106,14 +106,23 @@ fn submit_draft(
     child: &PersonKey,
 ) -> Result<Vec<Event>, Rejection> {
     let idx = campaign_index(cx.state, campaign)?;
-    let form = cx
-        .state
-        .campaign(idx)
-        .drafts
-        .get(child)
-        .ok_or_else(|| Rejection::NoDraft {
-            id: campaign.to_string(),
-        })?;
+    let Some(form) = cx.state.campaign(idx).drafts.get(child) else {
+        // A draft that was submitted already is gone: name the application it became.
+        let submitted = cx
+            .state
+            .active_application_of(ServiceKind::School, child)
+            .filter(|&n| {
+                cx.state
+                    .application(n)
+                    .is_some_and(|a| a.campaign == Some(idx))
+            });
+        return Err(match submitted {
+            Some(existing) => Rejection::DuplicateApplication { existing },
+            None => Rejection::NoDraft {
+                id: campaign.to_string(),
+            },
+        });
+    };
     submit(cx, form, true)
 }
 
@@ -147,6 +156,7 @@ fn submit(cx: Context, form: &SchoolForm, from_draft: bool) -> Result<Vec<Event>
     if let Some(existing) = state.active_application_of(ServiceKind::School, &form.child) {
         return Err(Rejection::DuplicateApplication { existing });
     }
+    check_seats_remain(state, form)?;
     Ok(vec![Event::SchoolApplicationSubmitted {
         number: state.next_application_number(),
         campaign: form.campaign.clone(),
@@ -218,8 +228,8 @@ fn run_enrollment(
         })
         .collect();
     if seats.is_empty() {
-        return Err(Rejection::NoFreeSeats {
-            intake_year: campaign.config.year,
+        return Err(Rejection::CampaignFull {
+            id: campaign_id.to_string(),
         });
     }
     let group_of: HashMap<InstitutionIdx, u32> = seats
@@ -245,11 +255,14 @@ fn run_enrollment(
         };
         for &institution in listed {
             if let Some(&g) = group_of.get(&institution) {
+                let class = school_tier(&app.privileges, &state.institution(institution).id);
+                // Stage 1 places only confirmed rights at a school; a claim an officer has not
+                // confirmed yet waits for a later run (docs/RULES.md#school-enrollment).
+                if stage == CampaignStage::One && class == TIER_GENERAL {
+                    continue;
+                }
                 preferences.push(g);
-                classes.push(school_tier(
-                    &app.privileges,
-                    &state.institution(institution).id,
-                ));
+                classes.push(class);
             }
         }
         if preferences.is_empty() {
@@ -278,6 +291,27 @@ fn campaign_index(state: &State, id: &CampaignId) -> Result<CampaignIdx, Rejecti
     state
         .campaign_idx(id)
         .ok_or_else(|| Rejection::UnknownCampaign { id: id.to_string() })
+}
+
+/// Stage 2 is open while seats remain: an application that lists only schools whose every
+/// seat is already taken could never be placed, and is refused (docs/RULES.md#school-stages).
+fn check_seats_remain(state: &State, form: &SchoolForm) -> Result<(), Rejection> {
+    let idx = state
+        .campaign_idx(&form.campaign)
+        .expect("checked by caller");
+    let campaign = state.campaign(idx);
+    let has_free_seat = |school: &InstitutionId| {
+        campaign.config.schools.iter().enumerate().any(|(i, s)| {
+            &s.institution == school && s.seats > campaign.seats_taken.get(i).copied().unwrap_or(0)
+        })
+    };
+    if form.schools.iter().any(has_free_seat) {
+        return Ok(());
+    }
+    Err(Rejection::SchoolsFull {
+        campaign: form.campaign.to_string(),
+        schools: form.schools.iter().map(ToString::to_string).collect(),
+    })
 }
 
 fn campaign_of<'a>(state: &'a State, form: &SchoolForm) -> Result<&'a CampaignConfig, Rejection> {

@@ -9,7 +9,8 @@
 //! `until`, the k-th next patient on the list holds it during `[until + (k-1)·hold,
 //! until + k·hold)`. Booking decisions use it directly, so they do not depend on when the
 //! shell last sent `ExpireSlotHolds`; that command only records the passing of holds as
-//! events (so that patients can be told).
+//! events (so that patients can be told), and a hold it announces runs its full length from
+//! the announcement. Patients whose no-shows block booking are skipped.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +84,9 @@ pub struct Patient {
     pub no_shows: Vec<DateTime<Utc>>,
 }
 
+/// One doctor's slots by start: `start -> (end, id)`.
+pub(super) type SlotsByStart = BTreeMap<DateTime<Utc>, (DateTime<Utc>, SlotId)>;
+
 /// Who may book a slot at an instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hold {
@@ -126,6 +130,39 @@ impl State {
         self.data.patients.get(key)
     }
 
+    /// The doctor's slot with the latest start before `end`, as `(id, end)`: the only one
+    /// that can overlap a slot ending at `end`, since a doctor's slots do not overlap.
+    pub fn doctor_slot_starting_before(
+        &self,
+        doctor: &DoctorId,
+        end: DateTime<Utc>,
+    ) -> Option<(&SlotId, DateTime<Utc>)> {
+        let slots = self.slots_by_doctor.get(doctor)?;
+        slots
+            .range(..end)
+            .next_back()
+            .map(|(_, (slot_end, id))| (id, *slot_end))
+    }
+
+    /// Whether a patient's no-shows block booking at `at` (docs/RULES.md#clinic-no-shows):
+    /// the number of no-shows that count and the instant the block ends.
+    pub fn self_booking_blocked(
+        &self,
+        config: &AuthorityConfig,
+        patient: &PersonKey,
+        at: DateTime<Utc>,
+    ) -> Option<(u32, DateTime<Utc>)> {
+        let p = self.patient(patient)?;
+        let window = Duration::days(config.no_show_window_days as i64);
+        let recent: Vec<_> = p.no_shows.iter().filter(|t| **t > at - window).collect();
+        let count = config.no_show_block_count as usize;
+        if count == 0 || recent.len() < count {
+            return None;
+        }
+        let oldest_counted = recent[recent.len() - count];
+        Some((recent.len() as u32, *oldest_counted + window))
+    }
+
     /// Who holds `slot` at `now` (see the module documentation).
     pub fn effective_hold(
         &self,
@@ -155,6 +192,14 @@ impl State {
         let mut window_end = hold.until + step;
         for entry in waiting {
             if entry.patient == hold.patient || hold.passed_over.contains(&entry.patient) {
+                continue;
+            }
+            // A patient whose no-shows block booking could not use the slot: the chain skips
+            // them.
+            if self
+                .self_booking_blocked(config, &entry.patient, window_end - step)
+                .is_some()
+            {
                 continue;
             }
             if now < window_end {
@@ -194,6 +239,11 @@ impl State {
                 specialty,
                 slots,
             } => {
+                let by_start = self.slots_by_doctor.entry(doctor.clone()).or_default();
+                for slot in slots {
+                    let end = slot.start + Duration::minutes(i64::from(slot.duration_minutes));
+                    insert_by_start(by_start, slot.start, end, &slot.id);
+                }
                 for slot in slots {
                     self.data.slots.insert(
                         slot.id.clone(),
@@ -330,5 +380,20 @@ impl State {
         if status == BookingStatus::NoShow {
             p.no_shows.push(at);
         }
+    }
+}
+
+/// Records a doctor's slot in the index by start. Two slots of a log written before overlaps
+/// were refused may share a start; the longer one is kept, which is the one that matters for
+/// finding overlaps.
+pub(super) fn insert_by_start(
+    by_start: &mut SlotsByStart,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    id: &SlotId,
+) {
+    let entry = by_start.entry(start).or_insert_with(|| (end, id.clone()));
+    if end > entry.0 {
+        *entry = (end, id.clone());
     }
 }

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    ApplicationNumber, AuthorityConfig, CampaignId, InstitutionId, PersonKey, RoundId, SlotId,
-    Specialty,
+    ApplicationNumber, AuthorityConfig, CampaignId, DoctorId, InstitutionId, PersonKey, RoundId,
+    SlotId, Specialty,
 };
 use crate::event::{Event, StreamId};
 use crate::queues::{Cause, Queues};
@@ -77,6 +77,8 @@ pub struct State {
     round_by_id: HashMap<RoundId, u32>,
     /// Slots with a waiting-list hold.
     held_slots: BTreeSet<SlotId>,
+    /// Each doctor's slots by start.
+    slots_by_doctor: HashMap<DoctorId, clinic::SlotsByStart>,
     pub queues: Queues,
 }
 

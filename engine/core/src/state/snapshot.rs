@@ -62,6 +62,12 @@ impl State {
             if slot.hold.is_some() {
                 state.held_slots.insert(id.clone());
             }
+            let end = slot.start + chrono::Duration::minutes(i64::from(slot.duration_minutes));
+            let by_start = state
+                .slots_by_doctor
+                .entry(slot.doctor.clone())
+                .or_default();
+            super::clinic::insert_by_start(by_start, slot.start, end, id);
         }
         for app in &state.data.applications {
             if app.status.is_current(app.service) {

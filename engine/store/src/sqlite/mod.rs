@@ -92,8 +92,16 @@ pub struct SqliteStore {
     inner: Arc<Inner>,
     committer: Committer,
     /// Dropping the sender (with the store, or in `close`) stops the background checkpointer.
-    stop_checkpointer: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// With the task itself, awaited by `close` so that every connection is closed when it
+    /// returns (a backup or a restore then has the file to itself).
+    stop_checkpointer: std::sync::Mutex<Option<Checkpointer>>,
 }
+
+/// The background checkpointer: dropping the sender stops the task.
+type Checkpointer = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+);
 
 /// What the store and its committer share.
 struct Inner {
@@ -117,9 +125,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// Copies committed WAL frames into the database file every [`CHECKPOINT_EVERY`], on a
 /// connection of its own, so the writer does not stall on checkpoints: a checkpoint
 /// `PASSIVE` runs alongside the writer and the readers.
-fn spawn_checkpointer(mut conn: SqliteConnection) -> tokio::sync::oneshot::Sender<()> {
+fn spawn_checkpointer(mut conn: SqliteConnection) -> Checkpointer {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -134,7 +142,7 @@ fn spawn_checkpointer(mut conn: SqliteConnection) -> tokio::sync::oneshot::Sende
         }
         conn.close().await.ok();
     });
-    stop
+    (stop, task)
 }
 
 impl SqliteStore {
@@ -735,8 +743,14 @@ impl EventStore for SqliteStore {
     }
 
     async fn close(&self) {
-        if let Ok(mut stop) = self.stop_checkpointer.lock() {
-            stop.take();
+        let checkpointer = self
+            .stop_checkpointer
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take());
+        if let Some((stop, task)) = checkpointer {
+            drop(stop);
+            let _ = task.await;
         }
         if !self.inner.in_memory {
             self.inner.reader.close().await;

@@ -238,3 +238,39 @@ fn explanation_names_what_moved_a_position() {
     assert_eq!(short.movements.len(), 1);
     assert_eq!(short.movements[0].cause, Cause::Withdrawn);
 }
+
+/// A change that leaves another application on the same side of this one moves nothing: a
+/// privilege confirmed for an application that was ahead anyway is no movement, not a pair of
+/// moves that cancel out (docs/RULES.md#applications-positions).
+#[test]
+fn a_change_that_moves_nobody_shows_no_movement() {
+    let mut s = given(authority());
+    let mut ahead = kg_form(1, &["K1"]);
+    ahead.privileges = vec![Privilege::FirstPriority];
+    s.accept(
+        Command::SubmitKindergartenApplication { form: ahead },
+        t("2026-01-01T10:00:00Z"),
+    );
+    s.accept(submit_kg(2, &["K1"]), t("2026-01-02T10:00:00Z"));
+    s.accept(
+        Command::ConfirmPrivilege {
+            application: ApplicationNumber(1),
+            privilege: Privilege::FirstPriority,
+        },
+        t("2026-01-03T10:00:00Z"),
+    );
+    let moves = |n: u32| {
+        let app = s.state.application(ApplicationNumber(n)).unwrap();
+        let (queue, key) = s.state.queue_entries(app)[0];
+        s.state
+            .queues
+            .explain(&queue, &key, t("2026-01-01T00:00:00Z"), 100)
+            .movements
+            .iter()
+            .map(|m| (m.cause, m.position_before, m.position_after))
+            .collect::<Vec<_>>()
+    };
+    // The second child only joined; the first child's confirmation kept it first.
+    assert_eq!(moves(2), vec![(Cause::Submitted, None, Some(2))]);
+    assert_eq!(moves(1), vec![(Cause::Submitted, None, Some(1))]);
+}

@@ -317,10 +317,9 @@ fn a_freed_slot_is_held_along_the_waiting_list_then_opens_to_everyone() {
         },
     );
     assert!(s.when(book("T1", 2), hold_until).is_ok());
-    let events = s.accept(
-        Command::ExpireSlotHolds {},
-        hold_until + Duration::minutes(1),
-    );
+    // Recorded as soon as the first hold lapses (a later announcement would give the next
+    // patient a full hold from then on).
+    let events = s.accept(Command::ExpireSlotHolds {}, hold_until);
     assert_eq!(
         events,
         vec![Event::SlotHeld {
@@ -329,7 +328,7 @@ fn a_freed_slot_is_held_along_the_waiting_list_then_opens_to_everyone() {
             patient: child(2),
             until: hold_until + Duration::minutes(120),
             passed_over: vec![child(3)],
-            at: hold_until + Duration::minutes(1),
+            at: hold_until,
         }]
     );
     then_rejected(
@@ -390,7 +389,7 @@ fn the_held_patient_books_the_slot_and_leaves_the_list() {
 }
 
 #[test]
-fn no_shows_block_self_booking_even_for_a_held_slot() {
+fn no_shows_block_booking_and_the_hold_chain_passes_a_blocked_patient_by() {
     let mut s = with_slots();
     s.accept(book("T1", 1), t(NOW));
     s.accept(
@@ -421,18 +420,149 @@ fn no_shows_block_self_booking_even_for_a_held_slot() {
         },
         t("2026-02-10T08:30:00Z"),
     );
-    assert_eq!(
-        s.state
-            .slot(&slot("T4"))
-            .unwrap()
-            .hold
-            .as_ref()
-            .unwrap()
-            .patient,
-        child(1)
-    );
+    // The only patient waiting is blocked, so nobody holds the freed slot; booking it
+    // themselves is still refused to the blocked patient.
+    assert_eq!(s.state.slot(&slot("T4")).unwrap().hold, None);
     assert!(matches!(
         s.when(book("T4", 1), t("2026-02-10T08:40:00Z")),
         Err(Rejection::SelfBookingBlocked { no_shows: 2, .. })
     ));
+}
+
+/// One doctor is in one place at a time: overlapping slots are refused, among those published
+/// together and with those published before; back-to-back slots are fine
+/// (docs/RULES.md#clinic-slots).
+#[test]
+fn overlapping_slots_of_one_doctor_are_refused() {
+    let s = with_slots();
+    // dr-ivanova has T1..T4 back to back from 09:20 to 10:40.
+    let publish = |doctor: &str, slots: &[(&str, &str, u16)]| Command::PublishSlots {
+        doctor: DoctorId::parse(doctor).unwrap(),
+        specialty: therapist(),
+        slots: slots
+            .iter()
+            .map(|(id, start, minutes)| SlotSpec {
+                id: slot(id),
+                start: t(start),
+                duration_minutes: *minutes,
+            })
+            .collect(),
+    };
+    then_rejected(
+        s.when(
+            publish(
+                "dr-x",
+                &[
+                    ("X1", "2026-03-01T09:00:00Z", 15),
+                    ("X2", "2026-03-01T09:05:00Z", 15),
+                ],
+            ),
+            t(NOW),
+        ),
+        Rejection::SlotOverlaps {
+            id: "X2".into(),
+            other: "X1".into(),
+        },
+    );
+    then_rejected(
+        s.when(
+            publish("dr-ivanova", &[("X3", "2026-02-10T09:30:00Z", 20)]),
+            t(NOW),
+        ),
+        Rejection::SlotOverlaps {
+            id: "X3".into(),
+            other: "T2".into(),
+        },
+    );
+    assert!(s
+        .when(
+            publish(
+                "dr-ivanova",
+                &[
+                    ("X4", "2026-02-10T09:00:00Z", 20),
+                    ("X5", "2026-02-10T10:40:00Z", 20)
+                ],
+            ),
+            t(NOW),
+        )
+        .is_ok());
+    // Another doctor may work at the same time.
+    assert!(s
+        .when(
+            publish("dr-x", &[("X6", "2026-02-10T09:30:00Z", 20)]),
+            t(NOW)
+        )
+        .is_ok());
+}
+
+/// A hold announced late still runs its full length from the announcement, and the chain
+/// skips a patient whose no-shows block booking (docs/RULES.md#clinic-waiting-list).
+#[test]
+fn holds_run_their_full_length_and_skip_blocked_patients() {
+    let mut s = with_slots();
+    // Patient 1 has two no-shows: blocked.
+    s.accept(book("T1", 1), t(NOW));
+    s.accept(
+        Command::RecordNoShow {
+            booking: BookingNumber(1),
+        },
+        t("2026-02-10T10:00:00Z"),
+    );
+    s.accept(book("T3", 1), t("2026-02-10T09:00:00Z"));
+    s.accept(
+        Command::RecordNoShow {
+            booking: BookingNumber(2),
+        },
+        t("2026-02-10T11:00:00Z"),
+    );
+    let join = |p: u32| Command::JoinWaitingList {
+        specialty: therapist(),
+        patient: child(p),
+        tier: 3,
+    };
+    let noon = t("2026-02-10T12:00:00Z");
+    s.accept(join(1), noon);
+    s.accept(join(2), noon + Duration::minutes(1));
+    s.accept(join(3), noon + Duration::minutes(2));
+    s.accept(
+        Command::PublishSlots {
+            doctor: DoctorId::parse("dr-ivanova").unwrap(),
+            specialty: therapist(),
+            slots: vec![SlotSpec {
+                id: slot("T9"),
+                start: t("2026-03-01T09:00:00Z"),
+                duration_minutes: 20,
+            }],
+        },
+        noon,
+    );
+    s.accept(book("T9", 4), noon);
+    let cancelled_at = noon + Duration::minutes(5);
+    let events = s.accept(
+        Command::CancelBooking {
+            booking: BookingNumber(3),
+        },
+        cancelled_at,
+    );
+    // The blocked patient 1 is skipped: the hold goes to patient 2.
+    assert!(matches!(
+        &events[1],
+        Event::SlotHeld { patient, until, .. }
+            if *patient == child(2) && *until == cancelled_at + Duration::minutes(120)
+    ));
+    // The expiry is recorded late, 100 minutes into patient 3's two hours: patient 3 still
+    // gets two hours from the announcement.
+    let announced = cancelled_at + Duration::minutes(220);
+    let events = s.accept(Command::ExpireSlotHolds {}, announced);
+    assert_eq!(
+        events,
+        vec![Event::SlotHeld {
+            slot: slot("T9"),
+            specialty: therapist(),
+            patient: child(3),
+            until: announced + Duration::minutes(120),
+            passed_over: vec![child(2)],
+            at: announced,
+        }]
+    );
 }

@@ -894,3 +894,62 @@ fn a_transfer_keeps_the_current_place_until_the_new_offer_is_accepted() {
         .unwrap();
     assert_eq!(k1.taken, 0);
 }
+
+/// A desired start is today or later; an application that has waited past its desired start
+/// keeps it when amended, but a new one must not be in the past
+/// (docs/RULES.md#kindergarten-application).
+#[test]
+fn a_desired_start_in_the_past_is_refused() {
+    let mut s = given(authority());
+    let mut past = kg_form(1, &["K1"]);
+    past.desired_start = date(2025, 9, 1);
+    then_invalid(
+        s.when(
+            Command::SubmitKindergartenApplication { form: past },
+            t(NOW),
+        ),
+        "desired_start",
+    );
+    // As soon as possible: today, in the authority's calendar.
+    let mut today = kg_form(1, &["K1"]);
+    today.desired_start = date(2026, 2, 1);
+    s.accept(
+        Command::SubmitKindergartenApplication { form: today },
+        t(NOW),
+    );
+    let amend = |desired_start| Command::AmendKindergartenPreferences {
+        application: ApplicationNumber(1),
+        preferences: vec![inst("K2")],
+        desired_start,
+        any_other: false,
+    };
+    let a_year_later = t("2027-03-01T09:00:00Z");
+    s.accept(amend(date(2026, 2, 1)), a_year_later);
+    then_invalid(
+        s.when(amend(date(2026, 9, 1)), a_year_later),
+        "desired_start",
+    );
+}
+
+/// The intake year of a desired start is the year of the first 1 September on or after it
+/// (docs/RULES.md#kindergarten-age).
+#[test]
+fn the_intake_is_the_first_september_on_or_after_the_desired_start() {
+    let mut s = given(authority());
+    for (n, desired_start, intake) in [
+        (1, date(2027, 9, 1), 2027),
+        (2, date(2027, 9, 15), 2028),
+        (3, date(2028, 3, 1), 2028),
+    ] {
+        let mut form = kg_form(n, &["K1"]);
+        form.desired_start = desired_start;
+        s.accept(Command::SubmitKindergartenApplication { form }, t(NOW));
+        let app = s.state.application(ApplicationNumber(n)).unwrap();
+        let (queue, _) = s.state.queue_entries(app)[0];
+        assert_eq!(
+            s.state.describe_queue(&queue).intake_year,
+            Some(intake),
+            "{desired_start}"
+        );
+    }
+}

@@ -301,10 +301,11 @@ fn drafts_are_saved_early_and_stamped_when_submitted() {
         }
         other => panic!("unexpected {other:?}"),
     }
+    // Submitted once, the draft has become application 1.
     then_rejected(
         s.when(submit_draft, t("2026-04-01T10:00:00Z")),
-        Rejection::NoDraft {
-            id: "school-2026".into(),
+        Rejection::DuplicateApplication {
+            existing: ApplicationNumber(1),
         },
     );
     then_rejected(
@@ -430,7 +431,17 @@ fn single_school_enrollment_fills_seats_in_queue_order_per_stage() {
     );
     // Stage 2 applications arrive after stage 2 opens (local midnight, 2026-07-05T12:00Z).
     s.accept(submit_school(4, &["S2"], vec![]), t("2026-07-05T12:00:00Z"));
-    // Claimed but unconfirmed catchment does not count; seats go in registration order.
+    // An officer confirms the three catchment claims: equal tier, so seats go in
+    // registration order.
+    for n in 1..=3 {
+        s.accept(
+            Command::ConfirmPrivilege {
+                application: ApplicationNumber(n),
+                privilege: catchment("S1")[0].clone(),
+            },
+            t("2026-07-05T11:00:00Z"),
+        );
+    }
     let events = s.accept(enroll("s1", CampaignStage::One), t("2026-07-05T12:00:00Z"));
     assert_eq!(enrolled(&events), vec![(1, "S1".into()), (2, "S1".into())]);
     assert_eq!(status_of(&s, 1), ApplicationStatus::Enrolled);
@@ -515,5 +526,112 @@ fn ranked_enrollment_is_deferred_acceptance_with_priority_tiers() {
     assert_eq!(
         ochered_core::allocation::solve_instance(&s.state.round_instance(round)).unwrap(),
         s.state.round_assignment(round)
+    );
+}
+
+/// Stage 1 places confirmed rights only: a claim no officer has confirmed waits, and a later
+/// stage-1 run places it once confirmed (docs/RULES.md#school-enrollment).
+#[test]
+fn stage_one_enrolls_only_confirmed_claims() {
+    let mut s = with_campaign(
+        chrono_tz::Europe::Moscow,
+        TieBreak::RegistrationTime,
+        CampaignMode::SingleSchool,
+    );
+    for n in 1..=2 {
+        s.accept(
+            submit_school(n, &["S1"], catchment("S1")),
+            t("2026-04-01T10:00:00Z") + Duration::minutes(n as i64),
+        );
+    }
+    s.accept(
+        Command::ConfirmPrivilege {
+            application: ApplicationNumber(2),
+            privilege: catchment("S1")[0].clone(),
+        },
+        t("2026-04-02T10:00:00Z"),
+    );
+    let events = s.accept(enroll("s1", CampaignStage::One), t("2026-04-05T10:00:00Z"));
+    assert_eq!(enrolled(&events), vec![(2, "S1".into())]);
+    assert_eq!(status_of(&s, 1), ApplicationStatus::Active);
+    s.accept(
+        Command::ConfirmPrivilege {
+            application: ApplicationNumber(1),
+            privilege: catchment("S1")[0].clone(),
+        },
+        t("2026-04-06T10:00:00Z"),
+    );
+    let events = s.accept(
+        enroll("s1-b", CampaignStage::One),
+        t("2026-04-07T10:00:00Z"),
+    );
+    assert_eq!(enrolled(&events), vec![(1, "S1".into())]);
+}
+
+/// Stage 2 is open while seats remain: once every seat of the listed schools is taken, an
+/// application is refused, and a run with no seat left says so in school terms
+/// (docs/RULES.md#school-stages, #school-enrollment).
+#[test]
+fn applications_and_runs_are_refused_once_every_seat_is_taken() {
+    let mut s = with_campaign(
+        chrono_tz::Europe::Moscow,
+        TieBreak::RegistrationTime,
+        CampaignMode::SingleSchool,
+    );
+    let at = t("2026-07-10T10:00:00Z");
+    for (n, school) in [
+        (1, "S1"),
+        (2, "S1"),
+        (3, "S2"),
+        (4, "S2"),
+        (5, "S3"),
+        (6, "S3"),
+    ] {
+        s.accept(
+            submit_school(n, &[school], vec![]),
+            at + Duration::minutes(n as i64),
+        );
+    }
+    s.accept(enroll("s2", CampaignStage::Two), at + Duration::hours(1));
+    then_rejected(
+        s.when(submit_school(7, &["S1"], vec![]), at + Duration::hours(2)),
+        Rejection::SchoolsFull {
+            campaign: "school-2026".into(),
+            schools: vec!["S1".into()],
+        },
+    );
+    then_rejected(
+        s.when(enroll("s2-b", CampaignStage::Two), at + Duration::hours(2)),
+        Rejection::CampaignFull {
+            id: "school-2026".into(),
+        },
+    );
+}
+
+/// Submitting a draft that was already submitted names the application it became
+/// (docs/RULES.md#school-drafts).
+#[test]
+fn resubmitting_a_draft_names_its_application() {
+    let mut s = with_campaign(
+        chrono_tz::Europe::Moscow,
+        TieBreak::RegistrationTime,
+        CampaignMode::SingleSchool,
+    );
+    s.accept(
+        Command::SaveSchoolDraft {
+            form: school_form(1, &["S1"], vec![]),
+        },
+        t("2026-03-20T10:00:00Z"),
+    );
+    let submit_draft = Command::SubmitSchoolDraft {
+        campaign: CampaignId::parse("school-2026").unwrap(),
+        child: child(1),
+    };
+    s.accept(submit_draft.clone(), t("2026-07-06T10:00:00Z"));
+    then_rejected(
+        s.when(submit_draft, t("2026-07-06T10:05:00Z")),
+        Rejection::DuplicateApplication {
+            existing: ApplicationNumber(1),
+        },
     );
 }
