@@ -481,7 +481,7 @@ fn rewind_webhook_cursors(
     path: &std::path::Path,
     checkpoint: &ochered_store::checkpoint::Checkpoint,
 ) -> anyhow::Result<()> {
-    use ochered_api::webhooks::{Cursor, CursorFile};
+    use ochered_api::status::webhooks::{Cursor, CursorFile};
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read {}", path.display()))?;
     let listed: serde_json::Value = serde_json::from_str(&text)
