@@ -44,14 +44,15 @@ pub struct ServeArgs {
     /// Most commands waiting per authority before the server answers 503 [default: 65536].
     #[arg(long, env = "OCHERED_QUEUE_MAX")]
     pub queue_max: Option<usize>,
-    /// Most API requests (under /api/v1/, reads and writes) in progress at once; past it the
+    /// Most API reads, and as many writes, in progress at once (under /api/v1/); past it the
     /// server answers 503 `overloaded` with Retry-After at once; 0 turns the bound off
-    /// [default: 256].
+    /// [default: 1024].
     #[arg(long, env = "OCHERED_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
-    /// Latency target of admitted API requests in milliseconds: the limit of requests in
-    /// progress shrinks below --max-in-flight while their p90 exceeds it and grows back
-    /// while within it; 0 keeps the limit at --max-in-flight [default: 50].
+    /// The wait in front of an authority's writer that admission control accepts, in
+    /// milliseconds: a write that would wait longer (queued commands over the writer's
+    /// measured drain rate) is answered 503 with Retry-After at once; 0 turns the check off
+    /// [default: 50].
     #[arg(long, env = "OCHERED_ADMISSION_TARGET_MS")]
     pub admission_target_ms: Option<u64>,
     /// Most commands per group commit [default: 2048].
@@ -236,6 +237,9 @@ impl RateLimitConfig {
     }
 }
 
+/// The largest CSV upload accepted (the general JSON body limit does not apply to files).
+pub const UPLOAD_LIMIT_BYTES: usize = 2 * 1024 * 1024;
+
 /// The development secret used when none is configured; the server warns about it.
 pub const DEV_JWT_SECRET: &str = "ochered-development-secret-change-me";
 pub const DEV_PERSON_SECRET: &str = "ochered-demo-secret";
@@ -250,11 +254,11 @@ pub struct ServerConfig {
     pub jwt_secret_is_default: bool,
     pub person_secret: Vec<u8>,
     pub queue_max: usize,
-    /// API requests in progress at once before the server sheds ([`crate::http::admission`]);
-    /// 0: no bound.
+    /// API reads, and as many writes, in progress at once before the server sheds
+    /// ([`crate::http::admission`]); 0: no bound.
     pub max_in_flight: usize,
-    /// Latency target of the adaptive limit below `max_in_flight`, in milliseconds
-    /// ([`crate::http::admission`]); 0: the limit stays at `max_in_flight`.
+    /// The wait in front of a writer past which writes are shed, in milliseconds
+    /// ([`crate::http::admission`]); 0: no such check.
     pub admission_target_ms: u64,
     pub batch_max: usize,
     pub request_timeout_ms: u64,

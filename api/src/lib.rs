@@ -39,9 +39,13 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let limiter =
         ratelimit::SubmissionLimiter::new(state.config.rate_limit, &state.config.jwt_secret);
-    let admission = admission::Admission::adaptive(
+    let engine = state.engine.clone();
+    let waits: admission::WaitSource =
+        Arc::new(move |authority| engine.writer(authority).map(|w| w.pressure()));
+    let admission = admission::Admission::new(
         state.config.max_in_flight,
         state.config.admission_target_ms,
+        Some(waits),
     );
     let mut app = Router::new()
         .merge(openapi::router())
@@ -51,8 +55,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             ratelimit::limit(limiter.clone(), req, next)
         }))
-        // Admission control before anything costly (the token, the body): past the bound a
-        // request is answered 503 at once; inside `observe`, so sheds are counted per route.
+        // Admission control before anything costly (the token, the body): a write that would
+        // wait past the target, or a request whose class is full, is answered 503 at once;
+        // the body of the rest is read (bounded in time) before they take a place. Inside
+        // `observe`, so sheds are counted per route.
         .layer(middleware::from_fn(move |req, next| {
             admission::admit(admission.clone(), req, next)
         }))

@@ -18,6 +18,7 @@ use ochered_writer::{Reply, RequestMeta, Writer, WriterError};
 use tokio::task::JoinHandle;
 
 use crate::recorder::{Final, Recorder};
+use crate::report::ScheduleStats;
 use crate::target::{Answer, Http, InProcess};
 use crate::workload::{Send, Workload};
 
@@ -147,23 +148,47 @@ async fn client(
 }
 
 /// Runs the schedule against the wall clock: send `i` is due `at_s / compression` seconds
-/// after `start`.
+/// after `start`. At most `clients_max` clients run at once: past it a send waits for one to
+/// finish (memory stays bounded), which the returned figures report as a schedule not kept.
 pub async fn run_wall(
     target: Target,
     workload: Arc<Workload>,
     compression: f64,
+    clients_max: usize,
     recorder: Arc<Mutex<Recorder>>,
     progress: ProgressBar,
-) {
+) -> ScheduleStats {
     let start = recorder.lock().unwrap().started;
     let mut tasks = tokio::task::JoinSet::new();
     let mut errors = 0u64;
+    let mut stats = ScheduleStats::default();
+    let late = Duration::from_secs_f64(crate::report::LATE_SEND_MS / 1000.0);
     for index in 0..workload.sends.len() {
         let send = workload.sends[index];
         let intended = start + Duration::from_secs_f64(send.at_s / compression);
         if intended > Instant::now() {
             tokio::time::sleep_until(intended.into()).await;
         }
+        // Reap finished clients as we go, for the progress bar and to keep the set small.
+        while let Some(done) = tasks.try_join_next() {
+            errors += u64::from(done.unwrap_or(true));
+            progress.inc(1);
+        }
+        if tasks.len() >= clients_max {
+            stats.held_by_client_limit += 1;
+            while tasks.len() >= clients_max {
+                let Some(done) = tasks.join_next().await else {
+                    break;
+                };
+                errors += u64::from(done.unwrap_or(true));
+                progress.inc(1);
+            }
+        }
+        let lag = Instant::now().saturating_duration_since(intended);
+        if lag > late {
+            stats.late_sends += 1;
+        }
+        stats.max_lag_s = stats.max_lag_s.max(lag.as_secs_f64());
         tasks.spawn(client(
             target.clone(),
             workload.clone(),
@@ -171,20 +196,20 @@ pub async fn run_wall(
             intended,
             recorder.clone(),
         ));
-        // Reap finished clients as we go, for the progress bar and to keep the set small.
-        while let Some(done) = tasks.try_join_next() {
-            errors += u64::from(done.unwrap_or(true));
-            progress.inc(1);
-        }
+        stats.peak_clients = stats.peak_clients.max(tasks.len());
         if index % 256 == 0 {
             progress.set_message(format!("errors {errors}"));
         }
     }
+    stats.last_send_s = Instant::now()
+        .saturating_duration_since(start)
+        .as_secs_f64();
     while let Some(done) = tasks.join_next().await {
         errors += u64::from(done.unwrap_or(true));
         progress.inc(1);
         progress.set_message(format!("errors {errors}"));
     }
+    stats
 }
 
 /// Runs the schedule in virtual time, in process: the writers' clock reads `clock`, which

@@ -124,6 +124,11 @@ pub struct SimulateArgs {
     /// Requests in flight at once over HTTP; more wait (and the wait counts in latency).
     #[arg(long, default_value_t = 256)]
     pub max_in_flight: usize,
+    /// Clients (sends with their retries) running at once at most. Past it a send waits for
+    /// one to finish, so memory stays bounded at any rate and duration; the report says how
+    /// often that held the schedule back.
+    #[arg(long, default_value_t = 20_000)]
+    pub clients_max: usize,
     /// Writer batch size (in-process, and passed to a spawned server).
     #[arg(long)]
     pub batch_max: Option<usize>,
@@ -221,6 +226,9 @@ impl SimulateArgs {
         }
         if self.max_in_flight != 256 {
             flag("max-in-flight", Some(self.max_in_flight.to_string()));
+        }
+        if self.clients_max != 20_000 {
+            flag("clients-max", Some(self.clients_max.to_string()));
         }
         if let Some(b) = self.batch_max {
             flag("batch-max", Some(b.to_string()));
@@ -451,7 +459,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `ochered simulate` and returns its exit status (0, [`EXIT_SLO_MISSED`] or
-/// [`EXIT_AUDIT_FAILED`]).
+/// [`EXIT_AUDIT_FAILED`]), one phase after another: [`plan`] the run, [`set_up`] the target,
+/// [`drive`] the load, [`take_live`] what the live system holds, [`audit_log`] a fresh
+/// replay, [`build_report`] and [`publish`] it.
 pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     let presets = Presets::load(&args.surges);
     if args.list_presets {
@@ -460,6 +470,65 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
+    let plan = plan(&args, &presets)?;
+    let setup = set_up(&args, &plan).await?;
+    let (recorder, load) = drive(&args, &plan, &setup).await;
+    let live = take_live(&plan, &setup).await?;
+    let Setup {
+        target,
+        database_url,
+        scratch,
+        ..
+    } = setup;
+    drop(target);
+    let recorder = Arc::try_unwrap(recorder)
+        .map_err(|_| anyhow::anyhow!("clients still running"))?
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    let audit = audit_log(
+        &args,
+        &plan,
+        database_url.as_deref(),
+        &recorder,
+        &live,
+        &load,
+    )
+    .await?;
+    let report = build_report(
+        &args,
+        &plan,
+        database_url.as_deref(),
+        &recorder,
+        &load,
+        audit,
+    );
+    let status = publish(&args, &report, &recorder, database_url.as_deref())?;
+    drop(scratch);
+    Ok(status)
+}
+
+/// The objective a run is judged by when `--slo` is not given.
+pub const DEFAULT_SLO: &str = "p99<100ms,errors<0.1%";
+
+/// Everything fixed before the target is touched.
+struct Plan {
+    workload: Arc<Workload>,
+    seed: u64,
+    /// The objectives, and whether they are the default ([`DEFAULT_SLO`]).
+    slo: Vec<slo::Objective>,
+    slo_default: bool,
+    preset_source: String,
+    command: String,
+    origin: DateTime<Utc>,
+    span_s: f64,
+    compression: f64,
+    virtual_clock: bool,
+    jwt_secret: Vec<u8>,
+    person_secret: Vec<u8>,
+}
+
+/// Phase 1: the scenario, its checks, the seed and the workload.
+fn plan(args: &SimulateArgs, presets: &Presets) -> anyhow::Result<Plan> {
     let mut scenario: Scenario = match (&args.preset, &args.scenario) {
         (Some(id), None) => presets.scenario(id)?,
         (None, Some(path)) => {
@@ -484,44 +553,8 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             .validate()
             .context("the scenario is empty after --until-min")?;
     }
-    if !args.scale.is_finite() || args.scale <= 0.0 {
-        bail!("--scale must be positive");
-    }
-    if !(0.0..=1.0).contains(&args.contact_share) {
-        bail!("--contact-share must be between 0 and 1");
-    }
-    match args.mode {
-        Mode::InProcess if args.url.is_some() || args.spawn_server => {
-            bail!("--url and --spawn-server are for --mode http")
-        }
-        Mode::Http if args.url.is_none() && !args.spawn_server => {
-            bail!("--mode http needs --url URL or --spawn-server")
-        }
-        Mode::Http if args.clock == ClockMode::Virtual => {
-            bail!("--clock virtual runs in process only: a server reads its own clock")
-        }
-        _ => {}
-    }
-    if (args.kill_server_every.is_some() || args.kill_server_random.is_some()) && !args.spawn_server
-    {
-        bail!("--kill-server-every and --kill-server-random need --spawn-server");
-    }
-    if args.server_request_timeout_ms.is_some() && !args.spawn_server {
-        bail!("--server-request-timeout-ms needs --spawn-server");
-    }
+    check_flags(args)?;
     if let Some(rate) = args.rate {
-        if !rate.is_finite() || rate <= 0.0 {
-            bail!("--rate must be positive");
-        }
-        if args.duration_s <= 0.0 {
-            bail!("--rate needs a positive --duration-s");
-        }
-        if args.scale != 1.0 {
-            bail!("--rate sets the count itself; leave --scale at 1");
-        }
-        if args.clock == ClockMode::Virtual {
-            bail!("--rate is for the wall clock");
-        }
         // One flat window: `rate` a second for the run's duration, at compression 1.
         scenario.arrivals = vec![scenario::Window {
             minutes: args.duration_s / 60.0,
@@ -533,13 +566,8 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             .validate()
             .context("the scenario does not fit --rate")?;
     }
-    if args
-        .kill_server_every
-        .is_some_and(|s| !s.is_finite() || s <= 0.0)
-    {
-        bail!("--kill-server-every must be positive");
-    }
-    let slo = args.slo.as_deref().map(slo::parse).transpose()?;
+    let slo_default = args.slo.is_none();
+    let slo = slo::parse(args.slo.as_deref().unwrap_or(DEFAULT_SLO))?;
     let seed = args.seed.unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -547,17 +575,14 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         ochered_writer::demo::SeededRng::new(nanos ^ u64::from(std::process::id())).next_u64()
             % 1_000_000_000
     });
-    let jwt_secret = args
-        .jwt_secret
-        .clone()
-        .unwrap_or_else(|| ochered_api::config::DEV_JWT_SECRET.to_owned())
-        .into_bytes();
-    let person_secret = args
-        .person_secret
-        .clone()
-        .unwrap_or_else(|| ochered_api::config::DEV_PERSON_SECRET.to_owned())
-        .into_bytes();
-
+    let secret = |given: &Option<String>, default: &str| {
+        given
+            .clone()
+            .unwrap_or_else(|| default.to_owned())
+            .into_bytes()
+    };
+    let jwt_secret = secret(&args.jwt_secret, ochered_api::config::DEV_JWT_SECRET);
+    let person_secret = secret(&args.person_secret, ochered_api::config::DEV_PERSON_SECRET);
     let virtual_clock = args.clock == ClockMode::Virtual;
     let origin: DateTime<Utc> = if virtual_clock {
         scenario
@@ -595,13 +620,101 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         workload.authorities.len()
     );
     println!("reproduce: {command}");
+    if slo_default {
+        println!("objective: {DEFAULT_SLO} (the default; give --slo to choose)");
+    }
     if args.db_outage {
         println!(
             "--db-outage: skipped: the SQLite store is a file inside the server process and cannot be taken away from outside; rehearse store outages on PostgreSQL"
         );
     }
+    Ok(Plan {
+        workload,
+        seed,
+        slo,
+        slo_default,
+        preset_source,
+        command,
+        origin,
+        span_s,
+        compression,
+        virtual_clock,
+        jwt_secret,
+        person_secret,
+    })
+}
 
-    // Set up the target.
+/// The flags' own consistency, before anything is built.
+fn check_flags(args: &SimulateArgs) -> anyhow::Result<()> {
+    if !args.scale.is_finite() || args.scale <= 0.0 {
+        bail!("--scale must be positive");
+    }
+    if !(0.0..=1.0).contains(&args.contact_share) {
+        bail!("--contact-share must be between 0 and 1");
+    }
+    if args.clients_max == 0 {
+        bail!("--clients-max must be positive");
+    }
+    match args.mode {
+        Mode::InProcess if args.url.is_some() || args.spawn_server => {
+            bail!("--url and --spawn-server are for --mode http")
+        }
+        Mode::Http if args.url.is_none() && !args.spawn_server => {
+            bail!("--mode http needs --url URL or --spawn-server")
+        }
+        Mode::Http if args.clock == ClockMode::Virtual => {
+            bail!("--clock virtual runs in process only: a server reads its own clock")
+        }
+        _ => {}
+    }
+    if (args.kill_server_every.is_some() || args.kill_server_random.is_some()) && !args.spawn_server
+    {
+        bail!("--kill-server-every and --kill-server-random need --spawn-server");
+    }
+    if args.server_request_timeout_ms.is_some() && !args.spawn_server {
+        bail!("--server-request-timeout-ms needs --spawn-server");
+    }
+    if let Some(rate) = args.rate {
+        if !rate.is_finite() || rate <= 0.0 {
+            bail!("--rate must be positive");
+        }
+        if args.duration_s <= 0.0 {
+            bail!("--rate needs a positive --duration-s");
+        }
+        if args.scale != 1.0 {
+            bail!("--rate sets the count itself; leave --scale at 1");
+        }
+        if args.clock == ClockMode::Virtual {
+            bail!("--rate is for the wall clock");
+        }
+    }
+    if args
+        .kill_server_every
+        .is_some_and(|s| !s.is_finite() || s <= 0.0)
+    {
+        bail!("--kill-server-every must be positive");
+    }
+    Ok(())
+}
+
+/// The target, set up and ready for the load.
+struct Setup {
+    target: Target,
+    /// The spawned server, shared with the killer.
+    server: Arc<tokio::sync::Mutex<Option<SpawnedServer>>>,
+    server_pid: Option<Arc<std::sync::atomic::AtomicU32>>,
+    /// In process: the store, closed once the live state is taken.
+    engine_store: Mutex<Option<Arc<dyn ochered_store::EventStore>>>,
+    /// The virtual clock the writers read (in process, `--clock virtual`).
+    clock: Arc<AtomicI64>,
+    database_url: Option<String>,
+    scratch: Scratch,
+}
+
+/// Phase 2: the store, the engine or the server, the authorities, institutions, campaigns
+/// and drafts.
+async fn set_up(args: &SimulateArgs, plan: &Plan) -> anyhow::Result<Setup> {
+    let workload = &plan.workload;
     let scratch = Scratch::new(args.keep_db)?;
     let database_url = match (&args.database_url, args.mode, &args.url) {
         (Some(url), _, _) => Some(url.clone()),
@@ -612,7 +725,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         )),
     };
     let clock = Arc::new(AtomicI64::new(
-        (origin - chrono::Duration::hours(1)).timestamp_micros(),
+        (plan.origin - chrono::Duration::hours(1)).timestamp_micros(),
     ));
     let mut writer_config = WriterConfig::default();
     if let Some(b) = args.batch_max {
@@ -621,7 +734,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     if let Some(q) = args.queue_max {
         writer_config.queue_commands_max = q;
     }
-    if virtual_clock {
+    if plan.virtual_clock {
         let clock = clock.clone();
         writer_config.clock = Arc::new(move || {
             Utc.timestamp_micros(clock.load(Ordering::SeqCst))
@@ -641,7 +754,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             let (engine, _) = Engine::start(store.clone(), writer_config)
                 .await
                 .context("failed to start the engine")?;
-            setup_in_process(&engine, &workload, &person_secret).await?;
+            setup_in_process(&engine, workload, &plan.person_secret).await?;
             let writers = workload
                 .authorities
                 .iter()
@@ -651,7 +764,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             Target::InProcess(Arc::new(InProcess {
                 engine,
                 writers,
-                person_secret: person_secret.clone(),
+                person_secret: plan.person_secret.clone(),
             }))
         }
         Mode::Http => {
@@ -660,56 +773,24 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
                 let url = database_url
                     .clone()
                     .expect("spawned servers have a database");
-                // Set up in process on the file, then hand it to the server.
-                {
-                    let store = ochered_store::open(&url)
-                        .await
-                        .with_context(|| format!("failed to open {url}"))?;
-                    let (engine, _) = Engine::start(store.clone(), WriterConfig::default()).await?;
-                    setup_in_process(&engine, &workload, &person_secret).await?;
-                    drop(engine);
-                    store.close().await;
-                }
-                let bin = match &args.server_bin {
-                    Some(b) => b.clone(),
-                    None => std::env::current_exe().context("failed to find this executable")?,
-                };
-                let mut extra = Vec::new();
-                if let Some(b) = args.batch_max {
-                    extra.extend(["--batch-max".to_owned(), b.to_string()]);
-                }
-                if let Some(q) = args.queue_max {
-                    extra.extend(["--queue-max".to_owned(), q.to_string()]);
-                }
-                if let Some(t) = args.server_request_timeout_ms {
-                    extra.extend(["--request-timeout-ms".to_owned(), t.to_string()]);
-                }
-                let env = vec![
-                    (
-                        "OCHERED_JWT_SECRET".to_owned(),
-                        String::from_utf8_lossy(&jwt_secret).into_owned(),
-                    ),
-                    (
-                        "OCHERED_PERSON_SECRET".to_owned(),
-                        String::from_utf8_lossy(&person_secret).into_owned(),
-                    ),
-                ];
-                let mut s =
-                    SpawnedServer::new(bin, url, scratch.path().join("server.log"), extra, env)?;
+                let s = spawn_server(args, plan, &url, &scratch, timeout).await?;
                 let http = Arc::new(Http::new(
                     &s.url(),
-                    &jwt_secret,
+                    &plan.jwt_secret,
                     timeout,
                     args.max_in_flight,
                 ));
-                s.start(&http).await?;
-                println!("server: {} (log {})", s.url(), s.log.display());
                 server = Some(s);
                 Target::Http(http)
             } else {
                 let url = args.url.clone().expect("checked above");
-                let http = Arc::new(Http::new(&url, &jwt_secret, timeout, args.max_in_flight));
-                http.setup(&workload)
+                let http = Arc::new(Http::new(
+                    &url,
+                    &plan.jwt_secret,
+                    timeout,
+                    args.max_in_flight,
+                ));
+                http.setup(workload)
                     .await
                     .context("failed to set up the authorities through the API")?;
                 Target::Http(http)
@@ -726,12 +807,92 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             .clone()
             .unwrap_or_else(|| "(the server's)".into())
     );
+    Ok(Setup {
+        target,
+        server_pid: server.as_ref().map(|s| s.pid.clone()),
+        server: Arc::new(tokio::sync::Mutex::new(server)),
+        engine_store: Mutex::new(engine_store),
+        clock,
+        database_url,
+        scratch,
+    })
+}
 
-    // The load.
-    let expected_wall = Duration::from_secs_f64(if virtual_clock {
+/// Sets the authorities up in process on the database file, then starts `ochered serve` on
+/// it and waits until it answers.
+async fn spawn_server(
+    args: &SimulateArgs,
+    plan: &Plan,
+    url: &str,
+    scratch: &Scratch,
+    timeout: Duration,
+) -> anyhow::Result<SpawnedServer> {
+    {
+        let store = ochered_store::open(url)
+            .await
+            .with_context(|| format!("failed to open {url}"))?;
+        let (engine, _) = Engine::start(store.clone(), WriterConfig::default()).await?;
+        setup_in_process(&engine, &plan.workload, &plan.person_secret).await?;
+        drop(engine);
+        store.close().await;
+    }
+    let bin = match &args.server_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("failed to find this executable")?,
+    };
+    let mut extra = Vec::new();
+    if let Some(b) = args.batch_max {
+        extra.extend(["--batch-max".to_owned(), b.to_string()]);
+    }
+    if let Some(q) = args.queue_max {
+        extra.extend(["--queue-max".to_owned(), q.to_string()]);
+    }
+    if let Some(t) = args.server_request_timeout_ms {
+        extra.extend(["--request-timeout-ms".to_owned(), t.to_string()]);
+    }
+    let env = vec![
+        (
+            "OCHERED_JWT_SECRET".to_owned(),
+            String::from_utf8_lossy(&plan.jwt_secret).into_owned(),
+        ),
+        (
+            "OCHERED_PERSON_SECRET".to_owned(),
+            String::from_utf8_lossy(&plan.person_secret).into_owned(),
+        ),
+    ];
+    let mut s = SpawnedServer::new(
+        bin,
+        url.to_owned(),
+        scratch.path().join("server.log"),
+        extra,
+        env,
+    )?;
+    let probe = Http::new(&s.url(), &plan.jwt_secret, timeout, 1);
+    s.start(&probe).await?;
+    println!("server: {} (log {})", s.url(), s.log.display());
+    Ok(s)
+}
+
+/// What the load came to, besides what the recorder holds.
+struct LoadOutcome {
+    load_wall_s: f64,
+    fault_problems: Vec<String>,
+    server_latency: Option<server_metrics::ServerLatency>,
+    generator: report::Generator,
+}
+
+/// Phase 3: the load on schedule, with the samplers and the killer beside it.
+async fn drive(
+    args: &SimulateArgs,
+    plan: &Plan,
+    setup: &Setup,
+) -> (Arc<Mutex<Recorder>>, LoadOutcome) {
+    let workload = &plan.workload;
+    let target = &setup.target;
+    let expected_wall = Duration::from_secs_f64(if plan.virtual_clock {
         10.0
     } else {
-        span_s / compression
+        plan.span_s / plan.compression
     });
     let started = Instant::now() + Duration::from_millis(100);
     let recorder = Arc::new(Mutex::new(Recorder::new(started, expected_wall)));
@@ -747,20 +908,18 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         }),
         stop.clone(),
     ));
-    let memory_sampler = server.as_ref().map(|s| {
+    let memory_sampler = setup.server_pid.as_ref().map(|pid| {
         tokio::spawn(driver::sample_memory(
-            s.pid.clone(),
+            pid.clone(),
             recorder.clone(),
             Duration::from_millis(200),
             stop.clone(),
         ))
     });
-    let server_pid = server.as_ref().map(|s| s.pid.clone());
-    let server = Arc::new(tokio::sync::Mutex::new(server));
     // Random kills: uptimes drawn from the seed, each counted from the server's first
     // acknowledgement after it (re)started.
     let kill_uptimes: Option<Vec<f64>> = args.kill_server_random.map(|n| {
-        let mut rng = ochered_writer::demo::SeededRng::new(seed ^ 0x6b69_6c6c_5f61_7421);
+        let mut rng = ochered_writer::demo::SeededRng::new(plan.seed ^ 0x6b69_6c6c_5f61_7421);
         (0..n).map(|_| 0.05 + 0.55 * rng.unit()).collect()
     });
     // Both kill modes share one loop: periodic kills wake every period until the load
@@ -770,41 +929,63 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         (None, Some(uptimes)) => Some(KillSchedule::AfterUptimes(uptimes)),
         (None, None) => None,
     };
-    let killer = match (schedule, &target) {
+    let killer = match (schedule, target) {
         (Some(schedule), Target::Http(http)) => Some(tokio::spawn(kill_loop(
             schedule,
-            server.clone(),
+            setup.server.clone(),
             http.clone(),
             stop.clone(),
             recorder.clone(),
         ))),
         _ => None,
     };
-    match &target {
-        Target::InProcess(t) if virtual_clock => {
+    let cpu_before = cpu::own_seconds();
+    let server_cpu_before = setup
+        .server_pid
+        .as_ref()
+        .and_then(|pid| cpu::process_seconds(pid.load(Ordering::Relaxed)));
+    let schedule_stats = match target {
+        Target::InProcess(t) if plan.virtual_clock => {
             driver::run_virtual(
                 t.clone(),
                 workload.clone(),
-                clock.clone(),
-                origin,
+                setup.clock.clone(),
+                plan.origin,
                 Duration::from_millis(args.virtual_tick_ms.max(1)),
                 recorder.clone(),
                 progress.clone(),
             )
-            .await
+            .await;
+            None
         }
-        _ => {
+        _ => Some(
             driver::run_wall(
                 target.clone(),
                 workload.clone(),
-                compression,
+                plan.compression,
+                args.clients_max,
                 recorder.clone(),
                 progress.clone(),
             )
-            .await
-        }
-    }
+            .await,
+        ),
+    };
     let load_wall_s = started.elapsed().as_secs_f64();
+    let cpu_s = cpu::own_seconds() - cpu_before;
+    // The server's CPU over the load, when the same process ran throughout.
+    let server_cpu_s = match (&setup.server_pid, server_cpu_before) {
+        (Some(pid), Some(before))
+            if setup
+                .server
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(|s| s.starts == 1) =>
+        {
+            cpu::process_seconds(pid.load(Ordering::Relaxed)).map(|after| after - before)
+        }
+        _ => None,
+    };
     stop.store(true, Ordering::Relaxed);
     progress.finish_and_clear();
     let _ = sampler.await;
@@ -824,7 +1005,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    if let Some(pid) = &server_pid {
+    if let Some(pid) = &setup.server_pid {
         let current = pid.load(Ordering::Relaxed);
         if let Some((rss, hwm)) = driver::process_memory_kib(current).filter(|_| current != 0) {
             recorder.lock().unwrap().memory(rss, hwm);
@@ -833,26 +1014,53 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
     if let Some(m) = memory_sampler {
         let _ = m.await;
     }
-
     // The server's own latency by outcome, before it is stopped and audited.
     let kills = recorder.lock().unwrap().kills.len();
-    let server_latency = server_metrics::after_load(&target, kills).await;
+    let server_latency = server_metrics::after_load(target, kills).await;
+    let planned_last_send_s = if plan.virtual_clock {
+        0.0
+    } else {
+        workload.span_s() / plan.compression
+    };
+    let generator = report::Generator::judge(
+        schedule_stats,
+        planned_last_send_s,
+        workload.sends.len() as u64,
+        args.clients_max,
+        cpu_s,
+        load_wall_s,
+        server_cpu_s,
+        matches!(target, Target::InProcess(_)),
+    );
+    (
+        recorder,
+        LoadOutcome {
+            load_wall_s,
+            fault_problems,
+            server_latency,
+            generator,
+        },
+    )
+}
 
-    // What the live system holds, then stop it.
-    let live = match &target {
+/// Phase 4: what the live system holds (state hashes in process, chain heads over HTTP),
+/// then stop it.
+async fn take_live(plan: &Plan, setup: &Setup) -> anyhow::Result<Live> {
+    Ok(match &setup.target {
         Target::InProcess(t) => {
             let hashes = t
                 .writers
                 .iter()
                 .map(|w| w.read(|s| s.state_hash()))
                 .collect();
-            if let Some(store) = engine_store.take() {
+            let store = setup.engine_store.lock().unwrap().take();
+            if let Some(store) = store {
                 store.close().await;
             }
             Live::StateHashes(hashes)
         }
         Target::Http(http) => {
-            let mut guard = server.lock().await;
+            let mut guard = setup.server.lock().await;
             if let Some(s) = guard.as_mut() {
                 if !http.healthy().await {
                     // A kill may have been cut short: bring it back to read its heads.
@@ -862,7 +1070,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             }
             let mut heads = Vec::new();
             let mut ok = true;
-            for a in &workload.authorities {
+            for a in &plan.workload.authorities {
                 match http.head(&a.id).await {
                     Ok(h) => heads.push(h),
                     Err(e) => {
@@ -880,63 +1088,66 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
                 Live::None
             }
         }
-    };
-    let recorder = Arc::try_unwrap(recorder)
-        .map_err(|_| anyhow::anyhow!("clients still running"))?
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner());
+    })
+}
 
-    // The audit on a freshly opened store.
+/// Phase 5: the audit on a freshly opened store (None, with the reason, when the store is
+/// not reachable from here).
+async fn audit_log(
+    args: &SimulateArgs,
+    plan: &Plan,
+    database_url: Option<&str>,
+    recorder: &Recorder,
+    live: &Live,
+    load: &LoadOutcome,
+) -> anyhow::Result<Result<audit::AuditReport, String>> {
     if args.test_drop_acknowledged > 0 {
-        let url = database_url
-            .clone()
-            .context("the planted fault needs the database")?;
-        audit::drop_acknowledged(&url, &workload, &recorder.acks, args.test_drop_acknowledged)
-            .await?;
+        let url = database_url.context("the planted fault needs the database")?;
+        audit::drop_acknowledged(
+            url,
+            &plan.workload,
+            &recorder.acks,
+            args.test_drop_acknowledged,
+        )
+        .await?;
     }
-    let (audit, audit_skipped) = match &database_url {
-        Some(url) => {
-            let store = ochered_store::open(url)
-                .await
-                .with_context(|| format!("failed to reopen {url} for the audit"))?;
-            let mut report = audit::audit(store.clone(), &workload, &recorder.acks, &live).await;
-            report.problems.extend(fault_problems);
-            store.close().await;
-            (Some(report), None)
-        }
-        None => (
-            None,
-            Some("pass --database-url of the server's store to audit it".to_owned()),
-        ),
+    let Some(url) = database_url else {
+        return Ok(Err(
+            "pass --database-url of the server's store to audit it".to_owned()
+        ));
     };
+    let store = ochered_store::open(url)
+        .await
+        .with_context(|| format!("failed to reopen {url} for the audit"))?;
+    let mut report = audit::audit(store.clone(), &plan.workload, &recorder.acks, live).await;
+    report.problems.extend(load.fault_problems.iter().cloned());
+    store.close().await;
+    Ok(Ok(report))
+}
 
-    // The report.
-    let latency = report::latency(&recorder);
+/// Phase 6: the figures, the audit verdict and the service verdict.
+fn build_report(
+    args: &SimulateArgs,
+    plan: &Plan,
+    database_url: Option<&str>,
+    recorder: &Recorder,
+    load: &LoadOutcome,
+    audit: Result<audit::AuditReport, String>,
+) -> Report {
+    let workload = &plan.workload;
+    let (audit, audit_skipped) = match audit {
+        Ok(a) => (Some(a), None),
+        Err(why) => (None, Some(why)),
+    };
+    let latency = report::latency(recorder);
     let submitted = recorder.completed;
     let errors = recorder.errors();
-    let duration_s = load_wall_s.max(1e-9);
+    let duration_s = load.load_wall_s.max(1e-9);
     let offered_peak = recorder
         .buckets
         .iter()
         .map(|b| b.arrivals as f64 / recorder.bucket.as_secs_f64())
         .fold(0.0, f64::max);
-    let demand = workload.demand();
-    let prefix = if workload.scenario.service == scenario::Service::School {
-        "S"
-    } else {
-        "K"
-    };
-    let mut institutions = Vec::new();
-    for (a, auth) in workload.authorities.iter().enumerate() {
-        for (i, (&demand, &seats)) in demand[a].iter().zip(&auth.seats).enumerate() {
-            institutions.push(InstitutionLoad {
-                authority: auth.id.clone(),
-                institution: format!("{prefix}{:04}", i + 1),
-                demand,
-                seats,
-            });
-        }
-    }
     let mut report = Report {
         scenario: workload.scenario.name.clone(),
         mode: match (args.mode, args.spawn_server) {
@@ -944,23 +1155,23 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             (Mode::Http, true) => "http (spawned server)".into(),
             (Mode::Http, false) => format!("http ({})", args.url.clone().unwrap_or_default()),
         },
-        clock: if virtual_clock {
+        clock: if plan.virtual_clock {
             "virtual".into()
         } else {
             "wall".into()
         },
-        seed,
+        seed: plan.seed,
         scale: args.scale,
-        command: command.clone(),
-        preset_source,
+        command: plan.command.clone(),
+        preset_source: plan.preset_source.clone(),
         authorities: workload.authorities.len(),
-        compression: if virtual_clock { f64::NAN } else { compression },
-        scenario_span_s: span_s,
-        last_send_s: if virtual_clock {
+        compression: if plan.virtual_clock {
             0.0
         } else {
-            workload.span_s() / compression
+            plan.compression
         },
+        scenario_span_s: plan.span_s,
+        last_send_s: load.generator.planned_last_send_s,
         duration_s,
         submitted,
         children: u64::from(workload.n_children),
@@ -982,7 +1193,7 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
         latency_ms: latency.clone(),
         state_hash: audit.as_ref().and_then(|a| a.state_hash.clone()),
         audit_passed: audit.as_ref().is_some_and(|a| a.passed()),
-        audit: audit.clone(),
+        audit,
         audit_skipped,
         server_kills: recorder.kills.len(),
         kill_times_s: recorder.kills.clone(),
@@ -1002,79 +1213,146 @@ pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
             shed: report::ClassLatency::of(&recorder.attempt_shed),
         },
         shed_without_retry_after: recorder.shed_without_retry_after,
-        server_latency_ms: server_latency,
+        server_latency_ms: load.server_latency.clone(),
         server_peak_rss_kib: recorder.server_rss_peak_kib,
         server_last_rss_kib: recorder.server_rss.last().map(|s| s.1),
         queue_depth_max: recorder.queue_depth.iter().map(|d| d.1).max().unwrap_or(0),
         error_examples: recorder.error_examples.clone(),
         slo: None,
+        generator: load.generator.clone(),
         database_url: if args.keep_db || args.database_url.is_some() {
-            database_url.clone()
+            database_url.map(str::to_owned)
         } else {
             None
         },
-        institutions,
+        institutions: institution_loads(workload),
     };
-    if report.compression.is_nan() {
-        report.compression = 0.0;
+    let figures = slo::Figures {
+        latency_ms: vec![
+            (50.0, latency.p50),
+            (90.0, latency.p90),
+            (99.0, latency.p99),
+            (99.9, latency.p999),
+            (100.0, latency.max),
+        ],
+        error_rate: report.error_rate,
+        lost: report.lost.unwrap_or(u64::MAX),
+        duplicates: report.duplicates.unwrap_or(u64::MAX),
+        order_violations: report.order_violations.unwrap_or(u64::MAX),
+        throughput_per_s: report.throughput_per_s,
+    };
+    let results: Vec<SloResult> = plan
+        .slo
+        .iter()
+        .map(|o| {
+            let (value, ok) = o.check(&figures);
+            SloResult {
+                term: o.text.clone(),
+                value,
+                ok,
+            }
+        })
+        .collect();
+    report.slo = Some(SloReport {
+        spec: args.slo.clone().unwrap_or_else(|| DEFAULT_SLO.to_owned()),
+        default: plan.slo_default,
+        passed: results.iter().all(|r| r.ok),
+        results,
+    });
+    report
+}
+
+/// Demand against seats per institution, for the chart.
+fn institution_loads(workload: &Workload) -> Vec<InstitutionLoad> {
+    let demand = workload.demand();
+    let prefix = if workload.scenario.service == scenario::Service::School {
+        "S"
+    } else {
+        "K"
+    };
+    let mut institutions = Vec::new();
+    for (a, auth) in workload.authorities.iter().enumerate() {
+        for (i, (&demand, &seats)) in demand[a].iter().zip(&auth.seats).enumerate() {
+            institutions.push(InstitutionLoad {
+                authority: auth.id.clone(),
+                institution: format!("{prefix}{:04}", i + 1),
+                demand,
+                seats,
+            });
+        }
     }
-    if let Some(objectives) = &slo {
-        let figures = slo::Figures {
-            latency_ms: vec![
-                (50.0, latency.p50),
-                (90.0, latency.p90),
-                (99.0, latency.p99),
-                (99.9, latency.p999),
-                (100.0, latency.max),
-            ],
-            error_rate: report.error_rate,
-            lost: report.lost.unwrap_or(u64::MAX),
-            duplicates: report.duplicates.unwrap_or(u64::MAX),
-            order_violations: report.order_violations.unwrap_or(u64::MAX),
-            throughput_per_s: report.throughput_per_s,
-        };
-        let results: Vec<SloResult> = objectives
-            .iter()
-            .map(|o| {
-                let (value, ok) = o.check(&figures);
-                SloResult {
-                    term: o.text.clone(),
-                    value,
-                    ok,
-                }
-            })
-            .collect();
-        report.slo = Some(SloReport {
-            spec: args.slo.clone().unwrap_or_default(),
-            passed: results.iter().all(|r| r.ok),
-            results,
-        });
-    }
+    institutions
+}
+
+/// Phase 7: print and write the report; the exit status. A missed objective exits with
+/// [`EXIT_SLO_MISSED`] only when `--slo` chose it: the default objective is reported, not
+/// enforced, so that scripts that only audit keep their meaning.
+fn publish(
+    args: &SimulateArgs,
+    report: &Report,
+    recorder: &Recorder,
+    database_url: Option<&str>,
+) -> anyhow::Result<u8> {
     println!("{}", report.summary());
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
             .with_context(|| format!("failed to write {}", path.display()))?;
         println!("json: {}", path.display());
     }
     if let Some(path) = &args.html {
-        std::fs::write(path, report::html(&report, &recorder))
+        std::fs::write(path, report::html(report, recorder))
             .with_context(|| format!("failed to write {}", path.display()))?;
         println!("html: {}", path.display());
     }
-    if let Some(path) = database_url.as_deref().and_then(sqlite_path) {
+    if let Some(path) = database_url.and_then(sqlite_path) {
         if args.keep_db {
             println!("database kept: {path}");
         }
     }
-    drop(scratch);
     let audit_failed = report.audit.is_some() && !report.audit_passed;
     if audit_failed {
-        eprintln!("audit FAILED; reproduce with: {command}");
+        eprintln!("audit FAILED; reproduce with: {}", report.command);
         return Ok(EXIT_AUDIT_FAILED);
     }
     if report.slo.as_ref().is_some_and(|s| !s.passed) {
-        eprintln!("SLO missed; reproduce with: {command}");
-        return Ok(EXIT_SLO_MISSED);
+        if args.slo.is_some() {
+            eprintln!("SLO missed; reproduce with: {}", report.command);
+            return Ok(EXIT_SLO_MISSED);
+        }
+        eprintln!(
+            "service objective missed (default {DEFAULT_SLO}); reproduce with: {}",
+            report.command
+        );
     }
     Ok(0)
+}
+
+/// CPU time of processes, from the kernel.
+mod cpu {
+    /// User and system CPU seconds of this process so far.
+    pub fn own_seconds() -> f64 {
+        // SAFETY: getrusage writes into the zeroed struct we own.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(usage.ru_utime) + tv(usage.ru_stime)
+    }
+
+    /// User and system CPU seconds of another process so far (Linux, from /proc).
+    pub fn process_seconds(pid: u32) -> Option<f64> {
+        if pid == 0 {
+            return None;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) closed by ')'.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Some((utime + stime) / ticks.max(1.0))
+    }
 }

@@ -59,11 +59,124 @@ pub struct SloResult {
     pub ok: bool,
 }
 
+/// The service verdict: the objectives and how the run measured against them.
 #[derive(Debug, Clone, Serialize)]
 pub struct SloReport {
     pub spec: String,
+    /// True when no `--slo` was given and the default objective was applied.
+    pub default: bool,
     pub passed: bool,
     pub results: Vec<SloResult>,
+}
+
+/// A send that starts later than this after its intended time counts as late.
+pub const LATE_SEND_MS: f64 = 100.0;
+
+/// What the load generator measured of itself while it ran the schedule.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScheduleStats {
+    /// Wall seconds from the start to the moment the last send was started.
+    pub last_send_s: f64,
+    /// Sends started more than [`LATE_SEND_MS`] after their intended time.
+    pub late_sends: u64,
+    /// The largest delay of a send's start behind its intended time, in seconds.
+    pub max_lag_s: f64,
+    /// Sends that had to wait for a client slot (the client limit was reached).
+    pub held_by_client_limit: u64,
+    /// The most clients running at once.
+    pub peak_clients: usize,
+}
+
+/// How well the load generator kept its schedule, and what it cost: an open-model load is
+/// only worth its figures if it offered what it was asked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Generator {
+    /// Wall seconds from the start to the last send: as planned, and as it happened.
+    pub planned_last_send_s: f64,
+    pub actual_last_send_s: f64,
+    pub late_sends: u64,
+    pub max_lag_s: f64,
+    pub held_by_client_limit: u64,
+    pub clients_max: usize,
+    pub peak_clients: usize,
+    /// CPU seconds (user and system) of the simulator's process over the load, as a share
+    /// of one core, and per send in microseconds. In process this includes the engine.
+    pub cpu_s: f64,
+    pub cpu_share_of_core: f64,
+    pub cpu_us_per_send: f64,
+    /// The spawned server's CPU seconds over the load (when it ran throughout), and per send.
+    pub server_cpu_s: Option<f64>,
+    pub server_cpu_us_per_send: Option<f64>,
+    /// Whether the schedule was kept; when not, `why` says why, plainly.
+    pub kept_schedule: bool,
+    pub why: Option<String>,
+}
+
+impl Generator {
+    /// Judges the schedule from what the driver measured (None: virtual time, which has no
+    /// schedule to keep).
+    #[allow(clippy::too_many_arguments)]
+    pub fn judge(
+        stats: Option<ScheduleStats>,
+        planned_last_send_s: f64,
+        sends: u64,
+        clients_max: usize,
+        cpu_s: f64,
+        wall_s: f64,
+        server_cpu_s: Option<f64>,
+        in_process: bool,
+    ) -> Generator {
+        let per_send = |s: f64| s * 1e6 / sends.max(1) as f64;
+        let mut g = Generator {
+            planned_last_send_s,
+            clients_max,
+            cpu_s,
+            cpu_share_of_core: cpu_s / wall_s.max(1e-9),
+            cpu_us_per_send: per_send(cpu_s),
+            server_cpu_s,
+            server_cpu_us_per_send: server_cpu_s.map(per_send),
+            kept_schedule: true,
+            ..Generator::default()
+        };
+        let Some(stats) = stats else {
+            return g;
+        };
+        g.actual_last_send_s = stats.last_send_s;
+        g.late_sends = stats.late_sends;
+        g.max_lag_s = stats.max_lag_s;
+        g.held_by_client_limit = stats.held_by_client_limit;
+        g.peak_clients = stats.peak_clients;
+        // Kept: at most one send in a thousand late, and the last one within a second.
+        let behind_s = stats.last_send_s - planned_last_send_s;
+        g.kept_schedule = stats.late_sends * 1000 <= sends && behind_s < 1.0;
+        if !g.kept_schedule {
+            let mut why = format!(
+                "the load fell behind its schedule: {} of {sends} sends started over {LATE_SEND_MS} ms late (up to {:.1} s), the last {:.1} s after its time",
+                stats.late_sends,
+                stats.max_lag_s,
+                behind_s.max(0.0)
+            );
+            if stats.held_by_client_limit > 0 {
+                why.push_str(&format!(
+                    "; {} sends waited because {clients_max} clients were already running (--clients-max): the target answers slower than the schedule sends, and more clients would only grow memory",
+                    stats.held_by_client_limit
+                ));
+            } else if g.cpu_share_of_core > 0.8 {
+                why.push_str(&format!(
+                    "; the simulator used {:.0}% of a core ({:.0} µs per send{}): this machine cannot generate this rate and serve it too",
+                    g.cpu_share_of_core * 100.0,
+                    g.cpu_us_per_send,
+                    if in_process { ", the engine included" } else { "" }
+                ));
+            } else {
+                why.push_str(
+                    "; the simulator's own CPU was not saturated, so its tasks were delayed by the machine (other processes, or the server on the same cores)",
+                );
+            }
+            g.why = Some(why);
+        }
+        g
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,6 +253,8 @@ pub struct Report {
     pub queue_depth_max: u64,
     pub error_examples: Vec<String>,
     pub slo: Option<SloReport>,
+    /// How well the load kept its schedule, and the simulator's own CPU.
+    pub generator: Generator,
     pub database_url: Option<String>,
     #[serde(skip)]
     pub institutions: Vec<InstitutionLoad>,
@@ -220,6 +335,30 @@ impl Report {
                 self.offered_per_s, self.offered_peak_per_s
             ),
         );
+        let g = &self.generator;
+        row(
+            "schedule",
+            match &g.why {
+                None => format!(
+                    "kept: last send at {:.1} s as planned ({:.1} s); {} late, {} held by the client limit, peak {} clients",
+                    g.actual_last_send_s, g.planned_last_send_s, g.late_sends, g.held_by_client_limit, g.peak_clients
+                ),
+                Some(why) => format!("NOT KEPT: {why}"),
+            },
+        );
+        row(
+            "simulator CPU",
+            format!(
+                "{:.1} s, {:.0}% of a core, {:.1} µs per send{}",
+                g.cpu_s,
+                g.cpu_share_of_core * 100.0,
+                g.cpu_us_per_send,
+                match (g.server_cpu_s, g.server_cpu_us_per_send) {
+                    (Some(s), Some(per)) => format!("; server {s:.1} s, {per:.0} µs per send"),
+                    _ => String::new(),
+                }
+            ),
+        );
         row(
             "throughput",
             format!("{:.0} acknowledged/s", self.throughput_per_s),
@@ -268,6 +407,15 @@ impl Report {
                             q.count,
                             ms(q.p50, q.count),
                             ms(q.p99, q.count)
+                        ),
+                    );
+                }
+                if let Some(per_commit) = server.commands_per_commit {
+                    row(
+                        "server group commit",
+                        format!(
+                            "{per_commit:.1} commands per commit, {} writers committing",
+                            server.writers_committing
                         ),
                     );
                 }
@@ -353,10 +501,15 @@ impl Report {
                 })
                 .collect();
             row(
-                "slo",
+                "service",
                 format!(
-                    "{}: {}",
+                    "{}{}: {}",
                     if slo.passed { "met" } else { "MISSED" },
+                    if slo.default {
+                        " (default objective; give --slo to choose)"
+                    } else {
+                        ""
+                    },
                     results.join("; ")
                 ),
             );
@@ -672,17 +825,40 @@ pub fn html(report: &Report, recorder: &Recorder) -> String {
         &shown,
     );
     let json = serde_json::to_string_pretty(report).unwrap_or_default();
-    let status = if report.audit_passed && report.slo.as_ref().is_none_or(|s| s.passed) {
-        ("passed", "#2ca02c")
-    } else {
-        ("FAILED", "#d62728")
+    // Two verdicts, never merged: nothing lost (the audit) and parents served (the service
+    // objective). A run that loses nothing but turns parents away is not green.
+    let audit_badge = match (&report.audit, report.audit_passed) {
+        (None, _) => ("audit skipped", "#7f7f7f"),
+        (Some(_), true) => ("audit passed", "#2ca02c"),
+        (Some(_), false) => ("audit FAILED", "#d62728"),
+    };
+    let service_badge = match &report.slo {
+        Some(s) if s.passed => (format!("service met: {}", s.spec), "#2ca02c"),
+        Some(s) => (format!("service MISSED: {}", s.spec), "#d62728"),
+        None => ("no service objective".to_owned(), "#7f7f7f"),
+    };
+    let objective_note = match &report.slo {
+        Some(s) if s.default => format!(
+            "<p>No objective was given: the default <code>{}</code> was applied (give <code>--slo</code> to choose).</p>",
+            escape(&s.spec)
+        ),
+        _ => String::new(),
+    };
+    let schedule_note = match &report.generator.why {
+        Some(why) => format!(
+            "<p class=\"warn\">The load did not keep its schedule: {}</p>",
+            escape(why)
+        ),
+        None => String::new(),
     };
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ochered simulate: {name}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:920px;color:#222}}h1{{font-size:20px}}h2{{font-size:16px;margin-top:28px}}pre{{background:#f6f6f6;padding:12px;overflow:auto;font-size:12px}}.status{{color:white;background:{color};padding:2px 8px;border-radius:4px}}code{{background:#f0f0f0;padding:1px 4px}}figure{{margin:12px 0}}</style></head>
+<style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:920px;color:#222}}h1{{font-size:20px}}h2{{font-size:16px;margin-top:28px}}pre{{background:#f6f6f6;padding:12px;overflow:auto;font-size:12px}}.status{{color:white;padding:2px 8px;border-radius:4px;font-size:14px;margin-right:6px}}.warn{{color:#d62728}}code{{background:#f0f0f0;padding:1px 4px}}figure{{margin:12px 0}}</style></head>
 <body>
-<h1>ochered simulate: {name} <span class="status">{status}</span></h1>
+<h1>ochered simulate: {name}</h1>
+<p><span class="status" id="audit" style="background:{audit_color}">{audit_status}</span><span class="status" id="service" style="background:{service_color}">{service_status}</span></p>
+{objective_note}{schedule_note}
 <p>Reproduce with <code>{command}</code></p>
 <h2>Summary</h2>
 <pre>{summary}</pre>
@@ -698,8 +874,10 @@ pub fn html(report: &Report, recorder: &Recorder) -> String {
 </body></html>
 "#,
         name = escape(&report.scenario),
-        color = status.1,
-        status = status.0,
+        audit_color = audit_badge.1,
+        audit_status = audit_badge.0,
+        service_color = service_badge.1,
+        service_status = escape(&service_badge.0),
         command = escape(&report.command),
         summary = escape(&report.summary()),
         json = escape(&json),

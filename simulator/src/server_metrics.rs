@@ -56,6 +56,32 @@ pub struct ServerLatency {
     pub accepted: BucketQuantiles,
     /// 503 or 429: turned away with Retry-After.
     pub shed: BucketQuantiles,
+    /// Commands per group commit over the server's life, all writers together
+    /// (`ochered_writer_commands_total` over `ochered_writer_batches_total`): small batches
+    /// mean a commit's fixed cost is paid by few submissions.
+    pub commands_per_commit: Option<f64>,
+    /// Writers that committed anything.
+    pub writers_committing: u64,
+}
+
+/// The sum over labels of a gauge or counter in a `/metrics` text, and how many series had a
+/// value above zero.
+fn sum_series(text: &str, name: &str) -> (f64, u64) {
+    let mut total = 0.0;
+    let mut positive = 0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            total += v;
+            positive += u64::from(v > 0.0);
+        }
+    }
+    (total, positive)
 }
 
 /// One sample line of the Prometheus text format: name, labels, value.
@@ -215,6 +241,12 @@ pub fn submission_latency(text: &str) -> ServerLatency {
         top_bucket_ms: top.map(|s| s * 1000.0),
         accepted: quantiles(by_outcome.get("accepted")),
         shed: quantiles(by_outcome.get("shed")),
+        commands_per_commit: {
+            let (commands, _) = sum_series(text, "ochered_writer_commands_total");
+            let (batches, _) = sum_series(text, "ochered_writer_batches_total");
+            (batches > 0.0).then(|| commands / batches)
+        },
+        writers_committing: sum_series(text, "ochered_writer_batches_total").1,
     }
 }
 

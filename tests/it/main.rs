@@ -15,5 +15,6 @@ mod packaging;
 mod privacy;
 mod security;
 mod simulator;
+mod slow_body;
 mod status_updates;
 mod tamper;

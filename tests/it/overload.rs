@@ -73,15 +73,22 @@ async fn overload_sheds_with_retry_after_and_loses_nothing() {
     }
 }
 
-/// Room for this many API requests in progress.
+/// Room for this many API writes (and as many reads) in progress.
 const ADMITTED: usize = 8;
 
-/// The value of a counter in the server's /metrics (0 when not yet reported).
+/// The value of a counter in the server's /metrics, summed over its labels (0 when not yet
+/// reported).
 async fn counter(app: &TestApp, name: &str) -> f64 {
     let text = app.text("/metrics").await;
     text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                return None;
+            }
+            rest.rsplit(' ').next()?.parse::<f64>().ok()
+        })
+        .sum()
 }
 
 /// A probe during the burst: /health and /ready answer 200, never shed.

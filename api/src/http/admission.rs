@@ -1,70 +1,85 @@
-//! Admission control: a bound on the API requests in progress, beyond which the
-//! server answers at once instead of queueing.
+//! Admission control: which API requests the server takes on, decided on the resource that
+//! limits it (the wait in front of an authority's writer), at once and before anything costly.
 //!
-//! Without it, an HTTP load above what the machine can serve piles up inside the server
-//! (accepted connections, parsed requests waiting for CPU and for the writer), and every
-//! request's latency grows without bound long before the writer's bounded queue fills. With
-//! it, at most `max_in_flight` requests are being worked on; by Little's law their waiting
-//! time is about `max_in_flight / throughput` (256 at the ~9,000 submissions/s of the HTTP
-//! path: tens of milliseconds), and everything beyond is shed in microseconds.
+//! The control law (docs/PERFORMANCE.md, "Admission control", shows it with figures):
 //!
-//! - **Which requests:** every request under `/api/v1/` — writes *and* reads. Reads are
-//!   cheap one by one but share the same CPU: a refresh storm of parents checking their
-//!   position at the opening minute would otherwise grow everyone's latency, submissions'
-//!   included, without bound. One pool bounds the total work in progress, which is what the
-//!   latency depends on. Not counted: the status stream (`…/applications/{number}/events`,
-//!   Server-Sent Events held open for hours, which would hold a permit for their lifetime),
-//!   `/health`, `/ready` and `/metrics` (probes must see the server while it sheds), the
-//!   OpenAPI document, Swagger UI and the web pages (static).
-//! - **Over the bound:** 503 problem+json with `code` `overloaded` (the same answer as the
-//!   writer's full queue) and `Retry-After`, sent before the body is read, the token
-//!   checked or anything written; a retry with the same Idempotency-Key is safe. Counted in
-//!   `ochered_admission_shed_total`; `ochered_http_in_flight` is the number admitted now.
-//! - **How long to wait:** Retry-After grows with the share of counted requests shed in the
-//!   last whole second ([`retry_after_secs`]): 1 s while shedding is rare, up to
-//!   [`MAX_RETRY_AFTER_S`] when nearly everything is shed, and spread over the upper half of
-//!   that range by a rotating counter, so a crowd shed in the same instant does not come back
-//!   in the same instant. A storm of retries then thins itself out instead of keeping the
-//!   server saturated with answers that are all "not now".
-//! - **How much:** `max_in_flight` (flag `--max-in-flight`, `OCHERED_MAX_IN_FLIGHT`, TOML
-//!   `max_in_flight`) [default: [`DEFAULT_MAX_IN_FLIGHT`]] is the ceiling; 0 turns admission
-//!   control off.
-//! - **Adaptive limit:** the bound in force is below the ceiling when the machine is slower
-//!   than the ceiling assumes. Little's law again: with a throughput of 1,000/s, 256 requests
-//!   in progress mean a quarter of a second of waiting inside the server. So the limit adapts
-//!   to the latency of completed admitted requests against a target (`admission_target_ms`,
-//!   flag `--admission-target-ms`, `OCHERED_ADMISSION_TARGET_MS`) [default:
-//!   [`DEFAULT_TARGET_MS`]], AIMD style, over windows of [`WINDOW_MS`] ms ([`adapt`]): when
-//!   more than a tenth of a window's completions took longer than the target (its p90 above
-//!   the target), the limit is multiplied by 0.8, never below [`FLOOR`]; when the window was
-//!   within the target and the limit was reached, a few permits are added, never above the
-//!   ceiling. 0 as the target keeps the bound static at the ceiling. The check is lock-free:
-//!   an in-flight counter against an atomic limit. `ochered_admission_limit` is the limit
-//!   in force.
+//! - **Writes** (POST/PUT/PATCH/DELETE under `/api/v1/authorities/{authority}/`) are shed
+//!   when a command queued now would wait longer than the *wait target* before the authority's
+//!   writer takes it ([`ochered_writer::Pressure::expected_wait`]): the commands ahead of it
+//!   over the writer's measured drain rate (Little's law), and never less than the smallest
+//!   wait the writer measured over its last 100 ms (CoDel's standing-queue signal, RFC 8289).
+//!   A burst the writer drains within the target is queued and absorbed, however large; only
+//!   the commands that would miss it are turned away. The signal does not depend on how many
+//!   requests are in flight, so it cannot spiral down the way a latency limit on in-flight
+//!   requests does with group commit (fewer in flight → smaller batches → slower commits →
+//!   lower limit). Target: `admission_target_ms` (flag `--admission-target-ms`,
+//!   `OCHERED_ADMISSION_TARGET_MS`) [default: [`DEFAULT_TARGET_MS`]]; 0 turns the wait
+//!   check off (the writer's bounded queue still sheds).
+//! - **Reads and writes each have their own bound** on requests in progress
+//!   (`max_in_flight` each, flag `--max-in-flight`, `OCHERED_MAX_IN_FLIGHT`) [default:
+//!   [`DEFAULT_MAX_IN_FLIGHT`]], a memory bound rather than a control loop; 0 turns both off.
+//!   A storm of writes never takes a read's place: a parent checking her position is
+//!   answered from memory while submissions are shed.
+//! - **Bodies first, places after.** A request's body is read here, before it takes a
+//!   place, each read bounded by [`BODY_READ_IDLE`] and the whole body by a minimum rate
+//!   ([`BODY_MIN_BYTES_PER_S`]). A client that trickles its body holds no place and is cut
+//!   off with 408 (`body_timeout`); a body that ends before its Content-Length (the client
+//!   closed) is a 400 (`body_incomplete`); a declared or actual body larger than any route
+//!   accepts ([`BODY_BUFFER_MAX`]) is a 413. Routes keep their own, smaller limits.
+//! - **Not counted:** the status stream (`…/applications/{number}/events`, Server-Sent Events
+//!   held open for hours), `/health`, `/ready`, `/metrics` (probes must see the server while
+//!   it sheds), the OpenAPI document, Swagger UI and the web pages.
+//! - **The answer when shed:** 503 problem+json, `code` `overloaded`, with `Retry-After`,
+//!   sent before the body is read, the token checked or anything written; a retry with the
+//!   same Idempotency-Key is safe. Retry-After is at least the expected wait, and grows with
+//!   the share of requests shed in the last whole second ([`retry_after_secs`]), spread over
+//!   a range by a rotating counter so that a crowd shed in one instant does not return in
+//!   one instant.
+//!
+//! Metrics (for dashboards):
+//! - `ochered_admission_shed_total{reason}`: requests shed here; `reason` is
+//!   `writer_wait` (a write would wait past the target) or `in_flight` (its class was full).
+//! - `ochered_http_in_flight{class}`: requests in progress now, `class` `read` or `write`.
+//! - `ochered_admission_limit{class}`: the bound on requests in progress per class.
+//! - `ochered_admission_wait_target_seconds`: the wait target in force.
+//! - `ochered_body_refused_total{reason}`: bodies refused while being read: `timeout`
+//!   (408), `incomplete` (400), `too_large` (413).
+//! - The writer's side, per authority, from `/metrics`: `ochered_writer_expected_wait_seconds`,
+//!   `ochered_writer_standing_wait_seconds`, `ochered_writer_drain_per_second`,
+//!   `ochered_writer_head_wait_microseconds_total` with `ochered_writer_batches_taken_total`.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use ochered_writer::Pressure;
 
 use crate::http::error::ApiError;
 
-/// Requests under `/api/v1/` in progress at once, by default: about 30 ms of the HTTP path's
-/// throughput on a 2-core machine (docs/PERFORMANCE.md, "Overload").
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// Requests of each class (reads, writes) in progress at once, by default: a memory bound,
+/// far above what the machine serves in the wait target, so it does not shed before the
+/// writer's wait does.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
-/// The latency target of admitted requests, by default, in milliseconds.
+/// The wait in front of a writer that admission accepts, by default, in milliseconds: half
+/// of the 100 ms objective of a whole submission, leaving the rest for the commit and HTTP.
 pub const DEFAULT_TARGET_MS: u64 = 50;
 
-/// The adaptive limit never goes below this many requests in progress (nor above the
-/// ceiling, if the ceiling is lower).
-pub const FLOOR: usize = 8;
+/// The longest pause between two reads of a request body.
+pub const BODY_READ_IDLE: Duration = Duration::from_secs(2);
 
-/// The length of one adaptation window, in milliseconds.
-pub const WINDOW_MS: u64 = 100;
+/// The slowest a body may arrive on the whole (after [`BODY_READ_IDLE`] of grace): a
+/// submission's kilobyte takes a quarter of a second at this rate.
+pub const BODY_MIN_BYTES_PER_S: u64 = 4096;
+
+/// The largest body read here: the largest any route accepts (officers' file uploads).
+pub const BODY_BUFFER_MAX: usize = crate::config::UPLOAD_LIMIT_BYTES;
 
 /// The longest Retry-After a shed answer asks for, in seconds (when nearly every request of
 /// the last second was shed).
@@ -75,6 +90,9 @@ const CALM_SHED_RATIO: f64 = 0.1;
 
 /// The status stream's route: long-lived, so not counted.
 const STREAM_ROUTE: &str = "/api/v1/authorities/{authority}/applications/{number}/events";
+
+/// The wait in front of an authority's writer, if this server writes it.
+pub type WaitSource = Arc<dyn Fn(&str) -> Option<Pressure> + Send + Sync>;
 
 /// Retry-After, in whole seconds (as HTTP requires), for a shed answer when `shed_ratio` of
 /// the counted requests were shed in the last second; `spread` (any number, e.g. a counter)
@@ -153,164 +171,110 @@ impl ShedWindow {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Retry-After for the next shed answer.
-    fn retry_after(&self) -> u64 {
+    /// Retry-After for the next shed answer: at least `wait` (rounded up to whole seconds).
+    fn retry_after(&self, wait: Duration) -> u64 {
         let ratio = f64::from(self.last_permille.load(Ordering::Relaxed)) / 1000.0;
-        retry_after_secs(ratio, self.spread.fetch_add(1, Ordering::Relaxed))
+        let spread = retry_after_secs(ratio, self.spread.fetch_add(1, Ordering::Relaxed));
+        let wait_s = wait.as_micros().div_ceil(1_000_000) as u64;
+        spread.max(wait_s.min(MAX_RETRY_AFTER_S))
     }
 }
 
-/// What one adaptation window saw of the admitted requests that completed in it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WindowStats {
-    /// Admitted requests that completed in the window.
-    pub completed: u64,
-    /// Of those, how many took longer than the target.
-    pub over_target: u64,
-    /// Whether the limit was reached (a request was shed, or admitted as the last one the
-    /// limit allowed) during the window.
-    pub saturated: bool,
-}
-
-/// The limit for the next window, from the current `limit` and what the window saw: times
-/// 0.8 when its p90 exceeded the target (more than a tenth of its completions over it),
-/// never below [`FLOOR`] (or `ceiling`, if lower); plus max(2, limit/16) permits when it was
-/// within the target and the limit was reached, never above `ceiling`; otherwise unchanged
-/// (an idle or unsaturated window says nothing about a larger limit).
-pub fn adapt(limit: usize, ceiling: usize, window: WindowStats) -> usize {
-    let floor = FLOOR.min(ceiling);
-    let limit = limit.clamp(floor, ceiling);
-    if window.completed == 0 {
-        return limit;
-    }
-    if window.over_target * 10 > window.completed {
-        (limit * 4 / 5).max(floor)
-    } else if window.saturated {
-        limit.saturating_add((limit / 16).max(2)).min(ceiling)
-    } else {
-        limit
-    }
-}
-
-/// The adaptive limit: a lock-free counter of requests in progress against an atomic limit,
-/// adjusted at the end of each window by [`adapt`].
-struct Limiter {
+/// A bound on requests of one class in progress: a lock-free counter against a ceiling.
+struct Places {
     ceiling: usize,
-    /// None: the limit stays at the ceiling.
-    target_us: Option<u64>,
-    limit: AtomicUsize,
     in_flight: AtomicUsize,
-    origin: Instant,
-    /// The window (in [`WINDOW_MS`] units since `origin`) being counted.
-    window: AtomicU64,
-    completed: AtomicU64,
-    over_target: AtomicU64,
-    saturated: AtomicBool,
     gauge: metrics::Gauge,
 }
 
-impl Limiter {
-    fn new(ceiling: usize, target_ms: u64) -> Self {
-        let gauge = metrics::gauge!("ochered_admission_limit");
-        gauge.set(ceiling as f64);
+impl Places {
+    fn new(ceiling: usize, class: &'static str) -> Self {
+        metrics::gauge!("ochered_admission_limit", "class" => class).set(ceiling as f64);
         Self {
             ceiling,
-            target_us: (target_ms > 0).then(|| target_ms.saturating_mul(1000)),
-            limit: AtomicUsize::new(ceiling),
             in_flight: AtomicUsize::new(0),
-            origin: Instant::now(),
-            window: AtomicU64::new(0),
-            completed: AtomicU64::new(0),
-            over_target: AtomicU64::new(0),
-            saturated: AtomicBool::new(false),
-            gauge,
+            gauge: metrics::gauge!("ochered_http_in_flight", "class" => class),
         }
     }
 
-    /// Takes a place if fewer than the current limit are in progress.
-    fn try_acquire(&self) -> bool {
-        let limit = self.limit.load(Ordering::Relaxed);
+    fn try_acquire(&self) -> Option<Place<'_>> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if before >= limit {
+        if before >= self.ceiling {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            self.saturated.store(true, Ordering::Relaxed);
-            return false;
+            return None;
         }
-        if before + 1 >= limit {
-            self.saturated.store(true, Ordering::Relaxed);
-        }
-        true
-    }
-
-    /// Gives the place back and counts the request's latency.
-    fn release(&self, started: Instant) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        let Some(target_us) = self.target_us else {
-            return;
-        };
-        let now = Instant::now();
-        let took_us = now.saturating_duration_since(started).as_micros() as u64;
-        let window = now.saturating_duration_since(self.origin).as_millis() as u64 / WINDOW_MS;
-        self.complete_at(window, took_us > target_us);
-    }
-
-    /// Counts one completion in window `now`; the first completion of a new window closes
-    /// the previous one and adapts the limit.
-    fn complete_at(&self, now: u64, over_target: bool) {
-        let current = self.window.load(Ordering::Relaxed);
-        if now != current
-            && self
-                .window
-                .compare_exchange(current, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            let stats = WindowStats {
-                completed: self.completed.swap(0, Ordering::AcqRel),
-                over_target: self.over_target.swap(0, Ordering::AcqRel),
-                saturated: self.saturated.swap(false, Ordering::AcqRel),
-            };
-            let limit = adapt(self.limit.load(Ordering::Relaxed), self.ceiling, stats);
-            self.limit.store(limit, Ordering::Relaxed);
-            self.gauge.set(limit as f64);
-        }
-        self.completed.fetch_add(1, Ordering::Relaxed);
-        if over_target {
-            self.over_target.fetch_add(1, Ordering::Relaxed);
-        }
+        self.gauge.increment(1.0);
+        Some(Place { places: self })
     }
 }
 
-/// The bound shared by every request of one server.
+/// A taken place, given back when the request is done (or dropped by the timeout).
+struct Place<'a> {
+    places: &'a Places,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.places.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.places.gauge.decrement(1.0);
+    }
+}
+
+/// The admission state shared by every request of one server.
 pub struct Admission {
-    /// None: admission control is off.
-    limiter: Option<Limiter>,
-    in_flight: metrics::Gauge,
+    /// None: no bound on requests in progress.
+    reads: Option<Places>,
+    writes: Option<Places>,
+    /// None: writes are not shed on the writer's wait.
+    wait_target: Option<Duration>,
+    waits: Option<WaitSource>,
     window: ShedWindow,
 }
 
 impl Admission {
-    /// At most `max_in_flight` requests at once, the limit adapting below it to a latency
-    /// target of [`DEFAULT_TARGET_MS`]; 0: no bound.
-    pub fn new(max_in_flight: usize) -> Arc<Self> {
-        Self::adaptive(max_in_flight, DEFAULT_TARGET_MS)
-    }
-
-    /// At most `max_in_flight` (the ceiling) requests at once, the limit adapting to keep
-    /// admitted requests within `target_ms`; `max_in_flight` 0: no bound; `target_ms` 0: the
-    /// limit stays at the ceiling.
-    pub fn adaptive(max_in_flight: usize, target_ms: u64) -> Arc<Self> {
+    /// At most `max_in_flight` reads and as many writes in progress (0: no bound), and
+    /// writes shed when they would wait more than `target_ms` in front of their writer, as
+    /// told by `waits` (0 or None: no wait check).
+    pub fn new(max_in_flight: usize, target_ms: u64, waits: Option<WaitSource>) -> Arc<Self> {
+        metrics::gauge!("ochered_admission_wait_target_seconds").set(target_ms as f64 / 1000.0);
         Arc::new(Self {
-            limiter: (max_in_flight > 0).then(|| Limiter::new(max_in_flight, target_ms)),
-            in_flight: metrics::gauge!("ochered_http_in_flight"),
+            reads: (max_in_flight > 0).then(|| Places::new(max_in_flight, "read")),
+            writes: (max_in_flight > 0).then(|| Places::new(max_in_flight, "write")),
+            wait_target: (target_ms > 0).then(|| Duration::from_millis(target_ms)),
+            waits,
             window: ShedWindow::new(),
         })
     }
 
-    /// The limit in force now; None: no bound.
+    /// The bound on requests in progress per class; None: no bound.
     pub fn limit(&self) -> Option<usize> {
-        self.limiter
-            .as_ref()
-            .map(|l| l.limit.load(Ordering::Relaxed))
+        self.writes.as_ref().map(|p| p.ceiling)
+    }
+
+    /// The expected wait in front of the writer of `authority`, when it is past the target.
+    fn wait_past_target(&self, authority: Option<&str>) -> Option<Duration> {
+        let target = self.wait_target?;
+        let pressure = (self.waits.as_ref()?)(authority?)?;
+        let wait = pressure.expected_wait();
+        (wait > target).then_some(wait)
+    }
+
+    fn shed(&self, reason: &'static str, wait: Duration) -> Response {
+        metrics::counter!("ochered_admission_shed_total", "reason" => reason).increment(1);
+        self.window.note(true);
+        let detail = match reason {
+            "writer_wait" => format!(
+                "submissions to this authority would wait about {} ms before being written, past the server's objective; your request was not read and nothing was written, retry after Retry-After seconds with the same Idempotency-Key",
+                wait.as_millis()
+            ),
+            _ => "the server has too many requests in progress; your request was not read and nothing was written, retry after Retry-After seconds with the same Idempotency-Key".to_owned(),
+        };
+        let mut response = ApiError::overloaded(detail).into_response();
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(self.window.retry_after(wait)),
+        );
+        response
     }
 }
 
@@ -319,52 +283,174 @@ pub fn counts(path: &str, route: Option<&str>) -> bool {
     path.starts_with("/api/v1/") && route != Some(STREAM_ROUTE)
 }
 
-/// Gives the place back, counts the latency and decrements the in-flight gauge when the
-/// request is done (or dropped by the timeout).
-struct InFlight<'a> {
-    admission: &'a Admission,
-    limiter: &'a Limiter,
-    started: Instant,
+/// Whether a request writes (anything but GET, HEAD and OPTIONS).
+pub fn is_write(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.limiter.release(self.started);
-        self.admission.in_flight.decrement(1.0);
+/// The authority a path under `/api/v1/authorities/{authority}/…` addresses.
+pub fn authority_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/api/v1/authorities/")?;
+    let authority = rest.split('/').next()?;
+    (!authority.is_empty()).then_some(authority)
+}
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefusal {
+    /// A read waited longer than [`BODY_READ_IDLE`], or the body came slower than
+    /// [`BODY_MIN_BYTES_PER_S`].
+    Timeout,
+    /// The body ended before its Content-Length (or the connection failed mid-body).
+    Incomplete,
+    /// Larger than [`BODY_BUFFER_MAX`].
+    TooLarge,
+}
+
+impl BodyRefusal {
+    fn reason(self) -> &'static str {
+        match self {
+            BodyRefusal::Timeout => "timeout",
+            BodyRefusal::Incomplete => "incomplete",
+            BodyRefusal::TooLarge => "too_large",
+        }
+    }
+
+    /// The 4xx for the client: the fault is on its side of the connection.
+    pub fn into_response(self) -> Response {
+        metrics::counter!("ochered_body_refused_total", "reason" => self.reason()).increment(1);
+        let error = match self {
+            BodyRefusal::Timeout => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "Request body too slow",
+                format!(
+                    "the request body did not arrive in time (a pause over {} s, or slower than {} bytes a second); nothing was written",
+                    BODY_READ_IDLE.as_secs(),
+                    BODY_MIN_BYTES_PER_S
+                ),
+            ),
+            BodyRefusal::Incomplete => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_incomplete",
+                "Request body incomplete",
+                "the request body ended before its Content-Length; nothing was written",
+            ),
+            BodyRefusal::TooLarge => {
+                ApiError::body_too_large("the request body is larger than the server accepts")
+            }
+        }
+        .with_field("body");
+        let mut response = error.into_response();
+        // The rest of the body, if any comes, is not worth reading.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
     }
 }
 
-/// The middleware: admits a request if fewer than the limit are in progress, else answers
-/// 503 at once.
+/// Reads a whole body, each read bounded by `idle` and the whole by `deadline`, at most
+/// `max` bytes.
+pub async fn read_body(
+    body: Body,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+    max: usize,
+) -> Result<axum::body::Bytes, BodyRefusal> {
+    let mut stream = body.into_data_stream();
+    // A body that comes in one piece (nearly every one) is kept as it came, without a copy.
+    let mut single: Option<axum::body::Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(wait, stream.next()).await {
+            Err(_) => return Err(BodyRefusal::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyRefusal::Incomplete),
+            Ok(Some(Ok(chunk))) => {
+                length += chunk.len();
+                if length > max {
+                    return Err(BodyRefusal::TooLarge);
+                }
+                if single.is_none() && joined.is_empty() {
+                    single = Some(chunk);
+                } else {
+                    if let Some(first) = single.take() {
+                        joined.extend_from_slice(&first);
+                    }
+                    joined.extend_from_slice(&chunk);
+                }
+            }
+        }
+    }
+    Ok(single.unwrap_or_else(|| joined.into()))
+}
+
+/// The deadline of a whole body of `length` bytes (unknown: the largest accepted).
+fn body_deadline(started: tokio::time::Instant, length: Option<u64>) -> tokio::time::Instant {
+    let length = length.unwrap_or(BODY_BUFFER_MAX as u64);
+    started + BODY_READ_IDLE + Duration::from_secs_f64(length as f64 / BODY_MIN_BYTES_PER_S as f64)
+}
+
+/// The middleware: sheds writes that would wait past the target and requests whose class
+/// is full, reads the body of the rest, then gives them a place.
 pub async fn admit(admission: Arc<Admission>, req: Request, next: Next) -> Response {
-    let Some(limiter) = &admission.limiter else {
-        return next.run(req).await;
-    };
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
     if !counts(req.uri().path(), route) {
         return next.run(req).await;
     }
-    if !limiter.try_acquire() {
-        metrics::counter!("ochered_admission_shed_total").increment(1);
-        admission.window.note(true);
-        let mut response = ApiError::overloaded(
-            "the server has too many requests in progress; your request was not read and nothing was written, retry after Retry-After seconds with the same Idempotency-Key",
-        )
-        .into_response();
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(admission.window.retry_after()),
-        );
-        return response;
+    let write = is_write(req.method());
+    if write {
+        if let Some(wait) = admission.wait_past_target(authority_of(req.uri().path())) {
+            return admission.shed("writer_wait", wait);
+        }
     }
-    let _in_flight = InFlight {
-        admission: &admission,
-        limiter,
-        started: Instant::now(),
+    let places = if write {
+        &admission.writes
+    } else {
+        &admission.reads
+    };
+    // A full class sheds before the body is read; a place is taken only once it has been.
+    if places
+        .as_ref()
+        .is_some_and(|p| p.in_flight.load(Ordering::Relaxed) >= p.ceiling)
+    {
+        return admission.shed("in_flight", Duration::ZERO);
+    }
+    let req = match with_whole_body(req).await {
+        Ok(req) => req,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let _place = match places.as_ref().map(Places::try_acquire) {
+        Some(None) => return admission.shed("in_flight", Duration::ZERO),
+        Some(Some(place)) => Some(place),
+        None => None,
     };
     admission.window.note(false);
-    admission.in_flight.increment(1.0);
     next.run(req).await
+}
+
+/// The request with its body read whole (see [`read_body`]); requests that declare no body
+/// pass as they are.
+async fn with_whole_body(req: Request) -> Result<Request, BodyRefusal> {
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    if length.is_none_or(|l| l == 0) && !chunked {
+        return Ok(req);
+    }
+    if length.is_some_and(|l| l > BODY_BUFFER_MAX as u64) {
+        return Err(BodyRefusal::TooLarge);
+    }
+    let (parts, body) = req.into_parts();
+    let deadline = body_deadline(tokio::time::Instant::now(), length);
+    let bytes = read_body(body, BODY_READ_IDLE, deadline, BODY_BUFFER_MAX).await?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 #[cfg(test)]
@@ -394,15 +480,19 @@ mod tests {
         ] {
             assert!(!counts(path, None), "{path}");
         }
+        assert_eq!(
+            authority_of("/api/v1/authorities/demo/kindergarten/applications"),
+            Some("demo")
+        );
+        assert_eq!(authority_of("/api/v1/authorities/demo"), Some("demo"));
+        assert_eq!(authority_of("/api/v1/authorities"), None);
+        assert_eq!(authority_of("/api/v1/authorities/"), None);
+        assert!(is_write(&Method::POST) && is_write(&Method::DELETE));
+        assert!(!is_write(&Method::GET) && !is_write(&Method::HEAD));
     }
 
     /// A router whose API handler says it entered and then waits until released, behind the
-    /// middleware with room for one request.
-    fn app(entered: Arc<tokio::sync::Notify>, release: Arc<tokio::sync::Notify>) -> axum::Router {
-        app_with(Admission::new(1), entered, release)
-    }
-
-    /// [`app`] behind the given admission control.
+    /// middleware, and a read that answers at once.
     fn app_with(
         admission: Arc<Admission>,
         entered: Arc<tokio::sync::Notify>,
@@ -411,16 +501,17 @@ mod tests {
         use axum::routing::{get, post};
         axum::Router::new()
             .route(
-                "/api/v1/slow",
-                post(move || {
+                "/api/v1/authorities/{authority}/slow",
+                post(move |body: axum::body::Bytes| {
                     let (entered, release) = (entered.clone(), release.clone());
                     async move {
                         entered.notify_one();
                         release.notified().await;
-                        "done"
+                        format!("done {}", body.len())
                     }
                 }),
             )
+            .route("/api/v1/authorities/{authority}", get(|| async { "read" }))
             .route("/health", get(|| async { "ok" }))
             .layer(axum::middleware::from_fn(move |req, next| {
                 admit(admission.clone(), req, next)
@@ -439,7 +530,6 @@ mod tests {
         let ceiling = |ratio: f64| (0..64).map(|s| retry_after_secs(ratio, s)).max().unwrap();
         let floor = |ratio: f64| (0..64).map(|s| retry_after_secs(ratio, s)).min().unwrap();
         assert_eq!(ceiling(0.1), 1);
-        assert_eq!(ceiling(0.5), 1 + ((0.4f64 / 0.8) * 7.0).round() as u64);
         assert_eq!(ceiling(0.5), 5);
         assert_eq!(floor(0.5), 3);
         assert_eq!(ceiling(0.9), MAX_RETRY_AFTER_S);
@@ -458,189 +548,248 @@ mod tests {
     }
 
     #[test]
-    fn the_window_reports_the_last_whole_second() {
+    fn the_window_reports_the_last_whole_second_and_retry_after_covers_the_wait() {
         let w = ShedWindow::new();
-        // Within the first second: nothing complete yet.
         for _ in 0..9 {
             w.note_at(0, true);
         }
         w.note_at(0, false);
-        assert_eq!(w.retry_after(), 1);
+        assert_eq!(w.retry_after(Duration::ZERO), 1);
+        // A shed on a writer's wait: never sooner than the wait, never past the cap.
+        assert_eq!(w.retry_after(Duration::from_millis(2300)), 3);
+        assert_eq!(w.retry_after(Duration::from_secs(60)), MAX_RETRY_AFTER_S);
         // The first request of second 1 closes second 0: 9 of 10 shed.
         w.note_at(1, false);
         assert_eq!(w.last_permille.load(Ordering::Relaxed), 900);
         for _ in 0..10 {
-            let after = w.retry_after();
+            let after = w.retry_after(Duration::ZERO);
             assert!((4..=MAX_RETRY_AFTER_S).contains(&after), "{after}");
         }
         // Second 1 had one admitted request and nothing shed.
         w.note_at(2, true);
         assert_eq!(w.last_permille.load(Ordering::Relaxed), 0);
-        assert_eq!(w.retry_after(), 1);
         // A quiet gap: the last whole second (4) saw nothing, whatever second 2 held.
         for _ in 0..5 {
             w.note_at(2, true);
         }
         w.note_at(5, false);
         assert_eq!(w.last_permille.load(Ordering::Relaxed), 0);
-        assert_eq!(w.retry_after(), 1);
+        assert_eq!(w.retry_after(Duration::ZERO), 1);
     }
 
-    /// A request to the test router's slow API route.
-    fn slow_request() -> axum::http::Request<axum::body::Body> {
+    fn request(method: Method, uri: &str, body: &'static str) -> Request {
         axum::http::Request::builder()
-            .method(axum::http::Method::POST)
-            .uri("/api/v1/slow")
-            .body(axum::body::Body::from("{}"))
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(Body::from(body))
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn past_the_bound_api_requests_get_503_at_once_and_probes_pass() {
-        use axum::body::Body;
-        use axum::http::StatusCode;
+    const SLOW: &str = "/api/v1/authorities/demo/slow";
+
+    fn writes_in_flight(admission: &Admission) -> usize {
+        let writes = admission.writes.as_ref().expect("bounded");
+        writes.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// One request through the app.
+    async fn send(app: &axum::Router, method: Method, uri: &str) -> Response {
         use tower::ServiceExt;
+        app.clone()
+            .oneshot(request(method, uri, "{}"))
+            .await
+            .unwrap()
+    }
+
+    /// A write through the app that is admitted: its handler enters, is released, answers.
+    async fn admitted(
+        app: &axum::Router,
+        uri: &str,
+        entered: &tokio::sync::Notify,
+        release: &tokio::sync::Notify,
+    ) -> Response {
+        use tower::ServiceExt;
+        let answer = tokio::spawn(app.clone().oneshot(request(Method::POST, uri, "{}")));
+        entered.notified().await;
+        release.notify_one();
+        answer.await.unwrap().unwrap()
+    }
+
+    /// A wait source saying every writer has `queued` commands and drains 1,000 a second.
+    fn queued(queued: Arc<AtomicUsize>) -> WaitSource {
+        Arc::new(move |authority| {
+            (authority == "demo").then(|| Pressure {
+                queued: queued.load(Ordering::Relaxed),
+                drain_per_s: Some(1000.0),
+                standing_wait: Duration::ZERO,
+                last_wait: Duration::ZERO,
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn writes_are_shed_when_they_would_wait_past_the_target_and_reads_are_not() {
+        let depth = Arc::new(AtomicUsize::new(0));
+        let admission = Admission::new(16, 50, Some(queued(depth.clone())));
         let entered = Arc::new(tokio::sync::Notify::new());
         let release = Arc::new(tokio::sync::Notify::new());
-        let app = app(entered.clone(), release.clone());
-        let first = tokio::spawn(app.clone().oneshot(slow_request()));
-        // Once its handler runs, the first request holds the only permit.
-        entered.notified().await;
-        let shed = app.clone().oneshot(slow_request()).await.unwrap();
+        let app = app_with(admission, entered.clone(), release.clone());
+        // 40 queued at 1,000/s: 40 ms, within the 50 ms target: admitted, body read whole.
+        depth.store(40, Ordering::Relaxed);
+        let first = admitted(&app, SLOW, &entered, &release).await;
+        assert_eq!(first.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(first.into_body(), 64).await.unwrap();
+        assert_eq!(&body[..], b"done 2");
+        // 2,500 queued: 2.5 s. Shed at once, with a Retry-After covering the wait.
+        depth.store(2500, Ordering::Relaxed);
+        let shed = send(&app, Method::POST, SLOW).await;
         assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(shed.headers()["retry-after"], "1");
+        assert_eq!(shed.headers()["retry-after"], "3");
         assert_eq!(shed.headers()["content-type"], "application/problem+json");
         let body = axum::body::to_bytes(shed.into_body(), 4096).await.unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["code"], "overloaded");
         assert_eq!(body["status"], 503);
-        let health = app
-            .clone()
-            .oneshot(
-                axum::http::Request::builder()
-                    .uri("/health")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(health.status(), StatusCode::OK);
-        release.notify_one();
-        let first = first.await.unwrap().unwrap();
-        assert_eq!(first.status(), StatusCode::OK);
-        // The permit came back.
-        let again = tokio::spawn(app.clone().oneshot(slow_request()));
-        release.notify_one();
-        assert_eq!(again.await.unwrap().unwrap().status(), StatusCode::OK);
-    }
-
-    fn window(completed: u64, over_target: u64, saturated: bool) -> WindowStats {
-        WindowStats {
-            completed,
-            over_target,
-            saturated,
-        }
-    }
-
-    #[test]
-    fn the_limit_shrinks_over_the_target_and_grows_back_when_saturated_within_it() {
-        let ceiling = 256;
-        // p90 over the target (more than 10 % of completions over it): times 0.8.
-        assert_eq!(adapt(256, ceiling, window(100, 11, true)), 204);
-        assert_eq!(adapt(256, ceiling, window(100, 50, false)), 204);
-        // Exactly 10 % over: the p90 is within the target.
-        assert_eq!(adapt(200, ceiling, window(100, 10, true)), 212);
-        // Repeated slow windows walk it down to the floor and no further.
-        let mut limit = ceiling;
-        let mut steps = 0;
-        while limit > FLOOR {
-            let next = adapt(limit, ceiling, window(50, 50, true));
-            assert!(next < limit, "{limit} -> {next}");
-            limit = next;
-            steps += 1;
-        }
-        assert_eq!(limit, FLOOR);
-        assert!(steps < 20, "{steps}");
-        assert_eq!(adapt(FLOOR, ceiling, window(50, 50, true)), FLOOR);
-        assert_eq!(adapt(9, ceiling, window(50, 50, true)), FLOOR);
-        // Within the target and saturated: a few permits more, up to the ceiling.
-        assert_eq!(adapt(FLOOR, ceiling, window(50, 0, true)), FLOOR + 2);
-        assert_eq!(adapt(160, ceiling, window(50, 0, true)), 170);
-        assert_eq!(adapt(250, ceiling, window(50, 0, true)), ceiling);
-        assert_eq!(adapt(ceiling, ceiling, window(50, 0, true)), ceiling);
-        let mut limit = FLOOR;
-        while limit < ceiling {
-            let next = adapt(limit, ceiling, window(50, 1, true));
-            assert!(next > limit, "{limit} -> {next}");
-            limit = next;
-        }
-        assert_eq!(limit, ceiling);
-        // Within the target but not saturated, or nothing completed: unchanged.
-        assert_eq!(adapt(100, ceiling, window(50, 0, false)), 100);
-        assert_eq!(adapt(100, ceiling, window(0, 0, true)), 100);
-        // A ceiling below the floor is the floor; out-of-range limits come back in range.
-        assert_eq!(adapt(4, 4, window(10, 10, true)), 4);
-        assert_eq!(adapt(4, 4, window(10, 0, true)), 4);
-        assert_eq!(adapt(1000, ceiling, window(0, 0, false)), ceiling);
-        assert_eq!(adapt(0, ceiling, window(0, 0, false)), FLOOR);
-    }
-
-    #[test]
-    fn windows_close_on_the_first_completion_after_them_and_set_the_limit() {
-        let limiter = Limiter::new(100, 50);
-        assert_eq!(limiter.limit.load(Ordering::Relaxed), 100);
-        // Window 0: 10 completions, all over the target; the limit was reached.
-        for _ in 0..10 {
-            limiter.complete_at(0, true);
-        }
-        limiter.saturated.store(true, Ordering::Relaxed);
-        assert_eq!(limiter.limit.load(Ordering::Relaxed), 100);
-        // The first completion of window 1 closes window 0.
-        limiter.complete_at(1, false);
-        assert_eq!(limiter.limit.load(Ordering::Relaxed), 80);
-        // Window 1: within the target, but never saturated: unchanged.
-        limiter.complete_at(2, false);
-        assert_eq!(limiter.limit.load(Ordering::Relaxed), 80);
-        // Window 2: within the target and a request shed: grows.
-        for _ in 0..3 {
-            assert!(limiter.try_acquire());
-        }
-        limiter.limit.store(3, Ordering::Relaxed);
-        assert!(!limiter.try_acquire());
-        assert_eq!(limiter.in_flight.load(Ordering::Relaxed), 3);
-        limiter.limit.store(80, Ordering::Relaxed);
-        limiter.complete_at(3, false);
-        assert_eq!(limiter.limit.load(Ordering::Relaxed), 85);
+        // Reads of the same authority, and writes elsewhere, are not held back.
+        let read = send(&app, Method::GET, "/api/v1/authorities/demo").await;
+        assert_eq!(read.status(), StatusCode::OK);
+        let other = admitted(
+            &app,
+            "/api/v1/authorities/elsewhere/slow",
+            &entered,
+            &release,
+        );
+        assert_eq!(other.await.status(), StatusCode::OK);
     }
 
     #[tokio::test]
-    async fn past_the_current_limit_below_the_ceiling_api_requests_are_shed() {
-        use axum::http::StatusCode;
+    async fn past_the_bound_of_a_class_it_is_shed_and_the_other_class_and_probes_pass() {
         use tower::ServiceExt;
-        let admission = Admission::adaptive(64, 50);
-        assert_eq!(admission.limit(), Some(64));
-        // As if slow windows had brought the limit down to one request.
-        admission
-            .limiter
-            .as_ref()
-            .unwrap()
-            .limit
-            .store(1, Ordering::Relaxed);
+        let admission = Admission::new(1, 0, None);
         assert_eq!(admission.limit(), Some(1));
         let entered = Arc::new(tokio::sync::Notify::new());
         let release = Arc::new(tokio::sync::Notify::new());
         let app = app_with(admission.clone(), entered.clone(), release.clone());
-        let first = tokio::spawn(app.clone().oneshot(slow_request()));
+        let first = tokio::spawn(app.clone().oneshot(request(Method::POST, SLOW, "{}")));
+        // Once its handler runs, the first write holds the only write place.
         entered.notified().await;
-        // One in progress, far below the ceiling of 64, but at the current limit.
-        let shed = app.clone().oneshot(slow_request()).await.unwrap();
+        let shed = send(&app, Method::POST, SLOW).await;
         assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(shed.headers().contains_key("retry-after"));
+        assert_eq!(shed.headers()["retry-after"], "1");
+        let read = send(&app, Method::GET, "/api/v1/authorities/demo").await;
+        assert_eq!(read.status(), StatusCode::OK, "a read has its own places");
+        let health = send(&app, Method::GET, "/health").await;
+        assert_eq!(health.status(), StatusCode::OK);
         release.notify_one();
         assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
-        let limiter = admission.limiter.as_ref().unwrap();
-        assert_eq!(limiter.in_flight.load(Ordering::Relaxed), 0);
+        // The place came back.
+        let again = admitted(&app, SLOW, &entered, &release).await;
+        assert_eq!(again.status(), StatusCode::OK);
+        assert_eq!(writes_in_flight(&admission), 0);
         // Off: no bound at all.
-        assert_eq!(Admission::adaptive(0, 50).limit(), None);
+        assert_eq!(Admission::new(0, 50, None).limit(), None);
+    }
+
+    /// A body that trickles: `chunks` pieces of one byte, `pause` apart, then (if
+    /// `complete`) the end, else an error as when the client goes away.
+    fn trickle(chunks: usize, pause: Duration, complete: bool) -> Body {
+        let stream = futures_util::stream::unfold(0usize, move |sent| async move {
+            if sent == chunks {
+                return if complete {
+                    None
+                } else {
+                    Some((Err(std::io::Error::other("closed")), sent + 1))
+                };
+            }
+            if sent > chunks {
+                return None;
+            }
+            tokio::time::sleep(pause).await;
+            Some((Ok(axum::body::Bytes::from_static(b"x")), sent + 1))
+        });
+        Body::from_stream(stream)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bodies_are_bounded_by_a_pause_and_a_rate_and_a_short_body_is_a_client_error() {
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        // Steady: every read within the pause bound.
+        let bytes = read_body(
+            trickle(5, Duration::from_secs(1), true),
+            BODY_READ_IDLE,
+            far,
+            64,
+        )
+        .await
+        .unwrap();
+        assert_eq!(&bytes[..], b"xxxxx");
+        // One pause too long.
+        let slow = read_body(
+            trickle(2, Duration::from_secs(3), true),
+            BODY_READ_IDLE,
+            far,
+            64,
+        );
+        assert_eq!(slow.await.unwrap_err(), BodyRefusal::Timeout);
+        // Every pause short, but the whole too slow for its deadline.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+        let drip = read_body(
+            trickle(10, Duration::from_secs(1), true),
+            BODY_READ_IDLE,
+            deadline,
+            64,
+        );
+        assert_eq!(drip.await.unwrap_err(), BodyRefusal::Timeout);
+        // The client went away mid-body; a body over the bound.
+        let cut = read_body(trickle(2, Duration::ZERO, false), BODY_READ_IDLE, far, 64);
+        assert_eq!(cut.await.unwrap_err(), BodyRefusal::Incomplete);
+        let big = read_body(trickle(9, Duration::ZERO, true), BODY_READ_IDLE, far, 8);
+        assert_eq!(big.await.unwrap_err(), BodyRefusal::TooLarge);
+        // The answers are 4xx problem+json, and close the connection.
+        for (refusal, status, code) in [
+            (BodyRefusal::Timeout, 408, "body_timeout"),
+            (BodyRefusal::Incomplete, 400, "body_incomplete"),
+            (BodyRefusal::TooLarge, 413, "body_too_large"),
+        ] {
+            let response = refusal.into_response();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers()["connection"], "close");
+            let body = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                (body["code"].as_str(), body["field"].as_str()),
+                (Some(code), Some("body"))
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_body_holds_no_place() {
+        use tower::ServiceExt;
+        let admission = Admission::new(1, 0, None);
+        let entered = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let app = app_with(admission.clone(), entered.clone(), release.clone());
+        // A write whose body trickles in for a while: it holds no place meanwhile.
+        let slow = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(SLOW)
+            .header(header::CONTENT_LENGTH, 3)
+            .body(trickle(3, Duration::from_millis(500), true))
+            .unwrap();
+        let slow = tokio::spawn(app.clone().oneshot(slow));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(writes_in_flight(&admission), 0);
+        let quick = admitted(&app, SLOW, &entered, &release).await;
+        assert_eq!(quick.status(), StatusCode::OK);
+        entered.notified().await;
+        release.notify_one();
+        let slow = slow.await.unwrap().unwrap();
+        assert_eq!(slow.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(slow.into_body(), 64).await.unwrap();
+        assert_eq!(&body[..], b"done 3");
     }
 }

@@ -103,6 +103,19 @@ async fn metrics_text(AxumState(state): AxumState<AppState>) -> Response {
             .set(stats.last_batch_size.load(Relaxed) as f64);
         metrics::gauge!("ochered_writer_last_commit_seconds", &[label()])
             .set(stats.last_commit_micros.load(Relaxed) as f64 / 1e6);
+        // The wait in front of the writer, as admission control sees it.
+        let pressure = w.pressure();
+        metrics::gauge!("ochered_writer_expected_wait_seconds", &[label()])
+            .set(pressure.expected_wait().as_secs_f64());
+        metrics::gauge!("ochered_writer_standing_wait_seconds", &[label()])
+            .set(pressure.standing_wait.as_secs_f64());
+        metrics::gauge!("ochered_writer_drain_per_second", &[label()])
+            .set(pressure.drain_per_s.unwrap_or(0.0));
+        // Head waits summed over the batches taken: their rates' ratio is the mean wait.
+        let (taken, wait_sum_us) = stats.head_waits();
+        metrics::counter!("ochered_writer_batches_taken_total", &[label()]).absolute(taken);
+        metrics::counter!("ochered_writer_head_wait_microseconds_total", &[label()])
+            .absolute(wait_sum_us);
         metrics::gauge!("ochered_authority_head_seq", &[label()])
             .set(w.head().authority_seq as f64);
     }

@@ -20,12 +20,14 @@ pub mod demo;
 mod engine;
 mod follower;
 mod log;
+mod pressure;
 pub mod privacy;
 mod replay;
 
 pub use engine::{Engine, Ownership, Readiness, Role};
 pub use follower::Follower;
 pub use log::{read_status_events, LogPage};
+pub use pressure::Pressure;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -171,6 +173,19 @@ pub struct WriterStats {
     /// Commands acknowledged per second over the last commits (a moving average), the
     /// writer's measured throughput.
     pub commit_rate_per_s: AtomicU64,
+    /// Head waits over 100 ms intervals and the drain rate while busy ([`Writer::pressure`]).
+    wait: pressure::WaitStats,
+}
+
+impl WriterStats {
+    /// Batches taken, and the head waits summed over them in microseconds (a mean wait in
+    /// front of the writer for metrics).
+    pub fn head_waits(&self) -> (u64, u64) {
+        (
+            self.wait.batches_taken.load(Ordering::Relaxed),
+            self.wait.wait_sum_us.load(Ordering::Relaxed),
+        )
+    }
 }
 
 struct Shared {
@@ -340,6 +355,12 @@ impl Writer {
         self.tx.max_capacity()
     }
 
+    /// The wait in front of this writer: commands queued, how fast it drains them, and how
+    /// long the oldest waited ([`Pressure`]). Lock-free; what admission control sheds on.
+    pub fn pressure(&self) -> Pressure {
+        self.shared.stats.wait.pressure(self.queue_depth())
+    }
+
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
     }
@@ -478,9 +499,13 @@ impl WriterTask {
     /// N+1 is refused too (it was decided on top of N) and the state is rebuilt from the log.
     async fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
         let mut inflight: Option<Pending> = None;
+        let mut interval = pressure::Interval::new();
         loop {
             let mut batch = Vec::with_capacity(self.config.batch_commands_max);
             if inflight.is_none() {
+                if rx.is_empty() {
+                    interval.idle();
+                }
                 let next = match self.next_reload_at.filter(|_| self.needs_reload) {
                     // The state waits for a reload: try again when the backoff ends even if
                     // no command comes, so reads come back by themselves with the store.
@@ -503,6 +528,14 @@ impl WriterTask {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
                 }
+            }
+            if let Some(oldest) = batch.first() {
+                interval.took(
+                    &self.shared.stats.wait,
+                    batch.len(),
+                    oldest.enqueued,
+                    Instant::now(),
+                );
             }
             self.shared
                 .stats

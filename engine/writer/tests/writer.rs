@@ -107,6 +107,16 @@ async fn concurrent_submissions_are_committed_in_groups_and_replay_to_the_same_s
             batches < 400,
             "group commit: {batches} batches for 400 commands"
         );
+        // The wait in front of the writer was measured for every batch taken, and with the
+        // queue drained nothing is expected to wait.
+        let (taken, _) = writer.stats().head_waits();
+        assert!(
+            taken >= batches,
+            "{taken} batches taken, {batches} committed"
+        );
+        let pressure = writer.pressure();
+        assert_eq!(pressure.queued, 0);
+        assert_eq!(pressure.expected_wait(), std::time::Duration::ZERO);
 
         let live_hash = writer.read(|s| s.state_hash());
         let (replayed, stats) = load_state(store.as_ref(), AUTHORITY).await.unwrap();

@@ -8,10 +8,9 @@ use axum::http::{header, StatusCode};
 use ochered_core::domain::InstitutionKind;
 use serde_json::{json, Value};
 
+pub use crate::config::UPLOAD_LIMIT_BYTES;
 use crate::http::error::ApiError;
 
-/// The largest CSV upload accepted (the general JSON body limit does not apply to files).
-pub const UPLOAD_LIMIT_BYTES: usize = 2 * 1024 * 1024;
 /// The most data rows one upload may have.
 pub const UPLOAD_ROWS_MAX: usize = 10_000;
 /// How many row errors a 422 lists (`errors_total` counts them all).
