@@ -237,9 +237,6 @@ impl RateLimitConfig {
     }
 }
 
-/// The largest CSV upload accepted (the general JSON body limit does not apply to files).
-pub const UPLOAD_LIMIT_BYTES: usize = 2 * 1024 * 1024;
-
 /// The development secret used when none is configured; the server warns about it.
 pub const DEV_JWT_SECRET: &str = "ochered-development-secret-change-me";
 pub const DEV_PERSON_SECRET: &str = "ochered-demo-secret";

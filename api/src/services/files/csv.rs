@@ -8,8 +8,8 @@ use axum::http::{header, StatusCode};
 use ochered_core::domain::InstitutionKind;
 use serde_json::{json, Value};
 
-pub use crate::config::UPLOAD_LIMIT_BYTES;
 use crate::http::error::ApiError;
+pub use crate::http::json::UPLOAD_LIMIT_BYTES;
 
 /// The most data rows one upload may have.
 pub const UPLOAD_ROWS_MAX: usize = 10_000;
