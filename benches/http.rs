@@ -37,8 +37,8 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
-use ochered_api::auth::{mint, Role};
 use ochered_api::config::{ServerConfig, WebhookConfig};
+use ochered_api::http::auth::{mint, Role};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 

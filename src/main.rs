@@ -109,12 +109,12 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Run deferred acceptance on an instance file (PRODUCT.md section 4); print the result.
+    /// Run deferred acceptance on an instance file (docs/RULES.md#allocation-instance); print the result.
     Allocate {
         #[arg(long)]
         instance: PathBuf,
     },
-    /// Print the allocation instance (PRODUCT.md section 4) of a round, rebuilt from the log;
+    /// Print the allocation instance (docs/RULES.md#allocation-rounds) of a round, rebuilt from the log;
     /// `ochered allocate --instance` on it reproduces the round's placements.
     ExportInstance {
         #[command(flatten)]
@@ -545,7 +545,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Token(args) => {
-            println!("{}", ochered_api::auth::mint_from_args(&args)?);
+            println!("{}", ochered_api::http::auth::mint_from_args(&args)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Simulate(args) => ochered_simulator::run(args).await,
@@ -559,7 +559,7 @@ fn rewind_webhook_cursors(
     path: &std::path::Path,
     checkpoint: &ochered_store::checkpoint::Checkpoint,
 ) -> anyhow::Result<()> {
-    use ochered_api::webhooks::{Cursor, CursorFile};
+    use ochered_api::status::webhooks::{Cursor, CursorFile};
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read {}", path.display()))?;
     let listed: serde_json::Value = serde_json::from_str(&text)

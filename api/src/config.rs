@@ -125,11 +125,19 @@ pub struct ServeArgs {
     pub advertise_url: Option<String>,
 }
 
+/// `--cluster` settings.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub node_id: String,
+    /// How the other nodes reach this one (e.g. `http://10.0.0.5:8080`).
+    pub advertise_url: String,
+}
+
 /// The cluster settings of `serve`, checked (none without --cluster).
 pub fn cluster_options(
     args: &ServeArgs,
     database_url: &str,
-) -> anyhow::Result<Option<crate::cluster::ClusterOptions>> {
+) -> anyhow::Result<Option<ClusterOptions>> {
     if !args.cluster {
         return Ok(None);
     }
@@ -147,7 +155,7 @@ pub fn cluster_options(
     if !advertise_url.starts_with("http://") {
         anyhow::bail!("--advertise-url must be an http:// URL, got {advertise_url:?}");
     }
-    Ok(Some(crate::cluster::ClusterOptions {
+    Ok(Some(ClusterOptions {
         node_id,
         advertise_url,
     }))
@@ -189,6 +197,46 @@ struct FileConfig {
     webhook_concurrency: Option<usize>,
 }
 
+/// The rate limit of submissions per client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Sustained submissions per minute per client; 0 turns limiting off.
+    pub per_minute: u32,
+    /// Submissions a client may make at once before the sustained rate applies (at least 1).
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    /// 30 a minute with bursts of 20: a parent's handful of submissions, retries included,
+    /// never meet the limit; a script in a loop is held to one every two seconds.
+    fn default() -> Self {
+        Self {
+            per_minute: 30,
+            burst: 20,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// No limit.
+    pub fn off() -> Self {
+        Self {
+            per_minute: 0,
+            burst: 1,
+        }
+    }
+
+    /// Refuses a zero burst while limiting is on.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.per_minute > 0 && self.burst == 0 {
+            anyhow::bail!(
+                "rate_limit_burst must be at least 1 (set rate_limit_per_minute = 0 to turn rate limiting off)"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The development secret used when none is configured; the server warns about it.
 pub const DEV_JWT_SECRET: &str = "ochered-development-secret-change-me";
 pub const DEV_PERSON_SECRET: &str = "ochered-demo-secret";
@@ -204,18 +252,18 @@ pub struct ServerConfig {
     pub person_secret: Vec<u8>,
     pub queue_max: usize,
     /// API reads, and as many writes, in progress at once before the server sheds
-    /// ([`crate::admission`]); 0: no bound.
+    /// ([`crate::http::admission`]); 0: no bound.
     pub max_in_flight: usize,
     /// The wait in front of a writer past which writes are shed, in milliseconds
-    /// ([`crate::admission`]); 0: no such check.
+    /// ([`crate::http::admission`]); 0: no such check.
     pub admission_target_ms: u64,
     pub batch_max: usize,
     pub request_timeout_ms: u64,
     pub body_limit_bytes: usize,
     /// Origins allowed by CORS; none: no CORS headers at all.
     pub cors_origins: Vec<String>,
-    /// Submissions per client ([`crate::ratelimit`]).
-    pub rate_limit: crate::ratelimit::RateLimitConfig,
+    /// Submissions per client ([`crate::http::ratelimit`]).
+    pub rate_limit: RateLimitConfig,
     /// Wraps the per-applicant keys of personal data; none: a development key derived from
     /// the development secret (the server warns).
     pub data_key: Option<ochered_writer::privacy::MasterKey>,
@@ -419,11 +467,11 @@ impl ServerConfig {
             max_in_flight: args
                 .max_in_flight
                 .or(file.max_in_flight)
-                .unwrap_or(crate::admission::DEFAULT_MAX_IN_FLIGHT),
+                .unwrap_or(crate::http::admission::DEFAULT_MAX_IN_FLIGHT),
             admission_target_ms: args
                 .admission_target_ms
                 .or(file.admission_target_ms)
-                .unwrap_or(crate::admission::DEFAULT_TARGET_MS),
+                .unwrap_or(crate::http::admission::DEFAULT_TARGET_MS),
             batch_max: args.batch_max.or(file.batch_max).unwrap_or(2048),
             request_timeout_ms: args
                 .request_timeout_ms
@@ -435,8 +483,8 @@ impl ServerConfig {
                 .unwrap_or(64 * 1024),
             cors_origins: cors_origins(args.cors_origin, file.cors_origins, file.cors_origin)?,
             rate_limit: {
-                let defaults = crate::ratelimit::RateLimitConfig::default();
-                let rate_limit = crate::ratelimit::RateLimitConfig {
+                let defaults = RateLimitConfig::default();
+                let rate_limit = RateLimitConfig {
                     per_minute: args
                         .rate_limit_per_minute
                         .or(file.rate_limit_per_minute)
@@ -573,11 +621,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             defaults.max_in_flight,
-            crate::admission::DEFAULT_MAX_IN_FLIGHT
+            crate::http::admission::DEFAULT_MAX_IN_FLIGHT
         );
         assert_eq!(
             defaults.admission_target_ms,
-            crate::admission::DEFAULT_TARGET_MS
+            crate::http::admission::DEFAULT_TARGET_MS
         );
         assert!(!config.seed_demo);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");

@@ -8,72 +8,30 @@
 // boxing every error would only move the allocation.
 #![allow(clippy::result_large_err)]
 
-pub mod admission;
-pub mod auth;
-pub mod cluster;
 pub mod config;
-pub mod error;
-mod events_stream;
-mod files;
-pub mod json;
+pub mod http;
 mod openapi;
 mod pages;
-pub mod ratelimit;
-mod routes;
 pub mod seed;
-pub mod webhooks;
+mod services;
+pub mod state;
+pub mod status;
 pub mod wire;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State as AxumState};
-use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::Router;
 use ochered_writer::{Engine, WriterConfig};
-use serde_json::json;
 
 use crate::config::{ServeArgs, ServerConfig};
-use crate::error::ApiError;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub engine: Arc<Engine>,
-    /// Seals and opens personal data with per-applicant keys; erasure destroys a key.
-    pub privacy: Arc<ochered_writer::privacy::Privacy>,
-    pub config: Arc<ServerConfig>,
-    pub metrics: PrometheusHandle,
-    pub started_at: Instant,
-}
-
-/// The process-wide Prometheus recorder (the `metrics` facade allows one).
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            // Seconds: resolves 1 ms to 10 s (a shed answer takes microseconds, an overloaded
-            // machine's accepted request seconds).
-            let buckets = [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ];
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(&buckets)
-                .expect("valid buckets")
-                .build_recorder();
-            let handle = recorder.handle();
-            // Another recorder may already be installed (e.g. by an embedding program).
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
-}
+use crate::http::error::ApiError;
+use crate::http::observe::{metrics_handle, observe, with_timeout};
+use crate::http::{admission, cluster, ratelimit};
+use crate::state::AppState;
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
@@ -90,14 +48,8 @@ pub fn router(state: AppState) -> Router {
         Some(waits),
     );
     let mut app = Router::new()
-        .nest("/api/v1", routes::router())
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics_text))
-        .merge(pages::router())
-        .merge(files::router())
         .merge(openapi::router())
-        .merge(events_stream::router())
+        .merge(pages::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |req, next| {
@@ -146,142 +98,6 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such resource")
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-/// Ready when the store answers, every writer runs and (cluster mode) every read-only copy
-/// follows the log; a cluster node that writes nothing yet is ready (docs/SCALING.md).
-async fn ready(AxumState(state): AxumState<AppState>) -> Response {
-    let store_ok = tokio::time::timeout(Duration::from_secs(2), state.engine.store().authorities())
-        .await
-        .is_ok_and(|r| r.is_ok());
-    let readiness = state.engine.readiness();
-    if store_ok && readiness.is_ready() {
-        Json(json!({
-            "status": "ready",
-            "authorities": readiness.authorities,
-            "writes": readiness.writes,
-        }))
-        .into_response()
-    } else if store_ok {
-        ApiError::unavailable(readiness.problems.join("; ")).into_response()
-    } else {
-        ApiError::unavailable("the store does not answer").into_response()
-    }
-}
-
-async fn metrics_text(AxumState(state): AxumState<AppState>) -> Response {
-    use std::sync::atomic::Ordering::Relaxed;
-    for w in state.engine.writers() {
-        let authority = w.authority().to_owned();
-        let stats = w.stats();
-        let label = || ("authority", authority.clone());
-        metrics::gauge!("ochered_writer_queue_depth", &[label()]).set(w.queue_depth() as f64);
-        // Totals since the start: counters, so that rate() over them is meaningful.
-        for (name, total) in [
-            ("ochered_writer_batches_total", &stats.batches),
-            ("ochered_writer_commands_total", &stats.commands),
-            ("ochered_writer_events_total", &stats.events),
-            (
-                "ochered_writer_commit_failures_total",
-                &stats.commit_failures,
-            ),
-            ("ochered_writer_shed_total", &stats.shed),
-        ] {
-            metrics::counter!(name, &[label()]).absolute(total.load(Relaxed));
-        }
-        // Time spent in commits (one transaction and one sync each), in microseconds (a
-        // counter is an integer): its rate over the batches' rate is the mean commit time.
-        metrics::counter!("ochered_writer_commit_microseconds_total", &[label()])
-            .absolute(stats.commit_micros_total.load(Relaxed));
-        metrics::gauge!("ochered_writer_last_batch_size", &[label()])
-            .set(stats.last_batch_size.load(Relaxed) as f64);
-        metrics::gauge!("ochered_writer_last_commit_seconds", &[label()])
-            .set(stats.last_commit_micros.load(Relaxed) as f64 / 1e6);
-        metrics::gauge!("ochered_authority_head_seq", &[label()])
-            .set(w.head().authority_seq as f64);
-        // The wait in front of the writer, as admission control sees it.
-        let pressure = w.pressure();
-        metrics::gauge!("ochered_writer_expected_wait_seconds", &[label()])
-            .set(pressure.expected_wait().as_secs_f64());
-        metrics::gauge!("ochered_writer_standing_wait_seconds", &[label()])
-            .set(pressure.standing_wait.as_secs_f64());
-        metrics::gauge!("ochered_writer_drain_per_second", &[label()])
-            .set(pressure.drain_per_s.unwrap_or(0.0));
-        // Head waits summed over the batches taken: their rates' ratio is the mean wait.
-        let (taken, wait_sum_us) = stats.head_waits();
-        metrics::counter!("ochered_writer_batches_taken_total", &[label()]).absolute(taken);
-        metrics::counter!("ochered_writer_head_wait_microseconds_total", &[label()])
-            .absolute(wait_sum_us);
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
-/// The `outcome` label of `ochered_http_request_seconds`, from the status: one of four fixed
-/// values, so the label adds little cardinality.
-/// - `accepted`: 1xx–3xx, the request was served;
-/// - `shed`: 429, or 503 (overloaded, or the store unavailable): turned away with
-///   Retry-After, nothing written, worth a retry;
-/// - `refused`: other 4xx, the request itself was wrong or not allowed;
-/// - `error`: other 5xx.
-pub fn outcome(status: axum::http::StatusCode) -> &'static str {
-    match status.as_u16() {
-        429 | 503 => "shed",
-        400..=499 => "refused",
-        500..=599 => "error",
-        _ => "accepted",
-    }
-}
-
-/// Request rate and latency per route and status (latency per route, method and
-/// [`outcome`]), from the moment the request reaches the router to its answer. Paths are route
-/// templates: no personal data.
-async fn observe(AxumState(_): AxumState<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let submission = ratelimit::is_submission(req.method(), Some(&route));
-    let method = req.method().to_string();
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let status = response.status();
-    // The intake an operator watches: submissions (applications, bookings) by outcome.
-    if submission {
-        metrics::counter!("ochered_submissions_total", "outcome" => outcome(status)).increment(1);
-    }
-    metrics::counter!("ochered_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.as_u16().to_string())
-        .increment(1);
-    metrics::histogram!("ochered_http_request_seconds", "route" => route, "method" => method, "outcome" => outcome(status))
-        .record(started.elapsed().as_secs_f64());
-    response
-}
-
-async fn with_timeout(req: Request, next: Next, timeout_ms: u64) -> Response {
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "Request timed out",
-                "the request took too long; if it carried an Idempotency-Key, retry with the same key",
-            );
-            e.retry_after_s = Some(1);
-            e.into_response()
-        }
-    }
-}
-
 /// A running server: its address and a way to stop it.
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -309,7 +125,7 @@ pub async fn spawn(config: ServerConfig) -> anyhow::Result<RunningServer> {
 /// [`spawn`], or with `cluster` one node of several on one PostgreSQL ([`cluster`]).
 pub async fn spawn_node(
     config: ServerConfig,
-    cluster: Option<cluster::ClusterOptions>,
+    cluster: Option<config::ClusterOptions>,
 ) -> anyhow::Result<RunningServer> {
     use anyhow::Context;
     // The recorder first: metrics recorded before it exists (the replay's) would be lost.
@@ -367,7 +183,7 @@ fn record_replay(authority: &str, stats: &ochered_writer::ReplayStats) {
 /// demo if the log is empty and this node wins it), follows the rest, and serves.
 async fn spawn_cluster_node(
     config: ServerConfig,
-    options: cluster::ClusterOptions,
+    options: config::ClusterOptions,
 ) -> anyhow::Result<RunningServer> {
     use anyhow::Context;
     let store = Arc::new(
@@ -449,7 +265,7 @@ async fn listen_and_serve(
     };
     tokio::spawn(expire_periodically(state.engine.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (app, rx) = events_stream::start(app, rx, &state)?;
+    let (app, rx) = status::start(app, rx, &state)?;
     let task = tokio::spawn(async move {
         // The peer address is the rate limiter's key for requests without a valid token.
         axum::serve(
@@ -528,23 +344,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
-    }
-}
-
-#[cfg(test)]
-mod outcome_tests {
-    use axum::http::StatusCode;
-
-    #[test]
-    fn outcomes_are_few_and_fixed() {
-        assert_eq!(super::outcome(StatusCode::OK), "accepted");
-        assert_eq!(super::outcome(StatusCode::CREATED), "accepted");
-        assert_eq!(super::outcome(StatusCode::SEE_OTHER), "accepted");
-        assert_eq!(super::outcome(StatusCode::SERVICE_UNAVAILABLE), "shed");
-        assert_eq!(super::outcome(StatusCode::TOO_MANY_REQUESTS), "shed");
-        assert_eq!(super::outcome(StatusCode::NOT_FOUND), "refused");
-        assert_eq!(super::outcome(StatusCode::UNPROCESSABLE_ENTITY), "refused");
-        assert_eq!(super::outcome(StatusCode::INTERNAL_SERVER_ERROR), "error");
-        assert_eq!(super::outcome(StatusCode::GATEWAY_TIMEOUT), "error");
     }
 }

@@ -1,10 +1,9 @@
 //! The OpenAPI 3.1 document of the HTTP API and its interactive documentation.
 //!
-//! The document is generated from the code: each handler carries a `#[utoipa::path]`
-//! annotation (method, path, request body, success responses, roles in its description) and
-//! the wire types derive `ToSchema`. Core types, which know nothing about HTTP or OpenAPI,
-//! are described by the small mirror schemas below, and [`Conventions`] adds what every
-//! operation shares: the bearer scheme, the path parameters, the `Idempotency-Key` header of
+//! The document is the routers' own: each service registers its handlers together with their
+//! `#[utoipa::path]` descriptions (`crate::services`), so the document cannot drift from the
+//! routes. This module adds what the whole API shares: the title and introduction, the tags,
+//! and [`Conventions`]: the bearer scheme, the path parameters, the `Idempotency-Key` header of
 //! every POST and the problem+json answers (RFC 9457) each kind of operation can give.
 //!
 //! `GET /api/openapi.json` serves the document and `GET /docs` the Swagger UI. The UI's files
@@ -12,20 +11,23 @@
 //! feature of `utoipa-swagger-ui`): nothing is downloaded at build or run time, and the UI
 //! is configured not to call the public spec validator.
 
-use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::Router;
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type,
 };
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::AppState;
+use crate::state::AppState;
+use crate::wire::schema::{Code, Problem};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/openapi.json";
@@ -42,64 +44,7 @@ pub const DOCS_PATH: &str = "/docs";
 **Errors** are `application/problem+json` (RFC 9457) with a stable `code` and, where one field is at fault, its `field`.",
         license(name = "Apache-2.0"),
     ),
-    paths(
-        crate::routes::list_authorities,
-        crate::routes::configure_authority,
-        crate::routes::authority_info,
-        crate::routes::list_institutions,
-        crate::routes::register_institution,
-        crate::routes::submit_kindergarten,
-        crate::routes::my_applications,
-        crate::routes::get_application,
-        crate::routes::explain_application,
-        application_events,
-        crate::routes::amend_preferences,
-        crate::routes::withdraw,
-        crate::routes::claim_privilege,
-        crate::routes::confirm_privilege,
-        crate::routes::revoke_privilege,
-        crate::routes::accept_offer,
-        crate::routes::decline_offer,
-        crate::routes::publish_seats,
-        crate::routes::list_seats,
-        crate::routes::run_kindergarten_round,
-        crate::routes::expire_offers,
-        crate::routes::list_campaigns,
-        crate::routes::configure_campaign,
-        crate::routes::save_draft,
-        crate::routes::submit_draft,
-        crate::routes::submit_school,
-        crate::routes::grant_age_exception,
-        crate::routes::run_school_enrollment,
-        crate::routes::list_rounds,
-        crate::routes::round_results,
-        crate::routes::round_instance,
-        crate::routes::configure_specialty,
-        crate::routes::list_slots,
-        crate::routes::publish_slots,
-        crate::routes::expire_slot_holds,
-        crate::routes::my_bookings,
-        crate::routes::book,
-        crate::routes::cancel_booking,
-        crate::routes::record_no_show,
-        crate::routes::join_waiting_list,
-        crate::routes::list_queues,
-        crate::routes::queue_entries,
-        crate::routes::audit_head,
-        crate::routes::erase_personal_data,
-        crate::files::import_institutions,
-        crate::files::import_seats,
-        crate::files::export_queue,
-        crate::files::export_queue_xlsx,
-        crate::files::export_round,
-        crate::files::export_round_xlsx,
-        health,
-        ready,
-        metrics,
-        openapi_json,
-    ),
     components(schemas(Problem, Code)),
-    modifiers(&Conventions),
     tags(
         (name = "authorities", description = "Authorities (municipalities) and their institutions"),
         (name = "applications", description = "Kindergarten and first-grade applications, their positions and why they moved"),
@@ -112,615 +57,50 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "service", description = "Health, readiness, metrics and this document"),
     )
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
-/// The document, built once.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// Every documented route: the services', the status stream and this document.
+fn documented() -> OpenApiRouter<AppState> {
+    crate::services::router()
+        .merge(crate::status::sse::router())
+        .routes(routes!(openapi_json))
 }
 
-/// `GET /api/openapi.json` and the Swagger UI under `/docs` (`/docs` redirects to `/docs/`).
+/// The document: the routers' own, with what the whole API shares.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(documented().into_openapi());
+    Conventions.modify(&mut doc);
+    doc
+}
+
+/// The documented routes, `GET /api/openapi.json` among them, and the Swagger UI under
+/// `/docs` (`/docs` redirects to `/docs/`).
 pub fn router() -> Router<AppState> {
+    let (routes, _) = documented().split_for_parts();
     let config = Config::new([OPENAPI_PATH])
         // The default would send the document to validator.swagger.io for a badge.
         .validator_url("none")
         .filter(true)
         .display_request_duration(true)
         .try_it_out_enabled(true);
-    SwaggerUi::new(DOCS_PATH)
-        .url(OPENAPI_PATH, document())
-        .config(config)
-        .into()
+    routes.merge(SwaggerUi::new(DOCS_PATH).config(config))
 }
-
-// ---------------------------------------------------------------------------------------------
-// Shared pieces
-
-/// A problem (RFC 9457): what went wrong, in a stable machine-readable `code`, and which
-/// `field` when one is at fault. Refusals by the rules add their facts (for example
-/// `existing` with the number of the application a duplicate child already has); a 422 of a
-/// file upload adds `errors`, one per bad row.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(
-    example = json!({
-        "type": "https://ochered.dev/problems/invalid_field",
-        "title": "Invalid field",
-        "status": 422,
-        "detail": "must be 1-64 characters of ASCII letters, digits, '-', '_' or '.'",
-        "code": "invalid_field",
-        "field": "preferences[1]"
-    })
-)]
-pub struct Problem {
-    /// `https://ochered.dev/problems/{code}`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    pub code: String,
-    /// The offending field: a JSON path (`preferences[1]`), a header (`Idempotency-Key`), a
-    /// path parameter (`authority`) or a file's row and column (`row 3, kind`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// Facts of the refusal, e.g. `existing`, `errors`.
-    #[serde(flatten)]
-    pub facts: BTreeMap<String, serde_json::Value>,
-}
-
-/// An identifier chosen by the authority (institution, campaign, slot, specialty, doctor,
-/// round): 1-64 ASCII letters, digits, `-`, `_` or `.`.
-#[derive(Serialize, ToSchema)]
-#[schema(value_type = String, pattern = "^[A-Za-z0-9._-]{1,64}$", example = "K001")]
-pub struct Code(String);
-
-/// A binary file.
-#[derive(Serialize, ToSchema)]
-#[schema(value_type = String, format = Binary)]
-pub struct BinaryFile(Vec<u8>);
-
-// ---------------------------------------------------------------------------------------------
-// Mirror schemas of core types (the core stays free of OpenAPI). Each matches the type's
-// serde form; the integration tests check them against real requests and answers.
-
-/// A privilege a parent claims; an officer confirms or revokes it.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Privilege)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum PrivilegeSchema {
-    /// Внеочередное право: ahead of everyone, at every institution.
-    Extraordinary,
-    /// Первоочередное право: after extraordinary, at every institution.
-    FirstPriority,
-    /// A sibling attends this institution; applies there only.
-    Sibling {
-        #[schema(value_type = Code)]
-        institution: String,
-    },
-    /// The child lives in the school's catchment area; applies to that school only.
-    Catchment {
-        #[schema(value_type = Code)]
-        institution: String,
-    },
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = PrivilegeClaim)]
-#[allow(dead_code)]
-pub struct PrivilegeClaimSchema {
-    privilege: PrivilegeSchema,
-    status: PrivilegeStatusSchema,
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = PrivilegeStatus)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum PrivilegeStatusSchema {
-    Claimed,
-    Confirmed,
-    Revoked,
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = InstitutionKind)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum InstitutionKindSchema {
-    Kindergarten,
-    School,
-    Clinic,
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = ServiceKind)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum ServiceKindSchema {
-    Kindergarten,
-    School,
-}
-
-/// Through which channel an application arrived.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Channel)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum ChannelSchema {
-    Portal,
-    ServiceCentre,
-    Api,
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = BookingStatus)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum BookingStatusSchema {
-    Active,
-    Cancelled,
-    NoShow,
-}
-
-/// An authority's configuration: its time zone and the variants of the default rules.
-#[derive(Serialize, ToSchema)]
-#[schema(as = AuthorityConfig)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct AuthorityConfigSchema {
-    #[schema(value_type = Code, example = "novosibirsk")]
-    id: String,
-    #[schema(example = "Новосибирск")]
-    name: String,
-    /// An IANA time zone.
-    #[schema(example = "Asia/Novosibirsk")]
-    time_zone: String,
-    #[serde(default)]
-    #[schema(default = 3)]
-    max_kindergarten_preferences: u8,
-    #[serde(default)]
-    #[schema(default = 15)]
-    offer_deadline_days: u16,
-    /// Oldest age (full years on 1 September of the intake year) a kindergarten accepts.
-    #[serde(default)]
-    #[schema(default = 7)]
-    kindergarten_max_age_years: u8,
-    /// Minimum age on 1 September of the campaign year for school, in months.
-    #[serde(default)]
-    #[schema(default = 78)]
-    school_min_age_months: u16,
-    /// Maximum age on 1 September of the campaign year for school, in months.
-    #[serde(default)]
-    #[schema(default = 96)]
-    school_max_age_months: u16,
-    #[serde(default)]
-    #[schema(default = 120)]
-    clinic_hold_minutes: u32,
-    #[serde(default)]
-    #[schema(default = 2)]
-    no_show_block_count: u8,
-    #[serde(default)]
-    #[schema(default = 90)]
-    no_show_window_days: u16,
-}
-
-/// How applications of equal tier are ordered.
-#[derive(Serialize, ToSchema)]
-#[schema(as = TieBreak)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum TieBreakSchema {
-    RegistrationTime,
-    BirthDate,
-    Lottery { seed: u64 },
-}
-
-/// How a first-grade campaign fills its seats.
-#[derive(Serialize, ToSchema)]
-#[schema(as = CampaignMode)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum CampaignModeSchema {
-    SingleSchool,
-    Ranked { max_choices: u8 },
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = CampaignSchool)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct CampaignSchoolSchema {
-    #[schema(value_type = Code)]
-    institution: String,
-    seats: u32,
-}
-
-/// A first-grade enrollment campaign; stage dates are local days of the authority.
-#[derive(Serialize, ToSchema)]
-#[schema(as = CampaignConfig)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct CampaignConfigSchema {
-    #[schema(value_type = Code, example = "school-2027")]
-    id: String,
-    year: i32,
-    stage1_opens: NaiveDate,
-    stage2_opens: NaiveDate,
-    closes: NaiveDate,
-    tie_break: TieBreakSchema,
-    mode: CampaignModeSchema,
-    schools: Vec<CampaignSchoolSchema>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = SlotSpec)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct SlotSpecSchema {
-    #[schema(value_type = Code)]
-    id: String,
-    start: DateTime<Utc>,
-    duration_minutes: u16,
-}
-
-/// Seats of one age group of a kindergarten for one intake year.
-#[derive(Serialize, ToSchema)]
-#[schema(as = AgeGroupSeats)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct AgeGroupSeatsSchema {
-    /// Age in full years on 1 September of the intake year.
-    age_group: u8,
-    seats: u32,
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = CampaignStage)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum CampaignStageSchema {
-    One,
-    Two,
-}
-
-/// What a queue is: the service, the institution and the age group and intake year
-/// (kindergarten) or the campaign (school).
-#[derive(Serialize, ToSchema)]
-#[schema(as = QueueDescription)]
-#[allow(dead_code)]
-pub struct QueueDescriptionSchema {
-    service: ServiceKindSchema,
-    #[schema(value_type = Code)]
-    institution: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    age_group: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    intake_year: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Code>)]
-    campaign: Option<String>,
-}
-
-/// An institution as registered.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Institution)]
-#[allow(dead_code)]
-pub struct InstitutionSchema {
-    #[schema(value_type = Code)]
-    id: String,
-    kind: InstitutionKindSchema,
-    name: String,
-    version: u32,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Response bodies built by the handlers
-
-/// An event as committed: its place in the authority's chain and the event (tagged by
-/// `type`).
-#[derive(Serialize, ToSchema)]
-#[schema(as = CommittedEvent)]
-#[allow(dead_code)]
-pub struct CommittedEventSchema {
-    authority_seq: i64,
-    recorded_at: DateTime<Utc>,
-    #[schema(value_type = Object)]
-    event: serde_json::Value,
-}
-
-/// The events a command recorded.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct EventsResponse {
-    events: Vec<CommittedEventSchema>,
-}
-
-/// A submitted application and the events that recorded it.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct SubmittedResponse {
-    application: Option<crate::wire::ApplicationView>,
-    events: Vec<CommittedEventSchema>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct AuthoritySummary {
-    #[schema(value_type = Code)]
-    id: String,
-    name: Option<String>,
-    time_zone: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct AuthoritiesList {
-    authorities: Vec<AuthoritySummary>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct AuthorityInfo {
-    #[schema(value_type = Code)]
-    id: String,
-    config: Option<AuthorityConfigSchema>,
-    institutions: usize,
-    applications: usize,
-    active_applications: usize,
-    events: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct InstitutionsList {
-    institutions: Vec<InstitutionSchema>,
-}
-
-/// Published seats of one kindergarten age group for an intake year.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct SeatGroupView {
-    institution: Code,
-    intake_year: i32,
-    age_group: u8,
-    published: u32,
-    taken: u32,
-    free: u32,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct SeatsList {
-    seats: Vec<SeatGroupView>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ApplicationsList {
-    applications: Vec<crate::wire::ApplicationView>,
-}
-
-/// Why an application's positions changed, queue by queue.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ExplanationResponse {
-    application: u32,
-    since: DateTime<Utc>,
-    queues: Vec<QueueExplanation>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct QueueExplanation {
-    queue: String,
-    description: QueueDescriptionSchema,
-    /// The position then and now, and each change in between with its cause.
-    #[schema(value_type = Object)]
-    explanation: serde_json::Value,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct CampaignsList {
-    campaigns: Vec<CampaignConfigSchema>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct FreeSlot {
-    #[schema(value_type = Code)]
-    id: String,
-    #[schema(value_type = Code)]
-    doctor: String,
-    #[schema(value_type = Code)]
-    specialty: String,
-    start: DateTime<Utc>,
-    duration_minutes: u16,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct FreeSlots {
-    /// At most 1000.
-    free_slots: Vec<FreeSlot>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct BookingsList {
-    bookings: Vec<crate::wire::BookingView>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct QueueSummary {
-    /// The queue's id in URLs, e.g. `kindergarten.K001.3.2027` or `school.school-2027.S001`.
-    queue: String,
-    description: QueueDescriptionSchema,
-    size: usize,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct QueuesList {
-    queues: Vec<QueueSummary>,
-}
-
-/// One place in a queue, anonymised.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct QueueEntry {
-    position: usize,
-    application: u32,
-    /// 0 extraordinary, 1 first priority, 2 sibling or catchment, 3 general.
-    tier: u8,
-    registered_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct QueueEntries {
-    queue: String,
-    description: QueueDescriptionSchema,
-    size: usize,
-    offset: usize,
-    entries: Vec<QueueEntry>,
-}
-
-/// The head of the authority's hash chain.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct AuditHead {
-    #[schema(value_type = Code)]
-    authority: String,
-    authority_seq: i64,
-    /// Hex SHA-256 of the last event's link.
-    head_hash: String,
-    events: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct RoundSummary {
-    #[schema(value_type = Code)]
-    id: String,
-    at: DateTime<Utc>,
-    /// `kindergarten` or `school`.
-    service: String,
-    applicants: usize,
-    placed: usize,
-    seats: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct RoundsList {
-    rounds: Vec<RoundSummary>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct RoundSeats {
-    /// `K001/3` (kindergarten age group) or `S001` (school).
-    id: String,
-    #[schema(value_type = Code)]
-    institution: String,
-    age_group: Option<u8>,
-    capacity: u32,
-}
-
-/// A placement; `status`, `deadline` and `answered_at` are shown to officers only.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct RoundPlacementView {
-    application: u32,
-    /// The id of the seat group, as in `seats`.
-    seats: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deadline: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    answered_at: Option<DateTime<Utc>>,
-}
-
-/// A round's summary and placements.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct RoundView {
-    #[schema(value_type = Code)]
-    id: String,
-    at: DateTime<Utc>,
-    /// `{"service": "kindergarten", "intake_year", "intake_date", "offer_deadline"}` or
-    /// `{"service": "school", "campaign", "stage"}`.
-    #[schema(value_type = Object)]
-    scope: serde_json::Value,
-    applicants: usize,
-    placed: usize,
-    seats: Vec<RoundSeats>,
-    placements: Vec<RoundPlacementView>,
-}
-
-/// The answer to running a round.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct RoundResponse {
-    round: Option<RoundView>,
-    authority_seq: Option<i64>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Operations served outside the `/api/v1` handlers of `routes`, documented here
-
-/// Status updates of one application (Server-Sent Events)
-///
-/// **Roles:** the parent who submitted the application, officer (and admin). A stream of
-/// `status` events as the application's status and positions change; reconnecting with
-/// `Last-Event-ID` replays what was missed.
-#[utoipa::path(
-    get,
-    path = "/api/v1/authorities/{authority}/applications/{number}/events",
-    tag = "applications",
-    security(("bearer" = [])),
-    responses((status = 200, description = "An event stream.", content_type = "text/event-stream", body = String))
-)]
-#[allow(dead_code)]
-fn application_events() {}
-
-/// Liveness
-#[utoipa::path(get, path = "/health", tag = "service",
-    responses((status = 200, description = "The process answers.", body = Object, example = json!({"status": "ok"}))))]
-#[allow(dead_code)]
-fn health() {}
-
-/// Readiness
-///
-/// Ready when the store answers and every writer runs; otherwise 503.
-#[utoipa::path(get, path = "/ready", tag = "service",
-    responses(
-        (status = 200, description = "Ready, with the authorities served.", body = Object, example = json!({"status": "ready", "authorities": ["demo"]})),
-        (status = 503, description = "Not ready.", body = Problem, content_type = "application/problem+json"),
-    ))]
-#[allow(dead_code)]
-fn ready() {}
-
-/// Metrics
-///
-/// Prometheus text format: request rate and latency per route, writer batch size, commit
-/// latency, queue depth, shed requests.
-#[utoipa::path(get, path = "/metrics", tag = "service",
-    responses((status = 200, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain", body = String)))]
-#[allow(dead_code)]
-fn metrics() {}
 
 /// This document
 ///
 /// The OpenAPI 3.1 document of the API; browse it at `/docs`.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "service",
     responses((status = 200, description = "OpenAPI 3.1.", body = Object)))]
-#[allow(dead_code)]
-fn openapi_json() {}
+async fn openapi_json() -> impl IntoResponse {
+    static JSON: OnceLock<Vec<u8>> = OnceLock::new();
+    let json =
+        JSON.get_or_init(|| serde_json::to_vec(&document()).expect("the document serialises"));
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.as_slice(),
+    )
+}
 
 // ---------------------------------------------------------------------------------------------
 // What every operation shares
@@ -876,7 +256,7 @@ impl Conventions {
             if is_post || has_query || path.contains("{number}") || path.contains("{round}") {
                 problems.push(("422", "A field is invalid (`field` names it), a rule refused the request, or the Idempotency-Key was used for a different request."));
             }
-            if is_post && crate::ratelimit::SUBMISSION_ROUTES.contains(&path) {
+            if is_post && crate::http::ratelimit::SUBMISSION_ROUTES.contains(&path) {
                 problems.push(("429", "Too many submissions from this client (the token's subject; without a valid token, the peer address) in a short time: nothing was written. Retry after `Retry-After` seconds."));
             }
             problems.push(("503", "Unavailable: the server has too many requests in progress or the writer's queue is full (`overloaded`, answered at once, before the body is read), the store does not answer (`unavailable`), or the request timed out (`timeout`); nothing was accepted. Retry after `Retry-After` seconds, with the same Idempotency-Key."));
@@ -927,7 +307,58 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut O
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// The document with every object's keys sorted, pretty-printed: key order carries no
+    /// meaning in JSON, so this is the form the committed snapshot is kept in.
+    fn canonical(doc: &utoipa::openapi::OpenApi) -> String {
+        fn sort(value: serde_json::Value) -> serde_json::Value {
+            match value {
+                serde_json::Value::Object(map) => {
+                    let sorted: BTreeMap<String, serde_json::Value> =
+                        map.into_iter().map(|(k, v)| (k, sort(v))).collect();
+                    serde_json::Value::Object(sorted.into_iter().collect())
+                }
+                serde_json::Value::Array(items) => {
+                    serde_json::Value::Array(items.into_iter().map(sort).collect())
+                }
+                other => other,
+            }
+        }
+        let value = sort(serde_json::to_value(doc).expect("the document serialises"));
+        serde_json::to_string_pretty(&value).expect("JSON serialises") + "\n"
+    }
+
+    /// The served document equals the committed snapshot: moving handlers or rewriting how
+    /// they are registered must not change what clients see. A deliberate change updates the
+    /// snapshot with `OCHERED_UPDATE_OPENAPI_SNAPSHOT=1 cargo test -p ochered-api openapi`
+    /// and says why in its commit.
+    #[test]
+    fn document_matches_the_committed_snapshot() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openapi.json");
+        let now = canonical(&document());
+        if std::env::var_os("OCHERED_UPDATE_OPENAPI_SNAPSHOT").is_some() {
+            std::fs::write(&path, &now).expect("write the snapshot");
+        }
+        let snapshot = std::fs::read_to_string(&path).expect("read the snapshot");
+        if now != snapshot {
+            let first = now
+                .lines()
+                .zip(snapshot.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(now.lines().count().min(snapshot.lines().count()));
+            panic!(
+                "the OpenAPI document differs from {} from line {}:\n now:      {:?}\n snapshot: {:?}",
+                path.display(),
+                first + 1,
+                now.lines().nth(first),
+                snapshot.lines().nth(first),
+            );
+        }
+    }
 
     /// Every (method, path) the document describes.
     fn operations_listed(doc: &utoipa::openapi::OpenApi) -> BTreeMap<String, Vec<&'static str>> {
@@ -972,7 +403,7 @@ mod tests {
             }
         }
         // Every API operation may be shed by admission control: a 503 problem with
-        // Retry-After (crate::admission).
+        // Retry-After (crate::http::admission).
         for (path, methods) in operations_listed(&doc) {
             if !path.starts_with("/api/v1/") {
                 continue;

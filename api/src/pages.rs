@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::auth::{self, Role};
-use crate::error::ApiError;
-use crate::AppState;
+use crate::http::auth::{self, Role};
+use crate::http::error::ApiError;
+use crate::state::AppState;
 
 /// One embedded file: its URL name, media type and content.
 struct Asset {

@@ -14,7 +14,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use ochered_api::auth::{mint, Role};
+use ochered_api::http::auth::{mint, Role};
 use ochered_core::command::Command;
 use ochered_core::{Event, Rejection, RejectionKind};
 use ochered_writer::{Engine, Outcome, RequestMeta, Writer, WriterError};

@@ -1,7 +1,7 @@
 //! The HTTP API end to end: every endpoint's success and error answers, on SQLite and
 //! PostgreSQL, and who may do what.
 
-use ochered_api::auth::Role;
+use ochered_api::http::auth::Role;
 use serde_json::{json, Value};
 
 use crate::helpers::{each_backend, kindergarten, spawn_app, token, TestApp, AUTHORITY};
@@ -269,14 +269,15 @@ async fn tokens_are_required_valid_and_unexpired() {
         )
         .await;
     assert_eq!(none.status, 401);
-    let forged = ochered_api::auth::mint(b"not-the-secret", Role::Parent, "p", 1);
+    let forged = ochered_api::http::auth::mint(b"not-the-secret", Role::Parent, "p", 1);
     assert_eq!(
         app.post(&forged, "/kindergarten/applications", body.clone())
             .await
             .status,
         401
     );
-    let expired = ochered_api::auth::mint(crate::helpers::SECRET.as_bytes(), Role::Parent, "p", -1);
+    let expired =
+        ochered_api::http::auth::mint(crate::helpers::SECRET.as_bytes(), Role::Parent, "p", -1);
     let answer = app.post(&expired, "/kindergarten/applications", body).await;
     assert_eq!(answer.status, 401);
     assert!(answer.body["detail"].as_str().unwrap().contains("expired"));
@@ -831,4 +832,58 @@ async fn officers_run_rounds_parents_answer_offers_auditors_reproduce_them() {
         app.stop().await;
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn specialties_are_listed_publicly_with_counts_only() {
+    let app = spawn_app().await;
+    app.set_up_authority().await;
+    let registrar = token(Role::Registrar, "r");
+    let a = app
+        .post(
+            &registrar,
+            "/specialties",
+            json!({"specialty": "surgeon", "referral_only": true}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    for n in 1..=2u32 {
+        let a = app
+            .post(
+                &parent(n),
+                "/waiting-list",
+                json!({"specialty": "therapist", "document": format!("PAT 00010{n}")}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+    }
+    // No token: public.
+    let list = app.get(None, "/specialties").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(
+        list.body,
+        json!({"specialties": [
+            {"id": "surgeon", "referral_only": true, "waiting": 0},
+            {"id": "therapist", "referral_only": false, "waiting": 2},
+        ]})
+    );
+    // Nothing personal: no document, no key, no account of who waits.
+    let text = list.body.to_string();
+    assert!(!text.contains("PAT") && !text.contains("parent"), "{text}");
+    // The answer matches its schema in the served document.
+    let doc = app.openapi().await;
+    let op = &doc["paths"]["/api/v1/authorities/{authority}/specialties"]["get"];
+    assert!(op["security"].is_null(), "public: {op}");
+    assert_eq!(
+        op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/SpecialtiesList"
+    );
+    let unknown = app
+        .send(app.client.get(format!(
+            "{}/api/v1/authorities/nowhere/specialties",
+            app.base
+        )))
+        .await;
+    assert_eq!((unknown.status, unknown.field()), (404, Some("authority")));
+    app.stop().await;
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ochered_api::auth::Role;
+use ochered_api::http::auth::Role;
 use ochered_core::domain::ApplicationNumber;
 use ochered_store::testing::Harness;
 use serde_json::Value;

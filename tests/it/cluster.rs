@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ochered_api::auth::{mint, Role};
+use ochered_api::http::auth::{mint, Role};
 use ochered_core::domain::InstitutionKind;
 use ochered_core::{Command, Event};
 use ochered_store::cluster::ClusterLink;

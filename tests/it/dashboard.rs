@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ochered_api::auth::Role;
+use ochered_api::config::RateLimitConfig;
 use ochered_api::config::WebhookConfig;
-use ochered_api::ratelimit::RateLimitConfig;
+use ochered_api::http::auth::Role;
 use ochered_store::testing::Harness;
 use serde_json::Value;
 

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use ochered_api::auth::Role;
+use ochered_api::http::auth::Role;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
@@ -212,7 +212,7 @@ fn request_decoding_never_fails_the_server_and_bad_bodies_write_nothing() {
         // limiter has its own tests (tests/it/security.rs).
         let harness = std::sync::Arc::new(Harness::sqlite().await);
         let mut config = config_for(harness.url.clone());
-        config.rate_limit = ochered_api::ratelimit::RateLimitConfig::off();
+        config.rate_limit = ochered_api::config::RateLimitConfig::off();
         let app = spawn_configured(harness, "sqlite", config).await;
         app.set_up_authority().await;
         app

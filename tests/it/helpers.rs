@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use ochered_api::auth::{mint, Role};
 use ochered_api::config::ServerConfig;
+use ochered_api::http::auth::{mint, Role};
 use ochered_api::RunningServer;
 use ochered_store::testing::Harness;
 use serde_json::{json, Value};
@@ -44,8 +44,8 @@ pub fn config_for(url: String) -> ServerConfig {
         jwt_secret_is_default: false,
         person_secret: b"test-person-secret".to_vec(),
         queue_max: 4096,
-        max_in_flight: ochered_api::admission::DEFAULT_MAX_IN_FLIGHT,
-        admission_target_ms: ochered_api::admission::DEFAULT_TARGET_MS,
+        max_in_flight: ochered_api::http::admission::DEFAULT_MAX_IN_FLIGHT,
+        admission_target_ms: ochered_api::http::admission::DEFAULT_TARGET_MS,
         batch_max: 512,
         request_timeout_ms: 10_000,
         body_limit_bytes: 16 * 1024,

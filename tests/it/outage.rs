@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ochered_api::auth::Role;
+use ochered_api::http::auth::Role;
 use ochered_core::Event;
 use ochered_store::testing::Harness;
 use ochered_store::VerifyOutcome;

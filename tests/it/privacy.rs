@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ochered_api::auth::Role;
+use ochered_api::http::auth::Role;
 use ochered_store::testing::{Harness, Raw};
 use ochered_store::VerifyOutcome;
 use serde_json::{json, Value};

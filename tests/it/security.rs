@@ -5,9 +5,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use ochered_api::auth::{encode_claims, mint, Role};
+use ochered_api::config::RateLimitConfig;
 use ochered_api::config::{ServeArgs, ServerConfig};
-use ochered_api::ratelimit::RateLimitConfig;
+use ochered_api::http::auth::{encode_claims, mint, Role};
 use ochered_store::testing::Harness;
 use serde_json::json;
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use ochered_api::auth::Role;
+use ochered_api::http::auth::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -55,7 +55,7 @@ async fn slow_bodies_hold_no_place_and_a_normal_client_keeps_submitting() {
     let mut config = config_for(harness.url.clone());
     config.max_in_flight = PLACES;
     // Out of the way: this is about places, not the per-client rate.
-    config.rate_limit = ochered_api::ratelimit::RateLimitConfig::off();
+    config.rate_limit = ochered_api::config::RateLimitConfig::off();
     let app = spawn_configured(std::sync::Arc::new(harness), "sqlite", config).await;
     app.set_up_authority().await;
     let addr = app.base.trim_start_matches("http://").to_owned();

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use ochered_api::auth::Role;
 use ochered_api::config::{default_webhook_cursor_file, ServerConfig, WebhookConfig};
+use ochered_api::http::auth::Role;
 use ochered_store::testing::Harness;
 use serde_json::{json, Value};
 
@@ -491,7 +491,7 @@ async fn deliver_through_restarts(harness: Harness) {
             );
             let expected_signature = format!(
                 "sha256={}",
-                ochered_api::webhooks::signature(HOOK_SECRET, raw)
+                ochered_api::status::webhooks::signature(HOOK_SECRET, raw)
             );
             assert_eq!(signature, &expected_signature);
         }

@@ -297,7 +297,7 @@ async fn forged_checkpoints_are_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_started_on_a_broken_chain_refuses_writes() {
     use crate::helpers::{config_for, kindergarten, spawn_configured, token, AUTHORITY as CITY};
-    use ochered_api::auth::Role;
+    use ochered_api::http::auth::Role;
     use std::sync::Arc;
     for harness in stores().await {
         let harness = Arc::new(harness);

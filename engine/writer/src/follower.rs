@@ -49,6 +49,7 @@ impl Follower {
             consistent: AtomicBool::new(true),
             broken: RwLock::new(None),
             committed: tokio::sync::broadcast::channel(crate::COMMITTED_BROADCAST_BATCHES).0,
+            clock: crate::system_clock(),
         });
         Ok(Follower {
             store,

@@ -19,12 +19,14 @@ pub mod audit;
 pub mod demo;
 mod engine;
 mod follower;
+mod log;
 mod pressure;
 pub mod privacy;
 mod replay;
 
 pub use engine::{Engine, Ownership, Readiness, Role};
 pub use follower::Follower;
+pub use log::{read_status_events, LogPage};
 pub use pressure::Pressure;
 
 use std::collections::HashSet;
@@ -200,6 +202,8 @@ struct Shared {
     /// The events of each acknowledged batch, in log order, for status updates. Best effort:
     /// a slow subscriber lags and must read what it missed from the store.
     committed: tokio::sync::broadcast::Sender<Arc<Vec<CommittedEvent>>>,
+    /// The writer's clock, for checks that ask the rules without recording ([`Writer::check`]).
+    clock: Clock,
 }
 
 /// How many acknowledged batches a subscriber may fall behind before it lags.
@@ -249,6 +253,7 @@ impl Writer {
             consistent: std::sync::atomic::AtomicBool::new(broken.is_none()),
             broken: RwLock::new(broken),
             committed: tokio::sync::broadcast::channel(COMMITTED_BROADCAST_BATCHES).0,
+            clock: config.clock.clone(),
         });
         let mut task = WriterTask {
             handle: config.on_fenced.as_ref().map(|_| tx.downgrade()),
@@ -313,6 +318,23 @@ impl Writer {
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
         f(&state)
+    }
+
+    /// Asks the rules about each command against the current state at the writer's clock,
+    /// recording nothing. Lets a caller refuse bad input before work of its own (such as
+    /// making a data key, or sending the rows of a file one by one); the writer decides each
+    /// again, authoritatively, when it is submitted.
+    pub fn check<'a>(
+        &self,
+        commands: impl IntoIterator<Item = &'a Command>,
+    ) -> Vec<Result<(), Rejection>> {
+        let now = (self.shared.clock)();
+        self.read(|state| {
+            commands
+                .into_iter()
+                .map(|command| decide(state, command, now).map(|_| ()))
+                .collect()
+        })
     }
 
     pub fn stats(&self) -> &WriterStats {

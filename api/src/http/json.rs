@@ -5,7 +5,10 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+
+/// The largest CSV upload accepted (the general JSON body limit does not apply to files).
+pub const UPLOAD_LIMIT_BYTES: usize = 2 * 1024 * 1024;
 
 /// Like `axum::Json`, but a wrong type or unknown field is a 422 naming the field's path
 /// (e.g. `preferences[1]`), malformed JSON is a 400, a body over the limit is a 413, and a

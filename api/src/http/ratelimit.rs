@@ -1,4 +1,4 @@
-//! Per-client rate limiting of submissions (issue 6): a token bucket per client on the
+//! Per-client rate limiting of submissions: a token bucket per client on the
 //! requests that create applications and bookings.
 //!
 //! - **Which requests:** the POSTs of [`SUBMISSION_ROUTES`] (kindergarten and school
@@ -31,8 +31,9 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::auth::{self, Caller};
-use crate::error::ApiError;
+use crate::config::RateLimitConfig;
+use crate::http::auth::{self, Caller};
+use crate::http::error::ApiError;
 
 /// The submission routes (as matched, under `/api/v1`) that are rate limited, all POST.
 pub const SUBMISSION_ROUTES: &[&str] = &[
@@ -47,50 +48,11 @@ pub const SUBMISSION_ROUTES: &[&str] = &[
 /// How often stale clients are dropped from the limiter's memory.
 pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(30);
 
-/// The rate limit of submissions per client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimitConfig {
-    /// Sustained submissions per minute per client; 0 turns limiting off.
-    pub per_minute: u32,
-    /// Submissions a client may make at once before the sustained rate applies (at least 1).
-    pub burst: u32,
-}
-
-impl Default for RateLimitConfig {
-    /// 30 a minute with bursts of 20: a parent's handful of submissions, retries included,
-    /// never meet the limit; a script in a loop is held to one every two seconds.
-    fn default() -> Self {
-        Self {
-            per_minute: 30,
-            burst: 20,
-        }
-    }
-}
-
-impl RateLimitConfig {
-    /// No limit.
-    pub fn off() -> Self {
-        Self {
-            per_minute: 0,
-            burst: 1,
-        }
-    }
-
-    /// Refuses a zero burst while limiting is on.
-    pub fn check(&self) -> anyhow::Result<()> {
-        if self.per_minute > 0 && self.burst == 0 {
-            anyhow::bail!(
-                "rate_limit_burst must be at least 1 (set rate_limit_per_minute = 0 to turn rate limiting off)"
-            );
-        }
-        Ok(())
-    }
-
-    fn quota(&self) -> Option<Quota> {
-        let per_minute = NonZeroU32::new(self.per_minute)?;
-        let burst = NonZeroU32::new(self.burst.max(1)).expect("at least 1");
-        Some(Quota::per_minute(per_minute).allow_burst(burst))
-    }
+/// The quota of `config`; none when limiting is off.
+fn quota(config: &RateLimitConfig) -> Option<Quota> {
+    let per_minute = NonZeroU32::new(config.per_minute)?;
+    let burst = NonZeroU32::new(config.burst.max(1)).expect("at least 1");
+    Some(Quota::per_minute(per_minute).allow_burst(burst))
 }
 
 /// The limiter shared by every request of one server.
@@ -103,9 +65,7 @@ impl SubmissionLimiter {
     /// A limiter for `config`; with a tokio runtime at hand it also starts the housekeeping
     /// task, which ends when the limiter is dropped.
     pub fn new(config: RateLimitConfig, jwt_secret: &[u8]) -> Arc<Self> {
-        let limiter = config
-            .quota()
-            .map(|quota| Arc::new(RateLimiter::keyed(quota)));
+        let limiter = quota(&config).map(|quota| Arc::new(RateLimiter::keyed(quota)));
         if let (Some(limiter), Ok(runtime)) = (&limiter, tokio::runtime::Handle::try_current()) {
             runtime.spawn(housekeeping(Arc::downgrade(limiter)));
         }

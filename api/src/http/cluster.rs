@@ -33,21 +33,14 @@ use ochered_store::cluster::ClusterLink;
 use ochered_store::{EventStore, PgStore};
 use ochered_writer::{Engine, Ownership, WriterError};
 
-use crate::error::ApiError;
+use crate::config::ClusterOptions;
+use crate::http::error::ApiError;
 
 /// How often a node checks its lock session, takes unowned authorities and catches up.
 pub const TICK: Duration = Duration::from_millis(500);
 
 /// Marks a proxied request, so it is never proxied twice.
 pub const FORWARDED_HEADER: &str = "x-ochered-forwarded";
-
-/// `--cluster` settings.
-#[derive(Debug, Clone)]
-pub struct ClusterOptions {
-    pub node_id: String,
-    /// How the other nodes reach this one (e.g. `http://10.0.0.5:8080`).
-    pub advertise_url: String,
-}
 
 /// Where to send a write for an authority this node does not write.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //! # Design
 //!
 //! The log is the outbox. Every status change (see
-//! [`crate::events_stream::status_changes`]) is already a committed event with its place in
+//! [`super::changes::status_changes`]) is already a committed event with its place in
 //! the authority's chain, so nothing is written when a command commits and the commit path
 //! stays as it is. One delivery loop per authority walks the log in `authority_seq` order from
 //! its cursor, POSTs one notification per status change and advances the cursor only after
@@ -58,9 +58,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::{broadcast, watch};
 
+use super::changes::{status_changes, stopped};
 use crate::config::WebhookConfig;
-use crate::events_stream::{decode, may_change_status, status_changes, stopped};
-use crate::AppState;
+use crate::state::AppState;
 
 /// While a backlog drains, the cursor file is written at most this often.
 pub const PERSIST_EVERY: Duration = Duration::from_millis(250);
@@ -561,21 +561,21 @@ impl AuthorityOutbox {
 
     /// The notifications of the next page of the log after the cursor.
     async fn read_page(&self) -> Result<(Vec<Notification>, i64), String> {
-        let page = self
-            .store
-            .read(&self.authority, self.cursor.seq, PAGE_EVENTS)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(last) = page.last() else {
+        let page = ochered_writer::read_status_events(
+            self.store.as_ref(),
+            &self.authority,
+            self.cursor.seq,
+            PAGE_EVENTS,
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let Some(end) = page.last_seq else {
             return Ok((Vec::new(), self.cursor.seq));
         };
-        let end = last.authority_seq;
         let mut out = Vec::new();
-        for stored in &page {
-            if may_change_status(&stored.stream_id, None) {
-                let event = decode(stored)?;
-                self.notifications(stored.authority_seq, stored.recorded_at, &event, &mut out);
-            }
+        for e in &page.events {
+            self.notifications(e.authority_seq, e.recorded_at, &e.event, &mut out);
         }
         Ok((out, end))
     }

@@ -60,7 +60,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use ochered_writer::Pressure;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Requests of each class (reads, writes) in progress at once, by default: a memory bound,
 /// far above what the machine serves in the wait target, so it does not shed before the
@@ -79,7 +79,7 @@ pub const BODY_READ_IDLE: Duration = Duration::from_secs(2);
 pub const BODY_MIN_BYTES_PER_S: u64 = 4096;
 
 /// The largest body read here: the largest any route accepts (officers' file uploads).
-pub const BODY_BUFFER_MAX: usize = crate::files::UPLOAD_LIMIT_BYTES;
+pub const BODY_BUFFER_MAX: usize = crate::http::json::UPLOAD_LIMIT_BYTES;
 
 /// The longest Retry-After a shed answer asks for, in seconds (when nearly every request of
 /// the last second was shed).

@@ -1,6 +1,5 @@
 //! Status updates of applications as Server-Sent Events, one stream per application for its
-//! parent (and officers), and the start of the status-update machinery (SSE shutdown and the
-//! webhook outbox of [`crate::webhooks`]).
+//! parent (and officers).
 //!
 //! `GET /api/v1/authorities/{a}/applications/{n}/events` streams:
 //! - `event: status` with `id: <authority_seq>`: one status change of the application
@@ -30,23 +29,25 @@ use axum::extract::{Path, Query, State as AxumState};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Extension;
 use chrono::{DateTime, Utc};
-use ochered_core::domain::{ApplicationNumber, InstitutionId};
-use ochered_core::Event;
+use ochered_core::domain::ApplicationNumber;
 use ochered_store::EventStore;
 use ochered_writer::Writer;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::AppState;
+use super::changes::{status_changes, stopped, StatusChange, Stopping};
+use crate::http::access::{self, parse_number, visible_application};
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::state::AppState;
 
-/// Interval of the keep-alive comments.
+/// How long a stream waits before a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Positions are recomputed at most this often per stream.
 const POSITIONS_EVERY: Duration = Duration::from_secs(1);
@@ -57,139 +58,8 @@ const PAGE_EVENTS: i64 = 1_000;
 /// Suggested reconnection delay sent to clients.
 const RETRY: Duration = Duration::from_secs(3);
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/authorities/{authority}/applications/{number}/events",
-        get(application_events),
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Which events are status changes
-
-/// One status change of one application, as a parent or the portal sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct StatusChange {
-    pub application: ApplicationNumber,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// The kindergarten offered or the school enrolled in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub institution: Option<InstitutionId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offer_deadline: Option<DateTime<Utc>>,
-}
-
-/// The status changes an event makes, in a stable order (a round makes one per placement),
-/// only those of `only` when given.
-pub(crate) fn status_changes(event: &Event, only: Option<ApplicationNumber>) -> Vec<StatusChange> {
-    let one = |number: ApplicationNumber, kind: &'static str| {
-        if only.is_some_and(|o| o != number) {
-            Vec::new()
-        } else {
-            vec![StatusChange {
-                application: number,
-                kind,
-                institution: None,
-                offer_deadline: None,
-            }]
-        }
-    };
-    match event {
-        Event::KindergartenApplicationSubmitted { number, .. }
-        | Event::SchoolApplicationSubmitted { number, .. } => one(*number, "submitted"),
-        Event::KindergartenPreferencesAmended { number, .. } => one(*number, "amended"),
-        Event::ApplicationWithdrawn { number, .. } => one(*number, "withdrawn"),
-        Event::PrivilegeClaimed { number, .. } => one(*number, "privilege_claimed"),
-        Event::PrivilegeConfirmed { number, .. } => one(*number, "privilege_confirmed"),
-        Event::PrivilegeRevoked { number, .. } => one(*number, "privilege_revoked"),
-        Event::OfferAccepted { number, .. } => one(*number, "accepted"),
-        Event::OfferDeclined { number, .. } => one(*number, "declined"),
-        Event::OfferExpired { number, .. } => one(*number, "expired"),
-        Event::TransferCompleted { number, .. } => one(*number, "transferred"),
-        Event::KindergartenRoundCompleted {
-            seats,
-            placements,
-            offer_deadline,
-            ..
-        } => placements
-            .iter()
-            .filter(|p| only.is_none_or(|o| o == p.number))
-            .map(|p| StatusChange {
-                application: p.number,
-                kind: "offered",
-                institution: seats.get(p.seats as usize).map(|s| s.institution.clone()),
-                offer_deadline: Some(*offer_deadline),
-            })
-            .collect(),
-        Event::SchoolEnrollmentCompleted {
-            seats, placements, ..
-        } => placements
-            .iter()
-            .filter(|p| only.is_none_or(|o| o == p.number))
-            .map(|p| StatusChange {
-                application: p.number,
-                kind: "enrolled",
-                institution: seats.get(p.seats as usize).map(|s| s.institution.clone()),
-                offer_deadline: None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Whether a stored event of this stream may change the status of `only` (or of any
-/// application): lets readers skip decoding everything else.
-pub(crate) fn may_change_status(stream_id: &str, only: Option<ApplicationNumber>) -> bool {
-    if stream_id.starts_with("round-") {
-        return true;
-    }
-    match stream_id.strip_prefix("application-") {
-        None => false,
-        Some(n) => only.is_none_or(|o| n.parse::<u32>() == Ok(o.0)),
-    }
-}
-
-/// Decodes a stored event.
-pub(crate) fn decode(e: &ochered_store::StoredEvent) -> Result<Event, String> {
-    ochered_writer::decode_event(e)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Start and shutdown
-
-/// Tells long-lived responses (event streams) that the server is stopping, so the graceful
-/// shutdown does not wait for them for ever.
-#[derive(Clone)]
-pub(crate) struct Stopping(watch::Receiver<bool>);
-
-/// Resolves when `stop` says the server is stopping (never when there is no signal).
-pub(crate) async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
-    match stop {
-        Some(rx) => {
-            let _ = rx.wait_for(|v| *v).await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Starts the status updates of a server: the webhook outbox (when configured) and the
-/// shutdown of event streams. Takes the server's stop signal and returns the one the server
-/// should wait for: it fires after the streams and the outbox were told to stop.
-pub(crate) fn start(
-    app: Router,
-    server_stop: oneshot::Receiver<()>,
-    state: &AppState,
-) -> anyhow::Result<(Router, oneshot::Receiver<()>)> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    crate::webhooks::spawn(state, stop_rx.clone())?;
-    let (relay_tx, relay_rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let _ = server_stop.await;
-        let _ = stop_tx.send(true);
-        let _ = relay_tx.send(());
-    });
-    Ok((app.layer(Extension(Stopping(stop_rx))), relay_rx))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(application_events))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,7 +97,7 @@ fn caller(
             )
         })?,
     };
-    let claims = crate::auth::verify(&state.config.jwt_secret, &token)?;
+    let claims = crate::http::auth::verify(&state.config.jwt_secret, &token)?;
     Ok((
         Caller {
             sub: claims.sub,
@@ -237,6 +107,18 @@ fn caller(
     ))
 }
 
+/// Status updates of one application (Server-Sent Events)
+///
+/// **Roles:** the parent who submitted the application, officer (and admin). A stream of
+/// `status` events as the application's status and positions change; reconnecting with
+/// `Last-Event-ID` replays what was missed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/applications/{number}/events",
+    tag = "applications",
+    security(("bearer" = [])),
+    responses((status = 200, description = "An event stream.", content_type = "text/event-stream", body = String))
+)]
 async fn application_events(
     AxumState(state): AxumState<AppState>,
     Path((authority, number)): Path<(String, String)>,
@@ -249,19 +131,8 @@ async fn application_events(
     // The stream ends when the token expires; the client reconnects with a fresh one.
     let expires_in =
         Duration::from_secs((expires - Utc::now().timestamp()).clamp(0, 86_400 * 366) as u64);
-    let number = number
-        .parse::<u32>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::invalid("number", "must be a positive integer"))?;
-    let writer = state.engine.writer(&authority).ok_or_else(|| {
-        ApiError::not_found(format!("authority {authority} does not exist")).with_field("authority")
-    })?;
-    if !writer.is_consistent() {
-        return Err(ApiError::unavailable(
-            "the store is unavailable and this authority's state is being restored; retry shortly",
-        ));
-    }
+    let number = parse_number(&number)?;
+    let writer = access::writer(&state, &authority)?;
     let last_event_id = match headers.get("last-event-id") {
         Some(v) => Some(v.to_str().unwrap_or("").to_owned()),
         None => query.last_event_id.clone(),
@@ -276,7 +147,7 @@ async fn application_events(
     // or below the head read next, or arrives through the subscription (or both).
     let batches = writer.subscribe();
     let head = writer.head().authority_seq;
-    writer.read(|s| crate::routes::visible_application(s, &caller, number).map(|_| ()))?;
+    writer.read(|s| visible_application(s, &caller, number).map(|_| ()))?;
     let (tx, rx) = mpsc::channel(64);
     let streamer = Streamer {
         store: state.engine.store().clone(),
@@ -403,32 +274,30 @@ impl Streamer {
         }
         let authority = self.writer.authority().to_owned();
         while self.cursor < to {
-            let page = self
-                .store
-                .read(&authority, self.cursor, PAGE_EVENTS.min(to - self.cursor))
-                .await
-                .map_err(|e| {
-                    tracing::warn!(authority, error = %e, "event stream: the log could not be read");
-                    End::Store
-                })?;
-            if page.is_empty() {
+            let page = ochered_writer::read_status_events(
+                self.store.as_ref(),
+                &authority,
+                self.cursor,
+                PAGE_EVENTS.min(to - self.cursor),
+                Some(self.number),
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(authority, error = %e, "event stream: the log could not be read");
+                End::Store
+            })?;
+            let Some(last) = page.last_seq else {
                 // The head moved back (a failed commit); nothing more to read.
                 self.cursor = to;
                 break;
-            }
-            for stored in page {
-                if may_change_status(&stored.stream_id, Some(self.number)) {
-                    let event = decode(&stored).map_err(|e| {
-                        tracing::warn!(authority, error = %e, "event stream: undecodable event");
-                        End::Store
-                    })?;
-                    for change in status_changes(&event, Some(self.number)) {
-                        self.send_change(stored.authority_seq, stored.recorded_at, change)
-                            .await?;
-                    }
+            };
+            for e in page.events {
+                for change in status_changes(&e.event, Some(self.number)) {
+                    self.send_change(e.authority_seq, e.recorded_at, change)
+                        .await?;
                 }
-                self.cursor = stored.authority_seq;
             }
+            self.cursor = last;
         }
         Ok(())
     }
@@ -477,54 +346,5 @@ impl Streamer {
 
     async fn send(&self, event: SseEvent) -> Result<(), End> {
         self.tx.send(Ok(event)).await.map_err(|_| End::Gone)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ochered_core::rounds::{RoundPlacement, RoundSeats};
-
-    #[test]
-    fn rounds_make_one_change_per_placement_and_filter_by_application() {
-        let event = Event::KindergartenRoundCompleted {
-            round: ochered_core::domain::RoundId::parse("r1").unwrap(),
-            intake_year: 2027,
-            intake_date: chrono::NaiveDate::from_ymd_opt(2027, 9, 1).unwrap(),
-            offer_deadline: Utc::now(),
-            at: Utc::now(),
-            seats: vec![RoundSeats {
-                institution: InstitutionId::parse("K1").unwrap(),
-                age_group: Some(3),
-                capacity: 2,
-            }],
-            applicants: vec![],
-            placements: vec![
-                RoundPlacement {
-                    number: ApplicationNumber(4),
-                    seats: 0,
-                },
-                RoundPlacement {
-                    number: ApplicationNumber(7),
-                    seats: 0,
-                },
-            ],
-        };
-        let all = status_changes(&event, None);
-        assert_eq!(all.len(), 2);
-        assert!(all.iter().all(|c| c.kind == "offered"));
-        let mine = status_changes(&event, Some(ApplicationNumber(7)));
-        assert_eq!(mine.len(), 1);
-        assert_eq!(mine[0].institution.as_ref().unwrap().as_str(), "K1");
-        assert!(may_change_status(
-            "application-7",
-            Some(ApplicationNumber(7))
-        ));
-        assert!(!may_change_status(
-            "application-70",
-            Some(ApplicationNumber(7))
-        ));
-        assert!(may_change_status("round-r1", Some(ApplicationNumber(7))));
-        assert!(!may_change_status("institution-K1", None));
     }
 }

@@ -1,5 +1,9 @@
-//! Wire types: request and response bodies of the HTTP API. Requests turn into core commands
-//! here; the core knows nothing about HTTP.
+//! Wire types: request and response bodies of the HTTP API shared by several services.
+//! Requests turn into core commands here; the core knows nothing about HTTP. A body only one
+//! service uses lives beside its handler.
+
+pub mod rounds;
+pub mod schema;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use ochered_core::command::{CampaignConfig, SlotSpec};
@@ -12,7 +16,10 @@ use ochered_core::state::{Application, QueueDescription, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use ochered_core::Event;
+use ochered_writer::{CommittedEvent, Writer};
+
+use crate::http::error::ApiError;
 
 /// Normalises a document number and derives its dedup key; the document itself is not kept.
 pub fn person_key(secret: &[u8], field: &str, raw: &str) -> Result<PersonKey, ApiError> {
@@ -175,7 +182,7 @@ pub struct ErasureView {
     #[schema(value_type = Vec<u32>)]
     pub erased: Vec<ApplicationNumber>,
     /// The `PersonalDataErased` event recorded, if one was (none when repeated).
-    #[schema(value_type = Vec<crate::openapi::CommittedEventSchema>)]
+    #[schema(value_type = Vec<schema::CommittedEventSchema>)]
     pub events: Vec<ochered_writer::CommittedEvent>,
 }
 
@@ -187,7 +194,7 @@ pub struct KindergartenApplicationRequest {
     pub document: String,
     pub birth_date: NaiveDate,
     /// Ranked kindergartens, best first.
-    #[schema(value_type = Vec<crate::openapi::Code>)]
+    #[schema(value_type = Vec<schema::Code>)]
     pub preferences: Vec<InstitutionId>,
     pub desired_start: NaiveDate,
     /// Offer any other kindergarten if none of the listed ones has a place.
@@ -195,7 +202,7 @@ pub struct KindergartenApplicationRequest {
     pub any_other: bool,
     /// Privileges claimed; an officer confirms them later.
     #[serde(default)]
-    #[schema(value_type = Vec<crate::openapi::PrivilegeSchema>)]
+    #[schema(value_type = Vec<schema::PrivilegeSchema>)]
     pub privileges: Vec<Privilege>,
     /// How to reach the family (optional); stored only encrypted.
     #[serde(default)]
@@ -205,7 +212,7 @@ pub struct KindergartenApplicationRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmendRequest {
-    #[schema(value_type = Vec<crate::openapi::Code>)]
+    #[schema(value_type = Vec<schema::Code>)]
     pub preferences: Vec<InstitutionId>,
     pub desired_start: NaiveDate,
     #[serde(default)]
@@ -222,7 +229,7 @@ pub struct WithdrawRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrivilegeRequest {
-    #[schema(value_type = crate::openapi::PrivilegeSchema)]
+    #[schema(value_type = schema::PrivilegeSchema)]
     pub privilege: Privilege,
     #[serde(default)]
     pub reason: Option<String>,
@@ -231,16 +238,16 @@ pub struct PrivilegeRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchoolApplicationRequest {
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub campaign: CampaignId,
     /// The child's birth certificate number.
     pub document: String,
     pub birth_date: NaiveDate,
     /// One school, or a ranked list when the campaign allows it.
-    #[schema(value_type = Vec<crate::openapi::Code>)]
+    #[schema(value_type = Vec<schema::Code>)]
     pub schools: Vec<InstitutionId>,
     #[serde(default)]
-    #[schema(value_type = Vec<crate::openapi::PrivilegeSchema>)]
+    #[schema(value_type = Vec<schema::PrivilegeSchema>)]
     pub privileges: Vec<Privilege>,
     /// How to reach the family (optional); stored only encrypted.
     #[serde(default)]
@@ -250,7 +257,7 @@ pub struct SchoolApplicationRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitDraftRequest {
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub campaign: CampaignId,
     pub document: String,
 }
@@ -258,7 +265,7 @@ pub struct SubmitDraftRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgeExceptionRequest {
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub campaign: CampaignId,
     pub document: String,
 }
@@ -266,9 +273,9 @@ pub struct AgeExceptionRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstitutionRequest {
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub id: InstitutionId,
-    #[schema(value_type = crate::openapi::InstitutionKindSchema)]
+    #[schema(value_type = schema::InstitutionKindSchema)]
     pub kind: InstitutionKind,
     pub name: String,
 }
@@ -277,14 +284,14 @@ pub struct InstitutionRequest {
 #[serde(deny_unknown_fields)]
 pub struct CampaignRequest {
     #[serde(flatten)]
-    #[schema(value_type = crate::openapi::CampaignConfigSchema)]
+    #[schema(value_type = schema::CampaignConfigSchema)]
     pub config: CampaignConfig,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecialtyRequest {
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub specialty: Specialty,
     #[serde(default)]
     pub referral_only: bool,
@@ -293,18 +300,18 @@ pub struct SpecialtyRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotsRequest {
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub doctor: DoctorId,
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub specialty: Specialty,
-    #[schema(value_type = Vec<crate::openapi::SlotSpecSchema>)]
+    #[schema(value_type = Vec<schema::SlotSpecSchema>)]
     pub slots: Vec<SlotSpec>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookingRequest {
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub slot: SlotId,
     /// The patient's document (policy or certificate number).
     pub document: String,
@@ -315,7 +322,7 @@ pub struct BookingRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitingListRequest {
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub specialty: Specialty,
     pub document: String,
     /// Priority tier, 0 (highest) to 3 (general, the default); only a registrar may set a
@@ -333,7 +340,7 @@ fn general_tier() -> u8 {
 pub struct PositionView {
     pub queue: String,
     #[serde(flatten)]
-    #[schema(value_type = crate::openapi::QueueDescriptionSchema)]
+    #[schema(value_type = schema::QueueDescriptionSchema)]
     pub description: QueueDescription,
     pub position: usize,
     pub queue_size: usize,
@@ -344,21 +351,21 @@ pub struct PositionView {
 pub struct ApplicationView {
     #[schema(value_type = u32)]
     pub number: ApplicationNumber,
-    #[schema(value_type = crate::openapi::ServiceKindSchema)]
+    #[schema(value_type = schema::ServiceKindSchema)]
     pub service: ochered_core::state::ServiceKind,
     pub status: &'static str,
     pub registered_at: DateTime<Utc>,
     pub birth_date: NaiveDate,
     pub desired_start: NaiveDate,
-    #[schema(value_type = Vec<crate::openapi::Code>)]
+    #[schema(value_type = Vec<schema::Code>)]
     pub preferences: Vec<InstitutionId>,
     pub any_other: bool,
-    #[schema(value_type = Vec<crate::openapi::PrivilegeClaimSchema>)]
+    #[schema(value_type = Vec<schema::PrivilegeClaimSchema>)]
     pub privileges: Vec<PrivilegeClaim>,
-    #[schema(value_type = crate::openapi::ChannelSchema)]
+    #[schema(value_type = schema::ChannelSchema)]
     pub channel: Channel,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<crate::openapi::Code>)]
+    #[schema(value_type = Option<schema::Code>)]
     pub campaign: Option<CampaignId>,
     pub from_draft: bool,
     pub positions: Vec<PositionView>,
@@ -424,11 +431,34 @@ pub fn application_view(state: &State, app: &Application) -> ApplicationView {
 pub struct BookingView {
     #[schema(value_type = u32)]
     pub number: BookingNumber,
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub slot: SlotId,
-    #[schema(value_type = crate::openapi::Code)]
+    #[schema(value_type = schema::Code)]
     pub specialty: Specialty,
-    #[schema(value_type = crate::openapi::BookingStatusSchema)]
+    #[schema(value_type = schema::BookingStatusSchema)]
     pub status: ochered_core::state::BookingStatus,
     pub booked_at: DateTime<Utc>,
+}
+
+/// A submitted application and the events that recorded it.
+#[derive(Serialize, ToSchema)]
+pub struct SubmittedResponse {
+    pub application: Option<ApplicationView>,
+    #[schema(value_type = Vec<schema::CommittedEventSchema>)]
+    pub events: Vec<CommittedEvent>,
+}
+
+/// The answer to a submission: the application the events created, as it stands now.
+pub fn submitted(w: &Writer, events: Vec<CommittedEvent>) -> SubmittedResponse {
+    let number = events.iter().find_map(|e| match &e.event {
+        Event::KindergartenApplicationSubmitted { number, .. }
+        | Event::SchoolApplicationSubmitted { number, .. } => Some(*number),
+        _ => None,
+    });
+    let application =
+        number.and_then(|n| w.read(|s| s.application(n).map(|a| application_view(s, a))));
+    SubmittedResponse {
+        application,
+        events,
+    }
 }

@@ -1,0 +1,213 @@
+//! The one path of every write, for the JSON and the file routes alike: the caller's role is
+//! checked, then the body read, the authority's writer found, the command built (by the
+//! handler) and sent with the request's Idempotency-Key scoped to the caller, and the
+//! writer's answer turned into the response.
+//!
+//! The role comes before the body so that a stranger learns nothing from a 422. Keys are
+//! 1-[`IDEMPOTENCY_KEY_MAX`] visible ASCII characters; a file upload sends each of its rows
+//! under `KEY#row-N`, so its key leaves room for that suffix.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use ochered_core::domain::Channel;
+use ochered_core::Command;
+use ochered_writer::{CommittedEvent, Outcome, Reply, RequestMeta, Writer, WriterError};
+use serde::Serialize;
+
+use crate::http::access;
+use crate::http::auth::{Caller, Role};
+use crate::http::error::ApiError;
+use crate::http::json::Body;
+use crate::state::AppState;
+use crate::wire::schema::CommittedEventSchema;
+
+/// The longest Idempotency-Key of a single command.
+pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+/// The longest Idempotency-Key of a file upload: room is left for the `#row-N` suffix of
+/// each row's command (N up to the rows an upload may have).
+pub const UPLOAD_IDEMPOTENCY_KEY_MAX: usize = 240;
+/// Commands of one upload in the writer's queue at once.
+const SUBMIT_CONCURRENCY: usize = 64;
+
+/// A write's context: the server's state, the authenticated caller (401 without a valid
+/// token) and the request's headers (Idempotency-Key, X-Correlation-Id).
+pub struct Write {
+    pub state: AppState,
+    pub caller: Caller,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for Write {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        Ok(Write {
+            state: state.clone(),
+            caller,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl Write {
+    /// Refuses unless the caller has one of the roles (admin always may).
+    pub fn allow(&self, roles: &[Role]) -> Result<(), ApiError> {
+        self.caller.require(roles)
+    }
+
+    /// The role check, then the body.
+    pub fn body<T>(&self, roles: &[Role], body: Result<Body<T>, ApiError>) -> Result<T, ApiError> {
+        self.allow(roles)?;
+        body.map(|Body(value)| value)
+    }
+
+    /// The authority's writer ([`access::writer`]).
+    pub fn writer(&self, authority: &str) -> Result<Writer, ApiError> {
+        access::writer(&self.state, authority)
+    }
+
+    /// Sends one command and waits for its committed answer.
+    pub async fn send(&self, w: &Writer, command: Command) -> Result<Reply, ApiError> {
+        let key = self.idempotency_key(
+            IDEMPOTENCY_KEY_MAX,
+            "must be 1-255 visible ASCII characters",
+        )?;
+        submit(w, command, self.meta(key, None))
+            .await
+            .map_err(ApiError::from_writer)
+    }
+
+    /// Sends `command` and answers `status` with the events it recorded, or the problem.
+    pub async fn answer(
+        &self,
+        w: &Writer,
+        command: Command,
+        status: StatusCode,
+    ) -> Result<Response, ApiError> {
+        let reply = self.send(w, command).await?;
+        Ok(respond(reply, status, |events| EventsResponse { events }))
+    }
+
+    /// Sends the commands of a file upload, a bounded number at a time, in order, each under
+    /// the request's Idempotency-Key suffixed by its first row (`KEY#row-N`). Answers every
+    /// command's reply or the writer's refusal to take it, in the order given.
+    pub async fn send_rows(
+        &self,
+        w: &Writer,
+        commands: Vec<(u64, Command)>,
+    ) -> Result<Vec<Result<Reply, WriterError>>, ApiError> {
+        let key = self.idempotency_key(
+            UPLOAD_IDEMPOTENCY_KEY_MAX,
+            "must be 1-240 visible ASCII characters for a file upload",
+        )?;
+        let sends = commands.into_iter().map(|(row, command)| {
+            let meta = self.meta(key, Some(row));
+            submit(w, command, meta)
+        });
+        Ok(futures_util::stream::iter(sends)
+            .buffered(SUBMIT_CONCURRENCY)
+            .collect()
+            .await)
+    }
+
+    /// The Idempotency-Key header, checked: 1-`max` visible ASCII characters.
+    fn idempotency_key(&self, max: usize, detail: &str) -> Result<Option<&str>, ApiError> {
+        let Some(value) = self.headers.get("idempotency-key") else {
+            return Ok(None);
+        };
+        value
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= max && k.chars().all(|c| c.is_ascii_graphic()))
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid("Idempotency-Key", detail))
+    }
+
+    /// What the log records about the request: who, through which channel, its key scoped to
+    /// the caller (with the row of a file upload) and its correlation id.
+    fn meta(&self, key: Option<&str>, row: Option<u64>) -> RequestMeta {
+        let actor = format!("{}:{}", self.caller.role.as_str(), self.caller.sub);
+        RequestMeta {
+            idempotency_key: key.map(|key| match row {
+                Some(row) => format!("{actor}:{key}#row-{row}"),
+                None => format!("{actor}:{key}"),
+            }),
+            actor: Some(actor),
+            channel: Some(channel_name(channel_of(&self.caller)).into()),
+            correlation_id: self
+                .headers
+                .get("x-correlation-id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| v.len() <= 128)
+                .map(str::to_owned),
+        }
+    }
+}
+
+/// Submits a command to the writer, timing it per command.
+async fn submit(w: &Writer, command: Command, meta: RequestMeta) -> Result<Reply, WriterError> {
+    let name = command.name();
+    let started = std::time::Instant::now();
+    let reply = w.submit(command, meta).await;
+    metrics::histogram!("ochered_command_seconds", "command" => name)
+        .record(started.elapsed().as_secs_f64());
+    reply
+}
+
+/// Officers and registrars type requests in at a service centre; everyone else uses the
+/// portal.
+pub fn channel_of(caller: &Caller) -> Channel {
+    match caller.role {
+        Role::Officer | Role::Registrar => Channel::ServiceCentre,
+        _ => Channel::Portal,
+    }
+}
+
+/// The channel as the log records it (its serde name).
+fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Portal => "portal",
+        Channel::ServiceCentre => "service_centre",
+        Channel::Api => "api",
+    }
+}
+
+/// Turns a writer's reply into a response: accepted → `status` with `body(events)`,
+/// rejected → problem+json; a replayed answer is marked ([`mark_replayed`]).
+pub fn respond<T: Serialize>(
+    reply: Reply,
+    status: StatusCode,
+    body: impl FnOnce(Vec<CommittedEvent>) -> T,
+) -> Response {
+    let response = match reply.outcome {
+        Outcome::Accepted { events } => (status, Json(body(events))).into_response(),
+        Outcome::Rejected { rejection } => ApiError::from_rejection(&rejection).into_response(),
+    };
+    mark_replayed(response, reply.replayed)
+}
+
+/// Marks the stored first answer to an earlier request with the same Idempotency-Key:
+/// `Idempotent-Replayed: true`.
+pub fn mark_replayed(mut response: Response, replayed: bool) -> Response {
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// The events a command recorded.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventsResponse {
+    #[schema(value_type = Vec<CommittedEventSchema>)]
+    pub events: Vec<CommittedEvent>,
+}

@@ -1,0 +1,54 @@
+//! Personal data of submissions: sealed (encrypted under a key of the applicant's own) before
+//! the command reaches the engine, so the log holds only ciphertext.
+
+use ochered_core::command::{Command, Sealed, SEALED_NONCE_HEX};
+use ochered_core::domain::PersonKey;
+use ochered_core::RejectionKind;
+use ochered_writer::privacy::PrivacyError;
+use ochered_writer::Writer;
+
+use crate::http::error::ApiError;
+use crate::state::AppState;
+use crate::wire::ContactView;
+
+/// A failure of the data keys' store: 503 when it does not answer, else an opaque 500.
+pub fn privacy_error(error: PrivacyError) -> ApiError {
+    if error.is_unavailable() {
+        ApiError::unavailable("the store is unavailable; retry shortly")
+    } else {
+        tracing::error!(%error, "personal data");
+        ApiError::internal()
+    }
+}
+
+/// Seals a submission's personal data into its command (`command(sealed)`). Bad input is
+/// refused before anything is stored: the rules are asked first, against the current state,
+/// so an invalid request makes no data key; the writer then decides again, authoritatively.
+pub async fn with_sealed(
+    state: &AppState,
+    w: &Writer,
+    child: &PersonKey,
+    contact: Option<ContactView>,
+    command: impl Fn(Option<Sealed>) -> Command,
+) -> Result<Command, ApiError> {
+    let Some(contact) = contact else {
+        return Ok(command(None));
+    };
+    let placeholder = Sealed {
+        nonce: "0".repeat(SEALED_NONCE_HEX),
+        ciphertext: "0".repeat(32),
+    };
+    let check = command(Some(placeholder));
+    if let Some(Err(rejection)) = w.check([&check]).pop() {
+        if rejection.kind() == RejectionKind::Invalid {
+            return Err(ApiError::from_rejection(&rejection));
+        }
+    }
+    let plaintext = serde_json::to_vec(&contact).map_err(|_| ApiError::internal())?;
+    let sealed = state
+        .privacy
+        .seal(w.authority(), child, &plaintext)
+        .await
+        .map_err(privacy_error)?;
+    Ok(command(Some(sealed)))
+}

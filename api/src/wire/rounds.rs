@@ -1,0 +1,159 @@
+//! What a round looks like on the wire: its scope, seats and placements, as answered by
+//! running it and by reading its results.
+
+use chrono::{DateTime, Utc};
+use ochered_core::domain::{ApplicationNumber, InstitutionId, RoundId};
+use ochered_core::rounds::{Round, RoundScope};
+use ochered_core::state::{Placement, PlacementStatus, State};
+use ochered_core::Event;
+use ochered_writer::{CommittedEvent, Writer};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::schema::Code;
+
+#[derive(Serialize, ToSchema)]
+pub struct RoundSeats {
+    /// `K001/3` (kindergarten age group) or `S001` (school).
+    id: String,
+    #[schema(value_type = Code)]
+    institution: InstitutionId,
+    age_group: Option<u8>,
+    capacity: u32,
+}
+
+/// A placement; `status`, `deadline` and `answered_at` are shown to officers only.
+#[derive(Serialize, ToSchema)]
+pub struct RoundPlacementView {
+    #[schema(value_type = u32)]
+    application: ApplicationNumber,
+    /// The id of the seat group, as in `seats`.
+    seats: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    status: Option<PlacementStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    deadline: Option<Option<DateTime<Utc>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    answered_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// A round's summary and placements.
+#[derive(Serialize, ToSchema)]
+pub struct RoundView {
+    #[schema(value_type = Code)]
+    id: RoundId,
+    at: DateTime<Utc>,
+    /// `{"service": "kindergarten", "intake_year", "intake_date", "offer_deadline"}` or
+    /// `{"service": "school", "campaign", "stage"}`.
+    #[schema(value_type = Object)]
+    scope: serde_json::Value,
+    applicants: usize,
+    placed: usize,
+    seats: Vec<RoundSeats>,
+    placements: Vec<RoundPlacementView>,
+}
+
+/// The answer to running a round.
+#[derive(Serialize, ToSchema)]
+pub struct RoundResponse {
+    round: Option<RoundView>,
+    authority_seq: Option<i64>,
+}
+
+/// A round's summary and placements. `full` adds what families answered (officers only).
+pub fn round_view(state: &State, round: &Round, full: bool) -> RoundView {
+    let scope = match round.scope {
+        RoundScope::Kindergarten {
+            intake_year,
+            intake_date,
+            offer_deadline,
+        } => json!({
+            "service": "kindergarten",
+            "intake_year": intake_year,
+            "intake_date": intake_date,
+            "offer_deadline": offer_deadline,
+        }),
+        RoundScope::School { campaign, stage } => json!({
+            "service": "school",
+            "campaign": state.campaign(campaign).config.id,
+            "stage": stage,
+        }),
+    };
+    let seats = round
+        .seats
+        .iter()
+        .map(|g| RoundSeats {
+            id: state.seat_group_id(g),
+            institution: state.institution(g.institution).id.clone(),
+            age_group: g.age_group,
+            capacity: g.capacity,
+        })
+        .collect();
+    let placements = round
+        .placements
+        .iter()
+        .map(|p| {
+            let mut view = RoundPlacementView {
+                application: p.number,
+                seats: state.seat_group_id(&round.seats[p.seats as usize]),
+                status: None,
+                deadline: None,
+                answered_at: None,
+            };
+            if full {
+                if let Some(placement) = placement_in(state, round, p.number) {
+                    view.status = Some(placement.status);
+                    view.deadline = Some(placement.deadline);
+                    view.answered_at = Some(placement.answered_at);
+                }
+            }
+            view
+        })
+        .collect();
+    RoundView {
+        id: round.id.clone(),
+        at: round.at,
+        scope,
+        applicants: round.n_applicants(),
+        placed: round.placements.len(),
+        seats,
+        placements,
+    }
+}
+
+/// The application's placement by this round, if it is still its placement (a later round
+/// may have placed it again): what the family answered and when.
+pub fn placement_in<'a>(
+    state: &'a State,
+    round: &Round,
+    number: ApplicationNumber,
+) -> Option<&'a Placement> {
+    state
+        .application(number)
+        .and_then(|app| app.placement)
+        .map(|idx| state.placement(idx))
+        .filter(|placement| state.rounds()[placement.round as usize].id == round.id)
+}
+
+/// The answer to running a round: its summary and placements, read from the committed event.
+pub fn round_response(w: &Writer, events: Vec<CommittedEvent>) -> RoundResponse {
+    let round = events.iter().find_map(|e| match &e.event {
+        Event::KindergartenRoundCompleted { round, .. }
+        | Event::SchoolEnrollmentCompleted { round, .. } => Some(round.clone()),
+        _ => None,
+    });
+    let results = round.and_then(|id| {
+        w.read(|s| {
+            let idx = s.round_idx(&id)?;
+            Some(round_view(s, &s.rounds()[idx as usize], true))
+        })
+    });
+    RoundResponse {
+        round: results,
+        authority_seq: events.last().map(|e| e.authority_seq),
+    }
+}
