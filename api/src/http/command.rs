@@ -9,7 +9,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
@@ -34,11 +34,13 @@ pub const UPLOAD_IDEMPOTENCY_KEY_MAX: usize = 240;
 const SUBMIT_CONCURRENCY: usize = 64;
 
 /// A write's context: the server's state, the authenticated caller (401 without a valid
-/// token) and the request's headers (Idempotency-Key, X-Correlation-Id).
+/// token) and the two headers a write reads (Idempotency-Key, X-Correlation-Id), kept
+/// rather than a copy of every header.
 pub struct Write {
     pub state: AppState,
     pub caller: Caller,
-    headers: HeaderMap,
+    idempotency_key: Option<HeaderValue>,
+    correlation_id: Option<HeaderValue>,
 }
 
 impl FromRequestParts<AppState> for Write {
@@ -52,7 +54,8 @@ impl FromRequestParts<AppState> for Write {
         Ok(Write {
             state: state.clone(),
             caller,
-            headers: parts.headers.clone(),
+            idempotency_key: parts.headers.get("idempotency-key").cloned(),
+            correlation_id: parts.headers.get("x-correlation-id").cloned(),
         })
     }
 }
@@ -120,7 +123,7 @@ impl Write {
 
     /// The Idempotency-Key header, checked: 1-`max` visible ASCII characters.
     fn idempotency_key(&self, max: usize, detail: &str) -> Result<Option<&str>, ApiError> {
-        let Some(value) = self.headers.get("idempotency-key") else {
+        let Some(value) = &self.idempotency_key else {
             return Ok(None);
         };
         value
@@ -143,8 +146,8 @@ impl Write {
             actor: Some(actor),
             channel: Some(channel_name(channel_of(&self.caller)).into()),
             correlation_id: self
-                .headers
-                .get("x-correlation-id")
+                .correlation_id
+                .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| v.len() <= 128)
                 .map(str::to_owned),
