@@ -200,7 +200,6 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Serve(args) => {
-            init_tracing();
             ochered_api::serve(args).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -647,17 +646,6 @@ async fn open_store(
 
 fn stdout() -> std::io::Stdout {
     std::io::stdout()
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("OCHERED_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: under systemd the journal would keep the escape codes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .try_init();
 }
 
 fn read_text(path: &std::path::Path) -> anyhow::Result<String> {
