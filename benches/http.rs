@@ -371,6 +371,7 @@ fn main() {
         snapshot_every: 10_000_000,
         demo_authority: "demo".into(),
         webhooks: WebhookConfig::default(),
+        oidc: None,
     };
     let (server, echo_addr) = server_rt.block_on(async {
         let server = ochered_api::spawn(config).await.unwrap();

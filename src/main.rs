@@ -20,11 +20,7 @@ struct Cli {
 /// Where the event log lives: a SQLite file (the default) or a PostgreSQL URL.
 #[derive(clap::Args, Clone)]
 struct StoreArgs {
-    #[arg(
-        long,
-        env = "OCHERED_DATABASE_URL",
-        default_value = "sqlite://ochered.db"
-    )]
+    #[arg(long, env = "OCHERED_DATABASE_URL", default_value = ochered_api::config::DEFAULT_DATABASE_URL)]
     database_url: String,
 }
 
@@ -234,7 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let key = read_transparency_key(public_key.as_deref())?;
                     return Ok(report_heads(&heads, &key, None, authority.as_deref()));
                 }
-                None => "sqlite://ochered.db".to_string(),
+                None => ochered_api::config::DEFAULT_DATABASE_URL.to_string(),
             };
             let store = open_store(&StoreArgs { database_url }).await?;
             let mut ok = true;

@@ -37,8 +37,7 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let timeout_ms = state.config.request_timeout_ms;
     let body_limit = state.config.body_limit_bytes;
-    let limiter =
-        ratelimit::SubmissionLimiter::new(state.config.rate_limit, &state.config.jwt_secret);
+    let limiter = ratelimit::SubmissionLimiter::new(state.config.rate_limit, state.tokens.clone());
     let engine = state.engine.clone();
     let waits: admission::WaitSource =
         Arc::new(move |authority| engine.writer(authority).map(|w| w.pressure()));
@@ -252,7 +251,19 @@ async fn listen_and_serve(
             )
         }
     };
+    let tokens = Arc::new(crate::http::oidc::Tokens::new(
+        &config.jwt_secret,
+        config.jwt_secret_is_default,
+        config.oidc.clone(),
+    )?);
+    if let Some(oidc) = tokens.oidc() {
+        tracing::info!(issuer = %oidc.config().issuer, "accepting the identity provider's tokens");
+        if !config.jwt_secret_is_default {
+            tracing::info!("also accepting HS256 tokens signed with the configured secret");
+        }
+    }
     let state = AppState {
+        tokens,
         privacy: Arc::new(ochered_writer::privacy::Privacy::new(
             engine.store().clone(),
             master,
@@ -318,7 +329,7 @@ async fn expire_periodically(engine: Arc<Engine>) {
 /// `ochered serve`: runs until SIGTERM or Ctrl-C, then stops accepting and finishes in-flight
 /// requests (and so their commits) before returning.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cluster_args = args.clone();
+    let cluster_args = args.settings.cluster.clone();
     let config = ServerConfig::resolve(args)?;
     let cluster = config::cluster_options(&cluster_args, &config.database_url)?;
     if config.jwt_secret_is_default {

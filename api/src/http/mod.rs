@@ -3,7 +3,8 @@
 //! (`crate::status`), the pages or the OpenAPI document; the services import these.
 //!
 //! - `error`: problem+json answers; `json`: the JSON body extractor naming the bad field;
-//! - `auth`: bearer tokens and roles; `access`: which authority and application a caller
+//! - `auth`: bearer tokens and roles; `oidc`: tokens of an OpenID Connect provider, and
+//!   the one check of every bearer token; `access`: which authority and application a caller
 //!   may reach;
 //! - `command`: the one path of every write (role → body → writer → command →
 //!   idempotency → answer);
@@ -18,5 +19,6 @@ pub mod command;
 pub mod error;
 pub mod json;
 pub mod observe;
+pub mod oidc;
 pub mod personal;
 pub mod ratelimit;
