@@ -161,6 +161,10 @@ pub struct Settings {
     #[arg(long, env = "OCHERED_OIDC_ROLE_MAP", value_delimiter = ',')]
     #[serde(deserialize_with = "one_or_many")]
     pub oidc_role_map: Vec<String>,
+    /// Export the request and commit spans to this OpenTelemetry collector (OTLP over HTTP,
+    /// JSON), e.g. http://127.0.0.1:4318 (sent to its /v1/traces); off unless set.
+    #[arg(long, env = "OCHERED_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// TOML file with any of the settings above (snake_case keys) except the cluster's.
     #[arg(long, env = "OCHERED_CONFIG")]
     #[serde(skip)]
@@ -493,6 +497,8 @@ pub struct ServerConfig {
     pub webhooks: WebhookConfig,
     /// Tokens of an OpenID Connect provider; none: HS256 tokens only.
     pub oidc: Option<OidcConfig>,
+    /// Where request and commit spans are exported (OTLP/HTTP); none: not exported.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where and how status-change webhooks are delivered.
@@ -651,6 +657,7 @@ impl ServerConfig {
             demo_authority: s.demo_authority,
             webhooks,
             oidc,
+            otlp_endpoint: s.otlp_endpoint,
         })
     }
 }

@@ -68,6 +68,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(req, next, timeout_ms)
         }));
+    // With trace export, each request's span (and a correlation id when it has none).
+    if state.config.otlp_endpoint.is_some() {
+        app = app.layer(middleware::from_fn(crate::http::trace::request_span));
+    }
     // CORS only for the configured origins (checked by the configuration); without any, no
     // Access-Control-* header is ever sent and browsers keep other sites out.
     let origins: Vec<axum::http::HeaderValue> = state
@@ -331,6 +335,7 @@ async fn expire_periodically(engine: Arc<Engine>) {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cluster_args = args.settings.cluster.clone();
     let config = ServerConfig::resolve(args)?;
+    let traces = crate::http::trace::init(config.otlp_endpoint.as_deref())?;
     let cluster = config::cluster_options(&cluster_args, &config.database_url)?;
     if config.jwt_secret_is_default {
         tracing::warn!("no OCHERED_JWT_SECRET configured: using the development secret; do not run like this in production");
@@ -340,6 +345,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.stop().await;
+    traces.shutdown().await;
     Ok(())
 }
 

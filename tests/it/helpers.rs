@@ -58,6 +58,7 @@ pub fn config_for(url: String) -> ServerConfig {
         demo_authority: "demo".into(),
         webhooks: Default::default(),
         oidc: None,
+        otlp_endpoint: None,
     }
 }
 

@@ -19,4 +19,5 @@ mod simulator;
 mod slow_body;
 mod status_updates;
 mod tamper;
+mod traces;
 mod transparency;

@@ -9,7 +9,8 @@
 //! - `command`: the one path of every write (role → body → writer → command →
 //!   idempotency → answer);
 //! - `admission`, `ratelimit`, `observe`: middleware (load shedding, per-client limits of
-//!   submissions, metrics and timeouts); `cluster`: forwarding writes to the owning node.
+//!   submissions, metrics and timeouts); `trace`: the log, and the optional OTLP export of
+//!   request and commit spans; `cluster`: forwarding writes to the owning node.
 
 pub mod access;
 pub mod admission;
@@ -22,3 +23,4 @@ pub mod observe;
 pub mod oidc;
 pub mod personal;
 pub mod ratelimit;
+pub mod trace;
