@@ -371,6 +371,8 @@ fn main() {
         snapshot_every: 10_000_000,
         demo_authority: "demo".into(),
         webhooks: WebhookConfig::default(),
+        oidc: None,
+        otlp_endpoint: None,
     };
     let (server, echo_addr) = server_rt.block_on(async {
         let server = ochered_api::spawn(config).await.unwrap();

@@ -20,11 +20,7 @@ struct Cli {
 /// Where the event log lives: a SQLite file (the default) or a PostgreSQL URL.
 #[derive(clap::Args, Clone)]
 struct StoreArgs {
-    #[arg(
-        long,
-        env = "OCHERED_DATABASE_URL",
-        default_value = "sqlite://ochered.db"
-    )]
+    #[arg(long, env = "OCHERED_DATABASE_URL", default_value = ochered_api::config::DEFAULT_DATABASE_URL)]
     database_url: String,
 }
 
@@ -204,7 +200,6 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Serve(args) => {
-            init_tracing();
             ochered_api::serve(args).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -234,7 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let key = read_transparency_key(public_key.as_deref())?;
                     return Ok(report_heads(&heads, &key, None, authority.as_deref()));
                 }
-                None => "sqlite://ochered.db".to_string(),
+                None => ochered_api::config::DEFAULT_DATABASE_URL.to_string(),
             };
             let store = open_store(&StoreArgs { database_url }).await?;
             let mut ok = true;
@@ -651,17 +646,6 @@ async fn open_store(
 
 fn stdout() -> std::io::Stdout {
     std::io::stdout()
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("OCHERED_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: under systemd the journal would keep the escape codes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .try_init();
 }
 
 fn read_text(path: &std::path::Path) -> anyhow::Result<String> {

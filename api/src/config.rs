@@ -1,21 +1,33 @@
-//! Server configuration: flags, `OCHERED_*` environment variables and an optional TOML file,
-//! in that order of precedence.
+//! Server configuration. Every setting of `ochered serve` is declared once, in [`Settings`]:
+//! its flag, its `OCHERED_*` variable, its key in the TOML file (`--config`) and its default.
+//! Precedence: the flag, then the variable, then the file, then the default.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::{Args, FromArgMatches};
+use serde::{Deserialize, Serialize};
 
-/// Flags of `ochered serve`. Every flag also reads an `OCHERED_*` variable.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "OCHERED_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Event log: a SQLite file or a postgres:// URL [default: sqlite://ochered.db].
-    #[arg(long, env = "OCHERED_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// File holding the database URL (it may carry a password), instead of --database-url.
+/// The event log `ochered` opens when none is named.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://ochered.db";
+
+/// The settings of `ochered serve`, one declaration each. A key of the TOML file is the
+/// field's name; the flag is the same name in kebab case.
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "OCHERED_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Event log: a SQLite file or a postgres:// URL.
+    #[arg(long, env = "OCHERED_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// File holding the database URL (it may carry a password), used when no database URL
+    /// is given.
     #[arg(long, env = "OCHERED_DATABASE_URL_FILE")]
     pub database_url_file: Option<PathBuf>,
     /// Do not seed the demo authority on first start.
@@ -41,46 +53,45 @@ pub struct ServeArgs {
     /// File holding the master data key (instead of --data-key).
     #[arg(long, env = "OCHERED_DATA_KEY_FILE")]
     pub data_key_file: Option<PathBuf>,
-    /// Most commands waiting per authority before the server answers 503 [default: 65536].
-    #[arg(long, env = "OCHERED_QUEUE_MAX")]
-    pub queue_max: Option<usize>,
+    /// Most commands waiting per authority before the server answers 503.
+    #[arg(long, env = "OCHERED_QUEUE_MAX", default_value_t = 65_536)]
+    pub queue_max: usize,
     /// Most API reads, and as many writes, in progress at once (under /api/v1/); past it the
-    /// server answers 503 `overloaded` with Retry-After at once; 0 turns the bound off
-    /// [default: 1024].
-    #[arg(long, env = "OCHERED_MAX_IN_FLIGHT")]
-    pub max_in_flight: Option<usize>,
+    /// server answers 503 `overloaded` with Retry-After at once; 0 turns the bound off.
+    #[arg(long, env = "OCHERED_MAX_IN_FLIGHT", default_value_t = crate::http::admission::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
     /// The wait in front of an authority's writer that admission control accepts, in
     /// milliseconds: a write that would wait longer (queued commands over the writer's
-    /// measured drain rate) is answered 503 with Retry-After at once; 0 turns the check off
-    /// [default: 50].
-    #[arg(long, env = "OCHERED_ADMISSION_TARGET_MS")]
-    pub admission_target_ms: Option<u64>,
-    /// Most commands per group commit [default: 2048].
-    #[arg(long, env = "OCHERED_BATCH_MAX")]
-    pub batch_max: Option<usize>,
-    /// Request timeout in milliseconds [default: 10000].
-    #[arg(long, env = "OCHERED_REQUEST_TIMEOUT_MS")]
-    pub request_timeout_ms: Option<u64>,
-    /// Largest request body in bytes [default: 65536].
-    #[arg(long, env = "OCHERED_BODY_LIMIT_BYTES")]
-    pub body_limit_bytes: Option<usize>,
+    /// measured drain rate) is answered 503 with Retry-After at once; 0 turns the check off.
+    #[arg(long, env = "OCHERED_ADMISSION_TARGET_MS", default_value_t = crate::http::admission::DEFAULT_TARGET_MS)]
+    pub admission_target_ms: u64,
+    /// Most commands per group commit.
+    #[arg(long, env = "OCHERED_BATCH_MAX", default_value_t = 2048)]
+    pub batch_max: usize,
+    /// Request timeout in milliseconds.
+    #[arg(long, env = "OCHERED_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Largest request body in bytes.
+    #[arg(long, env = "OCHERED_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    pub body_limit_bytes: usize,
     /// An origin allowed to call the API from a browser, e.g. https://portal.example (repeat
-    /// the flag or separate with commas); CORS is off unless set.
+    /// the flag or separate with commas); CORS is off unless set. In the file: a list
+    /// (`cors_origins = [...]`) or a comma-separated text (`cors_origin = "..."`).
     #[arg(long, env = "OCHERED_CORS_ORIGINS", value_delimiter = ',')]
+    #[serde(alias = "cors_origins", deserialize_with = "one_or_many")]
     pub cors_origin: Vec<String>,
-    /// Submissions (applications, bookings) per minute per client; 0 turns the limit off
-    /// [default: 30].
-    #[arg(long, env = "OCHERED_RATE_LIMIT_PER_MINUTE")]
-    pub rate_limit_per_minute: Option<u32>,
-    /// Submissions a client may make at once before the per-minute rate applies [default: 20].
-    #[arg(long, env = "OCHERED_RATE_LIMIT_BURST")]
-    pub rate_limit_burst: Option<u32>,
-    /// Save a snapshot every N events per authority [default: 200000].
-    #[arg(long, env = "OCHERED_SNAPSHOT_EVERY")]
-    pub snapshot_every: Option<u64>,
-    /// The demo authority's id [default: demo].
-    #[arg(long, env = "OCHERED_DEMO_AUTHORITY")]
-    pub demo_authority: Option<String>,
+    /// Submissions (applications, bookings) per minute per client; 0 turns the limit off.
+    #[arg(long, env = "OCHERED_RATE_LIMIT_PER_MINUTE", default_value_t = 30)]
+    pub rate_limit_per_minute: u32,
+    /// Submissions a client may make at once before the per-minute rate applies.
+    #[arg(long, env = "OCHERED_RATE_LIMIT_BURST", default_value_t = 20)]
+    pub rate_limit_burst: u32,
+    /// Save a snapshot every N events per authority.
+    #[arg(long, env = "OCHERED_SNAPSHOT_EVERY", default_value_t = 200_000)]
+    pub snapshot_every: u64,
+    /// The demo authority's id.
+    #[arg(long, env = "OCHERED_DEMO_AUTHORITY", default_value = "demo")]
+    pub demo_authority: String,
     /// Status-change webhooks are POSTed here (at least once, in log order); off unless set.
     #[arg(long, env = "OCHERED_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
@@ -94,25 +105,79 @@ pub struct ServeArgs {
     /// path + `.webhooks.json`, or `ochered-webhooks.json` for PostgreSQL].
     #[arg(long, env = "OCHERED_WEBHOOK_CURSOR_FILE")]
     pub webhook_cursor_file: Option<PathBuf>,
-    /// Timeout of one webhook delivery in milliseconds [default: 5000].
-    #[arg(long, env = "OCHERED_WEBHOOK_TIMEOUT_MS")]
-    pub webhook_timeout_ms: Option<u64>,
-    /// First retry delay in milliseconds; doubles per attempt, with jitter [default: 500].
-    #[arg(long, env = "OCHERED_WEBHOOK_BACKOFF_INITIAL_MS")]
-    pub webhook_backoff_initial_ms: Option<u64>,
-    /// Longest retry delay in milliseconds [default: 60000].
-    #[arg(long, env = "OCHERED_WEBHOOK_BACKOFF_MAX_MS")]
-    pub webhook_backoff_max_ms: Option<u64>,
-    /// Attempts before a notification is given up (logged and counted); 0 retries for ever
-    /// [default: 0].
-    #[arg(long, env = "OCHERED_WEBHOOK_MAX_ATTEMPTS")]
-    pub webhook_max_attempts: Option<u32>,
-    /// Notifications in flight at once per authority; 1 keeps strict log order [default: 1].
-    #[arg(long, env = "OCHERED_WEBHOOK_CONCURRENCY")]
-    pub webhook_concurrency: Option<usize>,
-    /// TOML file with any of the settings above (snake_case keys).
+    /// Timeout of one webhook delivery in milliseconds.
+    #[arg(long, env = "OCHERED_WEBHOOK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub webhook_timeout_ms: u64,
+    /// First retry delay in milliseconds; doubles per attempt, with jitter.
+    #[arg(
+        long,
+        env = "OCHERED_WEBHOOK_BACKOFF_INITIAL_MS",
+        default_value_t = 500
+    )]
+    pub webhook_backoff_initial_ms: u64,
+    /// Longest retry delay in milliseconds.
+    #[arg(long, env = "OCHERED_WEBHOOK_BACKOFF_MAX_MS", default_value_t = 60_000)]
+    pub webhook_backoff_max_ms: u64,
+    /// Attempts before a notification is given up (logged and counted); 0 retries for ever.
+    #[arg(long, env = "OCHERED_WEBHOOK_MAX_ATTEMPTS", default_value_t = 0)]
+    pub webhook_max_attempts: u32,
+    /// Notifications in flight at once per authority; 1 keeps strict log order.
+    #[arg(long, env = "OCHERED_WEBHOOK_CONCURRENCY", default_value_t = 1)]
+    pub webhook_concurrency: usize,
+    /// The OpenID Connect provider's issuer (the tokens' `iss`), e.g.
+    /// https://id.example/realms/city; with it, RS256 and ES256 tokens signed with the
+    /// provider's keys are accepted (docs/OPERATIONS.md). Needs the audience and a JWKS.
+    #[arg(long, env = "OCHERED_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The audience (`aud`) the provider gives this server's tokens: its client id.
+    #[arg(long, env = "OCHERED_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// A file with the provider's public keys (JWKS), read at start and again when a token
+    /// names a key it does not hold.
+    #[arg(long, env = "OCHERED_OIDC_JWKS_FILE")]
+    pub oidc_jwks_file: Option<PathBuf>,
+    /// The provider's JWKS URL (http:// only: this build has no TLS client), fetched on
+    /// first use, again when a token names an unknown key, and when the keys grow old.
+    #[arg(long, env = "OCHERED_OIDC_JWKS_URL")]
+    pub oidc_jwks_url: Option<String>,
+    /// Least seconds between two reads of the keys caused by tokens naming unknown keys.
+    #[arg(long, env = "OCHERED_OIDC_JWKS_REFETCH_S", default_value_t = 60)]
+    pub oidc_jwks_refetch_s: u64,
+    /// Seconds after which the keys are read again before the next token is checked.
+    #[arg(long, env = "OCHERED_OIDC_JWKS_MAX_AGE_S", default_value_t = 3600)]
+    pub oidc_jwks_max_age_s: u64,
+    /// Clock skew allowed on the tokens' `exp` and `nbf`, in seconds.
+    #[arg(long, env = "OCHERED_OIDC_LEEWAY_S", default_value_t = 60)]
+    pub oidc_leeway_s: u64,
+    /// The claim holding the caller's subject (a name, or a dotted path).
+    #[arg(long, env = "OCHERED_OIDC_SUBJECT_CLAIM", default_value = "sub")]
+    pub oidc_subject_claim: String,
+    /// The claim holding the caller's role, a text or a list of texts (a name, or a dotted
+    /// path such as realm_access.roles).
+    #[arg(long, env = "OCHERED_OIDC_ROLE_CLAIM", default_value = "role")]
+    pub oidc_role_claim: String,
+    /// Provider role values and the role each stands for, e.g. school-officer=officer (repeat
+    /// the flag or separate with commas); a value not listed counts when it is a role's name.
+    #[arg(long, env = "OCHERED_OIDC_ROLE_MAP", value_delimiter = ',')]
+    #[serde(deserialize_with = "one_or_many")]
+    pub oidc_role_map: Vec<String>,
+    /// Export the request and commit spans to this OpenTelemetry collector (OTLP over HTTP,
+    /// JSON), e.g. http://127.0.0.1:4318 (sent to its /v1/traces); off unless set.
+    #[arg(long, env = "OCHERED_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// TOML file with any of the settings above (snake_case keys) except the cluster's.
     #[arg(long, env = "OCHERED_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Read from the command line or the environment only.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub cluster: ClusterArgs,
+}
+
+/// `--cluster` and its two companions: read from the command line or the environment only.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
     /// Cluster mode (PostgreSQL only): several nodes share one database, one writer per
     /// authority (docs/SCALING.md). Needs --node-id and --advertise-url.
     #[arg(long, env = "OCHERED_CLUSTER")]
@@ -125,6 +190,194 @@ pub struct ServeArgs {
     pub advertise_url: Option<String>,
 }
 
+impl Default for Settings {
+    /// Every setting at its declared default (the environment is not read).
+    fn default() -> Self {
+        let command = Settings::augment_args(clap::Command::new("serve").no_binary_name(true))
+            .mut_args(|arg| arg.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from(std::iter::empty::<OsString>())
+            .expect("the declared defaults parse");
+        Settings::from_arg_matches(&matches).expect("the declared defaults parse")
+    }
+}
+
+/// A list, or one comma-separated text.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(de)? {
+        OneOrMany::One(text) => text.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(list) => list,
+    })
+}
+
+/// `ochered serve`'s flags: the [`Settings`] as parsed, and which of them were given as a
+/// flag or an `OCHERED_*` variable (those win over the file; the others are defaults).
+#[derive(Debug, Clone, Default)]
+pub struct ServeArgs {
+    pub settings: Settings,
+    given: BTreeSet<String>,
+}
+
+impl ServeArgs {
+    /// The flags of `ochered serve` (without the program and command names), with the
+    /// `OCHERED_*` variables of the environment.
+    pub fn from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let command = Self::augment_args(clap::Command::new("serve").no_binary_name(true));
+        Self::from_arg_matches(&command.try_get_matches_from(flags)?)
+    }
+
+    /// The settings with the file's values (`--config`) under the flags' and variables', and
+    /// the names of the settings given anywhere (not left at their defaults).
+    pub fn with_file(self) -> anyhow::Result<(Settings, BTreeSet<String>)> {
+        let Some(path) = self.settings.config.clone() else {
+            return Ok((self.settings, self.given));
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        let parse = || format!("failed to parse {}", path.display());
+        let file: Settings = toml::from_str(&text).with_context(parse)?;
+        let keys: toml::Table = toml::from_str(&text).with_context(parse)?;
+        let flags = serde_json::to_value(&self.settings)?;
+        let mut merged = serde_json::to_value(&file)?;
+        for key in &self.given {
+            if let (Some(value), Some(slot)) = (flags.get(key), merged.get_mut(key)) {
+                *slot = value.clone();
+            }
+        }
+        let mut settings: Settings = serde_json::from_value(merged)?;
+        settings.config = self.settings.config;
+        settings.cluster = self.settings.cluster;
+        let mut given = self.given;
+        given.extend(keys.keys().map(|key| match key.as_str() {
+            "cors_origins" => "cors_origin".to_owned(),
+            key => key.to_owned(),
+        }));
+        Ok((settings, given))
+    }
+}
+
+impl FromArgMatches for ServeArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let given = matches
+            .ids()
+            .filter(|id| {
+                matches!(
+                    matches.value_source(id.as_str()),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            })
+            .map(|id| id.as_str().to_owned())
+            .collect();
+        Ok(Self {
+            settings: Settings::from_arg_matches(matches)?,
+            given,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for ServeArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        Settings::augment_args(command)
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Settings::augment_args_for_update(command)
+    }
+}
+
+/// Where the identity provider's public keys are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A JWKS file (kept up to date by the operator, e.g. by a timer fetching it).
+    File(PathBuf),
+    /// The provider's JWKS endpoint (`http://` only).
+    Url(String),
+}
+
+/// The OpenID Connect settings ([`crate::http::oidc`]), checked.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The `aud` every token must carry (this server's client id at the provider).
+    pub audience: String,
+    pub jwks: JwksSource,
+    /// Least time between two reads of the keys caused by unknown key ids.
+    pub refetch_min: std::time::Duration,
+    /// Keys older than this are read again before a token is checked.
+    pub max_age: std::time::Duration,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_s: u64,
+    /// The claim holding the subject: a name, or a dotted path into nested objects.
+    pub subject_claim: String,
+    /// The claim holding the role: a text or a list of texts (a name or a dotted path).
+    pub role_claim: String,
+    /// Provider values and the role name each stands for.
+    pub role_map: Vec<(String, String)>,
+}
+
+impl OidcConfig {
+    /// The provider's settings, or none when no issuer is set.
+    fn from_settings(s: &Settings) -> anyhow::Result<Option<Self>> {
+        let Some(issuer) = s.oidc_issuer.clone() else {
+            if s.oidc_audience.is_some() || s.oidc_jwks_file.is_some() || s.oidc_jwks_url.is_some()
+            {
+                anyhow::bail!("oidc_issuer: needed with the other oidc_ settings");
+            }
+            return Ok(None);
+        };
+        let audience = s
+            .oidc_audience
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("oidc_audience: needed with oidc_issuer"))?;
+        let jwks = match (&s.oidc_jwks_file, &s.oidc_jwks_url) {
+            (Some(file), None) => JwksSource::File(file.clone()),
+            (None, Some(url)) => JwksSource::Url(url.clone()),
+            _ => anyhow::bail!(
+                "oidc_jwks_file or oidc_jwks_url (one of them) is needed with oidc_issuer"
+            ),
+        };
+        let role_map = s
+            .oidc_role_map
+            .iter()
+            .map(|e| e.trim())
+            .filter(|e| !e.is_empty())
+            .map(|entry| {
+                let (value, role) = entry.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!("oidc_role_map: {entry:?} is not `provider-value=role`")
+                })?;
+                Ok((value.trim().to_owned(), role.trim().to_owned()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some(Self {
+            issuer,
+            audience,
+            jwks,
+            refetch_min: std::time::Duration::from_secs(s.oidc_jwks_refetch_s),
+            max_age: std::time::Duration::from_secs(s.oidc_jwks_max_age_s),
+            leeway_s: s.oidc_leeway_s,
+            subject_claim: s.oidc_subject_claim.clone(),
+            role_claim: s.oidc_role_claim.clone(),
+            role_map,
+        }))
+    }
+}
+
 /// `--cluster` settings.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -135,7 +388,7 @@ pub struct ClusterOptions {
 
 /// The cluster settings of `serve`, checked (none without --cluster).
 pub fn cluster_options(
-    args: &ServeArgs,
+    args: &ClusterArgs,
     database_url: &str,
 ) -> anyhow::Result<Option<ClusterOptions>> {
     if !args.cluster {
@@ -161,42 +414,6 @@ pub fn cluster_options(
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    database_url: Option<String>,
-    no_demo: Option<bool>,
-    jwt_secret: Option<String>,
-    jwt_secret_file: Option<PathBuf>,
-    person_secret: Option<String>,
-    queue_max: Option<usize>,
-    max_in_flight: Option<usize>,
-    admission_target_ms: Option<u64>,
-    batch_max: Option<usize>,
-    request_timeout_ms: Option<u64>,
-    body_limit_bytes: Option<usize>,
-    cors_origin: Option<String>,
-    cors_origins: Option<Vec<String>>,
-    rate_limit_per_minute: Option<u32>,
-    rate_limit_burst: Option<u32>,
-    person_secret_file: Option<PathBuf>,
-    data_key: Option<String>,
-    data_key_file: Option<PathBuf>,
-    database_url_file: Option<PathBuf>,
-    webhook_secret_file: Option<PathBuf>,
-    snapshot_every: Option<u64>,
-    demo_authority: Option<String>,
-    webhook_url: Option<String>,
-    webhook_secret: Option<String>,
-    webhook_cursor_file: Option<PathBuf>,
-    webhook_timeout_ms: Option<u64>,
-    webhook_backoff_initial_ms: Option<u64>,
-    webhook_backoff_max_ms: Option<u64>,
-    webhook_max_attempts: Option<u32>,
-    webhook_concurrency: Option<usize>,
-}
-
 /// The rate limit of submissions per client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitConfig {
@@ -207,12 +424,19 @@ pub struct RateLimitConfig {
 }
 
 impl Default for RateLimitConfig {
-    /// 30 a minute with bursts of 20: a parent's handful of submissions, retries included,
-    /// never meet the limit; a script in a loop is held to one every two seconds.
+    /// The declared defaults ([`Settings`]): 30 a minute with bursts of 20, so that a
+    /// parent's handful of submissions, retries included, never meet the limit while a
+    /// script in a loop is held to one every two seconds.
     fn default() -> Self {
+        Self::from(&Settings::default())
+    }
+}
+
+impl From<&Settings> for RateLimitConfig {
+    fn from(settings: &Settings) -> Self {
         Self {
-            per_minute: 30,
-            burst: 20,
+            per_minute: settings.rate_limit_per_minute,
+            burst: settings.rate_limit_burst,
         }
     }
 }
@@ -271,6 +495,10 @@ pub struct ServerConfig {
     pub demo_authority: String,
     /// Status-change webhooks (off when `url` is none).
     pub webhooks: WebhookConfig,
+    /// Tokens of an OpenID Connect provider; none: HS256 tokens only.
+    pub oidc: Option<OidcConfig>,
+    /// Where request and commit spans are exported (OTLP/HTTP); none: not exported.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where and how status-change webhooks are delivered.
@@ -292,16 +520,18 @@ pub struct WebhookConfig {
 }
 
 impl Default for WebhookConfig {
+    /// Off, with the declared defaults ([`Settings`]) for the rest.
     fn default() -> Self {
+        let settings = Settings::default();
         Self {
             url: None,
             secret: None,
             cursor_file: None,
-            timeout_ms: 5_000,
-            backoff_initial_ms: 500,
-            backoff_max_ms: 60_000,
-            max_attempts: 0,
-            concurrency: 1,
+            timeout_ms: settings.webhook_timeout_ms,
+            backoff_initial_ms: settings.webhook_backoff_initial_ms,
+            backoff_max_ms: settings.webhook_backoff_max_ms,
+            max_attempts: settings.webhook_max_attempts,
+            concurrency: settings.webhook_concurrency,
         }
     }
 }
@@ -361,159 +591,93 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl ServerConfig {
+    /// The configuration of these flags and their file, secrets read from their files.
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let file: FileConfig = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("failed to read {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("failed to parse {}", path.display()))?
-            }
-            None => FileConfig::default(),
+        let (s, given) = args.with_file()?;
+        let oidc = OidcConfig::from_settings(&s)?;
+        let rate_limit = RateLimitConfig::from(&s);
+        rate_limit.check()?;
+        let jwt_secret = secret(s.jwt_secret, s.jwt_secret_file, "jwt_secret_file")?;
+        let database_url = match (&s.database_url_file, given.contains("database_url")) {
+            (Some(path), false) => read_secret_file(path, "database_url_file")?,
+            _ => s.database_url.clone(),
         };
-        let secret_file = args.jwt_secret_file.or(file.jwt_secret_file);
-        let jwt_secret = match (args.jwt_secret.or(file.jwt_secret), secret_file) {
-            (Some(s), _) => Some(s),
-            (None, Some(path)) => Some(read_secret_file(&path, "jwt_secret_file")?),
+        let webhooks = WebhookConfig {
+            url: s.webhook_url,
+            secret: secret(
+                s.webhook_secret,
+                s.webhook_secret_file,
+                "webhook_secret_file",
+            )?
+            .map(String::into_bytes),
+            cursor_file: s
+                .webhook_cursor_file
+                .or_else(|| default_webhook_cursor_file(&database_url)),
+            timeout_ms: s.webhook_timeout_ms,
+            backoff_initial_ms: s.webhook_backoff_initial_ms,
+            backoff_max_ms: s.webhook_backoff_max_ms,
+            max_attempts: s.webhook_max_attempts,
+            concurrency: s.webhook_concurrency.max(1),
+        };
+        let data_key = match (s.data_key, &s.data_key_file) {
+            (Some(key), _) => Some(
+                ochered_writer::privacy::MasterKey::from_hex(&key)
+                    .map_err(|e| anyhow::anyhow!("data_key: {e}"))?,
+            ),
+            (None, Some(path)) => Some(
+                ochered_writer::privacy::MasterKey::from_hex(&read_secret_file(
+                    path,
+                    "data_key_file",
+                )?)
+                .map_err(|e| anyhow::anyhow!("data_key_file {}: {e}", path.display()))?,
+            ),
             (None, None) => None,
         };
-        let jwt_secret_is_default = jwt_secret.is_none();
-        let database_url = match (
-            args.database_url.or(file.database_url),
-            args.database_url_file.or(file.database_url_file),
-        ) {
-            (Some(url), _) => url,
-            (None, Some(path)) => read_secret_file(&path, "database_url_file")?,
-            (None, None) => "sqlite://ochered.db".into(),
-        };
-        let defaults = WebhookConfig::default();
-        let webhooks = WebhookConfig {
-            url: args.webhook_url.or(file.webhook_url),
-            secret: match (
-                args.webhook_secret.or(file.webhook_secret),
-                args.webhook_secret_file.or(file.webhook_secret_file),
-            ) {
-                (Some(secret), _) => Some(secret.into_bytes()),
-                (None, Some(path)) => {
-                    Some(read_secret_file(&path, "webhook_secret_file")?.into_bytes())
-                }
-                (None, None) => None,
-            },
-            cursor_file: args
-                .webhook_cursor_file
-                .or(file.webhook_cursor_file)
-                .or_else(|| default_webhook_cursor_file(&database_url)),
-            timeout_ms: args
-                .webhook_timeout_ms
-                .or(file.webhook_timeout_ms)
-                .unwrap_or(defaults.timeout_ms),
-            backoff_initial_ms: args
-                .webhook_backoff_initial_ms
-                .or(file.webhook_backoff_initial_ms)
-                .unwrap_or(defaults.backoff_initial_ms),
-            backoff_max_ms: args
-                .webhook_backoff_max_ms
-                .or(file.webhook_backoff_max_ms)
-                .unwrap_or(defaults.backoff_max_ms),
-            max_attempts: args
-                .webhook_max_attempts
-                .or(file.webhook_max_attempts)
-                .unwrap_or(defaults.max_attempts),
-            concurrency: args
-                .webhook_concurrency
-                .or(file.webhook_concurrency)
-                .unwrap_or(defaults.concurrency)
-                .max(1),
-        };
         Ok(Self {
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid address")),
+            listen: s.listen,
             database_url,
-            seed_demo: !(args.no_demo || file.no_demo.unwrap_or(false)),
+            seed_demo: !s.no_demo,
+            jwt_secret_is_default: jwt_secret.is_none(),
             jwt_secret: jwt_secret
                 .unwrap_or_else(|| DEV_JWT_SECRET.into())
                 .into_bytes(),
-            jwt_secret_is_default,
-            person_secret: match (
-                args.person_secret.or(file.person_secret),
-                args.person_secret_file.or(file.person_secret_file),
-            ) {
-                (Some(secret), _) => secret,
-                (None, Some(path)) => read_secret_file(&path, "person_secret_file")?,
-                (None, None) => DEV_PERSON_SECRET.into(),
-            }
-            .into_bytes(),
-            data_key: match (
-                args.data_key.or(file.data_key),
-                args.data_key_file.or(file.data_key_file),
-            ) {
-                (Some(key), _) => Some(
-                    ochered_writer::privacy::MasterKey::from_hex(&key)
-                        .map_err(|e| anyhow::anyhow!("data_key: {e}"))?,
-                ),
-                (None, Some(path)) => Some(
-                    ochered_writer::privacy::MasterKey::from_hex(&read_secret_file(
-                        &path,
-                        "data_key_file",
-                    )?)
-                    .map_err(|e| anyhow::anyhow!("data_key_file {}: {e}", path.display()))?,
-                ),
-                (None, None) => None,
-            },
-            queue_max: args.queue_max.or(file.queue_max).unwrap_or(65_536),
-            max_in_flight: args
-                .max_in_flight
-                .or(file.max_in_flight)
-                .unwrap_or(crate::http::admission::DEFAULT_MAX_IN_FLIGHT),
-            admission_target_ms: args
-                .admission_target_ms
-                .or(file.admission_target_ms)
-                .unwrap_or(crate::http::admission::DEFAULT_TARGET_MS),
-            batch_max: args.batch_max.or(file.batch_max).unwrap_or(2048),
-            request_timeout_ms: args
-                .request_timeout_ms
-                .or(file.request_timeout_ms)
-                .unwrap_or(10_000),
-            body_limit_bytes: args
-                .body_limit_bytes
-                .or(file.body_limit_bytes)
-                .unwrap_or(64 * 1024),
-            cors_origins: cors_origins(args.cors_origin, file.cors_origins, file.cors_origin)?,
-            rate_limit: {
-                let defaults = RateLimitConfig::default();
-                let rate_limit = RateLimitConfig {
-                    per_minute: args
-                        .rate_limit_per_minute
-                        .or(file.rate_limit_per_minute)
-                        .unwrap_or(defaults.per_minute),
-                    burst: args
-                        .rate_limit_burst
-                        .or(file.rate_limit_burst)
-                        .unwrap_or(defaults.burst),
-                };
-                rate_limit.check()?;
-                rate_limit
-            },
-            snapshot_every: args
-                .snapshot_every
-                .or(file.snapshot_every)
-                .unwrap_or(200_000),
-            demo_authority: args
-                .demo_authority
-                .or(file.demo_authority)
-                .unwrap_or_else(|| "demo".into()),
+            person_secret: secret(s.person_secret, s.person_secret_file, "person_secret_file")?
+                .unwrap_or_else(|| DEV_PERSON_SECRET.into())
+                .into_bytes(),
+            data_key,
+            queue_max: s.queue_max,
+            max_in_flight: s.max_in_flight,
+            admission_target_ms: s.admission_target_ms,
+            batch_max: s.batch_max,
+            request_timeout_ms: s.request_timeout_ms,
+            body_limit_bytes: s.body_limit_bytes,
+            cors_origins: cors_origins(s.cors_origin)?,
+            rate_limit,
+            snapshot_every: s.snapshot_every,
+            demo_authority: s.demo_authority,
             webhooks,
+            oidc,
+            otlp_endpoint: s.otlp_endpoint,
         })
+    }
+}
+
+/// A secret given inline, else read from its file, else none.
+fn secret(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    match (inline, file) {
+        (Some(secret), _) => Ok(Some(secret)),
+        (None, Some(path)) => read_secret_file(&path, what).map(Some),
+        (None, None) => Ok(None),
     }
 }
 
 /// Reads a secret from a file (surrounding whitespace, such as the final newline, is
 /// dropped); an empty file is refused. The secret itself never appears in an error.
 pub fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
-    use anyhow::Context;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{what}: failed to read {}", path.display()))?;
     let secret = text.trim();
@@ -523,22 +687,9 @@ pub fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<St
     Ok(secret.to_owned())
 }
 
-/// The CORS origins from the flags (or `OCHERED_CORS_ORIGINS`), else from the file's
-/// `cors_origins` list or `cors_origin` (comma-separated). Each must be a bare
-/// `http(s)://host[:port]` origin; `*` is refused (name the portals instead).
-fn cors_origins(
-    flags: Vec<String>,
-    list: Option<Vec<String>>,
-    text: Option<String>,
-) -> anyhow::Result<Vec<String>> {
-    let raw = if !flags.is_empty() {
-        flags
-    } else if let Some(list) = list {
-        list
-    } else {
-        text.map(|t| t.split(',').map(str::to_owned).collect())
-            .unwrap_or_default()
-    };
+/// The CORS origins, each a bare `http(s)://host[:port]` origin; `*` is refused (name the
+/// portals instead).
+fn cors_origins(raw: Vec<String>) -> anyhow::Result<Vec<String>> {
     let mut origins = Vec::new();
     for origin in raw.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
         let rest = origin
@@ -604,21 +755,16 @@ mod tests {
             "queue_max = 7\nbatch_max = 9\nmax_in_flight = 5\nadmission_target_ms = 20\nno_demo = true\n",
         )
         .unwrap();
-        let config = ServerConfig::resolve(ServeArgs {
-            config: Some(path),
-            batch_max: Some(3),
-            ..ServeArgs::default()
-        })
+        let config = ServerConfig::resolve(
+            ServeArgs::from_flags(["--config", path.to_str().unwrap(), "--batch-max", "3"])
+                .unwrap(),
+        )
         .unwrap();
         assert_eq!(config.queue_max, 7);
         assert_eq!(config.batch_max, 3);
         assert_eq!(config.max_in_flight, 5);
         assert_eq!(config.admission_target_ms, 20);
-        let defaults = ServerConfig::resolve(ServeArgs {
-            max_in_flight: None,
-            ..ServeArgs::default()
-        })
-        .unwrap();
+        let defaults = ServerConfig::resolve(ServeArgs::default()).unwrap();
         assert_eq!(
             defaults.max_in_flight,
             crate::http::admission::DEFAULT_MAX_IN_FLIGHT
@@ -641,12 +787,17 @@ mod tests {
             "webhook_url = \"http://127.0.0.1:9/hook\"\nwebhook_max_attempts = 4\n",
         )
         .unwrap();
-        let config = ServerConfig::resolve(ServeArgs {
-            config: Some(path),
-            database_url: Some("sqlite:///var/lib/ochered/q.db".into()),
-            webhook_backoff_max_ms: Some(1000),
-            ..ServeArgs::default()
-        })
+        let config = ServerConfig::resolve(
+            ServeArgs::from_flags([
+                "--config",
+                path.to_str().unwrap(),
+                "--database-url",
+                "sqlite:///var/lib/ochered/q.db",
+                "--webhook-backoff-max-ms",
+                "1000",
+            ])
+            .unwrap(),
+        )
         .unwrap();
         let w = &config.webhooks;
         assert_eq!(w.url.as_deref(), Some("http://127.0.0.1:9/hook"));
@@ -666,14 +817,63 @@ mod tests {
     }
 
     #[test]
+    fn a_setting_given_anywhere_wins_over_its_file_form_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let url_file = dir.path().join("url");
+        std::fs::write(&url_file, "sqlite:///from/url_file.db\n").unwrap();
+        std::fs::write(
+            &path,
+            "database_url = \"sqlite:///from/file.db\"\ncors_origins = [\"https://a.example\", \"https://b.example\"]\n",
+        )
+        .unwrap();
+        let flags = |extra: &[&str]| {
+            let mut flags = vec!["--config", path.to_str().unwrap()];
+            flags.extend_from_slice(extra);
+            ServerConfig::resolve(ServeArgs::from_flags(flags).unwrap()).unwrap()
+        };
+        // The file names a database URL: the URL file of the flags does not replace it.
+        let config = flags(&["--database-url-file", url_file.to_str().unwrap()]);
+        assert_eq!(config.database_url, "sqlite:///from/file.db");
+        assert_eq!(
+            config.cors_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        // A flag wins over the file, and a comma-separated text is a list too.
+        let config = flags(&["--cors-origin", "https://c.example,https://d.example"]);
+        assert_eq!(
+            config.cors_origins,
+            ["https://c.example", "https://d.example"]
+        );
+        // Without any URL, the URL file; without either, the declared default.
+        let config = ServerConfig::resolve(
+            ServeArgs::from_flags(["--database-url-file", url_file.to_str().unwrap()]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config.database_url, "sqlite:///from/url_file.db");
+        let defaults = Settings::default();
+        assert_eq!(defaults.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(
+            ServerConfig::resolve(ServeArgs::default())
+                .unwrap()
+                .queue_max,
+            defaults.queue_max
+        );
+        assert_eq!(
+            WebhookConfig::default().timeout_ms,
+            defaults.webhook_timeout_ms
+        );
+        assert_eq!(RateLimitConfig::default().burst, defaults.rate_limit_burst);
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "qeue_max = 7\n").unwrap();
-        let error = ServerConfig::resolve(ServeArgs {
-            config: Some(path),
-            ..ServeArgs::default()
-        })
+        let error = ServerConfig::resolve(
+            ServeArgs::from_flags(["--config", path.to_str().unwrap()]).unwrap(),
+        )
         .unwrap_err();
         assert!(format!("{error:#}").contains("qeue_max"));
     }

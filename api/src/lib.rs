@@ -37,8 +37,7 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let timeout_ms = state.config.request_timeout_ms;
     let body_limit = state.config.body_limit_bytes;
-    let limiter =
-        ratelimit::SubmissionLimiter::new(state.config.rate_limit, &state.config.jwt_secret);
+    let limiter = ratelimit::SubmissionLimiter::new(state.config.rate_limit, state.tokens.clone());
     let engine = state.engine.clone();
     let waits: admission::WaitSource =
         Arc::new(move |authority| engine.writer(authority).map(|w| w.pressure()));
@@ -66,6 +65,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(req, next, timeout_ms)
         }));
+    // With trace export, each request's span (and a correlation id when it has none).
+    if state.config.otlp_endpoint.is_some() {
+        app = app.layer(middleware::from_fn(crate::http::trace::request_span));
+    }
     // CORS only for the configured origins (checked by the configuration); without any, no
     // Access-Control-* header is ever sent and browsers keep other sites out.
     let origins: Vec<axum::http::HeaderValue> = state
@@ -248,7 +251,19 @@ async fn listen_and_serve(
             )
         }
     };
+    let tokens = Arc::new(crate::http::oidc::Tokens::new(
+        &config.jwt_secret,
+        config.jwt_secret_is_default,
+        config.oidc.clone(),
+    )?);
+    if let Some(oidc) = tokens.oidc() {
+        tracing::info!(issuer = %oidc.config().issuer, "accepting the identity provider's tokens");
+        if !config.jwt_secret_is_default {
+            tracing::info!("also accepting HS256 tokens signed with the configured secret");
+        }
+    }
     let state = AppState {
+        tokens,
         privacy: Arc::new(ochered_writer::privacy::Privacy::new(
             engine.store().clone(),
             master,
@@ -314,8 +329,9 @@ async fn expire_periodically(engine: Arc<Engine>) {
 /// `ochered serve`: runs until SIGTERM or Ctrl-C, then stops accepting and finishes in-flight
 /// requests (and so their commits) before returning.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cluster_args = args.clone();
+    let cluster_args = args.settings.cluster.clone();
     let config = ServerConfig::resolve(args)?;
+    let traces = crate::http::trace::init(config.otlp_endpoint.as_deref())?;
     let cluster = config::cluster_options(&cluster_args, &config.database_url)?;
     if config.jwt_secret_is_default {
         tracing::warn!("no OCHERED_JWT_SECRET configured: using the development secret; do not run like this in production");
@@ -325,6 +341,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.stop().await;
+    traces.shutdown().await;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use ochered_writer::Engine;
 
 use crate::config::ServerConfig;
+use crate::http::oidc::Tokens;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -16,6 +17,8 @@ pub struct AppState {
     /// Seals and opens personal data with per-applicant keys; erasure destroys a key.
     pub privacy: Arc<ochered_writer::privacy::Privacy>,
     pub config: Arc<ServerConfig>,
+    /// Checks bearer tokens: HS256, and the identity provider's when one is configured.
+    pub tokens: Arc<Tokens>,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
 }

@@ -57,6 +57,8 @@ pub fn config_for(url: String) -> ServerConfig {
         snapshot_every: 1_000_000,
         demo_authority: "demo".into(),
         webhooks: Default::default(),
+        oidc: None,
+        otlp_endpoint: None,
     }
 }
 

@@ -18,4 +18,5 @@ mod simulator;
 mod slow_body;
 mod status_updates;
 mod tamper;
+mod traces;
 mod transparency;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use clap::Args;
-use ochered_api::config::{ServeArgs, ServerConfig};
+use ochered_api::config::{ServeArgs, ServerConfig, Settings};
 
 fn repository_file(path: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -59,10 +59,9 @@ fn the_shipped_configuration_mentions_every_setting_and_only_real_ones() {
     for (key, line) in &lines {
         let path = dir.path().join(format!("{key}.toml"));
         std::fs::write(&path, format!("{line}\n")).unwrap();
-        let resolved = ServerConfig::resolve(ServeArgs {
-            config: Some(path),
-            ..ServeArgs::default()
-        });
+        let resolved = ServerConfig::resolve(
+            ServeArgs::from_flags(["--config", path.to_str().unwrap()]).unwrap(),
+        );
         if let Err(error) = resolved {
             let error = format!("{error:#}");
             assert!(
@@ -71,6 +70,32 @@ fn the_shipped_configuration_mentions_every_setting_and_only_real_ones() {
             );
         }
     }
+}
+
+#[test]
+fn each_commented_setting_shows_its_declared_default() {
+    // A commented `# key = value` line of a setting that has a default shows that default:
+    // the file cannot drift from the one declaration in `Settings`.
+    let file = repository_file("deploy/ochered.toml");
+    let defaults = serde_json::to_value(Settings::default()).unwrap();
+    let mut checked = 0;
+    for line in file.lines().filter(|l| l.starts_with('#')) {
+        let Some((key, line)) = setting_line(line) else {
+            continue;
+        };
+        let default = &defaults[key];
+        if default.is_null() || default == &serde_json::json!([]) {
+            continue; // no default: the line is an example
+        }
+        let shown: Settings = toml::from_str(line).unwrap_or_else(|e| panic!("`{line}`: {e}"));
+        assert_eq!(
+            &serde_json::to_value(shown).unwrap()[key],
+            default,
+            "deploy/ochered.toml: `{line}` is not the declared default"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} defaults shown");
 }
 
 #[test]

@@ -138,18 +138,13 @@ async fn rate_limit_settings_resolve_with_defaults_and_zero_turns_it_off() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, "rate_limit_per_minute = 0\n").unwrap();
-    let config = ServerConfig::resolve(ServeArgs {
-        config: Some(path.clone()),
-        ..ServeArgs::default()
-    })
-    .unwrap();
+    let with_file = |path: &std::path::Path| {
+        ServeArgs::from_flags(["--config", path.to_str().unwrap()]).unwrap()
+    };
+    let config = ServerConfig::resolve(with_file(&path)).unwrap();
     assert_eq!(config.rate_limit.per_minute, 0);
     std::fs::write(&path, "rate_limit_burst = 0\n").unwrap();
-    let error = ServerConfig::resolve(ServeArgs {
-        config: Some(path),
-        ..ServeArgs::default()
-    })
-    .unwrap_err();
+    let error = ServerConfig::resolve(with_file(&path)).unwrap_err();
     assert!(
         format!("{error:#}").contains("rate_limit_burst"),
         "{error:#}"
@@ -288,11 +283,8 @@ async fn cors_is_off_unless_origins_are_configured() {
 
     // Origins are checked when the configuration is read.
     for bad in ["*", "portal.example", "https://portal.example/path"] {
-        let error = ServerConfig::resolve(ServeArgs {
-            cors_origin: vec![bad.into()],
-            ..ServeArgs::default()
-        })
-        .unwrap_err();
+        let error = ServerConfig::resolve(ServeArgs::from_flags(["--cors-origin", bad]).unwrap())
+            .unwrap_err();
         assert!(
             format!("{error:#}").contains("cors_origin"),
             "{bad}: {error:#}"
@@ -308,15 +300,29 @@ fn secrets_come_from_files_and_the_configuration_never_prints_them() {
         std::fs::write(&path, text).unwrap();
         path
     };
-    let config = ServerConfig::resolve(ServeArgs {
-        jwt_secret_file: Some(write("jwt", "jwt-from-file-8d1e\n")),
-        person_secret_file: Some(write("person", "person-from-file-52ab\n")),
-        webhook_secret_file: Some(write("hook", "hook-from-file-77c3\n")),
-        webhook_url: Some("http://127.0.0.1:9/hook".into()),
-        database_url_file: Some(write("db", "postgres://app:db-pass-from-file-19f0@db/q\n")),
-        ..ServeArgs::default()
-    })
-    .unwrap();
+    let flags = |flags: &[(&str, std::path::PathBuf)]| {
+        let flags = flags
+            .iter()
+            .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()]);
+        ServeArgs::from_flags(flags).unwrap()
+    };
+    let mut args = flags(&[
+        ("--jwt-secret-file", write("jwt", "jwt-from-file-8d1e\n")),
+        (
+            "--person-secret-file",
+            write("person", "person-from-file-52ab\n"),
+        ),
+        (
+            "--webhook-secret-file",
+            write("hook", "hook-from-file-77c3\n"),
+        ),
+        (
+            "--database-url-file",
+            write("db", "postgres://app:db-pass-from-file-19f0@db/q\n"),
+        ),
+    ]);
+    args.settings.webhook_url = Some("http://127.0.0.1:9/hook".into());
+    let config = ServerConfig::resolve(args).unwrap();
     assert_eq!(config.jwt_secret, b"jwt-from-file-8d1e");
     assert!(!config.jwt_secret_is_default);
     assert_eq!(config.person_secret, b"person-from-file-52ab");
@@ -339,11 +345,8 @@ fn secrets_come_from_files_and_the_configuration_never_prints_them() {
     }
     assert!(printed.contains("postgres://app:***@db/q"), "{printed}");
     // An empty secret file is refused, and the error names the setting, not a secret.
-    let error = ServerConfig::resolve(ServeArgs {
-        jwt_secret_file: Some(write("empty", "\n")),
-        ..ServeArgs::default()
-    })
-    .unwrap_err();
+    let error =
+        ServerConfig::resolve(flags(&[("--jwt-secret-file", write("empty", "\n"))])).unwrap_err();
     assert!(
         format!("{error:#}").contains("jwt_secret_file"),
         "{error:#}"

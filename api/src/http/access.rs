@@ -7,9 +7,33 @@ use ochered_core::rounds::Round;
 use ochered_core::state::{Application, State};
 use ochered_writer::Writer;
 
-use crate::http::auth::{Caller, Role};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use crate::http::auth::{bearer, Caller, Role, Verified};
 use crate::http::error::ApiError;
 use crate::state::AppState;
+
+/// The caller of a request, from its bearer token (checked by [`AppState::tokens`]), or as a
+/// middleware already found it.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(Verified(caller)) = parts.extensions.get::<Verified>() {
+            return Ok(caller.clone());
+        }
+        let token = bearer(&parts.headers)?;
+        let claims = state.tokens.verify(token).await?;
+        Ok(Caller {
+            sub: claims.sub,
+            role: claims.role,
+        })
+    }
+}
 
 /// The authority's writer (or, in cluster mode, its read-only copy), if the authority exists
 /// and its state is consistent: while it is being rebuilt after a failed commit, reads and

@@ -1,12 +1,9 @@
 //! Bearer tokens (JWT, HS256) carrying a role and a subject, and the rules of who may do what.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::http::error::ApiError;
-use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -149,25 +146,6 @@ pub fn verify(secret: &[u8], token: &str) -> Result<Claims, ApiError> {
             }
             _ => ApiError::unauthorized("the token is not valid"),
         })
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(Verified(caller)) = parts.extensions.get::<Verified>() {
-            return Ok(caller.clone());
-        }
-        let token = bearer(&parts.headers)?;
-        let claims = verify(&state.config.jwt_secret, token)?;
-        Ok(Caller {
-            sub: claims.sub,
-            role: claims.role,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! (`crate::status`), the pages or the OpenAPI document; the services import these.
 //!
 //! - `error`: problem+json answers; `json`: the JSON body extractor naming the bad field;
-//! - `auth`: bearer tokens and roles; `access`: which authority and application a caller
+//! - `auth`: bearer tokens and roles; `oidc`: tokens of an OpenID Connect provider, and
+//!   the one check of every bearer token; `access`: which authority and application a caller
 //!   may reach;
 //! - `command`: the one path of every write (role → body → writer → command →
 //!   idempotency → answer);
 //! - `admission`, `ratelimit`, `observe`: middleware (load shedding, per-client limits of
-//!   submissions, metrics and timeouts); `cluster`: forwarding writes to the owning node.
+//!   submissions, metrics and timeouts); `trace`: the log, and the optional OTLP export of
+//!   request and commit spans; `cluster`: forwarding writes to the owning node.
 
 pub mod access;
 pub mod admission;
@@ -18,5 +20,7 @@ pub mod command;
 pub mod error;
 pub mod json;
 pub mod observe;
+pub mod oidc;
 pub mod personal;
 pub mod ratelimit;
+pub mod trace;

@@ -34,6 +34,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::config::RateLimitConfig;
 use crate::http::auth::{self, Caller};
 use crate::http::error::ApiError;
+use crate::http::oidc::Tokens;
 
 /// The submission routes (as matched, under `/api/v1`) that are rate limited, all POST.
 pub const SUBMISSION_ROUTES: &[&str] = &[
@@ -58,21 +59,18 @@ fn quota(config: &RateLimitConfig) -> Option<Quota> {
 /// The limiter shared by every request of one server.
 pub struct SubmissionLimiter {
     limiter: Option<Arc<DefaultKeyedRateLimiter<String>>>,
-    jwt_secret: Vec<u8>,
+    tokens: Arc<Tokens>,
 }
 
 impl SubmissionLimiter {
     /// A limiter for `config`; with a tokio runtime at hand it also starts the housekeeping
     /// task, which ends when the limiter is dropped.
-    pub fn new(config: RateLimitConfig, jwt_secret: &[u8]) -> Arc<Self> {
+    pub fn new(config: RateLimitConfig, tokens: Arc<Tokens>) -> Arc<Self> {
         let limiter = quota(&config).map(|quota| Arc::new(RateLimiter::keyed(quota)));
         if let (Some(limiter), Ok(runtime)) = (&limiter, tokio::runtime::Handle::try_current()) {
             runtime.spawn(housekeeping(Arc::downgrade(limiter)));
         }
-        Arc::new(Self {
-            limiter,
-            jwt_secret: jwt_secret.to_vec(),
-        })
+        Arc::new(Self { limiter, tokens })
     }
 
     /// Clients currently remembered (for tests and metrics).
@@ -123,9 +121,10 @@ pub async fn limit(limiter: Arc<SubmissionLimiter>, mut req: Request, next: Next
     if !is_submission(req.method(), route) {
         return next.run(req).await;
     }
-    let caller = auth::bearer(req.headers())
-        .ok()
-        .and_then(|token| auth::verify(&limiter.jwt_secret, token).ok());
+    let caller = match auth::bearer(req.headers()) {
+        Ok(token) => limiter.tokens.verify(token).await.ok(),
+        Err(_) => None,
+    };
     let client = match &caller {
         Some(claims) => format!("sub:{}", claims.sub),
         None => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
@@ -167,7 +166,7 @@ mod tests {
                 per_minute: 6,
                 burst: 3,
             },
-            b"s",
+            Arc::new(Tokens::hs256(b"s")),
         );
         for _ in 0..3 {
             assert_eq!(limiter.check("sub:a"), Ok(()));
@@ -180,7 +179,7 @@ mod tests {
 
     #[test]
     fn zero_per_minute_is_off_and_a_zero_burst_is_refused() {
-        let limiter = SubmissionLimiter::new(RateLimitConfig::off(), b"s");
+        let limiter = SubmissionLimiter::new(RateLimitConfig::off(), Arc::new(Tokens::hs256(b"s")));
         for _ in 0..1_000 {
             assert_eq!(limiter.check("sub:a"), Ok(()));
         }

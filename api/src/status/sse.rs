@@ -76,7 +76,7 @@ struct StreamQuery {
 
 /// The caller from `Authorization: Bearer` or, failing that, `?access_token=`, and when its
 /// token expires (Unix seconds).
-fn caller(
+async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     query: &StreamQuery,
@@ -97,7 +97,7 @@ fn caller(
             )
         })?,
     };
-    let claims = crate::http::auth::verify(&state.config.jwt_secret, &token)?;
+    let claims = state.tokens.verify(&token).await?;
     Ok((
         Caller {
             sub: claims.sub,
@@ -127,7 +127,7 @@ async fn application_events(
     stopping: Option<Extension<Stopping>>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("access_token", e.body_text()))?;
-    let (caller, expires) = caller(&state, &headers, &query)?;
+    let (caller, expires) = caller(&state, &headers, &query).await?;
     // The stream ends when the token expires; the client reconnects with a fresh one.
     let expires_in =
         Duration::from_secs((expires - Utc::now().timestamp()).clamp(0, 86_400 * 366) as u64);

@@ -40,6 +40,7 @@ use ochered_store::{EventStore, Idempotency, IdempotencyHit, Metadata, NewEvent,
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 pub use replay::{decode_event, load_state, ReplayStats};
 
@@ -786,9 +787,10 @@ impl WriterTask {
             if !events.is_empty() {
                 let store = self.store.clone();
                 let authority = self.shared.authority.clone();
-                pending.commit = Some(tokio::spawn(async move {
-                    store.append(&authority, events).await
-                }));
+                let span = commit_span(&authority, &events);
+                pending.commit = Some(tokio::spawn(
+                    async move { store.append(&authority, events).await }.instrument(span),
+                ));
             }
         }
         pending
@@ -992,4 +994,25 @@ impl WriterTask {
             Err(e) => tracing::warn!(error = %e, "snapshot failed; will retry later"),
         }
     }
+}
+
+/// The span of one commit (debug level: off unless a trace exporter or `OCHERED_LOG=debug`
+/// asks for it): the authority, the events, and the correlation ids of the requests whose
+/// events it commits, which join each HTTP request to its commit in a trace.
+fn commit_span(authority: &str, events: &[NewEvent]) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "commit",
+        authority = %authority,
+        events = events.len(),
+        correlation_ids = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        let mut ids: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e.metadata.correlation_id.as_deref())
+            .collect();
+        ids.dedup();
+        span.record("correlation_ids", ids.join(","));
+    }
+    span
 }
