@@ -1,12 +1,12 @@
 // A grouped bar chart drawn as inline SVG: two bars (demand, seats) per category.
 import { svg, fmtNumber } from "./common.js";
 
-/** A "nice" axis maximum and step for values up to max. */
-function niceScale(max) {
+/** A "nice" axis maximum and step for counts up to max: whole-number steps of 1, 2 or 5 times a power of ten. */
+export function niceScale(max) {
   if (!(max > 0)) return { top: 1, step: 1 };
   const rough = max / 5;
   const power = 10 ** Math.floor(Math.log10(rough));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= rough) || 10 * power;
+  const step = Math.max(1, [1, 2, 5, 10].map((m) => m * power).find((s) => s >= rough) || 10 * power);
   return { top: Math.ceil(max / step) * step, step };
 }
 
@@ -49,7 +49,7 @@ export function barChart(container, rows, names) {
   for (let v = 0; v <= yMax + 1e-9; v += step) {
     chart.append(
       svg("line", { class: "grid-line", x1: left, x2: width - right, y1: y(v), y2: y(v) }),
-      svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", text: fmtNumber(Math.round(v * 100) / 100) }),
+      svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", text: fmtNumber(Math.round(v)) }),
     );
   }
   chart.append(svg("line", { class: "axis", x1: left, x2: width - right, y1: y(0), y2: y(0) }));

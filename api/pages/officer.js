@@ -115,29 +115,22 @@ function fillChartKinds() {
   if ([...select.options].some((o) => o.value === previous)) select.value = previous;
 }
 
-/** Seats per kindergarten for an intake year, and where the numbers come from. */
+/**
+ * Free seats per kindergarten for an intake year now (published minus offered or taken), and
+ * where the numbers come from. After a round this sets the queue that is left against the
+ * seats that are left, not against the seats the round started with.
+ */
 async function kindergartenSeats(year) {
-  const published = data.published.get(year);
-  if (published && published.size) {
-    const seats = new Map();
-    for (const [institution, groups] of published) seats.set(institution, groups.reduce((s, g) => s + g.seats, 0));
-    return { seats, source: t("officer.chart.seatsSource.api") };
+  let groups = [];
+  try {
+    groups = (await api(`${base()}/kindergarten/seats?intake_year=${year}`)).seats || [];
+  } catch (_) {
+    groups = [];
   }
-  // The latest kindergarten round of that year: its free seats when it ran.
-  for (const r of [...data.rounds].reverse()) {
-    if (r.service !== "kindergarten") continue;
-    let detail;
-    try {
-      detail = await roundDetail(r.id);
-    } catch (_) {
-      continue;
-    }
-    if (detail.scope.intake_year !== year) continue;
-    const seats = new Map();
-    for (const g of detail.seats) seats.set(g.institution, (seats.get(g.institution) || 0) + g.capacity);
-    return { seats, source: t("officer.chart.seatsSource.round", { round: r.id }) };
-  }
-  return { seats: null, source: t("officer.chart.seatsUnknown") };
+  if (groups.length === 0) return { seats: null, source: t("officer.chart.seatsUnknown") };
+  const seats = new Map();
+  for (const g of groups) seats.set(g.institution, (seats.get(g.institution) || 0) + g.free);
+  return { seats, source: t("officer.chart.seatsSource.free") };
 }
 
 async function drawChart() {

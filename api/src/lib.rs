@@ -50,6 +50,9 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(pages::router())
         .fallback(not_found)
+        .layer(middleware::map_response(
+            crate::http::error::problem_for_bare_errors,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |req, next| {
             ratelimit::limit(limiter.clone(), req, next)
@@ -163,7 +166,8 @@ pub async fn spawn_node(
         );
         record_replay(authority, stats);
     }
-    if config.seed_demo && replays.is_empty() {
+    let replayed: Vec<String> = replays.iter().map(|(a, _)| a.to_string()).collect();
+    if config.seed_demo && seed::demo_needs_seeding(&replayed, &config.demo_authority) {
         seed::seed_demo(&engine, &config.demo_authority, &config.person_secret)
             .await
             .context("failed to seed the demo authority")?;
@@ -217,7 +221,7 @@ async fn spawn_cluster_node(
     tracing::info!(node = %options.node_id, writes = ?engine.authorities(), "joined the cluster");
     if config.seed_demo {
         use ochered_store::EventStore;
-        if store.authorities().await?.is_empty() {
+        if seed::demo_needs_seeding(&store.authorities().await?, &config.demo_authority) {
             match seed::seed_demo(&engine, &config.demo_authority, &config.person_secret).await {
                 Ok(()) => {
                     tracing::info!(authority = %config.demo_authority, "seeded the demo authority")

@@ -174,7 +174,7 @@ async fn demo_token(
     if !state.config.jwt_secret_is_default {
         return Err(ApiError::not_found("no such resource"));
     }
-    let Query(query) = query.map_err(|e| ApiError::invalid("role", e.body_text()))?;
+    let Query(query) = query.map_err(|e| crate::http::access::query_error(e, "role"))?;
     let role_name = query.role.as_deref().unwrap_or("parent");
     let role = match Role::parse(role_name) {
         Some(role @ (Role::Parent | Role::Officer | Role::Registrar | Role::Auditor)) => role,
@@ -214,6 +214,43 @@ async fn demo_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every placement status the officer's round results can show has a text in English and
+    /// in Russian (a transferred child's `released` used to show as the raw key).
+    #[test]
+    fn every_placement_status_is_translated_in_both_languages() {
+        use ochered_core::state::PlacementStatus as P;
+        let all = [
+            P::Offered,
+            P::Accepted,
+            P::Declined,
+            P::Expired,
+            P::Withdrawn,
+            P::Released,
+        ];
+        // A new status must be added above (and translated).
+        for status in all {
+            match status {
+                P::Offered
+                | P::Accepted
+                | P::Declined
+                | P::Expired
+                | P::Withdrawn
+                | P::Released => {}
+            }
+        }
+        let i18n = ASSETS.iter().find(|a| a.name == "i18n.js").unwrap();
+        let text = std::str::from_utf8(i18n.body).unwrap();
+        let (en, ru) = text
+            .split_once("\n  ru: {")
+            .expect("an English and a Russian table");
+        for status in all {
+            let name = serde_json::to_value(status).unwrap();
+            let key = format!("\"placement.{}\":", name.as_str().unwrap());
+            assert!(en.contains(&key), "{key} has no English text");
+            assert!(ru.contains(&key), "{key} has no Russian text");
+        }
+    }
 
     #[test]
     fn every_asset_is_embedded_once_and_pages_link_only_known_assets() {

@@ -1,11 +1,17 @@
 //! Seeds a demo authority on first start: institutions, a first-grade campaign whose stage 1
 //! is open now, clinic slots, and a few hundred applications with some privileges confirmed.
+//!
+//! Seeding is resumable: a server killed part-way leaves a prefix of the seed in the log, and
+//! the next start carries on where it stopped ([`demo_needs_seeding`]). Every step is sent
+//! under its own Idempotency-Key (`demo-seed:N`) and skipped when the rules already refuse it
+//! (the institution exists, the child has an application, ...), so running the seed over a
+//! finished demo writes nothing.
 
 use chrono::{Datelike, Duration, NaiveDate, Utc};
 use ochered_core::command::Command;
 use ochered_core::domain::{ApplicationNumber, PersonKey};
 use ochered_writer::demo::{self, DemoShape, SeededRng};
-use ochered_writer::{Engine, Outcome, RequestMeta};
+use ochered_writer::{Engine, Outcome, RequestMeta, Writer, WriterError};
 
 /// Applications the demo starts with.
 pub const DEMO_KINDERGARTEN_APPLICATIONS: u64 = 300;
@@ -24,6 +30,42 @@ pub fn demo_shape(today: NaiveDate) -> DemoShape {
         stage1_opens: today - Duration::days(14),
         stage2_opens: today + Duration::days(30),
         ..DemoShape::default()
+    }
+}
+
+/// Whether a start should seed (or finish seeding) the demo authority: the log holds no
+/// authority at all, or holds the demo authority (which a kill may have left half-made).
+pub fn demo_needs_seeding(authorities: &[String], demo: &str) -> bool {
+    authorities.is_empty() || authorities.iter().any(|a| a == demo)
+}
+
+/// Sends one step of the seed under its key, unless the rules already refuse it. A step
+/// recorded before under this key gets its first answer back; one recorded on another day
+/// (a different request under the same key) is skipped. Returns whether it was accepted.
+async fn step(
+    writer: &Writer,
+    n: usize,
+    command: Command,
+    meta: RequestMeta,
+) -> anyhow::Result<bool> {
+    if let Some(Err(rejection)) = writer.check([&command]).pop() {
+        tracing::debug!(%rejection, "demo step already done or refused");
+        return Ok(false);
+    }
+    let meta = RequestMeta {
+        idempotency_key: Some(format!("demo-seed:{n}")),
+        ..meta
+    };
+    match writer.submit(command, meta).await {
+        Ok(reply) => match reply.outcome {
+            Outcome::Accepted { .. } => Ok(true),
+            Outcome::Rejected { rejection } => {
+                tracing::debug!(%rejection, "demo command refused");
+                Ok(false)
+            }
+        },
+        Err(WriterError::KeyReused) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -59,13 +101,11 @@ pub async fn seed_demo(
         commands.push(Command::SubmitSchoolApplication { form });
     }
     let mut rejected = 0;
+    let mut n = 0;
     for command in commands {
-        match writer.submit(command, meta()).await?.outcome {
-            Outcome::Accepted { .. } => {}
-            Outcome::Rejected { rejection } => {
-                rejected += 1;
-                tracing::debug!(%rejection, "demo command refused");
-            }
+        n += 1;
+        if !step(&writer, n, command, meta()).await? {
+            rejected += 1;
         }
     }
     // An officer confirms the privileges claimed on every third application.
@@ -81,20 +121,17 @@ pub async fn seed_demo(
             .collect()
     });
     for (application, privilege) in claims {
-        writer
-            .submit(
-                Command::ConfirmPrivilege {
-                    application,
-                    privilege,
-                },
-                meta(),
-            )
-            .await?;
+        n += 1;
+        let command = Command::ConfirmPrivilege {
+            application,
+            privilege,
+        };
+        step(&writer, n, command, meta()).await?;
     }
     if rejected > 0 {
         tracing::info!(
             rejected,
-            "some generated demo applications were refused by the rules"
+            "some demo steps were skipped: refused by the rules or already done"
         );
     }
     Ok(())

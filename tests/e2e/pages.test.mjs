@@ -187,6 +187,13 @@ test("(a) a parent looks up an application and sees its positions and why they m
     const items = page.locator(`.timeline-queue[data-queue='${q.queue}'] ol.timeline li`);
     assert.equal(await items.count(), q.explanation.movements.length, `timeline of ${q.queue}`);
     assert.match(await items.first().textContent(), /joined the queue/);
+    // One move per cause, and none where the position did not change (no pairs that cancel
+    // out at one instant).
+    for (const m of q.explanation.movements.slice(1)) {
+      assert.notEqual(m.position_before, m.position_after, `a movement in ${q.queue} that changes nothing: ${JSON.stringify(m)}`);
+    }
+    const instants = q.explanation.movements.map((m) => `${m.at} ${m.cause} ${m.other_application}`);
+    assert.equal(new Set(instants).size, instants.length, `one movement per cause and instant in ${q.queue}`);
   }
   await shot(page, "parent");
 
@@ -243,6 +250,35 @@ test("(b) an officer publishes seats, runs a round and sees its results; a paren
   assert.equal(firstRow[1], first.seats);
   assert.equal(firstRow[2], "offered");
   assert.equal(await page.locator("#rounds-list li", { hasText: round.id }).count(), 1, "the round is listed");
+  // No status shows as a raw translation key.
+  assert.doesNotMatch(await page.textContent("#placements-body"), /placement\./);
+
+  // After the round the chart sets the queue that is left against the seats that are left
+  // (free now, as the API counts them), not against the seats the round started with; its
+  // count axis has whole-number steps.
+  const year = Number((await page.inputValue("#chart-kind")).replace(/^kg:/, ""));
+  const free = {};
+  for (const g of (await getJson(api(`/kindergarten/seats?intake_year=${year}`))).body.seats) {
+    free[g.institution] = (free[g.institution] || 0) + g.free;
+  }
+  const waiting = {};
+  for (const q of (await getJson(api("/queues"))).body.queues) {
+    const d = q.description;
+    if (d.service === "kindergarten" && d.intake_year === year) waiting[d.institution] = (waiting[d.institution] || 0) + q.size;
+  }
+  await page.waitForFunction(
+    ({ free, waiting }) =>
+      [...document.querySelectorAll("#chart-table-body tr")].every((tr) => {
+        const label = tr.querySelector("th").textContent;
+        const [demand, seats] = [...tr.querySelectorAll("td")].map((td) => td.textContent.replace(/\D/g, ""));
+        return demand === String(waiting[label] || 0) && seats === String(free[label] || 0);
+      }),
+    { free, waiting },
+  );
+  assert.match(await page.textContent("#chart-source"), /free now/);
+  const ticks = await page.locator("#chart svg text[text-anchor='end']").allTextContents();
+  assert.ok(ticks.length >= 2, "the count axis has labels");
+  for (const tick of ticks) assert.match(tick, /^\d[\d\s,\u00a0\u202f]*$/, `axis label ${tick} is a whole number`);
   await shot(page, "officer");
   await page.close();
 

@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod dashboard;
+mod defects;
 mod fuzz;
 mod helpers;
 mod openapi_files;

@@ -50,6 +50,34 @@ pub fn writer(state: &AppState, authority: &str) -> Result<Writer, ApiError> {
     Ok(writer)
 }
 
+/// A refused query string as a 422 naming the parameter at fault: the one serde names
+/// (`limit: invalid digit…`, ``unknown field `page` ``), else `fallback`.
+pub fn query_error(
+    rejection: axum::extract::rejection::QueryRejection,
+    fallback: &str,
+) -> ApiError {
+    let text = rejection.body_text();
+    let message = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    let is_name = |s: &str| {
+        !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let field = match message.split_once(": ") {
+        Some((path, _)) if is_name(path) => Some(path.to_owned()),
+        _ => ["unknown field `", "missing field `", "duplicate field `"]
+            .iter()
+            .find_map(|prefix| message.split_once(prefix).map(|(_, rest)| rest))
+            .and_then(|rest| rest.split('`').next())
+            .filter(|name| is_name(name))
+            .map(str::to_owned),
+    };
+    ApiError::invalid(
+        field.unwrap_or_else(|| fallback.to_owned()),
+        message.to_owned(),
+    )
+}
+
 /// An application or booking number from the path: a positive integer.
 pub fn parse_number(raw: &str) -> Result<u32, ApiError> {
     raw.parse::<u32>()

@@ -132,20 +132,31 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-/// Checks an HS256 token: the signature, and `exp` (required, in the future, 5 s leeway)
-/// and `sub` (required). A token without `exp` never passes.
+/// Checks an HS256 token: the signature, `exp` (required, in the future, 5 s leeway), `nbf`
+/// (if present, not in the future, the same leeway) and `sub` (required, 1-128 bytes). A
+/// token without `exp` or with an empty subject never passes.
 pub fn verify(secret: &[u8], token: &str) -> Result<Claims, ApiError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 5;
+    validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "sub"]);
-    decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
+    let claims = decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
         .map(|data| data.claims)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                 ApiError::unauthorized("the token has expired")
             }
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                ApiError::unauthorized("the token is not valid yet (nbf)")
+            }
             _ => ApiError::unauthorized("the token is not valid"),
-        })
+        })?;
+    if claims.sub.is_empty() || claims.sub.len() > 128 {
+        return Err(ApiError::unauthorized(
+            "the token's subject must be 1-128 bytes",
+        ));
+    }
+    Ok(claims)
 }
 
 #[cfg(test)]

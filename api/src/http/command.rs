@@ -80,7 +80,7 @@ impl Write {
             IDEMPOTENCY_KEY_MAX,
             "must be 1-255 visible ASCII characters",
         )?;
-        submit(w, command, self.meta(key, None))
+        submit(w, command, self.meta(key, None)?)
             .await
             .map_err(ApiError::from_writer)
     }
@@ -108,10 +108,14 @@ impl Write {
             UPLOAD_IDEMPOTENCY_KEY_MAX,
             "must be 1-240 visible ASCII characters for a file upload",
         )?;
-        let sends = commands.into_iter().map(|(row, command)| {
-            let meta = self.meta(key, Some(row));
-            submit(w, command, meta)
-        });
+        let metas = commands
+            .iter()
+            .map(|(row, _)| self.meta(key, Some(*row)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sends = commands
+            .into_iter()
+            .zip(metas)
+            .map(|((_, command), meta)| submit(w, command, meta));
         Ok(futures_util::stream::iter(sends)
             .buffered(SUBMIT_CONCURRENCY)
             .collect()
@@ -132,23 +136,54 @@ impl Write {
     }
 
     /// What the log records about the request: who, through which channel, its key scoped to
-    /// the caller (with the row of a file upload) and its correlation id.
-    fn meta(&self, key: Option<&str>, row: Option<u64>) -> RequestMeta {
+    /// the caller (with the row of a file upload) and its correlation id. An X-Correlation-Id
+    /// that is not 1-128 visible ASCII characters is refused (422), not dropped or cut.
+    fn meta(&self, key: Option<&str>, row: Option<u64>) -> Result<RequestMeta, ApiError> {
         let actor = format!("{}:{}", self.caller.role.as_str(), self.caller.sub);
-        RequestMeta {
-            idempotency_key: key.map(|key| match row {
-                Some(row) => format!("{actor}:{key}#row-{row}"),
-                None => format!("{actor}:{key}"),
-            }),
+        let correlation_id = match self.headers.get("x-correlation-id") {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .filter(|v| {
+                        !v.is_empty()
+                            && v.len() <= CORRELATION_ID_MAX
+                            && v.chars().all(|c| c.is_ascii_graphic())
+                    })
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "X-Correlation-Id",
+                            "must be 1-128 visible ASCII characters",
+                        )
+                    })?,
+            ),
+        };
+        Ok(RequestMeta {
+            idempotency_key: key
+                .map(|key| record_key(self.caller.role.as_str(), &self.caller.sub, key, row)),
             actor: Some(actor),
             channel: Some(channel_name(channel_of(&self.caller)).into()),
-            correlation_id: self
-                .headers
-                .get("x-correlation-id")
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| v.len() <= 128)
-                .map(str::to_owned),
-        }
+            correlation_id,
+        })
+    }
+}
+
+/// The longest X-Correlation-Id accepted.
+pub const CORRELATION_ID_MAX: usize = 128;
+
+/// The key an idempotency record is stored under: `role:subject:key`, or
+/// `role:subject:key#row-N` for row N of a file upload. The subject is escaped (`%` → `%25`,
+/// `:` → `%3A`) and so is the key (`%` → `%25`, `#` → `%23`), so that no two callers, and no
+/// plain key and upload row, ever share a record; parts without those characters are stored
+/// as before.
+pub fn record_key(role: &str, subject: &str, key: &str, row: Option<u64>) -> String {
+    let subject = subject.replace('%', "%25").replace(':', "%3A");
+    let key = key.replace('%', "%25").replace('#', "%23");
+    match row {
+        Some(row) => format!("{role}:{subject}:{key}#row-{row}"),
+        None => format!("{role}:{subject}:{key}"),
     }
 }
 

@@ -207,3 +207,42 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Middleware: an error answer made outside the handlers (a method the route does not
+/// allow, a path parameter that does not decode, any framework refusal) gets a problem+json
+/// body like every other error, keeping its status and headers (e.g. `Allow`). Answers that
+/// already are problem+json pass unchanged.
+pub async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // A short plain-text reason from the framework becomes the detail.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let detail = if text.is_empty() {
+        match status {
+            StatusCode::METHOD_NOT_ALLOWED => {
+                "this method is not allowed on this resource".to_owned()
+            }
+            _ => reason.to_owned(),
+        }
+    } else {
+        text
+    };
+    let problem = ApiError::new(status, &code, reason, detail);
+    let body = serde_json::to_vec(&problem.body()).expect("problem serialises");
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}

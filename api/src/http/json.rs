@@ -10,8 +10,8 @@ use crate::http::error::ApiError;
 /// The largest CSV upload accepted (the general JSON body limit does not apply to files).
 pub const UPLOAD_LIMIT_BYTES: usize = 2 * 1024 * 1024;
 
-/// Like `axum::Json`, but a wrong type or unknown field is a 422 naming the field's path
-/// (e.g. `preferences[1]`), malformed JSON is a 400, a body over the limit is a 413, and a
+/// Like `axum::Json`, but a wrong type, an unknown, missing or repeated field is a 422 naming
+/// the field's path (e.g. `preferences[1]`, `slots[0].start`), malformed JSON is a 400, a body over the limit is a 413, and a
 /// missing or wrong content type is a 415.
 pub struct Body<T>(pub T);
 
@@ -56,8 +56,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         use serde_json::error::Category;
         match inner.classify() {
             Category::Data => {
-                let field = if path == "." { "body".to_owned() } else { path };
-                ApiError::invalid(field, strip_position(&inner.to_string()))
+                let message = strip_position(&inner.to_string());
+                ApiError::invalid(field_of(&path, &message), message)
             }
             Category::Syntax | Category::Eof | Category::Io => ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -78,6 +78,23 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .with_field("body")
     })?;
     Ok(value)
+}
+
+/// The field an error is about: serde's path, completed by the field a "missing field" or
+/// "duplicate field" message names (serde reports those at the enclosing object), or `body`
+/// for the whole body.
+fn field_of(path: &str, message: &str) -> String {
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next())
+        .filter(|name| !name.is_empty());
+    match (path, named) {
+        (".", Some(name)) => name.to_owned(),
+        (".", None) => "body".to_owned(),
+        (path, Some(name)) => format!("{path}.{name}"),
+        (path, None) => path.to_owned(),
+    }
 }
 
 fn strip_position(message: &str) -> String {
@@ -113,6 +130,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.status.as_u16(), 422);
         assert!(e.detail.contains("extra"), "{}", e.detail);
+        let e = parse::<Form>(br#"{"preferences":[]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("birth_date"));
+        let e = parse::<Form>(
+            br#"{"birth_date":"2020-02-03","birth_date":"2020-02-04","preferences":[]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("birth_date"));
         let e = parse::<Form>(br#"{"birth_date":"#).unwrap_err();
         assert_eq!(e.status.as_u16(), 400);
         let e = parse::<Form>(b"\xff\xfe").unwrap_err();

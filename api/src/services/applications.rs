@@ -165,7 +165,7 @@ async fn explain_application(
     caller: Caller,
     query: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ExplanationResponse>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("since", e.body_text()))?;
+    let Query(query) = query.map_err(|e| crate::http::access::query_error(e, "since"))?;
     let number = parse_number(&number)?;
     let limit = query.limit.unwrap_or(200).clamp(1, 1000);
     let w = access::writer(&state, &authority)?;

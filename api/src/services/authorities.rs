@@ -75,7 +75,7 @@ async fn list_authorities(AxumState(state): AxumState<AppState>) -> Json<Authori
 /// Configure a new authority
 ///
 /// **Roles:** admin. Starts a writer for the authority and records its configuration; an
-/// authority is configured once.
+/// authority is configured once. A configuration the rules refuse creates nothing.
 #[utoipa::path(
     post,
     path = "/api/v1/authorities",
@@ -89,6 +89,9 @@ async fn configure_authority(
     body: Result<Body<AuthorityConfig>, ApiError>,
 ) -> Result<Response, ApiError> {
     let config = write.body(&[], body)?;
+    // A configuration the rules refuse starts no writer: the authority is not created.
+    ochered_core::decide::check_authority_config(&config)
+        .map_err(|rejection| ApiError::from_rejection(&rejection))?;
     let (writer, _) = write
         .state
         .engine
@@ -251,7 +254,9 @@ pub struct QueueEntry {
     position: usize,
     #[schema(value_type = u32)]
     application: ochered_core::domain::ApplicationNumber,
-    /// 0 extraordinary, 1 first priority, 2 sibling or catchment, 3 general.
+    /// The priority tier in this queue (lower first). Kindergarten queues: 0 extraordinary,
+    /// 1 first priority, 2 sibling, 3 general. First-grade (school) queues: 0 extraordinary or
+    /// first priority, 1 sibling, 2 catchment, 3 general.
     tier: u8,
     registered_at: Option<DateTime<Utc>>,
 }
@@ -282,7 +287,7 @@ async fn queue_entries(
     Path((authority, queue_name)): Path<(String, String)>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<QueueEntries>, ApiError> {
-    let Query(page) = query.map_err(|e| ApiError::invalid("offset", e.body_text()))?;
+    let Query(page) = query.map_err(|e| crate::http::access::query_error(e, "offset"))?;
     let offset = page.offset.unwrap_or(0);
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let w = access::writer(&state, &authority)?;

@@ -159,7 +159,9 @@ pub struct FreeSlots {
 
 /// List free slots
 ///
-/// Public: no token needed. Free slots (at most 1000), optionally of one specialty.
+/// Public: no token needed. The slots anyone may book now (at most 1000), optionally of one
+/// specialty, earliest first: not started, not booked, and not held for a patient of the
+/// waiting list.
 #[utoipa::path(
     get,
     path = "/api/v1/authorities/{authority}/slots",
@@ -172,21 +174,19 @@ async fn list_slots(
     Path(authority): Path<String>,
     query: Result<Query<SlotQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<FreeSlots>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("specialty", e.body_text()))?;
+    let Query(query) = query.map_err(|e| crate::http::access::query_error(e, "specialty"))?;
     let w = access::writer(&state, &authority)?;
+    let now = Utc::now();
     Ok(Json(w.read(|s| {
+        let Some(config) = s.config() else {
+            return FreeSlots {
+                free_slots: Vec::new(),
+            };
+        };
         FreeSlots {
             free_slots: s
-                .data
-                .slots
-                .iter()
-                .filter(|(_, slot)| slot.booking.is_none())
-                .filter(|(_, slot)| {
-                    query
-                        .specialty
-                        .as_deref()
-                        .is_none_or(|sp| slot.specialty.as_str() == sp)
-                })
+                .free_slots(config, query.specialty.as_deref(), now)
+                .into_iter()
                 .take(1000)
                 .map(|(id, slot)| FreeSlot {
                     id: id.clone(),
@@ -246,6 +246,7 @@ async fn book(
         patient: person_key(&write.state.config.person_secret, "document", &req.document)?,
         referral: req.referral,
         booked_by: write.caller.sub.clone(),
+        by_staff: write.caller.role != Role::Parent,
     };
     write.answer(&w, command, StatusCode::CREATED).await
 }

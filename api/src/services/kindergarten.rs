@@ -161,7 +161,7 @@ async fn list_seats(
     Path(authority): Path<String>,
     query: Result<Query<SeatsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SeatsList>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("intake_year", e.body_text()))?;
+    let Query(query) = query.map_err(|e| crate::http::access::query_error(e, "intake_year"))?;
     let w = access::writer(&state, &authority)?;
     Ok(Json(w.read(|s| {
         SeatsList {

@@ -126,7 +126,7 @@ async fn application_events(
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
     stopping: Option<Extension<Stopping>>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("access_token", e.body_text()))?;
+    let Query(query) = query.map_err(|e| crate::http::access::query_error(e, "access_token"))?;
     let (caller, expires) = caller(&state, &headers, &query).await?;
     // The stream ends when the token expires; the client reconnects with a fresh one.
     let expires_in =

@@ -173,7 +173,7 @@ pub struct AuthorityConfigSchema {
     #[schema(default = 2)]
     no_show_block_count: u8,
     #[serde(default)]
-    #[schema(default = 90)]
+    #[schema(default = 365)]
     no_show_window_days: u16,
 }
 

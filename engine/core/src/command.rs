@@ -246,6 +246,11 @@ pub enum Command {
         referral: Option<String>,
         /// The account that booked (opaque subject id).
         booked_by: String,
+        /// Booked by staff (a registrar) for the patient rather than by the patient: the
+        /// block after repeated no-shows is on self-booking only
+        /// (docs/RULES.md#clinic-no-shows).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_staff: bool,
     },
     CancelBooking {
         booking: BookingNumber,

@@ -52,7 +52,8 @@ pub enum Rejection {
         number: ApplicationNumber,
         expected: String,
     },
-    #[error("the child is {age_months} months old on {on}, outside {min_months}-{max_months}")]
+    /// `max_months` is the configured maximum, not included: a child must be younger.
+    #[error("the child is {age_months} months old on {on}; the age must be at least {min_months} months and under {max_months} months")]
     AgeOutOfRange {
         age_months: i32,
         on: chrono::NaiveDate,

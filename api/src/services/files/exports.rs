@@ -99,6 +99,19 @@ async fn export_queue_xlsx(
     export_queue(state, authority, queue, Format::Xlsx).await
 }
 
+/// What the tiers of a queue mean: the kindergarten and the school numbering differ
+/// (docs/RULES.md#kindergarten-order, #school-order).
+fn tier_legend(key: &ochered_core::queues::QueueKey) -> &'static str {
+    match key {
+        ochered_core::queues::QueueKey::School { .. } => {
+            "0 extraordinary or first priority, 1 sibling, 2 catchment, 3 general"
+        }
+        ochered_core::queues::QueueKey::Kindergarten { .. } => {
+            "0 extraordinary, 1 first priority, 2 sibling, 3 general"
+        }
+    }
+}
+
 async fn export_queue(
     state: AppState,
     authority: String,
@@ -133,7 +146,10 @@ async fn export_queue(
                 ("description", description),
                 (
                     "content",
-                    "anonymised: position, application number, priority tier (0 extraordinary, 1 first priority, 2 sibling or catchment, 3 general), registration time (UTC)".into(),
+                    format!(
+                        "anonymised: position, application number, priority tier ({}), registration time (UTC)",
+                        tier_legend(key)
+                    ),
                 ),
             ],
         })

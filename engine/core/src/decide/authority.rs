@@ -31,6 +31,16 @@ pub(super) fn configure_authority(
     if state.config().is_some() {
         return Err(Rejection::AuthorityAlreadyConfigured);
     }
+    check_authority_config(config)?;
+    Ok(vec![Event::AuthorityConfigured {
+        config: config.clone(),
+    }])
+}
+
+/// The bounds of an authority's settings, checked without any state: the shell checks a new
+/// authority's configuration before it starts a writer for it, so that a refused
+/// configuration leaves nothing behind (docs/RULES.md#authority-settings).
+pub fn check_authority_config(config: &AuthorityConfig) -> Result<(), Rejection> {
     check_text("name", &config.name, 1)?;
     if !(1..=10).contains(&config.max_kindergarten_preferences) {
         return Err(Rejection::invalid(
@@ -47,9 +57,7 @@ pub(super) fn configure_authority(
             "must be below school_max_age_months",
         ));
     }
-    Ok(vec![Event::AuthorityConfigured {
-        config: config.clone(),
-    }])
+    Ok(())
 }
 
 fn register_institution(

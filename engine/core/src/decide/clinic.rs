@@ -38,7 +38,17 @@ pub(super) fn decide(cx: Context, command: &Command) -> Result<Vec<Event>, Rejec
             patient,
             referral,
             booked_by,
-        } => book_slot(cx, slot, patient, referral.as_deref(), booked_by),
+            by_staff,
+        } => book_slot(
+            cx,
+            slot,
+            patient,
+            referral.as_deref(),
+            Booker {
+                subject: booked_by,
+                staff: *by_staff,
+            },
+        ),
         Command::CancelBooking { booking } => cancel_booking(cx, *booking),
         Command::JoinWaitingList {
             specialty,
@@ -130,6 +140,12 @@ fn check_no_overlap(cx: Context, doctor: &DoctorId, slots: &[SlotSpec]) -> Resul
     Ok(())
 }
 
+/// Who books: the account, and whether it is staff booking for the patient.
+struct Booker<'a> {
+    subject: &'a str,
+    staff: bool,
+}
+
 /// Never two bookings on one slot, one active booking per patient and specialty, a referral
 /// where the specialty needs one, no self-booking after repeated no-shows, and a held slot
 /// only for its holder (docs/RULES.md#clinic-booking, #clinic-referrals,
@@ -139,9 +155,10 @@ fn book_slot(
     slot_id: &SlotId,
     patient: &PersonKey,
     referral: Option<&str>,
-    booked_by: &str,
+    booker: Booker,
 ) -> Result<Vec<Event>, Rejection> {
     let Context { state, config, now } = cx;
+    let booked_by = booker.subject;
     check_subject("booked_by", booked_by)?;
     let slot = state.slot(slot_id).ok_or_else(|| Rejection::UnknownSlot {
         id: slot_id.to_string(),
@@ -190,8 +207,12 @@ fn book_slot(
             });
         }
     }
-    if let Some((no_shows, until)) = state.self_booking_blocked(config, patient, now) {
-        return Err(Rejection::SelfBookingBlocked { no_shows, until });
+    // The block after repeated no-shows is on booking oneself: staff may still book the
+    // patient.
+    if !booker.staff {
+        if let Some((no_shows, until)) = state.self_booking_blocked(config, patient, now) {
+            return Err(Rejection::SelfBookingBlocked { no_shows, until });
+        }
     }
     Ok(vec![Event::SlotBooked {
         booking: state.next_booking_number(),

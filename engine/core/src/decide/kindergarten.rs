@@ -415,7 +415,7 @@ fn check_age(
             age_months: birth_date.age_in_months_on(intake),
             on: intake,
             min_months: 0,
-            max_months: config.kindergarten_max_age_years as i32 * 12 - 1,
+            max_months: config.kindergarten_max_age_years as i32 * 12,
         });
     }
     Ok(())

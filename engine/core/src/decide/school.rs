@@ -377,7 +377,7 @@ fn check_school_form(
             age_months: months,
             on,
             min_months: min,
-            max_months: max - 1,
+            max_months: max,
         });
     }
     Ok(())

@@ -163,6 +163,29 @@ impl State {
         Some((recent.len() as u32, *oldest_counted + window))
     }
 
+    /// The slots anyone may book at `now`, of one specialty or of all, earliest first (then
+    /// by id): not started, not booked and not held for a waiting-list patient
+    /// (docs/RULES.md#clinic-booking).
+    pub fn free_slots(
+        &self,
+        config: &AuthorityConfig,
+        specialty: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Vec<(&SlotId, &Slot)> {
+        let mut free: Vec<(&SlotId, &Slot)> = self
+            .data
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.booking.is_none() && slot.start > now)
+            .filter(|(_, slot)| specialty.is_none_or(|sp| slot.specialty.as_str() == sp))
+            .filter(|(_, slot)| {
+                !matches!(self.effective_hold(config, slot, now), Hold::HeldFor { .. })
+            })
+            .collect();
+        free.sort_by(|a, b| (a.1.start, a.0).cmp(&(b.1.start, b.0)));
+        free
+    }
+
     /// Who holds `slot` at `now` (see the module documentation).
     pub fn effective_hold(
         &self,

@@ -184,6 +184,7 @@ fn command_strategy() -> impl Strategy<Value = Command> {
             patient: person(p),
             referral: None,
             booked_by: format!("p{p}"),
+            by_staff: p % 4 == 0,
         }),
         2 => (1u32..=6).prop_map(|b| Command::CancelBooking { booking: BookingNumber(b) }),
         1 => (0u8..8, 0u8..=3).prop_map(|(p, tier)| Command::JoinWaitingList {

@@ -53,6 +53,7 @@ fn book(slot_id: &str, patient: u32) -> Command {
         patient: child(patient),
         referral: None,
         booked_by: format!("patient-{patient}"),
+        by_staff: false,
     }
 }
 
@@ -178,6 +179,7 @@ fn referral_only_specialties_need_a_referral() {
             patient: child(1),
             referral: Some("REF-2026-0042".into()),
             booked_by: "patient-1".into(),
+            by_staff: false,
         },
         t(NOW),
     );
@@ -215,6 +217,44 @@ fn two_no_shows_within_a_year_block_self_booking() {
             no_shows: 2,
             until: t("2027-02-10T10:00:00Z"),
         },
+    );
+}
+
+#[test]
+fn the_no_show_block_is_on_self_booking_only_a_registrar_still_books_the_patient() {
+    let mut s = with_slots();
+    s.accept(book("T1", 1), t(NOW));
+    s.accept(
+        Command::RecordNoShow {
+            booking: BookingNumber(1),
+        },
+        t("2026-02-10T10:00:00Z"),
+    );
+    s.accept(book("T3", 1), t("2026-02-10T09:00:00Z"));
+    s.accept(
+        Command::RecordNoShow {
+            booking: BookingNumber(2),
+        },
+        t("2026-02-10T11:00:00Z"),
+    );
+    // The patient is blocked from booking themselves...
+    then_rejected(
+        s.when(book("T4", 1), t("2026-02-10T09:05:00Z")),
+        Rejection::SelfBookingBlocked {
+            no_shows: 2,
+            until: t("2027-02-10T10:00:00Z"),
+        },
+    );
+    // ...but a registrar books the same slot for them.
+    s.accept(
+        Command::BookSlot {
+            slot: slot("T4"),
+            patient: child(1),
+            referral: None,
+            booked_by: "registrar-1".into(),
+            by_staff: true,
+        },
+        t("2026-02-10T09:05:00Z"),
     );
 }
 
@@ -386,6 +426,54 @@ fn the_held_patient_books_the_slot_and_leaves_the_list() {
     );
     assert_eq!(events.len(), 1);
     s.accept(book("T2", 5), t(NOW) + Duration::minutes(21));
+}
+
+#[test]
+fn free_slots_are_those_anyone_may_book_earliest_first() {
+    let mut s = with_slots();
+    // A slot published later but starting first comes first.
+    s.accept(
+        Command::PublishSlots {
+            doctor: DoctorId::parse("dr-early").unwrap(),
+            specialty: therapist(),
+            slots: vec![SlotSpec {
+                id: slot("Z1"),
+                start: t("2026-02-10T09:00:00Z"),
+                duration_minutes: 20,
+            }],
+        },
+        t(NOW),
+    );
+    let free = |s: &Scenario, at: &str| -> Vec<String> {
+        s.state
+            .free_slots(s.state.config().unwrap(), Some("therapist"), t(at))
+            .into_iter()
+            .map(|(id, _)| id.to_string())
+            .collect()
+    };
+    assert_eq!(free(&s, NOW), ["Z1", "T1", "T2", "T3", "T4"]);
+    s.accept(book("T2", 1), t(NOW));
+    s.accept(
+        Command::JoinWaitingList {
+            specialty: therapist(),
+            patient: child(2),
+            tier: 3,
+        },
+        t(NOW),
+    );
+    s.accept(
+        Command::CancelBooking {
+            booking: BookingNumber(1),
+        },
+        t(NOW),
+    );
+    // T2 is held for patient 2: not free, as booking it would be refused to anyone else.
+    assert!(s.when(book("T2", 3), t(NOW)).is_err());
+    assert_eq!(free(&s, NOW), ["Z1", "T1", "T3", "T4"]);
+    // Once the hold lapses with nobody else waiting, T2 is free again; slots that have
+    // started are not.
+    assert_eq!(free(&s, "2026-02-10T09:30:00Z"), ["T2", "T3", "T4"]);
+    assert!(s.when(book("T2", 3), t("2026-02-10T09:30:00Z")).is_ok());
 }
 
 #[test]

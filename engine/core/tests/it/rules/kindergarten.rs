@@ -119,7 +119,7 @@ fn kindergarten_dates_are_checked() {
             age_months: 84,
             on: date(2026, 9, 1),
             min_months: 0,
-            max_months: 83,
+            max_months: 84,
         },
     );
     let mut subject = kg_form(1, &["K1"]);

@@ -192,7 +192,7 @@ fn school_age_is_six_and_a_half_to_eight_unless_excepted() {
             age_months: 77,
             on: date(2026, 9, 1),
             min_months: 78,
-            max_months: 95,
+            max_months: 96,
         },
     );
     let mut old = school_form(2, &["S1"], vec![]);
