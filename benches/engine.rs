@@ -233,6 +233,16 @@ fn durable_submissions(c: &mut Criterion) {
             });
         }
         group.throughput(Throughput::Elements(wave));
+        let measured = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+        let counters = |w: &Writer| {
+            let s = w.stats();
+            (
+                s.batches.load(Ordering::Relaxed),
+                s.commands.load(Ordering::Relaxed),
+                s.commit_micros_total.load(Ordering::Relaxed),
+            )
+        };
+        let before = counters(&writer);
         group.bench_function(BenchmarkId::new("group_commit", backend.name), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
@@ -240,10 +250,23 @@ fn durable_submissions(c: &mut Criterion) {
                     for _ in 0..iters {
                         total += submit_wave(&writer, &next_child, wave).await;
                     }
+                    *measured.lock().unwrap() += total;
                     total
                 })
             })
         });
+        // Where the time went: batches, their size, and the share of the wall time the
+        // writer spent waiting for commits (the rest is deciding, encoding, answering).
+        let after = counters(&writer);
+        let wall = measured.lock().unwrap().as_micros().max(1) as f64;
+        let batches = (after.0 - before.0).max(1);
+        eprintln!(
+            "group_commit/{}: {} batches, {:.0} commands per batch, commits in flight {:.0}% of the wall time",
+            backend.name,
+            batches,
+            (after.1 - before.1) as f64 / batches as f64,
+            100.0 * (after.2 - before.2) as f64 / wall
+        );
         drop(writer);
 
         // The same code committing one transaction per command (batch bound 1).

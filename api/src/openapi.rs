@@ -209,10 +209,11 @@ impl Conventions {
                     .name("X-Correlation-Id")
                     .parameter_in(ParameterIn::Header)
                     .required(Required::False)
-                    .description(Some("Recorded with the events (at most 128 bytes)."))
+                    .description(Some("Recorded with the events: 1-128 visible ASCII characters; anything else is refused with 422 (field `X-Correlation-Id`), never cut or dropped."))
                     .schema(Some(
                         ObjectBuilder::new()
                             .schema_type(Type::String)
+                            .min_length(Some(1))
                             .max_length(Some(128)),
                     ))
                     .build(),

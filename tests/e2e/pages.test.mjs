@@ -187,6 +187,13 @@ test("(a) a parent looks up an application and sees its positions and why they m
     const items = page.locator(`.timeline-queue[data-queue='${q.queue}'] ol.timeline li`);
     assert.equal(await items.count(), q.explanation.movements.length, `timeline of ${q.queue}`);
     assert.match(await items.first().textContent(), /joined the queue/);
+    // One move per cause, and none where the position did not change (no pairs that cancel
+    // out at one instant).
+    for (const m of q.explanation.movements.slice(1)) {
+      assert.notEqual(m.position_before, m.position_after, `a movement in ${q.queue} that changes nothing: ${JSON.stringify(m)}`);
+    }
+    const instants = q.explanation.movements.map((m) => `${m.at} ${m.cause} ${m.other_application}`);
+    assert.equal(new Set(instants).size, instants.length, `one movement per cause and instant in ${q.queue}`);
   }
   await shot(page, "parent");
 

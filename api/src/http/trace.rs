@@ -104,8 +104,12 @@ pub async fn request_span(mut req: Request, next: Next) -> Response {
         Some(id) => id,
         None => {
             let id = uuid::Uuid::new_v4().to_string();
-            if let Ok(value) = HeaderValue::from_str(&id) {
-                req.headers_mut().insert(CORRELATION_ID, value);
+            // Made only for a request without one: a malformed id is left for the write to
+            // refuse (422), never silently replaced.
+            if !req.headers().contains_key(CORRELATION_ID) {
+                if let Ok(value) = HeaderValue::from_str(&id) {
+                    req.headers_mut().insert(CORRELATION_ID, value);
+                }
             }
             id
         }

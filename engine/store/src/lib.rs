@@ -419,10 +419,7 @@ pub(crate) fn encode_all(events: Vec<NewEvent>) -> Result<Vec<Encoded>, StoreErr
         .into_iter()
         .map(|mut event| {
             event.recorded_at = truncate_to_micros(event.recorded_at);
-            let record = record::encode(&event)?;
-            let decoded = record::decode(&record).map_err(StoreError::Other)?;
-            let start = decoded.payload.as_ptr() as usize - record.as_ptr() as usize;
-            let payload_range = (start as u32, (start + decoded.payload.len()) as u32);
+            let (record, payload_range) = record::encode_located(&event)?;
             Ok(Encoded {
                 event,
                 record,

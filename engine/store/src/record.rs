@@ -66,6 +66,12 @@ pub fn micros(recorded_at: DateTime<Utc>) -> i64 {
 /// The record bytes of an event (see the module documentation). The payload must be one
 /// well-formed CBOR item.
 pub fn encode(event: &NewEvent) -> Result<Vec<u8>, StoreError> {
+    encode_located(event).map(|(record, _)| record)
+}
+
+/// [`encode`], and where the payload lies in the record (start and end offsets), which the
+/// encoder knows without reading the record back.
+pub(crate) fn encode_located(event: &NewEvent) -> Result<(Vec<u8>, (u32, u32)), StoreError> {
     let mut payload = Decoder::new(&event.payload);
     let item = payload
         .item()
@@ -93,7 +99,9 @@ pub fn encode(event: &NewEvent) -> Result<Vec<u8>, StoreError> {
         cbor::write_text(&mut out, channel);
     }
     cbor::write_text(&mut out, "e");
+    let payload_start = out.len();
     out.extend_from_slice(item);
+    let payload_range = (payload_start as u32, out.len() as u32);
     if let Some(i) = idempotency {
         cbor::write_text(&mut out, "k");
         cbor::write_bytes(&mut out, &i.key_digest);
@@ -116,7 +124,7 @@ pub fn encode(event: &NewEvent) -> Result<Vec<u8>, StoreError> {
     cbor::write_i64(&mut out, i64::from(event.schema_version));
     cbor::write_text(&mut out, "y");
     cbor::write_text(&mut out, &event.event_type);
-    Ok(out)
+    Ok((out, payload_range))
 }
 
 /// A record read back into its fields; the payload borrows from the record.

@@ -149,6 +149,9 @@ struct Job {
     command: Command,
     meta: RequestMeta,
     request_hash: [u8; 32],
+    /// The digest of the idempotency key as recorded ([`ochered_store::key_digest`]),
+    /// computed on the caller's task so the writer does not hash it again.
+    key_digest: Option<ochered_store::Hash>,
     /// When the job entered the queue: how long jobs wait for the writer is the signal of
     /// overload ([`WriterStats::queue_wait_micros`]).
     enqueued: Instant,
@@ -282,6 +285,10 @@ impl Writer {
     /// [`WriterError::Overloaded`] when the queue is full.
     pub async fn submit(&self, command: Command, meta: RequestMeta) -> Result<Reply, WriterError> {
         let request_hash = request_hash(&command);
+        let key_digest = meta
+            .idempotency_key
+            .as_deref()
+            .map(ochered_store::key_digest);
         let key = meta.idempotency_key.clone();
         if let Some(key) = &key {
             if !self.shared.in_flight.lock().unwrap().insert(key.clone()) {
@@ -297,6 +304,7 @@ impl Writer {
             command,
             meta,
             request_hash,
+            key_digest,
             enqueued: Instant::now(),
             reply,
         };
@@ -659,23 +667,22 @@ impl WriterTask {
 
         // Retries: answer from the store before deciding anything.
         let mut pending = Vec::with_capacity(batch.len());
-        let mut keys_in_batch = HashSet::new();
+        // Keys by digest (SHA-256: equal digests are equal keys).
+        let mut keys_in_batch = HashSet::with_capacity(batch.len());
         for job in batch {
-            let Some(key) = job.meta.idempotency_key.clone() else {
+            let (Some(key), Some(digest)) = (&job.meta.idempotency_key, job.key_digest) else {
                 pending.push(job);
                 continue;
             };
-            if !keys_in_batch.insert(key.clone()) {
+            if !keys_in_batch.insert(digest) {
                 let _ = job.reply.send(Err(WriterError::KeyInFlight));
                 continue;
             }
-            if !self
-                .keys
-                .contains(&short_digest(&ochered_store::key_digest(&key)))
-            {
+            if !self.keys.contains(&short_digest(&digest)) {
                 pending.push(job);
                 continue;
             }
+            let key = key.clone();
             match self.store.idempotency(&self.shared.authority, &key).await {
                 Ok(Some(hit)) => {
                     let answer = if hit.request_hash == job.request_hash {
@@ -736,15 +743,15 @@ impl WriterTask {
                                 event,
                             });
                         }
-                        if let (Some(key), Some(last)) =
-                            (&job.meta.idempotency_key, new_events.last_mut())
+                        if let (Some(key_digest), Some(last)) =
+                            (job.key_digest, new_events.last_mut())
                         {
                             // The first answer is the events themselves: the last of them
                             // records the key and how many events the answer spans, inside
                             // the hashed record.
                             if !committed.is_empty() {
                                 last.idempotency = Some(Idempotency {
-                                    key_digest: ochered_store::key_digest(key),
+                                    key_digest,
                                     request_hash: job.request_hash,
                                     answer_events: committed.len() as u32,
                                 });
@@ -873,9 +880,8 @@ impl WriterTask {
         for d in pending.decided {
             match d {
                 Decided::Accepted { job, events } => {
-                    if let Some(key) = &job.meta.idempotency_key {
-                        self.keys
-                            .insert(short_digest(&ochered_store::key_digest(key)));
+                    if let Some(digest) = &job.key_digest {
+                        self.keys.insert(short_digest(digest));
                     }
                     if let Some(b) = &mut broadcast {
                         b.extend(events.iter().cloned());

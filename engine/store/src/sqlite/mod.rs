@@ -540,6 +540,15 @@ impl GroupCommit for Inner {
             let mut new_ids = Vec::new();
             let result = self
                 .with_write_transaction(|db| {
+                    if let [append] = &mut *group {
+                        // One append alone needs no savepoint (each page it changes would be
+                        // copied to the savepoint's journal): a conflict rolls the whole
+                        // transaction back, which undoes the same rows.
+                        return match append_on(db, self, append, &mut new_ids) {
+                            Ok(stored) => Ok(vec![Ok(stored)]),
+                            Err(error) => Err(error),
+                        };
+                    }
                     let mut results = Vec::with_capacity(group.len());
                     for append in group.iter_mut() {
                         db.exec("SAVEPOINT append")?;
