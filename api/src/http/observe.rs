@@ -85,6 +85,9 @@ struct RouteMetrics {
 
 type RouteKey = (Method, u16);
 
+/// The registered handles, by route template, then method and status.
+type RouteCache = RwLock<HashMap<String, HashMap<RouteKey, Arc<RouteMetrics>>>>;
+
 impl RouteMetrics {
     fn register(route: &str, method: &Method, status: StatusCode) -> RouteMetrics {
         // Handles taken before the recorder exists would count nowhere, for good.
@@ -101,8 +104,7 @@ impl RouteMetrics {
     }
 
     fn of(route: &str, method: &Method, status: StatusCode) -> Arc<RouteMetrics> {
-        static CACHE: OnceLock<RwLock<HashMap<String, HashMap<RouteKey, Arc<RouteMetrics>>>>> =
-            OnceLock::new();
+        static CACHE: OnceLock<RouteCache> = OnceLock::new();
         let standard = [
             Method::GET,
             Method::HEAD,
