@@ -523,12 +523,12 @@ async fn server_shed(client: &reqwest::Client, addr: SocketAddr) -> (f64, f64) {
         .text()
         .await
         .unwrap();
-    let route = format!("route=\"/api/v1/authorities/{{authority}}/kindergarten/applications\"");
+    let route = "route=\"/api/v1/authorities/{authority}/kindergarten/applications\"";
     let mut all = 0.0;
     let mut within = 0.0;
     for line in text.lines().filter(|l| {
         l.starts_with("ochered_http_request_seconds_bucket")
-            && l.contains(&route)
+            && l.contains(route)
             && l.contains("outcome=\"shed\"")
     }) {
         let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
