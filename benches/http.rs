@@ -23,6 +23,16 @@
 //! unique document and `Idempotency-Key`; at the end the server's application count must
 //! equal the number of 201 answers.
 //!
+//! **Overload** (`OCHERED_BENCH_HTTP_OVERLOAD=1`, instead of the above): the server with its
+//! admission control as shipped (wait target 50 ms, 1,024 places per class, the per-client
+//! limit), its sustainable rate measured first in the same run (closed loop, 64 connections,
+//! nothing shed), then open loops at 3× and 10× that rate over 1,000 connections. Each reports
+//! accepted submissions per second (goodput) against the sustainable rate, the answers' time
+//! by class (client side, from the moment a request is written), the server's own shed
+//! latency (from its `/metrics` histogram), the process's resident set, and a well-behaved
+//! client running alongside: a new submission every 250 ms, retried after each 503 once
+//! Retry-After has passed, whose attempts-to-success are counted.
+//!
 //! Environment: `OCHERED_BENCH_HTTP_SECONDS` (default 10), `OCHERED_BENCH_HTTP_CONNECTIONS`
 //! (closed loop, comma-separated counts, default `64,1024`),
 //! `OCHERED_BENCH_HTTP_OPEN_CONNECTIONS` (open loop, default 256),
@@ -318,6 +328,272 @@ async fn echo(axum::Json(body): axum::Json<Value>) -> (axum::http::StatusCode, a
     )
 }
 
+/// Sends one request; the status and Retry-After (0 for a transport error).
+async fn send_with_retry_after(
+    sender: &mut Sender,
+    request: Request<Full<Bytes>>,
+) -> (u16, Option<u64>) {
+    if sender.ready().await.is_err() {
+        return (0, None);
+    }
+    match sender.send_request(request).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            match response.into_body().collect().await {
+                Ok(_) => (status, after),
+                Err(_) => (0, None),
+            }
+        }
+        Err(_) => (0, None),
+    }
+}
+
+/// What an overload phase's generator saw.
+#[derive(Default)]
+struct Overload {
+    sent: u64,
+    accepted: u64,
+    shed: u64,
+    other: std::collections::BTreeMap<u16, u64>,
+    /// Client-side time from writing a request to its answer, by class (µs).
+    accepted_us: Option<Histogram<u64>>,
+    shed_us: Option<Histogram<u64>>,
+    /// Sends that started more than 100 ms after their intended time.
+    late: u64,
+}
+
+/// Open loop at `rate` over `connections` for `seconds`: request `i` is due at
+/// `start + i / rate`; a connection whose previous answer has not come sends late.
+async fn overload_loop(target: &Target, rate: f64, connections: usize, seconds: u64) -> Overload {
+    let total = (seconds as f64 * rate) as u64;
+    let start = Instant::now() + Duration::from_millis(200);
+    let mut tasks = Vec::new();
+    for k in 0..connections as u64 {
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(target.addr()).await;
+            let mut o = Overload {
+                accepted_us: Some(histogram()),
+                shed_us: Some(histogram()),
+                ..Overload::default()
+            };
+            let mut i = k;
+            while i < total {
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(due).await;
+                let sent = Instant::now();
+                if sent - due > Duration::from_millis(100) {
+                    o.late += 1;
+                }
+                let status = send(&mut sender, target.request()).await;
+                let us = sent.elapsed().as_micros().max(1) as u64;
+                o.sent += 1;
+                match status {
+                    200..=299 => {
+                        o.accepted += 1;
+                        o.accepted_us.as_mut().unwrap().record(us).unwrap();
+                    }
+                    503 | 429 => {
+                        o.shed += 1;
+                        o.shed_us.as_mut().unwrap().record(us).unwrap();
+                    }
+                    other => *o.other.entry(other).or_default() += 1,
+                }
+                if status == 0 {
+                    sender = connect(target.addr()).await;
+                }
+                i += connections as u64;
+            }
+            o
+        }));
+    }
+    let mut all = Overload {
+        accepted_us: Some(histogram()),
+        shed_us: Some(histogram()),
+        ..Overload::default()
+    };
+    for t in tasks {
+        let o = t.await.unwrap();
+        all.sent += o.sent;
+        all.accepted += o.accepted;
+        all.shed += o.shed;
+        all.late += o.late;
+        for (status, n) in o.other {
+            *all.other.entry(status).or_default() += n;
+        }
+        all.accepted_us
+            .as_mut()
+            .unwrap()
+            .add(o.accepted_us.unwrap())
+            .unwrap();
+        all.shed_us
+            .as_mut()
+            .unwrap()
+            .add(o.shed_us.unwrap())
+            .unwrap();
+    }
+    all
+}
+
+/// A well-behaved client for `seconds`: a new submission every 250 ms, each retried after a
+/// 503 or 429 once its Retry-After has passed, up to 10 attempts. Returns how many attempts
+/// each submission that finished within the window took, and how many had not finished.
+async fn polite_client(target: Target, seconds: u64) -> (Vec<u32>, u64) {
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    while Instant::now() < end {
+        tick.tick().await;
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(target.addr()).await;
+            // One request, its key and body kept for every retry.
+            let request = target.request();
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            for attempt in 1..=10u32 {
+                let mut again = Request::builder()
+                    .method(parts.method.clone())
+                    .uri(parts.uri.clone());
+                for (name, value) in &parts.headers {
+                    again = again.header(name, value);
+                }
+                let (status, after) = send_with_retry_after(
+                    &mut sender,
+                    again.body(Full::new(body.clone())).unwrap(),
+                )
+                .await;
+                match status {
+                    200..=299 => return (Some(attempt), Instant::now() <= end),
+                    503 | 429 | 0 => {
+                        if status == 0 {
+                            sender = connect(target.addr()).await;
+                        }
+                        tokio::time::sleep(Duration::from_secs(after.unwrap_or(1))).await;
+                    }
+                    _ => return (None, true),
+                }
+            }
+            (None, true)
+        }));
+    }
+    let mut attempts = Vec::new();
+    let mut unfinished = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (Some(n), true) => attempts.push(n),
+            _ => unfinished += 1,
+        }
+    }
+    (attempts, unfinished)
+}
+
+/// The process's resident set and its peak (VmRSS, VmHWM), MiB.
+fn memory_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| {
+                l[name.len()..]
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The server's shed submissions so far from its `/metrics`: (all, answered within 1 ms).
+async fn server_shed(client: &reqwest::Client, addr: SocketAddr) -> (f64, f64) {
+    let text = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let route = format!("route=\"/api/v1/authorities/{{authority}}/kindergarten/applications\"");
+    let mut all = 0.0;
+    let mut within = 0.0;
+    for line in text.lines().filter(|l| {
+        l.starts_with("ochered_http_request_seconds_bucket")
+            && l.contains(&route)
+            && l.contains("outcome=\"shed\"")
+    }) {
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        if line.contains("le=\"+Inf\"") {
+            all += value;
+        } else if line.contains("le=\"0.001\"") {
+            within += value;
+        }
+    }
+    (all, within)
+}
+
+/// The overload runs (see the module's documentation).
+async fn overload(addr: SocketAddr, submit: Target, seconds: u64) {
+    let client = reqwest::Client::new();
+    println!("\nOverload: the server's admission control as shipped; {seconds} s per phase\n");
+    let sustainable = closed_loop(&submit, 64, seconds).await;
+    report(
+        "ochered `POST …/kindergarten/applications`",
+        "sustainable: closed loop, 64 connections",
+        &sustainable,
+    );
+    let base = sustainable.rate;
+    println!(
+        "\nsustainable rate S = {base:.0}/s; resident set {:.0} MiB\n",
+        memory_mib().0
+    );
+    println!("| offered | sent/s | late sends | accepted/s | goodput ÷ S | shed/s | other | accepted p50 / p99 ms | shed p50 / p99 / max ms | server: shed answers within 1 ms | RSS / peak MiB | polite client: attempts to success (n) | unfinished |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for factor in [3.0, 10.0] {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (shed_before, within_before) = server_shed(&client, addr).await;
+        let polite = tokio::spawn(polite_client(submit.clone(), seconds));
+        let o = overload_loop(&submit, base * factor, 1000, seconds).await;
+        let (attempts, unfinished) = polite.await.unwrap();
+        let (shed_after, within_after) = server_shed(&client, addr).await;
+        let (rss, hwm) = memory_mib();
+        let acc = o.accepted_us.as_ref().unwrap();
+        let shed = o.shed_us.as_ref().unwrap();
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let mut by_attempts = std::collections::BTreeMap::new();
+        for a in &attempts {
+            *by_attempts.entry(*a).or_insert(0u32) += 1;
+        }
+        let server_shed = shed_after - shed_before;
+        println!(
+            "| {factor}× ({:.0}/s, 1,000 connections) | {:.0} | {} | {:.0} | {:.0}% | {:.0} | {:?} | {:.1} / {:.1} | {:.2} / {:.2} / {:.1} | {:.2}% of {server_shed:.0} | {rss:.0} / {hwm:.0} | {by_attempts:?} (max {}) | {unfinished} |",
+            base * factor,
+            o.sent as f64 / seconds as f64,
+            o.late,
+            o.accepted as f64 / seconds as f64,
+            o.accepted as f64 / seconds as f64 / base * 100.0,
+            o.shed as f64 / seconds as f64,
+            o.other,
+            ms(acc, 0.5),
+            ms(acc, 0.99),
+            ms(shed, 0.5),
+            ms(shed, 0.99),
+            shed.max() as f64 / 1000.0,
+            if server_shed > 0.0 { (within_after - within_before) / server_shed * 100.0 } else { 100.0 },
+            attempts.iter().max().copied().unwrap_or(0),
+        );
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and `cargo test --benches`
@@ -335,6 +611,7 @@ fn main() {
     let open_connections = env_u64("OCHERED_BENCH_HTTP_OPEN_CONNECTIONS", 256) as usize;
     let only_submissions =
         std::env::var("OCHERED_BENCH_HTTP_ONLY").is_ok_and(|v| v == "submissions");
+    let overload_mode = std::env::var("OCHERED_BENCH_HTTP_OVERLOAD").is_ok_and(|v| v == "1");
 
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -359,9 +636,18 @@ fn main() {
         jwt_secret_is_default: false,
         person_secret: b"bench-person-secret".to_vec(),
         queue_max: 65_536,
-        // Off: the benchmark measures what the server does, sheds would only hide it.
-        max_in_flight: 0,
-        admission_target_ms: 0,
+        // Off: the benchmark measures what the server does, sheds would only hide it (on,
+        // as shipped, for the overload runs).
+        max_in_flight: if overload_mode {
+            ochered_api::http::admission::DEFAULT_MAX_IN_FLIGHT
+        } else {
+            0
+        },
+        admission_target_ms: if overload_mode {
+            ochered_api::http::admission::DEFAULT_TARGET_MS
+        } else {
+            0
+        },
         batch_max: 2048,
         request_timeout_ms: 10_000,
         body_limit_bytes: 64 * 1024,
@@ -429,6 +715,10 @@ fn main() {
             tokens,
             next: next.clone(),
         };
+        if overload_mode {
+            overload(addr, submit, seconds).await;
+            return;
+        }
 
         println!(
             "\nHTTP on loopback: {seconds} s per run after a 2 s warm-up; closed loop over {connections:?} connections (the best is the max), open loop over {open_connections}; latency in ms\n"

@@ -163,8 +163,13 @@ pub async fn run_wall(
     let mut errors = 0u64;
     let mut stats = ScheduleStats::default();
     let late = Duration::from_secs_f64(crate::report::LATE_SEND_MS / 1000.0);
-    for index in 0..workload.sends.len() {
-        let send = workload.sends[index];
+    for (index, send) in workload.schedule().enumerate() {
+        stats.sends += 1;
+        stats.planned_last_send_s = send.at_s / compression;
+        if send.device == 1 {
+            // Second devices are known only as the schedule reaches them.
+            progress.inc_length(1);
+        }
         let intended = start + Duration::from_secs_f64(send.at_s / compression);
         if intended > Instant::now() {
             tokio::time::sleep_until(intended.into()).await;
@@ -215,7 +220,8 @@ pub async fn run_wall(
 /// Runs the schedule in virtual time, in process: the writers' clock reads `clock`, which
 /// steps through the scenario's own time (from `origin`) one tick at a time. Every send of
 /// a tick is enqueued in schedule order and answered before the clock moves on, so the log
-/// and its state hash depend on the seed alone. Runs as fast as the engine allows.
+/// and its state hash depend on the seed alone. Runs as fast as the engine allows. Returns
+/// the number of sends.
 pub async fn run_virtual(
     target: Arc<InProcess>,
     workload: Arc<Workload>,
@@ -224,22 +230,22 @@ pub async fn run_virtual(
     tick: Duration,
     recorder: Arc<Mutex<Recorder>>,
     progress: ProgressBar,
-) {
+) -> u64 {
     let tick_s = tick.as_secs_f64().max(1e-6);
-    let sends = &workload.sends;
-    let mut i = 0;
-    while i < sends.len() {
-        let tick_index = (sends[i].at_s / tick_s).floor();
-        let mut j = i;
-        while j < sends.len() && (sends[j].at_s / tick_s).floor() == tick_index {
-            j += 1;
-        }
+    let mut schedule = workload.schedule().peekable();
+    let mut sends = 0u64;
+    while let Some(first) = schedule.peek().copied() {
+        let tick_index = (first.at_s / tick_s).floor();
         let now = origin + chrono::Duration::microseconds((tick_index * tick_s * 1e6) as i64);
         clock.store(now.timestamp_micros(), Ordering::SeqCst);
-        let mut pending: Vec<(Send, u32, Instant)> = sends[i..j]
-            .iter()
-            .map(|s| (*s, 1, Instant::now()))
-            .collect();
+        let mut pending: Vec<(Send, u32, Instant)> = Vec::new();
+        while let Some(send) = schedule.next_if(|s| (s.at_s / tick_s).floor() == tick_index) {
+            if send.device == 1 {
+                progress.inc_length(1);
+            }
+            pending.push((send, 1, Instant::now()));
+        }
+        sends += pending.len() as u64;
         while !pending.is_empty() {
             let mut retry = Vec::new();
             for chunk in pending.chunks(4096) {
@@ -291,8 +297,8 @@ pub async fn run_virtual(
             }
             pending = retry;
         }
-        i = j;
     }
+    sends
 }
 
 /// Samples the writers' queue depth until `stop`.

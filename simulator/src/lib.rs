@@ -379,9 +379,8 @@ async fn kill_loop(
                     let acked = recorder
                         .lock()
                         .unwrap()
-                        .ack_times
-                        .last()
-                        .is_some_and(|&t| t > up_since);
+                        .last_ack_s
+                        .is_some_and(|t| t > up_since);
                     if acked {
                         break;
                     }
@@ -398,7 +397,7 @@ async fn kill_loop(
         let Some(s) = guard.as_mut() else { break };
         s.kill().await;
         let t = recorder.lock().unwrap().started.elapsed().as_secs_f64();
-        recorder.lock().unwrap().kills.push(t);
+        recorder.lock().unwrap().kill(t);
         if let Err(e) = s.start(&http).await {
             problems.push(format!("{e:#}"));
             break;
@@ -607,16 +606,15 @@ fn plan(args: &SimulateArgs, presets: &Presets) -> anyhow::Result<Plan> {
     let workload = Arc::new(
         Workload::build(scenario, seed, args.scale, origin).with_contact_share(args.contact_share),
     );
-    if workload.sends.is_empty() {
+    if workload.n_children == 0 {
         bail!("the scenario at this scale has no applications");
     }
     let command = args.reproduce(seed);
     println!(
-        "simulate: {} at scale {}: {} children, {} sends, {} authorities; seed {seed}",
+        "simulate: {} at scale {}: {} children (each sends once, some again from a second device), {} authorities; seed {seed}",
         workload.scenario.name,
         args.scale,
         workload.n_children,
-        workload.sends.len(),
         workload.authorities.len()
     );
     println!("reproduce: {command}");
@@ -896,7 +894,7 @@ async fn drive(
     });
     let started = Instant::now() + Duration::from_millis(100);
     let recorder = Arc::new(Mutex::new(Recorder::new(started, expected_wall)));
-    let progress = progress_bar(workload.sends.len() as u64, args.quiet);
+    let progress = progress_bar(u64::from(workload.n_children), args.quiet);
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn(driver::sample_queue_depth(
         target.clone(),
@@ -944,9 +942,9 @@ async fn drive(
         .server_pid
         .as_ref()
         .and_then(|pid| cpu::process_seconds(pid.load(Ordering::Relaxed)));
-    let schedule_stats = match target {
+    let (schedule_stats, sends) = match target {
         Target::InProcess(t) if plan.virtual_clock => {
-            driver::run_virtual(
+            let sends = driver::run_virtual(
                 t.clone(),
                 workload.clone(),
                 setup.clock.clone(),
@@ -956,10 +954,10 @@ async fn drive(
                 progress.clone(),
             )
             .await;
-            None
+            (None, sends)
         }
-        _ => Some(
-            driver::run_wall(
+        _ => {
+            let stats = driver::run_wall(
                 target.clone(),
                 workload.clone(),
                 plan.compression,
@@ -967,8 +965,9 @@ async fn drive(
                 recorder.clone(),
                 progress.clone(),
             )
-            .await,
-        ),
+            .await;
+            (Some(stats), stats.sends)
+        }
     };
     let load_wall_s = started.elapsed().as_secs_f64();
     let cpu_s = cpu::own_seconds() - cpu_before;
@@ -1017,15 +1016,10 @@ async fn drive(
     // The server's own latency by outcome, before it is stopped and audited.
     let kills = recorder.lock().unwrap().kills.len();
     let server_latency = server_metrics::after_load(target, kills).await;
-    let planned_last_send_s = if plan.virtual_clock {
-        0.0
-    } else {
-        workload.span_s() / plan.compression
-    };
     let generator = report::Generator::judge(
         schedule_stats,
-        planned_last_send_s,
-        workload.sends.len() as u64,
+        schedule_stats.map_or(0.0, |s| s.planned_last_send_s),
+        sends,
         args.clients_max,
         cpu_s,
         load_wall_s,
@@ -1197,17 +1191,7 @@ fn build_report(
         audit_skipped,
         server_kills: recorder.kills.len(),
         kill_times_s: recorder.kills.clone(),
-        acks_between_kills: recorder
-            .kills
-            .windows(2)
-            .map(|w| {
-                recorder
-                    .ack_times
-                    .iter()
-                    .filter(|&&t| t > w[0] && t < w[1])
-                    .count() as u64
-            })
-            .collect(),
+        acks_between_kills: recorder.acks_between_kills.clone(),
         attempt_latency_ms: report::AttemptLatency {
             accepted: report::ClassLatency::of(&recorder.attempt_accepted),
             shed: report::ClassLatency::of(&recorder.attempt_shed),

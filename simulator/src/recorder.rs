@@ -51,9 +51,15 @@ pub struct Recorder {
     pub kills: Vec<f64>,
     /// Sends whose two devices were both acknowledged (a duplicate seen by clients).
     pub both_devices_acknowledged: u64,
-    device_acked: std::collections::HashMap<u32, u8>,
-    /// Seconds since start at which each acknowledgement arrived.
-    pub ack_times: Vec<f64>,
+    /// Children with a second device one of whose devices was acknowledged (the others
+    /// cannot be acknowledged twice, so they are not remembered).
+    device_acked: std::collections::HashSet<u32>,
+    /// Seconds since start of the latest acknowledgement.
+    pub last_ack_s: Option<f64>,
+    /// Acknowledgements since the latest kill (or the start).
+    acks_since_kill: u64,
+    /// Acknowledgements between each kill and the next (one entry per gap).
+    pub acks_between_kills: Vec<u64>,
     /// Microseconds of each attempt answered 2xx, from the attempt's start (the intended
     /// send time for a first attempt, the end of the backoff for a retry).
     pub attempt_accepted: Histogram<u64>,
@@ -92,7 +98,9 @@ impl Recorder {
             kills: Vec::new(),
             both_devices_acknowledged: 0,
             device_acked: Default::default(),
-            ack_times: Vec::new(),
+            last_ack_s: None,
+            acks_since_kill: 0,
+            acks_between_kills: Vec::new(),
             attempt_accepted: histogram(),
             attempt_shed: histogram(),
             shed_without_retry_after: 0,
@@ -143,6 +151,15 @@ impl Recorder {
         *peak = (*peak).max(hwm_kib).max(rss_kib);
     }
 
+    /// Records a kill of the server at `t` seconds since the start.
+    pub fn kill(&mut self, t: f64) {
+        if !self.kills.is_empty() {
+            self.acks_between_kills.push(self.acks_since_kill);
+        }
+        self.acks_since_kill = 0;
+        self.kills.push(t);
+    }
+
     pub fn depth(&mut self, depth: u64) {
         let t = self.started.elapsed().as_secs_f64();
         self.queue_depth.push((t, depth));
@@ -177,9 +194,9 @@ impl Recorder {
                     child: send.child,
                     device: send.device,
                 });
-                self.ack_times
-                    .push(done.saturating_duration_since(self.started).as_secs_f64());
-                if self.device_acked.insert(send.child, send.device).is_some() {
+                self.last_ack_s = Some(done.saturating_duration_since(self.started).as_secs_f64());
+                self.acks_since_kill += 1;
+                if child.second_device_after_s.is_some() && !self.device_acked.insert(send.child) {
                     self.both_devices_acknowledged += 1;
                 }
                 self.bucket_mut(done).acknowledged += 1;

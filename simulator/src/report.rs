@@ -75,6 +75,10 @@ pub const LATE_SEND_MS: f64 = 100.0;
 /// What the load generator measured of itself while it ran the schedule.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScheduleStats {
+    /// Sends made (second devices included).
+    pub sends: u64,
+    /// Wall seconds from the start to the intended time of the last send.
+    pub planned_last_send_s: f64,
     /// Wall seconds from the start to the moment the last send was started.
     pub last_send_s: f64,
     /// Sends started more than [`LATE_SEND_MS`] after their intended time.

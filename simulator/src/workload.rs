@@ -1,9 +1,11 @@
 //! The workload of a run, derived from the scenario and the seed: the institutions of each
 //! authority, every child's application, and the schedule of sends (open model).
 //!
-//! Every random choice comes from the seed: the schedule from one generator, each child's
-//! form from a generator seeded by the run's seed and the child's number, so a child's form
-//! can be rebuilt anywhere (setup, send, chart) without storing it.
+//! Every random choice comes from the seed: the schedule from one generator per authority,
+//! each child's form from a generator seeded by the run's seed and the child's number, so a
+//! child's form can be rebuilt anywhere (setup, send, chart) without storing it. The sends
+//! are not stored either: [`Workload::schedule`] makes them in time order as the run asks
+//! for them, so the generator's memory does not grow with the rate or the duration.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use ochered_core::command::{
@@ -31,6 +33,8 @@ pub struct Authority {
     /// Children `first_child..first_child + n_children` belong to this authority.
     pub first_child: u32,
     pub n_children: u32,
+    /// Its arrival windows, in order: the first-device sends of its children.
+    pub slots: Vec<Slot>,
 }
 
 /// One send: a child's submission from one device at an intended scenario time.
@@ -69,7 +73,7 @@ pub struct Workload {
     /// A short tag of the seed, in documents and accounts so runs against one server differ.
     pub tag: String,
     pub authorities: Vec<Authority>,
-    pub sends: Vec<Send>,
+    /// Children, each with one first-device send; some send from a second device too.
     pub n_children: u32,
     /// The campaign's school year (1 September of it) and its opening day.
     pub campaign_year: i32,
@@ -115,9 +119,7 @@ impl Workload {
     pub fn build(scenario: Scenario, seed: u64, scale: f64, origin: DateTime<Utc>) -> Workload {
         let total_share: f64 = scenario.authorities.iter().map(|a| a.share).sum();
         let total = scenario.total_applications() * scale;
-        let mut schedule_rng = SeededRng::new(seed ^ 0x5C4E_D01E);
         let mut authorities = Vec::new();
-        let mut sends = Vec::new();
         let mut first_child = 0u32;
         let opening_day = origin.with_timezone(&first_tz(&scenario)).date_naive();
         let campaign_year = if opening_day.month() < 8 {
@@ -140,24 +142,23 @@ impl Workload {
                 })
                 .collect();
             let opens_after_s = spec.opens_after_min * 60.0;
-            // Place each window's arrivals uniformly at random inside it: a Poisson-like
-            // stream whose counts match the published figures.
+            // Each window's arrivals lie uniformly at random inside it (placed by
+            // [`Workload::schedule`]): a Poisson-like stream whose counts match the published
+            // figures.
             let mut placed = 0u32;
-            let mut previous = (0.0f64, 0.0f64);
+            let mut previous = 0.0f64;
+            let mut slots = Vec::new();
             for w in &scenario.arrivals {
                 let target = ((w.applications * scale * share).round() as u32).min(n_children);
-                let start_s = previous.0 * 60.0;
-                let width_s = (w.minutes - previous.0) * 60.0;
-                while placed < target {
-                    let at_s = opens_after_s + start_s + schedule_rng.unit() * width_s;
-                    sends.push(Send {
-                        at_s,
-                        child: first_child + placed,
-                        device: 0,
+                if target > placed {
+                    slots.push(Slot {
+                        start_s: opens_after_s + previous * 60.0,
+                        end_s: opens_after_s + w.minutes * 60.0,
+                        count: target - placed,
                     });
-                    placed += 1;
+                    placed = target;
                 }
-                previous = (w.minutes, w.applications);
+                previous = w.minutes;
             }
             authorities.push(Authority {
                 id: spec.id.clone(),
@@ -167,39 +168,55 @@ impl Workload {
                 seats,
                 first_child,
                 n_children: placed,
+                slots,
             });
             first_child += placed;
         }
-        let mut workload = Workload {
+        Workload {
             scenario,
             seed,
             tag: format!("{:06}", seed % 1_000_000),
             authorities,
-            sends: Vec::new(),
             n_children: first_child,
             campaign_year,
             opening_day,
             contact_share: 0.0,
-        };
-        let mut second = Vec::new();
-        for s in &sends {
-            if let Some(after) = workload.child(s.child).second_device_after_s {
-                second.push(Send {
-                    at_s: s.at_s + after,
-                    child: s.child,
-                    device: 1,
-                });
-            }
         }
-        sends.extend(second);
-        sends.sort_by(|a, b| {
-            a.at_s
-                .total_cmp(&b.at_s)
-                .then(a.child.cmp(&b.child))
-                .then(a.device.cmp(&b.device))
-        });
-        workload.sends = sends;
-        workload
+    }
+
+    /// The sends in time order (then by child, then device), made as they are taken.
+    pub fn schedule(&self) -> Schedule<'_> {
+        let mut streams: Vec<Stream> = self
+            .authorities
+            .iter()
+            .map(|a| Stream {
+                rng: SeededRng::new(self.seed ^ 0x5C4E_D01E ^ hash_str(&a.id).rotate_left(29)),
+                slot: 0,
+                t: a.slots.first().map_or(0.0, |s| s.start_s),
+                left: a.slots.first().map_or(0, |s| s.count),
+                next_child: a.first_child,
+            })
+            .collect();
+        let heads = streams
+            .iter_mut()
+            .zip(&self.authorities)
+            .map(|(s, a)| s.next(a))
+            .collect();
+        Schedule {
+            workload: self,
+            streams,
+            heads,
+            later: Default::default(),
+        }
+    }
+
+    /// Scenario seconds from the start to the end of the last arrival window (the last
+    /// first-device send comes before it; a second device may come later).
+    pub fn span_s(&self) -> f64 {
+        self.authorities
+            .iter()
+            .filter_map(|a| a.slots.last().map(|s| s.end_s))
+            .fold(0.0, f64::max)
     }
 
     /// The same workload whose children give a contact with this share (clamped to 0..=1)
@@ -253,11 +270,6 @@ impl Workload {
             phone,
             email,
         })
-    }
-
-    /// Scenario seconds from the start to the last send.
-    pub fn span_s(&self) -> f64 {
-        self.sends.last().map_or(0.0, |s| s.at_s)
     }
 
     pub fn authority_of(&self, child: u32) -> usize {
@@ -545,6 +557,119 @@ fn hash_str(s: &str) -> u64 {
     })
 }
 
+/// One window of an authority's arrivals: `count` first-device sends placed uniformly at
+/// random in `[start_s, end_s)`, scenario seconds from the start of the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slot {
+    pub start_s: f64,
+    pub end_s: f64,
+    pub count: u32,
+}
+
+/// The sends of a run in time order, made as they are asked for ([`Workload::schedule`]):
+/// memory does not grow with the run's length or rate. Each authority's first-device sends
+/// are the sorted uniform points of its windows, drawn one after the other (the smallest of
+/// `k` uniform points in `[t, end)` lies at `t + (end − t)(1 − V^{1/k})`, V uniform in
+/// `(0, 1]`), so each authority's children are numbered in the order they send; second
+/// devices wait in a heap until their time. The same seed gives the same sends.
+pub struct Schedule<'a> {
+    workload: &'a Workload,
+    streams: Vec<Stream>,
+    /// The next first-device send of each authority.
+    heads: Vec<Option<Send>>,
+    /// Second devices, due later.
+    later: std::collections::BinaryHeap<std::cmp::Reverse<Due>>,
+}
+
+/// One authority's first-device sends.
+struct Stream {
+    rng: SeededRng,
+    slot: usize,
+    t: f64,
+    left: u32,
+    next_child: u32,
+}
+
+/// A send ordered by time, then child, then device.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Due(Send);
+
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (&self.0, &other.0);
+        a.at_s
+            .total_cmp(&b.at_s)
+            .then(a.child.cmp(&b.child))
+            .then(a.device.cmp(&b.device))
+    }
+}
+
+impl Stream {
+    fn next(&mut self, authority: &Authority) -> Option<Send> {
+        while self.left == 0 {
+            self.slot += 1;
+            let slot = authority.slots.get(self.slot)?;
+            self.t = slot.start_s;
+            self.left = slot.count;
+        }
+        let end = authority.slots[self.slot].end_s;
+        let v = 1.0 - self.rng.unit();
+        self.t += (end - self.t) * (1.0 - v.powf(1.0 / f64::from(self.left)));
+        self.left -= 1;
+        let child = self.next_child;
+        self.next_child += 1;
+        Some(Send {
+            at_s: self.t,
+            child,
+            device: 0,
+        })
+    }
+}
+
+impl Iterator for Schedule<'_> {
+    type Item = Send;
+
+    fn next(&mut self) -> Option<Send> {
+        let first = self
+            .heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.map(|s| (i, Due(s))))
+            .min_by(|a, b| a.1.cmp(&b.1));
+        let later = self.later.peek().map(|r| r.0);
+        match (first, later) {
+            (Some((_, f)), Some(l)) if l < f => {
+                self.later.pop();
+                Some(l.0)
+            }
+            (Some((i, f)), _) => {
+                self.heads[i] = self.streams[i].next(&self.workload.authorities[i]);
+                if let Some(after) = self.workload.child(f.0.child).second_device_after_s {
+                    self.later.push(std::cmp::Reverse(Due(Send {
+                        at_s: f.0.at_s + after,
+                        child: f.0.child,
+                        device: 1,
+                    })));
+                }
+                Some(f.0)
+            }
+            (None, Some(l)) => {
+                self.later.pop();
+                Some(l.0)
+            }
+            (None, None) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,29 +688,66 @@ mod tests {
     fn the_schedule_matches_the_published_windows() {
         let w = workload(1.0);
         assert_eq!(w.n_children, 9475);
-        let first_five_minutes = w
-            .sends
+        let sends: Vec<Send> = w.schedule().collect();
+        let first_five_minutes = sends
             .iter()
             .filter(|s| s.device == 0 && s.at_s < 300.0)
             .count();
         assert_eq!(first_five_minutes, 1144);
-        assert!(w.sends.windows(2).all(|p| p[0].at_s <= p[1].at_s));
-        let seconds = w.sends.iter().filter(|s| s.device == 1).count();
+        assert!(sends.windows(2).all(|p| Due(p[0]) < Due(p[1])));
+        // Every child sends once from its first device, in the order of its number within
+        // its authority.
+        let firsts: Vec<u32> = sends
+            .iter()
+            .filter(|s| s.device == 0)
+            .map(|s| s.child)
+            .collect();
+        assert_eq!(firsts, (0..w.n_children).collect::<Vec<_>>());
+        let seconds = sends.iter().filter(|s| s.device == 1).count();
         assert!(
             seconds > 150 && seconds < 450,
             "{seconds} second-device sends"
         );
+        // Every window holds its count.
+        for a in &w.authorities {
+            for slot in &a.slots {
+                let inside = sends
+                    .iter()
+                    .filter(|s| s.device == 0 && s.at_s >= slot.start_s && s.at_s < slot.end_s)
+                    .count();
+                assert_eq!(inside, slot.count as usize, "{slot:?}");
+            }
+        }
     }
 
     #[test]
     fn the_same_seed_gives_the_same_children() {
         let a = workload(0.1);
         let b = workload(0.1);
-        assert_eq!(a.sends, b.sends);
+        assert!(a.schedule().eq(b.schedule()));
         for n in [0, 5, 900] {
             assert_eq!(format!("{:?}", a.child(n)), format!("{:?}", b.child(n)));
         }
         assert_eq!(a.campaign_year, 2027);
+    }
+
+    #[test]
+    fn a_long_schedule_is_made_as_it_goes() {
+        // 20 million children: building the workload and taking its first sends must not
+        // cost memory or time in proportion to the whole run.
+        let started = std::time::Instant::now();
+        let w = workload(2000.0);
+        assert!(w.n_children > 18_000_000, "{}", w.n_children);
+        let mut schedule = w.schedule();
+        let mut last = f64::MIN;
+        for _ in 0..100_000 {
+            let s = schedule.next().unwrap();
+            assert!(s.at_s >= last);
+            last = s.at_s;
+        }
+        // Only second devices wait in memory, a few seconds' worth of the run.
+        assert!(schedule.later.len() < 10_000, "{}", schedule.later.len());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
@@ -34,11 +34,13 @@ pub const UPLOAD_IDEMPOTENCY_KEY_MAX: usize = 240;
 const SUBMIT_CONCURRENCY: usize = 64;
 
 /// A write's context: the server's state, the authenticated caller (401 without a valid
-/// token) and the request's headers (Idempotency-Key, X-Correlation-Id).
+/// token) and the two headers a write reads (Idempotency-Key, X-Correlation-Id), kept
+/// rather than a copy of every header.
 pub struct Write {
     pub state: AppState,
     pub caller: Caller,
-    headers: HeaderMap,
+    idempotency_key: Option<HeaderValue>,
+    correlation_id: Option<HeaderValue>,
 }
 
 impl FromRequestParts<AppState> for Write {
@@ -52,7 +54,8 @@ impl FromRequestParts<AppState> for Write {
         Ok(Write {
             state: state.clone(),
             caller,
-            headers: parts.headers.clone(),
+            idempotency_key: parts.headers.get("idempotency-key").cloned(),
+            correlation_id: parts.headers.get("x-correlation-id").cloned(),
         })
     }
 }
@@ -124,7 +127,7 @@ impl Write {
 
     /// The Idempotency-Key header, checked: 1-`max` visible ASCII characters.
     fn idempotency_key(&self, max: usize, detail: &str) -> Result<Option<&str>, ApiError> {
-        let Some(value) = self.headers.get("idempotency-key") else {
+        let Some(value) = &self.idempotency_key else {
             return Ok(None);
         };
         value
@@ -140,7 +143,7 @@ impl Write {
     /// that is not 1-128 visible ASCII characters is refused (422), not dropped or cut.
     fn meta(&self, key: Option<&str>, row: Option<u64>) -> Result<RequestMeta, ApiError> {
         let actor = format!("{}:{}", self.caller.role.as_str(), self.caller.sub);
-        let correlation_id = match self.headers.get("x-correlation-id") {
+        let correlation_id = match &self.correlation_id {
             None => None,
             Some(value) => Some(
                 value

@@ -1,11 +1,12 @@
 //! Metrics and time limits of every request: the Prometheus recorder, request rate and
 //! latency per route and outcome, and the overall request timeout.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State as AxumState};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -56,25 +57,83 @@ pub fn outcome(status: StatusCode) -> &'static str {
 /// [`outcome`]), from the moment the request reaches the router to its answer. Paths are route
 /// templates: no personal data.
 pub async fn observe(AxumState(_): AxumState<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let submission = crate::http::ratelimit::is_submission(req.method(), Some(&route));
-    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status();
-    // The intake an operator watches: submissions (applications, bookings) by outcome.
-    if submission {
-        metrics::counter!("ochered_submissions_total", "outcome" => outcome(status)).increment(1);
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
+    let handles = RouteMetrics::of(route, &method, status);
+    handles.requests.increment(1);
+    if let Some(submissions) = &handles.submissions {
+        submissions.increment(1);
     }
-    metrics::counter!("ochered_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.as_u16().to_string())
-        .increment(1);
-    metrics::histogram!("ochered_http_request_seconds", "route" => route, "method" => method, "outcome" => outcome(status))
-        .record(started.elapsed().as_secs_f64());
+    handles.latency.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The metric handles of one route, method and status, registered once and then reused:
+/// a request neither builds label sets nor searches the registry. The set is bounded (route
+/// templates × standard methods × statuses); requests with any other method are counted
+/// without the cache.
+struct RouteMetrics {
+    requests: metrics::Counter,
+    latency: metrics::Histogram,
+    /// The intake an operator watches: submissions (applications, bookings) by outcome.
+    submissions: Option<metrics::Counter>,
+}
+
+type RouteKey = (Method, u16);
+
+impl RouteMetrics {
+    fn register(route: &str, method: &Method, status: StatusCode) -> RouteMetrics {
+        // Handles taken before the recorder exists would count nowhere, for good.
+        metrics_handle();
+        let submission = crate::http::ratelimit::is_submission(method, Some(route));
+        let (route, method) = (route.to_owned(), method.to_string());
+        RouteMetrics {
+            requests: metrics::counter!("ochered_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.as_u16().to_string()),
+            latency: metrics::histogram!("ochered_http_request_seconds", "route" => route, "method" => method, "outcome" => outcome(status)),
+            submissions: submission.then(
+                || metrics::counter!("ochered_submissions_total", "outcome" => outcome(status)),
+            ),
+        }
+    }
+
+    fn of(route: &str, method: &Method, status: StatusCode) -> Arc<RouteMetrics> {
+        static CACHE: OnceLock<RwLock<HashMap<String, HashMap<RouteKey, Arc<RouteMetrics>>>>> =
+            OnceLock::new();
+        let standard = [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ]
+        .contains(method);
+        if !standard {
+            return Arc::new(Self::register(route, method, status));
+        }
+        let cache = CACHE.get_or_init(Default::default);
+        let key = (method.clone(), status.as_u16());
+        if let Some(found) = cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(route)
+            .and_then(|by| by.get(&key))
+        {
+            return found.clone();
+        }
+        let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(route.to_owned())
+            .or_default()
+            .entry(key)
+            .or_insert_with(|| Arc::new(Self::register(route, method, status)))
+            .clone()
+    }
 }
 
 /// Answers 503 `timeout` when the request takes longer than `timeout_ms`.
