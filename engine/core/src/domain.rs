@@ -221,7 +221,10 @@ impl fmt::Debug for PersonKey {
 
 impl Serialize for PersonKey {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
+        // On the stack: every event and request hash of an application serialises one.
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut hex).expect("64 hex digits for 32 bytes");
+        serializer.serialize_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
     }
 }
 
@@ -419,6 +422,19 @@ mod tests {
         let b = DocumentNumber::parse("iv аб 123456").unwrap();
         assert_eq!(a, b);
         assert_eq!(a.as_str(), "IVAБ123456");
+    }
+
+    #[test]
+    fn a_person_key_serialises_as_its_lower_case_hex_and_back() {
+        let key = PersonKey(std::array::from_fn(|i| (i * 37 + 11) as u8));
+        let json = serde_json::to_string(&key).unwrap();
+        assert_eq!(json, format!("\"{}\"", key.to_hex()));
+        assert_eq!(key.to_hex().len(), 64);
+        assert!(key
+            .to_hex()
+            .chars()
+            .all(|c| matches!(c, '0'..='9' | 'a'..='f')));
+        assert_eq!(serde_json::from_str::<PersonKey>(&json).unwrap(), key);
     }
 
     #[test]

@@ -110,13 +110,16 @@ pub fn write_map_head(out: &mut Vec<u8>, entries: usize) {
 /// The deterministic CBOR encoding of `value`.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(256);
-    value.serialize(&mut Encoder { out: &mut out })?;
+    to_writer(&mut out, value)?;
     Ok(out)
 }
 
 /// Appends the deterministic CBOR encoding of `value` to `out`.
 pub fn to_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<()> {
-    value.serialize(&mut Encoder { out })
+    value.serialize(&mut Encoder {
+        out,
+        scratch: &mut Scratch::default(),
+    })
 }
 
 /// Decodes one value that must fill `bytes` exactly.
@@ -132,70 +135,132 @@ pub fn from_slice<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T> {
     Ok(value)
 }
 
-struct Encoder<'a> {
-    out: &'a mut Vec<u8>,
+/// Offsets the encoder keeps while maps are open, shared by every nested map of one value
+/// so that encoding allocates nothing per map.
+#[derive(Default)]
+struct Scratch {
+    /// (start of key, start of value) in the output, for the entries of every open map,
+    /// innermost last.
+    entries: Vec<(usize, usize)>,
+    /// The order of the entries of the map being finished.
+    order: Vec<u32>,
+    /// A copy of a map's body while its entries are written back in key order.
+    body: Vec<u8>,
 }
 
-/// A map being encoded: entries go to a buffer of their own and are sorted at the end.
+struct Encoder<'a> {
+    out: &'a mut Vec<u8>,
+    scratch: &'a mut Scratch,
+}
+
+/// Writes `major`/`value` as a head at `at`, where one placeholder byte was written: in
+/// place when one byte suffices, else the bytes after it move up.
+fn fix_head(out: &mut Vec<u8>, at: usize, major: u8, value: u64) {
+    if value < 24 {
+        out[at] = (major << 5) | value as u8;
+    } else {
+        let (byte, argument): (u8, &[u8]) = if value <= u64::from(u8::MAX) {
+            (24, &[value as u8])
+        } else if value <= u64::from(u16::MAX) {
+            (25, &(value as u16).to_be_bytes())
+        } else if value <= u64::from(u32::MAX) {
+            (26, &(value as u32).to_be_bytes())
+        } else {
+            (27, &value.to_be_bytes())
+        };
+        out[at] = (major << 5) | byte;
+        out.splice(at + 1..at + 1, argument.iter().copied());
+    }
+}
+
+/// A map being encoded: entries are written straight to the output after a placeholder
+/// head; at the end the head is set, and entries not already in key order are put in order.
 pub struct MapEncoder<'a> {
     out: &'a mut Vec<u8>,
-    buffer: Vec<u8>,
-    /// (start of key, start of value) in `buffer`; an entry ends where the next begins.
-    entries: Vec<(usize, usize)>,
+    scratch: &'a mut Scratch,
+    /// Where the placeholder head is.
+    head_at: usize,
+    /// Where this map's entries begin in `scratch.entries`.
+    base: usize,
 }
 
 impl MapEncoder<'_> {
     fn finish(self) -> Result<()> {
         let MapEncoder {
             out,
-            buffer,
-            mut entries,
+            scratch,
+            head_at,
+            base,
         } = self;
-        let ends: Vec<usize> = entries
-            .iter()
-            .skip(1)
-            .map(|(key, _)| *key)
-            .chain(std::iter::once(buffer.len()))
-            .collect();
-        let mut spans: Vec<(&[u8], &[u8])> = entries
-            .drain(..)
-            .zip(ends)
-            .map(|((key, value), end)| (&buffer[key..value], &buffer[value..end]))
-            .collect();
-        spans.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        if spans.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(Error("a map key repeats".into()));
+        let entries = &scratch.entries[base..];
+        let n = entries.len();
+        let key = |i: usize| &out[entries[i].0..entries[i].1];
+        let mut ordered = true;
+        for i in 1..n {
+            match key(i - 1).cmp(key(i)) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    scratch.entries.truncate(base);
+                    return Err(Error("a map key repeats".into()));
+                }
+                std::cmp::Ordering::Greater => ordered = false,
+            }
         }
-        write_map_head(out, spans.len());
-        out.reserve(buffer.len());
-        for (key, value) in spans {
-            out.extend_from_slice(key);
-            out.extend_from_slice(value);
+        if !ordered {
+            // Sort the entries by their encoded keys and write the body again in that order.
+            let body_start = head_at + 1;
+            let body_end = out.len();
+            scratch.order.clear();
+            scratch.order.extend(0..n as u32);
+            scratch
+                .order
+                .sort_unstable_by(|&a, &b| key(a as usize).cmp(key(b as usize)));
+            if scratch
+                .order
+                .windows(2)
+                .any(|w| key(w[0] as usize) == key(w[1] as usize))
+            {
+                scratch.entries.truncate(base);
+                return Err(Error("a map key repeats".into()));
+            }
+            scratch.body.clear();
+            scratch.body.extend_from_slice(&out[body_start..body_end]);
+            out.truncate(body_start);
+            for &i in &scratch.order {
+                let i = i as usize;
+                let start = entries[i].0 - body_start;
+                let end = entries.get(i + 1).map_or(body_end, |e| e.0) - body_start;
+                out.extend_from_slice(&scratch.body[start..end]);
+            }
         }
+        scratch.entries.truncate(base);
+        fix_head(out, head_at, MAJOR_MAP, n as u64);
         Ok(())
     }
 }
 
-/// An array whose length serde did not announce: elements are counted, then written.
+/// An array: with a length serde announced, elements follow its head; without one, they
+/// are counted after a placeholder head that is set at the end.
 pub struct SeqEncoder<'a> {
     out: &'a mut Vec<u8>,
-    /// `Some` while the length is not known yet.
-    buffer: Option<Vec<u8>>,
+    scratch: &'a mut Scratch,
+    /// Where the placeholder head is, when the length was not announced.
+    head_at: Option<usize>,
     count: usize,
 }
 
 impl SeqEncoder<'_> {
-    fn target(&mut self) -> &mut Vec<u8> {
-        match &mut self.buffer {
-            Some(buffer) => buffer,
-            None => self.out,
-        }
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.count += 1;
+        value.serialize(&mut Encoder {
+            out: self.out,
+            scratch: self.scratch,
+        })
     }
 
     fn finish(self) -> Result<()> {
-        if let Some(buffer) = self.buffer {
-            write_head(self.out, MAJOR_ARRAY, self.count as u64);
-            self.out.extend_from_slice(&buffer);
+        if let Some(at) = self.head_at {
+            fix_head(self.out, at, MAJOR_ARRAY, self.count as u64);
         }
         Ok(())
     }
@@ -209,28 +274,32 @@ pub struct VariantEncoder<'a, Inner> {
 
 impl<'a> Encoder<'a> {
     fn map(self) -> MapEncoder<'a> {
+        let head_at = self.out.len();
+        self.out.push(0);
         MapEncoder {
+            base: self.scratch.entries.len(),
             out: self.out,
-            buffer: Vec::with_capacity(128),
-            entries: Vec::with_capacity(16),
+            scratch: self.scratch,
+            head_at,
         }
     }
 
     fn seq(self, len: Option<usize>) -> SeqEncoder<'a> {
-        match len {
+        let head_at = match len {
             Some(len) => {
                 write_head(self.out, MAJOR_ARRAY, len as u64);
-                SeqEncoder {
-                    out: self.out,
-                    buffer: None,
-                    count: len,
-                }
+                None
             }
-            None => SeqEncoder {
-                out: self.out,
-                buffer: Some(Vec::new()),
-                count: 0,
-            },
+            None => {
+                self.out.push(0);
+                Some(self.out.len() - 1)
+            }
+        };
+        SeqEncoder {
+            out: self.out,
+            scratch: self.scratch,
+            head_at,
+            count: 0,
         }
     }
 
@@ -238,6 +307,16 @@ impl<'a> Encoder<'a> {
     fn variant(&mut self, variant: &str) {
         write_map_head(self.out, 1);
         write_text(self.out, variant);
+    }
+}
+
+/// Formats straight into the output ([`ser::Serializer::collect_str`]).
+struct TextWriter<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for TextWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -300,6 +379,16 @@ impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
         write_text(self.out, v);
         Ok(())
     }
+    fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result<()> {
+        // The text is formatted after a placeholder head, which is set to its length.
+        let at = self.out.len();
+        self.out.push(0);
+        fmt::write(&mut TextWriter(self.out), format_args!("{value}"))
+            .map_err(|_| Error("a value failed to format itself".into()))?;
+        let len = self.out.len() - at - 1;
+        fix_head(self.out, at, MAJOR_TEXT, len as u64);
+        Ok(())
+    }
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {
         write_bytes(self.out, v);
         Ok(())
@@ -340,7 +429,11 @@ impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
         value.serialize(self)
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq> {
-        Ok(Encoder { out: self.out }.seq(len))
+        Ok(Encoder {
+            out: self.out,
+            scratch: self.scratch,
+        }
+        .seq(len))
     }
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple> {
         self.serialize_seq(Some(len))
@@ -357,15 +450,27 @@ impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
     ) -> Result<Self::SerializeTupleVariant> {
         self.variant(variant);
         Ok(VariantEncoder {
-            inner: Encoder { out: self.out }.seq(Some(len)),
+            inner: Encoder {
+                out: self.out,
+                scratch: self.scratch,
+            }
+            .seq(Some(len)),
             _out: std::marker::PhantomData,
         })
     }
     fn serialize_map(self, _: Option<usize>) -> Result<MapEncoder<'b>> {
-        Ok(Encoder { out: self.out }.map())
+        Ok(Encoder {
+            out: self.out,
+            scratch: self.scratch,
+        }
+        .map())
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<MapEncoder<'b>> {
-        Ok(Encoder { out: self.out }.map())
+        Ok(Encoder {
+            out: self.out,
+            scratch: self.scratch,
+        }
+        .map())
     }
     fn serialize_struct_variant(
         self,
@@ -376,7 +481,11 @@ impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
     ) -> Result<Self::SerializeStructVariant> {
         self.variant(variant);
         Ok(VariantEncoder {
-            inner: Encoder { out: self.out }.map(),
+            inner: Encoder {
+                out: self.out,
+                scratch: self.scratch,
+            }
+            .map(),
             _out: std::marker::PhantomData,
         })
     }
@@ -391,10 +500,7 @@ impl ser::SerializeSeq for SeqEncoder<'_> {
     type Ok = ();
     type Error = Error;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        if self.buffer.is_some() {
-            self.count += 1;
-        }
-        value.serialize(&mut Encoder { out: self.target() })
+        self.element(value)
     }
     fn end(self) -> Result<()> {
         self.finish()
@@ -405,7 +511,7 @@ impl ser::SerializeTuple for SeqEncoder<'_> {
     type Ok = ();
     type Error = Error;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        ser::SerializeSeq::serialize_element(self, value)
+        self.element(value)
     }
     fn end(self) -> Result<()> {
         self.finish()
@@ -416,7 +522,7 @@ impl ser::SerializeTupleStruct for SeqEncoder<'_> {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        ser::SerializeSeq::serialize_element(self, value)
+        self.element(value)
     }
     fn end(self) -> Result<()> {
         self.finish()
@@ -427,7 +533,7 @@ impl ser::SerializeTupleVariant for VariantEncoder<'_, SeqEncoder<'_>> {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        ser::SerializeSeq::serialize_element(&mut self.inner, value)
+        self.inner.element(value)
     }
     fn end(self) -> Result<()> {
         self.inner.finish()
@@ -438,16 +544,18 @@ impl ser::SerializeMap for MapEncoder<'_> {
     type Ok = ();
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
-        let start = self.buffer.len();
+        let start = self.out.len();
         key.serialize(&mut Encoder {
-            out: &mut self.buffer,
+            out: self.out,
+            scratch: self.scratch,
         })?;
-        self.entries.push((start, self.buffer.len()));
+        self.scratch.entries.push((start, self.out.len()));
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         value.serialize(&mut Encoder {
-            out: &mut self.buffer,
+            out: self.out,
+            scratch: self.scratch,
         })
     }
     fn end(self) -> Result<()> {
@@ -463,11 +571,12 @@ impl ser::SerializeStruct for MapEncoder<'_> {
         key: &'static str,
         value: &T,
     ) -> Result<()> {
-        let start = self.buffer.len();
-        write_text(&mut self.buffer, key);
-        self.entries.push((start, self.buffer.len()));
+        let start = self.out.len();
+        write_text(self.out, key);
+        self.scratch.entries.push((start, self.out.len()));
         value.serialize(&mut Encoder {
-            out: &mut self.buffer,
+            out: self.out,
+            scratch: self.scratch,
         })
     }
     fn end(self) -> Result<()> {
@@ -877,6 +986,154 @@ mod tests {
         assert_eq!(to_vec(&json).unwrap(), to_vec(&value).unwrap());
         let back: serde_json::Value = from_slice(&to_vec(&value).unwrap()).unwrap();
         assert_eq!(back, json);
+    }
+
+    /// Checks the deterministic form independently of the encoder: shortest heads, definite
+    /// lengths, map keys strictly ascending bytewise; returns the bytes after the item.
+    fn assert_canonical(bytes: &[u8]) -> &[u8] {
+        let initial = bytes[0];
+        let (major, info) = (initial >> 5, initial & 0x1f);
+        let (value, rest) = match info {
+            0..=23 => (u64::from(info), &bytes[1..]),
+            24 => (u64::from(bytes[1]), &bytes[2..]),
+            25 => (
+                u64::from(u16::from_be_bytes([bytes[1], bytes[2]])),
+                &bytes[3..],
+            ),
+            26 => (
+                u64::from(u32::from_be_bytes(bytes[1..5].try_into().unwrap())),
+                &bytes[5..],
+            ),
+            27 => (
+                u64::from_be_bytes(bytes[1..9].try_into().unwrap()),
+                &bytes[9..],
+            ),
+            _ if major == 7 => (0, &bytes[1..]),
+            _ => panic!("indefinite or reserved head {initial:#x}"),
+        };
+        if major != 7 {
+            let shortest = match info {
+                24 => value >= 24,
+                25 => value > 0xff,
+                26 => value > 0xffff,
+                27 => value > 0xffff_ffff,
+                _ => true,
+            };
+            assert!(shortest, "head {initial:#x} of {value} is not the shortest");
+        }
+        match major {
+            0 | 1 | 7 => rest,
+            2 | 3 => &rest[value as usize..],
+            4 => {
+                let mut rest = rest;
+                for _ in 0..value {
+                    rest = assert_canonical(rest);
+                }
+                rest
+            }
+            5 => {
+                let mut rest = rest;
+                let mut previous: Option<&[u8]> = None;
+                for _ in 0..value {
+                    let after_key = assert_canonical(rest);
+                    let key = &rest[..rest.len() - after_key.len()];
+                    if let Some(previous) = previous {
+                        assert!(previous < key, "map keys out of order or repeated");
+                    }
+                    previous = Some(key);
+                    rest = assert_canonical(after_key);
+                }
+                rest
+            }
+            _ => panic!("major type {major} is not written by the encoder"),
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            ".{0,40}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 200, 30, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..30).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-z]{0,30}|.{0,3}", inner, 0..30)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_encodes_canonically_and_round_trips(value in json_value()) {
+            let bytes = to_vec(&value).unwrap();
+            proptest::prop_assert!(assert_canonical(&bytes).is_empty());
+            let back: serde_json::Value = from_slice(&bytes).unwrap();
+            proptest::prop_assert_eq!(back, value);
+        }
+    }
+
+    /// Maps of 24 entries and more, text of 24 bytes and more made by `collect_str`, and
+    /// arrays and maps whose length serde does not announce, nested in each other.
+    #[test]
+    fn long_heads_and_unannounced_lengths_are_set_at_the_end() {
+        struct Odd(u32);
+        impl Serialize for Odd {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_seq((0..self.0).filter(|i| i % 2 == 1))
+            }
+        }
+        struct Entries(u32);
+        impl Serialize for Entries {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                // Descending keys, so the encoder must sort; values nest the other cases.
+                s.collect_map(
+                    (0..self.0)
+                        .rev()
+                        .filter(|_| true)
+                        .map(|i| (format!("k{i:03}"), (Odd(i), Text(i as usize)))),
+                )
+            }
+        }
+        struct Text(usize);
+        impl Serialize for Text {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_str(&format_args!("{}", "й".repeat(self.0)))
+            }
+        }
+        for n in [0, 1, 23, 24, 25, 300] {
+            let bytes = to_vec(&Entries(n)).unwrap();
+            assert!(assert_canonical(&bytes).is_empty(), "{n}");
+            let back: serde_json::Value = from_slice(&bytes).unwrap();
+            let expected: serde_json::Map<String, serde_json::Value> = (0..n)
+                .map(|i| {
+                    let odd: Vec<u32> = (0..i).filter(|i| i % 2 == 1).collect();
+                    (
+                        format!("k{i:03}"),
+                        serde_json::json!([odd, "й".repeat(i as usize)]),
+                    )
+                })
+                .collect();
+            assert_eq!(back, serde_json::Value::Object(expected), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_map_key_is_an_error() {
+        struct Twice;
+        impl Serialize for Twice {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_map([("b", 1), ("a", 2), ("b", 3)])
+            }
+        }
+        assert!(to_vec(&Twice).is_err());
+        // The encoder is usable again afterwards: a fresh value encodes canonically.
+        let bytes = to_vec(&serde_json::json!({"b": 1, "a": {"d": 2, "c": 3}})).unwrap();
+        assert!(assert_canonical(&bytes).is_empty());
     }
 
     #[test]

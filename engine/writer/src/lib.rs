@@ -195,7 +195,9 @@ impl WriterStats {
 struct Shared {
     authority: String,
     state: RwLock<State>,
-    in_flight: Mutex<HashSet<String>>,
+    /// The digests ([`ochered_store::key_digest`]) of the idempotency keys of submissions
+    /// waiting for their answer.
+    in_flight: Mutex<HashSet<ochered_store::Hash>>,
     stats: WriterStats,
     head: RwLock<ochered_store::ChainHead>,
     /// False while the state could not be rebuilt after a failed commit (the store is away),
@@ -289,15 +291,14 @@ impl Writer {
             .idempotency_key
             .as_deref()
             .map(ochered_store::key_digest);
-        let key = meta.idempotency_key.clone();
-        if let Some(key) = &key {
-            if !self.shared.in_flight.lock().unwrap().insert(key.clone()) {
+        if let Some(digest) = &key_digest {
+            if !self.shared.in_flight.lock().unwrap().insert(*digest) {
                 return Err(WriterError::KeyInFlight);
             }
         }
         let _guard = InFlightGuard {
             shared: &self.shared,
-            key,
+            key_digest,
         };
         let (reply, rx) = oneshot::channel();
         let job = Job {
@@ -400,13 +401,13 @@ impl Writer {
 
 struct InFlightGuard<'a> {
     shared: &'a Shared,
-    key: Option<String>,
+    key_digest: Option<ochered_store::Hash>,
 }
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        if let Some(key) = &self.key {
-            self.shared.in_flight.lock().unwrap().remove(key);
+        if let Some(digest) = &self.key_digest {
+            self.shared.in_flight.lock().unwrap().remove(digest);
         }
     }
 }
@@ -509,8 +510,10 @@ impl WriterTask {
     async fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
         let mut inflight: Option<Pending> = None;
         let mut interval = pressure::Interval::new();
+        // Reused from batch to batch: a batch bound of thousands makes a fresh vector a large
+        // allocation (and its pages) for every batch, however few commands it holds.
+        let mut batch = Vec::new();
         loop {
-            let mut batch = Vec::with_capacity(self.config.batch_commands_max);
             if inflight.is_none() {
                 if rx.is_empty() {
                     interval.idle();
@@ -579,7 +582,7 @@ impl WriterTask {
                 self.maybe_snapshot().await;
                 continue;
             }
-            let next = self.decide_batch(batch).await;
+            let next = self.decide_batch(&mut batch).await;
             if let Some(pending) = inflight.take() {
                 match self.finish(pending).await {
                     Finished::Committed => {}
@@ -637,9 +640,9 @@ impl WriterTask {
 
     /// Answers retries from the store, then decides and folds the rest in order. The events
     /// are not committed yet.
-    async fn decide_batch(&mut self, batch: Vec<Job>) -> Option<Pending> {
+    async fn decide_batch(&mut self, batch: &mut Vec<Job>) -> Option<Pending> {
         if let Some(why) = self.shared.broken.read().unwrap().clone() {
-            for job in batch {
+            for job in batch.drain(..) {
                 let _ = job.reply.send(Err(WriterError::Broken(why.clone())));
             }
             return None;
@@ -656,7 +659,7 @@ impl WriterTask {
                 self.try_reload().await
             };
             if let Err(e) = result {
-                for job in batch {
+                for job in batch.drain(..) {
                     let _ = job.reply.send(Err(e.clone()));
                 }
                 return None;
@@ -669,7 +672,7 @@ impl WriterTask {
         let mut pending = Vec::with_capacity(batch.len());
         // Keys by digest (SHA-256: equal digests are equal keys).
         let mut keys_in_batch = HashSet::with_capacity(batch.len());
-        for job in batch {
+        for job in batch.drain(..) {
             let (Some(key), Some(digest)) = (&job.meta.idempotency_key, job.key_digest) else {
                 pending.push(job);
                 continue;
@@ -711,16 +714,19 @@ impl WriterTask {
         let mut next_seq = self.decided_seq;
         {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
-            for job in pending {
+            for mut job in pending {
                 match decide(&state, &job.command, now) {
                     Ok(events) => {
-                        let metadata = Metadata {
-                            actor: job.meta.actor.clone(),
-                            channel: job.meta.channel.clone(),
-                            correlation_id: job.meta.correlation_id.clone(),
-                        };
-                        let mut committed = Vec::with_capacity(events.len());
-                        for event in events {
+                        // The request's metadata moves into its last event (it is not read
+                        // again); earlier events of the request get copies.
+                        let mut metadata = Some(Metadata {
+                            actor: job.meta.actor.take(),
+                            channel: job.meta.channel.take(),
+                            correlation_id: job.meta.correlation_id.take(),
+                        });
+                        let n = events.len();
+                        let mut committed = Vec::with_capacity(n);
+                        for (i, event) in events.into_iter().enumerate() {
                             let stream = event.stream();
                             let version = state.next_stream_version(&stream);
                             state.apply(&event);
@@ -734,7 +740,11 @@ impl WriterTask {
                                 recorded_at: now,
                                 payload: ochered_store::cbor::to_vec(&event)
                                     .expect("events always encode"),
-                                metadata: metadata.clone(),
+                                metadata: if i + 1 == n {
+                                    metadata.take().unwrap_or_default()
+                                } else {
+                                    metadata.clone().unwrap_or_default()
+                                },
                                 idempotency: None,
                             });
                             committed.push(CommittedEvent {
