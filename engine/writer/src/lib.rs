@@ -471,7 +471,8 @@ struct Pending {
     last_seq: i64,
     /// The rows to write, until the commit starts.
     rows: Option<Vec<NewEvent>>,
-    commit: Option<tokio::task::JoinHandle<Result<Vec<ochered_store::StoredEvent>, StoreError>>>,
+    /// The commit's task; it answers with the last event as stored (the new head).
+    commit: Option<tokio::task::JoinHandle<Result<Option<ochered_store::StoredEvent>, StoreError>>>,
     started: Instant,
     /// When the batch was decided (for the commit rate).
     decided_at: Instant,
@@ -799,7 +800,15 @@ impl WriterTask {
                 let authority = self.shared.authority.clone();
                 let span = commit_span(&authority, &events);
                 pending.commit = Some(tokio::spawn(
-                    async move { store.append(&authority, events).await }.instrument(span),
+                    // Only the last stored event is kept (the head): the others are
+                    // dropped here, on the commit's task, not on the writer's.
+                    async move {
+                        store
+                            .append(&authority, events)
+                            .await
+                            .map(|mut stored| stored.pop())
+                    }
+                    .instrument(span),
                 ));
             }
         }
@@ -821,8 +830,8 @@ impl WriterTask {
                 .commit_micros_total
                 .fetch_add(commit_micros, Ordering::Relaxed);
             match result {
-                Ok(stored) => {
-                    if let Some(last) = stored.last() {
+                Ok(last) => {
+                    if let Some(last) = &last {
                         debug_assert_eq!(last.authority_seq, pending.last_seq);
                         *self.shared.head.write().unwrap() = ochered_store::ChainHead::of(last);
                     }

@@ -515,23 +515,33 @@ fn append_on(
         )));
     }
     {
+        // One row per statement run: a multi-row INSERT was tried and costs more, because a
+        // statement that may fail after its first row needs a statement journal (a copy of
+        // every page it changes), which a single-row INSERT does without.
         let mut stmt = db.prepare(V2_INSERT_SQL)?;
         for e in &stored {
-            stmt.bind_i64(1, row_id(id, e.authority_seq))?;
-            stmt.bind_blob(2, &e.record)?;
-            stmt.bind_blob(3, &e.hash)?;
-            let key = e
-                .idempotency
-                .as_ref()
-                .map(|i| record::key_index(&i.key_digest));
-            match &key {
-                Some(key) => stmt.bind_blob_transient(4, key)?,
-                None => stmt.bind_null(4)?,
-            }
+            bind_log_row(&mut stmt, id, e)?;
             stmt.run()?;
         }
     }
     Ok(stored)
+}
+
+/// Binds one log row to [`V2_INSERT_SQL`] (id, record, hash, key), without copies.
+fn bind_log_row<'data>(
+    stmt: &mut Stmt<'_, 'data>,
+    authority_id: i64,
+    e: &'data StoredEvent,
+) -> Result<(), StoreError> {
+    stmt.bind_i64(1, row_id(authority_id, e.authority_seq))?;
+    stmt.bind_blob(2, &e.record)?;
+    stmt.bind_blob(3, &e.hash)?;
+    match &e.idempotency {
+        // The indexed key: the first bytes of the digest ([`record::key_index`]).
+        Some(i) => stmt.bind_blob(4, &i.key_digest[..record::KEY_INDEX_BYTES])?,
+        None => stmt.bind_null(4)?,
+    }
+    Ok(())
 }
 
 impl GroupCommit for Inner {

@@ -137,6 +137,57 @@ pub async fn duplicate_idempotency_key_writes_nothing(h: &Harness) {
     assert_eq!(hex::encode(next[0].prev_hash), head.hash);
 }
 
+/// Batches of hundreds of rows: every row comes back in order with its key, and a key used
+/// twice anywhere in a batch, or used before, refuses the whole batch.
+pub async fn large_batches_round_trip_and_refuse_a_key_anywhere(h: &Harness) {
+    let batch = |first: usize, n: usize| -> Vec<ochered_store::NewEvent> {
+        (first..first + n)
+            .map(|i| {
+                if i % 3 == 0 {
+                    keyed(&format!("app-{i}"), &format!("key-{i}"), 1)
+                } else {
+                    event(&format!("app-{i}"), 1)
+                }
+            })
+            .collect()
+    };
+    for (first, n) in [(0, 64), (64, 200), (264, 1), (265, 129)] {
+        let stored = h.store.append(A, batch(first, n)).await.unwrap();
+        assert_eq!(stored.len(), n);
+        assert_eq!(stored[0].authority_seq, first as i64 + 1);
+    }
+    let read = h.store.read(A, 0, 1_000).await.unwrap();
+    assert_eq!(read.len(), 394);
+    for (i, e) in read.iter().enumerate() {
+        assert_eq!(e.authority_seq, i as i64 + 1);
+        assert_eq!(e.stream_id, format!("app-{i}"));
+        assert_eq!(e.record, h.stored_record(A, e.authority_seq).await);
+        let hit = h.store.idempotency(A, &format!("key-{i}")).await.unwrap();
+        assert_eq!(
+            hit.map(|hit| hit.last_seq),
+            (i % 3 == 0).then_some(i as i64 + 1),
+            "{i}"
+        );
+    }
+    assert!(matches!(
+        h.store.verify(A).await.unwrap(),
+        VerifyOutcome::Ok { events: 394, .. }
+    ));
+    let head = h.store.head(A).await.unwrap();
+    // A key used before, in the middle of a batch.
+    let mut reused = batch(394, 150);
+    reused[100] = keyed("app-again", "key-99", 1);
+    assert_conflict(h.store.append(A, reused).await);
+    // A key twice in the same batch.
+    let mut twice = batch(394, 150);
+    twice[10] = keyed("app-x", "key-new", 1);
+    twice[70] = keyed("app-y", "key-new", 1);
+    assert_conflict(h.store.append(A, twice).await);
+    assert_eq!(h.store.head(A).await.unwrap(), head);
+    assert_eq!(h.count("SELECT COUNT(*) FROM log").await, 394);
+    assert_eq!(h.store.idempotency(A, "key-new").await.unwrap(), None);
+}
+
 pub async fn idempotency_records_round_trip(h: &Harness) {
     let key = "Идемпотентность-1";
     let mut batch = events("app", 1, 2);
