@@ -37,20 +37,35 @@ pub enum HistoryKind {
     },
     PrivilegeClaimed(Privilege),
     PrivilegeConfirmed(Privilege),
-    PrivilegeRevoked { privilege: Privilege, reason: String },
+    PrivilegeRevoked {
+        privilege: Privilege,
+        reason: String,
+    },
     /// A kindergarten round offered a place: the placement, an index into
     /// [`super::StateData::placements`], names the round, the institution and the deadline.
-    Offered { placement: u32 },
+    Offered {
+        placement: u32,
+    },
     /// The family accepted the offer: the child is enrolled there.
     Accepted,
     /// Declined or expired: the application queues again from `desired_start`.
-    Declined { desired_start: NaiveDate },
-    Expired { desired_start: NaiveDate },
+    Declined {
+        desired_start: NaiveDate,
+    },
+    Expired {
+        desired_start: NaiveDate,
+    },
     /// A first-grade enrollment decision (the placement names the school and the stage's round).
-    Enrolled { placement: u32 },
+    Enrolled {
+        placement: u32,
+    },
     /// The child left this place for the place of application `to`.
-    Transferred { to: ApplicationNumber },
-    Withdrawn { reason: String },
+    Transferred {
+        to: ApplicationNumber,
+    },
+    Withdrawn {
+        reason: String,
+    },
     PersonalDataErased,
 }
 
@@ -95,13 +110,28 @@ impl State {
         use HistoryKind as K;
         let h = &mut self.histories;
         match event {
-            Event::KindergartenApplicationSubmitted { number, .. }
-            | Event::SchoolApplicationSubmitted { number, .. } => {
+            Event::KindergartenApplicationSubmitted {
+                number,
+                privileges,
+                registered_at,
+                ..
+            }
+            | Event::SchoolApplicationSubmitted {
+                number,
+                privileges,
+                registered_at,
+                ..
+            } => {
                 let index = number.0 as usize - 1;
                 if h.submitted.len() <= index {
                     h.submitted.resize(index + 1, 0);
                 }
                 h.submitted[index] = seq;
+                // Privileges claimed with the application are claims like later ones.
+                for privilege in privileges {
+                    let kind = K::PrivilegeClaimed(privilege.clone());
+                    h.push(*number, *registered_at, seq, kind);
+                }
             }
             Event::KindergartenPreferencesAmended {
                 number,
