@@ -434,6 +434,69 @@ fn check_round(state: &State, round: &Round) {
     );
 }
 
+/// Each application's history agrees with its status, and its steps follow the chain.
+fn check_histories(state: &State) {
+    use ochered_core::state::HistoryKind;
+    let histories = state.histories();
+    for app in state.applications() {
+        let submitted = histories
+            .submitted_seq(app.number)
+            .expect("every application has its submission's chain position");
+        assert!(submitted >= 1 && submitted <= state.n_events());
+        let steps = histories.steps(app.number);
+        let mut last = submitted;
+        for step in steps {
+            assert!(
+                step.seq >= last && step.seq <= state.n_events(),
+                "steps follow the chain"
+            );
+            last = step.seq;
+        }
+        let latest = steps
+            .iter()
+            .rev()
+            .find(|s| s.kind != HistoryKind::PersonalDataErased)
+            .map(|s| &s.kind);
+        match app.status {
+            ApplicationStatus::Offered => {
+                assert!(
+                    matches!(latest, Some(HistoryKind::Offered { .. })),
+                    "{latest:?}"
+                )
+            }
+            ApplicationStatus::Withdrawn => {
+                assert!(
+                    matches!(latest, Some(HistoryKind::Withdrawn { .. })),
+                    "{latest:?}"
+                )
+            }
+            ApplicationStatus::Transferred => {
+                assert!(
+                    matches!(latest, Some(HistoryKind::Transferred { .. })),
+                    "{latest:?}"
+                )
+            }
+            ApplicationStatus::Enrolled => assert!(
+                matches!(
+                    latest,
+                    Some(HistoryKind::Accepted | HistoryKind::Enrolled { .. })
+                ),
+                "{latest:?}"
+            ),
+            ApplicationStatus::Active => {}
+        }
+        if let Some(HistoryKind::Offered { placement } | HistoryKind::Enrolled { placement }) =
+            latest
+        {
+            assert_eq!(
+                app.placement,
+                Some(*placement),
+                "the latest placement is the one recorded"
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -462,7 +525,9 @@ proptest! {
             resumed.apply(e);
         }
         prop_assert_eq!(resumed.state_hash(), state.state_hash());
+        prop_assert_eq!(resumed.histories(), state.histories(), "histories survive a snapshot");
         check_invariants(&resumed);
+        check_histories(&state);
 
         // Events survive their stored form.
         for e in &events {
