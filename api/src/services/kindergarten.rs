@@ -21,7 +21,7 @@ use crate::http::json::Body;
 use crate::http::personal::with_sealed;
 use crate::state::AppState;
 use crate::wire::rounds::{round_response, RoundResponse};
-use crate::wire::schema::{AgeGroupSeatsSchema, Code};
+use crate::wire::schema::Code;
 use crate::wire::{person_key, submitted, KindergartenApplicationRequest, SubmittedResponse};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -89,7 +89,6 @@ struct SeatsRequest {
     #[schema(value_type = Code)]
     institution: InstitutionId,
     intake_year: i32,
-    #[schema(value_type = Vec<AgeGroupSeatsSchema>)]
     seats: Vec<AgeGroupSeats>,
 }
 

@@ -290,6 +290,7 @@ pub fn intake_year_for(desired_start: NaiveDate) -> i32 {
 
 /// What kind of service an institution gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InstitutionKind {
     Kindergarten,
@@ -299,6 +300,7 @@ pub enum InstitutionKind {
 
 /// Through which channel an application arrived. The registration time does not depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     #[default]
@@ -309,29 +311,41 @@ pub enum Channel {
 
 /// An authority's configuration: its time zone and the variants of the default rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuthorityConfig {
     pub id: AuthorityId,
+    #[cfg_attr(feature = "openapi", schema(example = "Новосибирск"))]
     pub name: String,
+    /// An IANA time zone.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "Asia/Novosibirsk"))]
     pub time_zone: Tz,
     #[serde(default = "defaults::max_kindergarten_preferences")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::max_kindergarten_preferences))]
     pub max_kindergarten_preferences: u8,
     #[serde(default = "defaults::offer_deadline_days")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::offer_deadline_days))]
     pub offer_deadline_days: u16,
     /// Oldest age (full years on 1 September of the intake year) a kindergarten accepts.
     #[serde(default = "defaults::kindergarten_max_age_years")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::kindergarten_max_age_years))]
     pub kindergarten_max_age_years: u8,
     /// Minimum age on 1 September of the campaign year for school, in months (6.5 years).
     #[serde(default = "defaults::school_min_age_months")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::school_min_age_months))]
     pub school_min_age_months: u16,
     /// Maximum age on 1 September of the campaign year for school, in months (8 years).
     #[serde(default = "defaults::school_max_age_months")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::school_max_age_months))]
     pub school_max_age_months: u16,
     #[serde(default = "defaults::clinic_hold_minutes")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::clinic_hold_minutes))]
     pub clinic_hold_minutes: u32,
     #[serde(default = "defaults::no_show_block_count")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::no_show_block_count))]
     pub no_show_block_count: u8,
     #[serde(default = "defaults::no_show_window_days")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::no_show_window_days))]
     pub no_show_window_days: u16,
 }
 
