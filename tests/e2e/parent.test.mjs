@@ -268,7 +268,10 @@ test("a parent applies, follows the position, accepts the offer and prints the c
   assert.match(await visibleText(page, "#app-summary"), new RegExp(`${first.name} \\(${first.id}\\): accepted`));
   await page.waitForFunction((n) => new RegExp(`No. ${n} .*enrolled`).test(document.getElementById("mine-list").textContent), number);
   await shot(page, "parent-accepted");
-  await inRussian(page, "parent-accepted", [["#history li[data-type='accepted']", /Направление принято/]]);
+  await inRussian(page, "parent-accepted", [
+    ["#history li[data-type='accepted']", /Направление принято/],
+    ["#message", /Направление принято/],
+  ]);
 
   // 6. The printable confirmation.
   await page.click("#confirmation-link");

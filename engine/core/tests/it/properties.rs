@@ -497,6 +497,17 @@ fn check_histories(state: &State) {
     }
 }
 
+/// A snapshot written before histories were kept (the state and the queues' change log only)
+/// is refused, so that the writer replays the whole log rather than start with histories
+/// missing their older steps.
+#[test]
+fn a_snapshot_without_histories_is_refused() {
+    let (state, _) = run(&setup(TieBreak::RegistrationTime));
+    assert!(State::from_snapshot(&state.to_snapshot()).is_ok());
+    let old = serde_json::to_vec(&(&state.data, Vec::<()>::new())).unwrap();
+    assert!(State::from_snapshot(&old).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
