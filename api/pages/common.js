@@ -303,3 +303,55 @@ export async function busy(button, action) {
     button.removeAttribute("aria-busy");
   }
 }
+
+/** A date-time in a given IANA time zone (the authority's), with the zone's name. */
+export function fmtZoned(iso, timeZone) {
+  if (!iso) return t("common.none");
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  try {
+    const text = d.toLocaleString(locale(), { timeZone, dateStyle: "long", timeStyle: "short" });
+    return `${text} (${timeZone})`;
+  } catch (_) {
+    return fmtDateTime(iso);
+  }
+}
+
+/** A <time> element showing a date-time in the authority's time zone. */
+export function zonedTimeEl(iso, timeZone) {
+  return el("time", { datetime: iso || undefined, text: fmtZoned(iso, timeZone) });
+}
+
+/**
+ * The sign-in of a page for one role: the status line, the demo button and sign-out. ids:
+ * who, demo-sub, demo-signin, signout, error. onChange(token) runs after each change.
+ */
+export function wireSignIn(role, onChange) {
+  const state = { token: storedToken(role) };
+  const render = () => {
+    const claims = state.token && claimsOf(state.token);
+    $("who").textContent = claims ? t("common.signedin", { sub: claims.sub, role: claims.role }) : t("common.signedout");
+    $("signout").hidden = !claims;
+  };
+  $("demo-signin").addEventListener("click", () =>
+    busy($("demo-signin"), async () => {
+      showError($("error"), null);
+      try {
+        state.token = await demoToken(role, $("demo-sub").value.trim() || `${role}-1`);
+        storeToken(role, state.token);
+        render();
+        await onChange(state.token);
+      } catch (e) {
+        showError($("error"), e);
+      }
+    }),
+  );
+  $("signout").addEventListener("click", async () => {
+    state.token = null;
+    storeToken(role, null);
+    render();
+    await onChange(null);
+  });
+  render();
+  return { state, render };
+}

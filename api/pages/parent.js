@@ -3,7 +3,7 @@
 import {
   $, el, fill, api, authorityPath, showError, storedToken, storeToken, claimsOf, demoToken,
   initPage, loadAuthorities, param, setParams, busy, timeEl, tierBadge, serviceName,
-  statusBadge, privilegeName, fmtNumber,
+  statusBadge, privilegeName, fmtNumber, fmtZoned, zonedTimeEl, fmtDate,
 } from "./common.js";
 import { t, onLangChange } from "./i18n.js";
 
@@ -12,6 +12,7 @@ let token = storedToken(ROLE);
 let institutions = new Map(); // id -> name
 let current = null; // { authority, application, explanation }
 let mine = null; // the signed-in parent's applications
+let messageKey = null; // the status message shown, redrawn in the other language
 
 const authority = () => $("authority").value || "demo";
 
@@ -97,8 +98,9 @@ function renderMine() {
             type: "button",
             class: "secondary",
             "data-number": a.number,
-            text: t("parent.mine.item", {
+            text: t(a.child_name ? "parent.mine.itemNamed" : "parent.mine.item", {
               number: a.number,
+              child: a.child_name || "",
               service: serviceName(a.service),
               status: t(`status.${a.status}`),
             }),
@@ -140,6 +142,8 @@ async function lookup() {
     current = { authority: authority(), application, explanation };
     $("message").textContent = "";
     render();
+    // The list shows each application's status: keep it as current as the detail.
+    loadMine();
     $("app-title").focus();
   } catch (e) {
     $("message").textContent = "";
@@ -159,8 +163,16 @@ function render() {
   const rows = [
     ["parent.app.service", serviceName(a.service)],
     ["parent.app.status", statusBadge(a.status)],
-    ["parent.app.registered", timeEl(a.registered_at)],
+    ["parent.app.registered", zonedTimeEl(a.registered_at, a.time_zone)],
+    ["parent.app.chain", fmtNumber(a.chain_position)],
   ];
+  if (a.child_name) rows.unshift(["parent.app.child", a.child_name]);
+  if (a.offer && a.status !== "offered") {
+    rows.push([
+      "parent.app.place",
+      t("parent.app.placeText", { institution: `${a.offer.institution.name} (${a.offer.institution.id})`, status: t(`placement.${a.offer.status}`) }),
+    ]);
+  }
   if (a.service === "kindergarten") rows.push(["parent.app.desired", timeEl(a.desired_start, true)]);
   if (a.campaign) rows.push(["parent.app.campaign", a.campaign]);
   rows.push([
@@ -187,6 +199,8 @@ function render() {
   fill($("app-summary"), rows.flatMap(([key, value]) => [el("dt", { text: t(key) }), el("dd", {}, value)]));
 
   renderOffer(a);
+  renderHistory(a);
+  $("confirmation-link").href = `/parent/confirmation?${new URLSearchParams({ authority: current.authority, number: a.number })}`;
   renderPositions(a);
   renderTimelines(current.explanation, a);
   $("result").hidden = false;
@@ -194,13 +208,67 @@ function render() {
 
 function renderOffer(a) {
   const box = $("offer");
-  box.hidden = a.status !== "offered";
+  box.hidden = a.status !== "offered" || !a.offer;
   if (box.hidden) return;
-  // The round that made the offer: the latest movement that took this application out.
-  const movements = (current.explanation.queues || []).flatMap((q) => q.explanation.movements || []);
-  const placed = movements.filter((m) => m.round && m.other_application == null && m.position_after == null);
-  const round = placed.length ? placed[placed.length - 1].round : null;
-  $("offer-round").textContent = round ? t("parent.offer.round", { round }) : "";
+  const o = a.offer;
+  fill($("offer-institution"), el("strong", { text: o.institution.name }), ` (${o.institution.id})`);
+  fill($("offer-deadline"), el("strong", {}, zonedTimeEl(o.deadline, a.time_zone)));
+  $("offer-round").textContent = t("parent.offer.roundText", {
+    round: o.round,
+    age: o.age_group != null ? o.age_group : "—",
+    year: o.intake_year,
+  });
+}
+
+function historyText(step, a) {
+  const place = (o) => (o ? `${o.institution.name} (${o.institution.id})` : "");
+  switch (step.type) {
+    case "submitted":
+      return t("hist.submitted", { chain: step.chain_position });
+    case "amended":
+      return t("hist.amended", {
+        prefs: (step.preferences || []).map((p) => p.name).join(", ") || t("common.none"),
+        date: fmtDate(step.desired_start),
+      });
+    case "privilege_claimed":
+    case "privilege_confirmed":
+      return t(`hist.${step.type}`, { privilege: privilegeName(step.privilege) });
+    case "privilege_revoked":
+      return t("hist.privilege_revoked", { privilege: privilegeName(step.privilege), reason: step.reason || "—" });
+    case "offered":
+      return t("hist.offered", {
+        institution: place(step.offer),
+        round: step.offer ? step.offer.round : "",
+        deadline: step.offer ? fmtZoned(step.offer.deadline, a.time_zone) : "",
+      });
+    case "enrolled":
+      return t("hist.enrolled", { institution: place(step.offer) });
+    case "declined":
+    case "expired":
+      return t(`hist.${step.type}`, { date: fmtDate(step.desired_start) });
+    case "transferred":
+      return t("hist.transferred", { to: step.to_application });
+    case "withdrawn":
+      return step.reason ? t("hist.withdrawnReason", { reason: step.reason }) : t("hist.withdrawn");
+    default:
+      return t(`hist.${step.type}`);
+  }
+}
+
+function renderHistory(a) {
+  const steps = a.history || [];
+  fill(
+    $("history"),
+    steps.map((step) =>
+      el(
+        "li",
+        { "data-type": step.type, "data-chain": step.chain_position },
+        zonedTimeEl(step.at, a.time_zone),
+        " — ",
+        historyText(step, a),
+      ),
+    ),
+  );
 }
 
 function renderPositions(a) {
@@ -327,7 +395,8 @@ async function answerOffer(accept, button) {
     try {
       await api(path, { method: "POST", token });
       await lookup();
-      $("message").textContent = t(accept ? "parent.offer.accepted" : "parent.offer.declined");
+      messageKey = accept ? "parent.offer.accepted" : "parent.offer.declined";
+      $("message").textContent = t(messageKey);
     } catch (e) {
       showError($("error"), e);
     }
@@ -343,6 +412,7 @@ async function init() {
     renderWho();
     renderMine();
     render();
+    if (messageKey && $("message").textContent) $("message").textContent = t(messageKey);
   });
   $("lookup").addEventListener("submit", (event) => {
     event.preventDefault();

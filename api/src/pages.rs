@@ -1,5 +1,6 @@
-//! The web pages: a landing page, the parent's page, the officer's dashboard and the public
-//! page, in Russian and English. They are static HTML, CSS and plain ES modules compiled into
+//! The web pages: a landing page, the parent's pages (an application and its history, the
+//! kindergarten application form, the printable confirmation), the officer's dashboard and the
+//! public page, in Russian and English. They are static HTML, CSS and plain ES modules compiled into
 //! the binary (nothing is fetched from elsewhere at build or run time); the scripts draw
 //! everything from the REST API under `/api/v1`.
 //!
@@ -47,6 +48,8 @@ const SVG: &str = "image/svg+xml";
 const ASSETS: &[Asset] = &[
     asset!("index.html", HTML),
     asset!("parent.html", HTML),
+    asset!("apply.html", HTML),
+    asset!("confirmation.html", HTML),
     asset!("officer.html", HTML),
     asset!("public.html", HTML),
     asset!("style.css", CSS),
@@ -56,6 +59,8 @@ const ASSETS: &[Asset] = &[
     asset!("chart.js", JS),
     asset!("home.js", JS),
     asset!("parent.js", JS),
+    asset!("apply.js", JS),
+    asset!("confirmation.js", JS),
     asset!("officer.js", JS),
     asset!("public.js", JS),
 ];
@@ -74,6 +79,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/parent",
             get(|headers: HeaderMap| async move { page("parent.html", &headers) }),
+        )
+        .route(
+            "/parent/apply",
+            get(|headers: HeaderMap| async move { page("apply.html", &headers) }),
+        )
+        .route(
+            "/parent/confirmation",
+            get(|headers: HeaderMap| async move { page("confirmation.html", &headers) }),
         )
         .route(
             "/officer",

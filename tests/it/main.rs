@@ -9,6 +9,7 @@ mod dashboard;
 mod defects;
 mod fuzz;
 mod helpers;
+mod history;
 mod openapi_files;
 mod outage;
 mod overload;

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use ochered_core::command::Command;
-use ochered_core::domain::ApplicationNumber;
+use ochered_core::command::{Command, Sealed};
+use ochered_core::domain::{ApplicationNumber, PersonKey};
 use ochered_core::queues::Explanation;
 use ochered_core::state::QueueDescription;
 use ochered_core::{Event, Rejection};
@@ -26,6 +26,7 @@ use crate::http::error::ApiError;
 use crate::http::json::Body;
 use crate::http::personal::privacy_error;
 use crate::state::AppState;
+use crate::wire::schema::Problem;
 use crate::wire::{
     self, person_key, AmendRequest, ApplicationView, ContactView, ErasureRequest, ErasureView,
     PrivilegeRequest, WithdrawRequest,
@@ -52,13 +53,17 @@ pub struct ApplicationsList {
 /// List my applications
 ///
 /// **Roles:** parent (and admin). The applications the calling parent submitted, with their
-/// positions.
+/// positions, the latest offer and the child's name where the family gave it.
 #[utoipa::path(
     get,
     path = "/api/v1/authorities/{authority}/applications",
     tag = "applications",
     security(("bearer" = [])),
-    responses((status = 200, description = "The caller's applications.", body = ApplicationsList))
+    responses(
+        (status = 200, description = "The caller's applications.", body = ApplicationsList),
+        (status = 403, description = "Not a parent.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such authority.", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 async fn my_applications(
     AxumState(state): AxumState<AppState>,
@@ -68,29 +73,60 @@ async fn my_applications(
     caller.require(&[Role::Parent])?;
     let w = access::writer(&state, &authority)?;
     // A parent has few applications; officers use the queues and exports instead.
-    Ok(Json(w.read(|s| {
-        ApplicationsList {
-            applications: s
-                .applications()
-                .iter()
-                .filter(|a| *a.submitted_by == *caller.sub)
-                .map(|a| wire::application_view(s, a))
-                .collect(),
-        }
-    })))
+    let mine = w.read(|s| {
+        s.applications()
+            .iter()
+            .filter(|a| *a.submitted_by == *caller.sub)
+            .map(|a| (wire::application_view(s, a), a.child, a.sealed.clone()))
+            .collect::<Vec<_>>()
+    });
+    let mut applications = Vec::with_capacity(mine.len());
+    for (mut view, child, sealed) in mine {
+        let contact = open_contact(&state, &authority, &view, &child, sealed.as_ref()).await?;
+        view.child_name = contact.map(|c| c.child_name);
+        applications.push(view);
+    }
+    Ok(Json(ApplicationsList { applications }))
+}
+
+/// The family's contact sealed with an application, opened (none when none was given, or
+/// after erasure).
+async fn open_contact(
+    state: &AppState,
+    authority: &str,
+    view: &ApplicationView,
+    child: &PersonKey,
+    sealed: Option<&Sealed>,
+) -> Result<Option<ContactView>, ApiError> {
+    match sealed {
+        Some(sealed) if !view.erased => Ok(state
+            .privacy
+            .open(authority, child, sealed)
+            .await
+            .map_err(privacy_error)?
+            .and_then(|bytes| serde_json::from_slice::<ContactView>(&bytes).ok())),
+        _ => Ok(None),
+    }
 }
 
 /// Get an application
 ///
 /// **Roles:** the parent who submitted it, officer (and admin). With its position in each
-/// queue. Someone else's application answers 404, as a missing one does; auditors and
-/// registrars get 403.
+/// queue, the latest offer (the kindergarten by id and name, the round, the deadline in UTC
+/// and in the authority's time zone), its history step by step from the submission on
+/// (amendments, privileges, offers, answers, enrollment, withdrawal), the submission's
+/// position in the hash chain and the family's contact. Someone else's application answers
+/// 404, as a missing one does; auditors and registrars get 403.
 #[utoipa::path(
     get,
     path = "/api/v1/authorities/{authority}/applications/{number}",
     tag = "applications",
     security(("bearer" = [])),
-    responses((status = 200, description = "The application.", body = ApplicationView))
+    responses(
+        (status = 200, description = "The application.", body = ApplicationView),
+        (status = 403, description = "This role sees no applications.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such application (or someone else's), or no such authority.", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 async fn get_application(
     AxumState(state): AxumState<AppState>,
@@ -101,22 +137,13 @@ async fn get_application(
     let w = access::writer(&state, &authority)?;
     let (mut view, child, sealed) = w.read(|s| {
         let app = visible_application(s, &caller, number)?;
-        Ok::<_, ApiError>((
-            wire::application_view(s, app),
-            app.child,
-            app.sealed.clone(),
-        ))
+        let mut view = wire::application_view(s, app);
+        view.history = Some(wire::history::history(s, app));
+        Ok::<_, ApiError>((view, app.child, app.sealed.clone()))
     })?;
     // Only the submitter and officers get here (auditors and registrars were refused).
-    let contact = match (&sealed, view.erased) {
-        (Some(sealed), false) => state
-            .privacy
-            .open(&authority, &child, sealed)
-            .await
-            .map_err(privacy_error)?
-            .and_then(|bytes| serde_json::from_slice::<ContactView>(&bytes).ok()),
-        _ => None,
-    };
+    let contact = open_contact(&state, &authority, &view, &child, sealed.as_ref()).await?;
+    view.child_name = contact.as_ref().map(|c| c.child_name.clone());
     view.contact = Some(contact);
     Ok(Json(view))
 }

@@ -2,6 +2,7 @@
 //! Requests turn into core commands here; the core knows nothing about HTTP. A body only one
 //! service uses lives beside its handler.
 
+pub mod history;
 pub mod rounds;
 pub mod schema;
 
@@ -364,6 +365,26 @@ pub struct ApplicationView {
     /// parent who submitted it and officers (null when none was given or after erasure).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contact: Option<Option<ContactView>>,
+    /// The authority's IANA time zone, in which the `*_local` times are given.
+    #[schema(example = "Asia/Novosibirsk")]
+    pub time_zone: String,
+    /// `registered_at` in the authority's time zone, RFC 3339 with its offset.
+    #[schema(example = "2026-03-10T09:15:02+07:00")]
+    pub registered_at_local: String,
+    /// The submission's position in the authority's hash chain (`authority_seq`): the
+    /// registration can be checked against the chain head and an exported log.
+    pub chain_position: u64,
+    /// The child's name as the family gave it: in the parent's list and in the detail (absent
+    /// when none was given or after erasure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_name: Option<String>,
+    /// The latest place a round gave: a kindergarten offer (with its deadline) or a
+    /// first-grade enrollment; absent before any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer: Option<history::OfferView>,
+    /// Every step from the submission on, oldest first: only in the detail of one application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<history::HistoryEntry>>,
 }
 
 /// A stable, readable id of a queue for URLs: `kindergarten.K001.3.2027`, `school.school-2027.S001`.
@@ -413,6 +434,12 @@ pub fn application_view(state: &State, app: &Application) -> ApplicationView {
         positions: positions(state, app),
         erased: app.erased,
         contact: None,
+        time_zone: history::time_zone(state),
+        registered_at_local: history::local_time(state, app.registered_at),
+        chain_position: state.histories().submitted_seq(app.number).unwrap_or(0),
+        child_name: None,
+        offer: history::latest_offer(state, app),
+        history: None,
     }
 }
 

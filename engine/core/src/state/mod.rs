@@ -4,11 +4,12 @@
 //! folding its events in the order of [`Event`]: `authority` (settings, institutions and the
 //! erasure of personal data), `applications` (what kindergarten and first-grade
 //! applications share: records, queues, placements, withdrawal and privileges),
-//! `kindergarten`, `school` and `clinic`. `snapshot` hashes and snapshots the whole.
+//! `kindergarten`, `school` and `clinic`; `history` keeps each application's steps. `snapshot` hashes and snapshots the whole.
 
 mod applications;
 mod authority;
 mod clinic;
+mod history;
 mod kindergarten;
 mod school;
 mod snapshot;
@@ -32,6 +33,7 @@ pub use authority::Institution;
 pub use clinic::{
     Booking, BookingStatus, Hold, Patient, Slot, SlotHold, SpecialtyState, WaitingEntry,
 };
+pub use history::{Histories, HistoryKind, HistoryStep};
 pub use kindergarten::SeatGroup;
 pub use school::Campaign;
 
@@ -80,6 +82,8 @@ pub struct State {
     /// Each doctor's slots by start.
     slots_by_doctor: HashMap<DoctorId, clinic::SlotsByStart>,
     pub queues: Queues,
+    /// Each application's history (`history.rs`), folded from its events.
+    histories: history::Histories,
 }
 
 impl State {
@@ -152,6 +156,8 @@ impl State {
             | SlotHeld { .. }
             | SlotHoldLapsed { .. } => self.apply_clinic(event),
         }
+        // Every event of the chain is folded once, in order: this one is at n_events + 1.
+        self.record_history(event, self.data.n_events + 1);
         self.data.n_events += 1;
     }
 }

@@ -30,16 +30,22 @@ impl State {
 
     /// Serialises the state for a snapshot.
     pub fn to_snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&(&self.data, &self.queues.changes_for_snapshot()))
-            .expect("state serialises")
+        serde_json::to_vec(&(
+            &self.data,
+            &self.queues.changes_for_snapshot(),
+            &self.histories,
+        ))
+        .expect("state serialises")
     }
 
-    /// Rebuilds a state (with its indexes and queues) from a snapshot.
+    /// Rebuilds a state (with its indexes, queues and histories) from a snapshot. A snapshot
+    /// written before histories were kept is refused (the caller replays the whole log).
     pub fn from_snapshot(bytes: &[u8]) -> Result<Self, String> {
-        let (data, changes): (StateData, _) =
+        let (data, changes, histories): (StateData, _, _) =
             serde_json::from_slice(bytes).map_err(|e| format!("snapshot: {e}"))?;
         let mut state = State {
             data,
+            histories,
             ..State::default()
         };
         for (i, inst) in state.data.institutions.iter().enumerate() {

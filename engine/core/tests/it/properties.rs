@@ -434,6 +434,80 @@ fn check_round(state: &State, round: &Round) {
     );
 }
 
+/// Each application's history agrees with its status, and its steps follow the chain.
+fn check_histories(state: &State) {
+    use ochered_core::state::HistoryKind;
+    let histories = state.histories();
+    for app in state.applications() {
+        let submitted = histories
+            .submitted_seq(app.number)
+            .expect("every application has its submission's chain position");
+        assert!(submitted >= 1 && submitted <= state.n_events());
+        let steps = histories.steps(app.number);
+        let mut last = submitted;
+        for step in steps {
+            assert!(
+                step.seq >= last && step.seq <= state.n_events(),
+                "steps follow the chain"
+            );
+            last = step.seq;
+        }
+        let latest = steps
+            .iter()
+            .rev()
+            .find(|s| s.kind != HistoryKind::PersonalDataErased)
+            .map(|s| &s.kind);
+        match app.status {
+            ApplicationStatus::Offered => {
+                assert!(
+                    matches!(latest, Some(HistoryKind::Offered { .. })),
+                    "{latest:?}"
+                )
+            }
+            ApplicationStatus::Withdrawn => {
+                assert!(
+                    matches!(latest, Some(HistoryKind::Withdrawn { .. })),
+                    "{latest:?}"
+                )
+            }
+            ApplicationStatus::Transferred => {
+                assert!(
+                    matches!(latest, Some(HistoryKind::Transferred { .. })),
+                    "{latest:?}"
+                )
+            }
+            ApplicationStatus::Enrolled => assert!(
+                matches!(
+                    latest,
+                    Some(HistoryKind::Accepted | HistoryKind::Enrolled { .. })
+                ),
+                "{latest:?}"
+            ),
+            ApplicationStatus::Active => {}
+        }
+        if let Some(HistoryKind::Offered { placement } | HistoryKind::Enrolled { placement }) =
+            latest
+        {
+            assert_eq!(
+                app.placement,
+                Some(*placement),
+                "the latest placement is the one recorded"
+            );
+        }
+    }
+}
+
+/// A snapshot written before histories were kept (the state and the queues' change log only)
+/// is refused, so that the writer replays the whole log rather than start with histories
+/// missing their older steps.
+#[test]
+fn a_snapshot_without_histories_is_refused() {
+    let (state, _) = run(&setup(TieBreak::RegistrationTime));
+    assert!(State::from_snapshot(&state.to_snapshot()).is_ok());
+    let old = serde_json::to_vec(&(&state.data, Vec::<()>::new())).unwrap();
+    assert!(State::from_snapshot(&old).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -462,7 +536,9 @@ proptest! {
             resumed.apply(e);
         }
         prop_assert_eq!(resumed.state_hash(), state.state_hash());
+        prop_assert_eq!(resumed.histories(), state.histories(), "histories survive a snapshot");
         check_invariants(&resumed);
+        check_histories(&state);
 
         // Events survive their stored form.
         for e in &events {
