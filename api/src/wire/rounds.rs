@@ -52,6 +52,10 @@ pub struct RoundView {
     placed: usize,
     seats: Vec<RoundSeats>,
     placements: Vec<RoundPlacementView>,
+    /// The officer's stated reason when the round ran outside the authority's round
+    /// calendar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calendar_override: Option<String>,
 }
 
 /// What a round filled: a kindergarten intake (with the day families start and the deadline
@@ -134,6 +138,7 @@ pub fn round_view(state: &State, round: &Round, full: bool) -> RoundView {
         placed: round.placements.len(),
         seats,
         placements,
+        calendar_override: round.calendar_override.clone(),
     }
 }
 

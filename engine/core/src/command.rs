@@ -196,6 +196,10 @@ pub enum Command {
         /// for a later round. Defaults to 1 September of the intake year.
         #[serde(default)]
         intake_date: Option<NaiveDate>,
+        /// The officer's reason to run the round outside the authority's round calendar
+        /// (docs/RULES.md#kindergarten-round-calendar); recorded in the round's event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        calendar_override: Option<String>,
     },
     /// The parent (or an officer) accepts the application's outstanding offer.
     AcceptOffer {
