@@ -90,6 +90,8 @@ function inputFor(field) {
   const exact = document.querySelector(`[data-field="${CSS.escape(field)}"]`);
   if (exact) return exact;
   if (field === "contact") return $("f-guardian_name");
+  // The child is known by the birth certificate.
+  if (field === "child") return $("f-document");
   const root = field.replace(/\[.*$/, "").replace(/\..*$/, "");
   return document.querySelector(`[data-field="${CSS.escape(root)}"]`);
 }
@@ -106,6 +108,11 @@ function showFieldError(problem) {
   const box = messageFor(input);
   if (!box) return false;
   box.textContent = problem.detail || problem.title || t("common.error");
+  // The same child applied before: link the application the child already has.
+  if (Number.isInteger(problem.existing)) {
+    const query = new URLSearchParams({ authority: authority(), number: problem.existing });
+    box.append(" ", el("a", { id: "existing-link", href: `/parent?${query}`, text: t("apply.existing", { number: problem.existing }) }));
+  }
   box.hidden = false;
   input.setAttribute("aria-invalid", "true");
   input.focus();

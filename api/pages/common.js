@@ -332,6 +332,7 @@ export function wireSignIn(role, onChange) {
     const claims = state.token && claimsOf(state.token);
     $("who").textContent = claims ? t("common.signedin", { sub: claims.sub, role: claims.role }) : t("common.signedout");
     $("signout").hidden = !claims;
+    if (claims && claims.sub) $("demo-sub").value = claims.sub;
   };
   $("demo-signin").addEventListener("click", () =>
     busy($("demo-signin"), async () => {

@@ -12,6 +12,7 @@ let token = storedToken(ROLE);
 let institutions = new Map(); // id -> name
 let current = null; // { authority, application, explanation }
 let mine = null; // the signed-in parent's applications
+let messageKey = null; // the status message shown, redrawn in the other language
 
 const authority = () => $("authority").value || "demo";
 
@@ -394,7 +395,8 @@ async function answerOffer(accept, button) {
     try {
       await api(path, { method: "POST", token });
       await lookup();
-      $("message").textContent = t(accept ? "parent.offer.accepted" : "parent.offer.declined");
+      messageKey = accept ? "parent.offer.accepted" : "parent.offer.declined";
+      $("message").textContent = t(messageKey);
     } catch (e) {
       showError($("error"), e);
     }
@@ -410,6 +412,7 @@ async function init() {
     renderWho();
     renderMine();
     render();
+    if (messageKey && $("message").textContent) $("message").textContent = t(messageKey);
   });
   $("lookup").addEventListener("submit", (event) => {
     event.preventDefault();

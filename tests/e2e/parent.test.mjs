@@ -268,7 +268,10 @@ test("a parent applies, follows the position, accepts the offer and prints the c
   assert.match(await visibleText(page, "#app-summary"), new RegExp(`${first.name} \\(${first.id}\\): accepted`));
   await page.waitForFunction((n) => new RegExp(`No. ${n} .*enrolled`).test(document.getElementById("mine-list").textContent), number);
   await shot(page, "parent-accepted");
-  await inRussian(page, "parent-accepted", [["#history li[data-type='accepted']", /Направление принято/]]);
+  await inRussian(page, "parent-accepted", [
+    ["#history li[data-type='accepted']", /Направление принято/],
+    ["#message", /Направление принято/],
+  ]);
 
   // 6. The printable confirmation.
   await page.click("#confirmation-link");
@@ -329,6 +332,32 @@ test("someone else's confirmation is not shown", async () => {
   assert.match(await visibleText(page, "#error"), /does not exist/);
   assert.ok(await page.locator("#confirmation").isHidden());
   assert.ok(await page.locator("#print").isDisabled());
+  await page.context().close();
+});
+
+test("the same child twice: the form names the field and links the application the child has", async () => {
+  const sub = "parent-e2e-twice";
+  const token = await demoToken("parent", sub);
+  const body = { document: "II-АБ 333444", birth_date: "2024-02-01", preferences: ["K001"], desired_start: "2027-09-01" };
+  const submitted = await call("POST", "/kindergarten/applications", token, body);
+  assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+  const number = submitted.body.application.number;
+  const page = await newPage("/parent/apply?lang=en");
+  await page.fill("#demo-sub", sub);
+  await page.click("#demo-signin");
+  await page.waitForFunction((s) => document.getElementById("who").textContent.includes(s), sub);
+  await page.fill("#f-document", "ii-аб №333444"); // the same certificate in another spelling
+  await page.fill("#f-birth_date", "2024-02-01");
+  await page.selectOption("#f-pref-0", "K001");
+  await page.fill("#f-desired_start", "2027-09-01");
+  await page.click("#submit");
+  await page.waitForSelector("#err-document:not([hidden])");
+  assert.equal(await page.getAttribute("#f-document", "aria-invalid"), "true");
+  assert.equal(await visibleText(page, "#existing-link"), `Application No. ${number}`);
+  await page.click("#existing-link");
+  await page.waitForSelector("#result:not([hidden])");
+  assert.equal(await visibleText(page, "#app-title"), `Application No. ${number}`);
+  assert.equal((await call("GET", "/applications", token)).body.applications.length, 1, "nothing more was written");
   await page.context().close();
 });
 

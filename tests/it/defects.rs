@@ -570,3 +570,168 @@ async fn a_demo_seed_cut_short_is_finished_by_the_next_start() {
         }
     }
 }
+
+/// The round calendar is the authority's configuration and is enforced: a main round outside
+/// its season and a top-up 20 s after the main round are refused, naming the rule; an
+/// officer's stated reason overrides it and is kept in the round's event and shown with the
+/// round (docs/RULES.md#kindergarten-round-calendar).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_round_calendar_is_enforced_unless_an_officer_states_a_reason() {
+    use crate::helpers::{kindergarten, AUTHORITY};
+    let app = spawn_app().await;
+    let officer = token(Role::Officer, "officer-1");
+    // A season that starts two months from today: today is outside it, whatever the date.
+    let today = chrono::Utc::now().date_naive();
+    let day = |d: chrono::NaiveDate| d.format("%m-%d").to_string();
+    let (from, until) = (
+        day(today + chrono::Duration::days(60)),
+        day(today + chrono::Duration::days(90)),
+    );
+    let configured = app
+        .configure(json!({"id": AUTHORITY, "name": "Calendar city", "time_zone": "Asia/Novosibirsk",
+            "round_calendar": {"main_round_from": from, "main_round_until": until, "top_up_interval_days": 30}}))
+        .await;
+    assert_eq!(configured.status, 201, "{}", configured.body);
+    // A day of the year that does not exist is refused, naming the field.
+    let bad = app
+        .configure(
+            json!({"id": "other", "name": "Other", "time_zone": "Europe/Moscow",
+            "round_calendar": {"main_round_from": "02-30"}}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(
+        bad.field(),
+        Some("round_calendar.main_round_from"),
+        "{}",
+        bad.body
+    );
+    let institution = json!({"id": "K1", "kind": "kindergarten", "name": "K1"});
+    assert_eq!(
+        app.post(&officer, "/institutions", institution)
+            .await
+            .status,
+        201
+    );
+    let seats =
+        json!({"institution": "K1", "intake_year": 2027, "seats": [{"age_group": 3, "seats": 2}]});
+    assert_eq!(
+        app.post(&officer, "/kindergarten/seats", seats)
+            .await
+            .status,
+        201
+    );
+    for (n, document) in ["II-AB 700001", "II-AB 700002"].iter().enumerate() {
+        let parent = token(Role::Parent, &format!("parent-{n}"));
+        let submitted = app
+            .post(
+                &parent,
+                "/kindergarten/applications",
+                kindergarten(document, &["K1"]),
+            )
+            .await;
+        assert_eq!(submitted.status, 201, "{}", submitted.body);
+    }
+
+    // The main round outside its season: refused, nothing written.
+    let head = app.head_seq().await;
+    let main = json!({"round": "main-2027", "intake_year": 2027});
+    let refused = app
+        .post(&officer, "/kindergarten/rounds", main.clone())
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(
+        refused.body["code"], "round_out_of_season",
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.body["from"], from);
+    assert_eq!(refused.body["until"], until);
+    assert_eq!(refused.field(), Some("calendar_override"));
+    assert_eq!(app.head_seq().await, head, "a refused round writes nothing");
+    // A blank reason is no reason.
+    let mut blank = main.clone();
+    blank["calendar_override"] = json!("   ");
+    let refused = app.post(&officer, "/kindergarten/rounds", blank).await;
+    assert_eq!(
+        (refused.status, refused.field()),
+        (422, Some("calendar_override")),
+        "{}",
+        refused.body
+    );
+
+    // With a stated reason it runs; the reason is in its event and in the round's answers.
+    let mut overridden = main.clone();
+    overridden["calendar_override"] = json!("the season was moved by the city's order");
+    let ran = app.post(&officer, "/kindergarten/rounds", overridden).await;
+    assert_eq!(ran.status, 201, "{}", ran.body);
+    assert_eq!(
+        ran.body["round"]["calendar_override"],
+        "the season was moved by the city's order"
+    );
+    let seq = ran.body["authority_seq"].as_i64().unwrap();
+    let store = app.server.as_ref().unwrap().state.engine.store();
+    let stored = store.read(AUTHORITY, seq - 1, 1).await.unwrap();
+    match ochered_writer::decode_event(&stored[0]).unwrap() {
+        ochered_core::Event::KindergartenRoundCompleted {
+            calendar_override, ..
+        } => assert_eq!(
+            calendar_override.as_deref(),
+            Some("the season was moved by the city's order")
+        ),
+        other => panic!("not the round: {other:?}"),
+    }
+
+    // A top-up 20 s (here: moments) after the main round: refused, naming the rule.
+    let seats =
+        json!({"institution": "K1", "intake_year": 2027, "seats": [{"age_group": 3, "seats": 3}]});
+    assert_eq!(
+        app.post(&officer, "/kindergarten/seats", seats)
+            .await
+            .status,
+        201
+    );
+    let parent = token(Role::Parent, "parent-9");
+    let submitted = app
+        .post(
+            &parent,
+            "/kindergarten/applications",
+            kindergarten("II-AB 700003", &["K1"]),
+        )
+        .await;
+    assert_eq!(submitted.status, 201, "{}", submitted.body);
+    let top_up = json!({"round": "top-up-2027", "intake_year": 2027});
+    let refused = app
+        .post(&officer, "/kindergarten/rounds", top_up.clone())
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(refused.body["code"], "top_up_too_soon", "{}", refused.body);
+    assert_eq!(refused.body["previous"], "main-2027");
+    let mut overridden = top_up;
+    overridden["calendar_override"] = json!("a child's family moved into the city");
+    let ran = app.post(&officer, "/kindergarten/rounds", overridden).await;
+    assert_eq!(ran.status, 201, "{}", ran.body);
+    assert_eq!(ran.body["round"]["placed"], 1, "{}", ran.body);
+    let shown = app.get(Some(&officer), "/rounds/top-up-2027").await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(
+        shown.body["calendar_override"], "a child's family moved into the city",
+        "{}",
+        shown.body
+    );
+    let listed = app.get(Some(&officer), "/rounds").await;
+    let reasons: Vec<&Value> = listed.body["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["calendar_override"])
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            &json!("the season was moved by the city's order"),
+            &json!("a child's family moved into the city")
+        ]
+    );
+    app.stop().await;
+}

@@ -202,7 +202,10 @@ impl TestApp {
                 self.client
                     .post(format!("{}/api/v1/authorities", self.base))
                     .bearer_auth(&admin)
-                    .json(&json!({"id": AUTHORITY, "name": "Test city", "time_zone": "Asia/Novosibirsk"})),
+                    // Tests run rounds on any day of the year: the main round's season is the whole
+                    // year (the calendar's own test is in defects.rs).
+                    .json(&json!({"id": AUTHORITY, "name": "Test city", "time_zone": "Asia/Novosibirsk",
+                        "round_calendar": {"main_round_from": "01-01", "main_round_until": "12-31"}})),
             )
             .await;
         assert_eq!(configured.status, 201, "{}", configured.body);

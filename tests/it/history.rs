@@ -76,13 +76,14 @@ async fn the_offer_is_named_and_the_history_follows_every_event() {
         assert_local(&before.body["registered_at_local"], &before.body["registered_at"]);
         assert_eq!(before.body["child_name"], "Анна Иванова");
 
-        // One seat at K1: the privileged first child gets it; the second waits.
-        let seats = json!({"institution": "K1", "intake_year": 2027, "seats": [{"age_group": 3, "seats": 1}]});
+        // Two seats at K1, one round: both children get an offer there.
+        let seats = json!({"institution": "K1", "intake_year": 2027, "seats": [{"age_group": 3, "seats": 2}]});
         assert_eq!(app.post(&officer(), "/kindergarten/seats", seats).await.status, 201);
         let round = app
             .post(&officer(), "/kindergarten/rounds", json!({"round": "main-2027", "intake_year": 2027}))
             .await;
         assert_eq!(round.status, 201, "{}", round.body);
+        assert_eq!(round.body["round"]["placed"], 2, "{}", round.body);
         let offered = app.get(Some(&parent(1)), "/applications/1").await;
         let offer = &offered.body["offer"];
         assert_eq!(offered.body["status"], "offered", "{}", offered.body);
@@ -114,21 +115,16 @@ async fn the_offer_is_named_and_the_history_follows_every_event() {
             accepted.body["events"][0]["authority_seq"]
         );
 
-        // The second child: a seat is published and the next round offers it; declined, it
-        // queues again from the next 1 September; then withdrawn with a reason.
-        let seats = json!({"institution": "K1", "intake_year": 2027, "seats": [{"age_group": 3, "seats": 2}]});
-        assert_eq!(app.post(&officer(), "/kindergarten/seats", seats).await.status, 201);
-        let round = app
-            .post(&officer(), "/kindergarten/rounds", json!({"round": "top-up-2027", "intake_year": 2027}))
-            .await;
-        assert_eq!(round.status, 201, "{}", round.body);
+        // The second child declines, so it queues again from the next 1 September; then the
+        // family withdraws the application with a reason.
         assert_eq!(app.post(&parent(2), "/applications/2/offer/decline", json!({})).await.status, 200);
         let withdraw = json!({"reason": "moved away"});
         assert_eq!(app.post(&parent(2), "/applications/2/withdraw", withdraw).await.status, 200);
         let other = app.get(Some(&parent(2)), "/applications/2").await;
         assert_eq!(types(&other.body), ["submitted", "offered", "declined", "withdrawn"]);
         let history = other.body["history"].as_array().unwrap();
-        assert_eq!(history[1]["offer"]["round"], "top-up-2027");
+        assert_eq!(history[1]["offer"]["round"], "main-2027");
+        assert_eq!(history[1]["offer"]["institution"]["id"], "K1");
         assert_eq!(history[1]["offer"]["status"], "declined", "the place's status now");
         assert_eq!(history[2]["desired_start"], "2028-09-01");
         assert_eq!(history[3]["reason"], "moved away");

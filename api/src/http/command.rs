@@ -23,7 +23,6 @@ use crate::http::auth::{Caller, Role};
 use crate::http::error::ApiError;
 use crate::http::json::Body;
 use crate::state::AppState;
-use crate::wire::schema::CommittedEventSchema;
 
 /// The longest Idempotency-Key of a single command.
 pub const IDEMPOTENCY_KEY_MAX: usize = 255;
@@ -246,6 +245,5 @@ pub fn mark_replayed(mut response: Response, replayed: bool) -> Response {
 /// The events a command recorded.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventsResponse {
-    #[schema(value_type = Vec<CommittedEventSchema>)]
     pub events: Vec<CommittedEvent>,
 }

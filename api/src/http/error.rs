@@ -5,7 +5,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ochered_core::{Rejection, RejectionKind};
 use ochered_writer::WriterError;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+
+use crate::wire::schema::Problem;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -171,22 +173,28 @@ impl ApiError {
         }
     }
 
-    pub fn body(&self) -> Value {
-        let mut body = json!({
-            "type": format!("https://ochered.dev/problems/{}", self.code),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "code": self.code,
-        });
-        let map = body.as_object_mut().expect("object");
-        if let Some(field) = &self.field {
-            map.insert("field".into(), Value::String(field.clone()));
+    /// The problem+json body: the fields of RFC 9457 and the code, then the facts (a fact
+    /// never replaces one of those fields).
+    pub fn body(&self) -> Problem {
+        const FIELDS: [&str; 6] = ["type", "title", "status", "detail", "code", "field"];
+        let facts = self
+            .extra
+            .iter()
+            .filter(|(k, _)| {
+                let taken = FIELDS.contains(&k.as_str());
+                !taken || (k.as_str() == "field" && self.field.is_none())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Problem {
+            kind: format!("https://ochered.dev/problems/{}", self.code),
+            title: self.title.clone(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.clone(),
+            field: self.field.clone(),
+            facts,
         }
-        for (k, v) in &self.extra {
-            map.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        body
     }
 }
 

@@ -26,7 +26,7 @@ use crate::http::error::ApiError;
 use crate::http::json::Body;
 use crate::http::personal::privacy_error;
 use crate::state::AppState;
-use crate::wire::schema::{Problem, QueueDescriptionSchema};
+use crate::wire::schema::Problem;
 use crate::wire::{
     self, person_key, AmendRequest, ApplicationView, ContactView, ErasureRequest, ErasureView,
     PrivilegeRequest, WithdrawRequest,
@@ -166,7 +166,6 @@ pub struct ExplanationResponse {
 #[derive(Serialize, ToSchema)]
 pub struct QueueExplanation {
     queue: String,
-    #[schema(value_type = QueueDescriptionSchema)]
     description: QueueDescription,
     /// The position then and now, and each change in between with its cause.
     #[schema(value_type = Object)]

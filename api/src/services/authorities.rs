@@ -20,7 +20,7 @@ use crate::http::command::{EventsResponse, Write};
 use crate::http::error::ApiError;
 use crate::http::json::Body;
 use crate::state::AppState;
-use crate::wire::schema::{AuthorityConfigSchema, Code, InstitutionSchema, QueueDescriptionSchema};
+use crate::wire::schema::Code;
 use crate::wire::{self, InstitutionRequest};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -81,7 +81,7 @@ async fn list_authorities(AxumState(state): AxumState<AppState>) -> Json<Authori
     path = "/api/v1/authorities",
     tag = "authorities",
     security(("bearer" = [])),
-    request_body = AuthorityConfigSchema,
+    request_body = AuthorityConfig,
     responses((status = 201, description = "Configured.", body = EventsResponse))
 )]
 async fn configure_authority(
@@ -106,7 +106,6 @@ async fn configure_authority(
 pub struct AuthorityInfo {
     #[schema(value_type = Code)]
     id: String,
-    #[schema(value_type = Option<AuthorityConfigSchema>)]
     config: Option<AuthorityConfig>,
     institutions: usize,
     applications: usize,
@@ -141,7 +140,6 @@ async fn authority_info(
 
 #[derive(Serialize, ToSchema)]
 pub struct InstitutionsList {
-    #[schema(value_type = Vec<InstitutionSchema>)]
     institutions: Vec<Institution>,
 }
 
@@ -198,7 +196,6 @@ async fn register_institution(
 pub struct QueueSummary {
     /// The queue's id in URLs, e.g. `kindergarten.K001.3.2027` or `school.school-2027.S001`.
     queue: String,
-    #[schema(value_type = QueueDescriptionSchema)]
     description: QueueDescription,
     size: usize,
 }
@@ -264,7 +261,6 @@ pub struct QueueEntry {
 #[derive(Serialize, ToSchema)]
 pub struct QueueEntries {
     queue: String,
-    #[schema(value_type = QueueDescriptionSchema)]
     description: QueueDescription,
     size: usize,
     offset: usize,

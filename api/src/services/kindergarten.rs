@@ -21,7 +21,7 @@ use crate::http::json::Body;
 use crate::http::personal::with_sealed;
 use crate::state::AppState;
 use crate::wire::rounds::{round_response, RoundResponse};
-use crate::wire::schema::{AgeGroupSeatsSchema, Code};
+use crate::wire::schema::Code;
 use crate::wire::{person_key, submitted, KindergartenApplicationRequest, SubmittedResponse};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -89,7 +89,6 @@ struct SeatsRequest {
     #[schema(value_type = Code)]
     institution: InstitutionId,
     intake_year: i32,
-    #[schema(value_type = Vec<AgeGroupSeatsSchema>)]
     seats: Vec<AgeGroupSeats>,
 }
 
@@ -192,12 +191,20 @@ struct KindergartenRoundRequest {
     intake_year: i32,
     #[serde(default)]
     intake_date: Option<NaiveDate>,
+    /// Why this round runs outside the authority's round calendar (1-500 characters); kept
+    /// with the round. Without it, a round outside the calendar is refused.
+    #[serde(default)]
+    #[schema(example = "a group reopened after repairs")]
+    calendar_override: Option<String>,
 }
 
 /// Run a kindergarten allocation round
 ///
 /// **Roles:** officer (and admin). Deferred acceptance over the free seats of the intake year;
-/// every placement becomes an offer with a deadline.
+/// every placement becomes an offer with a deadline. The authority's round calendar applies:
+/// a main round outside its season is refused (409 `round_out_of_season`), a top-up before the
+/// interval since the previous round has passed too (409 `top_up_too_soon`), unless
+/// `calendar_override` states a reason.
 #[utoipa::path(
     post,
     path = "/api/v1/authorities/{authority}/kindergarten/rounds",
@@ -217,6 +224,7 @@ async fn run_kindergarten_round(
         round: req.round,
         intake_year: req.intake_year,
         intake_date: req.intake_date,
+        calendar_override: req.calendar_override,
     };
     let reply = write.send(&w, command).await?;
     Ok(respond(reply, StatusCode::CREATED, |events| {

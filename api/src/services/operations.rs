@@ -6,7 +6,6 @@ use axum::extract::State as AxumState;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,9 +23,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Liveness
 #[utoipa::path(get, path = "/health", tag = "service",
-    responses((status = 200, description = "The process answers.", body = Object, example = json!({"status": "ok"}))))]
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+    responses((status = 200, description = "The process answers.", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// A process that answers.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Health {
+    /// `ok`.
+    status: &'static str,
 }
 
 /// A node ready to serve: the authorities it serves and those it writes.

@@ -37,6 +37,9 @@ pub struct RoundSummary {
     applicants: usize,
     placed: usize,
     seats: u64,
+    /// The officer's stated reason when the round ran outside the round calendar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calendar_override: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -78,6 +81,7 @@ async fn list_rounds(
                     applicants: r.n_applicants(),
                     placed: r.placements.len(),
                     seats: r.seats.iter().map(|g| u64::from(g.capacity)).sum(),
+                    calendar_override: r.calendar_override.clone(),
                 })
                 .collect(),
         }

@@ -20,7 +20,7 @@ use crate::http::json::Body;
 use crate::http::personal::with_sealed;
 use crate::state::AppState;
 use crate::wire::rounds::{round_response, RoundResponse};
-use crate::wire::schema::{CampaignConfigSchema, CampaignStageSchema, Code};
+use crate::wire::schema::Code;
 use crate::wire::{
     person_key, submitted, AgeExceptionRequest, ContactView, SchoolApplicationRequest,
     SubmitDraftRequest, SubmittedResponse,
@@ -38,7 +38,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Serialize, ToSchema)]
 pub struct CampaignsList {
-    #[schema(value_type = Vec<CampaignConfigSchema>)]
     campaigns: Vec<CampaignConfig>,
 }
 
@@ -70,7 +69,7 @@ async fn list_campaigns(
     path = "/api/v1/authorities/{authority}/campaigns",
     tag = "school",
     security(("bearer" = [])),
-    request_body = CampaignConfigSchema,
+    request_body = CampaignConfig,
     responses((status = 201, description = "Configured.", body = EventsResponse))
 )]
 async fn configure_campaign(
@@ -248,7 +247,6 @@ struct EnrollmentRequest {
     round: RoundId,
     #[schema(value_type = Code)]
     campaign: CampaignId,
-    #[schema(value_type = CampaignStageSchema)]
     stage: CampaignStage,
 }
 

@@ -116,6 +116,7 @@ mod tests {
                 capacity: 2,
             }],
             applicants: vec![],
+            calendar_override: None,
             placements: vec![
                 RoundPlacement {
                     number: ApplicationNumber(4),

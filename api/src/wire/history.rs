@@ -159,7 +159,6 @@ pub struct HistoryEntry {
     /// The event's position in the authority's hash chain (`authority_seq`).
     pub chain_position: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<schema::PrivilegeSchema>)]
     pub privilege: Option<Privilege>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -183,7 +183,6 @@ pub struct ErasureView {
     #[schema(value_type = Vec<u32>)]
     pub erased: Vec<ApplicationNumber>,
     /// The `PersonalDataErased` event recorded, if one was (none when repeated).
-    #[schema(value_type = Vec<schema::CommittedEventSchema>)]
     pub events: Vec<ochered_writer::CommittedEvent>,
 }
 
@@ -203,7 +202,6 @@ pub struct KindergartenApplicationRequest {
     pub any_other: bool,
     /// Privileges claimed; an officer confirms them later.
     #[serde(default)]
-    #[schema(value_type = Vec<schema::PrivilegeSchema>)]
     pub privileges: Vec<Privilege>,
     /// How to reach the family (optional); stored only encrypted.
     #[serde(default)]
@@ -230,7 +228,6 @@ pub struct WithdrawRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrivilegeRequest {
-    #[schema(value_type = schema::PrivilegeSchema)]
     pub privilege: Privilege,
     #[serde(default)]
     pub reason: Option<String>,
@@ -248,7 +245,6 @@ pub struct SchoolApplicationRequest {
     #[schema(value_type = Vec<schema::Code>)]
     pub schools: Vec<InstitutionId>,
     #[serde(default)]
-    #[schema(value_type = Vec<schema::PrivilegeSchema>)]
     pub privileges: Vec<Privilege>,
     /// How to reach the family (optional); stored only encrypted.
     #[serde(default)]
@@ -276,7 +272,6 @@ pub struct AgeExceptionRequest {
 pub struct InstitutionRequest {
     #[schema(value_type = schema::Code)]
     pub id: InstitutionId,
-    #[schema(value_type = schema::InstitutionKindSchema)]
     pub kind: InstitutionKind,
     pub name: String,
 }
@@ -285,7 +280,6 @@ pub struct InstitutionRequest {
 #[serde(deny_unknown_fields)]
 pub struct CampaignRequest {
     #[serde(flatten)]
-    #[schema(value_type = schema::CampaignConfigSchema)]
     pub config: CampaignConfig,
 }
 
@@ -305,7 +299,6 @@ pub struct SlotsRequest {
     pub doctor: DoctorId,
     #[schema(value_type = schema::Code)]
     pub specialty: Specialty,
-    #[schema(value_type = Vec<schema::SlotSpecSchema>)]
     pub slots: Vec<SlotSpec>,
 }
 
@@ -341,7 +334,6 @@ fn general_tier() -> u8 {
 pub struct PositionView {
     pub queue: String,
     #[serde(flatten)]
-    #[schema(value_type = schema::QueueDescriptionSchema)]
     pub description: QueueDescription,
     pub position: usize,
     pub queue_size: usize,
@@ -352,7 +344,6 @@ pub struct PositionView {
 pub struct ApplicationView {
     #[schema(value_type = u32)]
     pub number: ApplicationNumber,
-    #[schema(value_type = schema::ServiceKindSchema)]
     pub service: ochered_core::state::ServiceKind,
     pub status: &'static str,
     pub registered_at: DateTime<Utc>,
@@ -361,9 +352,7 @@ pub struct ApplicationView {
     #[schema(value_type = Vec<schema::Code>)]
     pub preferences: Vec<InstitutionId>,
     pub any_other: bool,
-    #[schema(value_type = Vec<schema::PrivilegeClaimSchema>)]
     pub privileges: Vec<PrivilegeClaim>,
-    #[schema(value_type = schema::ChannelSchema)]
     pub channel: Channel,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<schema::Code>)]
@@ -462,7 +451,6 @@ pub struct BookingView {
     pub slot: SlotId,
     #[schema(value_type = schema::Code)]
     pub specialty: Specialty,
-    #[schema(value_type = schema::BookingStatusSchema)]
     pub status: ochered_core::state::BookingStatus,
     pub booked_at: DateTime<Utc>,
 }
@@ -471,7 +459,6 @@ pub struct BookingView {
 #[derive(Serialize, ToSchema)]
 pub struct SubmittedResponse {
     pub application: Option<ApplicationView>,
-    #[schema(value_type = Vec<schema::CommittedEventSchema>)]
     pub events: Vec<CommittedEvent>,
 }
 

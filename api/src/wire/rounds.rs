@@ -1,14 +1,14 @@
 //! What a round looks like on the wire: its scope, seats and placements, as answered by
 //! running it and by reading its results.
 
-use chrono::{DateTime, Utc};
-use ochered_core::domain::{ApplicationNumber, InstitutionId, RoundId};
+use chrono::{DateTime, NaiveDate, Utc};
+use ochered_core::command::CampaignStage;
+use ochered_core::domain::{ApplicationNumber, CampaignId, InstitutionId, RoundId};
 use ochered_core::rounds::{Round, RoundScope};
 use ochered_core::state::{Placement, PlacementStatus, State};
 use ochered_core::Event;
 use ochered_writer::{CommittedEvent, Writer};
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::schema::Code;
@@ -47,14 +47,32 @@ pub struct RoundView {
     #[schema(value_type = Code)]
     id: RoundId,
     at: DateTime<Utc>,
-    /// `{"service": "kindergarten", "intake_year", "intake_date", "offer_deadline"}` or
-    /// `{"service": "school", "campaign", "stage"}`.
-    #[schema(value_type = Object)]
-    scope: serde_json::Value,
+    scope: RoundScopeView,
     applicants: usize,
     placed: usize,
     seats: Vec<RoundSeats>,
     placements: Vec<RoundPlacementView>,
+    /// The officer's stated reason when the round ran outside the authority's round
+    /// calendar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calendar_override: Option<String>,
+}
+
+/// What a round filled: a kindergarten intake (with the day families start and the deadline
+/// of its offers) or a stage of a first-grade campaign.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "service", rename_all = "snake_case")]
+pub enum RoundScopeView {
+    Kindergarten {
+        intake_year: i32,
+        intake_date: NaiveDate,
+        offer_deadline: DateTime<Utc>,
+    },
+    School {
+        #[schema(value_type = Code)]
+        campaign: CampaignId,
+        stage: CampaignStage,
+    },
 }
 
 /// The answer to running a round.
@@ -71,17 +89,15 @@ pub fn round_view(state: &State, round: &Round, full: bool) -> RoundView {
             intake_year,
             intake_date,
             offer_deadline,
-        } => json!({
-            "service": "kindergarten",
-            "intake_year": intake_year,
-            "intake_date": intake_date,
-            "offer_deadline": offer_deadline,
-        }),
-        RoundScope::School { campaign, stage } => json!({
-            "service": "school",
-            "campaign": state.campaign(campaign).config.id,
-            "stage": stage,
-        }),
+        } => RoundScopeView::Kindergarten {
+            intake_year,
+            intake_date,
+            offer_deadline,
+        },
+        RoundScope::School { campaign, stage } => RoundScopeView::School {
+            campaign: state.campaign(campaign).config.id.clone(),
+            stage,
+        },
     };
     let seats = round
         .seats
@@ -122,6 +138,7 @@ pub fn round_view(state: &State, round: &Round, full: bool) -> RoundView {
         placed: round.placements.len(),
         seats,
         placements,
+        calendar_override: round.calendar_override.clone(),
     }
 }
 

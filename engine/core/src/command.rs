@@ -70,6 +70,7 @@ pub struct SchoolForm {
 
 /// How a first-grade campaign fills its seats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CampaignMode {
     /// One school per application; seats filled in queue order (today's Russian practice).
@@ -79,6 +80,7 @@ pub enum CampaignMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CampaignSchool {
     pub institution: InstitutionId,
@@ -88,6 +90,7 @@ pub struct CampaignSchool {
 /// A first-grade enrollment campaign. Stage dates are local calendar days in the authority's
 /// time zone; each stage opens at local midnight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CampaignConfig {
     pub id: CampaignId,
@@ -106,6 +109,7 @@ pub struct CampaignConfig {
 
 /// A slot a doctor publishes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SlotSpec {
     pub id: SlotId,
@@ -115,6 +119,7 @@ pub struct SlotSpec {
 
 /// Seats of one age group of a kindergarten for one intake year.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgeGroupSeats {
     /// Age in full years on 1 September of the intake year.
@@ -126,6 +131,7 @@ pub struct AgeGroupSeats {
 
 /// A stage of a first-grade campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStage {
     /// Stage 1: the applications registered before stage 2 opened.
@@ -190,6 +196,10 @@ pub enum Command {
         /// for a later round. Defaults to 1 September of the intake year.
         #[serde(default)]
         intake_date: Option<NaiveDate>,
+        /// The officer's reason to run the round outside the authority's round calendar
+        /// (docs/RULES.md#kindergarten-round-calendar); recorded in the round's event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        calendar_override: Option<String>,
     },
     /// The parent (or an officer) accepts the application's outstanding offer.
     AcceptOffer {

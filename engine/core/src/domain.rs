@@ -293,6 +293,7 @@ pub fn intake_year_for(desired_start: NaiveDate) -> i32 {
 
 /// What kind of service an institution gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InstitutionKind {
     Kindergarten,
@@ -302,6 +303,7 @@ pub enum InstitutionKind {
 
 /// Through which channel an application arrived. The registration time does not depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     #[default]
@@ -312,30 +314,153 @@ pub enum Channel {
 
 /// An authority's configuration: its time zone and the variants of the default rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuthorityConfig {
     pub id: AuthorityId,
+    #[cfg_attr(feature = "openapi", schema(example = "Новосибирск"))]
     pub name: String,
+    /// An IANA time zone.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "Asia/Novosibirsk"))]
     pub time_zone: Tz,
     #[serde(default = "defaults::max_kindergarten_preferences")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::max_kindergarten_preferences))]
     pub max_kindergarten_preferences: u8,
     #[serde(default = "defaults::offer_deadline_days")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::offer_deadline_days))]
     pub offer_deadline_days: u16,
     /// Oldest age (full years on 1 September of the intake year) a kindergarten accepts.
     #[serde(default = "defaults::kindergarten_max_age_years")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::kindergarten_max_age_years))]
     pub kindergarten_max_age_years: u8,
     /// Minimum age on 1 September of the campaign year for school, in months (6.5 years).
     #[serde(default = "defaults::school_min_age_months")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::school_min_age_months))]
     pub school_min_age_months: u16,
     /// Maximum age on 1 September of the campaign year for school, in months (8 years).
     #[serde(default = "defaults::school_max_age_months")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::school_max_age_months))]
     pub school_max_age_months: u16,
     #[serde(default = "defaults::clinic_hold_minutes")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::clinic_hold_minutes))]
     pub clinic_hold_minutes: u32,
     #[serde(default = "defaults::no_show_block_count")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::no_show_block_count))]
     pub no_show_block_count: u8,
     #[serde(default = "defaults::no_show_window_days")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::no_show_window_days))]
     pub no_show_window_days: u16,
+    /// When kindergarten rounds may run (docs/RULES.md#kindergarten-round-calendar).
+    #[serde(default, skip_serializing_if = "RoundCalendar::is_default")]
+    pub round_calendar: RoundCalendar,
+}
+
+/// When kindergarten rounds may run without an officer's stated reason: the main round of an
+/// intake year (its first round) only on a local day of its season, and each later (top-up)
+/// round only once `top_up_interval_days` have passed since the intake year's previous round
+/// (docs/RULES.md#kindergarten-round-calendar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RoundCalendar {
+    /// The first local day of the main round's season, `MM-DD`.
+    #[serde(default = "defaults::main_round_from")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, pattern = "^[0-9]{2}-[0-9]{2}$", default = "06-01")
+    )]
+    pub main_round_from: MonthDay,
+    /// The last local day of the main round's season, `MM-DD` (before `main_round_from`: the
+    /// season runs over the new year).
+    #[serde(default = "defaults::main_round_until")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, pattern = "^[0-9]{2}-[0-9]{2}$", default = "08-31")
+    )]
+    pub main_round_until: MonthDay,
+    /// Days from an intake year's previous round before a top-up round may run.
+    #[serde(default = "defaults::top_up_interval_days")]
+    #[cfg_attr(feature = "openapi", schema(default = defaults::top_up_interval_days))]
+    pub top_up_interval_days: u16,
+}
+
+impl Default for RoundCalendar {
+    fn default() -> Self {
+        Self {
+            main_round_from: defaults::main_round_from(),
+            main_round_until: defaults::main_round_until(),
+            top_up_interval_days: defaults::top_up_interval_days(),
+        }
+    }
+}
+
+impl RoundCalendar {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether a local day falls in the main round's season (both ends included).
+    pub fn in_main_season(&self, day: NaiveDate) -> bool {
+        let d = MonthDay {
+            month: day.month() as u8,
+            day: day.day() as u8,
+        };
+        let (from, until) = (self.main_round_from, self.main_round_until);
+        if from <= until {
+            from <= d && d <= until
+        } else {
+            d >= from || d <= until
+        }
+    }
+
+    pub fn top_up_interval(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.top_up_interval_days))
+    }
+}
+
+/// A day of the year, `MM-DD` (29 February included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MonthDay {
+    month: u8,
+    day: u8,
+}
+
+impl MonthDay {
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let bad = || InvalidField::new("month_day", "must be a day of the year as MM-DD");
+        let (m, d) = raw.split_once('-').ok_or_else(bad)?;
+        if m.len() != 2 || d.len() != 2 {
+            return Err(bad());
+        }
+        let (month, day) = (
+            m.parse::<u32>().map_err(|_| bad())?,
+            d.parse::<u32>().map_err(|_| bad())?,
+        );
+        // 2000 is a leap year: 29 February is a day of the year.
+        NaiveDate::from_ymd_opt(2000, month, day).ok_or_else(bad)?;
+        Ok(Self {
+            month: month as u8,
+            day: day as u8,
+        })
+    }
+}
+
+impl TryFrom<String> for MonthDay {
+    type Error = InvalidField;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+impl From<MonthDay> for String {
+    fn from(value: MonthDay) -> Self {
+        value.to_string()
+    }
+}
+impl fmt::Display for MonthDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}-{:02}", self.month, self.day)
+    }
 }
 
 pub mod defaults {
@@ -363,6 +488,15 @@ pub mod defaults {
     pub fn no_show_window_days() -> u16 {
         365
     }
+    pub fn main_round_from() -> super::MonthDay {
+        super::MonthDay { month: 6, day: 1 }
+    }
+    pub fn main_round_until() -> super::MonthDay {
+        super::MonthDay { month: 8, day: 31 }
+    }
+    pub fn top_up_interval_days() -> u16 {
+        30
+    }
 }
 
 impl AuthorityConfig {
@@ -381,6 +515,7 @@ impl AuthorityConfig {
             clinic_hold_minutes: defaults::clinic_hold_minutes(),
             no_show_block_count: defaults::no_show_block_count(),
             no_show_window_days: defaults::no_show_window_days(),
+            round_calendar: RoundCalendar::default(),
         }
     }
 

@@ -90,6 +90,9 @@ pub enum Event {
         seats: Vec<RoundSeats>,
         applicants: Vec<RoundApplicant>,
         placements: Vec<RoundPlacement>,
+        /// The officer's stated reason when the round ran outside the round calendar.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        calendar_override: Option<String>,
     },
     /// The parent accepted the offer: the child is enrolled and the seat is taken.
     OfferAccepted {

@@ -9,6 +9,8 @@ pub mod command;
 pub mod decide;
 pub mod domain;
 pub mod event;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod ordering;
 pub mod ostree;
 pub mod queues;

@@ -9,6 +9,7 @@ use crate::domain::{ApplicationNumber, InstitutionId};
 /// A privilege a parent claims; an officer confirms or revokes it. Only confirmed
 /// privileges move an application up.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Privilege {
     /// Внеочередное право: ahead of everyone, at every institution.
@@ -35,6 +36,7 @@ impl Privilege {
 
 /// Where a claimed privilege stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PrivilegeStatus {
     Claimed,
@@ -43,6 +45,7 @@ pub enum PrivilegeStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrivilegeClaim {
     pub privilege: Privilege,
     pub status: PrivilegeStatus,
@@ -91,6 +94,7 @@ pub fn school_tier(claims: &[PrivilegeClaim], institution: &InstitutionId) -> u8
 
 /// How applications of equal tier are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TieBreak {
     /// Earlier registration (submission) time first.

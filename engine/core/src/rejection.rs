@@ -112,6 +112,13 @@ pub enum Rejection {
     RoundExists { id: String },
     #[error("no free seats are published for intake year {intake_year}")]
     NoFreeSeats { intake_year: i32 },
+    #[error("the main round runs only from {from} to {until} (local days); an officer may run it now by stating a calendar_override reason")]
+    RoundOutOfSeason { from: String, until: String },
+    #[error("a top-up round may run only from {next_allowed}, a full interval after round {previous}; an officer may run it now by stating a calendar_override reason")]
+    TopUpTooSoon {
+        previous: String,
+        next_allowed: DateTime<Utc>,
+    },
     #[error("every seat of campaign {id} is taken")]
     CampaignFull { id: String },
     #[error("every seat at {} in campaign {campaign} is taken", .schools.join(", "))]
@@ -195,6 +202,8 @@ impl Rejection {
             | BookingNotActive { .. }
             | RoundExists { .. }
             | NoFreeSeats { .. }
+            | RoundOutOfSeason { .. }
+            | TopUpTooSoon { .. }
             | CampaignFull { .. }
             | SchoolsFull { .. }
             | SeatsBelowTaken { .. }
@@ -225,6 +234,7 @@ impl Rejection {
             UnknownPerson => Some("document"),
             RoundExists { .. } => Some("round"),
             NoFreeSeats { .. } => Some("intake_year"),
+            RoundOutOfSeason { .. } | TopUpTooSoon { .. } => Some("calendar_override"),
             SeatsBelowTaken { .. } => Some("seats"),
             SlotOverlaps { .. } => Some("slots"),
             NoOutstandingOffer { .. } | OfferExpired { .. } => Some("application"),

@@ -128,6 +128,9 @@ pub struct Round {
     pub classes: Vec<u8>,
     pub placements: Vec<RoundPlacement>,
     pub version: u32,
+    /// The officer's stated reason when the round ran outside the round calendar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar_override: Option<String>,
 }
 
 /// Marks a preference added by the "any other kindergarten" flag in [`Round::classes`].
@@ -155,6 +158,7 @@ impl Round {
             classes: Vec::with_capacity(n_preferences),
             placements: placements.to_vec(),
             version: 1,
+            calendar_override: None,
         };
         round.preference_starts.push(0);
         for a in applicants {

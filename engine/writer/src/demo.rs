@@ -8,7 +8,7 @@ use ochered_core::command::{
 };
 use ochered_core::domain::{
     AuthorityConfig, AuthorityId, CampaignId, Channel, DoctorId, DocumentNumber, InstitutionId,
-    InstitutionKind, PersonKey, SlotId, Specialty,
+    InstitutionKind, MonthDay, PersonKey, RoundCalendar, SlotId, Specialty,
 };
 use ochered_core::ordering::{Privilege, TieBreak};
 
@@ -94,13 +94,20 @@ pub fn setup_commands(
     shape: &DemoShape,
     slots_from: DateTime<Utc>,
 ) -> Vec<Command> {
-    let mut commands = vec![Command::ConfigureAuthority {
-        config: AuthorityConfig::with_defaults(
-            AuthorityId::parse(authority).expect("valid authority id"),
-            format!("Demo authority {authority}"),
-            shape.time_zone,
-        ),
-    }];
+    let mut config = AuthorityConfig::with_defaults(
+        AuthorityId::parse(authority).expect("valid authority id"),
+        format!("Demo authority {authority}"),
+        shape.time_zone,
+    );
+    // The demo is tried on any day of the year, and its rounds one after another: its round
+    // calendar lets a main round run on any day and top-ups without waiting
+    // (docs/RULES.md#kindergarten-round-calendar). A real authority keeps its own.
+    config.round_calendar = RoundCalendar {
+        main_round_from: MonthDay::parse("01-01").expect("a day"),
+        main_round_until: MonthDay::parse("12-31").expect("a day"),
+        top_up_interval_days: 0,
+    };
+    let mut commands = vec![Command::ConfigureAuthority { config }];
     for i in 0..shape.kindergartens {
         commands.push(Command::RegisterInstitution {
             id: kindergarten_id(i),

@@ -98,11 +98,14 @@ pub struct RequestMeta {
     pub correlation_id: Option<String>,
 }
 
-/// An event as committed: its place in the authority's chain and the event itself.
+/// An event as committed: its place in the authority's chain and the event (tagged by
+/// `type`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommittedEvent {
     pub authority_seq: i64,
     pub recorded_at: DateTime<Utc>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub event: Event,
 }
 

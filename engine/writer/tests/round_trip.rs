@@ -92,6 +92,7 @@ async fn rounds_exported_from_the_log_solve_to_their_committed_placements() {
             round: RoundId::parse("main-2027").unwrap(),
             intake_year: 2027,
             intake_date: None,
+            calendar_override: None,
         },
     )
     .await;
@@ -123,12 +124,15 @@ async fn rounds_exported_from_the_log_solve_to_their_committed_placements() {
     *now.lock().unwrap() += Duration::days(20);
     let expired = submit(&writer, Command::ExpireOffers {}).await;
     assert!(!expired.is_empty());
+    // A top-up round runs a full interval of the round calendar after the main round.
+    *now.lock().unwrap() += Duration::days(8);
     let top_up = submit(
         &writer,
         Command::RunKindergartenRound {
             round: RoundId::parse("top-up-2027").unwrap(),
             intake_year: 2027,
             intake_date: None,
+            calendar_override: None,
         },
     )
     .await;

@@ -52,7 +52,7 @@ use crate::http::auth::Role;
 use crate::http::command::{mark_replayed, Write};
 use crate::http::error::ApiError;
 use crate::state::AppState;
-use crate::wire::schema::{AgeGroupSeatsSchema, Problem};
+use crate::wire::schema::Problem;
 
 pub fn router() -> OpenApiRouter<AppState> {
     let upload_limit = || DefaultBodyLimit::max(UPLOAD_LIMIT_BYTES);
@@ -98,8 +98,7 @@ pub struct InstitutionRowResult {
     pub authority_seq: Option<i64>,
     /// For `refused`: the problem+json the rules answered.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Problem>)]
-    pub problem: Option<Value>,
+    pub problem: Option<Problem>,
 }
 
 /// The answer to a seats upload: one result per institution and intake year, in the order
@@ -122,15 +121,13 @@ pub struct SeatsGroupResult {
     #[schema(value_type = String, example = "K001")]
     pub institution: InstitutionId,
     pub intake_year: i32,
-    #[schema(value_type = Vec<AgeGroupSeatsSchema>)]
     pub seats: Vec<AgeGroupSeats>,
     /// `published` or `refused`.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authority_seq: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Problem>)]
-    pub problem: Option<Value>,
+    pub problem: Option<Problem>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ pub(super) fn decide(cx: Context, command: &Command) -> Result<Vec<Event>, Rejec
             round,
             intake_year,
             intake_date,
-        } => run_round(cx, round, *intake_year, *intake_date),
+            calendar_override,
+        } => run_round(cx, round, *intake_year, *intake_date, calendar_override),
         Command::AcceptOffer { application } => accept_offer(cx, *application),
         Command::DeclineOffer { application } => decline_offer(cx, *application),
         Command::ExpireOffers {} => Ok(expire_offers(cx)),
@@ -207,6 +208,7 @@ fn run_round(
     round: &RoundId,
     intake_year: i32,
     intake_date: Option<NaiveDate>,
+    calendar_override: &Option<String>,
 ) -> Result<Vec<Event>, Rejection> {
     let Context { state, config, now } = cx;
     check_new_round(state, round)?;
@@ -236,6 +238,8 @@ fn run_round(
     if seats.is_empty() {
         return Err(Rejection::NoFreeSeats { intake_year });
     }
+    let calendar_override =
+        check_round_calendar(state, config, intake_year, now, calendar_override)?;
     let group_of: HashMap<(InstitutionIdx, u8), u32> = seats
         .iter()
         .enumerate()
@@ -300,7 +304,56 @@ fn run_round(
         seats: solved.seats,
         applicants: solved.applicants,
         placements: solved.placements,
+        calendar_override,
     }])
+}
+
+/// Longest stated reason to run a round outside the calendar, in characters.
+pub const CALENDAR_OVERRIDE_MAX_CHARS: usize = 500;
+
+/// The round calendar (docs/RULES.md#kindergarten-round-calendar): the main round of an
+/// intake year within its season, a top-up a full interval after the intake year's previous
+/// round; an officer's stated reason overrides both and is returned to be recorded.
+fn check_round_calendar(
+    state: &State,
+    config: &AuthorityConfig,
+    intake_year: i32,
+    now: DateTime<Utc>,
+    calendar_override: &Option<String>,
+) -> Result<Option<String>, Rejection> {
+    if let Some(reason) = calendar_override {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > CALENDAR_OVERRIDE_MAX_CHARS {
+            return Err(Rejection::invalid(
+                "calendar_override",
+                format!("must state the reason in 1-{CALENDAR_OVERRIDE_MAX_CHARS} characters"),
+            ));
+        }
+        return Ok(Some(reason.to_owned()));
+    }
+    let calendar = &config.round_calendar;
+    let previous = state
+        .rounds()
+        .iter()
+        .filter(|r| {
+            matches!(r.scope, RoundScope::Kindergarten { intake_year: y, .. } if y == intake_year)
+        })
+        .max_by_key(|r| r.at);
+    match previous {
+        None if !calendar.in_main_season(config.local_date(now)) => {
+            Err(Rejection::RoundOutOfSeason {
+                from: calendar.main_round_from.to_string(),
+                until: calendar.main_round_until.to_string(),
+            })
+        }
+        Some(previous) if now < previous.at + calendar.top_up_interval() => {
+            Err(Rejection::TopUpTooSoon {
+                previous: previous.id.to_string(),
+                next_allowed: previous.at + calendar.top_up_interval(),
+            })
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Accepting enrolls the child (docs/RULES.md#kindergarten-offers); for a transfer, the

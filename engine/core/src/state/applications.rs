@@ -23,6 +23,7 @@ use super::{CampaignIdx, InstitutionIdx, State};
 
 /// Which service an application belongs to; one active application per child per service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceKind {
     Kindergarten,
@@ -134,8 +135,10 @@ pub struct Placement {
     pub answered_at: Option<DateTime<Utc>>,
 }
 
-/// A queue described with public identifiers.
+/// What a queue is: the service, the institution and the age group and intake year
+/// (kindergarten) or the campaign (school), by their public identifiers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueDescription {
     pub service: ServiceKind,
     pub institution: InstitutionId,

@@ -8,7 +8,9 @@ use crate::event::Event;
 
 use super::{InstitutionIdx, State};
 
+/// An institution as registered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Institution {
     pub id: InstitutionId,
     pub kind: InstitutionKind,

@@ -166,6 +166,7 @@ impl State {
                 seats,
                 applicants,
                 placements,
+                calendar_override,
             } => {
                 let scope = RoundScope::Kindergarten {
                     intake_year: *intake_year,
@@ -173,6 +174,7 @@ impl State {
                     offer_deadline: *offer_deadline,
                 };
                 let round_idx = self.insert_round(round, scope, *at, seats, applicants, placements);
+                self.data.rounds[round_idx as usize].calendar_override = calendar_override.clone();
                 let groups = self.data.rounds[round_idx as usize].seats.clone();
                 for p in placements {
                     let group = groups[p.seats as usize];

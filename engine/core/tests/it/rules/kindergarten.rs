@@ -325,6 +325,7 @@ fn run_round(id: &str) -> Command {
         round: round_id(id),
         intake_year: 2026,
         intake_date: None,
+        calendar_override: None,
     }
 }
 
@@ -448,6 +449,7 @@ fn a_round_offers_seats_by_tier_then_registration_time_with_a_deadline() {
             intake_date: date(2026, 9, 1),
             offer_deadline: t(ROUND_AT) + Duration::days(15),
             at: t(ROUND_AT),
+            calendar_override: None,
             seats: vec![RoundSeats {
                 institution: inst("K1"),
                 age_group: Some(3),
@@ -575,6 +577,7 @@ fn a_round_takes_only_eligible_applications() {
         round: round_id("top-up-nov"),
         intake_year: 2026,
         intake_date: Some(date(2026, 11, 1)),
+        calendar_override: None,
     };
     let events = s.accept(top_up, t("2026-10-01T07:00:00Z"));
     assert_eq!(offered(&events), vec![(2, "K1/3".into())]);
@@ -584,6 +587,7 @@ fn a_round_takes_only_eligible_applications() {
                 round: round_id("bad"),
                 intake_year: 2026,
                 intake_date: Some(date(2027, 9, 1)),
+                calendar_override: None,
             },
             t(ROUND_AT),
         ),
@@ -760,7 +764,10 @@ fn declining_moves_the_desired_start_to_the_next_september_and_returns_the_seat(
         .collect();
     assert_eq!(described, vec![(Some(4), Some(2027))]);
     // The seat went back: a top-up round offers it to the next child.
-    let events = s.accept(run_round("top-up"), t(ROUND_AT) + Duration::days(2));
+    let events = s.accept(
+        run_round_overriding("top-up", "a top-up within the month, to test offers"),
+        t(ROUND_AT) + Duration::days(2),
+    );
     assert_eq!(offered(&events), vec![(2, "K1/3".into())]);
     let placement = s.state.placement(0);
     assert_eq!(placement.status, PlacementStatus::Declined);
@@ -801,7 +808,10 @@ fn unanswered_offers_expire_at_their_deadline() {
     );
     // Withdrawing while an offer is outstanding gives the seat back too.
     s.accept(submit_kg(2, &["K1"]), deadline);
-    s.accept(run_round("top-up"), deadline);
+    s.accept(
+        run_round_overriding("top-up", "a top-up within the month, to test offers"),
+        deadline,
+    );
     s.accept(
         Command::WithdrawApplication {
             application: ApplicationNumber(2),
@@ -847,7 +857,10 @@ fn a_transfer_keeps_the_current_place_until_the_new_offer_is_accepted() {
         },
     );
     s.accept(seats("K2", 3, 1), t(ROUND_AT) + Duration::days(1));
-    let events = s.accept(run_round("transfers"), t(ROUND_AT) + Duration::days(2));
+    let events = s.accept(
+        run_round_overriding("transfers", "a top-up within the month, to test offers"),
+        t(ROUND_AT) + Duration::days(2),
+    );
     assert_eq!(offered(&events), vec![(2, "K2/3".into())]);
     // Declining the transfer offer keeps the K1 place.
     s.accept(decline_offer(2), t(ROUND_AT) + Duration::days(3));
@@ -866,7 +879,10 @@ fn a_transfer_keeps_the_current_place_until_the_new_offer_is_accepted() {
         },
         t(ROUND_AT) + Duration::days(4),
     );
-    s.accept(run_round("transfers-2"), t(ROUND_AT) + Duration::days(4));
+    s.accept(
+        run_round_overriding("transfers-2", "a top-up within the month, to test offers"),
+        t(ROUND_AT) + Duration::days(4),
+    );
     let events = s.accept(accept_offer(2), t(ROUND_AT) + Duration::days(5));
     assert_eq!(
         events,
@@ -952,4 +968,87 @@ fn the_intake_is_the_first_september_on_or_after_the_desired_start() {
             "{desired_start}"
         );
     }
+}
+
+// The round calendar (docs/RULES.md#kindergarten-round-calendar).
+
+fn run_round_overriding(id: &str, reason: &str) -> Command {
+    Command::RunKindergartenRound {
+        round: round_id(id),
+        intake_year: 2026,
+        intake_date: None,
+        calendar_override: Some(reason.into()),
+    }
+}
+
+fn calendar_override_of(events: &[Event]) -> Option<String> {
+    match events {
+        [Event::KindergartenRoundCompleted {
+            calendar_override, ..
+        }] => calendar_override.clone(),
+        other => panic!("not one round: {other:?}"),
+    }
+}
+
+#[test]
+fn round_calendar_refuses_a_top_up_20_s_after_the_main_round_unless_an_officer_states_a_reason() {
+    let mut s = given(authority());
+    s.accept(seats("K1", 3, 2), t(NOW));
+    s.accept(submit_kg(1, &["K1"]), t(NOW));
+    let main = s.accept(run_round("main"), t(ROUND_AT));
+    assert_eq!(calendar_override_of(&main), None);
+    s.accept(submit_kg(2, &["K1"]), t(ROUND_AT));
+    let soon = t(ROUND_AT) + Duration::seconds(20);
+    then_rejected(
+        s.when(run_round("top-up"), soon),
+        Rejection::TopUpTooSoon {
+            previous: "main".into(),
+            next_allowed: t(ROUND_AT) + Duration::days(30),
+        },
+    );
+    // A reason must say something.
+    then_invalid(
+        s.when(run_round_overriding("top-up", "  "), soon),
+        "calendar_override",
+    );
+    // With a stated reason the round runs, and its event records the reason.
+    let reason = "a group reopened after repairs";
+    let top_up = s.accept(run_round_overriding("top-up", reason), soon);
+    assert_eq!(calendar_override_of(&top_up).as_deref(), Some(reason));
+    // A month after the last round, a top-up needs no override.
+    s.accept(submit_kg(3, &["K1"]), soon);
+    s.accept(seats("K1", 3, 3), soon);
+    let later = s.accept(run_round("top-up-2"), soon + Duration::days(30));
+    assert_eq!(calendar_override_of(&later), None);
+}
+
+#[test]
+fn round_calendar_refuses_a_main_round_outside_its_season() {
+    let mut s = given(authority());
+    s.accept(seats("K1", 3, 1), t(NOW));
+    s.accept(submit_kg(1, &["K1"]), t(NOW));
+    // 1 February is outside the default season (1 June - 31 August, local days).
+    then_rejected(
+        s.when(run_round("early"), t(NOW)),
+        Rejection::RoundOutOfSeason {
+            from: "06-01".into(),
+            until: "08-31".into(),
+        },
+    );
+    // The last local day of the season is in it; the next one is not.
+    let config = AuthorityConfig::with_defaults(
+        AuthorityId::parse("test-city").unwrap(),
+        "Test city",
+        chrono_tz::Europe::Moscow,
+    );
+    assert!(config.round_calendar.in_main_season(date(2026, 8, 31)));
+    assert!(!config.round_calendar.in_main_season(date(2026, 9, 1)));
+    // An officer may run it early with a reason, and the reason is kept with the round.
+    let events = s.accept(run_round_overriding("early", "court order"), t(NOW));
+    assert_eq!(
+        calendar_override_of(&events).as_deref(),
+        Some("court order")
+    );
+    let round = s.state.rounds().last().expect("the round is kept");
+    assert_eq!(round.calendar_override.as_deref(), Some("court order"));
 }
