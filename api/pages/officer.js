@@ -352,6 +352,9 @@ function renderRounds() {
         " — ",
         timeEl(r.at),
         ` — ${t(`service.${r.service}`)}: ${fmtNumber(r.placed)} / ${fmtNumber(r.applicants)} `,
+        r.calendar_override
+          ? el("span", { class: "override", text: `${t("officer.round.override", { reason: r.calendar_override })} ` })
+          : "",
         el("button", {
           type: "button",
           class: "secondary",

@@ -305,6 +305,72 @@ test("(b) an officer publishes seats, runs a round and sees its results; a paren
   await pp.close();
 });
 
+test("a transferred child's first placement shows as released, in English and Russian; a round run outside the calendar shows its reason", async () => {
+  const officer = await demoToken("officer", "officer-4");
+  const parent = await demoToken("parent", "parent-transfer");
+  const post = async (p, token, body) => {
+    const response = await fetch(api(p), {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      body: JSON.stringify(body ?? {}),
+    });
+    const answer = { status: response.status, body: await response.json().catch(() => null) };
+    assert.ok(answer.status < 300, `POST ${p}: ${answer.status} ${JSON.stringify(answer.body)}`);
+    return answer.body;
+  };
+  const kindergartens = (await getJson(api("/institutions"))).body.institutions.filter((i) => i.kind === "kindergarten");
+  const [first, second] = [kindergartens[0].id, kindergartens[1].id];
+  const year = new Date().getFullYear() + 1;
+  const stamp = Date.now();
+  // The child is 3 on 1 September of the intake year and holds a confirmed extraordinary
+  // privilege, so that it comes first wherever a seat is added for it.
+  const form = (kindergarten) => ({
+    document: "II-TR 000777",
+    birth_date: `${year - 3}-03-10`,
+    preferences: [kindergarten],
+    desired_start: `${year}-09-01`,
+    privileges: [{ kind: "extraordinary" }],
+  });
+  const place = async (kindergarten, round, reason) => {
+    const submitted = await post("/kindergarten/applications", parent, form(kindergarten));
+    const n = submitted.application?.number ?? submitted.number;
+    assert.ok(n, `an application number in ${JSON.stringify(submitted)}`);
+    await post(`/applications/${n}/privileges/confirm`, officer, { privilege: { kind: "extraordinary" } });
+    const group = (await getJson(api(`/kindergarten/seats?intake_year=${year}`))).body.seats.find(
+      (g) => g.institution === kindergarten && g.age_group === 3,
+    );
+    await post("/kindergarten/seats", officer, {
+      institution: kindergarten,
+      intake_year: year,
+      seats: [{ age_group: 3, seats: (group ? group.published : 0) + 2 }],
+    });
+    const ran = await post("/kindergarten/rounds", officer, { round, intake_year: year, calendar_override: reason });
+    assert.ok(ran.round.placements.some((p) => p.application === n), `round ${round} places application ${n}`);
+    await post(`/applications/${n}/offer/accept`, parent);
+    return n;
+  };
+  const firstRound = `transfer-a-${stamp}`;
+  const reason = "a transfer shown in the browser test";
+  const n1 = await place(first, firstRound, reason);
+  const n2 = await place(second, `transfer-b-${stamp}`, undefined);
+  assert.equal((await getJson(api(`/applications/${n2}`), parent)).body.status, "enrolled");
+
+  for (const [lang, released] of [["en", "released (transferred)"], ["ru", "место освобождено (перевод)"]]) {
+    const page = await newPage(`/officer?lang=${lang}`);
+    await page.click("#demo-signin");
+    await page.waitForSelector(`#rounds-list li:has-text('${firstRound}')`);
+    const item = page.locator("#rounds-list li", { hasText: firstRound });
+    assert.match(await item.textContent(), new RegExp(reason), "the round's stated reason is listed");
+    await item.locator("button").click();
+    await page.waitForSelector(`#placements-body tr[data-application='${n1}']`);
+    const row = await page.locator(`#placements-body tr[data-application='${n1}'] td`).allTextContents();
+    assert.equal(row[2], released);
+    assert.doesNotMatch(await page.textContent("#placements-body"), /placement\./);
+    await shot(page, `officer-transfer-${lang}`);
+    await page.close();
+  }
+});
+
 test("an officer confirms a privilege a parent claimed", async () => {
   const officer = await demoToken("officer", "officer-3");
   let target = null;
