@@ -1,6 +1,6 @@
 //! The web pages: a landing page, the parent's pages (an application and its history, the
-//! kindergarten application form, the printable confirmation), the officer's dashboard and the
-//! public page, in Russian and English. They are static HTML, CSS and plain ES modules compiled into
+//! kindergarten application form, the printable confirmation), the patient's clinic page, the
+//! officer's dashboard and the public page, in Russian and English. They are static HTML, CSS and plain ES modules compiled into
 //! the binary (nothing is fetched from elsewhere at build or run time); the scripts draw
 //! everything from the REST API under `/api/v1`.
 //!
@@ -52,6 +52,7 @@ const ASSETS: &[Asset] = &[
     asset!("confirmation.html", HTML),
     asset!("officer.html", HTML),
     asset!("public.html", HTML),
+    asset!("patient.html", HTML),
     asset!("style.css", CSS),
     asset!("icon.svg", SVG),
     asset!("common.js", JS),
@@ -63,6 +64,7 @@ const ASSETS: &[Asset] = &[
     asset!("confirmation.js", JS),
     asset!("officer.js", JS),
     asset!("public.js", JS),
+    asset!("patient.js", JS),
 ];
 
 /// The pages allow only their own scripts, styles and API: no inline script, no other origin.
@@ -91,6 +93,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/officer",
             get(|headers: HeaderMap| async move { page("officer.html", &headers) }),
+        )
+        .route(
+            "/patient",
+            get(|headers: HeaderMap| async move { page("patient.html", &headers) }),
         )
         .route(
             "/public",

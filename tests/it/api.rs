@@ -684,6 +684,12 @@ async fn every_endpoint_with_every_role() {
             json!({"specialty": "therapist", "document": "PAT 000091"}),
             vec![Parent, Registrar, Admin],
         ),
+        (
+            "POST",
+            "/waiting-list/places",
+            json!({"document": "PAT 000091"}),
+            vec![Parent, Registrar, Admin],
+        ),
     ];
     for (method, path, body, allowed) in &endpoints {
         for role in roles {

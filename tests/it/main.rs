@@ -14,6 +14,7 @@ mod openapi_files;
 mod outage;
 mod overload;
 mod packaging;
+mod patient;
 mod privacy;
 mod security;
 mod simulator;

@@ -8,6 +8,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use ochered_core::command::Command;
 use ochered_core::domain::{BookingNumber, DoctorId, SlotId, Specialty};
+use ochered_core::state::Hold;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,6 +23,7 @@ use crate::state::AppState;
 use crate::wire::schema::Code;
 use crate::wire::{
     person_key, BookingRequest, BookingView, SlotsRequest, SpecialtyRequest, WaitingListRequest,
+    WaitingPlacesRequest,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_booking))
         .routes(routes!(record_no_show))
         .routes(routes!(join_waiting_list))
+        .routes(routes!(waiting_places))
 }
 
 /// A specialty as the public sees it: whether it needs a referral and how long its waiting
@@ -280,12 +283,19 @@ async fn my_bookings(
                 .bookings
                 .iter()
                 .filter(|b| *b.booked_by == *caller.sub)
-                .map(|b| BookingView {
-                    number: b.number,
-                    slot: b.slot.clone(),
-                    specialty: b.specialty.clone(),
-                    status: b.status,
-                    booked_at: b.booked_at,
+                .filter_map(|b| {
+                    // Slots are never removed, so every booking's slot is there.
+                    let slot = s.slot(&b.slot)?;
+                    Some(BookingView {
+                        number: b.number,
+                        slot: b.slot.clone(),
+                        specialty: b.specialty.clone(),
+                        doctor: slot.doctor.clone(),
+                        start: slot.start,
+                        duration_minutes: slot.duration_minutes,
+                        status: b.status,
+                        booked_at: b.booked_at,
+                    })
                 })
                 .collect(),
         }
@@ -380,4 +390,108 @@ async fn join_waiting_list(
         tier: req.tier,
     };
     write.answer(&w, command, StatusCode::CREATED).await
+}
+
+/// A patient's place on one specialty's waiting list.
+#[derive(Serialize, ToSchema)]
+pub struct WaitingPlace {
+    #[schema(value_type = Code)]
+    specialty: Specialty,
+    /// 1 for the head of the list (tier, then time of joining).
+    position: usize,
+    /// Patients on the list now.
+    waiting: usize,
+    tier: u8,
+    joined_at: DateTime<Utc>,
+}
+
+/// A freed slot held for the patient now: only they may book it until `until`.
+#[derive(Serialize, ToSchema)]
+pub struct HeldSlot {
+    #[schema(value_type = Code)]
+    slot: SlotId,
+    #[schema(value_type = Code)]
+    doctor: DoctorId,
+    #[schema(value_type = Code)]
+    specialty: Specialty,
+    start: DateTime<Utc>,
+    duration_minutes: u16,
+    until: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WaitingPlaces {
+    places: Vec<WaitingPlace>,
+    holds: Vec<HeldSlot>,
+}
+
+/// A patient's places on the waiting lists
+///
+/// **Roles:** parent, registrar (and admin). The patient is named by their document (in the
+/// body, so that it stays out of URLs and logs): their place on each specialty's waiting list,
+/// and the freed slots held for them now with the instant each hold ends. Changes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/waiting-list/places",
+    tag = "clinic",
+    security(("bearer" = [])),
+    request_body = WaitingPlacesRequest,
+    responses((status = 200, description = "The patient's places and holds.", body = WaitingPlaces))
+)]
+async fn waiting_places(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+    body: Result<Body<WaitingPlacesRequest>, ApiError>,
+) -> Result<Json<WaitingPlaces>, ApiError> {
+    caller.require(&[Role::Parent, Role::Registrar])?;
+    let Body(req) = body?;
+    let patient = person_key(&state.config.person_secret, "document", &req.document)?;
+    let w = access::writer(&state, &authority)?;
+    let now = Utc::now();
+    Ok(Json(w.read(|s| {
+        let places = s
+            .data
+            .specialties
+            .iter()
+            .filter_map(|(id, specialty)| {
+                let index = specialty
+                    .waiting
+                    .iter()
+                    .position(|e| e.patient == patient)?;
+                let entry = &specialty.waiting[index];
+                Some(WaitingPlace {
+                    specialty: id.clone(),
+                    position: index + 1,
+                    waiting: specialty.waiting.len(),
+                    tier: entry.tier,
+                    joined_at: entry.joined_at,
+                })
+            })
+            .collect();
+        let mut holds: Vec<HeldSlot> = match s.config() {
+            None => Vec::new(),
+            Some(config) => s
+                .held_slots()
+                .filter(|(_, slot)| slot.booking.is_none())
+                .filter_map(|(id, slot)| match s.effective_hold(config, slot, now) {
+                    Hold::HeldFor {
+                        patient: holder,
+                        until,
+                        ..
+                    } if holder == patient => Some(HeldSlot {
+                        slot: id.clone(),
+                        doctor: slot.doctor.clone(),
+                        specialty: slot.specialty.clone(),
+                        start: slot.start,
+                        duration_minutes: slot.duration_minutes,
+                        until,
+                    }),
+                    _ => None,
+                })
+                .collect(),
+        };
+        holds.sort_by(|a, b| (a.start, &a.slot).cmp(&(b.start, &b.slot)));
+        WaitingPlaces { places, holds }
+    })))
 }

@@ -451,8 +451,21 @@ pub struct BookingView {
     pub slot: SlotId,
     #[schema(value_type = schema::Code)]
     pub specialty: Specialty,
+    /// The slot's doctor.
+    #[schema(value_type = schema::Code)]
+    pub doctor: DoctorId,
+    /// When the appointment starts.
+    pub start: DateTime<Utc>,
+    pub duration_minutes: u16,
     pub status: ochered_core::state::BookingStatus,
     pub booked_at: DateTime<Utc>,
+}
+
+/// A patient named by their document, whose places on the waiting lists are asked for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingPlacesRequest {
+    pub document: String,
 }
 
 /// A submitted application and the events that recorded it.
