@@ -75,9 +75,10 @@ pub struct SimulateArgs {
     /// A scenario file (JSON; see simulator/README.md for the fields).
     #[arg(long)]
     pub scenario: Option<PathBuf>,
-    /// The surges file the presets are read from; an embedded copy is used when it is missing.
-    #[arg(long, default_value = "../shared/data/surges.json")]
-    pub surges: PathBuf,
+    /// A surges file (the shape of `simulator/presets/presets.json`'s `surges`) whose figures
+    /// replace the embedded table's; without it the embedded table is used.
+    #[arg(long)]
+    pub surges: Option<PathBuf>,
     /// List the presets and exit.
     #[arg(long)]
     pub list_presets: bool,
@@ -193,8 +194,8 @@ impl SimulateArgs {
         if let Some(s) = &self.scenario {
             flag("scenario", Some(s.display().to_string()));
         }
-        if self.surges.as_path() != std::path::Path::new("../shared/data/surges.json") {
-            flag("surges", Some(self.surges.display().to_string()));
+        if let Some(surges) = &self.surges {
+            flag("surges", Some(surges.display().to_string()));
         }
         flag("scale", Some(self.scale.to_string()));
         flag("duration-s", Some(self.duration_s.to_string()));
@@ -462,7 +463,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 /// [`drive`] the load, [`take_live`] what the live system holds, [`audit_log`] a fresh
 /// replay, [`build_report`] and [`publish`] it.
 pub async fn run_status(args: SimulateArgs) -> anyhow::Result<u8> {
-    let presets = Presets::load(&args.surges);
+    let presets = Presets::load(args.surges.as_deref())?;
     if args.list_presets {
         for (id, about) in presets.describe() {
             println!("{id:<24} {about}");
@@ -541,10 +542,9 @@ fn plan(args: &SimulateArgs, presets: &Presets) -> anyhow::Result<Plan> {
     let preset_source = match (&args.preset, &presets.source) {
         (None, _) => "scenario file".to_owned(),
         (Some(_), scenario::PresetSource::File(f)) => format!("figures from {f}"),
-        (Some(_), scenario::PresetSource::Embedded) => format!(
-            "embedded copy of surges.json ({})",
-            presets.file_problem.clone().unwrap_or_default()
-        ),
+        (Some(_), scenario::PresetSource::Embedded) => {
+            "the embedded table of published surges".to_owned()
+        }
     };
     if let Some(minutes) = args.until_min {
         scenario.truncate(minutes);

@@ -3,8 +3,8 @@
 //! A scenario is data (JSON, all fields optional): an arrival curve as cumulative windows
 //! counted from each authority's opening, the authorities (one per time zone for a national
 //! wave) with their share of the population, and the behaviour of parents. Presets are made
-//! from `shared/data/surges.json`, read at run time, with a copy embedded in the binary
-//! (`simulator/presets/presets.json`) for checkouts that do not have it.
+//! from the published surges in `simulator/presets/presets.json` (embedded in the binary,
+//! each with its source), or from a surges file of the same shape given with `--surges`.
 
 use std::path::Path;
 
@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-/// The embedded copy of the preset table (figures copied from shared/data/surges.json).
+/// The embedded preset table: each surge's figures with the publication it comes from.
 pub const EMBEDDED_PRESETS: &str = include_str!("../presets/presets.json");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,7 +309,7 @@ struct Zone {
     share: f64,
 }
 
-/// A surge as in surges.json (unknown fields are kept out of the way, not refused).
+/// A published surge: its arrival windows and source (unknown fields are kept out of the way, not refused).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Surge {
     pub id: String,
@@ -347,50 +347,42 @@ struct SurgesFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PresetSource {
-    /// The surges file read at run time.
+    /// A surges file given with `--surges`.
     File(String),
-    /// The copy embedded in the binary.
+    /// The table embedded in the binary.
     Embedded,
 }
 
-/// The presets: the surges of the run-time file (when readable) or the embedded copy, plus
-/// the derived ones (the national first minute).
+/// The presets: the surges of a file given with `--surges` or the table embedded in the
+/// binary, plus the derived ones (the national first minute).
 pub struct Presets {
     zones: Vec<Zone>,
     surges: Vec<Surge>,
     pub source: PresetSource,
-    /// Why the file was not used, when it was not.
-    pub file_problem: Option<String>,
 }
 
 impl Presets {
-    pub fn load(surges_file: &Path) -> Presets {
+    /// The embedded table, or its surges replaced by those of `surges_file`. A file that was
+    /// asked for and cannot be read or parsed is an error, not a silent fallback.
+    pub fn load(surges_file: Option<&Path>) -> anyhow::Result<Presets> {
         let table: PresetTable =
             serde_json::from_str(EMBEDDED_PRESETS).expect("the embedded preset table parses");
-        let mut surges = table.surges.clone();
-        let (source, file_problem) = match std::fs::read_to_string(surges_file) {
-            Ok(text) => match serde_json::from_str::<SurgesFile>(&text) {
-                Ok(file) => {
-                    surges = file.surges;
-                    (PresetSource::File(surges_file.display().to_string()), None)
-                }
-                Err(e) => (
-                    PresetSource::Embedded,
-                    Some(format!("{} does not parse ({e})", surges_file.display())),
-                ),
-            },
-            Err(e) => (
-                PresetSource::Embedded,
-                Some(format!("{} not readable ({e})", surges_file.display())),
-            ),
+        let (mut surges, source) = match surges_file {
+            None => (table.surges.clone(), PresetSource::Embedded),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("failed to read --surges {}", path.display()))?;
+                let file: SurgesFile = serde_json::from_str(&text)
+                    .with_context(|| format!("failed to parse --surges {}", path.display()))?;
+                (file.surges, PresetSource::File(path.display().to_string()))
+            }
         };
         surges.extend(table.derived);
-        Presets {
+        Ok(Presets {
             zones: table.time_zones,
             surges,
             source,
-            file_problem,
-        }
+        })
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -512,7 +504,19 @@ mod tests {
     use super::*;
 
     fn embedded() -> Presets {
-        Presets::load(Path::new("/nonexistent/surges.json"))
+        Presets::load(None).unwrap()
+    }
+
+    #[test]
+    fn a_surges_file_that_was_asked_for_and_is_missing_is_an_error() {
+        let missing = Path::new("/nonexistent/surges.json");
+        let err = Presets::load(Some(missing))
+            .err()
+            .expect("a missing file is refused");
+        assert!(
+            format!("{err:#}").contains("/nonexistent/surges.json"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -676,7 +676,7 @@ mod tests {
     use crate::scenario::Presets;
 
     fn workload(scale: f64) -> Workload {
-        let presets = Presets::load(std::path::Path::new("/nonexistent"));
+        let presets = Presets::load(None).unwrap();
         let scenario = presets.scenario("novosibirsk-2024").unwrap();
         let origin = DateTime::parse_from_rfc3339("2027-04-01T00:00:00+07:00")
             .unwrap()
