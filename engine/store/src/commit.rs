@@ -21,6 +21,8 @@ use crate::{Encoded, StoreError, StoredEvent};
 /// One authority's append waiting for the committer.
 pub(crate) struct Append {
     pub authority: String,
+    /// The head the writer expects ([`crate::EventStore::append_after`]).
+    pub after: Option<i64>,
     pub events: Vec<Encoded>,
     pub reply: oneshot::Sender<Appended>,
 }
@@ -70,12 +72,14 @@ impl Committer {
     pub async fn append(
         &self,
         authority: &str,
+        after: Option<i64>,
         events: Vec<Encoded>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Append {
                 authority: authority.to_owned(),
+                after,
                 events,
                 reply,
             })

@@ -9,9 +9,14 @@
 //!   [`record`] for the exact bytes; v1 rows of older logs: [`legacy`]).
 //! - The idempotency facts of a request (its key's digest, its request hash, the span of its
 //!   answer) are inside the hashed record, so `verify` covers them.
-//! - The previous hash is read inside the appending transaction, never from a cache, and
-//!   unique constraints on `(authority, authority_seq)` and `(authority, key)` make a second
-//!   concurrent writer fail with [`StoreError::Conflict`] instead of forking the chain.
+//! - The previous hash is read inside the appending transaction, never from a cache; the
+//!   unique position `(authority, authority_seq)` and the writer's expected head
+//!   ([`EventStore::append_after`]) make a second concurrent writer fail with
+//!   [`StoreError::Conflict`] instead of forking the chain or appending behind a writer's
+//!   back.
+//! - No index over idempotency keys: an authority's single writer keeps every key's
+//!   position in memory and decides a key's uniqueness before the commit; the store confirms
+//!   a position against the record ([`EventStore::idempotency_at`]).
 //! - One committer per database: every append waiting at a moment, of every authority, goes
 //!   into one transaction with one disk sync ([`commit`]); that is what makes group commit
 //!   cheap, also for many authorities.
@@ -279,21 +284,95 @@ pub trait EventStore: Send + Sync {
     /// them as stored, in order. All or nothing. Concurrent appends of different
     /// authorities are committed together, in one transaction with one sync (one committer
     /// per database): a failure of that transaction fails every one of them. An authority
-    /// whose own rows conflict (a duplicate `authority_seq` or idempotency key:
+    /// whose own rows conflict (a duplicate `authority_seq`, or a head that is not `after`:
     /// [`StoreError::Conflict`]) or, in cluster mode, whose fence no longer holds
     /// ([`StoreError::Fenced`]) fails alone, with nothing of it written.
+    ///
+    /// `after`: the `authority_seq` the writer expects the head to be at; `None` appends
+    /// after whatever the head is. The store does not look at idempotency keys: their
+    /// uniqueness is the writer's to decide (it knows every key of its authority).
+    async fn append_after(
+        &self,
+        authority: &str,
+        after: Option<i64>,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// [`EventStore::append_after`] the head, whatever it is.
     async fn append(
         &self,
         authority: &str,
         events: Vec<NewEvent>,
-    ) -> Result<Vec<StoredEvent>, StoreError>;
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.append_after(authority, None, events).await
+    }
 
-    /// What the log holds for an earlier request of this authority with `key`, if any.
+    /// What the event at `last_seq` records for an earlier request with `key`, if it records
+    /// that key: how a writer confirms the position its in-memory key map gives (one read by
+    /// position; the map holds only a prefix of each key's digest). A v1 event sends the
+    /// question on to the v1 `idempotency` table ([`EventStore::legacy_idempotency`]).
+    async fn idempotency_at(
+        &self,
+        authority: &str,
+        key: &str,
+        last_seq: i64,
+    ) -> Result<Option<IdempotencyHit>, StoreError> {
+        if last_seq < 1 {
+            return Ok(None);
+        }
+        let digest = key_digest(key);
+        let page = self.read(authority, last_seq - 1, 1).await?;
+        let Some(event) = page.first().filter(|e| e.authority_seq == last_seq) else {
+            return Ok(None);
+        };
+        Ok(match event.idempotency {
+            Some(i) if i.key_digest == digest && i.answer_events == 0 => {
+                return self.legacy_idempotency(authority, key).await
+            }
+            Some(i) if i.key_digest == digest => Some(IdempotencyHit {
+                request_hash: i.request_hash,
+                first_seq: last_seq + 1 - i64::from(i.answer_events),
+                last_seq,
+            }),
+            _ => None,
+        })
+    }
+
+    /// What the log holds for an earlier request of this authority with `key`, found by
+    /// reading the whole chain (there is no index over keys): for audits and tests. The
+    /// writer asks [`EventStore::idempotency_at`] at the position it keeps in memory.
     async fn idempotency(
         &self,
         authority: &str,
         key: &str,
-    ) -> Result<Option<IdempotencyHit>, StoreError>;
+    ) -> Result<Option<IdempotencyHit>, StoreError> {
+        let digest = key_digest(key);
+        let mut after = 0;
+        loop {
+            let page = self.read(authority, after, VERIFY_PAGE_ROWS).await?;
+            for event in &page {
+                if event.idempotency.is_some_and(|i| i.key_digest == digest) {
+                    return self
+                        .idempotency_at(authority, key, event.authority_seq)
+                        .await;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == VERIFY_PAGE_ROWS => after = last.authority_seq,
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// The answer the v1 `idempotency` table of a log written before schema v2 holds for
+    /// `key` (a v1 event records the key but not its answer's span). `None` without v1 rows.
+    async fn legacy_idempotency(
+        &self,
+        _authority: &str,
+        _key: &str,
+    ) -> Result<Option<IdempotencyHit>, StoreError> {
+        Ok(None)
+    }
 
     /// At most `limit` events with `authority_seq > after_authority_seq`, ascending (none
     /// when `limit` is not positive). Replay pages through it, passing the last
@@ -496,26 +575,6 @@ pub(crate) fn stored_from_row(
         payload_range,
     };
     Ok(StoredEvent { record, ..event })
-}
-
-/// The answer a record found by a key's index prefix holds for the key with `digest`, if
-/// the record is that key's (the index holds 16 bytes of the digest, the record all 32).
-pub(crate) fn idempotency_hit(
-    authority: &str,
-    last_seq: i64,
-    record: &[u8],
-    digest: &Hash,
-) -> Result<Option<IdempotencyHit>, StoreError> {
-    let decoded = record::decode(record)
-        .map_err(|e| StoreError::Corrupt(format!("event {last_seq} of {authority}: {e}")))?;
-    Ok(decoded
-        .idempotency
-        .filter(|i| i.key_digest == *digest)
-        .map(|i| IdempotencyHit {
-            request_hash: i.request_hash,
-            first_seq: last_seq + 1 - i64::from(i.answer_events.max(1)),
-            last_seq,
-        }))
 }
 
 /// Parses a lower-case hex hash (a [`ChainHead::hash`]).

@@ -7,14 +7,25 @@
 //! # Schema v2 (`migrations/postgres/0003_log_v2.sql`)
 //!
 //! - `authority_ids (id, name)`: a small integer per authority name.
-//! - `log (authority, authority_seq, record, hash, key)`: one row per event; the primary key
+//! - `log (authority, authority_seq, record, hash)`: one row per event; the primary key
 //!   `(authority, authority_seq)` orders each chain (every read is a range of it) and
 //!   refuses a second event at one position. `record` is the hashed record
 //!   ([`crate::record`]), `hash` its 32-byte chain hash (the previous hash is the previous
 //!   row's and is not stored again).
-//! - `log_key`: a unique partial index on `(authority, key)`, `key` being the first 16 bytes
-//!   of the idempotency key's digest: a retry's first answer in one probe, and a second use
-//!   of a key refused. No other index: nothing reads by any other column.
+//!   No other index: nothing reads by any other column.
+//!
+//! # Idempotency keys (`0004_log_without_key_index.sql`)
+//!
+//! Until migration 0004 a unique index `log_key` on `(authority, key)` (16 bytes of each key's
+//! digest) found a retry's record and refused a second use of a key, at the price of one
+//! insert at a random place of a B-tree per keyed submission. It is gone, as on SQLite
+//! (`src/sqlite/mod.rs`): the digest stays inside the hashed record, the authority's single
+//! writer keeps each key's position in memory and decides uniqueness before the commit, and
+//! a position is confirmed by primary key ([`EventStore::idempotency_at`]). In cluster mode
+//! one node writes an authority at a time (its fence epoch is checked inside the commit's
+//! transaction) and a node that takes an authority over replays its log, keys included,
+//! before it writes; an append also names the head it expects
+//! ([`EventStore::append_after`]), so a writer that missed another's rows is refused.
 //!
 //! Schema v1 (`events`, `idempotency`) stays readable: see [`crate::legacy`].
 
@@ -29,7 +40,7 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::commit::{Append, Committer, GroupCommit, GroupResult};
 use crate::{
-    chain, encode_all, hash_from_hex, legacy, record, stored_from_row, ChainHead, EventStore, Hash,
+    chain, encode_all, hash_from_hex, legacy, stored_from_row, ChainHead, EventStore, Hash,
     IdempotencyHit, NewEvent, StoreError, StoredEvent, GENESIS, SNAPSHOTS_KEPT,
 };
 
@@ -57,8 +68,8 @@ const V1_PAGE_SQL: &str = "SELECT authority_seq, stream_id, stream_version, even
     WHERE authority = $1 AND authority_seq > $2 ORDER BY authority_seq LIMIT $3";
 
 /// Function Scan yields the arrays in order.
-const V2_INSERT_SQL: &str = "INSERT INTO log (authority, authority_seq, record, hash, key) \
-    SELECT $1::int4, u.* FROM UNNEST($2::int8[], $3::bytea[], $4::bytea[], $5::bytea[]) AS u";
+const V2_INSERT_SQL: &str = "INSERT INTO log (authority, authority_seq, record, hash) \
+    SELECT $1::int4, u.* FROM UNNEST($2::int8[], $3::bytea[], $4::bytea[]) AS u";
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PgStore {
@@ -371,6 +382,11 @@ async fn append_one(
         }
     };
     let (head_seq, head_hash) = head_on(conn, inner, authority).await?;
+    if let Some(after) = append.after.filter(|after| *after != head_seq) {
+        return Err(StoreError::Conflict(format!(
+            "{authority}: the writer appends after event {after}, but the log's head is {head_seq} (another writer?)"
+        )));
+    }
     let stored = chain(
         authority,
         head_seq,
@@ -380,20 +396,11 @@ async fn append_one(
     let seqs: Vec<i64> = stored.iter().map(|e| e.authority_seq).collect();
     let records: Vec<&[u8]> = stored.iter().map(|e| e.record.as_slice()).collect();
     let hashes: Vec<&[u8]> = stored.iter().map(|e| e.hash.as_slice()).collect();
-    let keys: Vec<Option<Vec<u8>>> = stored
-        .iter()
-        .map(|e| {
-            e.idempotency
-                .as_ref()
-                .map(|i| record::key_index(&i.key_digest).to_vec())
-        })
-        .collect();
     sqlx::query(V2_INSERT_SQL)
         .bind(id)
         .bind(&seqs)
         .bind(&records)
         .bind(&hashes)
-        .bind(&keys)
         .execute(&mut *conn)
         .await?;
     if fence.is_some() {
@@ -477,9 +484,10 @@ impl EventStore for PgStore {
         })
     }
 
-    async fn append(
+    async fn append_after(
         &self,
         authority: &str,
+        after: Option<i64>,
         events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         if events.is_empty() {
@@ -493,44 +501,30 @@ impl EventStore for PgStore {
             }
         }
         let encoded = encode_all(events)?;
-        self.committer.append(authority, encoded).await
+        self.committer.append(authority, after, encoded).await
     }
 
-    async fn idempotency(
+    async fn legacy_idempotency(
         &self,
         authority: &str,
         key: &str,
     ) -> Result<Option<IdempotencyHit>, StoreError> {
-        let inner = &self.inner;
-        let digest = record::key_digest(key);
-        let mut conn = inner.pool.acquire().await?;
-        if let Some(id) = authority_id(&mut conn, inner, authority).await? {
-            let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-                "SELECT authority_seq, record FROM log WHERE authority = $1 AND key = $2",
-            )
-            .bind(id)
-            .bind(&record::key_index(&digest)[..])
-            .fetch_all(&mut *conn)
-            .await?;
-            for (last_seq, bytes) in rows {
-                if let Some(hit) = crate::idempotency_hit(authority, last_seq, &bytes, &digest)? {
-                    return Ok(Some(hit));
-                }
-            }
+        if !self.inner.legacy {
+            return Ok(None);
         }
-        if inner.legacy {
-            let row: Option<(String, String)> = sqlx::query_as(
-                "SELECT request_hash, response FROM idempotency WHERE authority = $1 AND key = $2",
-            )
-            .bind(authority)
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some((request_hash, response)) = row {
-                return legacy::idempotency_hit(&request_hash, &response).map(Some);
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT request_hash, response FROM idempotency WHERE authority = $1 AND key = $2",
+        )
+        .bind(authority)
+        .bind(key)
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        match row {
+            Some((request_hash, response)) => {
+                legacy::idempotency_hit(&request_hash, &response).map(Some)
             }
+            None => Ok(None),
         }
-        Ok(None)
     }
 
     async fn read(

@@ -53,16 +53,6 @@ pub fn key_digest(key: &str) -> Hash {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// How many leading bytes of a key digest the log's key index holds ([`key_index`]).
-pub const KEY_INDEX_BYTES: usize = 16;
-
-/// The first 16 bytes of a key digest: the indexed column that finds a retry's record.
-pub fn key_index(digest: &Hash) -> [u8; KEY_INDEX_BYTES] {
-    digest[..KEY_INDEX_BYTES]
-        .try_into()
-        .expect("16 of 32 bytes")
-}
-
 /// `recorded_at` as recorded (key `t`): whole microseconds since the Unix epoch.
 pub fn micros(recorded_at: DateTime<Utc>) -> i64 {
     recorded_at.timestamp_micros()

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod demo;
 mod engine;
 mod follower;
+mod key_index;
 mod log;
 mod pressure;
 pub mod privacy;
@@ -26,6 +27,7 @@ mod replay;
 
 pub use engine::{Engine, Ownership, Readiness, Role};
 pub use follower::Follower;
+pub use key_index::KeyIndex;
 pub use log::{read_status_events, LogPage};
 pub use pressure::Pressure;
 
@@ -232,7 +234,7 @@ impl Writer {
         authority: &str,
         config: WriterConfig,
     ) -> Result<(Writer, ReplayStats), WriterError> {
-        let (state, stats, broken) = match load_state(store.as_ref(), authority).await {
+        let (state, mut stats, broken) = match load_state(store.as_ref(), authority).await {
             Ok((state, stats)) => (state, stats, None),
             Err(WriterError::Broken(why)) => {
                 tracing::error!(
@@ -245,7 +247,7 @@ impl Writer {
                     from_snapshot: None,
                     head: store.head(authority).await?,
                     last_recorded_at: DateTime::<Utc>::MIN_UTC,
-                    idempotency_keys: HashSet::new(),
+                    idempotency_keys: KeyIndex::default(),
                     elapsed: std::time::Duration::ZERO,
                 };
                 (State::new(), stats, Some(why))
@@ -269,7 +271,8 @@ impl Writer {
             store,
             shared: shared.clone(),
             config,
-            keys: stats.idempotency_keys.clone(),
+            // Moved, not copied: at millions of keys a copy is hundreds of megabytes.
+            keys: std::mem::take(&mut stats.idempotency_keys),
             last_now: stats.last_recorded_at,
             decided_seq: stats.head.authority_seq,
             needs_reload: false,
@@ -422,12 +425,6 @@ pub fn request_hash(command: &Command) -> [u8; 32] {
     Sha256::digest(&bytes).into()
 }
 
-/// The in-memory set of committed idempotency keys holds the first 8 bytes of each key's
-/// recorded digest ([`ochered_store::key_digest`]); a hit is confirmed against the store.
-pub(crate) fn short_digest(digest: &[u8; 32]) -> u64 {
-    u64::from_le_bytes(digest[..8].try_into().expect("8 of 32 bytes"))
-}
-
 struct WriterTask {
     /// Cluster mode: rebuilds a [`Writer`] handle for [`WriterConfig::on_fenced`] (weak, so
     /// the task still ends when every handle is dropped).
@@ -435,7 +432,9 @@ struct WriterTask {
     store: Arc<dyn EventStore>,
     shared: Arc<Shared>,
     config: WriterConfig,
-    keys: HashSet<u64>,
+    /// Where the log records each committed idempotency key ([`KeyIndex`]): the only index
+    /// of keys there is, so the uniqueness of a key is decided here, before the commit.
+    keys: KeyIndex,
     last_now: DateTime<Utc>,
     /// The last authority_seq given to a decided event (committed or in flight).
     decided_seq: i64,
@@ -685,12 +684,25 @@ impl WriterTask {
                 let _ = job.reply.send(Err(WriterError::KeyInFlight));
                 continue;
             }
-            if !self.keys.contains(&short_digest(&digest)) {
+            let candidates = self.keys.candidates(&digest);
+            if candidates[0].is_none() {
                 pending.push(job);
                 continue;
             }
+            // A candidate position is confirmed against its record (the index holds only a
+            // prefix of each digest); the first that records this key holds the answer.
             let key = key.clone();
-            match self.store.idempotency(&self.shared.authority, &key).await {
+            let mut found = Ok(None);
+            for seq in candidates.into_iter().flatten() {
+                found = self
+                    .store
+                    .idempotency_at(&self.shared.authority, &key, seq)
+                    .await;
+                if !matches!(found, Ok(None)) {
+                    break;
+                }
+            }
+            match found {
                 Ok(Some(hit)) => {
                     let answer = if hit.request_hash == job.request_hash {
                         self.first_answer(&hit).await.map(|outcome| Reply {
@@ -802,12 +814,15 @@ impl WriterTask {
                 let store = self.store.clone();
                 let authority = self.shared.authority.clone();
                 let span = commit_span(&authority, &events);
+                // The head this batch was decided on: a log that moved meanwhile (another
+                // writer) refuses the batch.
+                let after = pending.last_seq - events.len() as i64;
                 pending.commit = Some(tokio::spawn(
                     // Only the last stored event is kept (the head): the others are
                     // dropped here, on the commit's task, not on the writer's.
                     async move {
                         store
-                            .append(&authority, events)
+                            .append_after(&authority, Some(after), events)
                             .await
                             .map(|mut stored| stored.pop())
                     }
@@ -902,8 +917,8 @@ impl WriterTask {
         for d in pending.decided {
             match d {
                 Decided::Accepted { job, events } => {
-                    if let Some(digest) = &job.key_digest {
-                        self.keys.insert(short_digest(digest));
+                    if let (Some(digest), Some(last)) = (&job.key_digest, events.last()) {
+                        self.keys.insert(digest, last.authority_seq);
                     }
                     if let Some(b) = &mut broadcast {
                         b.extend(events.iter().cloned());

@@ -1,13 +1,12 @@
 //! Start-up: rebuild an authority's state from its newest snapshot and the events after it.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ochered_core::{Event, State, SCHEMA_VERSION};
 use ochered_store::{ChainHead, EventStore, PayloadFormat, StoredEvent};
 
-use crate::{short_digest, WriterError};
+use crate::{KeyIndex, WriterError};
 
 /// Events read from the store per page during replay.
 pub const REPLAY_PAGE_EVENTS: i64 = 20_000;
@@ -20,50 +19,34 @@ pub struct ReplayStats {
     pub from_snapshot: Option<i64>,
     pub head: ChainHead,
     pub last_recorded_at: DateTime<Utc>,
-    pub idempotency_keys: HashSet<u64>,
+    /// Where the log records each idempotency key. [`crate::Writer::start`] moves it into
+    /// the writer: the stats it returns hold an empty index.
+    pub idempotency_keys: KeyIndex,
     pub elapsed: Duration,
 }
 
-/// The first bytes of a snapshot of this layout. Snapshots without them (written before the
-/// key digests were the first 8 bytes of the recorded SHA-256 digest) are not used: the
-/// whole log is replayed instead.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"ochsnap2";
+/// The first bytes of a snapshot of this layout. Snapshots without them (older layouts:
+/// `ochsnap2` kept only a set of key prefixes, not where the log records each key) are not
+/// used: the whole log is replayed instead, and the next snapshot is of this layout.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ochsnap3";
 
-/// Snapshot layout: [`SNAPSHOT_MAGIC`], 8 bytes little-endian count of idempotency key
-/// digests, the digests (8 bytes each), then the state's own snapshot bytes.
-pub(crate) fn encode_snapshot(state: &State, keys: &HashSet<u64>) -> Vec<u8> {
-    let mut digests: Vec<u64> = keys.iter().copied().collect();
-    digests.sort_unstable();
+/// Snapshot layout: [`SNAPSHOT_MAGIC`], the key index ([`KeyIndex`]'s bytes: where the log
+/// records each idempotency key), then the state's own snapshot bytes.
+pub(crate) fn encode_snapshot(state: &State, keys: &KeyIndex) -> Vec<u8> {
     let state_bytes = state.to_snapshot();
-    let mut out = Vec::with_capacity(16 + digests.len() * 8 + state_bytes.len());
+    let mut out = Vec::with_capacity(16 + keys.len() * 16 + state_bytes.len());
     out.extend_from_slice(SNAPSHOT_MAGIC);
-    out.extend_from_slice(&(digests.len() as u64).to_le_bytes());
-    for d in digests {
-        out.extend_from_slice(&d.to_le_bytes());
-    }
+    keys.encode(&mut out);
     out.extend_from_slice(&state_bytes);
     out
 }
 
-fn decode_snapshot(bytes: &[u8]) -> Result<(State, HashSet<u64>), String> {
+fn decode_snapshot(bytes: &[u8]) -> Result<(State, KeyIndex), String> {
     let bytes = bytes
         .strip_prefix(SNAPSHOT_MAGIC)
         .ok_or("a snapshot of an older layout")?;
-    let count_bytes: [u8; 8] = bytes
-        .get(..8)
-        .ok_or("snapshot too short")?
-        .try_into()
-        .map_err(|_| "snapshot too short")?;
-    let count = u64::from_le_bytes(count_bytes) as usize;
-    let keys_end = 8usize
-        .checked_add(count.checked_mul(8).ok_or("snapshot key count overflows")?)
-        .ok_or("snapshot key count overflows")?;
-    let key_bytes = bytes.get(8..keys_end).ok_or("snapshot truncated")?;
-    let keys = key_bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("chunks of 8")))
-        .collect();
-    let state = State::from_snapshot(&bytes[keys_end..])?;
+    let (keys, state_bytes) = KeyIndex::decode(bytes)?;
+    let state = State::from_snapshot(state_bytes)?;
     Ok((state, keys))
 }
 
@@ -177,7 +160,7 @@ fn fold_page(
     events: &[Event],
     head: &mut ChainHead,
     head_hash: &mut ochered_store::Hash,
-    keys: &mut HashSet<u64>,
+    keys: &mut KeyIndex,
     last_recorded_at: &mut DateTime<Utc>,
 ) -> Result<(), WriterError> {
     for (stored, event) in page.iter().zip(events) {
@@ -197,7 +180,7 @@ fn fold_page(
         }
         state.apply(event);
         if let Some(idempotency) = &stored.idempotency {
-            keys.insert(short_digest(&idempotency.key_digest));
+            keys.insert(&idempotency.key_digest, stored.authority_seq);
         }
         head.authority_seq = stored.authority_seq;
         *head_hash = stored.hash;
@@ -224,7 +207,7 @@ pub async fn load_state(
     let mut head = ChainHead::genesis();
     let mut head_hash = ochered_store::GENESIS;
     let mut state = State::new();
-    let mut keys = HashSet::new();
+    let mut keys = KeyIndex::default();
     let mut from_snapshot = None;
     if let Some((seq, bytes)) = store.load_snapshot(authority).await? {
         match decode_snapshot(&bytes) {

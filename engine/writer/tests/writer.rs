@@ -175,18 +175,23 @@ impl EventStore for FailingStore {
     async fn head(&self, authority: &str) -> Result<ChainHead, StoreError> {
         self.inner.head(authority).await
     }
-    async fn append(
+    async fn append_after(
         &self,
         authority: &str,
+        after: Option<i64>,
         events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         if self.fail_appends.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("disk full (simulated)".into()));
         }
-        self.inner.append(authority, events).await
+        self.inner.append_after(authority, after, events).await
     }
-    async fn idempotency(&self, a: &str, k: &str) -> Result<Option<IdempotencyHit>, StoreError> {
-        self.inner.idempotency(a, k).await
+    async fn legacy_idempotency(
+        &self,
+        a: &str,
+        k: &str,
+    ) -> Result<Option<IdempotencyHit>, StoreError> {
+        self.inner.legacy_idempotency(a, k).await
     }
     async fn read(&self, a: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.read(a, after, limit).await

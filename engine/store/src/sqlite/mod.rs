@@ -11,17 +11,28 @@
 //! # Schema v2 (`migrations/sqlite/0003_log_v2.sql`)
 //!
 //! - `authority_ids (id, name)`: a small integer per authority name.
-//! - `log (id, record, hash, key)`: one row per event. `id` is the rowid and packs the
+//! - `log (id, record, hash)`: one row per event. `id` is the rowid and packs the
 //!   authority's integer id and the event's `authority_seq` as `authority_id << 40 |
 //!   authority_seq`, so the table's own B-tree is the index of every read (an authority's
 //!   events are one contiguous range of rowids, in chain order) and a duplicate
 //!   `(authority, authority_seq)` is a primary-key conflict. `record` is the hashed record
 //!   ([`crate::record`]), `hash` its 32-byte chain hash; the previous hash is the previous
 //!   row's and is not stored again.
-//! - `log_key`: a unique partial index on `(key, id >> 40)`, where `key` is the first 16
-//!   bytes of the idempotency key's digest (NULL on events without one): it finds a retry's
-//!   first answer in one probe and refuses a second use of a key. It is the only index
-//!   besides the table itself; nothing else reads by any other column.
+//! - No other index: nothing reads by any other column.
+//!
+//! # Idempotency keys (`0004_log_without_key_index.sql`)
+//!
+//! A request's key digest, request hash and answer span are inside its last event's hashed
+//! record, and nowhere else. Until migration 0004 a unique index `log_key` over the first
+//! 16 bytes of each digest found a retry's record and refused a second use of a key; it
+//! took every keyed submission at a random place of a B-tree over random bytes, so once it
+//! outgrew the cache nearly every row of a commit dirtied an index page of its own (8 KB
+//! written per submission, the limit of group commit). It is gone: the authority's single
+//! writer keeps each key's position in memory (`ochered-writer`, rebuilt from the records
+//! on replay and kept in snapshots), decides a key's uniqueness before the commit, and
+//! confirms a position with one read by rowid ([`EventStore::idempotency_at`]). A second
+//! writer of the same authority cannot append behind the first's back: an append names the
+//! head it expects ([`EventStore::append_after`]), checked inside the transaction.
 //!
 //! Schema v1 (`events`, `idempotency`) stays readable: a log written before v2 keeps its rows
 //! there untouched, reads and `verify` go through them first, and the v2 chain of an
@@ -44,7 +55,7 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use self::raw::{blocking, Db, Stmt};
 use crate::commit::{Append, Committer, GroupCommit, GroupResult};
 use crate::{
-    chain, encode_all, hash_from_hex, legacy, record, stored_from_row, ChainHead, EventStore, Hash,
+    chain, encode_all, hash_from_hex, legacy, stored_from_row, ChainHead, EventStore, Hash,
     IdempotencyHit, NewEvent, StoreError, StoredEvent, GENESIS, SNAPSHOTS_KEPT,
 };
 
@@ -65,8 +76,7 @@ const V2_HEAD_SQL: &str =
 const V2_READ_SQL: &str =
     "SELECT id, record, hash FROM log WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3";
 const V2_HASH_AT_SQL: &str = "SELECT hash FROM log WHERE id = ?1";
-const V2_INSERT_SQL: &str = "INSERT INTO log (id, record, hash, key) VALUES (?1, ?2, ?3, ?4)";
-const V2_KEY_SQL: &str = "SELECT id, record FROM log WHERE key = ?1 AND (id >> 40) = ?2";
+const V2_INSERT_SQL: &str = "INSERT INTO log (id, record, hash) VALUES (?1, ?2, ?3)";
 const AUTHORITY_ID_SQL: &str = "SELECT id FROM authority_ids WHERE name = ?1";
 const AUTHORITY_INSERT_SQL: &str = "INSERT INTO authority_ids (name) VALUES (?1)";
 const V2_AUTHORITIES_SQL: &str = "SELECT a.name FROM authority_ids a \
@@ -245,7 +255,7 @@ impl SqliteStore {
                 )?;
                 stmt.bind_blob(2, payload)?;
                 for seq in first..first + n as i64 {
-                    let hash = record::hash(&GENESIS, "plain", seq, payload);
+                    let hash = crate::record::hash(&GENESIS, "plain", seq, payload);
                     stmt.bind_i64(1, seq)?;
                     stmt.bind_blob_transient(3, &hash)?;
                     stmt.run()?;
@@ -503,6 +513,11 @@ fn append_on(
         }
     };
     let (head_seq, head_hash) = head_on(db, inner, authority)?;
+    if let Some(after) = append.after.filter(|after| *after != head_seq) {
+        return Err(StoreError::Conflict(format!(
+            "{authority}: the writer appends after event {after}, but the log's head is {head_seq} (another writer?)"
+        )));
+    }
     let stored = chain(
         authority,
         head_seq,
@@ -527,7 +542,7 @@ fn append_on(
     Ok(stored)
 }
 
-/// Binds one log row to [`V2_INSERT_SQL`] (id, record, hash, key), without copies.
+/// Binds one log row to [`V2_INSERT_SQL`] (id, record, hash), without copies.
 fn bind_log_row<'data>(
     stmt: &mut Stmt<'_, 'data>,
     authority_id: i64,
@@ -536,11 +551,6 @@ fn bind_log_row<'data>(
     stmt.bind_i64(1, row_id(authority_id, e.authority_seq))?;
     stmt.bind_blob(2, &e.record)?;
     stmt.bind_blob(3, &e.hash)?;
-    match &e.idempotency {
-        // The indexed key: the first bytes of the digest ([`record::key_index`]).
-        Some(i) => stmt.bind_blob(4, &i.key_digest[..record::KEY_INDEX_BYTES])?,
-        None => stmt.bind_null(4)?,
-    }
     Ok(())
 }
 
@@ -639,50 +649,37 @@ impl EventStore for SqliteStore {
         })
     }
 
-    async fn append(
+    async fn append_after(
         &self,
         authority: &str,
+        after: Option<i64>,
         events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let encoded = encode_all(events)?;
-        self.committer.append(authority, encoded).await
+        self.committer.append(authority, after, encoded).await
     }
 
-    async fn idempotency(
+    async fn legacy_idempotency(
         &self,
         authority: &str,
         key: &str,
     ) -> Result<Option<IdempotencyHit>, StoreError> {
         let inner = &self.inner;
-        let digest = record::key_digest(key);
+        if !inner.legacy {
+            return Ok(None);
+        }
         inner
             .with_reader(|db| {
-                if let Some(id) = authority_id_on(db, inner, authority)? {
-                    let mut stmt = db.prepare(V2_KEY_SQL)?;
-                    stmt.bind_blob_transient(1, &record::key_index(&digest))?;
-                    stmt.bind_i64(2, id)?;
-                    while stmt.step()? {
-                        let last_seq = stmt.column_i64(0) & SEQ_MAX;
-                        let record = stmt.column_blob(1);
-                        if let Some(hit) =
-                            crate::idempotency_hit(authority, last_seq, record, &digest)?
-                        {
-                            return Ok(Some(hit));
-                        }
-                    }
-                }
-                if inner.legacy {
-                    let mut stmt = db.prepare(V1_KEY_SQL)?;
-                    stmt.bind_text(1, authority)?;
-                    stmt.bind_text(2, key)?;
-                    if stmt.step()? {
-                        let request_hash = stmt.column_text(0).map_err(corrupt)?;
-                        let response = stmt.column_text(1).map_err(corrupt)?;
-                        return legacy::idempotency_hit(request_hash, response).map(Some);
-                    }
+                let mut stmt = db.prepare(V1_KEY_SQL)?;
+                stmt.bind_text(1, authority)?;
+                stmt.bind_text(2, key)?;
+                if stmt.step()? {
+                    let request_hash = stmt.column_text(0).map_err(corrupt)?;
+                    let response = stmt.column_text(1).map_err(corrupt)?;
+                    return legacy::idempotency_hit(request_hash, response).map(Some);
                 }
                 Ok(None)
             })

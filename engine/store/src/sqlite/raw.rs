@@ -176,11 +176,6 @@ impl<'db, 'data> Stmt<'db, 'data> {
         })
     }
 
-    pub fn bind_null(&mut self, index: c_int) -> Result<(), RawError> {
-        // SAFETY: a live statement.
-        self.check(unsafe { ffi::sqlite3_bind_null(self.stmt.as_ptr(), index) })
-    }
-
     /// Binds a copy of `value` (SQLITE_TRANSIENT), for values that do not outlive the
     /// statement.
     pub fn bind_blob_transient(&mut self, index: c_int, value: &[u8]) -> Result<(), RawError> {

@@ -22,7 +22,7 @@ async fn stored_records_follow_the_documented_layout() {
         .fetch_one(store.pool())
         .await
         .unwrap();
-    let rows = sqlx::query("SELECT id, record, hash, key FROM log ORDER BY id")
+    let rows = sqlx::query("SELECT id, record, hash FROM log ORDER BY id")
         .fetch_all(store.pool())
         .await
         .unwrap();
@@ -79,15 +79,13 @@ async fn stored_records_follow_the_documented_layout() {
         let mut payload = Vec::new();
         ciborium::into_writer(&get("e").unwrap(), &mut payload).unwrap();
         assert_eq!(payload, original.payload);
-        let key: Option<Vec<u8>> = row.get(3);
         if let Some(digest) = get("k") {
             let digest = digest.as_bytes().unwrap().clone();
             assert_eq!(digest, Sha256::digest(b"parent:7:key").to_vec());
-            assert_eq!(key.unwrap(), digest[..16].to_vec());
             assert_eq!(get("n").unwrap().as_integer().map(i128::from), Some(2));
             assert_eq!(get("q").unwrap().as_bytes().unwrap().len(), 32);
         } else {
-            assert_eq!(key, None);
+            assert!(i < 3, "the keyed event records its key");
         }
     }
     assert_eq!(

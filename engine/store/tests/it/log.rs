@@ -104,42 +104,48 @@ pub async fn events_link_into_a_chain(h: &Harness) {
     assert_eq!(h.store.head("nobody").await.unwrap(), ChainHead::genesis());
 }
 
-pub async fn duplicate_idempotency_key_writes_nothing(h: &Harness) {
+/// A writer names the head it decided on; if the log moved meanwhile (another writer), its
+/// append is refused and writes nothing. Keys are the writer's to keep unique: the store
+/// has no index over them.
+pub async fn an_append_after_another_head_writes_nothing(h: &Harness) {
     h.store
-        .append(A, vec![keyed("app-1", "k1", 1)])
+        .append_after(A, Some(0), vec![keyed("app-1", "k1", 1)])
         .await
         .unwrap();
     let head = h.store.head(A).await.unwrap();
-    // The same key again, in another batch.
+    // A writer that still believes the log empty.
     let result = h
         .store
-        .append(A, vec![keyed("app-2", "k2", 1), keyed("app-3", "k1", 1)])
+        .append_after(A, Some(0), vec![event("app-2", 1), keyed("app-3", "k2", 1)])
         .await;
     assert_conflict(result);
-    // The same key twice in one batch.
-    let result = h
-        .store
-        .append(A, vec![keyed("app-4", "k9", 1), keyed("app-5", "k9", 1)])
-        .await;
-    assert_conflict(result);
+    // One that believes it longer than it is.
+    assert_conflict(
+        h.store
+            .append_after(A, Some(5), vec![event("app-4", 1)])
+            .await,
+    );
     assert_eq!(h.store.head(A).await.unwrap(), head);
     assert_eq!(h.count("SELECT COUNT(*) FROM log").await, 1);
     assert_eq!(h.store.idempotency(A, "k2").await.unwrap(), None);
-    assert_eq!(h.store.idempotency(A, "k9").await.unwrap(), None);
-    // Keys are per authority.
+    // Heads are per authority.
     h.store
-        .append(B, vec![keyed("app-1", "k1", 1)])
+        .append_after(B, Some(0), vec![keyed("app-1", "k1", 1)])
         .await
         .unwrap();
     // The store still works after the refused batches.
-    let next = h.store.append(A, vec![event("app-2", 1)]).await.unwrap();
+    let next = h
+        .store
+        .append_after(A, Some(1), vec![event("app-2", 1)])
+        .await
+        .unwrap();
     assert_eq!(next[0].authority_seq, 2);
     assert_eq!(hex::encode(next[0].prev_hash), head.hash);
 }
 
-/// Batches of hundreds of rows: every row comes back in order with its key, and a key used
-/// twice anywhere in a batch, or used before, refuses the whole batch.
-pub async fn large_batches_round_trip_and_refuse_a_key_anywhere(h: &Harness) {
+/// Batches of hundreds of rows: every row comes back in order with its key, each key is
+/// found at its position, and a stale head refuses a whole large batch.
+pub async fn large_batches_round_trip_and_find_every_key(h: &Harness) {
     let batch = |first: usize, n: usize| -> Vec<ochered_store::NewEvent> {
         (first..first + n)
             .map(|i| {
@@ -152,7 +158,11 @@ pub async fn large_batches_round_trip_and_refuse_a_key_anywhere(h: &Harness) {
             .collect()
     };
     for (first, n) in [(0, 64), (64, 200), (264, 1), (265, 129)] {
-        let stored = h.store.append(A, batch(first, n)).await.unwrap();
+        let stored = h
+            .store
+            .append_after(A, Some(first as i64), batch(first, n))
+            .await
+            .unwrap();
         assert_eq!(stored.len(), n);
         assert_eq!(stored[0].authority_seq, first as i64 + 1);
     }
@@ -162,30 +172,36 @@ pub async fn large_batches_round_trip_and_refuse_a_key_anywhere(h: &Harness) {
         assert_eq!(e.authority_seq, i as i64 + 1);
         assert_eq!(e.stream_id, format!("app-{i}"));
         assert_eq!(e.record, h.stored_record(A, e.authority_seq).await);
-        let hit = h.store.idempotency(A, &format!("key-{i}")).await.unwrap();
+        let key = format!("key-{i}");
+        let at = h
+            .store
+            .idempotency_at(A, &key, e.authority_seq)
+            .await
+            .unwrap();
         assert_eq!(
-            hit.map(|hit| hit.last_seq),
-            (i % 3 == 0).then_some(i as i64 + 1),
-            "{i}"
+            at.map(|hit| hit.last_seq),
+            (i % 3 == 0).then_some(i as i64 + 1)
         );
+        if i % 30 == 0 {
+            // The scan (audits) finds the same position.
+            let hit = h.store.idempotency(A, &key).await.unwrap();
+            assert_eq!(hit.map(|hit| hit.last_seq), Some(i as i64 + 1), "{i}");
+        }
     }
+    // A position that records another key, or none, is not a hit.
+    assert_eq!(h.store.idempotency_at(A, "key-3", 1).await.unwrap(), None);
+    assert_eq!(h.store.idempotency_at(A, "key-3", 2).await.unwrap(), None);
+    assert_eq!(h.store.idempotency_at(A, "key-3", 999).await.unwrap(), None);
+    assert_eq!(h.store.idempotency_at(A, "key-3", 0).await.unwrap(), None);
     assert!(matches!(
         h.store.verify(A).await.unwrap(),
         VerifyOutcome::Ok { events: 394, .. }
     ));
     let head = h.store.head(A).await.unwrap();
-    // A key used before, in the middle of a batch.
-    let mut reused = batch(394, 150);
-    reused[100] = keyed("app-again", "key-99", 1);
-    assert_conflict(h.store.append(A, reused).await);
-    // A key twice in the same batch.
-    let mut twice = batch(394, 150);
-    twice[10] = keyed("app-x", "key-new", 1);
-    twice[70] = keyed("app-y", "key-new", 1);
-    assert_conflict(h.store.append(A, twice).await);
+    assert_conflict(h.store.append_after(A, Some(393), batch(394, 150)).await);
     assert_eq!(h.store.head(A).await.unwrap(), head);
     assert_eq!(h.count("SELECT COUNT(*) FROM log").await, 394);
-    assert_eq!(h.store.idempotency(A, "key-new").await.unwrap(), None);
+    assert_eq!(h.store.idempotency(A, "key-396").await.unwrap(), None);
 }
 
 pub async fn idempotency_records_round_trip(h: &Harness) {
@@ -212,6 +228,17 @@ pub async fn idempotency_records_round_trip(h: &Harness) {
     );
     assert_eq!(h.store.idempotency(A, "absent").await.unwrap(), None);
     assert_eq!(h.store.idempotency(B, key).await.unwrap(), None);
+    // By position, as the writer asks.
+    assert_eq!(
+        h.store
+            .idempotency_at(A, key, 3)
+            .await
+            .unwrap()
+            .map(|h| (h.first_seq, h.last_seq)),
+        Some((1, 3))
+    );
+    assert_eq!(h.store.idempotency_at(A, key, 4).await.unwrap(), None);
+    assert_eq!(h.store.idempotency_at(B, key, 3).await.unwrap(), None);
 }
 
 pub async fn verify_reports_ok_with_head(h: &Harness) {
@@ -433,8 +460,8 @@ pub async fn authorities_have_independent_chains(h: &Harness) {
     ));
 }
 
-/// Appends of several authorities at once (one transaction): a conflict of one fails
-/// that one alone, and every chain stays whole.
+/// Appends of several authorities at once (one transaction): a conflict of one (here a
+/// stale head) fails that one alone, and every chain stays whole.
 pub async fn concurrent_authorities_commit_together_and_fail_alone(h: &Harness) {
     h.store
         .append(A, vec![keyed("app-0", "taken", 1)])
@@ -445,13 +472,16 @@ pub async fn concurrent_authorities_commit_together_and_fail_alone(h: &Harness) 
         for authority in ["a1", "a2", "a3", A] {
             let store = h.store.clone();
             tasks.push(tokio::spawn(async move {
-                let batch = if authority == A && round == 7 {
-                    // Reuses a key: this append alone must fail.
-                    vec![keyed(&format!("app-{round}"), "taken", 1)]
+                let result = if authority == A && round == 7 {
+                    // A writer that missed the first event: this append alone must fail.
+                    let batch = vec![keyed(&format!("app-{round}"), "late", 1)];
+                    store.append_after(authority, Some(0), batch).await
                 } else {
-                    events(&format!("r{round}"), 1, 5)
+                    store
+                        .append(authority, events(&format!("r{round}"), 1, 5))
+                        .await
                 };
-                (authority, round, store.append(authority, batch).await)
+                (authority, round, result)
             }));
         }
     }
@@ -554,7 +584,9 @@ pub async fn concurrent_writers_never_fork_a_chain(h: &Harness) {
                 let prefix = format!("w{writer}-b{batch}");
                 let mut batch = events(&prefix, 1, 19);
                 batch.push(keyed(&format!("{prefix}-20"), &prefix, 1));
-                match store.append(A, batch).await {
+                // Each appends after the head it saw: whoever loses the race is refused.
+                let after = store.head(A).await.unwrap().authority_seq;
+                match store.append_after(A, Some(after), batch).await {
                     Ok(stored) => written += stored.len() as i64,
                     Err(StoreError::Conflict(_)) => {}
                     Err(other) => panic!("unexpected {other:?}"),
@@ -575,12 +607,15 @@ pub async fn concurrent_writers_never_fork_a_chain(h: &Harness) {
         }
         broken => panic!("{broken:?}"),
     }
-    assert_eq!(
-        h.count("SELECT COUNT(*) FROM log WHERE key IS NOT NULL")
-            .await
-            * 20,
-        written
-    );
+    let keyed_events = h
+        .store
+        .read(A, 0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.idempotency.is_some())
+        .count() as i64;
+    assert_eq!(keyed_events * 20, written);
 }
 
 pub async fn empty_append_does_nothing(h: &Harness) {

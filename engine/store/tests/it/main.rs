@@ -32,8 +32,8 @@ macro_rules! on_both_backends {
 on_both_backends!(
     round_trip_keeps_bytes_and_time,
     events_link_into_a_chain,
-    duplicate_idempotency_key_writes_nothing,
-    large_batches_round_trip_and_refuse_a_key_anywhere,
+    an_append_after_another_head_writes_nothing,
+    large_batches_round_trip_and_find_every_key,
     idempotency_records_round_trip,
     verify_reports_ok_with_head,
     changed_payload_is_reported_at_its_seq,
