@@ -374,3 +374,47 @@ async fn snapshots_shorten_replay_and_give_the_same_state() {
     assert!(retry.replayed);
     let _ = Duration::zero();
 }
+
+/// Two writers of one authority (what fencing prevents in a cluster): the one whose log moved
+/// under it cannot commit — its append names the head it decided on — so a key it does not
+/// know cannot be used twice, and after rebuilding from the log it answers the retry with the
+/// first answer. The log has no index over keys; this is what keeps them unique.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_of_an_authority_cannot_use_a_key_twice() {
+    each_store(async |store: Arc<dyn EventStore>| {
+        let (first, _) = Writer::start(store.clone(), AUTHORITY, config())
+            .await
+            .unwrap();
+        setup(&first).await;
+        // Started now, so its key index and head do not know what `first` writes next.
+        let (stale, _) = Writer::start(store.clone(), AUTHORITY, config())
+            .await
+            .unwrap();
+        let answer = first.submit(application(1), keyed("twice")).await.unwrap();
+        let head = store.head(AUTHORITY).await.unwrap();
+
+        let refused = stale.submit(application(1), keyed("twice")).await;
+        assert!(
+            matches!(refused, Err(WriterError::Unavailable(_))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            store.head(AUTHORITY).await.unwrap(),
+            head,
+            "nothing written"
+        );
+        // Rebuilt from the log after the refusal, it knows the key and where it is recorded.
+        let retry = stale.submit(application(1), keyed("twice")).await.unwrap();
+        assert!(retry.replayed);
+        assert_eq!(retry.outcome, answer.outcome);
+        assert_eq!(
+            stale.submit(application(2), keyed("twice")).await,
+            Err(WriterError::KeyReused)
+        );
+        assert!(matches!(
+            store.verify(AUTHORITY).await.unwrap(),
+            VerifyOutcome::Ok { .. }
+        ));
+    })
+    .await;
+}
