@@ -66,7 +66,18 @@ pub struct WriterConfig {
     /// Cluster mode: called once when an append is fenced (another node took the authority
     /// over). The writer has stopped by then (see [`FencedHook`]).
     pub on_fenced: Option<FencedHook>,
+    /// Told, on the commit's task, the chain hashes of every batch that committed, before any
+    /// of its commands is acknowledged (see [`CommitHook`]).
+    pub on_commit: Option<CommitHook>,
 }
+
+/// Told the events of each committed batch as `(authority, authority_seq of the first,
+/// their chain hashes in order)`, right after the commit and before its commands are
+/// acknowledged: the transparency log's tree is fed here (docs/TRANSPARENCY.md). Not told
+/// of a batch whose commit reported a failure even if it reached the disk, nor of events
+/// committed by another process: a listener that needs every event reads a gap from the
+/// store. Keep it cheap: it runs on the commit's task.
+pub type CommitHook = Arc<dyn Fn(&str, i64, &[ochered_store::Hash]) + Send + Sync>;
 
 /// Cluster mode: told, from the writer's task, that the store refused an append with
 /// [`StoreError::Fenced`]. By then the writer has stopped for good: its queue is closed
@@ -84,6 +95,7 @@ impl Default for WriterConfig {
             clock: system_clock(),
             crash_after_commit: false,
             on_fenced: None,
+            on_commit: None,
         }
     }
 }
@@ -802,14 +814,18 @@ impl WriterTask {
                 let store = self.store.clone();
                 let authority = self.shared.authority.clone();
                 let span = commit_span(&authority, &events);
+                let on_commit = self.config.on_commit.clone();
                 pending.commit = Some(tokio::spawn(
                     // Only the last stored event is kept (the head): the others are
                     // dropped here, on the commit's task, not on the writer's.
                     async move {
-                        store
-                            .append(&authority, events)
-                            .await
-                            .map(|mut stored| stored.pop())
+                        store.append(&authority, events).await.map(|mut stored| {
+                            if let (Some(hook), Some(first)) = (&on_commit, stored.first()) {
+                                let hashes: Vec<_> = stored.iter().map(|e| e.hash).collect();
+                                hook(&authority, first.authority_seq, &hashes);
+                            }
+                            stored.pop()
+                        })
                     }
                     .instrument(span),
                 ));
