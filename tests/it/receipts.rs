@@ -287,6 +287,26 @@ async fn an_applications_proof_is_a_409_until_a_signed_head_covers_it_then_it_ve
     let (code, out) = verify_receipt(&receipt_file, Some(&proof_file), &public);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("inclusion ok"), "{out}");
+    // The independent verifier agrees on the server's receipt, proof and heads.
+    python_agrees(
+        &["receipt", "--receipt"],
+        &receipt_file,
+        Some(&proof_file),
+        &public,
+        0,
+    );
+    let changed_file = write(dir.path(), "changed-receipt.json", &{
+        let mut changed = kg.body["receipt"].clone();
+        changed["number"] = json!(n + 1);
+        changed.to_string()
+    });
+    python_agrees(
+        &["receipt", "--receipt"],
+        &changed_file,
+        Some(&proof_file),
+        &public,
+        1,
+    );
     // The event-position route gives the same proof.
     let same = app
         .get(None, &format!("/transparency/events/{seq}/proof"))
@@ -328,7 +348,44 @@ async fn an_applications_proof_is_a_409_until_a_signed_head_covers_it_then_it_ve
         .arg(&public));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(", 0 problems"), "{out}");
+    python_agrees(&["heads", "--public-key"], &public, None, &file, 0);
     app.stop().await;
+}
+
+/// Runs `verifier/ochered_verify.py` (with `$OCHERED_PYTHON`, or `python3`) as `args FIRST
+/// [--proof PROOF] --public-key KEY` (or, for `heads`, `heads --public-key KEY FILE`) and
+/// checks its exit code. Skipped when no Python with an Ed25519 package is found, unless
+/// `OCHERED_REQUIRE_PYTHON_VERIFIER` is set (CI sets it).
+fn python_agrees(args: &[&str], first: &Path, proof: Option<&Path>, last: &Path, expected: i32) {
+    let python = std::env::var("OCHERED_PYTHON").unwrap_or_else(|_| "python3".into());
+    let required = std::env::var_os("OCHERED_REQUIRE_PYTHON_VERIFIER").is_some();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("verifier/ochered_verify.py");
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script).args(args).arg(first);
+    if let Some(proof) = proof {
+        cmd.arg("--proof").arg(proof);
+    }
+    if args[0] == "receipt" {
+        cmd.arg("--public-key");
+    }
+    cmd.arg(last);
+    let output = match cmd.output() {
+        Ok(output) => output,
+        Err(e) if !required => return eprintln!("skipped: cannot run {python}: {e}"),
+        Err(e) => panic!("cannot run {python}: {e}"),
+    };
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    if !required && output.status.code() == Some(3) {
+        return eprintln!("skipped: {stderr}");
+    }
+    assert_eq!(
+        output.status.code(),
+        Some(expected),
+        "the Python verifier: {stdout}{stderr}"
+    );
 }
 
 /// The real binary, serving a SQLite file with the key file and 1-second heads.
