@@ -274,8 +274,12 @@ async fn an_applications_proof_is_a_409_until_a_signed_head_covers_it_then_it_ve
     assert_eq!(missing.status, 404, "{}", missing.body);
     let bad = app.get(None, "/applications/zero/proof").await;
     assert_eq!((bad.status, bad.field()), (422, Some("number")));
-    let beyond = app.get(None, "/transparency/events/100000/proof").await;
-    assert_eq!(beyond.status, 404, "{}", beyond.body);
+    for beyond in ["100000", "9223372036854775807", "9223372036854775808"] {
+        let answer = app
+            .get(None, &format!("/transparency/events/{beyond}/proof"))
+            .await;
+        assert_eq!(answer.status, 404, "{beyond}: {}", answer.body);
+    }
 
     sign_now(&app).await;
     let proof = app.get(None, &format!("/applications/{n}/proof")).await;

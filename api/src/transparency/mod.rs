@@ -236,7 +236,7 @@ impl Transparency {
                 return Ok(Some(hash));
             }
         }
-        let Some(read_from) = seq.checked_sub(1) else {
+        let Some(read_from) = seq.checked_sub(1).filter(|r| *r < i64::MAX as u64) else {
             return Ok(None);
         };
         let page = self.store.read(authority, read_from as i64, 1).await?;
@@ -336,7 +336,8 @@ impl Transparency {
 
     /// The inclusion proof of the authority's event `seq` against its newest signed head.
     pub async fn proof(&self, authority: &str, seq: u64) -> Result<InclusionProofFile, ProofError> {
-        if seq == 0 {
+        // Positions are signed 64-bit integers in the log.
+        if seq == 0 || seq > i64::MAX as u64 {
             return Err(ProofError::NoSuchEvent(seq));
         }
         let newest = self.newest_head(authority, None)?.map(|h| h.tree_head);
