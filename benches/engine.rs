@@ -269,6 +269,12 @@ fn durable_submissions(c: &mut Criterion) {
         );
         drop(writer);
 
+        // The transparency tree (docs/TRANSPARENCY.md) on and off in the same run: two
+        // writers on two authorities of the same store, one of them feeding its Merkle tree
+        // through the commit hook (and signing a head every 10 s, as the server does), the
+        // waves alternating between them so that both meet the same disk and the same load.
+        tree_on_and_off(&rt, &mut group, backend, &next_child, wave);
+
         // The same code committing one transaction per command (batch bound 1).
         let single = 500u64;
         let writer = rt.block_on(start_writer(backend.store.clone(), 1));
@@ -372,6 +378,113 @@ fn durable_submissions(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// `durable_submissions/tree_on_off/<backend>`: waves of submissions alternating between a
+/// writer without the tree and one feeding it; prints each side's waves per second (median,
+/// worst and best) and the ratio of the medians.
+fn tree_on_and_off(
+    rt: &tokio::runtime::Runtime,
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    backend: &Backend,
+    next_child: &AtomicU64,
+    wave: u64,
+) {
+    let transparency = ochered_api::transparency::Transparency::new(
+        backend.store.clone(),
+        ochered_transparency::SigningKey::from_bytes(&[7; 32]),
+        Duration::from_secs(10),
+    );
+    let (off, on) = rt.block_on(async {
+        let config = |hook| WriterConfig {
+            batch_commands_max: 2048,
+            queue_commands_max: 1 << 20,
+            clock: clock(),
+            on_commit: hook,
+            ..WriterConfig::default()
+        };
+        let start = |authority: &'static str, config: WriterConfig| {
+            let store = backend.store.clone();
+            async move {
+                let (writer, _) = Writer::start(store, authority, config).await.unwrap();
+                let slots_from = Utc.with_ymd_and_hms(2026, 2, 2, 0, 0, 0).unwrap();
+                if writer.read(|s| s.config().is_none()) {
+                    for command in
+                        demo::setup_commands(authority, &DemoShape::default(), slots_from)
+                    {
+                        writer
+                            .submit(command, RequestMeta::default())
+                            .await
+                            .unwrap();
+                    }
+                }
+                writer
+            }
+        };
+        let off = start("tree-off", config(None)).await;
+        let on = start("tree-on", config(Some(transparency.hook()))).await;
+        (off, on)
+    });
+    // The server's signer, for this authority only (its `run` would also read the other
+    // authorities' logs into trees of their own).
+    let signer = rt.spawn({
+        let transparency = transparency.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let _ = transparency.sign("tree-on", Utc::now()).await;
+            }
+        }
+    });
+    // Warm-up: one wave each (and the tree caught up with what the log held before).
+    rt.block_on(async {
+        submit_wave(&off, next_child, wave).await;
+        submit_wave(&on, next_child, wave).await;
+        transparency.catch_up("tree-on").await.unwrap();
+    });
+    let times = std::sync::Mutex::new((Vec::new(), Vec::new()));
+    group.throughput(Throughput::Elements(2 * wave));
+    group.bench_function(BenchmarkId::new("tree_on_off", backend.name), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    // Alternate which side goes first.
+                    let (first, second) = if i % 2 == 0 { (&off, &on) } else { (&on, &off) };
+                    let a = submit_wave(first, next_child, wave).await;
+                    let b = submit_wave(second, next_child, wave).await;
+                    let (t_off, t_on) = if i % 2 == 0 { (a, b) } else { (b, a) };
+                    let mut times = times.lock().unwrap();
+                    times.0.push(wave as f64 / t_off.as_secs_f64());
+                    times.1.push(wave as f64 / t_on.as_secs_f64());
+                    total += a + b;
+                }
+                total
+            })
+        })
+    });
+    signer.abort();
+    let (mut off_rates, mut on_rates) = times.into_inner().unwrap();
+    if off_rates.is_empty() {
+        return;
+    }
+    assert_eq!(
+        transparency.tree_size("tree-on"),
+        on.head().authority_seq as u64,
+        "the tree holds every committed event"
+    );
+    let summary = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        (rates[rates.len() / 2], rates[0], rates[rates.len() - 1])
+    };
+    let (off_median, off_worst, off_best) = summary(&mut off_rates);
+    let (on_median, on_worst, on_best) = summary(&mut on_rates);
+    eprintln!(
+        "tree_on_off/{}: {} waves of {wave} each; tree off {off_median:.0}/s median (worst {off_worst:.0}, best {off_best:.0}); tree on {on_median:.0}/s median (worst {on_worst:.0}, best {on_best:.0}); on/off {:.3}",
+        backend.name,
+        off_rates.len(),
+        on_median / off_median
+    );
 }
 
 fn replay(c: &mut Criterion) {

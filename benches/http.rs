@@ -659,6 +659,8 @@ fn main() {
         webhooks: WebhookConfig::default(),
         oidc: None,
         otlp_endpoint: None,
+        signing_key: Some(ochered_transparency::SigningKey::from_bytes(&[9; 32])),
+        tree_head_interval: std::time::Duration::from_secs(10),
     };
     let (server, echo_addr) = server_rt.block_on(async {
         let server = ochered_api::spawn(config).await.unwrap();

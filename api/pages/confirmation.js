@@ -1,5 +1,6 @@
 // The printable confirmation of an application: its number, the registration time in the
-// authority's time zone and the submission's entry in the authority's hash chain.
+// authority's time zone, the submission's entry in the authority's hash chain, and the
+// server's signed receipt as a file and a QR code.
 import {
   $, el, fill, api, authorityPath, showError, initPage, param, wireSignIn, fmtZoned, fmtDate,
   fmtNumber, serviceName,
@@ -30,12 +31,58 @@ async function load() {
       api(`${base}/institutions`),
     ]);
     const institutions = new Map((list.institutions || []).map((i) => [i.id, i.name]));
-    current = { authority: authority(), info, application, institutions };
+    const receipt = await loadReceipt(base, auth.state.token);
+    current = { authority: authority(), info, application, institutions, receipt };
   } catch (e) {
     showError($("error"), e);
     return;
   }
   render();
+}
+
+// The server's signed receipt of the application (its exact bytes, to download) and its QR
+// code (an SVG drawn by the server, shown as a data: image). Without them the page still shows
+// the confirmation.
+async function loadReceipt(base, token) {
+  const get = async (path) => {
+    const response = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+    if (!response.ok) throw new Error(`${path}: ${response.status}`);
+    return response.text();
+  };
+  try {
+    const [text, svg] = await Promise.all([
+      get(`${base}/applications/${number()}/receipt`),
+      get(`${base}/applications/${number()}/receipt.svg`),
+    ]);
+    return { text, svg, json: JSON.parse(text) };
+  } catch (_) {
+    return null;
+  }
+}
+
+function downloadReceipt() {
+  const r = current && current.receipt;
+  if (!r) return;
+  const blob = new Blob([r.text], { type: "application/json" });
+  const link = el("a", { href: URL.createObjectURL(blob) });
+  link.download = `receipt-${r.json.authority}-${r.json.number}.json`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+function renderReceipt() {
+  const r = current.receipt;
+  $("c-receipt").hidden = !r;
+  if (!r) return;
+  $("c-qr").src = `data:image/svg+xml;base64,${btoa(r.svg)}`;
+  $("c-receipt-text").textContent = t("confirm.receipt.text", {
+    seq: r.json.authority_seq,
+    hash: r.json.event_hash,
+    proof: `${authorityPath(current.authority)}/applications/${r.json.number}/proof`,
+    key: "/.well-known/ochered/public-key",
+  });
 }
 
 function render() {
@@ -78,6 +125,7 @@ function render() {
     seq: a.chain_position,
     path: `${authorityPath(current.authority)}/audit/head`,
   });
+  renderReceipt();
   $("c-printed").textContent = t("confirm.printed", { time: fmtZoned(new Date().toISOString(), tz) });
   $("back").href = `/parent?${new URLSearchParams({ authority: current.authority, number: a.number })}`;
   $("confirmation").hidden = false;
@@ -92,6 +140,7 @@ async function init() {
     render();
   });
   $("print").addEventListener("click", () => window.print());
+  $("download-receipt").addEventListener("click", downloadReceipt);
   await load();
   document.body.dataset.ready = "true";
 }

@@ -237,6 +237,10 @@ const TEXTS = {
     "confirm.chainNote": "The registration is entry {seq} of the authority's tamper-evident hash chain. Anyone can check that the chain still holds it against the published head ({path}) and the exported log.",
     "confirm.printed": "Printed {time}.",
     "confirm.noNumber": "No application number in the address.",
+    "confirm.receipt.h": "Signed receipt",
+    "confirm.receipt.qrAlt": "QR code of the signed receipt",
+    "confirm.receipt.download": "Download the receipt",
+    "confirm.receipt.text": "The server signed this receipt: the application, its registration time and entry {seq} of the log (hash {hash}). Keep the file; with the inclusion proof ({proof}) and the server's public key ({key}), `ochered verify-receipt` proves without the server that the application was logged there and then.",
 
     "cause.submitted": "registered",
     "cause.preferences_amended": "preferences changed",
@@ -594,6 +598,10 @@ const TEXTS = {
     "confirm.chainNote": "Регистрация — запись {seq} защищённой от подделки хеш-цепочки муниципалитета. Любой может проверить, что цепочка по-прежнему её содержит, по опубликованной вершине ({path}) и выгрузке журнала.",
     "confirm.printed": "Напечатано {time}.",
     "confirm.noNumber": "В адресе нет номера заявления.",
+    "confirm.receipt.h": "Подписанная квитанция",
+    "confirm.receipt.qrAlt": "QR-код подписанной квитанции",
+    "confirm.receipt.download": "Скачать квитанцию",
+    "confirm.receipt.text": "Сервер подписал эту квитанцию: заявление, время его регистрации и запись {seq} журнала (хеш {hash}). Сохраните файл: с доказательством включения ({proof}) и открытым ключом сервера ({key}) команда `ochered verify-receipt` без сервера доказывает, что заявление записано в журнал тогда и там.",
 
     "cause.submitted": "зарегистрировано",
     "cause.preferences_amended": "изменён выбор учреждений",

@@ -16,6 +16,7 @@ pub mod seed;
 mod services;
 pub mod state;
 pub mod status;
+pub mod transparency;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -147,10 +148,12 @@ pub async fn spawn_node(
                 config::redact_url(&config.database_url)
             )
         })?;
+    let transparency = new_transparency(&config, store.clone());
     let writer_config = WriterConfig {
         batch_commands_max: config.batch_max,
         queue_commands_max: config.queue_max,
         snapshot_every_events: Some(config.snapshot_every),
+        on_commit: Some(transparency.hook()),
         ..WriterConfig::default()
     };
     let (engine, replays) = Engine::start(store, writer_config)
@@ -173,7 +176,22 @@ pub async fn spawn_node(
             .context("failed to seed the demo authority")?;
         tracing::info!(authority = %config.demo_authority, "seeded the demo authority");
     }
-    listen_and_serve(config, engine, None).await
+    listen_and_serve(config, engine, None, transparency).await
+}
+
+/// The trees, heads and signing key of the server (docs/TRANSPARENCY.md).
+fn new_transparency(
+    config: &ServerConfig,
+    store: Arc<dyn ochered_store::EventStore>,
+) -> Arc<transparency::Transparency> {
+    let key = match &config.signing_key {
+        Some(key) => key.clone(),
+        None => {
+            tracing::warn!("no OCHERED_SIGNING_KEY_FILE configured: receipts and tree heads are signed with a development key that anyone can derive; do not run like this in production");
+            config::development_signing_key()
+        }
+    };
+    transparency::Transparency::new(store, key, config.tree_head_interval)
 }
 
 /// The start-up replay of an authority, for the dashboard: how many events were folded (after
@@ -203,10 +221,12 @@ async fn spawn_cluster_node(
                 )
             })?,
     );
+    let transparency = new_transparency(&config, store.clone());
     let writer_config = WriterConfig {
         batch_commands_max: config.batch_max,
         queue_commands_max: config.queue_max,
         snapshot_every_events: Some(config.snapshot_every),
+        on_commit: Some(transparency.hook()),
         ..WriterConfig::default()
     };
     let (cluster, engine) = cluster::Cluster::start(
@@ -231,7 +251,7 @@ async fn spawn_cluster_node(
         }
     }
     cluster.run();
-    listen_and_serve(config, engine, Some(cluster)).await
+    listen_and_serve(config, engine, Some(cluster), transparency).await
 }
 
 /// Listens on `config.listen` and serves the engine (behind the cluster's forwarding layer
@@ -240,6 +260,7 @@ async fn listen_and_serve(
     config: ServerConfig,
     engine: Arc<Engine>,
     cluster: Option<Arc<cluster::Cluster>>,
+    transparency: Arc<transparency::Transparency>,
 ) -> anyhow::Result<RunningServer> {
     use anyhow::Context;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -276,6 +297,7 @@ async fn listen_and_serve(
         config: Arc::new(config),
         metrics: metrics_handle(),
         started_at: Instant::now(),
+        transparency: transparency.clone(),
     };
     let app = router(state.clone());
     let app = match cluster {
@@ -283,18 +305,22 @@ async fn listen_and_serve(
         None => app,
     };
     tokio::spawn(expire_periodically(state.engine.clone()));
+    let signer = tokio::spawn(transparency.run());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (app, rx) = status::start(app, rx, &state)?;
     let task = tokio::spawn(async move {
         // The peer address is the rate limiter's key for requests without a valid token.
-        axum::serve(
+        let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async {
             let _ = rx.await;
         })
-        .await
+        .await;
+        // Heads are signed while the server serves; one being stored finishes or is not.
+        signer.abort();
+        served
     });
     Ok(RunningServer {
         addr,

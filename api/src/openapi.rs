@@ -53,6 +53,7 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "rounds", description = "Results of allocation rounds and their exported instances"),
         (name = "clinic", description = "Doctors' slots, bookings and waiting lists"),
         (name = "public", description = "Anonymised queues and the audit chain head, readable by anyone"),
+        (name = "transparency", description = "Receipts, signed tree heads and inclusion proofs (docs/TRANSPARENCY.md)"),
         (name = "files", description = "Officers' files: CSV imports, CSV and XLSX exports"),
         (name = "service", description = "Health, readiness, metrics and this document"),
     )

@@ -21,4 +21,6 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
+    /// The trees over the logs, the signed heads and the key that signs them and receipts.
+    pub transparency: Arc<crate::transparency::Transparency>,
 }

@@ -1,6 +1,6 @@
 //! The dependency rule of `api`'s modules (docs/ARCHITECTURE.md), read from the sources:
 //!
-//! - **Leaves** (`config`, `state`, `wire`, `http::*`) import nothing but other leaves: no
+//! - **Leaves** (`config`, `state`, `wire`, `http::*`, `transparency`) import nothing but other leaves: no
 //!   service, no status update, not the OpenAPI document, the pages or the crate root.
 //! - **Features** (`services::<service>`, `status::*`) import leaves and their own service's
 //!   files, never another service; `status` imports no service and no service imports `status`.
@@ -178,7 +178,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
 
 fn is_leaf(module: &str) -> bool {
     let top = module.split("::").next().unwrap();
-    matches!(top, "config" | "state" | "wire" | "http")
+    matches!(top, "config" | "state" | "wire" | "http" | "transparency")
 }
 
 /// `services::kindergarten` for `services::kindergarten` and its files; `status` for status;

@@ -747,6 +747,7 @@ async fn every_endpoint_with_every_role() {
         "/slots",
         "/queues",
         "/audit/head",
+        "/transparency/heads",
     ] {
         assert_eq!(app.get(None, path).await.status, 200, "GET {path}");
     }

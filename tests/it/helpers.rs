@@ -59,7 +59,15 @@ pub fn config_for(url: String) -> ServerConfig {
         webhooks: Default::default(),
         oidc: None,
         otlp_endpoint: None,
+        signing_key: Some(test_signing_key()),
+        // Short, so that tests see signed heads soon.
+        tree_head_interval: std::time::Duration::from_millis(200),
     }
+}
+
+/// The Ed25519 key the test servers sign receipts and tree heads with.
+pub fn test_signing_key() -> ochered_transparency::SigningKey {
+    ochered_transparency::SigningKey::from_bytes(&[0x24; 32])
 }
 
 async fn spawn_on(harness: Arc<Harness>, backend: &'static str) -> TestApp {

@@ -16,6 +16,7 @@ mod overload;
 mod packaging;
 mod patient;
 mod privacy;
+mod receipts;
 mod security;
 mod simulator;
 mod slow_body;

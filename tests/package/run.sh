@@ -86,6 +86,9 @@ curl -fsS "$base/ready" || { cat "$log" >&2; fail "/ready never answered 200"; }
 echo
 [ "$(ps -o user= -p "$server_pid" | tr -d ' ')" = "$user" ] || fail "the server does not run as $user"
 grep -q 'development' "$log" && { cat "$log" >&2; fail "the installed server uses a development secret"; }
+# Receipts and tree heads are signed with the installed key, whose public half auditors keep.
+curl -fsS "$base/.well-known/ochered/public-key" | cmp -s - /etc/ochered/checkpoint.pub \
+  || fail "the server does not sign receipts and heads with the installed key"
 
 # A token from the installed secret creates an authority; /ready then lists it.
 token=$(/usr/bin/ochered token --role admin --sub package-test --jwt-secret-file /etc/ochered/secrets/jwt_secret)

@@ -53,6 +53,17 @@ pub struct Settings {
     /// File holding the master data key (instead of --data-key).
     #[arg(long, env = "OCHERED_DATA_KEY_FILE")]
     pub data_key_file: Option<PathBuf>,
+    /// File holding the server's Ed25519 key (its 32-byte seed as 64 hex digits, as
+    /// `ochered checkpoint keygen` writes it), which signs receipts and tree heads
+    /// (docs/TRANSPARENCY.md); without it a development key is used, with a warning.
+    #[arg(long, env = "OCHERED_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    /// The signing key itself, 64 hex digits (instead of --signing-key-file).
+    #[arg(long, env = "OCHERED_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
+    /// Seconds between two signed tree heads of an authority, signed only when its log grew.
+    #[arg(long, env = "OCHERED_TREE_HEAD_INTERVAL_S", default_value_t = 10)]
+    pub tree_head_interval_s: u64,
     /// Most commands waiting per authority before the server answers 503.
     #[arg(long, env = "OCHERED_QUEUE_MAX", default_value_t = 65_536)]
     pub queue_max: usize,
@@ -465,6 +476,15 @@ impl RateLimitConfig {
 pub const DEV_JWT_SECRET: &str = "ochered-development-secret-change-me";
 pub const DEV_PERSON_SECRET: &str = "ochered-demo-secret";
 
+/// The signing key used when none is configured: derived from the development secret, so
+/// that it is the same across restarts; anyone can derive it, and the server warns.
+pub fn development_signing_key() -> ochered_transparency::SigningKey {
+    use sha2::Digest;
+    let seed: [u8; 32] =
+        sha2::Sha256::digest(format!("{DEV_JWT_SECRET}/signing-key").as_bytes()).into();
+    ochered_transparency::SigningKey::from_bytes(&seed)
+}
+
 /// The resolved configuration.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -499,6 +519,10 @@ pub struct ServerConfig {
     pub oidc: Option<OidcConfig>,
     /// Where request and commit spans are exported (OTLP/HTTP); none: not exported.
     pub otlp_endpoint: Option<String>,
+    /// Signs receipts and tree heads; none: a development key (the server warns).
+    pub signing_key: Option<ochered_transparency::SigningKey>,
+    /// Time between two signed tree heads of an authority whose log grew.
+    pub tree_head_interval: std::time::Duration,
 }
 
 /// Where and how status-change webhooks are delivered.
@@ -633,7 +657,26 @@ impl ServerConfig {
             ),
             (None, None) => None,
         };
+        let signing_key = match (s.signing_key, &s.signing_key_file) {
+            (Some(key), _) => Some(
+                ochered_transparency::parse_secret_key(&key)
+                    .map_err(|e| anyhow::anyhow!("signing_key: {e}"))?,
+            ),
+            (None, Some(path)) => Some(
+                ochered_transparency::parse_secret_key(&read_secret_file(
+                    path,
+                    "signing_key_file",
+                )?)
+                .map_err(|e| anyhow::anyhow!("signing_key_file {}: {e}", path.display()))?,
+            ),
+            (None, None) => None,
+        };
+        if s.tree_head_interval_s == 0 {
+            anyhow::bail!("tree_head_interval_s must be at least 1");
+        }
         Ok(Self {
+            signing_key,
+            tree_head_interval: std::time::Duration::from_secs(s.tree_head_interval_s),
             listen: s.listen,
             database_url,
             seed_demo: !s.no_demo,

@@ -141,3 +141,37 @@ fn unknown_file_keys_are_refused() {
             .unwrap_err();
     assert!(format!("{error:#}").contains("qeue_max"));
 }
+
+#[test]
+fn the_signing_key_is_read_from_its_file_and_a_bad_one_names_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("server.key");
+    let public = dir.path().join("server.pub");
+    let verifying = ochered_transparency::write_key_pair(&secret, &public).unwrap();
+    let resolve = |flags: &[&str]| {
+        ServerConfig::resolve(ServeArgs::from_flags(flags.iter().copied()).unwrap())
+    };
+    let config = resolve(&["--signing-key-file", secret.to_str().unwrap()]).unwrap();
+    assert_eq!(config.signing_key.unwrap().verifying_key(), verifying);
+    assert_eq!(
+        config.tree_head_interval,
+        std::time::Duration::from_secs(10)
+    );
+    let none = resolve(&[]).unwrap();
+    assert!(
+        none.signing_key.is_none(),
+        "the development key is the server's choice"
+    );
+    let error = format!("{:#}", resolve(&["--signing-key", "zz"]).err().unwrap());
+    assert!(error.contains("signing_key"), "{error}");
+    let error = format!(
+        "{:#}",
+        resolve(&["--tree-head-interval-s", "0"]).err().unwrap()
+    );
+    assert!(error.contains("tree_head_interval_s"), "{error}");
+    // The development key is the same across restarts.
+    assert_eq!(
+        development_signing_key().to_bytes(),
+        development_signing_key().to_bytes()
+    );
+}

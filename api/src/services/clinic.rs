@@ -16,14 +16,14 @@ use utoipa_axum::routes;
 
 use crate::http::access::{self, parse_number};
 use crate::http::auth::{Caller, Role};
-use crate::http::command::{EventsResponse, Write};
+use crate::http::command::{respond, EventsResponse, Write};
 use crate::http::error::ApiError;
 use crate::http::json::Body;
 use crate::state::AppState;
 use crate::wire::schema::Code;
 use crate::wire::{
-    person_key, BookingRequest, BookingView, SlotsRequest, SpecialtyRequest, WaitingListRequest,
-    WaitingPlacesRequest,
+    person_key, BookedResponse, BookingRequest, BookingView, SlotsRequest, SpecialtyRequest,
+    WaitingListRequest, WaitingPlacesRequest,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -235,7 +235,7 @@ async fn expire_slot_holds(
     tag = "clinic",
     security(("bearer" = [])),
     request_body = BookingRequest,
-    responses((status = 201, description = "Booked.", body = EventsResponse))
+    responses((status = 201, description = "Booked, with the server's signed receipt.", body = BookedResponse))
 )]
 async fn book(
     Path(authority): Path<String>,
@@ -251,7 +251,11 @@ async fn book(
         booked_by: write.caller.sub.clone(),
         by_staff: write.caller.role != Role::Parent,
     };
-    write.answer(&w, command, StatusCode::CREATED).await
+    let reply = write.send(&w, command).await?;
+    let receipt = write.state.transparency.receipt_for(&w, &reply).await;
+    Ok(respond(reply, StatusCode::CREATED, |events| {
+        BookedResponse { events, receipt }
+    }))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -77,8 +77,9 @@ async fn submit_kindergarten(
     })
     .await?;
     let reply = write.send(&w, command).await?;
+    let receipt = write.state.transparency.receipt_for(&w, &reply).await;
     Ok(respond(reply, StatusCode::CREATED, |events| {
-        submitted(&w, events)
+        submitted(&w, events, receipt)
     }))
 }
 

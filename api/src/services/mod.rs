@@ -12,6 +12,7 @@ mod kindergarten;
 mod operations;
 mod rounds;
 mod school;
+mod transparency;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -28,5 +29,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(clinic::router())
         .merge(rounds::router())
         .merge(files::router())
+        .merge(transparency::router())
         .merge(operations::router())
 }

@@ -180,8 +180,9 @@ async fn submit_draft(
         child,
     };
     let reply = write.send(&w, command).await?;
+    let receipt = write.state.transparency.receipt_for(&w, &reply).await;
     Ok(respond(reply, StatusCode::CREATED, |events| {
-        submitted(&w, events)
+        submitted(&w, events, receipt)
     }))
 }
 
@@ -209,8 +210,9 @@ async fn submit_school(
     })
     .await?;
     let reply = write.send(&w, command).await?;
+    let receipt = write.state.transparency.receipt_for(&w, &reply).await;
     Ok(respond(reply, StatusCode::CREATED, |events| {
-        submitted(&w, events)
+        submitted(&w, events, receipt)
     }))
 }
 

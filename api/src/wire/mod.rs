@@ -468,15 +468,37 @@ pub struct WaitingPlacesRequest {
     pub document: String,
 }
 
-/// A submitted application and the events that recorded it.
+/// A submitted application, the events that recorded it and the server's signed receipt.
 #[derive(Serialize, ToSchema)]
 pub struct SubmittedResponse {
     pub application: Option<ApplicationView>,
     pub events: Vec<CommittedEvent>,
+    /// The server's signed receipt (`ochered-receipt-v1`, docs/TRANSPARENCY.md): keep it;
+    /// `ochered verify-receipt` checks it offline. Absent only when the event's hash could not
+    /// be read (the store was away).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub receipt: Option<ochered_transparency::Receipt>,
 }
 
-/// The answer to a submission: the application the events created, as it stands now.
-pub fn submitted(w: &Writer, events: Vec<CommittedEvent>) -> SubmittedResponse {
+/// A booking's events and the server's signed receipt of it.
+#[derive(Serialize, ToSchema)]
+pub struct BookedResponse {
+    pub events: Vec<CommittedEvent>,
+    /// The server's signed receipt of the booking (`ochered-receipt-v1`, service `clinic`,
+    /// `number` the booking's number; docs/TRANSPARENCY.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub receipt: Option<ochered_transparency::Receipt>,
+}
+
+/// The answer to a submission: the application the events created, as it stands now, and
+/// its receipt.
+pub fn submitted(
+    w: &Writer,
+    events: Vec<CommittedEvent>,
+    receipt: Option<ochered_transparency::Receipt>,
+) -> SubmittedResponse {
     let number = events.iter().find_map(|e| match &e.event {
         Event::KindergartenApplicationSubmitted { number, .. }
         | Event::SchoolApplicationSubmitted { number, .. } => Some(*number),
@@ -487,5 +509,6 @@ pub fn submitted(w: &Writer, events: Vec<CommittedEvent>) -> SubmittedResponse {
     SubmittedResponse {
         application,
         events,
+        receipt,
     }
 }

@@ -30,6 +30,7 @@ pub mod checkpoint;
 pub mod cluster;
 mod commit;
 mod error;
+pub mod heads;
 pub mod keys;
 pub mod legacy;
 mod postgres;
@@ -45,6 +46,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use error::StoreError;
+pub use heads::{StoredHead, TreeHeadStore};
 pub use keys::DataKeyStore;
 pub use legacy::{truncate_to_micros, GENESIS_HASH};
 pub use postgres::PgStore;
@@ -457,6 +459,12 @@ pub trait EventStore: Send + Sync {
     /// The table of per-applicant data keys kept beside the log (see [`keys`]), if this
     /// store has one. Both real backends do; a test double may not.
     fn data_keys(&self) -> Option<&dyn DataKeyStore> {
+        None
+    }
+
+    /// The table of signed tree heads kept beside the log (see [`heads`]), if this store has
+    /// one. Both real backends do; a test double may not.
+    fn tree_heads(&self) -> Option<&dyn TreeHeadStore> {
         None
     }
 

@@ -603,6 +603,10 @@ impl EventStore for PgStore {
         Some(self)
     }
 
+    fn tree_heads(&self) -> Option<&dyn crate::TreeHeadStore> {
+        Some(self)
+    }
+
     async fn load_snapshot(&self, authority: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
         let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
             "SELECT authority_seq, state FROM snapshots WHERE authority = $1 ORDER BY authority_seq DESC LIMIT 1",

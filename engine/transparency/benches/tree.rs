@@ -1,5 +1,5 @@
 //! Appending event hashes: our tree against `ct-merkle`'s `MemoryBackedTree`, which
-//! recomputes the path to the root on every push. Run with
+//! recomputes the path to the root on every push; proofs; and signing a receipt. Run with
 //! `cargo bench -p ochered-transparency --bench tree`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -73,5 +73,30 @@ fn prove(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, prove);
+/// What a receipt costs the server per acknowledged submission: one Ed25519 signature over
+/// the framed fields (the HTTP path pays it; the engine's durable-submissions benchmark does
+/// not include it).
+fn receipt(c: &mut Criterion) {
+    let key = ochered_transparency::SigningKey::from_bytes(&[5; 32]);
+    let mut group = c.benchmark_group("receipt");
+    group.bench_function("sign", |b| {
+        b.iter(|| {
+            ochered_transparency::Receipt::sign(
+                &key,
+                ochered_transparency::ReceiptFields {
+                    authority: "demo".into(),
+                    service: "kindergarten".into(),
+                    number: 17,
+                    registered_at: "2027-01-10T09:00:00.123456+05:00".into(),
+                    time_zone: "Asia/Yekaterinburg".into(),
+                    authority_seq: 123_456,
+                    event_hash: [9; 32],
+                },
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append, prove, receipt);
 criterion_main!(benches);

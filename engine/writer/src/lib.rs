@@ -68,7 +68,18 @@ pub struct WriterConfig {
     /// Cluster mode: called once when an append is fenced (another node took the authority
     /// over). The writer has stopped by then (see [`FencedHook`]).
     pub on_fenced: Option<FencedHook>,
+    /// Told, on the commit's task, the chain hashes of every batch that committed, before any
+    /// of its commands is acknowledged (see [`CommitHook`]).
+    pub on_commit: Option<CommitHook>,
 }
+
+/// Told the events of each committed batch as `(authority, authority_seq of the first,
+/// their chain hashes in order)`, right after the commit and before its commands are
+/// acknowledged: the transparency log's tree is fed here (docs/TRANSPARENCY.md). Not told
+/// of a batch whose commit reported a failure even if it reached the disk, nor of events
+/// committed by another process: a listener that needs every event reads a gap from the
+/// store. Keep it cheap: it runs on the commit's task.
+pub type CommitHook = Arc<dyn Fn(&str, i64, &[ochered_store::Hash]) + Send + Sync>;
 
 /// Cluster mode: told, from the writer's task, that the store refused an append with
 /// [`StoreError::Fenced`]. By then the writer has stopped for good: its queue is closed
@@ -86,6 +97,7 @@ impl Default for WriterConfig {
             clock: system_clock(),
             crash_after_commit: false,
             on_fenced: None,
+            on_commit: None,
         }
     }
 }
@@ -817,6 +829,7 @@ impl WriterTask {
                 // The head this batch was decided on: a log that moved meanwhile (another
                 // writer) refuses the batch.
                 let after = pending.last_seq - events.len() as i64;
+                let on_commit = self.config.on_commit.clone();
                 pending.commit = Some(tokio::spawn(
                     // Only the last stored event is kept (the head): the others are
                     // dropped here, on the commit's task, not on the writer's.
@@ -824,7 +837,13 @@ impl WriterTask {
                         store
                             .append_after(&authority, Some(after), events)
                             .await
-                            .map(|mut stored| stored.pop())
+                            .map(|mut stored| {
+                                if let (Some(hook), Some(first)) = (&on_commit, stored.first()) {
+                                    let hashes: Vec<_> = stored.iter().map(|e| e.hash).collect();
+                                    hook(&authority, first.authority_seq, &hashes);
+                                }
+                                stored.pop()
+                            })
                     }
                     .instrument(span),
                 ));

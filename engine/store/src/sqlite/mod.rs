@@ -743,6 +743,10 @@ impl EventStore for SqliteStore {
         Some(self)
     }
 
+    fn tree_heads(&self) -> Option<&dyn crate::TreeHeadStore> {
+        Some(self)
+    }
+
     async fn load_snapshot(&self, authority: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
         self.inner
             .with_reader(|db| {

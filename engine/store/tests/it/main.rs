@@ -7,6 +7,7 @@ mod harness;
 mod log;
 mod sqlite_only;
 mod throughput;
+mod tree_heads;
 
 /// Generates `sqlite` and `postgres` tests that run the scenario `$name(&Harness)`.
 macro_rules! on_both_backends {
