@@ -59,120 +59,81 @@ fn stored(row: (i64, Vec<u8>, String)) -> Result<StoredHead, StoreError> {
     })
 }
 
-#[async_trait]
-impl TreeHeadStore for SqliteStore {
-    async fn insert_tree_head(
-        &self,
-        authority: &str,
-        tree_size: i64,
-        root_hash: &Hash,
-        head: &str,
-    ) -> Result<StoredHead, StoreError> {
-        sqlx::query(
-            "INSERT INTO tree_heads (authority, tree_size, root_hash, head) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (authority, tree_size) DO NOTHING",
-        )
-        .bind(authority)
-        .bind(tree_size)
-        .bind(&root_hash[..])
-        .bind(head)
-        .execute(self.pool())
-        .await?;
-        let row: (i64, Vec<u8>, String) = sqlx::query_as(
-            "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = ?1 AND tree_size = ?2",
-        )
-        .bind(authority)
-        .bind(tree_size)
-        .fetch_one(self.pool())
-        .await?;
-        stored(row)
-    }
+/// The one implementation of [`TreeHeadStore`], for a backend and its SQL (the backends differ
+/// only in their placeholders: `?N` on SQLite, `$N` on PostgreSQL).
+macro_rules! tree_head_store {
+    ($store:ty, insert: $insert:expr, one: $one:expr, after: $after:expr, newest: $newest:expr) => {
+        #[async_trait]
+        impl TreeHeadStore for $store {
+            async fn insert_tree_head(
+                &self,
+                authority: &str,
+                tree_size: i64,
+                root_hash: &Hash,
+                head: &str,
+            ) -> Result<StoredHead, StoreError> {
+                sqlx::query($insert)
+                    .bind(authority)
+                    .bind(tree_size)
+                    .bind(&root_hash[..])
+                    .bind(head)
+                    .execute(self.pool())
+                    .await?;
+                let row: (i64, Vec<u8>, String) = sqlx::query_as($one)
+                    .bind(authority)
+                    .bind(tree_size)
+                    .fetch_one(self.pool())
+                    .await?;
+                stored(row)
+            }
 
-    async fn tree_heads(
-        &self,
-        authority: &str,
-        after_size: i64,
-        limit: i64,
-    ) -> Result<Vec<StoredHead>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>, String)> = sqlx::query_as(
-            "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = ?1 AND tree_size > ?2 \
-             ORDER BY tree_size LIMIT ?3",
-        )
-        .bind(authority)
-        .bind(after_size)
-        .bind(limit.max(0))
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(stored).collect()
-    }
+            async fn tree_heads(
+                &self,
+                authority: &str,
+                after_size: i64,
+                limit: i64,
+            ) -> Result<Vec<StoredHead>, StoreError> {
+                let rows: Vec<(i64, Vec<u8>, String)> = sqlx::query_as($after)
+                    .bind(authority)
+                    .bind(after_size)
+                    .bind(limit.max(0))
+                    .fetch_all(self.pool())
+                    .await?;
+                rows.into_iter().map(stored).collect()
+            }
 
-    async fn newest_tree_head(&self, authority: &str) -> Result<Option<StoredHead>, StoreError> {
-        let row: Option<(i64, Vec<u8>, String)> = sqlx::query_as(
-            "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = ?1 \
-             ORDER BY tree_size DESC LIMIT 1",
-        )
-        .bind(authority)
-        .fetch_optional(self.pool())
-        .await?;
-        row.map(stored).transpose()
-    }
+            async fn newest_tree_head(
+                &self,
+                authority: &str,
+            ) -> Result<Option<StoredHead>, StoreError> {
+                let row: Option<(i64, Vec<u8>, String)> = sqlx::query_as($newest)
+                    .bind(authority)
+                    .fetch_optional(self.pool())
+                    .await?;
+                row.map(stored).transpose()
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl TreeHeadStore for PgStore {
-    async fn insert_tree_head(
-        &self,
-        authority: &str,
-        tree_size: i64,
-        root_hash: &Hash,
-        head: &str,
-    ) -> Result<StoredHead, StoreError> {
-        sqlx::query(
-            "INSERT INTO tree_heads (authority, tree_size, root_hash, head) VALUES ($1, $2, $3, $4) \
+tree_head_store!(
+    SqliteStore,
+    insert: "INSERT INTO tree_heads (authority, tree_size, root_hash, head) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (authority, tree_size) DO NOTHING",
-        )
-        .bind(authority)
-        .bind(tree_size)
-        .bind(&root_hash[..])
-        .bind(head)
-        .execute(self.pool())
-        .await?;
-        let row: (i64, Vec<u8>, String) = sqlx::query_as(
-            "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = $1 AND tree_size = $2",
-        )
-        .bind(authority)
-        .bind(tree_size)
-        .fetch_one(self.pool())
-        .await?;
-        stored(row)
-    }
+    one: "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = ?1 AND tree_size = ?2",
+    after: "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = ?1 AND tree_size > ?2 \
+            ORDER BY tree_size LIMIT ?3",
+    newest: "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = ?1 \
+             ORDER BY tree_size DESC LIMIT 1"
+);
 
-    async fn tree_heads(
-        &self,
-        authority: &str,
-        after_size: i64,
-        limit: i64,
-    ) -> Result<Vec<StoredHead>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>, String)> = sqlx::query_as(
-            "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = $1 AND tree_size > $2 \
-             ORDER BY tree_size LIMIT $3",
-        )
-        .bind(authority)
-        .bind(after_size)
-        .bind(limit.max(0))
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(stored).collect()
-    }
-
-    async fn newest_tree_head(&self, authority: &str) -> Result<Option<StoredHead>, StoreError> {
-        let row: Option<(i64, Vec<u8>, String)> = sqlx::query_as(
-            "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = $1 \
-             ORDER BY tree_size DESC LIMIT 1",
-        )
-        .bind(authority)
-        .fetch_optional(self.pool())
-        .await?;
-        row.map(stored).transpose()
-    }
-}
+tree_head_store!(
+    PgStore,
+    insert: "INSERT INTO tree_heads (authority, tree_size, root_hash, head) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (authority, tree_size) DO NOTHING",
+    one: "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = $1 AND tree_size = $2",
+    after: "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = $1 AND tree_size > $2 \
+            ORDER BY tree_size LIMIT $3",
+    newest: "SELECT tree_size, root_hash, head FROM tree_heads WHERE authority = $1 \
+             ORDER BY tree_size DESC LIMIT 1"
+);
