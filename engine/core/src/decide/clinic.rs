@@ -327,7 +327,9 @@ fn leave_waiting_list(
                 && recorded.is_none_or(|(first, earlier)| {
                     w.patient != first && !earlier.contains(&w.patient)
                 })
-                && state.self_booking_blocked(config, &w.patient, now).is_none()
+                && state
+                    .self_booking_blocked(config, &w.patient, now)
+                    .is_none()
         });
         events.push(match next {
             Some(next) => Event::SlotHeld {
