@@ -281,6 +281,7 @@ async function main() {
   $("book-form").addEventListener("submit", book);
   onLangChange(() => {
     if (messageKey) say(...messageKey);
+    signIn.render();
     render();
   });
   await refresh();

@@ -166,6 +166,7 @@ async function main() {
   });
   onLangChange(() => {
     if (messageKey) say(...messageKey);
+    signIn.render();
     render();
   });
   await refresh();
