@@ -163,6 +163,8 @@ async function loadSpecialties() {
 
 async function refresh() {
   showError($("error"), null);
+  showError($("publish-error"), null);
+  showError($("book-error"), null);
   const a = authorities.find((x) => x.id === authority());
   zone = (a && a.time_zone) || "UTC";
   if (!$("day").value) $("day").value = localToday();

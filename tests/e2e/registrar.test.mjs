@@ -126,6 +126,7 @@ test("a registrar publishes a day; patients book, cancel, wait, are held a slot 
   const holder = await list.locator("li[data-entry='1'] code").getAttribute("title");
   assert.equal(await holdRow.locator("code").getAttribute("title"), holder, "held for the list's first patient");
   assert.equal(await r.locator(`#doctors tr[data-slot='${first}'] time.until`).getAttribute("datetime"), until);
+  await fitsWidth(r);
   await shot(r, "registrar-day");
   await inRussian(r, "registrar-day", [
     ["h1", /Регистратура/],
