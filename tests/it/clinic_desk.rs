@@ -37,12 +37,28 @@ async fn only_for(app: &TestApp, path: &str, allowed: &[Role]) {
     ] {
         let answer = app.get(Some(&token(role, "someone")), path).await;
         if allowed.contains(&role) || role == Role::Admin {
-            assert_eq!(answer.status, 200, "{path} as {}: {}", role.as_str(), answer.body);
+            assert_eq!(
+                answer.status,
+                200,
+                "{path} as {}: {}",
+                role.as_str(),
+                answer.body
+            );
         } else {
-            assert_eq!(answer.status, 403, "{path} as {}: {}", role.as_str(), answer.body);
+            assert_eq!(
+                answer.status,
+                403,
+                "{path} as {}: {}",
+                role.as_str(),
+                answer.body
+            );
         }
     }
-    assert_eq!(app.get(None, path).await.status, 401, "{path} without a token");
+    assert_eq!(
+        app.get(None, path).await.status,
+        401,
+        "{path} without a token"
+    );
 }
 
 /// The slot `id` of `schedule`, with its doctor.
@@ -89,7 +105,10 @@ async fn a_registrar_sees_the_day_books_a_patient_and_follows_the_waiting_list()
     assert_eq!(other_doctor.body["doctors"], json!([]));
     let next_day = day.succ_opt().unwrap();
     let empty = app
-        .get(Some(&registrar), &format!("/clinic/schedule?date={next_day}"))
+        .get(
+            Some(&registrar),
+            &format!("/clinic/schedule?date={next_day}"),
+        )
         .await;
     assert_eq!(empty.body["doctors"], json!([]), "{}", empty.body);
 
@@ -113,14 +132,22 @@ async fn a_registrar_sees_the_day_books_a_patient_and_follows_the_waiting_list()
     assert_eq!(patient_ref.len(), 64, "a pseudonymous reference");
     assert!(!patient_ref.contains("PAT"), "never the document");
     let places = app
-        .post(&patient, "/waiting-list/places", json!({"document": "PAT 000021"}))
+        .post(
+            &patient,
+            "/waiting-list/places",
+            json!({"document": "PAT 000021"}),
+        )
         .await;
     assert_eq!(places.status, 200, "{}", places.body);
     assert_eq!(places.body["booked_for_you"][0]["number"], 1);
     assert_eq!(places.body["booked_for_you"][0]["slot"], "T0");
     assert_eq!(places.body["booked_for_you"][0]["doctor"], "dr-a");
     let own = app.get(Some(&patient), "/bookings").await;
-    assert_eq!(own.body["bookings"], json!([]), "the patient did not book it");
+    assert_eq!(
+        own.body["bookings"],
+        json!([]),
+        "the patient did not book it"
+    );
 
     // Another patient waits; the registrar cancels T0: the waiting list and the schedule
     // show the hold for them and when it ends.
@@ -177,12 +204,21 @@ async fn a_registrar_sees_the_day_books_a_patient_and_follows_the_waiting_list()
         .collect();
     assert_eq!(types, ["WaitingListLeft", "SlotHoldLapsed"]);
     let lists = app.get(Some(&registrar), "/clinic/waiting-lists").await;
-    assert_eq!(lists.body["specialties"][0]["waiting"], json!([]), "{}", lists.body);
+    assert_eq!(
+        lists.body["specialties"][0]["waiting"],
+        json!([]),
+        "{}",
+        lists.body
+    );
     assert_eq!(lists.body["specialties"][0]["holds"], json!([]));
     let schedule = app.get(Some(&registrar), &schedule_path).await;
     assert_eq!(slot(&schedule.body, "T0")["state"], "free");
     let places = app
-        .post(&waiting, "/waiting-list/places", json!({"document": "PAT 000022"}))
+        .post(
+            &waiting,
+            "/waiting-list/places",
+            json!({"document": "PAT 000022"}),
+        )
         .await;
     assert_eq!(places.body["places"], json!([]));
 
@@ -244,7 +280,8 @@ async fn a_registrar_sees_the_day_books_a_patient_and_follows_the_waiting_list()
 
     // The schedule's query: a bad, missing or unknown parameter names it.
     refused(
-        &app.get(Some(&registrar), "/clinic/schedule?date=2027-02-30").await,
+        &app.get(Some(&registrar), "/clinic/schedule?date=2027-02-30")
+            .await,
         422,
         "date",
     );
@@ -301,12 +338,18 @@ async fn an_officer_sees_a_campaigns_calendar_and_each_schools_enrollment_order(
     assert_eq!(before.status, 200, "{}", before.body);
     assert_eq!(before.body["time_zone"], "Asia/Novosibirsk");
     let calendar = before.body["calendar"].as_array().unwrap();
-    let whats: Vec<&str> = calendar.iter().map(|m| m["what"].as_str().unwrap()).collect();
+    let whats: Vec<&str> = calendar
+        .iter()
+        .map(|m| m["what"].as_str().unwrap())
+        .collect();
     assert_eq!(whats, ["stage1", "stage2", "closes"]);
     assert_eq!(calendar[0]["day"], config["stage1_opens"]);
     assert_eq!(
         calendar[0]["local"],
-        format!("{}T00:00:00+07:00", config["stage1_opens"].as_str().unwrap())
+        format!(
+            "{}T00:00:00+07:00",
+            config["stage1_opens"].as_str().unwrap()
+        )
     );
     assert_eq!(
         at(&calendar[0]["at"]).to_rfc3339(),
@@ -345,12 +388,14 @@ async fn an_officer_sees_a_campaigns_calendar_and_each_schools_enrollment_order(
 
     // An unknown or malformed campaign is a 404 naming it; other roles get 403.
     refused(
-        &app.get(Some(&officer), "/campaigns/nope/enrollment-order").await,
+        &app.get(Some(&officer), "/campaigns/nope/enrollment-order")
+            .await,
         404,
         "campaign",
     );
     refused(
-        &app.get(Some(&officer), "/campaigns/n%20o/enrollment-order").await,
+        &app.get(Some(&officer), "/campaigns/n%20o/enrollment-order")
+            .await,
         404,
         "campaign",
     );
