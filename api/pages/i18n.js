@@ -445,6 +445,10 @@ const TEXTS = {
     "school.col.child": "Child",
     "school.col.date": "Order date",
     "school.noName": "(no name given)",
+    "home.registrar.h": "For the clinic's registry",
+    "home.registrar.p": "Publish a doctor's day, see the schedule and the waiting lists with their holds, book patients and record no-shows.",
+    "home.school.h": "First-grade enrollment",
+    "home.school.p": "For officers: a campaign's stages in local time, the enrollment decisions, and each school's order to print.",
   },
 
   ru: {
@@ -890,6 +894,10 @@ const TEXTS = {
     "school.col.child": "Ребёнок",
     "school.col.date": "Дата приказа",
     "school.noName": "(имя не указано)",
+    "home.registrar.h": "Регистратуре поликлиники",
+    "home.registrar.p": "Опубликуйте день врача, смотрите расписание и листы ожидания с придержанным временем, записывайте пациентов и отмечайте неявки.",
+    "home.school.h": "Запись в первый класс",
+    "home.school.p": "Специалистам: этапы кампании по местному времени, решения о зачислении и приказ по каждой школе для печати.",
   },
 };
 

@@ -174,5 +174,8 @@ test("a registrar publishes a day; patients book, cancel, wait, are held a slot 
   assert.match(await visibleText(today, "#message"), /A no-show is recorded/);
   await fitsWidth(today);
   await shot(today, "registrar-phone");
+  // The landing page leads here.
+  const home = await h.newPage("/");
+  assert.equal(await home.locator("main a[href='/registrar']").count(), 1, "the landing page links /registrar");
   assert.deepEqual(h.pageErrors, [], "no script errors");
 });

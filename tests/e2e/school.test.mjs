@@ -105,5 +105,7 @@ test("an officer runs a school campaign's stage 1 enrollment and prints the orde
   await phone.waitForSelector("#orders .order[data-school='E2E-S1']");
   await fitsWidth(phone);
   await shot(phone, "school-phone");
+  const home = await h.newPage("/");
+  assert.equal(await home.locator("main a[href='/school']").count(), 1, "the landing page links /school");
   assert.deepEqual(h.pageErrors, [], "no script errors");
 });
