@@ -764,3 +764,43 @@ fn a_patient_leaves_the_waiting_list_and_a_slot_held_for_them_passes_on() {
     assert!(waiting(&s).is_empty());
     s.accept(book("T1", 2), last_at);
 }
+
+/// The log hashes events over their stored bytes: leaving a waiting list is a new event type,
+/// and the events written before it keep their exact bytes (pinned here) and decode as before.
+#[test]
+fn leaving_is_a_new_event_type_and_earlier_events_keep_their_bytes() {
+    let at = t("2026-02-01T10:00:00Z");
+    let joined = Event::WaitingListJoined {
+        specialty: therapist(),
+        patient: child(2),
+        tier: 3,
+        at,
+    };
+    let left = Event::WaitingListLeft {
+        specialty: therapist(),
+        patient: child(2),
+        at,
+    };
+    let key = serde_json::to_string(&child(2)).unwrap();
+    assert_eq!(
+        joined.to_payload(),
+        format!(
+            r#"{{"type":"WaitingListJoined","specialty":"therapist","patient":{key},"tier":3,"at":"2026-02-01T10:00:00Z"}}"#
+        )
+    );
+    assert_eq!(
+        left.to_payload(),
+        format!(
+            r#"{{"type":"WaitingListLeft","specialty":"therapist","patient":{key},"at":"2026-02-01T10:00:00Z"}}"#
+        )
+    );
+    for event in [joined, left] {
+        let back = ochered_core::upcast::decode(
+            event.type_name(),
+            ochered_core::SCHEMA_VERSION,
+            &event.to_payload(),
+        )
+        .unwrap();
+        assert_eq!(back, event);
+    }
+}
