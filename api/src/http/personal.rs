@@ -52,3 +52,24 @@ pub async fn with_sealed(
         .map_err(privacy_error)?;
     Ok(command(Some(sealed)))
 }
+
+/// The contact sealed with an application, opened: none when none was given, after erasure
+/// (`erased`), or when the person's key is gone. Only for callers who may see it (the
+/// submitter and officers); auditors never reach this.
+pub async fn open_contact(
+    state: &AppState,
+    authority: &str,
+    child: &PersonKey,
+    sealed: Option<&Sealed>,
+    erased: bool,
+) -> Result<Option<ContactView>, ApiError> {
+    match sealed {
+        Some(sealed) if !erased => Ok(state
+            .privacy
+            .open(authority, child, sealed)
+            .await
+            .map_err(privacy_error)?
+            .and_then(|bytes| serde_json::from_slice::<ContactView>(&bytes).ok())),
+        _ => Ok(None),
+    }
+}

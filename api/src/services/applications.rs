@@ -24,7 +24,7 @@ use crate::http::auth::{Caller, Role};
 use crate::http::command::{mark_replayed, EventsResponse, Write};
 use crate::http::error::ApiError;
 use crate::http::json::Body;
-use crate::http::personal::privacy_error;
+use crate::http::personal::{self, privacy_error};
 use crate::state::AppState;
 use crate::wire::schema::Problem;
 use crate::wire::{
@@ -98,15 +98,7 @@ async fn open_contact(
     child: &PersonKey,
     sealed: Option<&Sealed>,
 ) -> Result<Option<ContactView>, ApiError> {
-    match sealed {
-        Some(sealed) if !view.erased => Ok(state
-            .privacy
-            .open(authority, child, sealed)
-            .await
-            .map_err(privacy_error)?
-            .and_then(|bytes| serde_json::from_slice::<ContactView>(&bytes).ok())),
-        _ => Ok(None),
-    }
+    personal::open_contact(state, authority, child, sealed, view.erased).await
 }
 
 /// Get an application

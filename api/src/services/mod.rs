@@ -13,6 +13,7 @@ mod operations;
 mod rounds;
 mod school;
 mod transparency;
+mod officer;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -31,4 +32,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(files::router())
         .merge(transparency::router())
         .merge(operations::router())
+        .merge(officer::router())
 }
