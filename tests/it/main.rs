@@ -24,3 +24,4 @@ mod status_updates;
 mod tamper;
 mod traces;
 mod transparency;
+mod officer;
