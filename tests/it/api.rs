@@ -697,7 +697,12 @@ async fn every_endpoint_with_every_role() {
             Value::Null,
             vec![Officer, Admin],
         ),
-        ("GET", "/officer/privileges", Value::Null, vec![Officer, Admin]),
+        (
+            "GET",
+            "/officer/privileges",
+            Value::Null,
+            vec![Officer, Admin],
+        ),
         (
             "POST",
             "/kindergarten/rounds/preview",

@@ -32,10 +32,15 @@ fn others() -> Vec<(&'static str, String)> {
 async fn set_up(app: &TestApp) -> (u64, u64) {
     app.set_up_authority().await;
     let mut anna = kindergarten(ANNA_DOCUMENT, &["K1", "K2"]);
-    anna["contact"] = json!({"child_name": ANNA, "guardian_name": GUARDIAN, "phone": "+7 913 123-45-67"});
+    anna["contact"] =
+        json!({"child_name": ANNA, "guardian_name": GUARDIAN, "phone": "+7 913 123-45-67"});
     anna["privileges"] = json!([{"kind": "first_priority"}]);
     let a = app
-        .post(&token(Role::Parent, "parent-1"), "/kindergarten/applications", anna)
+        .post(
+            &token(Role::Parent, "parent-1"),
+            "/kindergarten/applications",
+            anna,
+        )
         .await;
     assert_eq!(a.status, 201, "{}", a.body);
     let b = app
@@ -126,14 +131,17 @@ async fn search(app: TestApp) {
         let bad = app
             .get(Some(&officer), &format!("/officer/search{query}"))
             .await;
-        assert_eq!((bad.status, bad.field()), (422, Some(field)), "{query}: {}", bad.body);
+        assert_eq!(
+            (bad.status, bad.field()),
+            (422, Some(field)),
+            "{query}: {}",
+            bad.body
+        );
     }
 
     // Other roles never search (auditors never see a name); no token is 401.
     for (role, who) in others() {
-        let refused = app
-            .get(Some(&who), "/officer/search?name=анна")
-            .await;
+        let refused = app.get(Some(&who), "/officer/search?name=анна").await;
         assert_eq!(refused.status, 403, "{role}");
     }
     assert_eq!(app.get(None, "/officer/search?name=анна").await.status, 401);
@@ -190,14 +198,27 @@ async fn worklist(app: TestApp) {
         .await;
     assert_eq!(revoke.status, 200, "{}", revoke.body);
     let list = app.get(Some(&officer), "/officer/privileges").await;
-    assert_eq!((list.body["total"].as_u64(), list.body["items"].as_array().map(Vec::len)), (Some(0), Some(0)));
+    assert_eq!(
+        (
+            list.body["total"].as_u64(),
+            list.body["items"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
 
     for (role, who) in others() {
-        assert_eq!(app.get(Some(&who), "/officer/privileges").await.status, 403, "{role}");
+        assert_eq!(
+            app.get(Some(&who), "/officer/privileges").await.status,
+            403,
+            "{role}"
+        );
     }
     let nowhere = app
         .client
-        .get(format!("{}/api/v1/authorities/nowhere/officer/privileges", app.base))
+        .get(format!(
+            "{}/api/v1/authorities/nowhere/officer/privileges",
+            app.base
+        ))
         .bearer_auth(&officer);
     let nowhere = app.send(nowhere).await;
     assert_eq!((nowhere.status, nowhere.field()), (404, Some("authority")));
@@ -226,7 +247,10 @@ async fn preview(app: TestApp) {
     assert_eq!(round["placements"][0]["status"], "offered");
     // Nothing recorded: the chain, the round list, the seats and the applications are as before.
     assert_eq!(app.head_seq().await, head);
-    assert_eq!(app.get(Some(&officer), "/rounds/main-2027").await.status, 404);
+    assert_eq!(
+        app.get(Some(&officer), "/rounds/main-2027").await.status,
+        404
+    );
     let seats = app.get(None, "/kindergarten/seats?intake_year=2027").await;
     assert_eq!(seats.body["seats"][0]["taken"], 0, "{}", seats.body);
     let mine = app
@@ -235,14 +259,19 @@ async fn preview(app: TestApp) {
     assert_eq!(mine.body["status"], "active");
 
     // The run gives exactly what the preview showed.
-    let run = app.post(&officer, "/kindergarten/rounds", body.clone()).await;
+    let run = app
+        .post(&officer, "/kindergarten/rounds", body.clone())
+        .await;
     assert_eq!(run.status, 201, "{}", run.body);
     for key in ["placed", "applicants", "seats"] {
         assert_eq!(run.body["round"][key], round[key], "{key}");
     }
     // The offers' deadline counts from the moment of the run.
     for key in ["service", "intake_year", "intake_date"] {
-        assert_eq!(run.body["round"]["scope"][key], round["scope"][key], "{key}");
+        assert_eq!(
+            run.body["round"]["scope"][key], round["scope"][key],
+            "{key}"
+        );
     }
     let placed = |v: &Value| -> Vec<(Value, Value)> {
         v["placements"]
@@ -266,16 +295,28 @@ async fn preview(app: TestApp) {
         (json!({"round": "r2", "intake_year": "x"}), "intake_year"),
         (json!({"round": "bad id!", "intake_year": 2027}), "round"),
         (json!({"intake_year": 2027}), "round"),
-        (json!({"round": "r2", "intake_year": 2027, "extra": 1}), "extra"),
+        (
+            json!({"round": "r2", "intake_year": 2027, "extra": 1}),
+            "extra",
+        ),
     ] {
         let refused = app
             .post(&officer, "/kindergarten/rounds/preview", bad.clone())
             .await;
-        assert_eq!((refused.status, refused.field()), (422, Some(field)), "{bad}: {}", refused.body);
+        assert_eq!(
+            (refused.status, refused.field()),
+            (422, Some(field)),
+            "{bad}: {}",
+            refused.body
+        );
     }
     for (role, who) in others() {
         let refused = app
-            .post(&who, "/kindergarten/rounds/preview", json!({"round": "r3", "intake_year": 2027}))
+            .post(
+                &who,
+                "/kindergarten/rounds/preview",
+                json!({"round": "r3", "intake_year": 2027}),
+            )
             .await;
         assert_eq!(refused.status, 403, "{role}");
     }
@@ -292,8 +333,15 @@ async fn officers_exports_carry_names_and_auditors_never() {
 fn xlsx_text(bytes: Vec<u8>) -> String {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     let mut text = String::new();
-    for name in ["xl/sharedStrings.xml", "xl/worksheets/sheet1.xml", "xl/worksheets/sheet2.xml"] {
-        zip.by_name(name).unwrap().read_to_string(&mut text).unwrap();
+    for name in [
+        "xl/sharedStrings.xml",
+        "xl/worksheets/sheet1.xml",
+        "xl/worksheets/sheet2.xml",
+    ] {
+        zip.by_name(name)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
     }
     text
 }
@@ -307,7 +355,10 @@ async fn exports(app: TestApp) {
     let (status, _, bytes) = download(&app, &officer, queue).await;
     assert_eq!(status, 200);
     let text = String::from_utf8(bytes).unwrap();
-    assert!(text.contains(ANNA) && text.contains("registered_at (Asia/Novosibirsk)"), "{text}");
+    assert!(
+        text.contains(ANNA) && text.contains("registered_at (Asia/Novosibirsk)"),
+        "{text}"
+    );
     for file in [queue, "/files/queues/kindergarten.K1.3.2027.xlsx"] {
         let (status, _, bytes) = download(&app, &auditor, file).await;
         assert_eq!(status, 200, "{file}");
@@ -322,7 +373,11 @@ async fn exports(app: TestApp) {
         }
     }
     let run = app
-        .post(&officer, "/kindergarten/rounds", json!({"round": "main-2027", "intake_year": 2027}))
+        .post(
+            &officer,
+            "/kindergarten/rounds",
+            json!({"round": "main-2027", "intake_year": 2027}),
+        )
         .await;
     assert_eq!(run.status, 201, "{}", run.body);
 
@@ -331,7 +386,12 @@ async fn exports(app: TestApp) {
     let (status, _, bytes) = download(&app, &officer, "/files/rounds/main-2027.csv").await;
     assert_eq!(status, 200);
     let (header, rows) = parse_csv(&bytes);
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("{name} in {header:?}"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("{name} in {header:?}"))
+    };
     let row = rows
         .iter()
         .find(|r| r[0] == anna.to_string())
@@ -340,13 +400,22 @@ async fn exports(app: TestApp) {
     assert_eq!(row[col("child_name")], ANNA);
     assert_eq!(row[col("guardian_name")], GUARDIAN);
     assert_eq!(row[col("phone")], "+7 913 123-45-67");
-    assert!(row[col("deadline (Asia/Novosibirsk)")].ends_with("+07:00"), "{row:?}");
+    assert!(
+        row[col("deadline (Asia/Novosibirsk)")].ends_with("+07:00"),
+        "{row:?}"
+    );
     let (_, _, xlsx) = download(&app, &officer, "/files/rounds/main-2027.xlsx").await;
     let text = xlsx_text(xlsx);
-    assert!(text.contains(ANNA) && text.contains("K1 name") && text.contains("Asia/Novosibirsk"), "{text}");
+    assert!(
+        text.contains(ANNA) && text.contains("K1 name") && text.contains("Asia/Novosibirsk"),
+        "{text}"
+    );
 
     // The auditor's files: no name, contact or answer anywhere, in either format.
-    for file in ["/files/rounds/main-2027.csv", "/files/rounds/main-2027.xlsx"] {
+    for file in [
+        "/files/rounds/main-2027.csv",
+        "/files/rounds/main-2027.xlsx",
+    ] {
         let (status, _, bytes) = download(&app, &auditor, file).await;
         assert_eq!(status, 200, "{file}");
         let text = if file.ends_with(".xlsx") {

@@ -9,11 +9,11 @@ mod authorities;
 mod clinic;
 mod files;
 mod kindergarten;
+mod officer;
 mod operations;
 mod rounds;
 mod school;
 mod transparency;
-mod officer;
 
 use utoipa_axum::router::OpenApiRouter;
 

@@ -143,8 +143,8 @@ async fn search_applications(
         let mut numbers = Vec::new();
         let mut truncated = false;
         for (number, child, sealed) in sealed {
-            let Some(contact) = open_contact(&state, &authority, &child, Some(&sealed), false)
-                .await?
+            let Some(contact) =
+                open_contact(&state, &authority, &child, Some(&sealed), false).await?
             else {
                 continue;
             };
@@ -161,7 +161,14 @@ async fn search_applications(
         ("name", numbers, truncated)
     };
     let truncated = truncated || numbers.len() > SEARCH_RESULTS_MAX;
-    let applications = with_names(&state, &authority, &w, &numbers[..numbers.len().min(SEARCH_RESULTS_MAX)], |_| true).await?;
+    let applications = with_names(
+        &state,
+        &authority,
+        &w,
+        &numbers[..numbers.len().min(SEARCH_RESULTS_MAX)],
+        |_| true,
+    )
+    .await?;
     Ok(Json(SearchResults {
         by,
         applications: applications.into_iter().map(|(view, _)| view).collect(),
@@ -187,7 +194,14 @@ async fn with_names<T>(
         numbers
             .iter()
             .filter_map(|n| s.application(*n))
-            .map(|a| (wire::application_view(s, a), a.child, a.sealed.clone(), keep(a)))
+            .map(|a| {
+                (
+                    wire::application_view(s, a),
+                    a.child,
+                    a.sealed.clone(),
+                    keep(a),
+                )
+            })
             .collect()
     });
     let mut out = Vec::with_capacity(found.len());
@@ -252,14 +266,26 @@ async fn privilege_worklist(
         let mut numbers: Vec<_> = s
             .applications()
             .iter()
-            .filter(|a| matches!(a.status, ApplicationStatus::Active | ApplicationStatus::Offered))
-            .filter(|a| a.privileges.iter().any(|c| c.status == PrivilegeStatus::Claimed))
+            .filter(|a| {
+                matches!(
+                    a.status,
+                    ApplicationStatus::Active | ApplicationStatus::Offered
+                )
+            })
+            .filter(|a| {
+                a.privileges
+                    .iter()
+                    .any(|c| c.status == PrivilegeStatus::Claimed)
+            })
             .map(|a| (a.registered_at, a.number))
             .collect();
         numbers.sort();
         let total = numbers.len();
         numbers.truncate(WORKLIST_MAX);
-        (numbers.into_iter().map(|(_, n)| n).collect::<Vec<_>>(), total)
+        (
+            numbers.into_iter().map(|(_, n)| n).collect::<Vec<_>>(),
+            total,
+        )
     });
     let items = with_names(&state, &authority, &w, &numbers, waiting)
         .await?
