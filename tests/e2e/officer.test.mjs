@@ -99,10 +99,16 @@ test("an officer finds a child by document, confirms the privilege, previews, ru
   const after = (await h.call("GET", `/applications/${number}`, await h.demoToken("officer", "officer-check"))).body;
   assert.deepEqual(after.privileges, [{ privilege: { kind: "extraordinary" }, status: "confirmed" }]);
 
-  // 3. The seats editor shows what is published, taken and free (from the API).
+  // 3. Seats: publish through the editor, which then shows what is published, taken and
+  // free, as the API counts them.
   const year = Number(await page.inputValue("#seats-year"));
+  await page.click("#seats-fill");
+  await page.click("#seats-publish");
+  await page.waitForFunction(() => /Published seats for \d+/.test(document.getElementById("seats-status").textContent));
+  assert.equal(await page.textContent("#seats-error"), "");
+  await page.waitForSelector("#seats-body .seat-counts");
   const groups = (await h.call("GET", `/kindergarten/seats?intake_year=${year}`)).body.seats;
-  assert.ok(groups.length > 0, "the demo publishes seats");
+  assert.ok(groups.length > 0, "seats are published");
   const g = groups[0];
   const cell = page.locator(`#seats-body tr[data-institution='${g.institution}'] input[data-age='${g.age_group}']`);
   assert.equal(await cell.inputValue(), String(g.published));
