@@ -162,7 +162,7 @@ function renderFound() {
     $("search-results"),
     el(
       "div",
-      { class: "table-wrap" },
+      { class: "table-wrap scroll", tabindex: 0, "aria-label": t("desk.search.h") },
       el(
         "table",
         { id: "search-table" },
@@ -279,7 +279,7 @@ function renderWorklist() {
     el("p", { class: "small", text: t("desk.work.count", { count: work.total }) }),
     el(
       "div",
-      { class: "table-wrap" },
+      { class: "table-wrap scroll", tabindex: 0, "aria-label": t("desk.work.h") },
       el(
         "table",
         { id: "work-table" },
