@@ -122,6 +122,7 @@ async fn search(app: TestApp) {
     for (query, field) in [
         ("", "document"),
         ("?document=II-AB%20000301&name=Анна", "name"),
+        ("?name=Анна&number=1", "number"),
         ("?name=a", "name"),
         ("?number=x", "number"),
         ("?number=0", "number"),

@@ -92,17 +92,17 @@ async fn search_applications(
 ) -> Result<Json<SearchResults>, ApiError> {
     caller.require(&[Role::Officer])?;
     let Query(query) = query.map_err(|e| query_error(e, "document"))?;
-    let given = [
-        query.document.is_some(),
-        query.name.is_some(),
-        query.number.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() != 1 {
-        let field = if query.document.is_some() {
-            "name"
-        } else {
-            "document"
-        };
+    let given: Vec<&str> = [
+        ("document", query.document.is_some()),
+        ("name", query.name.is_some()),
+        ("number", query.number.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+    if given.len() != 1 {
+        // None given names the first parameter; several name the first one too many.
+        let field = given.get(1).copied().unwrap_or("document");
         return Err(ApiError::invalid(
             field,
             "give exactly one of document, name or number",
