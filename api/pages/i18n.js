@@ -974,3 +974,13 @@ export function setLang(next) {
 export function onLangChange(fn) {
   listeners.push(fn);
 }
+
+/**
+ * Adds a page module's own texts, `{ en: {...}, ru: {...} }`, so that a module keeps its
+ * texts in its own file. Call at the module's top level, before the page fills its texts.
+ */
+export function addTexts(texts) {
+  for (const [language, entries] of Object.entries(texts)) {
+    if (TEXTS[language]) Object.assign(TEXTS[language], entries);
+  }
+}

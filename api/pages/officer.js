@@ -7,6 +7,7 @@ import {
 } from "./common.js";
 import { t, onLangChange } from "./i18n.js";
 import { barChart } from "./chart.js";
+import { initDesk, loadWorklist, renderDesk, fillCampaigns } from "./officer-desk.js";
 
 const ROLE = "officer";
 let token = storedToken(ROLE);
@@ -19,6 +20,8 @@ const data = {
   rounds: [],
   /** Seats published from this page, by intake year: Map(year -> Map(institution -> [{age_group, seats}])). */
   published: new Map(),
+  /** The seat groups of the year the seats editor shows, as the API lists them (published, taken, free). */
+  seatGroups: [],
   /** Round details fetched, by id. */
   roundDetails: new Map(),
   shownRound: null,
@@ -64,7 +67,8 @@ async function loadAll() {
   await loadRounds();
   fillChartKinds();
   fillRoundKinds();
-  fillSeatsTable();
+  fillCampaigns(data.campaigns);
+  await loadSeats();
   await drawChart();
 }
 
@@ -193,9 +197,21 @@ function maxAge() {
   return (data.config && data.config.kindergarten_max_age_years) || 7;
 }
 
-function fillSeatsTable() {
+/** Loads the seats of the editor's intake year (published, taken, free) and shows them. */
+async function loadSeats() {
   const year = Number($("seats-year").value) || kindergartenYears()[0];
   $("seats-year").value = year;
+  try {
+    data.seatGroups = (await api(`${base()}/kindergarten/seats?intake_year=${year}`)).seats || [];
+  } catch (e) {
+    data.seatGroups = [];
+    showError($("seats-error"), e);
+  }
+  fillSeatsTable();
+}
+
+function fillSeatsTable() {
+  const year = Number($("seats-year").value);
   const ages = [...Array(maxAge()).keys()];
   fill(
     $("seats-head"),
@@ -206,32 +222,33 @@ function fillSeatsTable() {
       ages.map((age) => el("th", { scope: "col", class: "num", text: t("officer.seats.age", { age }) })),
     ),
   );
-  const published = data.published.get(year) || new Map();
   fill(
     $("seats-body"),
     data.institutions
       .filter((i) => i.kind === "kindergarten")
       .map((inst) => {
-        const groups = published.get(inst.id) || [];
         return el(
           "tr",
           { "data-institution": inst.id },
           el("th", { scope: "row", text: `${inst.id} — ${inst.name}` }),
           ages.map((age) => {
-            const g = groups.find((x) => x.age_group === age);
+            const g = data.seatGroups.find((x) => x.institution === inst.id && x.age_group === age && x.intake_year === year);
+            const counts = { taken: g ? g.taken : 0, free: g ? g.free : 0 };
             return el(
               "td",
               { class: "num" },
               el("input", {
                 class: "seat",
                 type: "number",
-                min: 0,
+                min: counts.taken,
                 max: 10000,
                 step: 1,
                 "data-age": age,
-                value: g ? g.seats : undefined,
-                "aria-label": `${inst.id}, ${t("officer.seats.age", { age })}`,
+                "data-published": g ? g.published : "",
+                value: g ? g.published : undefined,
+                "aria-label": t("officer.seats.cellLabel", { institution: inst.id, age, ...counts }),
               }),
+              g ? el("div", { class: "small muted seat-counts", text: t("officer.seats.cell", counts) }) : null,
             );
           }),
         );
@@ -240,10 +257,11 @@ function fillSeatsTable() {
 }
 
 function fillSampleSeats() {
-  // The demo's numbers: a few seats per group, varying by kindergarten and age.
+  // The demo's numbers: a few seats per group, varying by kindergarten and age, never below
+  // the seats taken.
   [...$("seats-body").rows].forEach((row, i) => {
     for (const input of row.querySelectorAll("input.seat")) {
-      input.value = 2 + ((i + Number(input.dataset.age)) % 4);
+      input.value = Math.max(Number(input.min) || 0, 2 + ((i + Number(input.dataset.age)) % 4));
     }
   });
 }
@@ -255,7 +273,7 @@ async function publishSeats() {
   const requests = [];
   for (const row of $("seats-body").rows) {
     const seats = [...row.querySelectorAll("input.seat")]
-      .filter((input) => input.value !== "")
+      .filter((input) => input.value !== "" && input.value !== input.dataset.published)
       .map((input) => ({ age_group: Number(input.dataset.age), seats: Number(input.value) }));
     if (seats.length) requests.push({ institution: row.dataset.institution, intake_year: year, seats });
   }
@@ -275,6 +293,7 @@ async function publishSeats() {
     data.published.set(year, done);
   }
   if (done.size) say(t("officer.seats.published", { count: done.size }), "seats-status");
+  await loadSeats();
   fillChartKinds();
   $("chart-kind").value = `kg:${year}`;
   await drawChart();
@@ -328,12 +347,63 @@ async function runRound(event) {
     $("round-id").value = suggestRoundId();
     await refreshQueues();
     await loadRounds();
+    await loadSeats();
     $("chart-kind").value = `kg:${year}`;
     await drawChart();
   } catch (e) {
     say("", "round-status");
     showError($("round-error"), e);
   }
+}
+
+async function previewRound() {
+  if (!requireToken()) return;
+  if (!$("round-form").reportValidity()) return;
+  showError($("round-error"), null);
+  const round = $("round-id").value.trim();
+  const year = Number($("round-year").value);
+  say(t("officer.round.previewing"), "round-status");
+  try {
+    const answer = await api(`${base()}/kindergarten/rounds/preview`, {
+      method: "POST",
+      token,
+      body: { round, intake_year: year },
+    });
+    const view = answer.round;
+    say(
+      view ? t("officer.round.previewDone", { round: view.id, placed: fmtNumber(view.placed), applicants: fmtNumber(view.applicants) }) : "",
+      "round-status",
+    );
+    if (view) showResults(view, true);
+  } catch (e) {
+    say("", "round-status");
+    showError($("round-error"), e);
+  }
+}
+
+/** Downloads the shown round's results as CSV or XLSX (the officer's file, with names). */
+async function exportRound(format, button) {
+  const view = data.shownRound;
+  if (!view || !requireToken()) return;
+  showError($("round-error"), null);
+  await busy(button, async () => {
+    try {
+      const response = await fetch(`${base()}/files/rounds/${encodeURIComponent(view.id)}.${format}`, {
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => ({})));
+      const disposition = response.headers.get("Content-Disposition") || "";
+      const name = (/filename="([^"]+)"/.exec(disposition) || [])[1] || `round-${view.id}.${format}`;
+      const url = URL.createObjectURL(await response.blob());
+      const link = el("a", { href: url, download: name, hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (e) {
+      showError($("round-error"), e);
+    }
+  });
 }
 
 function renderRounds() {
@@ -374,10 +444,13 @@ function renderRounds() {
 
 const PLACEMENTS_SHOWN = 500;
 
-function showResults(view) {
+function showResults(view, preview = false) {
   data.shownRound = view;
-  setParams({ round: view.id });
-  $("results-title").textContent = t("officer.results.h", { round: view.id });
+  data.shownPreview = preview;
+  if (!preview) setParams({ round: view.id });
+  $("results-title").textContent = t(preview ? "officer.round.previewTitle" : "officer.results.h", { round: view.id });
+  $("results-preview-note").hidden = !preview;
+  $("results-exports").hidden = preview;
   const seatsTotal = view.seats.reduce((s, g) => s + g.capacity, 0);
   const stat = (key, value) => el("div", {}, el("span", { class: "label", text: t(key) }), value);
   fill(
@@ -522,6 +595,7 @@ async function decide(number, privilege, confirm, button) {
       });
       say(t("officer.priv.done"), "priv-status");
       await showPrivileges();
+      await loadWorklist();
       await refreshQueues();
       await drawChart();
     } catch (e) {
@@ -537,7 +611,15 @@ async function signIn(newToken) {
   storeToken(ROLE, token);
   renderWho();
   await loadRounds();
+  await loadWorklist();
   await drawChart();
+}
+
+/** Opens an application's privileges (from a search result). */
+async function showApplication(number) {
+  $("priv-number").value = number;
+  await showPrivileges();
+  $("priv-h").scrollIntoView({ block: "start" });
 }
 
 async function init() {
@@ -549,8 +631,9 @@ async function init() {
     fillSeatsTable();
     renderRounds();
     drawChart();
-    if (data.shownRound) showResults(data.shownRound);
+    if (data.shownRound) showResults(data.shownRound, data.shownPreview);
     renderPrivileges();
+    renderDesk();
   });
   $("demo-signin").addEventListener("click", () =>
     busy($("demo-signin"), async () => {
@@ -567,6 +650,7 @@ async function init() {
     storeToken(ROLE, null);
     renderWho();
     loadRounds();
+    loadWorklist();
   });
   $("use-token").addEventListener("click", () => {
     const value = $("token-input").value.trim();
@@ -586,10 +670,24 @@ async function init() {
       await drawChart();
     }),
   );
-  $("seats-year").addEventListener("change", fillSeatsTable);
+  $("seats-year").addEventListener("change", () => loadSeats());
   $("seats-fill").addEventListener("click", fillSampleSeats);
   $("seats-publish").addEventListener("click", () => busy($("seats-publish"), publishSeats));
   $("round-form").addEventListener("submit", (event) => busy($("run-round"), () => runRound(event)));
+  $("preview-round").addEventListener("click", () => busy($("preview-round"), previewRound));
+  $("export-csv").addEventListener("click", (e) => exportRound("csv", e.currentTarget));
+  $("export-xlsx").addEventListener("click", (e) => exportRound("xlsx", e.currentTarget));
+  initDesk({
+    base,
+    token: () => token,
+    requireToken,
+    showApplication,
+    afterChange: async () => {
+      if (data.privApplication) await showPrivileges();
+      await refreshQueues();
+      await drawChart();
+    },
+  });
   $("priv-form").addEventListener("submit", (event) => busy($("priv-show"), () => showPrivileges(event)));
   $("authority").addEventListener("change", async () => {
     data.published.clear();
@@ -605,6 +703,7 @@ async function init() {
   try {
     await loadAuthorities($("authority"), param("authority") || "demo");
     await loadAll();
+    await loadWorklist();
     const round = param("round");
     if (round && token) showResults(await roundDetail(round));
   } catch (e) {

@@ -56,6 +56,7 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "transparency", description = "Receipts, signed tree heads and inclusion proofs (docs/TRANSPARENCY.md)"),
         (name = "files", description = "Officers' files: CSV imports, CSV and XLSX exports"),
         (name = "service", description = "Health, readiness, metrics and this document"),
+        (name = "officer", description = "The officer's desk: search by document, name or number, and worklists"),
     )
 )]
 struct ApiDoc;

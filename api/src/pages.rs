@@ -70,6 +70,7 @@ const ASSETS: &[Asset] = &[
     asset!("registrar.js", JS),
     asset!("school.html", HTML),
     asset!("school.js", JS),
+    asset!("officer-desk.js", JS),
 ];
 
 /// The pages allow only their own scripts, styles and API: no inline script, no other origin.

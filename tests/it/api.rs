@@ -714,6 +714,25 @@ async fn every_endpoint_with_every_role() {
             Value::Null,
             vec![Officer, Admin],
         ),
+        // The officer's desk.
+        (
+            "GET",
+            "/officer/search?document=II-AB%20000090",
+            Value::Null,
+            vec![Officer, Admin],
+        ),
+        (
+            "GET",
+            "/officer/privileges",
+            Value::Null,
+            vec![Officer, Admin],
+        ),
+        (
+            "POST",
+            "/kindergarten/rounds/preview",
+            json!({"round": "preview-1", "intake_year": 2027}),
+            vec![Officer, Admin],
+        ),
     ];
     for (method, path, body, allowed) in &endpoints {
         for role in roles {

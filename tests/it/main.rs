@@ -11,6 +11,7 @@ mod defects;
 mod fuzz;
 mod helpers;
 mod history;
+mod officer;
 mod openapi_files;
 mod outage;
 mod overload;

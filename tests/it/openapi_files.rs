@@ -491,7 +491,7 @@ async fn import_files(app: TestApp) {
 }
 
 /// Reads an exported CSV: checks the BOM and CRLF line ends, answers header and rows.
-fn parse_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+pub fn parse_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::str::from_utf8(bytes).unwrap();
     let text = text.strip_prefix('\u{feff}').expect("a byte-order mark");
     assert!(text.ends_with("\r\n"));
@@ -508,7 +508,11 @@ fn parse_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-async fn download(app: &TestApp, who: &str, path: &str) -> (u16, HashMap<String, String>, Vec<u8>) {
+pub async fn download(
+    app: &TestApp,
+    who: &str,
+    path: &str,
+) -> (u16, HashMap<String, String>, Vec<u8>) {
     let response = app
         .client
         .get(app.url(path))
@@ -574,12 +578,28 @@ async fn export_files(app: TestApp) {
         format!("attachment; filename=\"{AUTHORITY}-queue-{queue}.csv\"")
     );
     let (header, rows) = parse_csv(&bytes);
-    assert_eq!(header, ["position", "application", "tier", "registered_at"]);
+    // Times in the authority's zone, named in the header; officers also get the contacts
+    // (none given here).
+    assert_eq!(
+        header,
+        [
+            "position",
+            "application",
+            "tier",
+            "registered_at (Asia/Novosibirsk)",
+            "child_name",
+            "guardian_name",
+            "phone",
+            "email"
+        ]
+    );
     assert_eq!(rows.len(), 3);
     for (row, entry) in rows.iter().zip(entries.body["entries"].as_array().unwrap()) {
         assert_eq!(row[0], entry["position"].to_string());
         assert_eq!(row[1], entry["application"].to_string());
         assert_eq!(row[2], entry["tier"].to_string());
+        assert!(row[3].ends_with("+07:00"), "{row:?}");
+        assert!(row[4..].iter().all(String::is_empty), "{row:?}");
         let at = chrono::DateTime::parse_from_rfc3339(&row[3]).unwrap();
         let json_at =
             chrono::DateTime::parse_from_rfc3339(entry["registered_at"].as_str().unwrap()).unwrap();
@@ -666,25 +686,32 @@ async fn export_files(app: TestApp) {
         [
             "application",
             "institution",
+            "institution_name",
             "age_group",
             "seat_group",
             "status",
-            "deadline",
-            "answered_at"
+            "deadline (Asia/Novosibirsk)",
+            "answered_at (Asia/Novosibirsk)",
+            "child_name",
+            "guardian_name",
+            "phone",
+            "email"
         ]
     );
     assert_eq!(rows.len(), placements.len());
     for (row, placement) in rows.iter().zip(&placements) {
         assert_eq!(row[0], placement["application"].to_string());
-        assert_eq!(row[3], placement["seats"].as_str().unwrap());
-        assert_eq!(row[1], row[3].split('/').next().unwrap());
-        assert_eq!(row[2], "3");
-        assert_eq!(row[4], "offered");
+        assert_eq!(row[4], placement["seats"].as_str().unwrap());
+        assert_eq!(row[1], row[4].split('/').next().unwrap());
+        assert_eq!(row[2], format!("{} name", row[1]));
+        assert_eq!(row[3], "3");
+        assert_eq!(row[5], "offered");
+        assert!(row[6].ends_with("+07:00"), "{row:?}");
         assert!(
-            chrono::DateTime::parse_from_rfc3339(&row[5]).is_ok(),
+            chrono::DateTime::parse_from_rfc3339(&row[6]).is_ok(),
             "{row:?}"
         );
-        assert_eq!(row[6], "");
+        assert_eq!(row[7], "");
     }
     // Auditors: anonymised, as GET /rounds/{round}.
     let (status, _, bytes) = download(&app, &auditor(), "/files/rounds/main-2027.csv").await;
@@ -692,7 +719,13 @@ async fn export_files(app: TestApp) {
     let (header, rows) = parse_csv(&bytes);
     assert_eq!(
         header,
-        ["application", "institution", "age_group", "seat_group"]
+        [
+            "application",
+            "institution",
+            "institution_name",
+            "age_group",
+            "seat_group"
+        ]
     );
     assert_eq!(rows.len(), 3);
     let auditor_view = app.get(Some(&auditor()), "/rounds/main-2027").await;

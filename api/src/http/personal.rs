@@ -53,14 +53,15 @@ pub async fn with_sealed(
     Ok(command(Some(sealed)))
 }
 
-/// The family's contact sealed with an application, opened (none when none was given, or
-/// after erasure).
+/// The contact sealed with an application, opened: none when none was given, after erasure
+/// (`erased`), or when the person's key is gone. Only for callers who may see it (the
+/// submitter and officers); auditors never reach this.
 pub async fn open_contact(
     state: &AppState,
     authority: &str,
-    erased: bool,
     child: &PersonKey,
     sealed: Option<&Sealed>,
+    erased: bool,
 ) -> Result<Option<ContactView>, ApiError> {
     match sealed {
         Some(sealed) if !erased => Ok(state

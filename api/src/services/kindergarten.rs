@@ -20,7 +20,7 @@ use crate::http::error::ApiError;
 use crate::http::json::Body;
 use crate::http::personal::with_sealed;
 use crate::state::AppState;
-use crate::wire::rounds::{round_response, RoundResponse};
+use crate::wire::rounds::{preview_view, round_response, RoundResponse};
 use crate::wire::schema::Code;
 use crate::wire::{person_key, submitted, KindergartenApplicationRequest, SubmittedResponse};
 
@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(submit_kindergarten))
         .routes(routes!(list_seats, publish_seats))
         .routes(routes!(run_kindergarten_round))
+        .routes(routes!(preview_kindergarten_round))
         .routes(routes!(expire_offers))
         .routes(routes!(accept_offer))
         .routes(routes!(decline_offer))
@@ -307,4 +308,45 @@ async fn answer_offer(
     check_owner(&w, &write.caller, number)?;
     let command = answer(ApplicationNumber(number));
     write.answer(&w, command, StatusCode::OK).await
+}
+
+/// Preview a kindergarten allocation round
+///
+/// **Roles:** officer (and admin). What running this round now would give: the same body as
+/// running it, decided by the same rules against the current state at the server's clock,
+/// but nothing is recorded: no offers are made, no event is appended, and `authority_seq`
+/// is null. A round the rules would refuse is refused here the same way (409
+/// `round_exists`, `round_out_of_season`, …; 422 naming the field). Between the preview
+/// and the run, new applications or answers may change the result.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/kindergarten/rounds/preview",
+    tag = "kindergarten",
+    security(("bearer" = [])),
+    request_body = KindergartenRoundRequest,
+    responses(
+        (status = 200, description = "What the round would give; nothing recorded.", body = RoundResponse),
+        (status = 403, description = "Not an officer.", body = crate::wire::schema::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad input, naming the field.", body = crate::wire::schema::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn preview_kindergarten_round(
+    Path(authority): Path<String>,
+    write: Write,
+    body: Result<Body<KindergartenRoundRequest>, ApiError>,
+) -> Result<Json<RoundResponse>, ApiError> {
+    let req = write.body(&[Role::Officer], body)?;
+    let w = write.writer(&authority)?;
+    let command = Command::RunKindergartenRound {
+        round: req.round,
+        intake_year: req.intake_year,
+        intake_date: req.intake_date,
+        calendar_override: req.calendar_override,
+    };
+    let round = w.dry_run(&command, |_, decided| {
+        decided
+            .map(|events| preview_view(&events))
+            .map_err(|rejection| ApiError::from_rejection(&rejection))
+    })?;
+    Ok(Json(RoundResponse::preview(round)))
 }

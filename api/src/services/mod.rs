@@ -9,6 +9,7 @@ mod authorities;
 mod clinic;
 mod files;
 mod kindergarten;
+mod officer;
 mod operations;
 mod registrar;
 mod rounds;
@@ -35,4 +36,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(operations::router())
         .merge(registrar::router())
         .merge(school_order::router())
+        .merge(officer::router())
 }

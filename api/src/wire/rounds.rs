@@ -156,6 +156,16 @@ pub fn placement_in<'a>(
         .filter(|placement| state.rounds()[placement.round as usize].id == round.id)
 }
 
+impl RoundResponse {
+    /// The answer to a preview: the round as it would run, recorded nowhere.
+    pub fn preview(round: Option<RoundView>) -> Self {
+        RoundResponse {
+            round,
+            authority_seq: None,
+        }
+    }
+}
+
 /// The answer to running a round: its summary and placements, read from the committed event.
 pub fn round_response(w: &Writer, events: Vec<CommittedEvent>) -> RoundResponse {
     let round = events.iter().find_map(|e| match &e.event {
@@ -173,4 +183,90 @@ pub fn round_response(w: &Writer, events: Vec<CommittedEvent>) -> RoundResponse 
         round: results,
         authority_seq: events.last().map(|e| e.authority_seq),
     }
+}
+
+/// A round that has not run: its summary and placements as the events the rules would give
+/// show them (every placement an offer, or an enrollment, not yet answered), read from the
+/// events alone: nothing is folded into the state.
+pub fn preview_view(events: &[Event]) -> Option<RoundView> {
+    let (id, at, scope, seats, applicants, placements, calendar_override) =
+        events.iter().find_map(|e| match e {
+            Event::KindergartenRoundCompleted {
+                round,
+                intake_year,
+                intake_date,
+                offer_deadline,
+                at,
+                seats,
+                applicants,
+                placements,
+                calendar_override,
+            } => Some((
+                round,
+                *at,
+                RoundScopeView::Kindergarten {
+                    intake_year: *intake_year,
+                    intake_date: *intake_date,
+                    offer_deadline: *offer_deadline,
+                },
+                seats,
+                applicants,
+                placements,
+                calendar_override.clone(),
+            )),
+            Event::SchoolEnrollmentCompleted {
+                round,
+                campaign,
+                stage,
+                at,
+                seats,
+                applicants,
+                placements,
+            } => Some((
+                round,
+                *at,
+                RoundScopeView::School {
+                    campaign: campaign.clone(),
+                    stage: *stage,
+                },
+                seats,
+                applicants,
+                placements,
+                None,
+            )),
+            _ => None,
+        })?;
+    let (status, deadline) = match scope {
+        RoundScopeView::Kindergarten { offer_deadline, .. } => {
+            (PlacementStatus::Offered, Some(offer_deadline))
+        }
+        RoundScopeView::School { .. } => (PlacementStatus::Accepted, None),
+    };
+    Some(RoundView {
+        id: id.clone(),
+        at,
+        scope,
+        applicants: applicants.len(),
+        placed: placements.len(),
+        seats: seats
+            .iter()
+            .map(|g| RoundSeats {
+                id: g.instance_id(),
+                institution: g.institution.clone(),
+                age_group: g.age_group,
+                capacity: g.capacity,
+            })
+            .collect(),
+        placements: placements
+            .iter()
+            .map(|p| RoundPlacementView {
+                application: p.number,
+                seats: seats[p.seats as usize].instance_id(),
+                status: Some(status),
+                deadline: Some(deadline),
+                answered_at: Some(None),
+            })
+            .collect(),
+        calendar_override,
+    })
 }

@@ -365,6 +365,19 @@ impl Writer {
         })
     }
 
+    /// Decides one command against the current state at the writer's clock and hands the
+    /// events it would give (or the rejection) to `f` together with that state, recording
+    /// nothing: what a command *would* do, such as a round's preview. The state is not
+    /// changed; the writer decides again, authoritatively, if the command is later submitted.
+    pub fn dry_run<R>(
+        &self,
+        command: &Command,
+        f: impl FnOnce(&State, Result<Vec<Event>, Rejection>) -> R,
+    ) -> R {
+        let now = (self.shared.clock)();
+        self.read(|state| f(state, decide(state, command, now)))
+    }
+
     pub fn stats(&self) -> &WriterStats {
         &self.shared.stats
     }

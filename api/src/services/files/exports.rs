@@ -7,10 +7,16 @@ use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use super::table::{rfc3339, split_file, Cell, Format, Table};
+use chrono_tz::Tz;
+use ochered_core::command::Sealed;
+use ochered_core::domain::PersonKey;
+use ochered_core::state::{Application, State};
+
+use super::table::{rfc3339, split_file, zoned, Cell, Format, Table};
 use crate::http::access::{self, find_round, parse_round};
 use crate::http::auth::{Caller, Role};
 use crate::http::error::ApiError;
+use crate::http::personal::open_contact;
 use crate::state::AppState;
 use crate::wire::rounds::placement_in;
 use crate::wire::schema::BinaryFile;
@@ -46,16 +52,20 @@ async fn queue_file(
     caller.require(&[Role::Officer, Role::Auditor])?;
     let (queue, format) = split_file(&file, "queue")?;
     match format {
-        Format::Csv => export_queue_csv(state, authority, queue).await,
-        Format::Xlsx => export_queue_xlsx(state, authority, queue).await,
+        Format::Csv => export_queue_csv(state, authority, queue, caller).await,
+        Format::Xlsx => export_queue_xlsx(state, authority, queue, caller).await,
     }
 }
 
 /// Export a queue as CSV
 ///
-/// **Roles:** officer, auditor (and admin). The whole queue, anonymised, in order: columns
-/// `position,application,tier,registered_at`. UTF-8 with a byte-order mark, CRLF line ends
-/// (RFC 4180); `registered_at` is RFC 3339 in UTC. Queue ids are those of
+/// **Roles:** officer, auditor (and admin). The whole queue in order: columns
+/// `position,application,tier,registered_at (Zone)`, and for officers only the family's
+/// contact as given with the application: `child_name,guardian_name,phone,email` (empty
+/// when none was given or after erasure). Auditors get the anonymised columns only. UTF-8
+/// with a byte-order mark, CRLF line ends (RFC 4180); `registered_at` is RFC 3339 in the
+/// authority's time zone, with its offset, and the header names the zone
+/// (`registered_at (Asia/Novosibirsk)`). Queue ids are those of
 /// `GET /api/v1/authorities/{authority}/queues`.
 #[utoipa::path(
     get,
@@ -72,15 +82,16 @@ async fn export_queue_csv(
     state: AppState,
     authority: String,
     queue: &str,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    export_queue(state, authority, queue, Format::Csv).await
+    export_queue(state, authority, queue, caller, Format::Csv).await
 }
 
 /// Export a queue as XLSX
 ///
 /// **Roles:** officer, auditor (and admin). The same table as the CSV on the sheet `queue`
-/// (registration times as Excel date-times in UTC), and what was exported on the sheet
-/// `about`.
+/// (registration times as Excel date-times in the authority's time zone, named in the
+/// header), and what was exported on the sheet `about`.
 #[utoipa::path(
     get,
     path = "/api/v1/authorities/{authority}/files/queues/{queue}.xlsx",
@@ -95,8 +106,9 @@ async fn export_queue_xlsx(
     state: AppState,
     authority: String,
     queue: &str,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    export_queue(state, authority, queue, Format::Xlsx).await
+    export_queue(state, authority, queue, caller, Format::Xlsx).await
 }
 
 /// What the tiers of a queue mean: the kindergarten and the school numbering differ
@@ -116,45 +128,127 @@ async fn export_queue(
     state: AppState,
     authority: String,
     queue_name: &str,
+    caller: Caller,
     format: Format,
 ) -> Result<Response, ApiError> {
+    let personal = sees_personal_data(&caller);
     let w = access::writer(&state, &authority)?;
-    let table = w.read(|s| {
+    let (mut table, people) = w.read(|s| {
         let (key, q) = access::find_queue(s, queue_name)?;
+        let zone = time_zone(s);
+        let mut people = Vec::new();
         let rows = q
             .members
             .range_from(0)
             .enumerate()
             .map(|(i, sort_key)| {
-                let registered_at = s.application(sort_key.number).map(|a| a.registered_at);
+                let app = s.application(sort_key.number);
+                people.push(app.and_then(sealed_contact));
                 vec![
                     Cell::Int(i as i64 + 1),
                     Cell::Int(i64::from(sort_key.number.0)),
                     Cell::Int(i64::from(sort_key.tier)),
-                    registered_at.map_or(Cell::Empty, Cell::Time),
+                    app.map_or(Cell::Empty, |a| Cell::Time(a.registered_at)),
                 ]
             })
             .collect();
-        let description = serde_json::to_string(&s.describe_queue(key)).unwrap_or_default();
-        Ok::<_, ApiError>(Table {
-            sheet: "queue",
-            columns: vec!["position", "application", "tier", "registered_at"],
-            rows,
-            about: vec![
-                ("authority", authority.clone()),
-                ("queue", queue_name.to_owned()),
-                ("description", description),
-                (
-                    "content",
-                    format!(
-                        "anonymised: position, application number, priority tier ({}), registration time (UTC)",
-                        tier_legend(key)
+        let description = s.describe_queue(key);
+        let institution = s
+            .institution_idx(&description.institution)
+            .map(|idx| s.institution(idx).name.clone())
+            .unwrap_or_default();
+        let description = serde_json::to_string(&description).unwrap_or_default();
+        let mut columns = columns(&["position", "application", "tier"]);
+        columns.push(zoned("registered_at", zone));
+        Ok::<_, ApiError>((
+            Table {
+                sheet: "queue",
+                columns,
+                time_zone: zone,
+                rows,
+                about: vec![
+                    ("authority", authority.clone()),
+                    ("queue", queue_name.to_owned()),
+                    ("institution_name", institution),
+                    ("description", description),
+                    (
+                        "content",
+                        format!(
+                            "{}: position, application number, priority tier ({}), registration time ({})",
+                            if personal {
+                                "with the families' contacts (officer view)"
+                            } else {
+                                "anonymised (auditor view)"
+                            },
+                            tier_legend(key),
+                            zone.name(),
+                        ),
                     ),
-                ),
-            ],
-        })
+                ],
+            },
+            people,
+        ))
     })?;
+    if personal {
+        add_contacts(&state, &authority, &mut table, people).await?;
+    }
     table.respond(format, &format!("{authority}-queue-{queue_name}"))
+}
+
+/// Whether the caller's exports carry the families' names and contacts: officers' (and
+/// admins') do, auditors' never.
+fn sees_personal_data(caller: &Caller) -> bool {
+    matches!(caller.role, Role::Officer | Role::Admin)
+}
+
+/// The authority's time zone (UTC before it is configured).
+fn time_zone(s: &State) -> Tz {
+    s.config().map_or(Tz::UTC, |c| c.time_zone)
+}
+
+fn columns(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// The sealed contact of an application, with whose key it is sealed (none when none was
+/// given, or after erasure).
+fn sealed_contact(app: &Application) -> Option<(PersonKey, Sealed)> {
+    match &app.sealed {
+        Some(sealed) if !app.erased => Some((app.child, sealed.clone())),
+        _ => None,
+    }
+}
+
+/// The columns of the families' contacts, opened row by row (`people` in the order of the
+/// rows).
+async fn add_contacts(
+    state: &AppState,
+    authority: &str,
+    table: &mut Table,
+    people: Vec<Option<(PersonKey, Sealed)>>,
+) -> Result<(), ApiError> {
+    table
+        .columns
+        .extend(columns(&["child_name", "guardian_name", "phone", "email"]));
+    let text = |value: Option<String>| value.map_or(Cell::Empty, Cell::Text);
+    for (row, person) in table.rows.iter_mut().zip(people) {
+        let contact = match person {
+            Some((child, sealed)) => {
+                open_contact(state, authority, &child, Some(&sealed), false).await?
+            }
+            None => None,
+        };
+        match contact {
+            Some(c) => row.extend([
+                Cell::Text(c.child_name),
+                Cell::Text(c.guardian_name),
+                text(c.phone),
+                text(c.email),
+            ]),
+            None => row.extend([Cell::Empty, Cell::Empty, Cell::Empty, Cell::Empty]),
+        }
+    }
+    Ok(())
 }
 
 /// The round files' route: `{round}.csv` or `{round}.xlsx`.
@@ -174,9 +268,10 @@ async fn round_file(
 /// Export a round's results as CSV
 ///
 /// **Roles:** officer, auditor (and admin). One row per placement: `application,
-/// institution,age_group,seat_group` and, for officers only, the family's answer:
-/// `status,deadline,answered_at`. Auditors get the anonymised view, as from
-/// `GET …/rounds/{round}`.
+/// institution,institution_name,age_group,seat_group` and, for officers only, the family's
+/// answer and contact: `status,deadline (Zone),answered_at (Zone),child_name,guardian_name,
+/// phone,email`. Times are RFC 3339 in the authority's time zone, which the header names.
+/// Auditors get the anonymised view, as from `GET …/rounds/{round}`.
 #[utoipa::path(
     get,
     path = "/api/v1/authorities/{authority}/files/rounds/{round}.csv",
@@ -228,22 +323,37 @@ async fn export_round(
     format: Format,
 ) -> Result<Response, ApiError> {
     let round_id = parse_round(round_name)?;
-    let full = caller.role != Role::Auditor;
+    let full = sees_personal_data(&caller);
     let w = access::writer(&state, &authority)?;
-    let table = w.read(|s| {
+    let (mut table, people) = w.read(|s| {
         let round = find_round(s, &round_id)?;
-        let mut columns = vec!["application", "institution", "age_group", "seat_group"];
+        let zone = time_zone(s);
+        let mut columns = columns(&[
+            "application",
+            "institution",
+            "institution_name",
+            "age_group",
+            "seat_group",
+        ]);
         if full {
-            columns.extend(["status", "deadline", "answered_at"]);
+            columns.extend([
+                "status".to_owned(),
+                zoned("deadline", zone),
+                zoned("answered_at", zone),
+            ]);
         }
+        let mut people = Vec::new();
         let rows = round
             .placements
             .iter()
             .map(|p| {
                 let group = &round.seats[p.seats as usize];
+                let institution = s.institution(group.institution);
+                people.push(s.application(p.number).and_then(sealed_contact));
                 let mut row = vec![
                     Cell::Int(i64::from(p.number.0)),
-                    Cell::Text(s.institution(group.institution).id.to_string()),
+                    Cell::Text(institution.id.to_string()),
+                    Cell::Text(institution.name.clone()),
                     group
                         .age_group
                         .map_or(Cell::Empty, |a| Cell::Int(i64::from(a))),
@@ -274,9 +384,10 @@ async fn export_round(
         } else {
             "school"
         };
-        Ok::<_, ApiError>(Table {
+        let table = Table {
             sheet: "round",
             columns,
+            time_zone: zone,
             rows,
             about: vec![
                 ("authority", authority.clone()),
@@ -288,13 +399,18 @@ async fn export_round(
                 (
                     "content",
                     if full {
-                        "placements with the families' answers (officer view)".into()
+                        "placements with the families' answers and contacts (officer view)".into()
                     } else {
-                        "placements, anonymised (auditor view: no answers of families)".into()
+                        "placements, anonymised (auditor view: no answers or names of families)"
+                            .into()
                     },
                 ),
             ],
-        })
+        };
+        Ok::<_, ApiError>((table, people))
     })?;
+    if full {
+        add_contacts(&state, &authority, &mut table, people).await?;
+    }
     table.respond(format, &format!("{authority}-round-{round_id}"))
 }

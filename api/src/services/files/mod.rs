@@ -18,11 +18,14 @@
 //! **Exports** (`GET …/files/queues/{queue}.csv|.xlsx`, `GET …/files/rounds/{round}.csv|.xlsx`,
 //! officer and auditor) carry a header row. CSV follows RFC 4180 (CRLF line ends, fields
 //! quoted when needed) in UTF-8 with a byte-order mark, so that Excel reads Cyrillic text
-//! correctly; times are RFC 3339 in UTC. The XLSX workbook has the same table on its first
-//! sheet (times as Excel date-times, UTC) and what was exported, when and by which rule on a
-//! second sheet, `about`. Queues are anonymised (position, application number, tier,
-//! registration time); round results show auditors the placements only, officers also the
-//! families' answers, as `GET …/rounds/{round}` does.
+//! correctly; times are RFC 3339 in the authority's time zone with their offset, and a time
+//! column's header names the zone (`registered_at (Asia/Novosibirsk)`). The XLSX workbook has
+//! the same table on its first sheet (times as Excel date-times in that zone) and what was
+//! exported, when, in which zone and by which rule on a second sheet, `about`. Round results
+//! name each kindergarten next to its id. Auditors' files are anonymised (queues: position,
+//! application number, tier, registration time; rounds: the placements only); officers'
+//! files add the families' contacts (`child_name,guardian_name,phone,email`) and, for
+//! rounds, their answers, as `GET …/rounds/{round}` does.
 
 mod csv;
 mod exports;

@@ -4,6 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use chrono_tz::Tz;
 
 use crate::http::error::ApiError;
 
@@ -38,10 +39,12 @@ pub enum Cell {
     Empty,
 }
 
-/// A table to export and what it is.
+/// A table to export and what it is. Its times are written in `time_zone` (the authority's),
+/// and the header of a time column names the zone: `registered_at (Asia/Novosibirsk)`.
 pub struct Table {
     pub sheet: &'static str,
-    pub columns: Vec<&'static str>,
+    pub columns: Vec<String>,
+    pub time_zone: Tz,
     pub rows: Vec<Vec<Cell>>,
     pub about: Vec<(&'static str, String)>,
 }
@@ -87,7 +90,7 @@ impl Table {
                 let fields = row.iter().map(|cell| match cell {
                     Cell::Int(n) => n.to_string(),
                     Cell::Text(s) => s.clone(),
-                    Cell::Time(t) => rfc3339(*t),
+                    Cell::Time(t) => local_rfc3339(*t, self.time_zone),
                     Cell::Empty => String::new(),
                 });
                 writer.write_record(fields).map_err(failed)?;
@@ -99,7 +102,9 @@ impl Table {
 
     fn to_xlsx(&self) -> Result<Vec<u8>, ApiError> {
         use rust_xlsxwriter::{ExcelDateTime, Format as CellFormat, Workbook, XlsxError};
-        fn excel_time(t: DateTime<Utc>) -> Result<ExcelDateTime, XlsxError> {
+        let zone = self.time_zone;
+        let excel_time = |t: DateTime<Utc>| -> Result<ExcelDateTime, XlsxError> {
+            let t = t.with_timezone(&zone);
             ExcelDateTime::from_ymd(
                 u16::try_from(t.year()).unwrap_or(1900),
                 t.month() as u8,
@@ -111,7 +116,7 @@ impl Table {
                 t.second() as u8,
                 (t.timestamp_subsec_millis() % 1000) as u16,
             )
-        }
+        };
         let build = || -> Result<Vec<u8>, XlsxError> {
             let bold = CellFormat::new().set_bold();
             let time = CellFormat::new().set_num_format("yyyy-mm-dd hh:mm:ss.000");
@@ -120,10 +125,10 @@ impl Table {
             sheet.set_name(self.sheet)?;
             for (c, name) in self.columns.iter().enumerate() {
                 let c = c as u16;
-                sheet.write_string_with_format(0, c, *name, &bold)?;
+                sheet.write_string_with_format(0, c, name.as_str(), &bold)?;
                 sheet.set_column_width(
                     c,
-                    if name.ends_with("_at") || *name == "deadline" {
+                    if name.contains("_at") || name.starts_with("deadline") {
                         24
                     } else {
                         14
@@ -162,6 +167,7 @@ impl Table {
             lines.push(("exported_at", &exported_at));
             let rows = self.rows.len().to_string();
             lines.push(("rows", &rows));
+            lines.push(("time_zone", zone.name()));
             for (r, (key, value)) in lines.iter().enumerate() {
                 about.write_string_with_format(r as u32, 0, *key, &bold)?;
                 about.write_string(r as u32, 1, *value)?;
@@ -173,6 +179,17 @@ impl Table {
             ApiError::internal()
         })
     }
+}
+
+/// The header of a time column: its name and the zone its times are in.
+pub fn zoned(name: &str, zone: Tz) -> String {
+    format!("{name} ({})", zone.name())
+}
+
+/// A time as RFC 3339 in the zone, with its offset and as many fractional digits as it needs.
+pub fn local_rfc3339(at: DateTime<Utc>, zone: Tz) -> String {
+    at.with_timezone(&zone)
+        .to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
 /// A time as RFC 3339 in UTC, with as many fractional digits as it needs.
@@ -190,9 +207,15 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2026-03-01T09:30:15.250Z")
             .unwrap()
             .with_timezone(&Utc);
+        let zone: Tz = "Asia/Novosibirsk".parse().unwrap();
         Table {
             sheet: "queue",
-            columns: vec!["position", "application", "tier", "registered_at"],
+            columns: ["position", "application", "tier"]
+                .map(str::to_owned)
+                .into_iter()
+                .chain([zoned("registered_at", zone)])
+                .collect(),
+            time_zone: zone,
             rows: vec![
                 vec![Cell::Int(1), Cell::Int(17), Cell::Int(3), Cell::Time(at)],
                 vec![
@@ -212,8 +235,8 @@ mod tests {
         let text = String::from_utf8(bytes).unwrap();
         assert_eq!(
             text,
-            "\u{feff}position,application,tier,registered_at\r\n\
-             1,17,3,2026-03-01T09:30:15.250Z\r\n\
+            "\u{feff}position,application,tier,registered_at (Asia/Novosibirsk)\r\n\
+             1,17,3,2026-03-01T16:30:15.250+07:00\r\n\
              2,\"a, \"\"quoted\"\" Сад\",,\r\n"
         );
     }
@@ -236,7 +259,8 @@ mod tests {
         assert!(workbook.contains(r#"name="about""#), "{workbook}");
         let strings = read("xl/sharedStrings.xml");
         for s in [
-            "registered_at",
+            "registered_at (Asia/Novosibirsk)",
+            "Asia/Novosibirsk",
             "a, \"quoted\" Сад",
             "kindergarten.K1.3.2027",
         ] {
@@ -244,8 +268,8 @@ mod tests {
         }
         let sheet = read("xl/worksheets/sheet1.xml");
         assert!(sheet.contains("<v>17</v>"), "{sheet}");
-        // 2026-03-01 09:30:15.250 as an Excel serial date.
-        assert!(sheet.contains("<v>46082.39600"), "{sheet}");
+        // 2026-03-01 16:30:15.250 (local time in Novosibirsk) as an Excel serial date.
+        assert!(sheet.contains("<v>46082.68767"), "{sheet}");
     }
 
     #[test]
