@@ -1,7 +1,8 @@
 //! The registrar's desk: a day's schedule per doctor (every slot with its booking or hold),
-//! the waiting lists with the holds on freed slots, and leaving a waiting list (for the
-//! patient themselves or by a registrar for them). Publishing slots, booking for a patient,
-//! cancelling and no-shows are in [`super::clinic`].
+//! the waiting lists with the holds on freed slots, and leaving a waiting list (a parent's
+//! account only an entry it made; a registrar any, named by document or reference). Publishing
+//! slots, booking for a patient, joining a waiting list, cancelling and no-shows are in
+//! [`super::clinic`].
 
 use axum::extract::{Path, Query, State as AxumState};
 use axum::http::StatusCode;
