@@ -1,7 +1,8 @@
 // The patient's page: the caller's bookings with their time and doctor (and cancelling
-// them) and those the registry made for the patient, the patient's place on the waiting lists
-// (and leaving one) with any freed slot held for them, and the free slots, earliest first, to
-// book.
+// them), the patient's places on the waiting lists that this account put them on (and leaving
+// one) with any freed slot held for them, and the free slots, earliest first, to book.
+// Bookings and entries the registry made are not shown: knowing a document proves nothing
+// (docs/RULES.md#clinic-waiting-list).
 import {
   $, el, fill, api, authorityPath, showError, initPage, loadAuthorities, param, setParams, busy,
   fmtZoned, wireSignIn,
@@ -12,7 +13,7 @@ const ROLE = "parent";
 let zone = "UTC";
 let authorities = [];
 let messageKey = null;
-let data = { bookings: [], places: [], holds: [], free: [], forYou: [] };
+let data = { bookings: [], places: [], holds: [], free: [] };
 let signIn = null;
 
 const authority = () => $("authority").value || "demo";
@@ -45,19 +46,15 @@ function bookButton(slot) {
 }
 
 function render() {
-  // The caller's own bookings, and those the registry made for the patient (not cancellable
-  // here: the registry cancels them).
-  const mine = new Set(data.bookings.map((b) => b.number));
-  const bookings = [...data.bookings, ...data.forYou.filter((b) => !mine.has(b.number)).map((b) => ({ ...b, forYou: true }))]
-    .sort((a, b) => a.start.localeCompare(b.start));
+  const bookings = [...data.bookings].sort((a, b) => a.start.localeCompare(b.start));
   fill($("bookings-body"), ...bookings.map((b) =>
-    el("tr", { "data-booking": b.number, "data-for-you": b.forYou ? "true" : undefined },
+    el("tr", { "data-booking": b.number },
       timeCell(b.start, b.duration_minutes),
       el("td", { text: b.doctor }),
       el("td", { text: b.specialty }),
       el("td", { text: placeName() }),
       el("td", {}, el("span", { class: `badge bk-${b.status}`, text: t(`patient.status.${b.status}`) })),
-      el("td", {}, b.forYou ? el("span", { class: "small muted", text: t("patient.bookedByRegistry") }) : b.status === "active"
+      el("td", {}, b.status === "active"
         ? el("button", {
           type: "button", class: "danger", "data-cancel": b.number,
           "aria-label": t("patient.cancel.label", { time: fmtZoned(b.start, zone) }),
@@ -128,11 +125,9 @@ async function refresh() {
       });
       data.places = mine.places || [];
       data.holds = mine.holds || [];
-      data.forYou = mine.booked_for_you || [];
     } else {
       data.places = [];
       data.holds = [];
-      data.forYou = [];
     }
   } catch (e) {
     showError($("error"), e);

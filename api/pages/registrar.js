@@ -1,8 +1,9 @@
 // The registrar's page: publish a doctor's day of slots (the server refuses overlapping slots
 // of one doctor, and the field it names is shown), the day's schedule per doctor (free, held,
 // booked with the patient's reference, past), the waiting lists with the holds on freed slots
-// and when they end, booking a free slot for a patient named by their document, cancelling,
-// and recording no-shows once a slot has started.
+// and when they end, booking a free slot for a patient named by their document, putting a
+// patient on a waiting list (at a priority tier) and taking one off (by their pseudonymous
+// reference), cancelling, and recording no-shows once a slot has started.
 import {
   $, el, fill, api, authorityPath, showError, initPage, loadAuthorities, param, setParams, busy,
   fmtZoned, wireSignIn,
@@ -130,6 +131,7 @@ function render() {
   if (free.some((s) => s.id === keep)) $("book-slot").value = keep;
   $("book").disabled = !token() || free.length === 0;
   $("publish").disabled = !token();
+  $("join").disabled = !token();
 
   const lists = data.lists.filter((l) => l.waiting.length > 0 || l.holds.length > 0);
   fill($("lists-body"), ...lists.map((l) =>
@@ -139,7 +141,14 @@ function render() {
         el("li", { "data-entry": w.position },
           shortRef(w.patient), " ",
           el("span", { class: "small muted" }, t("registrar.entry", { tier: w.tier }), " ",
-            el("time", { datetime: w.joined_at, text: fmtZoned(w.joined_at, zone) }))))),
+            el("time", { datetime: w.joined_at, text: fmtZoned(w.joined_at, zone) })), " ",
+          el("button", {
+            type: "button", class: "secondary", "data-remove": w.patient,
+            "aria-label": t("registrar.remove.label", { patient: `#${w.patient.slice(0, 10)}`, specialty: l.specialty }),
+            text: t("registrar.remove"),
+            onclick: (e) => post(e.currentTarget, "/waiting-list/leave", "registrar.removed", { specialty: l.specialty },
+              { specialty: l.specialty, patient: w.patient }),
+          })))),
       l.holds.length ? el("ul", { class: "holds" }, ...l.holds.map((h) =>
         el("li", { "data-hold": h.slot },
           t("patient.hold", { slot: h.slot, doctor: h.doctor, start: fmtZoned(h.start, zone) }), " — ",
@@ -152,10 +161,12 @@ function render() {
 async function loadSpecialties() {
   try {
     const answer = await api(`${authorityPath(authority())}/specialties`);
-    const keep = $("pub-specialty").value;
     const ids = (answer.specialties || []).map((s) => s.id);
-    fill($("pub-specialty"), ...ids.map((id) => el("option", { value: id, text: id })));
-    if (ids.includes(keep)) $("pub-specialty").value = keep;
+    for (const select of [$("pub-specialty"), $("join-specialty")]) {
+      const keep = select.value;
+      fill(select, ...ids.map((id) => el("option", { value: id, text: id })));
+      if (ids.includes(keep)) select.value = keep;
+    }
   } catch (e) {
     showError($("error"), e);
   }
@@ -165,6 +176,7 @@ async function refresh() {
   showError($("error"), null);
   showError($("publish-error"), null);
   showError($("book-error"), null);
+  showError($("join-error"), null);
   const a = authorities.find((x) => x.id === authority());
   zone = (a && a.time_zone) || "UTC";
   if (!$("day").value) $("day").value = localToday();
@@ -191,11 +203,11 @@ function choose(slot) {
   $("book-document").focus();
 }
 
-async function post(button, path, doneKey, vars) {
+async function post(button, path, doneKey, vars, body) {
   await busy(button, async () => {
     showError($("error"), null);
     try {
-      await api(`${authorityPath(authority())}${path}`, { method: "POST", token: token() });
+      await api(`${authorityPath(authority())}${path}`, { method: "POST", token: token(), body });
       say(doneKey, vars);
     } catch (e) {
       showError($("error"), e);
@@ -259,6 +271,26 @@ async function book(e) {
   });
 }
 
+async function join(e) {
+  e.preventDefault();
+  showError($("join-error"), null);
+  await busy($("join"), async () => {
+    const body = {
+      specialty: $("join-specialty").value,
+      document: $("join-document").value.trim(),
+      tier: Number($("join-tier").value),
+    };
+    try {
+      await api(`${authorityPath(authority())}/waiting-list`, { method: "POST", token: token(), body });
+      say("registrar.joined", { specialty: body.specialty, tier: body.tier });
+    } catch (err) {
+      showError($("join-error"), err);
+      return;
+    }
+    await refresh();
+  });
+}
+
 async function main() {
   initPage();
   signIn = wireSignIn(ROLE, refresh);
@@ -281,6 +313,7 @@ async function main() {
   });
   $("publish-form").addEventListener("submit", publish);
   $("book-form").addEventListener("submit", book);
+  $("join-form").addEventListener("submit", join);
   onLangChange(() => {
     if (messageKey) say(...messageKey);
     signIn.render();

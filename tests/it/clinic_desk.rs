@@ -1,7 +1,8 @@
 //! The registrar's desk and the officer's school campaign (issue #15): a day's schedule per
-//! doctor, the waiting lists with their holds, a booking a registrar makes for a patient (and
-//! the patient seeing it), a patient leaving a waiting list, and a campaign's calendar and
-//! enrollment order per school. Each endpoint: the happy path, 403 for other roles, and 4xx
+//! doctor, the waiting lists with their holds, a booking a registrar makes for a patient
+//! (which no parent's account sees), a patient leaving a waiting list (a parent's account only
+//! its own entries), a registrar putting patients on a list and taking them off, and a
+//! campaign's calendar and enrollment order per school. Each endpoint: the happy path, 403 for other roles, and 4xx
 //! problem+json naming the field.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
@@ -113,7 +114,8 @@ async fn a_registrar_sees_the_day_books_a_patient_and_follows_the_waiting_list()
     assert_eq!(empty.body["doctors"], json!([]), "{}", empty.body);
 
     // A registrar books T0 for a patient named by their document: the booking records the
-    // patient's key and the registrar's account; the patient sees it on their places.
+    // patient's key and the registrar's account. No parent's account is shown it, not even one
+    // that knows the document (docs/RULES.md#clinic-waiting-list).
     let booked = app
         .post(
             &registrar,
@@ -139,9 +141,7 @@ async fn a_registrar_sees_the_day_books_a_patient_and_follows_the_waiting_list()
         )
         .await;
     assert_eq!(places.status, 200, "{}", places.body);
-    assert_eq!(places.body["booked_for_you"][0]["number"], 1);
-    assert_eq!(places.body["booked_for_you"][0]["slot"], "T0");
-    assert_eq!(places.body["booked_for_you"][0]["doctor"], "dr-a");
+    assert_eq!(places.body, json!({"places": [], "holds": []}));
     let own = app.get(Some(&patient), "/bookings").await;
     assert_eq!(
         own.body["bookings"],
@@ -229,7 +229,16 @@ async fn a_registrar_sees_the_day_books_a_patient_and_follows_the_waiting_list()
         json!({"specialty": "therapist", "document": "PAT 000022"}),
     )
     .await;
-    refused(&again, 409, "specialty");
+    refused(&again, 404, "specialty");
+    refused(
+        &leave(
+            &registrar,
+            json!({"specialty": "therapist", "document": "PAT 000022"}),
+        )
+        .await,
+        409,
+        "specialty",
+    );
     let unknown = leave(
         &waiting,
         json!({"specialty": "dermatology", "document": "PAT 000022"}),
@@ -299,6 +308,171 @@ async fn a_registrar_sees_the_day_books_a_patient_and_follows_the_waiting_list()
     // Who may look.
     only_for(&app, &schedule_path, &[Role::Registrar]).await;
     only_for(&app, "/clinic/waiting-lists", &[Role::Registrar]).await;
+    app.stop().await;
+}
+
+/// The places of the patient named by `document`, as `who` sees them.
+async fn places(app: &TestApp, who: &str, document: &str) -> Answer {
+    app.post(who, "/waiting-list/places", json!({ "document": document }))
+        .await
+}
+
+/// `who` asks to take a patient off the therapist's list; `patient` is the document or (as
+/// `{"patient": ref}`) the reference.
+async fn leave_list(app: &TestApp, who: &str, patient: Value) -> Answer {
+    let mut body = json!({"specialty": "therapist"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(patient.as_object().unwrap().clone());
+    app.post(who, "/waiting-list/leave", body).await
+}
+
+/// The therapist's waiting list as the registrar sees it: (reference, tier) in order.
+async fn therapist_list(app: &TestApp, registrar: &str) -> Vec<(String, u64)> {
+    let lists = app.get(Some(registrar), "/clinic/waiting-lists").await;
+    assert_eq!(lists.status, 200, "{}", lists.body);
+    lists.body["specialties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["specialty"] == "therapist")
+        .expect("therapist")["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["patient"].as_str().unwrap().to_owned(),
+                w["tier"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Knowing a patient's document is not enough: another parent's account neither sees nor
+/// takes off an entry that a parent's account made (nor one the registry made), and the
+/// answer is the same as for a patient on no list; nothing is written. The account that joined
+/// and the registrar may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_parent_can_neither_see_nor_leave_my_waiting_list_entry() {
+    let app = spawn_app().await;
+    app.set_up_authority().await;
+    let registrar = token(Role::Registrar, "registrar-1");
+    let mine = token(Role::Parent, "parent-mine");
+    let other = token(Role::Parent, "parent-other");
+    let joined = app
+        .post(
+            &mine,
+            "/waiting-list",
+            json!({"specialty": "therapist", "document": "PAT 000041"}),
+        )
+        .await;
+    assert_eq!(joined.status, 201, "{}", joined.body);
+    assert_eq!(
+        joined.body["events"][0]["event"]["joined_by"], "parent-mine",
+        "the entry records the account: {}",
+        joined.body
+    );
+    let seen = places(&app, &mine, "PAT 000041").await;
+    assert_eq!(
+        seen.body["places"][0]["specialty"], "therapist",
+        "{}",
+        seen.body
+    );
+
+    // Another parent's account with the same document sees nothing and cannot leave: the
+    // same 404 as for a patient on no list at all.
+    let head = app.head_seq().await;
+    let hidden = places(&app, &other, "PAT 000041").await;
+    assert_eq!(hidden.status, 200, "{}", hidden.body);
+    assert_eq!(hidden.body, json!({"places": [], "holds": []}));
+    let refused_other = leave_list(&app, &other, json!({"document": "PAT 000041"})).await;
+    refused(&refused_other, 404, "specialty");
+    let nobody = leave_list(&app, &other, json!({"document": "PAT 000049"})).await;
+    refused(&nobody, 404, "specialty");
+    assert_eq!(
+        refused_other.body["detail"], nobody.body["detail"],
+        "nothing tells an entry of another account from no entry"
+    );
+    // A parent may not name a patient by reference.
+    let (reference, tier) = therapist_list(&app, &registrar).await.remove(0);
+    assert_eq!(tier, 3);
+    refused(
+        &leave_list(&app, &other, json!({ "patient": reference })).await,
+        403,
+        "patient",
+    );
+    assert_eq!(app.head_seq().await, head, "the refusals wrote nothing");
+    assert_eq!(therapist_list(&app, &registrar).await.len(), 1);
+
+    // The account that joined leaves.
+    let left = leave_list(&app, &mine, json!({"document": "PAT 000041"})).await;
+    assert_eq!(left.status, 200, "{}", left.body);
+    assert_eq!(
+        places(&app, &mine, "PAT 000041").await.body["places"],
+        json!([])
+    );
+
+    // The registrar puts a patient on the list at a priority tier: no parent's account sees
+    // or leaves that entry; the registrar takes it off by reference (or by document).
+    let by_registry = app
+        .post(
+            &registrar,
+            "/waiting-list",
+            json!({"specialty": "therapist", "document": "PAT 000042", "tier": 1}),
+        )
+        .await;
+    assert_eq!(by_registry.status, 201, "{}", by_registry.body);
+    let parent_joins = app
+        .post(
+            &mine,
+            "/waiting-list",
+            json!({"specialty": "therapist", "document": "PAT 000043"}),
+        )
+        .await;
+    assert_eq!(parent_joins.status, 201, "{}", parent_joins.body);
+    let list = therapist_list(&app, &registrar).await;
+    assert_eq!(list.iter().map(|(_, t)| *t).collect::<Vec<_>>(), [1, 3]);
+    let seen = places(&app, &registrar, "PAT 000042").await;
+    assert_eq!(seen.body["places"][0]["tier"], 1, "{}", seen.body);
+    assert_eq!(seen.body["places"][0]["position"], 1);
+    let head = app.head_seq().await;
+    for parent in [&mine, &other] {
+        assert_eq!(
+            places(&app, parent, "PAT 000042").await.body["places"],
+            json!([])
+        );
+        refused(
+            &leave_list(&app, parent, json!({"document": "PAT 000042"})).await,
+            404,
+            "specialty",
+        );
+    }
+    // Bad references and both or neither of document and reference.
+    for (body, status, field) in [
+        (json!({"patient": "zz"}), 422, "patient"),
+        (json!({"patient": "ab".repeat(31)}), 422, "patient"),
+        (json!({}), 422, "document"),
+        (
+            json!({"patient": list[0].0, "document": "PAT 000042"}),
+            422,
+            "document",
+        ),
+    ] {
+        refused(&leave_list(&app, &registrar, body).await, status, field);
+    }
+    assert_eq!(app.head_seq().await, head, "the refusals wrote nothing");
+    let removed = leave_list(&app, &registrar, json!({ "patient": list[0].0 })).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    // The registrar may also take off an entry a parent's account made.
+    let removed = leave_list(&app, &registrar, json!({"document": "PAT 000043"})).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert!(therapist_list(&app, &registrar).await.is_empty());
+    refused(
+        &leave_list(&app, &registrar, json!({ "patient": list[0].0 })).await,
+        409,
+        "specialty",
+    );
     app.stop().await;
 }
 

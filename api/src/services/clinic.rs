@@ -8,7 +8,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use ochered_core::command::Command;
 use ochered_core::domain::{BookingNumber, DoctorId, SlotId, Specialty};
-use ochered_core::state::Hold;
+use ochered_core::state::{Hold, WaitingEntry};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -372,7 +372,8 @@ async fn record_no_show(
 /// Join a specialty's waiting list
 ///
 /// **Roles:** parent (general tier only), registrar (any tier) (and admin). A freed slot is
-/// held for the first patient on the list.
+/// held for the first patient on the list. The entry records the calling account: a parent's
+/// account later sees and leaves only the entries it made itself.
 #[utoipa::path(
     post,
     path = "/api/v1/authorities/{authority}/waiting-list",
@@ -398,6 +399,7 @@ async fn join_waiting_list(
         specialty: req.specialty,
         patient: person_key(&write.state.config.person_secret, "document", &req.document)?,
         tier: req.tier,
+        joined_by: write.caller.sub.clone(),
     };
     write.answer(&w, command, StatusCode::CREATED).await
 }
@@ -433,18 +435,17 @@ pub struct HeldSlot {
 pub struct WaitingPlaces {
     places: Vec<WaitingPlace>,
     holds: Vec<HeldSlot>,
-    /// The patient's bookings that another account made for them (a registrar booking on
-    /// their behalf), so that the patient sees them too; a parent's own bookings are in
-    /// `GET /bookings`.
-    booked_for_you: Vec<BookingView>,
 }
 
 /// A patient's places on the waiting lists
 ///
 /// **Roles:** parent, registrar (and admin). The patient is named by their document (in the
-/// body, so that it stays out of URLs and logs): their place on each specialty's waiting list,
-/// the freed slots held for them now with the instant each hold ends, and the bookings another
-/// account (a registrar) made for them. Changes nothing.
+/// body, so that it stays out of URLs and logs): their place on each specialty's waiting list
+/// and the freed slots held for them now with the instant each hold ends. Knowing a document
+/// proves nothing, so a parent's account sees only the entries it made itself (and the holds
+/// on their specialties); a registrar sees all of the patient's. Bookings the registry made
+/// for a patient are shown to no parent's account (docs/RULES.md#clinic-waiting-list).
+/// Changes nothing.
 #[utoipa::path(
     post,
     path = "/api/v1/authorities/{authority}/waiting-list/places",
@@ -464,8 +465,11 @@ async fn waiting_places(
     let patient = person_key(&state.config.person_secret, "document", &req.document)?;
     let w = access::writer(&state, &authority)?;
     let now = Utc::now();
+    // A parent's account sees only the entries it made; staff see every entry.
+    let visible =
+        |entry: &WaitingEntry| caller.role != Role::Parent || entry.joined_by(&caller.sub);
     Ok(Json(w.read(|s| {
-        let places = s
+        let places: Vec<WaitingPlace> = s
             .data
             .specialties
             .iter()
@@ -475,7 +479,7 @@ async fn waiting_places(
                     .iter()
                     .position(|e| e.patient == patient)?;
                 let entry = &specialty.waiting[index];
-                Some(WaitingPlace {
+                visible(entry).then(|| WaitingPlace {
                     specialty: id.clone(),
                     position: index + 1,
                     waiting: specialty.waiting.len(),
@@ -489,6 +493,7 @@ async fn waiting_places(
             Some(config) => s
                 .held_slots()
                 .filter(|(_, slot)| slot.booking.is_none())
+                .filter(|(_, slot)| places.iter().any(|p| p.specialty == slot.specialty))
                 .filter_map(|(id, slot)| match s.effective_hold(config, slot, now) {
                     Hold::HeldFor {
                         patient: holder,
@@ -507,17 +512,6 @@ async fn waiting_places(
                 .collect(),
         };
         holds.sort_by(|a, b| (a.start, &a.slot).cmp(&(b.start, &b.slot)));
-        let booked_for_you = s
-            .data
-            .bookings
-            .iter()
-            .filter(|b| b.patient == patient && *b.booked_by != *caller.sub)
-            .filter_map(|b| booking_view(s, b))
-            .collect();
-        WaitingPlaces {
-            places,
-            holds,
-            booked_for_you,
-        }
+        WaitingPlaces { places, holds }
     })))
 }

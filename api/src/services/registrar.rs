@@ -1,7 +1,8 @@
 //! The registrar's desk: a day's schedule per doctor (every slot with its booking or hold),
-//! the waiting lists with the holds on freed slots, and leaving a waiting list (for the
-//! patient themselves or by a registrar for them). Publishing slots, booking for a patient,
-//! cancelling and no-shows are in [`super::clinic`].
+//! the waiting lists with the holds on freed slots, and leaving a waiting list (a parent's
+//! account only an entry it made; a registrar any, named by document or reference). Publishing
+//! slots, booking for a patient, joining a waiting list, cancelling and no-shows are in
+//! [`super::clinic`].
 
 use axum::extract::{Path, Query, State as AxumState};
 use axum::http::StatusCode;
@@ -338,22 +339,31 @@ async fn waiting_lists(
     })))
 }
 
-/// A patient, named by their document, leaving one specialty's waiting list.
+/// A patient leaving one specialty's waiting list, named by their document or (a registrar
+/// only) by their pseudonymous reference from the waiting lists: exactly one of the two.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaveWaitingListRequest {
     #[schema(value_type = Code)]
     specialty: Specialty,
     /// The patient's document (policy or certificate number).
-    document: String,
+    #[serde(default)]
+    document: Option<String>,
+    /// The patient's pseudonymous reference as `GET /clinic/waiting-lists` shows it (64 hex
+    /// characters); registrars only.
+    #[serde(default)]
+    patient: Option<String>,
 }
 
 /// Leave a waiting list
 ///
-/// **Roles:** parent (the patient, named by their document, as when joining), registrar
-/// (and admin). The patient leaves the specialty's waiting list; a freed slot held for them
-/// passes at once to the next patient on the list. A specialty that does not exist answers
-/// 404, a patient not on its list 409 (both naming `specialty`).
+/// **Roles:** parent (the patient, named by their document, as when joining: only an entry
+/// the calling account made), registrar (any entry, named by document or by the patient's
+/// pseudonymous reference) (and admin). The patient leaves the specialty's waiting list; a
+/// freed slot held for them passes at once to the next patient on the list. A specialty that
+/// does not exist answers 404 naming `specialty`; for a parent's account, so does a list on
+/// which it made no entry of the patient (whether or not another account did); for a
+/// registrar, a patient not on the list answers 409.
 #[utoipa::path(
     post,
     path = "/api/v1/authorities/{authority}/waiting-list/leave",
@@ -362,9 +372,10 @@ pub struct LeaveWaitingListRequest {
     request_body = LeaveWaitingListRequest,
     responses(
         (status = 200, description = "Left.", body = EventsResponse),
-        (status = 403, description = "This role may not.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such specialty.", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The patient is not on this waiting list.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "This role may not, or a parent named the patient by reference.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such specialty, or (a parent's account) no entry of the patient that it made.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "(A registrar) the patient is not on this waiting list.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad document or reference, or not exactly one of them.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn leave_waiting_list(
@@ -373,10 +384,33 @@ async fn leave_waiting_list(
     body: Result<Body<LeaveWaitingListRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let req = write.body(&[Role::Parent, Role::Registrar], body)?;
+    let by_staff = write.caller.role != Role::Parent;
+    let patient = match (&req.document, &req.patient) {
+        (Some(document), None) => {
+            person_key(&write.state.config.person_secret, "document", document)?
+        }
+        (None, Some(_)) if !by_staff => {
+            return Err(ApiError::forbidden(
+                "only a registrar may name a patient by reference; name them by document",
+            )
+            .with_field("patient"))
+        }
+        (None, Some(reference)) => {
+            PersonKey::from_hex(reference).map_err(|e| ApiError::invalid("patient", e.reason))?
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "document",
+                "give exactly one of document and patient",
+            ))
+        }
+    };
     let w = write.writer(&authority)?;
     let command = Command::LeaveWaitingList {
         specialty: req.specialty,
-        patient: person_key(&write.state.config.person_secret, "document", &req.document)?,
+        patient,
+        left_by: write.caller.sub.clone(),
+        by_staff,
     };
     write.answer(&w, command, StatusCode::OK).await
 }

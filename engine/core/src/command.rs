@@ -270,6 +270,10 @@ pub enum Command {
         patient: PersonKey,
         #[serde(default = "general_tier")]
         tier: u8,
+        /// The account that puts the patient on the list (opaque subject id): a parent may
+        /// later see and leave only the entries their own account made
+        /// (docs/RULES.md#clinic-waiting-list).
+        joined_by: String,
     },
     RecordNoShow {
         booking: BookingNumber,
@@ -282,6 +286,12 @@ pub enum Command {
     LeaveWaitingList {
         specialty: Specialty,
         patient: PersonKey,
+        /// The account asking (opaque subject id).
+        left_by: String,
+        /// Asked by staff (a registrar), who may take any patient off a list; anyone else
+        /// only an entry their own account made.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_staff: bool,
     },
 
     // Privacy.

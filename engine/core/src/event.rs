@@ -183,6 +183,11 @@ pub enum Event {
         patient: PersonKey,
         tier: u8,
         at: DateTime<Utc>,
+        /// The account that put the patient on the list. Absent in events written before it
+        /// was recorded (which therefore keep their bytes and hashes); only staff may take
+        /// such an entry off the list (docs/RULES.md#clinic-waiting-list).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        joined_by: Option<String>,
     },
     NoShowRecorded {
         booking: BookingNumber,

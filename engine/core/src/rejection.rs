@@ -110,6 +110,10 @@ pub enum Rejection {
     AlreadyOnWaitingList { id: String },
     #[error("the patient is not on the waiting list of {id}")]
     NotOnWaitingList { id: String },
+    /// The account made no entry of this patient on the list (there may be one made by
+    /// another account: that is not said).
+    #[error("you have no entry of this patient on the waiting list of {id}")]
+    NoWaitingEntryOfYours { id: String },
     #[error("round {id} already exists")]
     RoundExists { id: String },
     #[error("no free seats are published for intake year {intake_year}")]
@@ -180,6 +184,7 @@ impl Rejection {
             | UnknownSlot { .. }
             | UnknownBooking { .. }
             | UnknownPerson
+            | NoWaitingEntryOfYours { .. }
             | NoDraft { .. } => RejectionKind::NotFound,
             AuthorityNotConfigured
             | CampaignNotOpen { .. }
@@ -231,7 +236,9 @@ impl Rejection {
             UnknownSlot { .. } | SlotTaken { .. } | SlotHeld { .. } | SlotInThePast { .. } => {
                 Some("slot")
             }
-            UnknownSpecialty { .. } | NotOnWaitingList { .. } => Some("specialty"),
+            UnknownSpecialty { .. } | NotOnWaitingList { .. } | NoWaitingEntryOfYours { .. } => {
+                Some("specialty")
+            }
             UnknownApplication { .. } => Some("application"),
             UnknownBooking { .. } => Some("booking"),
             UnknownPerson => Some("document"),

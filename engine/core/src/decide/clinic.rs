@@ -54,12 +54,24 @@ pub(super) fn decide(cx: Context, command: &Command) -> Result<Vec<Event>, Rejec
             specialty,
             patient,
             tier,
-        } => join_waiting_list(cx, specialty, patient, *tier),
+            joined_by,
+        } => join_waiting_list(cx, specialty, patient, *tier, joined_by),
         Command::RecordNoShow { booking } => record_no_show(cx, *booking),
         Command::ExpireSlotHolds {} => Ok(expire_slot_holds(cx)),
-        Command::LeaveWaitingList { specialty, patient } => {
-            leave_waiting_list(cx, specialty, patient)
-        }
+        Command::LeaveWaitingList {
+            specialty,
+            patient,
+            left_by,
+            by_staff,
+        } => leave_waiting_list(
+            cx,
+            specialty,
+            patient,
+            Booker {
+                subject: left_by,
+                staff: *by_staff,
+            },
+        ),
         other => unreachable!("{} is not a clinic command", other.name()),
     }
 }
@@ -143,7 +155,8 @@ fn check_no_overlap(cx: Context, doctor: &DoctorId, slots: &[SlotSpec]) -> Resul
     Ok(())
 }
 
-/// Who books: the account, and whether it is staff booking for the patient.
+/// Who books (or takes a patient off a waiting list): the account, and whether it is staff
+/// acting for the patient.
 struct Booker<'a> {
     subject: &'a str,
     staff: bool,
@@ -245,14 +258,17 @@ fn cancel_booking(cx: Context, booking: BookingNumber) -> Result<Vec<Event>, Rej
     Ok(events)
 }
 
-/// Once per specialty, and not while the patient holds a booking there.
+/// Once per specialty, and not while the patient holds a booking there; the entry records the
+/// account that made it.
 fn join_waiting_list(
     cx: Context,
     specialty: &Specialty,
     patient: &PersonKey,
     tier: u8,
+    joined_by: &str,
 ) -> Result<Vec<Event>, Rejection> {
     let state = cx.state;
+    check_subject("joined_by", joined_by)?;
     let s = state
         .specialty(specialty)
         .ok_or_else(|| Rejection::UnknownSpecialty {
@@ -279,23 +295,35 @@ fn join_waiting_list(
         patient: *patient,
         tier,
         at: cx.now,
+        joined_by: Some(joined_by.to_owned()),
     }])
 }
 
-/// Only a patient on the list can leave it; a freed slot held for them now passes at once to
-/// the next patient on the list, or opens to everyone (docs/RULES.md#clinic-waiting-list).
+/// Only a patient on the list can leave it: staff may take any patient off, anyone else only
+/// an entry their own account made (an entry of another account, or of an old event that
+/// recorded none, answers as if there were no entry, so that nothing about it leaks). A freed
+/// slot held for the patient now passes at once to the next patient on the list, or opens to
+/// everyone (docs/RULES.md#clinic-waiting-list).
 fn leave_waiting_list(
     cx: Context,
     specialty: &Specialty,
     patient: &PersonKey,
+    by: Booker,
 ) -> Result<Vec<Event>, Rejection> {
     let Context { state, config, now } = cx;
+    check_subject("left_by", by.subject)?;
     let s = state
         .specialty(specialty)
         .ok_or_else(|| Rejection::UnknownSpecialty {
             id: specialty.to_string(),
         })?;
-    if !s.waiting.iter().any(|w| w.patient == *patient) {
+    let entry = s.waiting.iter().find(|w| w.patient == *patient);
+    if !by.staff && !entry.is_some_and(|w| w.joined_by(by.subject)) {
+        return Err(Rejection::NoWaitingEntryOfYours {
+            id: specialty.to_string(),
+        });
+    }
+    if entry.is_none() {
         return Err(Rejection::NotOnWaitingList {
             id: specialty.to_string(),
         });

@@ -27,6 +27,18 @@ pub struct WaitingEntry {
     pub patient: PersonKey,
     pub tier: u8,
     pub joined_at: DateTime<Utc>,
+    /// The account that put the patient on the list; `None` for entries of events written
+    /// before it was recorded (skipped when absent, so such states hash as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_by: Option<Box<str>>,
+}
+
+impl WaitingEntry {
+    /// Whether `account` put this patient on the list itself (never for an entry whose
+    /// account is not recorded).
+    pub fn joined_by(&self, account: &str) -> bool {
+        self.joined_by.as_deref() == Some(account)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,6 +334,7 @@ impl State {
                 patient,
                 tier,
                 at,
+                joined_by,
             } => {
                 let s = self
                     .data
@@ -332,6 +345,7 @@ impl State {
                     patient: *patient,
                     tier: *tier,
                     joined_at: *at,
+                    joined_by: joined_by.as_deref().map(Into::into),
                 };
                 let index = s
                     .waiting

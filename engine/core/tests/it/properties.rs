@@ -187,15 +187,20 @@ fn command_strategy() -> impl Strategy<Value = Command> {
             by_staff: p % 4 == 0,
         }),
         2 => (1u32..=6).prop_map(|b| Command::CancelBooking { booking: BookingNumber(b) }),
+        // The accounts follow from the patient, so that the generator draws as before: some
+        // leaves come from the account that joined, some from another, some from staff.
         1 => (0u8..8, 0u8..=3).prop_map(|(p, tier)| Command::JoinWaitingList {
             specialty: Specialty::parse("gp").unwrap(),
             patient: person(p),
             tier,
+            joined_by: format!("account-{}", p % 3),
         }),
         1 => Just(Command::ExpireSlotHolds {}),
         1 => (0u8..8).prop_map(|p| Command::LeaveWaitingList {
             specialty: Specialty::parse("gp").unwrap(),
             patient: person(p),
+            left_by: format!("account-{}", p % 2),
+            by_staff: p % 4 == 0,
         }),
         2 => (0u8..12, 2026i32..=2027, proptest::option::of((10u32..=12, 1u32..=28)), any::<bool>()).prop_map(|(r, intake_year, day, overridden)| Command::RunKindergartenRound {
             round: RoundId::parse(&format!("r{r}")).unwrap(),

@@ -47,6 +47,33 @@ fn with_slots() -> Scenario {
     s
 }
 
+/// Patient `patient` joins the therapist's waiting list at `tier` from their own account,
+/// `patient-N` (as in [`book`]).
+fn join(patient: u32, tier: u8) -> Command {
+    Command::JoinWaitingList {
+        specialty: therapist(),
+        patient: child(patient),
+        tier,
+        joined_by: format!("patient-{patient}"),
+    }
+}
+
+/// Patient `patient` leaves `specialty`'s waiting list, asked by `account` (a registrar's
+/// account when `by_staff`).
+fn leave_as(patient: u32, specialty: &str, account: &str, by_staff: bool) -> Command {
+    Command::LeaveWaitingList {
+        specialty: Specialty::parse(specialty).unwrap(),
+        patient: child(patient),
+        left_by: account.into(),
+        by_staff,
+    }
+}
+
+/// Patient `patient` leaves from their own account.
+fn leave(patient: u32, specialty: &str) -> Command {
+    leave_as(patient, specialty, &format!("patient-{patient}"), false)
+}
+
 fn book(slot_id: &str, patient: u32) -> Command {
     Command::BookSlot {
         slot: slot(slot_id),
@@ -261,11 +288,6 @@ fn the_no_show_block_is_on_self_booking_only_a_registrar_still_books_the_patient
 #[test]
 fn waiting_list_is_joined_once_and_left_by_booking() {
     let mut s = with_slots();
-    let join = |p: u32, tier: u8| Command::JoinWaitingList {
-        specialty: therapist(),
-        patient: child(p),
-        tier,
-    };
     s.accept(join(1, 3), t(NOW));
     s.accept(join(2, 1), t(NOW) + Duration::minutes(1));
     then_rejected(
@@ -297,11 +319,6 @@ fn waiting_list_is_joined_once_and_left_by_booking() {
 #[test]
 fn a_freed_slot_is_held_along_the_waiting_list_then_opens_to_everyone() {
     let mut s = with_slots();
-    let join = |p: u32, tier: u8| Command::JoinWaitingList {
-        specialty: therapist(),
-        patient: child(p),
-        tier,
-    };
     s.accept(book("T1", 1), t(NOW));
     s.accept(join(2, 3), t(NOW));
     s.accept(join(3, 1), t(NOW) + Duration::minutes(1));
@@ -398,14 +415,7 @@ fn a_freed_slot_is_held_along_the_waiting_list_then_opens_to_everyone() {
 fn the_held_patient_books_the_slot_and_leaves_the_list() {
     let mut s = with_slots();
     s.accept(book("T2", 1), t(NOW));
-    s.accept(
-        Command::JoinWaitingList {
-            specialty: therapist(),
-            patient: child(2),
-            tier: 3,
-        },
-        t(NOW),
-    );
+    s.accept(join(2, 3), t(NOW));
     s.accept(
         Command::CancelBooking {
             booking: BookingNumber(1),
@@ -453,14 +463,7 @@ fn free_slots_are_those_anyone_may_book_earliest_first() {
     };
     assert_eq!(free(&s, NOW), ["Z1", "T1", "T2", "T3", "T4"]);
     s.accept(book("T2", 1), t(NOW));
-    s.accept(
-        Command::JoinWaitingList {
-            specialty: therapist(),
-            patient: child(2),
-            tier: 3,
-        },
-        t(NOW),
-    );
+    s.accept(join(2, 3), t(NOW));
     s.accept(
         Command::CancelBooking {
             booking: BookingNumber(1),
@@ -493,14 +496,7 @@ fn no_shows_block_booking_and_the_hold_chain_passes_a_blocked_patient_by() {
         },
         t("2026-02-10T11:00:00Z"),
     );
-    s.accept(
-        Command::JoinWaitingList {
-            specialty: therapist(),
-            patient: child(1),
-            tier: 3,
-        },
-        t("2026-02-10T08:00:00Z"),
-    );
+    s.accept(join(1, 3), t("2026-02-10T08:00:00Z"));
     s.accept(book("T4", 2), t("2026-02-10T08:00:00Z"));
     s.accept(
         Command::CancelBooking {
@@ -603,15 +599,10 @@ fn holds_run_their_full_length_and_skip_blocked_patients() {
         },
         t("2026-02-10T11:00:00Z"),
     );
-    let join = |p: u32| Command::JoinWaitingList {
-        specialty: therapist(),
-        patient: child(p),
-        tier: 3,
-    };
     let noon = t("2026-02-10T12:00:00Z");
-    s.accept(join(1), noon);
-    s.accept(join(2), noon + Duration::minutes(1));
-    s.accept(join(3), noon + Duration::minutes(2));
+    s.accept(join(1, 3), noon);
+    s.accept(join(2, 3), noon + Duration::minutes(1));
+    s.accept(join(3, 3), noon + Duration::minutes(2));
     s.accept(
         Command::PublishSlots {
             doctor: DoctorId::parse("dr-ivanova").unwrap(),
@@ -658,18 +649,9 @@ fn holds_run_their_full_length_and_skip_blocked_patients() {
 #[test]
 fn a_patient_leaves_the_waiting_list_and_a_slot_held_for_them_passes_on() {
     let mut s = with_slots();
-    let join = |p: u32| Command::JoinWaitingList {
-        specialty: therapist(),
-        patient: child(p),
-        tier: 3,
-    };
-    let leave = |p: u32, specialty: &str| Command::LeaveWaitingList {
-        specialty: Specialty::parse(specialty).unwrap(),
-        patient: child(p),
-    };
     s.accept(book("T1", 1), t(NOW));
     for p in [2, 3, 4] {
-        s.accept(join(p), t(NOW) + Duration::minutes(p.into()));
+        s.accept(join(p, 3), t(NOW) + Duration::minutes(p.into()));
     }
     then_rejected(
         s.when(leave(2, "dermatology"), t(NOW)),
@@ -678,8 +660,14 @@ fn a_patient_leaves_the_waiting_list_and_a_slot_held_for_them_passes_on() {
         },
     );
     then_rejected(
-        s.when(leave(9, "therapist"), t(NOW)),
+        s.when(leave_as(9, "therapist", "registrar-1", true), t(NOW)),
         Rejection::NotOnWaitingList {
+            id: "therapist".into(),
+        },
+    );
+    then_rejected(
+        s.when(leave(9, "therapist"), t(NOW)),
+        Rejection::NoWaitingEntryOfYours {
             id: "therapist".into(),
         },
     );
@@ -705,7 +693,7 @@ fn a_patient_leaves_the_waiting_list_and_a_slot_held_for_them_passes_on() {
     assert_eq!(waiting(&s), vec![child(2), child(4)]);
     then_rejected(
         s.when(leave(3, "therapist"), left_at),
-        Rejection::NotOnWaitingList {
+        Rejection::NoWaitingEntryOfYours {
             id: "therapist".into(),
         },
     );
@@ -765,36 +753,145 @@ fn a_patient_leaves_the_waiting_list_and_a_slot_held_for_them_passes_on() {
     s.accept(book("T1", 2), last_at);
 }
 
+/// A parent's account leaves only an entry it made itself; an entry made by another account,
+/// or by an old event that recorded none, answers exactly as no entry at all. Staff may take
+/// any patient off.
+#[test]
+fn only_the_account_that_joined_or_staff_may_take_a_patient_off_the_list() {
+    let mut s = with_slots();
+    let joined_at = t(NOW);
+    let events = s.accept(join(2, 3), joined_at);
+    assert_eq!(
+        events,
+        vec![Event::WaitingListJoined {
+            specialty: therapist(),
+            patient: child(2),
+            tier: 3,
+            at: joined_at,
+            joined_by: Some("patient-2".into()),
+        }]
+    );
+    let entry = &s.state.specialty(&therapist()).unwrap().waiting[0];
+    assert!(entry.joined_by("patient-2") && !entry.joined_by("someone-else"));
+    // An entry of an old log: no account recorded.
+    let old_at = joined_at + Duration::minutes(1);
+    s.state.apply(&Event::WaitingListJoined {
+        specialty: therapist(),
+        patient: child(3),
+        tier: 3,
+        at: old_at,
+        joined_by: None,
+    });
+    assert!(!s.state.specialty(&therapist()).unwrap().waiting[1].joined_by(""));
+    then_invalid(
+        s.when(leave_as(2, "therapist", "", false), old_at),
+        "left_by",
+    );
+    let not_yours = Rejection::NoWaitingEntryOfYours {
+        id: "therapist".into(),
+    };
+    for (patient, account) in [
+        (2, "patient-3"),
+        (3, "patient-3"),
+        (3, "patient-2"),
+        (4, "patient-4"),
+    ] {
+        then_rejected(
+            s.when(leave_as(patient, "therapist", account, false), old_at),
+            not_yours.clone(),
+        );
+    }
+    // The account that joined leaves; staff take the old entry off.
+    let left = s.accept(leave(2, "therapist"), old_at);
+    assert!(matches!(left[..], [Event::WaitingListLeft { .. }]));
+    let left = s.accept(leave_as(3, "therapist", "registrar-1", true), old_at);
+    assert!(matches!(left[..], [Event::WaitingListLeft { .. }]));
+    assert!(s.state.specialty(&therapist()).unwrap().waiting.is_empty());
+    // Staff may also take off an entry a parent's account made, and an entry staff made is
+    // not the patient's account's to leave.
+    s.accept(join(4, 3), old_at);
+    s.accept(leave_as(4, "therapist", "registrar-1", true), old_at);
+    s.accept(
+        Command::JoinWaitingList {
+            specialty: therapist(),
+            patient: child(5),
+            tier: 1,
+            joined_by: "registrar-1".into(),
+        },
+        old_at,
+    );
+    then_rejected(s.when(leave(5, "therapist"), old_at), not_yours);
+    then_invalid(
+        s.when(
+            Command::JoinWaitingList {
+                specialty: therapist(),
+                patient: child(6),
+                tier: 3,
+                joined_by: String::new(),
+            },
+            old_at,
+        ),
+        "joined_by",
+    );
+}
+
 /// The log hashes events over their stored bytes: leaving a waiting list is a new event type,
 /// and the events written before it keep their exact bytes (pinned here) and decode as before.
+/// Joining now records the account (`joined_by`); a join written before that has no such
+/// field, decodes with none, and is written back byte for byte, so its hash does not change;
+/// the state it folds into serialises (and so hashes) without the field too.
 #[test]
 fn leaving_is_a_new_event_type_and_earlier_events_keep_their_bytes() {
     let at = t("2026-02-01T10:00:00Z");
+    let key = serde_json::to_string(&child(2)).unwrap();
+    let old_join = format!(
+        r#"{{"type":"WaitingListJoined","specialty":"therapist","patient":{key},"tier":3,"at":"2026-02-01T10:00:00Z"}}"#
+    );
     let joined = Event::WaitingListJoined {
         specialty: therapist(),
         patient: child(2),
         tier: 3,
         at,
+        joined_by: None,
     };
+    let decoded =
+        ochered_core::upcast::decode("WaitingListJoined", ochered_core::SCHEMA_VERSION, &old_join)
+            .unwrap();
+    assert_eq!(decoded, joined);
+    assert_eq!(decoded.to_payload(), old_join);
+    let new_join = Event::WaitingListJoined {
+        specialty: therapist(),
+        patient: child(2),
+        tier: 3,
+        at,
+        joined_by: Some("parent-1".into()),
+    };
+    assert_eq!(
+        new_join.to_payload(),
+        format!(
+            r#"{{"type":"WaitingListJoined","specialty":"therapist","patient":{key},"tier":3,"at":"2026-02-01T10:00:00Z","joined_by":"parent-1"}}"#
+        )
+    );
+    let mut s = with_slots();
+    s.state.apply(&joined);
+    let entry = serde_json::to_value(&s.state.specialty(&therapist()).unwrap().waiting[0]).unwrap();
+    assert_eq!(
+        entry,
+        serde_json::json!({"patient": serde_json::to_value(child(2)).unwrap(), "tier": 3, "joined_at": "2026-02-01T10:00:00Z"}),
+        "an old entry serialises as before"
+    );
     let left = Event::WaitingListLeft {
         specialty: therapist(),
         patient: child(2),
         at,
     };
-    let key = serde_json::to_string(&child(2)).unwrap();
-    assert_eq!(
-        joined.to_payload(),
-        format!(
-            r#"{{"type":"WaitingListJoined","specialty":"therapist","patient":{key},"tier":3,"at":"2026-02-01T10:00:00Z"}}"#
-        )
-    );
     assert_eq!(
         left.to_payload(),
         format!(
             r#"{{"type":"WaitingListLeft","specialty":"therapist","patient":{key},"at":"2026-02-01T10:00:00Z"}}"#
         )
     );
-    for event in [joined, left] {
+    for event in [joined, new_join, left] {
         let back = ochered_core::upcast::decode(
             event.type_name(),
             ochered_core::SCHEMA_VERSION,
