@@ -152,6 +152,12 @@ pub enum Rejection {
         count: usize,
         max: usize,
     },
+    #[error("an age exception for this child in campaign {id} was already requested ({status})")]
+    AgeExceptionAlreadyRequested { id: String, status: String },
+    #[error("no age-exception request for this child in campaign {id}")]
+    NoAgeExceptionRequest { id: String },
+    #[error("the age-exception request for this child in campaign {id} is already {status}")]
+    AgeExceptionDecided { id: String, status: String },
 }
 
 impl Rejection {
@@ -178,7 +184,8 @@ impl Rejection {
             | UnknownSlot { .. }
             | UnknownBooking { .. }
             | UnknownPerson
-            | NoDraft { .. } => RejectionKind::NotFound,
+            | NoDraft { .. }
+            | NoAgeExceptionRequest { .. } => RejectionKind::NotFound,
             AuthorityNotConfigured
             | CampaignNotOpen { .. }
             | CampaignClosed { .. }
@@ -208,7 +215,9 @@ impl Rejection {
             | SchoolsFull { .. }
             | SeatsBelowTaken { .. }
             | NoOutstandingOffer { .. }
-            | AlreadyOnWaitingList { .. } => RejectionKind::Conflict,
+            | AlreadyOnWaitingList { .. }
+            | AgeExceptionAlreadyRequested { .. }
+            | AgeExceptionDecided { .. } => RejectionKind::Conflict,
         }
     }
 
@@ -231,7 +240,10 @@ impl Rejection {
             UnknownSpecialty { .. } => Some("specialty"),
             UnknownApplication { .. } => Some("application"),
             UnknownBooking { .. } => Some("booking"),
-            UnknownPerson => Some("document"),
+            UnknownPerson | AgeExceptionAlreadyRequested { .. } | NoAgeExceptionRequest { .. } => {
+                Some("document")
+            }
+            AgeExceptionDecided { .. } => Some("decision"),
             RoundExists { .. } => Some("round"),
             NoFreeSeats { .. } => Some("intake_year"),
             RoundOutOfSeason { .. } | TopUpTooSoon { .. } => Some("calendar_override"),
