@@ -240,9 +240,8 @@ impl Rejection {
             UnknownSpecialty { .. } => Some("specialty"),
             UnknownApplication { .. } => Some("application"),
             UnknownBooking { .. } => Some("booking"),
-            UnknownPerson | AgeExceptionAlreadyRequested { .. } | NoAgeExceptionRequest { .. } => {
-                Some("document")
-            }
+            UnknownPerson | AgeExceptionAlreadyRequested { .. } => Some("document"),
+            NoAgeExceptionRequest { .. } => Some("child"),
             AgeExceptionDecided { .. } => Some("decision"),
             RoundExists { .. } => Some("round"),
             NoFreeSeats { .. } => Some("intake_year"),

@@ -284,7 +284,7 @@ fn decide_age_exception(
     decision: &AgeExceptionDecision,
 ) -> Result<Vec<Event>, Rejection> {
     if let AgeExceptionDecision::Refuse { reason } = decision {
-        check_text("decision.reason", reason, 1)?;
+        check_text("reason", reason, 1)?;
     }
     let idx = campaign_index(cx.state, campaign_id)?;
     let Some(request) = cx.state.campaign(idx).age_requests.get(child) else {

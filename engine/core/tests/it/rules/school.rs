@@ -396,7 +396,7 @@ fn a_refused_age_exception_request_keeps_the_child_out() {
                 ),
                 at,
             ),
-            "decision.reason",
+            "reason",
         );
     }
     let refused = s.accept(
