@@ -66,6 +66,7 @@ const ASSETS: &[Asset] = &[
     asset!("public.js", JS),
     asset!("patient.js", JS),
     asset!("officer-desk.js", JS),
+    asset!("parent-age.js", JS),
 ];
 
 /// The pages allow only their own scripts, styles and API: no inline script, no other origin.

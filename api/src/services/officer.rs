@@ -12,8 +12,8 @@ use axum::response::Response;
 use axum::Json;
 use ochered_core::command::{AgeExceptionDecision, Command, Sealed};
 use ochered_core::domain::{ApplicationNumber, CampaignId, PersonKey};
-use ochered_core::state::AgeRequestStatus;
 use ochered_core::ordering::{Privilege, PrivilegeStatus};
+use ochered_core::state::AgeRequestStatus;
 use ochered_core::state::{Application, ApplicationStatus, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -387,7 +387,8 @@ async fn decide_age_exception(
     body: Result<Body<AgeExceptionDecisionRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let req = write.body(&[Role::Officer], body)?;
-    let child = PersonKey::from_hex(&req.child).map_err(|e| ApiError::invalid("child", e.reason))?;
+    let child =
+        PersonKey::from_hex(&req.child).map_err(|e| ApiError::invalid("child", e.reason))?;
     let decision = match (req.decision, req.reason) {
         (Decision::Grant, None) => AgeExceptionDecision::Grant,
         (Decision::Refuse, Some(reason)) => AgeExceptionDecision::Refuse { reason },

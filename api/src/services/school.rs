@@ -26,8 +26,7 @@ use crate::wire::rounds::{round_response, RoundResponse};
 use crate::wire::schema::{Code, Problem};
 use crate::wire::{
     age_requests, person_key, submitted, AgeExceptionRequest, AgeRequestView, ContactView,
-    SchoolApplicationRequest,
-    SubmitDraftRequest, SubmittedResponse,
+    SchoolApplicationRequest, SubmitDraftRequest, SubmittedResponse,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -292,10 +292,7 @@ pub struct AgeRequestView {
 }
 
 /// Every request of every campaign that `keep` picks, oldest first.
-pub fn age_requests(
-    state: &State,
-    keep: impl Fn(&AgeRequest) -> bool,
-) -> Vec<AgeRequestView> {
+pub fn age_requests(state: &State, keep: impl Fn(&AgeRequest) -> bool) -> Vec<AgeRequestView> {
     let mut out: Vec<AgeRequestView> = state
         .campaigns()
         .iter()
