@@ -184,7 +184,7 @@ test("an officer finds a child by document, confirms the privilege, previews, ru
 test("a family asks for an age exception on the parent page and an officer grants it from the worklist", async () => {
   const campaign = (await h.call("GET", "/campaigns")).body.campaigns[0];
   const school = campaign.schools[0].institution;
-  // Five years and three months on 1 September: too young without an exception.
+  // Six years and three months on 1 September: too young without an exception.
   const birth = `${campaign.year - 6}-06-01`;
   const document = "II-ВЗ 771002";
   const parentSub = "parent-age-e2e";
@@ -227,7 +227,7 @@ test("a family asks for an age exception on the parent page and an officer grant
   const row = page.locator(`#age-table tr[data-child='${request.child}']`);
   await row.waitFor();
   assert.match(await row.textContent(), /earlier \(too young\)/);
-  assert.match(await row.textContent(), /5 y 3 m/);
+  assert.match(await row.textContent(), /6 y 3 m/);
   await row.locator("button.grant").click();
   await page.waitForFunction(() => /Granted for the child born/.test(document.getElementById("age-work-status").textContent));
   await page.waitForFunction((key) => !document.querySelector(`#age-table tr[data-child='${key}']`), request.child);
