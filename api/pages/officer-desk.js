@@ -1,7 +1,7 @@
 // The officer's desk on the officer page: finding an application by the child's document, a
 // name or its number; the worklist of privilege claims waiting for a decision (confirm or
 // revoke from the list); granting a school age exception. Its texts live here (addTexts).
-import { $, el, fill, api, showError, busy, fmtZoned, privilegeName, statusBadge, serviceName } from "./common.js";
+import { $, el, fill, api, showError, busy, fmtZoned, fmtDate, timeEl, privilegeName, statusBadge, serviceName } from "./common.js";
 import { t, addTexts } from "./i18n.js";
 
 addTexts({
@@ -38,7 +38,28 @@ addTexts({
     "desk.work.revoked": "Revoked {privilege} for application No. {number}.",
     "desk.work.reason": "revoked by an officer from the worklist",
     "desk.age.h": "School age exceptions",
-    "desk.age.p": "A child outside the campaign's age range may apply once an officer grants an exception on the family's request (on paper: the system keeps no pending requests).",
+    "desk.age.p": "A child younger than six and a half or at least eight on 1 September may apply once the authority grants an exception. Families ask on the parent page; decide their requests here, or grant one asked for on paper by the child's document.",
+    "desk.age.work": "Requests waiting for a decision",
+    "desk.age.direct": "Grant without a request (asked on paper)",
+    "desk.age.empty": "No age-exception requests wait for a decision.",
+    "desk.age.count": "Waiting: {count}.",
+    "desk.age.col.campaign": "Campaign",
+    "desk.age.col.child": "Child (key)",
+    "desk.age.col.birth": "Born",
+    "desk.age.col.age": "Age on 1 September",
+    "desk.age.col.category": "Exception",
+    "desk.age.col.requested": "Asked",
+    "desk.age.months": "{years} y {months} m",
+    "desk.age.cat.earlier": "earlier (too young)",
+    "desk.age.cat.later": "later (too old)",
+    "desk.age.grantOne": "Grant",
+    "desk.age.refuseOne": "Refuse",
+    "desk.age.grantLabel": "Grant the exception for the child born {birth}",
+    "desk.age.refuseLabel": "Refuse the exception for the child born {birth}",
+    "desk.age.reason": "Reason for the refusal",
+    "desk.age.reasonDefault": "no grounds for an exception were shown",
+    "desk.age.granted": "Granted for the child born {birth} in campaign {campaign}.",
+    "desk.age.refused": "Refused for the child born {birth} in campaign {campaign}.",
     "desk.age.campaign": "Campaign",
     "desk.age.document": "Child's document",
     "desk.age.grant": "Grant the exception",
@@ -91,7 +112,28 @@ addTexts({
     "desk.work.revoked": "Льгота «{privilege}» отозвана, заявление № {number}.",
     "desk.work.reason": "отозвано специалистом из списка ожидающих",
     "desk.age.h": "Исключения по возрасту (школа)",
-    "desk.age.p": "Ребёнок вне возрастного диапазона кампании может подать заявление, когда специалист разрешит исключение по заявлению семьи (на бумаге: система не хранит ожидающих запросов).",
+    "desk.age.p": "Ребёнок младше шести с половиной лет или старше восьми на 1 сентября может подать заявление, когда орган управления образованием разрешит исключение. Семьи просят об этом на странице родителя; решите их запросы здесь или разрешите исключение по бумажному заявлению, указав документ ребёнка.",
+    "desk.age.work": "Запросы, ждущие решения",
+    "desk.age.direct": "Разрешить без запроса (заявление на бумаге)",
+    "desk.age.empty": "Запросов на исключение по возрасту нет.",
+    "desk.age.count": "Ждут решения: {count}.",
+    "desk.age.col.campaign": "Кампания",
+    "desk.age.col.child": "Ребёнок (ключ)",
+    "desk.age.col.birth": "Дата рождения",
+    "desk.age.col.age": "Возраст на 1 сентября",
+    "desk.age.col.category": "Исключение",
+    "desk.age.col.requested": "Запрошено",
+    "desk.age.months": "{years} л. {months} мес.",
+    "desk.age.cat.earlier": "раньше (младше)",
+    "desk.age.cat.later": "позже (старше)",
+    "desk.age.grantOne": "Разрешить",
+    "desk.age.refuseOne": "Отказать",
+    "desk.age.grantLabel": "Разрешить исключение ребёнку {birth} г. р.",
+    "desk.age.refuseLabel": "Отказать в исключении ребёнку {birth} г. р.",
+    "desk.age.reason": "Причина отказа",
+    "desk.age.reasonDefault": "оснований для исключения не представлено",
+    "desk.age.granted": "Разрешено ребёнку {birth} г. р., кампания {campaign}.",
+    "desk.age.refused": "Отказано ребёнку {birth} г. р., кампания {campaign}.",
     "desk.age.campaign": "Кампания",
     "desk.age.document": "Документ ребёнка",
     "desk.age.grant": "Разрешить исключение",
@@ -117,6 +159,7 @@ addTexts({
 let page = null;
 let found = null;
 let work = null;
+let ageWork = null;
 
 const say = (id, text) => {
   $(id).textContent = text || "";
@@ -321,7 +364,123 @@ async function decide(number, privilege, confirm, button) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Age exceptions
+// Age exceptions: the families' requests waiting for a decision, and a grant without one
+
+export async function loadAgeWorklist() {
+  showError($("age-work-error"), null);
+  if (!page.token()) {
+    ageWork = null;
+    fill($("age-list"), el("p", { class: "muted", text: t("desk.signin") }));
+    return;
+  }
+  try {
+    ageWork = await api(`${page.base()}/officer/age-exceptions`, { token: page.token() });
+  } catch (e) {
+    ageWork = null;
+    fill($("age-list"));
+    showError($("age-work-error"), e);
+    return;
+  }
+  renderAgeWorklist();
+}
+
+function renderAgeWorklist() {
+  if (!ageWork) return;
+  if (ageWork.items.length === 0) {
+    fill($("age-list"), el("p", { class: "muted", id: "age-empty", text: t("desk.age.empty") }));
+    return;
+  }
+  const rows = ageWork.items.map((r) => {
+    const birth = fmtDate(r.birth_date);
+    const reason = el("input", {
+      class: "age-reason",
+      "aria-label": t("desk.age.reason"),
+      placeholder: t("desk.age.reason"),
+      maxlength: 500,
+    });
+    return el(
+      "tr",
+      { "data-child": r.child, "data-campaign": r.campaign },
+      el("td", { text: r.campaign }),
+      el("td", { class: "key", title: r.child, text: `${r.child.slice(0, 8)}…` }),
+      el("td", { text: birth }),
+      el("td", {
+        class: "num",
+        text: t("desk.age.months", { years: Math.floor(r.age_months / 12), months: r.age_months % 12 }),
+      }),
+      el("td", { text: t(`desk.age.cat.${r.category}`) }),
+      el("td", {}, timeEl(r.requested_at)),
+      el(
+        "td",
+        { class: "actions" },
+        el("button", {
+          type: "button",
+          class: "grant",
+          text: t("desk.age.grantOne"),
+          "aria-label": t("desk.age.grantLabel", { birth }),
+          onclick: (e) => decideAge(r, null, e.currentTarget),
+        }),
+        " ",
+        reason,
+        " ",
+        el("button", {
+          type: "button",
+          class: "danger refuse",
+          text: t("desk.age.refuseOne"),
+          "aria-label": t("desk.age.refuseLabel", { birth }),
+          onclick: (e) => decideAge(r, reason.value.trim() || t("desk.age.reasonDefault"), e.currentTarget),
+        }),
+      ),
+    );
+  });
+  fill(
+    $("age-list"),
+    el("p", { class: "small", text: t("desk.age.count", { count: ageWork.total }) }),
+    el(
+      "div",
+      { class: "table-wrap scroll", tabindex: 0, "aria-label": t("desk.age.work") },
+      el(
+        "table",
+        { id: "age-table" },
+        el(
+          "thead",
+          {},
+          el(
+            "tr",
+            {},
+            [
+              "desk.age.col.campaign",
+              "desk.age.col.child",
+              "desk.age.col.birth",
+              "desk.age.col.age",
+              "desk.age.col.category",
+              "desk.age.col.requested",
+            ].map((key) => el("th", { scope: "col", text: t(key) })),
+            el("th", { scope: "col" }),
+          ),
+        ),
+        el("tbody", {}, rows),
+      ),
+    ),
+  );
+}
+
+/** Grants the request (`reason` null) or refuses it with `reason`. */
+async function decideAge(request, reason, button) {
+  showError($("age-work-error"), null);
+  await busy(button, async () => {
+    try {
+      const body = { campaign: request.campaign, child: request.child, decision: reason === null ? "grant" : "refuse" };
+      if (reason !== null) body.reason = reason;
+      await api(`${page.base()}/officer/age-exceptions/decide`, { method: "POST", token: page.token(), body });
+      const facts = { birth: fmtDate(request.birth_date), campaign: request.campaign };
+      say("age-work-status", t(reason === null ? "desk.age.granted" : "desk.age.refused", facts));
+      await loadAgeWorklist();
+    } catch (e) {
+      showError($("age-work-error"), e);
+    }
+  });
+}
 
 export function fillCampaigns(campaigns) {
   const select = $("age-campaign");
@@ -343,6 +502,7 @@ async function grantAgeException(event) {
       body: { campaign, document: $("age-document").value.trim() },
     });
     say("age-status", t("desk.age.done", { campaign }));
+    await loadAgeWorklist();
   } catch (e) {
     say("age-status", "");
     showError($("age-error"), e);
@@ -360,6 +520,7 @@ export function initDesk(options) {
   page = options;
   $("search-form").addEventListener("submit", (event) => busy($("search-go"), () => search(event)));
   $("work-refresh").addEventListener("click", () => busy($("work-refresh"), loadWorklist));
+  $("age-refresh").addEventListener("click", () => busy($("age-refresh"), loadAgeWorklist));
   $("age-form").addEventListener("submit", (event) => busy($("age-grant"), () => grantAgeException(event)));
 }
 
@@ -368,4 +529,6 @@ export function renderDesk() {
   renderFound();
   if (work) renderWorklist();
   else if (!page.token()) fill($("work-list"), el("p", { class: "muted", text: t("desk.signin") }));
+  if (ageWork) renderAgeWorklist();
+  else if (!page.token()) fill($("age-list"), el("p", { class: "muted", text: t("desk.signin") }));
 }

@@ -7,7 +7,7 @@ import {
 } from "./common.js";
 import { t, onLangChange } from "./i18n.js";
 import { barChart } from "./chart.js";
-import { initDesk, loadWorklist, renderDesk, fillCampaigns } from "./officer-desk.js";
+import { initDesk, loadWorklist, loadAgeWorklist, renderDesk, fillCampaigns } from "./officer-desk.js";
 
 const ROLE = "officer";
 let token = storedToken(ROLE);
@@ -488,7 +488,7 @@ function showResults(view, preview = false) {
       el(
         "tr",
         { "data-institution": institution },
-        el("th", { scope: "row", text: institution }),
+        el("th", { scope: "row", text: institutionLabel(institution) }),
         el("td", { class: "num", text: fmtNumber(row.capacity) }),
         el("td", { class: "num", text: fmtNumber(row.placed) }),
       ),
@@ -515,6 +515,12 @@ function showResults(view, preview = false) {
     ),
   );
   $("round-results").hidden = false;
+}
+
+/** An institution's name with its id, or the id alone for one the page does not know. */
+function institutionLabel(id) {
+  const found = data.institutions.find((i) => i.id === id);
+  return found && found.name ? `${found.name} (${id})` : id;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -612,6 +618,7 @@ async function signIn(newToken) {
   renderWho();
   await loadRounds();
   await loadWorklist();
+  await loadAgeWorklist();
   await drawChart();
 }
 
@@ -651,6 +658,7 @@ async function init() {
     renderWho();
     loadRounds();
     loadWorklist();
+    loadAgeWorklist();
   });
   $("use-token").addEventListener("click", () => {
     const value = $("token-input").value.trim();
@@ -704,6 +712,7 @@ async function init() {
     await loadAuthorities($("authority"), param("authority") || "demo");
     await loadAll();
     await loadWorklist();
+    await loadAgeWorklist();
     const round = param("round");
     if (round && token) showResults(await roundDetail(round));
   } catch (e) {

@@ -6,6 +6,7 @@ import {
   statusBadge, privilegeName, fmtNumber, fmtZoned, zonedTimeEl, fmtDate,
 } from "./common.js";
 import { t, onLangChange } from "./i18n.js";
+import { initAgeRequests, loadAgeRequests, renderAgeRequests } from "./parent-age.js";
 
 const ROLE = "parent";
 let token = storedToken(ROLE);
@@ -44,6 +45,7 @@ async function signIn(newToken) {
   storeToken(ROLE, token);
   renderWho();
   await loadMine();
+  await loadAgeRequests();
   if ($("number").value) await lookup();
 }
 
@@ -65,6 +67,7 @@ function signOut() {
   $("mine").hidden = true;
   $("result").hidden = true;
   renderWho();
+  loadAgeRequests();
 }
 
 async function loadMine() {
@@ -411,6 +414,7 @@ async function init() {
   onLangChange(() => {
     renderWho();
     renderMine();
+    renderAgeRequests();
     render();
     if (messageKey && $("message").textContent) $("message").textContent = t(messageKey);
   });
@@ -429,12 +433,14 @@ async function init() {
     $("token-input").value = "";
     signIn(value);
   });
+  initAgeRequests({ authority, token: () => token });
   $("accept").addEventListener("click", () => answerOffer(true, $("accept")));
   $("decline").addEventListener("click", () => answerOffer(false, $("decline")));
   $("authority").addEventListener("change", async () => {
     $("result").hidden = true;
     await loadInstitutions();
     await loadMine();
+    await loadAgeRequests();
   });
   // Demo applications N belong to demo parents parent-N: suggest the matching one.
   $("number").addEventListener("input", () => {
@@ -451,6 +457,7 @@ async function init() {
   await loadInstitutions();
   if (token) {
     await loadMine();
+    await loadAgeRequests();
     if (number) await lookup();
   }
   document.body.dataset.ready = "true";

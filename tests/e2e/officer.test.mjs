@@ -1,6 +1,7 @@
 // The officer's journey through the officer page only: find a child by document, confirm the
 // claimed privilege from the worklist, see the seats (published, taken, free), preview a
-// round (nothing recorded), run it and download its results (the file's content checked).
+// round (nothing recorded), run it and download its results (the file's content checked);
+// a family's age-exception request granted from the worklist.
 // Screenshots of the page in English and Russian with its key elements checked visible.
 //
 // Run: cd tests/e2e && OCHERED_BIN=…/ochered node --test officer.test.mjs
@@ -140,6 +141,9 @@ test("an officer finds a child by document, confirms the privilege, previews, ru
   const round = (await h.call("GET", `/rounds/${roundId}`, officer)).body;
   assert.equal(round.placed, previewPlaced, "the run placed as many as the preview");
   assert.ok(await page.locator("#results-preview-note").isHidden());
+  // The results name the institutions.
+  const resultRow = page.locator(`#by-institution-body tr[data-institution='${institutions[0].id}'] th`);
+  assert.equal((await resultRow.textContent()).trim(), `${institutions[0].name} (${institutions[0].id})`);
 
   // 6. Export it: the downloaded CSV holds the round with names, institutions and local times.
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
@@ -174,6 +178,79 @@ test("an officer finds a child by document, confirms the privilege, previews, ru
     assert.match(await visibleText(page, selector), pattern, `${selector} in Russian`);
   }
   await shot(page, "officer-desk-ru");
+  await page.close();
+});
+
+test("a family asks for an age exception on the parent page and an officer grants it from the worklist", async () => {
+  const campaign = (await h.call("GET", "/campaigns")).body.campaigns[0];
+  const school = campaign.schools[0].institution;
+  // Six years and three months on 1 September: too young without an exception.
+  const birth = `${campaign.year - 6}-06-01`;
+  const document = "II-ВЗ 771002";
+  const parentSub = "parent-age-e2e";
+  const parent = await h.demoToken("parent", parentSub);
+  const form = {
+    campaign: campaign.id,
+    document,
+    birth_date: birth,
+    schools: [school],
+    privileges: [{ kind: "first_priority" }],
+  };
+  const early = await h.call("POST", "/school/applications", parent, form);
+  assert.equal(early.status, 422, JSON.stringify(early.body));
+  assert.equal(early.body.code, "age_out_of_range");
+
+  // 1. The parent asks on the parent page and sees the request waiting.
+  const home = await h.newPage("/parent?lang=en");
+  await home.fill("#demo-sub", parentSub);
+  await home.click("#demo-signin");
+  await home.waitForSelector("#age-section:not([hidden])");
+  await home.selectOption("#age-campaign", campaign.id);
+  await home.fill("#age-document", document);
+  await home.fill("#age-birth", birth);
+  await home.selectOption("#age-category", "earlier");
+  await home.click("#age-ask");
+  await home.waitForSelector("#age-table tr[data-status='pending']");
+  assert.equal(await home.textContent("#age-error"), "");
+  assert.match(await visibleText(home, "#age-status"), new RegExp(`campaign ${campaign.id} is sent`));
+  assert.match(await visibleText(home, "#age-table td.age-status"), /Waiting for a decision/);
+  await shot(home, "parent-age-request-en");
+
+  // 2. The officer grants it from the worklist.
+  const officer = await h.demoToken("officer", "officer-check");
+  const pending = (await h.call("GET", "/officer/age-exceptions", officer)).body.items;
+  const request = pending.find((r) => r.birth_date === birth && r.campaign === campaign.id);
+  assert.ok(request, "the request is in the worklist");
+  assert.equal(request.category, "earlier");
+  const page = await h.newPage("/officer?lang=en");
+  await page.click("#demo-signin");
+  const row = page.locator(`#age-table tr[data-child='${request.child}']`);
+  await row.waitFor();
+  assert.match(await row.textContent(), /earlier \(too young\)/);
+  assert.match(await row.textContent(), /6 y 3 m/);
+  await row.locator("button.grant").click();
+  await page.waitForFunction(() => /Granted for the child born/.test(document.getElementById("age-work-status").textContent));
+  await page.waitForFunction((key) => !document.querySelector(`#age-table tr[data-child='${key}']`), request.child);
+  assert.equal(await page.textContent("#age-work-error"), "");
+  const mine = (await h.call("GET", "/school/age-exception-requests", parent)).body.requests;
+  assert.equal(mine.find((r) => r.child === request.child).status, "granted");
+
+  // 3. The grant lets the application through, and the parent page says so.
+  const applied = await h.call("POST", "/school/applications", parent, form);
+  assert.equal(applied.status, 201, JSON.stringify(applied.body));
+  await home.close();
+  const again = await h.newPage("/parent?lang=ru");
+  if (await again.locator("#age-section[hidden]").count()) {
+    await again.fill("#demo-sub", parentSub);
+    await again.click("#demo-signin");
+  }
+  await again.waitForSelector("#age-table tr[data-status='granted']");
+  assert.match(await visibleText(again, "#age-table td.age-status"), /Разрешено/);
+  assert.match(await visibleText(again, "#age-h"), /исключение по возрасту/);
+  await shot(again, "parent-age-request-ru");
+  await page.click("button[data-lang='ru']");
+  assert.match(await visibleText(page, "#age-work-h"), /Запросы, ждущие решения/);
+  await again.close();
   await page.close();
 });
 

@@ -728,6 +728,30 @@ async fn every_endpoint_with_every_role() {
             vec![Officer, Admin],
         ),
         (
+            "GET",
+            "/officer/age-exceptions",
+            Value::Null,
+            vec![Officer, Admin],
+        ),
+        (
+            "POST",
+            "/officer/age-exceptions/decide",
+            json!({"campaign": "school-2027", "child": "00".repeat(32), "decision": "grant"}),
+            vec![Officer, Admin],
+        ),
+        (
+            "POST",
+            "/school/age-exception-requests",
+            json!({"campaign": "school-2027", "document": "II-AB 000095", "birth_date": "2021-06-01", "category": "earlier"}),
+            vec![Parent, Admin],
+        ),
+        (
+            "GET",
+            "/school/age-exception-requests",
+            Value::Null,
+            vec![Parent, Admin],
+        ),
+        (
             "POST",
             "/kindergarten/rounds/preview",
             json!({"round": "preview-1", "intake_year": 2027}),

@@ -431,3 +431,240 @@ async fn exports(app: TestApp) {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn families_ask_for_age_exceptions_and_officers_decide_them_from_the_worklist() {
+    each_backend(age_exceptions).await;
+}
+
+/// Too young on 1 September 2027 (75 months): needs the `earlier` exception.
+const YOUNG: &str = "2021-06-01";
+const YOUNG_DOCUMENT: &str = "II-AB 000401";
+/// Too old (97 months): needs `later`.
+const OLD_DOCUMENT: &str = "II-AB 000402";
+
+fn ask(document: &str, birth_date: &str, category: &str) -> Value {
+    json!({"campaign": "school-2027", "document": document, "birth_date": birth_date, "category": category})
+}
+
+async fn age_exceptions(app: TestApp) {
+    app.set_up_authority().await;
+    let officer = officer();
+    let parent = token(Role::Parent, "parent-1");
+    let requests = "/school/age-exception-requests";
+
+    // Bad input names the field and writes nothing.
+    let head = app.head_seq().await;
+    for (body, status, field) in [
+        (ask(YOUNG_DOCUMENT, YOUNG, "later"), 422, "category"),
+        (
+            ask(YOUNG_DOCUMENT, "2020-12-01", "earlier"),
+            422,
+            "birth_date",
+        ),
+        (
+            ask(YOUNG_DOCUMENT, "2021-02-30", "earlier"),
+            422,
+            "birth_date",
+        ),
+        (ask(YOUNG_DOCUMENT, YOUNG, "sooner"), 422, "category"),
+        (ask("!!", YOUNG, "earlier"), 422, "document"),
+        (
+            json!({"campaign": "school-1999", "document": YOUNG_DOCUMENT, "birth_date": YOUNG, "category": "earlier"}),
+            404,
+            "campaign",
+        ),
+        (
+            json!({"campaign": "school-2027", "document": YOUNG_DOCUMENT, "birth_date": YOUNG}),
+            422,
+            "category",
+        ),
+    ] {
+        let bad = app.post(&parent, requests, body.clone()).await;
+        assert_eq!(
+            (bad.status, bad.field()),
+            (status, Some(field)),
+            "{body}: {}",
+            bad.body
+        );
+    }
+    assert_eq!(app.head_seq().await, head);
+
+    // Without an exception the child cannot apply.
+    let apply = json!({"campaign": "school-2027", "document": YOUNG_DOCUMENT, "birth_date": YOUNG, "schools": ["S1"]});
+    let refused = app
+        .post(&parent, "/school/applications", apply.clone())
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.body["code"], "age_out_of_range");
+
+    // Two families ask; asking twice is refused.
+    let asked = app
+        .post(&parent, requests, ask(YOUNG_DOCUMENT, YOUNG, "earlier"))
+        .await;
+    assert_eq!(asked.status, 201, "{}", asked.body);
+    let again = app
+        .post(&parent, requests, ask(YOUNG_DOCUMENT, YOUNG, "earlier"))
+        .await;
+    assert_eq!(
+        (again.status, again.field(), again.body["code"].as_str()),
+        (
+            409,
+            Some("document"),
+            Some("age_exception_already_requested")
+        ),
+        "{}",
+        again.body
+    );
+    let parent2 = token(Role::Parent, "parent-2");
+    let asked = app
+        .post(&parent2, requests, ask(OLD_DOCUMENT, "2019-08-01", "later"))
+        .await;
+    assert_eq!(asked.status, 201, "{}", asked.body);
+
+    // Each parent sees only their own request.
+    let mine = app.get(Some(&parent), requests).await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    let mine = mine.body["requests"].as_array().unwrap().clone();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        (
+            &mine[0]["status"],
+            &mine[0]["category"],
+            &mine[0]["age_months"]
+        ),
+        (&json!("pending"), &json!("earlier"), &json!(75))
+    );
+
+    // The officer's worklist: both, oldest first.
+    let list = app.get(Some(&officer), "/officer/age-exceptions").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.body["total"], 2);
+    let young_key = list.body["items"][0]["child"].as_str().unwrap().to_owned();
+    let old_key = list.body["items"][1]["child"].as_str().unwrap().to_owned();
+    assert_eq!(young_key, mine[0]["child"]);
+    assert_eq!(list.body["items"][1]["category"], "later");
+
+    // Bad decisions name the field and write nothing.
+    let decide = "/officer/age-exceptions/decide";
+    let head = app.head_seq().await;
+    for (body, status, field) in [
+        (
+            json!({"campaign": "school-2027", "child": young_key, "decision": "refuse"}),
+            422,
+            "reason",
+        ),
+        (
+            json!({"campaign": "school-2027", "child": young_key, "decision": "refuse", "reason": ""}),
+            422,
+            "reason",
+        ),
+        (
+            json!({"campaign": "school-2027", "child": young_key, "decision": "grant", "reason": "x"}),
+            422,
+            "reason",
+        ),
+        (
+            json!({"campaign": "school-2027", "child": young_key, "decision": "maybe"}),
+            422,
+            "decision",
+        ),
+        (
+            json!({"campaign": "school-2027", "child": "abc", "decision": "grant"}),
+            422,
+            "child",
+        ),
+        (
+            json!({"campaign": "school-2027", "child": "00".repeat(32), "decision": "grant"}),
+            404,
+            "child",
+        ),
+        (
+            json!({"campaign": "school-1999", "child": young_key, "decision": "grant"}),
+            404,
+            "campaign",
+        ),
+    ] {
+        let bad = app.post(&officer, decide, body.clone()).await;
+        assert_eq!(
+            (bad.status, bad.field()),
+            (status, Some(field)),
+            "{body}: {}",
+            bad.body
+        );
+    }
+    assert_eq!(app.head_seq().await, head);
+
+    // Granting one lets the child apply; refusing the other tells the family why. Deciding
+    // twice is refused.
+    let granted = app
+        .post(
+            &officer,
+            decide,
+            json!({"campaign": "school-2027", "child": young_key, "decision": "grant"}),
+        )
+        .await;
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let twice = app
+        .post(
+            &officer,
+            decide,
+            json!({"campaign": "school-2027", "child": young_key, "decision": "grant"}),
+        )
+        .await;
+    assert_eq!(
+        (twice.status, twice.field()),
+        (409, Some("decision")),
+        "{}",
+        twice.body
+    );
+    let refused = app
+        .post(
+            &officer,
+            decide,
+            json!({"campaign": "school-2027", "child": old_key, "decision": "refuse", "reason": "no medical grounds"}),
+        )
+        .await;
+    assert_eq!(refused.status, 200, "{}", refused.body);
+    let list = app.get(Some(&officer), "/officer/age-exceptions").await;
+    assert_eq!(list.body["total"], 0, "{}", list.body);
+    let mine = app.get(Some(&parent2), requests).await;
+    assert_eq!(
+        (
+            &mine.body["requests"][0]["status"],
+            &mine.body["requests"][0]["reason"]
+        ),
+        (&json!("refused"), &json!("no medical grounds"))
+    );
+    let applied = app.post(&parent, "/school/applications", apply).await;
+    assert_eq!(applied.status, 201, "{}", applied.body);
+
+    // Only parents ask and see their requests; only officers list and decide.
+    for (role, who) in [
+        ("officer", officer.clone()),
+        ("auditor", token(Role::Auditor, "auditor-1")),
+        ("registrar", token(Role::Registrar, "registrar-1")),
+    ] {
+        assert_eq!(app.get(Some(&who), requests).await.status, 403, "{role}");
+        let asked = app
+            .post(&who, requests, ask(OLD_DOCUMENT, "2019-08-01", "later"))
+            .await;
+        assert_eq!(asked.status, 403, "{role}");
+    }
+    for (role, who) in others() {
+        assert_eq!(
+            app.get(Some(&who), "/officer/age-exceptions").await.status,
+            403,
+            "{role}"
+        );
+        let decided = app
+            .post(
+                &who,
+                decide,
+                json!({"campaign": "school-2027", "child": old_key, "decision": "grant"}),
+            )
+            .await;
+        assert_eq!(decided.status, 403, "{role}");
+    }
+    app.stop().await;
+}

@@ -7,10 +7,13 @@
 //! (and admins) reach this service; auditors and registrars get 403 and never see a name.
 
 use axum::extract::{Path, Query, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
-use ochered_core::command::Sealed;
-use ochered_core::domain::{ApplicationNumber, PersonKey};
+use ochered_core::command::{AgeExceptionDecision, Command, Sealed};
+use ochered_core::domain::{ApplicationNumber, CampaignId, PersonKey};
 use ochered_core::ordering::{Privilege, PrivilegeStatus};
+use ochered_core::state::AgeRequestStatus;
 use ochered_core::state::{Application, ApplicationStatus, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -19,11 +22,13 @@ use utoipa_axum::routes;
 
 use crate::http::access::{self, parse_number, query_error};
 use crate::http::auth::{Caller, Role};
+use crate::http::command::{EventsResponse, Write};
 use crate::http::error::ApiError;
+use crate::http::json::Body;
 use crate::http::personal::open_contact;
 use crate::state::AppState;
-use crate::wire::schema::Problem;
-use crate::wire::{self, person_key, ApplicationView};
+use crate::wire::schema::{Code, Problem};
+use crate::wire::{self, age_requests, person_key, AgeRequestView, ApplicationView};
 
 /// Most applications one search answers.
 pub const SEARCH_RESULTS_MAX: usize = 50;
@@ -37,6 +42,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_applications))
         .routes(routes!(privilege_worklist))
+        .routes(routes!(age_exception_worklist))
+        .routes(routes!(decide_age_exception))
 }
 
 /// What to look for: exactly one of the three.
@@ -296,4 +303,107 @@ async fn privilege_worklist(
         })
         .collect();
     Ok(Json(PrivilegeWorklist { items, total }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AgeExceptionWorklist {
+    /// Pending requests, oldest first (at most 500).
+    items: Vec<AgeRequestView>,
+    /// Pending requests in all.
+    total: usize,
+}
+
+/// List age-exception requests waiting for a decision
+///
+/// **Roles:** officer (and admin). Every family's first-grade age-exception request no
+/// officer has granted or refused yet, in every campaign, oldest first, at most 500 (`total`
+/// counts all). Decide each with `POST …/officer/age-exceptions/decide`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/officer/age-exceptions",
+    tag = "officer",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The worklist.", body = AgeExceptionWorklist),
+        (status = 403, description = "Not an officer.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such authority.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn age_exception_worklist(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+) -> Result<Json<AgeExceptionWorklist>, ApiError> {
+    caller.require(&[Role::Officer])?;
+    let w = access::writer(&state, &authority)?;
+    let mut items = w.read(|s| age_requests(s, |r| r.status == AgeRequestStatus::Pending));
+    let total = items.len();
+    items.truncate(WORKLIST_MAX);
+    Ok(Json(AgeExceptionWorklist { items, total }))
+}
+
+/// What an officer answers a family's age-exception request.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum Decision {
+    Grant,
+    Refuse,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AgeExceptionDecisionRequest {
+    #[schema(value_type = Code)]
+    campaign: CampaignId,
+    /// The child's key as the worklist gives it (64 hex digits).
+    child: String,
+    decision: Decision,
+    /// Why it is refused (1-500 characters): required with `refuse`, absent with `grant`.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Grant or refuse an age-exception request
+///
+/// **Roles:** officer (and admin). Once per request: granting is the same grant as
+/// `POST …/school/age-exceptions` (the child may then apply whatever the age), refusing
+/// records the reason the family sees.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/officer/age-exceptions/decide",
+    tag = "officer",
+    security(("bearer" = [])),
+    request_body = AgeExceptionDecisionRequest,
+    responses(
+        (status = 200, description = "Decided.", body = EventsResponse),
+        (status = 404, description = "No request for this child in the campaign (`no_age_exception_request`, field `child`) or no such campaign.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already decided (`age_exception_decided`, field `decision`).", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad `child` key, or a `reason` missing for a refusal or given with a grant.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn decide_age_exception(
+    Path(authority): Path<String>,
+    write: Write,
+    body: Result<Body<AgeExceptionDecisionRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    let req = write.body(&[Role::Officer], body)?;
+    let child =
+        PersonKey::from_hex(&req.child).map_err(|e| ApiError::invalid("child", e.reason))?;
+    let decision = match (req.decision, req.reason) {
+        (Decision::Grant, None) => AgeExceptionDecision::Grant,
+        (Decision::Refuse, Some(reason)) => AgeExceptionDecision::Refuse { reason },
+        (Decision::Grant, Some(_)) => {
+            return Err(ApiError::invalid("reason", "must be absent when granting"))
+        }
+        (Decision::Refuse, None) => {
+            return Err(ApiError::invalid("reason", "is required when refusing"))
+        }
+    };
+    let w = write.writer(&authority)?;
+    let command = Command::DecideAgeException {
+        campaign: req.campaign,
+        child,
+        decision,
+    };
+    write.answer(&w, command, StatusCode::OK).await
 }

@@ -5,7 +5,10 @@ use axum::extract::{Path, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use ochered_core::command::{CampaignConfig, CampaignStage, Command, SchoolForm};
+use chrono::NaiveDate;
+use ochered_core::command::{
+    AgeExceptionCategory, CampaignConfig, CampaignStage, Command, SchoolForm,
+};
 use ochered_core::domain::{CampaignId, RoundId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -13,17 +16,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::access;
-use crate::http::auth::Role;
+use crate::http::auth::{Caller, Role};
 use crate::http::command::{channel_of, respond, EventsResponse, Write};
 use crate::http::error::ApiError;
 use crate::http::json::Body;
 use crate::http::personal::with_sealed;
 use crate::state::AppState;
 use crate::wire::rounds::{round_response, RoundResponse};
-use crate::wire::schema::Code;
+use crate::wire::schema::{Code, Problem};
 use crate::wire::{
-    person_key, submitted, AgeExceptionRequest, ContactView, SchoolApplicationRequest,
-    SubmitDraftRequest, SubmittedResponse,
+    age_requests, person_key, submitted, AgeExceptionRequest, AgeRequestView, ContactView,
+    SchoolApplicationRequest, SubmitDraftRequest, SubmittedResponse,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(submit_draft))
         .routes(routes!(submit_school))
         .routes(routes!(grant_age_exception))
+        .routes(routes!(my_age_requests, request_age_exception))
         .routes(routes!(run_school_enrollment))
 }
 
@@ -239,6 +243,83 @@ async fn grant_age_exception(
         child: person_key(&write.state.config.person_secret, "document", &req.document)?,
     };
     write.answer(&w, command, StatusCode::OK).await
+}
+
+/// A family's request for a first-grade age exception.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AgeExceptionAsk {
+    #[schema(value_type = Code)]
+    campaign: CampaignId,
+    /// The child's birth certificate number.
+    document: String,
+    birth_date: NaiveDate,
+    /// `earlier` for a child under the minimum age on 1 September, `later` for one at or over
+    /// the maximum.
+    category: AgeExceptionCategory,
+}
+
+/// Ask for a first-grade age exception
+///
+/// **Roles:** parent. For a child younger than six and a half or at least eight on
+/// 1 September of the campaign year: the authority may admit the child earlier or later.
+/// Once per child and campaign, before the campaign closes; an officer grants or refuses it
+/// (`GET …/officer/age-exceptions`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/authorities/{authority}/school/age-exception-requests",
+    tag = "school",
+    security(("bearer" = [])),
+    request_body = AgeExceptionAsk,
+    responses(
+        (status = 201, description = "Requested.", body = EventsResponse),
+        (status = 409, description = "Already requested (`age_exception_already_requested`, field `document`).", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad value, an age that needs no exception (`birth_date`) or the wrong `category`.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn request_age_exception(
+    Path(authority): Path<String>,
+    write: Write,
+    body: Result<Body<AgeExceptionAsk>, ApiError>,
+) -> Result<Response, ApiError> {
+    let req = write.body(&[Role::Parent], body)?;
+    let w = write.writer(&authority)?;
+    let command = Command::RequestAgeException {
+        campaign: req.campaign,
+        child: person_key(&write.state.config.person_secret, "document", &req.document)?,
+        birth_date: req.birth_date,
+        category: req.category,
+        requested_by: write.caller.sub.clone(),
+    };
+    write.answer(&w, command, StatusCode::CREATED).await
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AgeRequestsList {
+    /// Oldest first.
+    requests: Vec<AgeRequestView>,
+}
+
+/// My age-exception requests
+///
+/// **Roles:** parent. The requests this account made, with their status and, once decided,
+/// when and (for a refusal) why.
+#[utoipa::path(
+    get,
+    path = "/api/v1/authorities/{authority}/school/age-exception-requests",
+    tag = "school",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The requests.", body = AgeRequestsList))
+)]
+async fn my_age_requests(
+    AxumState(state): AxumState<AppState>,
+    Path(authority): Path<String>,
+    caller: Caller,
+) -> Result<Json<AgeRequestsList>, ApiError> {
+    caller.require(&[Role::Parent])?;
+    let w = access::writer(&state, &authority)?;
+    let requests = w.read(|s| age_requests(s, |r| *r.requested_by == *caller.sub));
+    Ok(Json(AgeRequestsList { requests }))
 }
 
 /// The enrollment decisions of one stage of a campaign.

@@ -7,13 +7,13 @@ pub mod rounds;
 pub mod schema;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use ochered_core::command::{CampaignConfig, SlotSpec};
+use ochered_core::command::{AgeExceptionCategory, CampaignConfig, SlotSpec};
 use ochered_core::domain::{
-    ApplicationNumber, BookingNumber, CampaignId, Channel, DoctorId, DocumentNumber, InstitutionId,
-    InstitutionKind, PersonKey, SlotId, Specialty,
+    september_first, ApplicationNumber, BirthDate, BookingNumber, CampaignId, Channel, DoctorId,
+    DocumentNumber, InstitutionId, InstitutionKind, PersonKey, SlotId, Specialty,
 };
 use ochered_core::ordering::{Privilege, PrivilegeClaim};
-use ochered_core::state::{Application, QueueDescription, State};
+use ochered_core::state::{AgeRequest, AgeRequestStatus, Application, QueueDescription, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -265,6 +265,66 @@ pub struct AgeExceptionRequest {
     #[schema(value_type = schema::Code)]
     pub campaign: CampaignId,
     pub document: String,
+}
+
+/// A family's age-exception request and what became of it
+/// (docs/RULES.md#school-age-requests).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgeRequestView {
+    #[schema(value_type = schema::Code)]
+    pub campaign: CampaignId,
+    /// The child's key (64 hex digits): the keyed hash of the document, never the document.
+    pub child: String,
+    pub birth_date: NaiveDate,
+    /// The child's age in full months on 1 September of the campaign year.
+    pub age_months: i32,
+    pub category: AgeExceptionCategory,
+    pub requested_at: DateTime<Utc>,
+    /// `pending`, `granted` or `refused`.
+    #[schema(example = "pending")]
+    pub status: &'static str,
+    /// When an officer granted or refused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The officer's reason for a refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Every request of every campaign that `keep` picks, oldest first.
+pub fn age_requests(state: &State, keep: impl Fn(&AgeRequest) -> bool) -> Vec<AgeRequestView> {
+    let mut out: Vec<AgeRequestView> = state
+        .campaigns()
+        .iter()
+        .flat_map(|c| {
+            let on = september_first(c.config.year);
+            c.age_requests
+                .iter()
+                .filter(|(_, r)| keep(r))
+                .map(move |(child, r)| {
+                    let (decided_at, reason) = match &r.status {
+                        AgeRequestStatus::Pending => (None, None),
+                        AgeRequestStatus::Granted { at } => (Some(*at), None),
+                        AgeRequestStatus::Refused { reason, at } => {
+                            (Some(*at), Some(reason.clone()))
+                        }
+                    };
+                    AgeRequestView {
+                        campaign: c.config.id.clone(),
+                        child: child.to_hex(),
+                        birth_date: r.birth_date,
+                        age_months: BirthDate::from_event(r.birth_date).age_in_months_on(on),
+                        category: r.category,
+                        requested_at: r.requested_at,
+                        status: r.status.name(),
+                        decided_at,
+                        reason,
+                    }
+                })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.requested_at, &a.child).cmp(&(b.requested_at, &b.child)));
+    out
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -129,6 +129,30 @@ pub struct AgeGroupSeats {
     pub seats: u32,
 }
 
+/// Why a child outside the first-grade age range may still start school: the law lets the
+/// education authority admit a child earlier or later than the usual age, on the parents'
+/// request (docs/RULES.md#school-age-requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AgeExceptionCategory {
+    /// Younger than the minimum age on 1 September (under six and a half).
+    Earlier,
+    /// At or over the maximum age on 1 September (eight or older).
+    Later,
+}
+
+/// An officer's answer to a family's age-exception request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "decision", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgeExceptionDecision {
+    /// The exception is granted: the child may apply whatever the age.
+    Grant,
+    /// The exception is refused, with the reason the family is told (1-500 characters).
+    Refuse { reason: String },
+}
+
 /// A stage of a first-grade campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -231,6 +255,21 @@ pub enum Command {
         campaign: CampaignId,
         child: PersonKey,
     },
+    /// A parent asks the authority for a first-grade age exception for their child.
+    RequestAgeException {
+        campaign: CampaignId,
+        child: PersonKey,
+        birth_date: NaiveDate,
+        category: AgeExceptionCategory,
+        /// The account that asked (opaque subject id).
+        requested_by: String,
+    },
+    /// An officer grants or refuses a pending age-exception request.
+    DecideAgeException {
+        campaign: CampaignId,
+        child: PersonKey,
+        decision: AgeExceptionDecision,
+    },
     /// Issues the enrollment decisions of a campaign stage: single-school campaigns fill each
     /// school in queue order until full, ranked campaigns allocate by deferred acceptance.
     RunSchoolEnrollment {
@@ -330,6 +369,8 @@ impl Command {
             Command::SubmitSchoolDraft { .. } => "submit_school_draft",
             Command::SubmitSchoolApplication { .. } => "submit_school_application",
             Command::GrantAgeException { .. } => "grant_age_exception",
+            Command::RequestAgeException { .. } => "request_age_exception",
+            Command::DecideAgeException { .. } => "decide_age_exception",
             Command::ConfigureSpecialty { .. } => "configure_specialty",
             Command::PublishSlots { .. } => "publish_slots",
             Command::BookSlot { .. } => "book_slot",

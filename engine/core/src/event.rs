@@ -3,7 +3,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{AgeGroupSeats, CampaignConfig, CampaignStage, SchoolForm, Sealed, SlotSpec};
+use crate::command::{
+    AgeExceptionCategory, AgeGroupSeats, CampaignConfig, CampaignStage, SchoolForm, Sealed,
+    SlotSpec,
+};
 use crate::domain::{
     ApplicationNumber, AuthorityConfig, BookingNumber, CampaignId, Channel, DoctorId,
     InstitutionId, InstitutionKind, PersonKey, RoundId, SlotId, Specialty,
@@ -225,6 +228,23 @@ pub enum Event {
         patient: PersonKey,
         at: DateTime<Utc>,
     },
+    /// A parent asked for a first-grade age exception for the child in a campaign. Granting
+    /// it is recorded as `AgeExceptionGranted`, refusing it as `AgeExceptionRefused`.
+    AgeExceptionRequested {
+        campaign: CampaignId,
+        child: PersonKey,
+        birth_date: NaiveDate,
+        category: AgeExceptionCategory,
+        requested_by: String,
+        at: DateTime<Utc>,
+    },
+    /// An officer refused the child's pending age-exception request.
+    AgeExceptionRefused {
+        campaign: CampaignId,
+        child: PersonKey,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// The stream (aggregate) an event belongs to; versions count per stream.
@@ -289,6 +309,8 @@ impl Event {
             Event::SlotHoldLapsed { .. } => "SlotHoldLapsed",
             Event::PersonalDataErased { .. } => "PersonalDataErased",
             Event::WaitingListLeft { .. } => "WaitingListLeft",
+            Event::AgeExceptionRequested { .. } => "AgeExceptionRequested",
+            Event::AgeExceptionRefused { .. } => "AgeExceptionRefused",
         }
     }
 
@@ -315,7 +337,9 @@ impl Event {
             | Event::SchoolEnrollmentCompleted { round, .. } => StreamId::Round(round.clone()),
             Event::CampaignConfigured { config } => StreamId::Campaign(config.id.clone()),
             Event::SchoolDraftSaved { form, .. } => StreamId::Campaign(form.campaign.clone()),
-            Event::AgeExceptionGranted { campaign, .. } => StreamId::Campaign(campaign.clone()),
+            Event::AgeExceptionGranted { campaign, .. }
+            | Event::AgeExceptionRequested { campaign, .. }
+            | Event::AgeExceptionRefused { campaign, .. } => StreamId::Campaign(campaign.clone()),
             Event::SpecialtyConfigured { specialty, .. }
             | Event::SlotsPublished { specialty, .. }
             | Event::WaitingListJoined { specialty, .. }

@@ -158,6 +158,12 @@ pub enum Rejection {
         count: usize,
         max: usize,
     },
+    #[error("an age exception for this child in campaign {id} was already requested ({status})")]
+    AgeExceptionAlreadyRequested { id: String, status: String },
+    #[error("no age-exception request for this child in campaign {id}")]
+    NoAgeExceptionRequest { id: String },
+    #[error("the age-exception request for this child in campaign {id} is already {status}")]
+    AgeExceptionDecided { id: String, status: String },
 }
 
 impl Rejection {
@@ -185,7 +191,8 @@ impl Rejection {
             | UnknownBooking { .. }
             | UnknownPerson
             | NoWaitingEntryOfYours { .. }
-            | NoDraft { .. } => RejectionKind::NotFound,
+            | NoDraft { .. }
+            | NoAgeExceptionRequest { .. } => RejectionKind::NotFound,
             AuthorityNotConfigured
             | CampaignNotOpen { .. }
             | CampaignClosed { .. }
@@ -216,7 +223,9 @@ impl Rejection {
             | SeatsBelowTaken { .. }
             | NoOutstandingOffer { .. }
             | AlreadyOnWaitingList { .. }
-            | NotOnWaitingList { .. } => RejectionKind::Conflict,
+            | NotOnWaitingList { .. }
+            | AgeExceptionAlreadyRequested { .. }
+            | AgeExceptionDecided { .. } => RejectionKind::Conflict,
         }
     }
 
@@ -241,7 +250,9 @@ impl Rejection {
             }
             UnknownApplication { .. } => Some("application"),
             UnknownBooking { .. } => Some("booking"),
-            UnknownPerson => Some("document"),
+            UnknownPerson | AgeExceptionAlreadyRequested { .. } => Some("document"),
+            NoAgeExceptionRequest { .. } => Some("child"),
+            AgeExceptionDecided { .. } => Some("decision"),
             RoundExists { .. } => Some("round"),
             NoFreeSeats { .. } => Some("intake_year"),
             RoundOutOfSeason { .. } | TopUpTooSoon { .. } => Some("calendar_override"),

@@ -71,6 +71,8 @@ pub fn decide(
         | SubmitSchoolDraft { .. }
         | SubmitSchoolApplication { .. }
         | GrantAgeException { .. }
+        | RequestAgeException { .. }
+        | DecideAgeException { .. }
         | RunSchoolEnrollment { .. } => school::decide(cx, command),
         ConfigureSpecialty { .. }
         | PublishSlots { .. }

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::command::{CampaignConfig, CampaignMode, CampaignStage, Command, SchoolForm};
+use crate::command::{
+    AgeExceptionCategory, AgeExceptionDecision, CampaignConfig, CampaignMode, CampaignStage,
+    Command, SchoolForm,
+};
 use crate::domain::{
     september_first, AuthorityConfig, BirthDate, CampaignId, InstitutionId, InstitutionKind,
     PersonKey, RoundId,
@@ -14,10 +17,12 @@ use crate::event::Event;
 use crate::ordering::{school_tier, TIER_GENERAL};
 use crate::rejection::Rejection;
 use crate::rounds::{check_new_round, RoundInput, RoundSeatGroup};
-use crate::state::{ApplicationStatus, CampaignIdx, InstitutionIdx, ServiceKind, State};
+use crate::state::{
+    AgeRequestStatus, ApplicationStatus, CampaignIdx, InstitutionIdx, ServiceKind, State,
+};
 
 use super::applications::check_privileges;
-use super::checks::{check_institutions, check_sealed, check_subject};
+use super::checks::{check_institutions, check_sealed, check_subject, check_text};
 use super::Context;
 
 /// Most schools in one campaign.
@@ -31,6 +36,18 @@ pub(super) fn decide(cx: Context, command: &Command) -> Result<Vec<Event>, Rejec
         Command::SubmitSchoolDraft { campaign, child } => submit_draft(cx, campaign, child),
         Command::SubmitSchoolApplication { form } => submit(cx, form, false),
         Command::GrantAgeException { campaign, child } => grant_age_exception(cx, campaign, child),
+        Command::RequestAgeException {
+            campaign,
+            child,
+            birth_date,
+            category,
+            requested_by,
+        } => request_age_exception(cx, campaign, child, *birth_date, *category, requested_by),
+        Command::DecideAgeException {
+            campaign,
+            child,
+            decision,
+        } => decide_age_exception(cx, campaign, child, decision),
         Command::RunSchoolEnrollment {
             round,
             campaign,
@@ -186,6 +203,113 @@ fn grant_age_exception(
         campaign: campaign.clone(),
         child: *child,
         at: cx.now,
+    }])
+}
+
+/// A family asks once per child and campaign, before the campaign closes, for a child whose
+/// age on 1 September needs an exception, naming which one (docs/RULES.md#school-age-requests).
+fn request_age_exception(
+    cx: Context,
+    campaign_id: &CampaignId,
+    child: &PersonKey,
+    birth_date: chrono::NaiveDate,
+    category: AgeExceptionCategory,
+    requested_by: &str,
+) -> Result<Vec<Event>, Rejection> {
+    let Context { state, config, now } = cx;
+    check_subject("requested_by", requested_by)?;
+    let idx = campaign_index(state, campaign_id)?;
+    let campaign = state.campaign(idx);
+    let closes = config.local_midnight(campaign.config.closes);
+    if now >= closes {
+        return Err(Rejection::CampaignClosed {
+            id: campaign_id.to_string(),
+            closed_at: closes,
+        });
+    }
+    if let Some(request) = campaign.age_requests.get(child) {
+        return Err(Rejection::AgeExceptionAlreadyRequested {
+            id: campaign_id.to_string(),
+            status: request.status.name().to_owned(),
+        });
+    }
+    if campaign.age_exceptions.contains(child) {
+        return Err(Rejection::AgeExceptionAlreadyRequested {
+            id: campaign_id.to_string(),
+            status: "granted".to_owned(),
+        });
+    }
+    let birth = BirthDate::parse(birth_date, config.local_date(now))
+        .map_err(|e| Rejection::invalid(e.field, e.reason))?;
+    let on = september_first(campaign.config.year);
+    let months = birth.age_in_months_on(on);
+    let needed = if months < config.school_min_age_months as i32 {
+        AgeExceptionCategory::Earlier
+    } else if months >= config.school_max_age_months as i32 {
+        AgeExceptionCategory::Later
+    } else {
+        return Err(Rejection::invalid(
+            "birth_date",
+            format!("the child is {months} months old on {on}, within the age range: no exception is needed"),
+        ));
+    };
+    if category != needed {
+        return Err(Rejection::invalid(
+            "category",
+            format!(
+                "the child is {months} months old on {on}: the exception needed is {}",
+                match needed {
+                    AgeExceptionCategory::Earlier => "earlier",
+                    AgeExceptionCategory::Later => "later",
+                }
+            ),
+        ));
+    }
+    Ok(vec![Event::AgeExceptionRequested {
+        campaign: campaign_id.clone(),
+        child: *child,
+        birth_date,
+        category,
+        requested_by: requested_by.to_owned(),
+        at: now,
+    }])
+}
+
+/// An officer decides a pending request once: granting it is the same grant as
+/// `GrantAgeException`, refusing it states the reason (docs/RULES.md#school-age-requests).
+fn decide_age_exception(
+    cx: Context,
+    campaign_id: &CampaignId,
+    child: &PersonKey,
+    decision: &AgeExceptionDecision,
+) -> Result<Vec<Event>, Rejection> {
+    if let AgeExceptionDecision::Refuse { reason } = decision {
+        check_text("reason", reason, 1)?;
+    }
+    let idx = campaign_index(cx.state, campaign_id)?;
+    let Some(request) = cx.state.campaign(idx).age_requests.get(child) else {
+        return Err(Rejection::NoAgeExceptionRequest {
+            id: campaign_id.to_string(),
+        });
+    };
+    if request.status != AgeRequestStatus::Pending {
+        return Err(Rejection::AgeExceptionDecided {
+            id: campaign_id.to_string(),
+            status: request.status.name().to_owned(),
+        });
+    }
+    Ok(vec![match decision {
+        AgeExceptionDecision::Grant => Event::AgeExceptionGranted {
+            campaign: campaign_id.clone(),
+            child: *child,
+            at: cx.now,
+        },
+        AgeExceptionDecision::Refuse { reason } => Event::AgeExceptionRefused {
+            campaign: campaign_id.clone(),
+            child: *child,
+            reason: reason.clone(),
+            at: cx.now,
+        },
     }])
 }
 

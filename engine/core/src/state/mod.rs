@@ -35,7 +35,7 @@ pub use clinic::{
 };
 pub use history::{Histories, HistoryKind, HistoryStep};
 pub use kindergarten::SeatGroup;
-pub use school::Campaign;
+pub use school::{AgeRequest, AgeRequestStatus, Campaign};
 
 /// Index of an institution in [`State::institutions`], in order of registration.
 pub type InstitutionIdx = u32;
@@ -146,7 +146,9 @@ impl State {
             | SchoolEnrollmentCompleted { .. }
             | SchoolDraftSaved { .. }
             | SchoolApplicationSubmitted { .. }
-            | AgeExceptionGranted { .. } => self.apply_school(event, cause),
+            | AgeExceptionGranted { .. }
+            | AgeExceptionRequested { .. }
+            | AgeExceptionRefused { .. } => self.apply_school(event, cause),
             SpecialtyConfigured { .. }
             | SlotsPublished { .. }
             | SlotBooked { .. }

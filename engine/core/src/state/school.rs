@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{CampaignConfig, SchoolForm};
+use crate::command::{AgeExceptionCategory, CampaignConfig, SchoolForm};
 use crate::domain::{september_first, BirthDate, CampaignId, PersonKey};
 use crate::event::Event;
 use crate::queues::Cause;
@@ -26,7 +27,45 @@ pub struct Campaign {
     pub seats_taken: Vec<u32>,
     pub drafts: BTreeMap<PersonKey, SchoolForm>,
     pub age_exceptions: BTreeSet<PersonKey>,
+    /// The families' age-exception requests, one per child (docs/RULES.md#school-age-requests).
+    #[serde(default)]
+    pub age_requests: BTreeMap<PersonKey, AgeRequest>,
     pub version: u32,
+}
+
+/// A family's request for a first-grade age exception, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgeRequest {
+    pub birth_date: NaiveDate,
+    pub category: AgeExceptionCategory,
+    pub requested_by: Box<str>,
+    pub requested_at: DateTime<Utc>,
+    pub status: AgeRequestStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AgeRequestStatus {
+    /// Waiting for an officer's decision.
+    Pending,
+    Granted {
+        at: DateTime<Utc>,
+    },
+    Refused {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+impl AgeRequestStatus {
+    /// `pending`, `granted` or `refused`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgeRequestStatus::Pending => "pending",
+            AgeRequestStatus::Granted { .. } => "granted",
+            AgeRequestStatus::Refused { .. } => "refused",
+        }
+    }
 }
 
 impl State {
@@ -58,6 +97,7 @@ impl State {
                     school_idx,
                     drafts: BTreeMap::new(),
                     age_exceptions: Default::default(),
+                    age_requests: BTreeMap::new(),
                     version: 1,
                 });
                 self.campaign_by_id.insert(config.id.clone(), idx);
@@ -156,11 +196,58 @@ impl State {
                 self.insert_application(app, cause, *registered_at);
             }
             Event::AgeExceptionGranted {
-                campaign, child, ..
+                campaign,
+                child,
+                at,
+                ..
             } => {
                 let idx = self.campaign_by_id[campaign];
                 let campaign = &mut self.data.campaigns[idx as usize];
                 campaign.age_exceptions.insert(*child);
+                // A grant answers the child's request, if the family made one.
+                if let Some(request) = campaign.age_requests.get_mut(child) {
+                    if !matches!(request.status, AgeRequestStatus::Granted { .. }) {
+                        request.status = AgeRequestStatus::Granted { at: *at };
+                    }
+                }
+                campaign.version += 1;
+            }
+            Event::AgeExceptionRequested {
+                campaign,
+                child,
+                birth_date,
+                category,
+                requested_by,
+                at,
+            } => {
+                let idx = self.campaign_by_id[campaign];
+                let campaign = &mut self.data.campaigns[idx as usize];
+                campaign.age_requests.insert(
+                    *child,
+                    AgeRequest {
+                        birth_date: *birth_date,
+                        category: *category,
+                        requested_by: requested_by.as_str().into(),
+                        requested_at: *at,
+                        status: AgeRequestStatus::Pending,
+                    },
+                );
+                campaign.version += 1;
+            }
+            Event::AgeExceptionRefused {
+                campaign,
+                child,
+                reason,
+                at,
+            } => {
+                let idx = self.campaign_by_id[campaign];
+                let campaign = &mut self.data.campaigns[idx as usize];
+                if let Some(request) = campaign.age_requests.get_mut(child) {
+                    request.status = AgeRequestStatus::Refused {
+                        reason: reason.clone(),
+                        at: *at,
+                    };
+                }
                 campaign.version += 1;
             }
             other => unreachable!("{} is not a first-grade event", other.type_name()),

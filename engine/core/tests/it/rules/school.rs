@@ -3,10 +3,12 @@
 
 use chrono::Duration;
 use ochered_core::command::{
-    CampaignConfig, CampaignMode, CampaignSchool, CampaignStage, SchoolForm,
+    AgeExceptionCategory, AgeExceptionDecision, CampaignConfig, CampaignMode, CampaignSchool,
+    CampaignStage, SchoolForm,
 };
 use ochered_core::domain::CampaignId;
 use ochered_core::ordering::{Privilege, TieBreak};
+use ochered_core::state::AgeRequestStatus;
 
 use super::*;
 
@@ -211,6 +213,229 @@ fn school_age_is_six_and_a_half_to_eight_unless_excepted() {
     assert!(s
         .when(Command::SubmitSchoolApplication { form: young }, at)
         .is_ok());
+}
+
+fn campaign_2026() -> CampaignId {
+    CampaignId::parse("school-2026").unwrap()
+}
+
+/// Child `n`'s family asks for an exception: `birth_date` 2020-03-02 is 77 months on
+/// 1 September 2026 (too young), 2018-09-01 is 96 months (too old).
+fn request_exception(n: u32, birth_date: NaiveDate, category: AgeExceptionCategory) -> Command {
+    Command::RequestAgeException {
+        campaign: campaign_2026(),
+        child: child(n),
+        birth_date,
+        category,
+        requested_by: format!("parent-{n}"),
+    }
+}
+
+fn decide_exception(n: u32, decision: AgeExceptionDecision) -> Command {
+    Command::DecideAgeException {
+        campaign: campaign_2026(),
+        child: child(n),
+        decision,
+    }
+}
+
+#[test]
+fn a_granted_age_exception_request_lets_the_application_through() {
+    let mut s = with_campaign(
+        chrono_tz::Europe::Moscow,
+        TieBreak::RegistrationTime,
+        CampaignMode::SingleSchool,
+    );
+    let at = t("2026-07-10T10:00:00Z");
+    let young = date(2020, 3, 2);
+    let mut form = school_form(1, &["S1"], vec![]);
+    form.birth_date = young;
+    let submit = Command::SubmitSchoolApplication { form };
+    assert!(matches!(
+        s.when(submit.clone(), at),
+        Err(Rejection::AgeOutOfRange { .. })
+    ));
+
+    // The family asks; the same request twice is refused, and so is one naming the wrong
+    // category or for a child whose age needs none.
+    let requested = s.accept(
+        request_exception(1, young, AgeExceptionCategory::Earlier),
+        at,
+    );
+    assert!(matches!(
+        &requested[..],
+        [Event::AgeExceptionRequested {
+            category: AgeExceptionCategory::Earlier,
+            ..
+        }]
+    ));
+    then_rejected(
+        s.when(
+            request_exception(1, young, AgeExceptionCategory::Earlier),
+            at,
+        ),
+        Rejection::AgeExceptionAlreadyRequested {
+            id: "school-2026".into(),
+            status: "pending".into(),
+        },
+    );
+    then_invalid(
+        s.when(request_exception(2, young, AgeExceptionCategory::Later), at),
+        "category",
+    );
+    then_invalid(
+        s.when(
+            request_exception(2, date(2019, 5, 20), AgeExceptionCategory::Earlier),
+            at,
+        ),
+        "birth_date",
+    );
+    // Asking does not let the child apply yet.
+    assert!(matches!(
+        s.when(submit.clone(), at),
+        Err(Rejection::AgeOutOfRange { .. })
+    ));
+
+    // Granting it is the officer's grant: the application goes through. Deciding again is
+    // refused, and so is asking again.
+    let granted = s.accept(decide_exception(1, AgeExceptionDecision::Grant), at);
+    assert_eq!(
+        granted,
+        [Event::AgeExceptionGranted {
+            campaign: campaign_2026(),
+            child: child(1),
+            at,
+        }]
+    );
+    let request = &s.state.campaign(0).age_requests[&child(1)];
+    assert_eq!(request.status, AgeRequestStatus::Granted { at });
+    then_rejected(
+        s.when(
+            decide_exception(
+                1,
+                AgeExceptionDecision::Refuse {
+                    reason: "late".into(),
+                },
+            ),
+            at,
+        ),
+        Rejection::AgeExceptionDecided {
+            id: "school-2026".into(),
+            status: "granted".into(),
+        },
+    );
+    then_rejected(
+        s.when(
+            request_exception(1, young, AgeExceptionCategory::Earlier),
+            at,
+        ),
+        Rejection::AgeExceptionAlreadyRequested {
+            id: "school-2026".into(),
+            status: "granted".into(),
+        },
+    );
+    assert!(s.when(submit, at).is_ok());
+}
+
+#[test]
+fn a_refused_age_exception_request_keeps_the_child_out() {
+    let mut s = with_campaign(
+        chrono_tz::Europe::Moscow,
+        TieBreak::RegistrationTime,
+        CampaignMode::SingleSchool,
+    );
+    let at = t("2026-07-10T10:00:00Z");
+    let old = date(2018, 9, 1);
+    // Nothing to decide before the family asks; unknown campaigns are refused both ways.
+    then_rejected(
+        s.when(decide_exception(2, AgeExceptionDecision::Grant), at),
+        Rejection::NoAgeExceptionRequest {
+            id: "school-2026".into(),
+        },
+    );
+    let other = CampaignId::parse("school-1999").unwrap();
+    then_rejected(
+        s.when(
+            Command::RequestAgeException {
+                campaign: other.clone(),
+                child: child(2),
+                birth_date: old,
+                category: AgeExceptionCategory::Later,
+                requested_by: "parent-2".into(),
+            },
+            at,
+        ),
+        Rejection::UnknownCampaign {
+            id: "school-1999".into(),
+        },
+    );
+    then_rejected(
+        s.when(
+            Command::DecideAgeException {
+                campaign: other,
+                child: child(2),
+                decision: AgeExceptionDecision::Grant,
+            },
+            at,
+        ),
+        Rejection::UnknownCampaign {
+            id: "school-1999".into(),
+        },
+    );
+
+    s.accept(request_exception(2, old, AgeExceptionCategory::Later), at);
+    // A refusal states its reason.
+    for reason in ["", "a\u{7}b"] {
+        then_invalid(
+            s.when(
+                decide_exception(
+                    2,
+                    AgeExceptionDecision::Refuse {
+                        reason: reason.into(),
+                    },
+                ),
+                at,
+            ),
+            "reason",
+        );
+    }
+    let refused = s.accept(
+        decide_exception(
+            2,
+            AgeExceptionDecision::Refuse {
+                reason: "no medical grounds".into(),
+            },
+        ),
+        at,
+    );
+    assert!(
+        matches!(&refused[..], [Event::AgeExceptionRefused { reason, .. }] if reason == "no medical grounds")
+    );
+    then_rejected(
+        s.when(decide_exception(2, AgeExceptionDecision::Grant), at),
+        Rejection::AgeExceptionDecided {
+            id: "school-2026".into(),
+            status: "refused".into(),
+        },
+    );
+    let mut form = school_form(2, &["S1"], vec![]);
+    form.birth_date = old;
+    assert!(matches!(
+        s.when(Command::SubmitSchoolApplication { form }, at),
+        Err(Rejection::AgeOutOfRange { .. })
+    ));
+
+    // After the campaign closes nobody may ask.
+    then_rejected(
+        s.when(
+            request_exception(3, old, AgeExceptionCategory::Later),
+            t("2026-09-05T21:00:00Z"),
+        ),
+        Rejection::CampaignClosed {
+            id: "school-2026".into(),
+            closed_at: t("2026-09-05T21:00:00Z"),
+        },
+    );
 }
 
 #[test]
