@@ -35,6 +35,8 @@ fn institution_ids_are_unique() {
                 id: inst("K1"),
                 kind: InstitutionKind::Kindergarten,
                 name: "again".into(),
+                district: None,
+                address: None,
             },
             t(NOW),
         ),
