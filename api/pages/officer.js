@@ -7,6 +7,7 @@ import {
 } from "./common.js";
 import { t, onLangChange } from "./i18n.js";
 import { barChart } from "./chart.js";
+import { loadDemand } from "./demand.js";
 
 const ROLE = "officer";
 let token = storedToken(ROLE);
@@ -66,6 +67,7 @@ async function loadAll() {
   fillRoundKinds();
   fillSeatsTable();
   await drawChart();
+  await loadDemand(authority(), token);
 }
 
 async function loadRounds() {
@@ -538,6 +540,7 @@ async function signIn(newToken) {
   renderWho();
   await loadRounds();
   await drawChart();
+  await loadDemand(authority(), token);
 }
 
 async function init() {
@@ -567,6 +570,7 @@ async function init() {
     storeToken(ROLE, null);
     renderWho();
     loadRounds();
+    loadDemand(authority(), null);
   });
   $("use-token").addEventListener("click", () => {
     const value = $("token-input").value.trim();

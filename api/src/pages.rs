@@ -65,6 +65,7 @@ const ASSETS: &[Asset] = &[
     asset!("officer.js", JS),
     asset!("public.js", JS),
     asset!("patient.js", JS),
+    asset!("demand.js", JS),
 ];
 
 /// The pages allow only their own scripts, styles and API: no inline script, no other origin.

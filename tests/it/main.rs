@@ -7,6 +7,7 @@ mod cluster;
 mod crash;
 mod dashboard;
 mod defects;
+mod demand;
 mod fuzz;
 mod helpers;
 mod history;

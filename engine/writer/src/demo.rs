@@ -215,6 +215,12 @@ pub fn demo_document(n: u64) -> DocumentNumber {
     DocumentNumber::parse(&format!("I-DM {n:08}")).expect("valid document")
 }
 
+/// The intake year of the demo's kindergarten applications made on `today`: they ask for a
+/// start on 1 September of the next year.
+pub fn kindergarten_intake_year(today: NaiveDate) -> i32 {
+    today.year() + 1
+}
+
 /// A plausible kindergarten application for child `n`, with preferences skewed towards the
 /// popular kindergartens and a few privileges.
 pub fn kindergarten_application(
@@ -233,7 +239,8 @@ pub fn kindergarten_application(
     }
     let age_days = 60 + rng.below(365 * 5) as i64;
     let birth_date = today - Duration::days(age_days);
-    let desired_start = NaiveDate::from_ymd_opt(today.year() + 1, 9, 1).expect("valid date");
+    let desired_start =
+        NaiveDate::from_ymd_opt(kindergarten_intake_year(today), 9, 1).expect("valid date");
     let mut privileges = Vec::new();
     let roll = rng.below(100);
     if roll < 3 {

@@ -25,6 +25,7 @@
 //! families' answers, as `GET …/rounds/{round}` does.
 
 mod csv;
+mod demand;
 mod exports;
 mod table;
 
@@ -60,7 +61,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     let router = OpenApiRouter::new()
         .routes(routes!(import_institutions).layer(upload_limit()))
         .routes(routes!(import_seats).layer(upload_limit()))
-        .merge(exports::router());
+        .merge(exports::router())
+        .merge(demand::router());
     router
 }
 
