@@ -129,7 +129,7 @@ async function download(event) {
   event.preventDefault();
   const link = event.currentTarget;
   showError($("demand-error"), null);
-  if (!state.token) {
+  if (!state.token || !state.report) {
     $("demand-status").textContent = t("demand.signin");
     return;
   }

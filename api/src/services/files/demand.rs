@@ -187,7 +187,6 @@ pub fn demand(s: &State, authority: &str, intake_year: Option<i32>) -> DemandRep
         r.seats_free += g.published.saturating_sub(g.taken);
     }
 
-    let mut districts: Vec<DistrictDemand> = Vec::new();
     let mut totals: BTreeMap<(i32, bool, String), DemandRow> = BTreeMap::new();
     let rows: Vec<DemandRow> = rows
         .into_iter()
@@ -206,8 +205,9 @@ pub fn demand(s: &State, authority: &str, intake_year: Option<i32>) -> DemandRep
             r
         })
         .collect();
-    for (_, t) in totals {
-        districts.push(DistrictDemand {
+    let districts = totals
+        .into_values()
+        .map(|t| DistrictDemand {
             district: t.district,
             intake_year: t.intake_year,
             applications_first_choice: t.applications_first_choice,
@@ -217,8 +217,8 @@ pub fn demand(s: &State, authority: &str, intake_year: Option<i32>) -> DemandRep
             seats_free: t.seats_free,
             shortage: t.shortage,
             surplus: t.surplus,
-        });
-    }
+        })
+        .collect();
     DemandReport {
         authority: authority.to_owned(),
         intake_year,
