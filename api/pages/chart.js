@@ -19,7 +19,9 @@ export function niceScale(max) {
 export function barChart(container, rows, names, id = "chart") {
   const barW = 14;
   const gap = 4;
-  const groupW = barW * 2 + gap + 18;
+  // Wide enough for the longest label (about 7 px a character at 12 px) when labels stand upright.
+  const longest = Math.max(0, ...rows.map((r) => String(r.label).length));
+  const groupW = Math.max(barW * 2 + gap + 18, rows.length > 14 ? 0 : longest * 7 + 10);
   const left = 48;
   const right = 12;
   const top = 12;
@@ -56,7 +58,7 @@ export function barChart(container, rows, names, id = "chart") {
   chart.append(svg("line", { class: "axis", x1: left, x2: width - right, y1: y(0), y2: y(0) }));
 
   rows.forEach((r, i) => {
-    const x0 = left + 9 + i * groupW;
+    const x0 = left + i * groupW + (groupW - (barW * 2 + gap)) / 2;
     const group = svg("g", { "data-institution": r.label, "data-label": r.label });
     const demandH = y(0) - y(r.demand || 0);
     group.append(

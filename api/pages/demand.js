@@ -1,6 +1,7 @@
 // The officer's demand report: kindergarten applications against seats by district, age
 // group and intake year (GET …/reports/demand, docs/RULES.md#kindergarten-demand), as an SVG
-// chart per district, a table per district and one per district and age group, and the same
+// chart per district, a table per district and one per district and age group (the shortage
+// or surplus first, so that a phone shows it without scrolling), and the same
 // report as CSV or XLSX. The officer page calls loadDemand after sign-in and on reloads.
 import { $, el, fill, api, authorityPath, showError, fmtNumber, ApiError } from "./common.js";
 import { t, onLangChange } from "./i18n.js";
@@ -75,8 +76,8 @@ function render() {
         "tr",
         { "data-district": d.district ?? "" },
         el("th", { scope: "row", text: districtName(d.district) }),
-        countCells(d),
         el("td", { class: "num balance" }, balance(d)),
+        countCells(d),
       ),
     ),
   );
@@ -88,8 +89,8 @@ function render() {
         { "data-district": r.district ?? "", "data-age": r.age_group },
         el("th", { scope: "row", text: districtName(r.district) }),
         el("td", { class: "num", text: String(r.age_group) }),
-        countCells(r),
         el("td", { class: "num balance" }, balance(r)),
+        countCells(r),
       ),
     ),
   );
@@ -163,6 +164,7 @@ $("demand-refresh").addEventListener("click", () => loadDemand(state.authority, 
 $("demand-csv").addEventListener("click", download);
 $("demand-xlsx").addEventListener("click", download);
 onLangChange(() => {
+  $("demand-status").textContent = "";
   if (state.report) render();
   else if (!state.token) $("demand-status").textContent = t("demand.signin");
 });
