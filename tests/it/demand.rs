@@ -83,7 +83,12 @@ async fn set_up_districts(app: &TestApp) {
     }
     let csv = "id,kind,name,district,address\r\nK21,kindergarten,Riverside kindergarten,River,\"1 Quay street, River\"\r\n";
     let a = upload(app, &officer(), "institutions.csv", csv, None).await;
-    assert_eq!((a.status, &a.body["created"]), (201, &json!(1)), "{}", a.body);
+    assert_eq!(
+        (a.status, &a.body["created"]),
+        (201, &json!(1)),
+        "{}",
+        a.body
+    );
     for (institution, seats) in [("K11", 1), ("K12", 1), ("K21", 5)] {
         let a = app
             .post(
@@ -140,7 +145,10 @@ async fn demand_report(app: TestApp) {
     assert_eq!(report.status, 200, "{}", report.body);
     let r = &report.body;
     assert_eq!(r["authority"], AUTHORITY);
-    assert_eq!(r["as_of_events"].as_u64().unwrap(), app.head_seq().await as u64);
+    assert_eq!(
+        r["as_of_events"].as_u64().unwrap(),
+        app.head_seq().await as u64
+    );
     // Central: five first choices (four K11, one K12) against two free seats: short by 3;
     // seven applications list one of its kindergartens.
     assert_eq!(counts(row(r, Some("Central"), 3)), [5, 7, 2, 0, 2, 3, 0]);
@@ -223,12 +231,8 @@ async fn demand_report(app: TestApp) {
         let numbers: Vec<u64> = line[3..].iter().map(|c| c.parse().unwrap()).collect();
         assert_eq!(numbers, counts(json_row));
     }
-    let (status, headers, _) = download(
-        &app,
-        &auditor(),
-        &format!("{REPORT}.csv?intake_year=2027"),
-    )
-    .await;
+    let (status, headers, _) =
+        download(&app, &auditor(), &format!("{REPORT}.csv?intake_year=2027")).await;
     assert_eq!(status, 200);
     assert_eq!(
         headers["content-disposition"],
@@ -273,7 +277,10 @@ async fn demand_report(app: TestApp) {
         .await;
     assert_eq!(round.status, 201, "{}", round.body);
     let after = app.get(Some(&officer()), REPORT).await.body;
-    assert_eq!(counts(row(&after, Some("Central"), 3)), [0, 1, 2, 2, 0, 0, 0]);
+    assert_eq!(
+        counts(row(&after, Some("Central"), 3)),
+        [0, 1, 2, 2, 0, 0, 0]
+    );
     assert_eq!(counts(row(&after, Some("River"), 3)), [0, 0, 5, 4, 1, 0, 1]);
     assert_eq!(counts(row(&after, Some("River"), 4)), [1, 1, 0, 0, 0, 1, 0]);
     assert_eq!(counts(row(&after, None, 3)), [1, 1, 0, 0, 0, 1, 0]);
@@ -380,7 +387,12 @@ async fn bad_districts_and_report_queries_are_refused_naming_the_field() {
     ] {
         for path in [REPORT, "/reports/demand.csv", "/reports/demand.xlsx"] {
             let a = app.get(Some(&officer()), &format!("{path}{query}")).await;
-            assert_eq!((a.status, a.field()), (422, Some(field)), "{path}{query}: {}", a.body);
+            assert_eq!(
+                (a.status, a.field()),
+                (422, Some(field)),
+                "{path}{query}: {}",
+                a.body
+            );
         }
     }
     let missing = app

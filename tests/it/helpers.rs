@@ -318,7 +318,11 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
 }
 
 /// GETs a file as `who`: the status, the headers and the bytes.
-pub async fn download(app: &TestApp, who: &str, path: &str) -> (u16, HashMap<String, String>, Vec<u8>) {
+pub async fn download(
+    app: &TestApp,
+    who: &str,
+    path: &str,
+) -> (u16, HashMap<String, String>, Vec<u8>) {
     let response = app
         .client
         .get(app.url(path))

@@ -145,7 +145,11 @@ pub fn read_table(text: &str, required: &[&str], optional: &[&str]) -> Result<Ro
     let expected = if optional.is_empty() {
         required.join(",")
     } else {
-        format!("{} (and optionally {})", required.join(","), optional.join(","))
+        format!(
+            "{} (and optionally {})",
+            required.join(","),
+            optional.join(",")
+        )
     };
     let header = reader
         .headers()

@@ -47,8 +47,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use self::csv::{
-    column_of, parse_kind, read_table, CsvUpload, RowErrors, Rows,
-    UPLOAD_LIMIT_BYTES,
+    column_of, parse_kind, read_table, CsvUpload, RowErrors, Rows, UPLOAD_LIMIT_BYTES,
 };
 use crate::http::auth::Role;
 use crate::http::command::{mark_replayed, Write};

@@ -64,8 +64,14 @@ fn institutions_may_carry_a_district_and_an_address() {
             if d == "Central" && a == "1 Main street"
     ));
     let idx = s.state.institution_idx(&inst("K9")).unwrap();
-    assert_eq!(s.state.institution(idx).district.as_deref(), Some("Central"));
-    assert_eq!(s.state.institution(idx).address.as_deref(), Some("1 Main street"));
+    assert_eq!(
+        s.state.institution(idx).district.as_deref(),
+        Some("Central")
+    );
+    assert_eq!(
+        s.state.institution(idx).address.as_deref(),
+        Some("1 Main street")
+    );
     // Both are optional.
     let s = given(authority());
     assert!(s.when(register(None, None), t(NOW)).is_ok());
@@ -75,7 +81,14 @@ fn institutions_may_carry_a_district_and_an_address() {
 fn a_district_is_one_bounded_line_and_an_address_is_text() {
     let s = given(authority());
     let long = "D".repeat(ochered_core::decide::DISTRICT_MAX_CHARS + 1);
-    for bad in ["", "  ", " Central", "Central ", "North\nSouth", long.as_str()] {
+    for bad in [
+        "",
+        "  ",
+        " Central",
+        "Central ",
+        "North\nSouth",
+        long.as_str(),
+    ] {
         then_invalid(s.when(register(Some(bad), None), t(NOW)), "district");
     }
     let longest = "D".repeat(ochered_core::decide::DISTRICT_MAX_CHARS);
@@ -125,14 +138,19 @@ fn an_institution_registered_before_districts_decodes_and_encodes_as_before() {
     let mut replayed = State::new();
     for event in authority() {
         let text = event.to_payload();
-        assert!(!text.contains("district") && !text.contains("address"), "{text}");
+        assert!(
+            !text.contains("district") && !text.contains("address"),
+            "{text}"
+        );
         replayed.apply(
             &ochered_core::upcast::decode(event.type_name(), ochered_core::SCHEMA_VERSION, &text)
                 .unwrap(),
         );
     }
     assert_eq!(replayed.state_hash(), state_before);
-    assert!(!serde_json::to_string(&replayed.data).unwrap().contains("district"));
+    assert!(!serde_json::to_string(&replayed.data)
+        .unwrap()
+        .contains("district"));
 }
 
 #[test]
