@@ -1,6 +1,7 @@
 // The patient's page: the caller's bookings with their time and doctor (and cancelling
-// them), the patient's place on the waiting lists with any freed slot held for them, and the
-// free slots, earliest first, to book.
+// them) and those the registry made for the patient, the patient's place on the waiting lists
+// (and leaving one) with any freed slot held for them, and the free slots, earliest first, to
+// book.
 import {
   $, el, fill, api, authorityPath, showError, initPage, loadAuthorities, param, setParams, busy,
   fmtZoned, wireSignIn,
@@ -11,7 +12,7 @@ const ROLE = "parent";
 let zone = "UTC";
 let authorities = [];
 let messageKey = null;
-let data = { bookings: [], places: [], holds: [], free: [] };
+let data = { bookings: [], places: [], holds: [], free: [], forYou: [] };
 let signIn = null;
 
 const authority = () => $("authority").value || "demo";
@@ -44,15 +45,19 @@ function bookButton(slot) {
 }
 
 function render() {
-  const bookings = [...data.bookings].sort((a, b) => a.start.localeCompare(b.start));
+  // The caller's own bookings, and those the registry made for the patient (not cancellable
+  // here: the registry cancels them).
+  const mine = new Set(data.bookings.map((b) => b.number));
+  const bookings = [...data.bookings, ...data.forYou.filter((b) => !mine.has(b.number)).map((b) => ({ ...b, forYou: true }))]
+    .sort((a, b) => a.start.localeCompare(b.start));
   fill($("bookings-body"), ...bookings.map((b) =>
-    el("tr", { "data-booking": b.number },
+    el("tr", { "data-booking": b.number, "data-for-you": b.forYou ? "true" : undefined },
       timeCell(b.start, b.duration_minutes),
       el("td", { text: b.doctor }),
       el("td", { text: b.specialty }),
       el("td", { text: placeName() }),
       el("td", {}, el("span", { class: `badge bk-${b.status}`, text: t(`patient.status.${b.status}`) })),
-      el("td", {}, b.status === "active"
+      el("td", {}, b.forYou ? el("span", { class: "small muted", text: t("patient.bookedByRegistry") }) : b.status === "active"
         ? el("button", {
           type: "button", class: "danger", "data-cancel": b.number,
           "aria-label": t("patient.cancel.label", { time: fmtZoned(b.start, zone) }),
@@ -67,7 +72,12 @@ function render() {
     el("li", { "data-place": p.specialty },
       t("patient.place", { specialty: p.specialty, position: p.position, waiting: p.waiting }),
       " ", el("span", { class: "small muted" }, t("patient.joined"), " ",
-        el("time", { datetime: p.joined_at, text: fmtZoned(p.joined_at, zone) })))));
+        el("time", { datetime: p.joined_at, text: fmtZoned(p.joined_at, zone) })),
+      " ", el("button", {
+        type: "button", class: "danger", "data-leave": p.specialty,
+        "aria-label": t("patient.leave.label", { specialty: p.specialty }),
+        text: t("patient.leave"), onclick: (e) => leave(e.currentTarget, p.specialty),
+      }))));
   $("waiting-none").hidden = data.places.length > 0;
   fill($("holds-list"), ...data.holds.map((h) =>
     el("li", { "data-hold": h.slot },
@@ -118,9 +128,11 @@ async function refresh() {
       });
       data.places = mine.places || [];
       data.holds = mine.holds || [];
+      data.forYou = mine.booked_for_you || [];
     } else {
       data.places = [];
       data.holds = [];
+      data.forYou = [];
     }
   } catch (e) {
     showError($("error"), e);
@@ -171,6 +183,22 @@ async function join() {
         method: "POST", token: token(), body: { specialty: $("specialty").value, document: documentNumber() },
       });
       say("patient.joinedList", { specialty: $("specialty").value });
+    } catch (e) {
+      showError($("error"), e);
+      return;
+    }
+    await refresh();
+  });
+}
+
+async function leave(button, specialty) {
+  if (needSignIn()) return;
+  await busy(button, async () => {
+    try {
+      await api(`${authorityPath(authority())}/waiting-list/leave`, {
+        method: "POST", token: token(), body: { specialty, document: documentNumber() },
+      });
+      say("patient.left", { specialty });
     } catch (e) {
       showError($("error"), e);
       return;

@@ -1,6 +1,7 @@
 //! The web pages: a landing page, the parent's pages (an application and its history, the
 //! kindergarten application form, the printable confirmation), the patient's clinic page, the
-//! officer's dashboard and the public page, in Russian and English. They are static HTML, CSS and plain ES modules compiled into
+//! officer's dashboard, the registrar's desk (`/registrar`), the officer's school-campaign page
+//! with its printable enrollment orders (`/school`) and the public page, in Russian and English. They are static HTML, CSS and plain ES modules compiled into
 //! the binary (nothing is fetched from elsewhere at build or run time); the scripts draw
 //! everything from the REST API under `/api/v1`.
 //!
@@ -65,6 +66,10 @@ const ASSETS: &[Asset] = &[
     asset!("officer.js", JS),
     asset!("public.js", JS),
     asset!("patient.js", JS),
+    asset!("registrar.html", HTML),
+    asset!("registrar.js", JS),
+    asset!("school.html", HTML),
+    asset!("school.js", JS),
     asset!("demand.js", JS),
 ];
 
@@ -102,6 +107,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/public",
             get(|headers: HeaderMap| async move { page("public.html", &headers) }),
+        )
+        .route(
+            "/registrar",
+            get(|headers: HeaderMap| async move { page("registrar.html", &headers) }),
+        )
+        .route(
+            "/school",
+            get(|headers: HeaderMap| async move { page("school.html", &headers) }),
         )
         .route("/assets/{name}", get(asset))
         .route("/demo/token", get(demo_token))

@@ -6,20 +6,27 @@
 // bars per district, and the CSV link downloads the same numbers. Checked in English and in
 // Russian and on a phone's width; screenshots go to artifacts/e2e/demand-*.png.
 //
-// Run: bash tests/e2e/run.sh (see harness.mjs).
+// Run: bash tests/e2e/run.sh (the shared setup is desk-harness.mjs).
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { Harness, shot, visibleText, setLanguage } from "./harness.mjs";
+import path from "node:path";
+import { harness, visibleText, ARTIFACTS } from "./desk-harness.mjs";
 
-const h = new Harness("demand");
+const h = harness("demand");
 const DISTRICT = "Zavodskoy";
 // The demo's kindergarten applications start on 1 September of next year (demo.rs).
 const YEAR = new Date().getUTCFullYear() + 1;
 
-before(() => h.start());
-after(() => h.stop());
+/** A screenshot of the report's section. */
+const shot = (page, name) => page.locator("#demand").screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+
+/** Switches the page's language with its RU/EN buttons. */
+async function setLanguage(page, lang) {
+  await page.click(`button[data-lang='${lang}']`);
+  assert.equal(await page.getAttribute("html", "lang"), lang);
+}
 
 /** The page's row of a district in the table by district (`""`: no district). */
 const districtRow = (district) => `#demand-districts-body tr[data-district='${district}']`;
@@ -73,8 +80,7 @@ test("an officer sees a district's shortage that matches the data, as a table, a
   const page = await h.newPage("/officer");
   await setLanguage(page, "en");
   assert.match(await visibleText(page, "#demand-status"), /Sign in/);
-  await page.fill("#demo-sub", "officer-e2e");
-  await page.click("#demo-signin");
+  await h.signIn(page, "officer-e2e");
   await page.waitForSelector(districtRow(DISTRICT));
   assert.equal(await page.inputValue("#demand-year"), String(YEAR));
   assert.equal(await visibleText(page, "#demand-h"), "Demand against seats by district");
@@ -121,7 +127,7 @@ test("an officer sees a district's shortage that matches the data, as a table, a
   const [xlsx] = await Promise.all([page.waitForEvent("download"), page.click("#demand-xlsx")]);
   assert.equal(xlsx.suggestedFilename(), `demo-demand-${YEAR}.xlsx`);
   assert.equal(readFileSync(await xlsx.path()).subarray(0, 2).toString(), "PK", "a workbook (zip)");
-  await shot(page, "demand-en", "#demand");
+  await shot(page, "demand-en");
 
   // In Russian: the same numbers, the texts translated.
   await setLanguage(page, "ru");
@@ -130,15 +136,14 @@ test("an officer sees a district's shortage that matches the data, as a table, a
   assert.match(await visibleText(page, "#demand-districts thead"), /Район/);
   assert.match(await page.locator("#demand-chart svg title").first().textContent(), /год зачисления/);
   assert.equal(await visibleText(page, "#demand-csv"), "Скачать CSV");
-  await shot(page, "demand-ru", "#demand");
+  await shot(page, "demand-ru");
   await setLanguage(page, "en");
   assert.deepEqual(h.pageErrors, [], "no script errors");
 });
 
 test("on a phone the report fits the screen; a parent's token does not get it", async () => {
   const page = await h.newPage("/officer", { width: 390, height: 844 });
-  await page.fill("#demo-sub", "officer-e2e-phone");
-  await page.click("#demo-signin");
+  await h.signIn(page, "officer-e2e-phone");
   await page.waitForSelector(districtRow("Central"));
   const { scroll, width } = await page.locator("#demand").evaluate((section) => ({
     scroll: section.scrollWidth,
@@ -149,7 +154,7 @@ test("on a phone the report fits the screen; a parent's token does not get it", 
   const cell = await page.locator(`${districtRow("Central")} td.balance`).boundingBox();
   assert.ok(cell.x + cell.width <= 390, `the shortage cell ends at ${cell.x + cell.width}px`);
   assert.match(await visibleText(page, `${districtRow("Central")} td.balance`), /^short by \d+$/);
-  await shot(page, "demand-phone-en", "#demand");
+  await shot(page, "demand-phone-en");
 
   const parent = await h.demoToken("parent", "parent-e2e-demand-9");
   const refused = await h.call("GET", "/reports/demand", parent);

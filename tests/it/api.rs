@@ -690,6 +690,30 @@ async fn every_endpoint_with_every_role() {
             json!({"document": "PAT 000091"}),
             vec![Parent, Registrar, Admin],
         ),
+        (
+            "GET",
+            "/clinic/schedule?date=2030-01-01",
+            Value::Null,
+            vec![Registrar, Admin],
+        ),
+        (
+            "GET",
+            "/clinic/waiting-lists",
+            Value::Null,
+            vec![Registrar, Admin],
+        ),
+        (
+            "POST",
+            "/waiting-list/leave",
+            json!({"specialty": "therapist", "document": "PAT 000091"}),
+            vec![Parent, Registrar, Admin],
+        ),
+        (
+            "GET",
+            "/campaigns/school-2027/enrollment-order",
+            Value::Null,
+            vec![Officer, Admin],
+        ),
     ];
     for (method, path, body, allowed) in &endpoints {
         for role in roles {

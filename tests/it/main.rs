@@ -3,6 +3,7 @@
 mod api;
 mod backup;
 mod cli;
+mod clinic_desk;
 mod cluster;
 mod crash;
 mod dashboard;

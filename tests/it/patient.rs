@@ -48,7 +48,10 @@ async fn bookings_carry_time_and_doctor_and_a_waiting_patient_sees_the_hold() {
     };
     let none = places(&b, "PAT 000012").await;
     assert_eq!(none.status, 200, "{}", none.body);
-    assert_eq!(none.body, json!({"places": [], "holds": []}));
+    assert_eq!(
+        none.body,
+        json!({"places": [], "holds": [], "booked_for_you": []})
+    );
     let joined = app
         .post(
             &b,

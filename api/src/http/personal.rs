@@ -52,3 +52,23 @@ pub async fn with_sealed(
         .map_err(privacy_error)?;
     Ok(command(Some(sealed)))
 }
+
+/// The family's contact sealed with an application, opened (none when none was given, or
+/// after erasure).
+pub async fn open_contact(
+    state: &AppState,
+    authority: &str,
+    erased: bool,
+    child: &PersonKey,
+    sealed: Option<&Sealed>,
+) -> Result<Option<ContactView>, ApiError> {
+    match sealed {
+        Some(sealed) if !erased => Ok(state
+            .privacy
+            .open(authority, child, sealed)
+            .await
+            .map_err(privacy_error)?
+            .and_then(|bytes| serde_json::from_slice::<ContactView>(&bytes).ok())),
+        _ => Ok(None),
+    }
+}

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use ochered_core::command::{Command, Sealed};
-use ochered_core::domain::{ApplicationNumber, PersonKey};
+use ochered_core::command::Command;
+use ochered_core::domain::ApplicationNumber;
 use ochered_core::queues::Explanation;
 use ochered_core::state::QueueDescription;
 use ochered_core::{Event, Rejection};
@@ -24,12 +24,12 @@ use crate::http::auth::{Caller, Role};
 use crate::http::command::{mark_replayed, EventsResponse, Write};
 use crate::http::error::ApiError;
 use crate::http::json::Body;
-use crate::http::personal::privacy_error;
+use crate::http::personal::{open_contact, privacy_error};
 use crate::state::AppState;
 use crate::wire::schema::Problem;
 use crate::wire::{
-    self, person_key, AmendRequest, ApplicationView, ContactView, ErasureRequest, ErasureView,
-    PrivilegeRequest, WithdrawRequest,
+    self, person_key, AmendRequest, ApplicationView, ErasureRequest, ErasureView, PrivilegeRequest,
+    WithdrawRequest,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -82,31 +82,12 @@ async fn my_applications(
     });
     let mut applications = Vec::with_capacity(mine.len());
     for (mut view, child, sealed) in mine {
-        let contact = open_contact(&state, &authority, &view, &child, sealed.as_ref()).await?;
+        let contact =
+            open_contact(&state, &authority, view.erased, &child, sealed.as_ref()).await?;
         view.child_name = contact.map(|c| c.child_name);
         applications.push(view);
     }
     Ok(Json(ApplicationsList { applications }))
-}
-
-/// The family's contact sealed with an application, opened (none when none was given, or
-/// after erasure).
-async fn open_contact(
-    state: &AppState,
-    authority: &str,
-    view: &ApplicationView,
-    child: &PersonKey,
-    sealed: Option<&Sealed>,
-) -> Result<Option<ContactView>, ApiError> {
-    match sealed {
-        Some(sealed) if !view.erased => Ok(state
-            .privacy
-            .open(authority, child, sealed)
-            .await
-            .map_err(privacy_error)?
-            .and_then(|bytes| serde_json::from_slice::<ContactView>(&bytes).ok())),
-        _ => Ok(None),
-    }
 }
 
 /// Get an application
@@ -142,7 +123,7 @@ async fn get_application(
         Ok::<_, ApiError>((view, app.child, app.sealed.clone()))
     })?;
     // Only the submitter and officers get here (auditors and registrars were refused).
-    let contact = open_contact(&state, &authority, &view, &child, sealed.as_ref()).await?;
+    let contact = open_contact(&state, &authority, view.erased, &child, sealed.as_ref()).await?;
     view.child_name = contact.as_ref().map(|c| c.child_name.clone());
     view.contact = Some(contact);
     Ok(Json(view))

@@ -287,23 +287,29 @@ async fn my_bookings(
                 .bookings
                 .iter()
                 .filter(|b| *b.booked_by == *caller.sub)
-                .filter_map(|b| {
-                    // Slots are never removed, so every booking's slot is there.
-                    let slot = s.slot(&b.slot)?;
-                    Some(BookingView {
-                        number: b.number,
-                        slot: b.slot.clone(),
-                        specialty: b.specialty.clone(),
-                        doctor: slot.doctor.clone(),
-                        start: slot.start,
-                        duration_minutes: slot.duration_minutes,
-                        status: b.status,
-                        booked_at: b.booked_at,
-                    })
-                })
+                .filter_map(|b| booking_view(s, b))
                 .collect(),
         }
     })))
+}
+
+/// A booking with its slot's doctor and time (slots are never removed, so every booking's
+/// slot is there).
+fn booking_view(
+    s: &ochered_core::state::State,
+    b: &ochered_core::state::Booking,
+) -> Option<BookingView> {
+    let slot = s.slot(&b.slot)?;
+    Some(BookingView {
+        number: b.number,
+        slot: b.slot.clone(),
+        specialty: b.specialty.clone(),
+        doctor: slot.doctor.clone(),
+        start: slot.start,
+        duration_minutes: slot.duration_minutes,
+        status: b.status,
+        booked_at: b.booked_at,
+    })
 }
 
 /// Cancel a booking
@@ -427,13 +433,18 @@ pub struct HeldSlot {
 pub struct WaitingPlaces {
     places: Vec<WaitingPlace>,
     holds: Vec<HeldSlot>,
+    /// The patient's bookings that another account made for them (a registrar booking on
+    /// their behalf), so that the patient sees them too; a parent's own bookings are in
+    /// `GET /bookings`.
+    booked_for_you: Vec<BookingView>,
 }
 
 /// A patient's places on the waiting lists
 ///
 /// **Roles:** parent, registrar (and admin). The patient is named by their document (in the
 /// body, so that it stays out of URLs and logs): their place on each specialty's waiting list,
-/// and the freed slots held for them now with the instant each hold ends. Changes nothing.
+/// the freed slots held for them now with the instant each hold ends, and the bookings another
+/// account (a registrar) made for them. Changes nothing.
 #[utoipa::path(
     post,
     path = "/api/v1/authorities/{authority}/waiting-list/places",
@@ -496,6 +507,17 @@ async fn waiting_places(
                 .collect(),
         };
         holds.sort_by(|a, b| (a.start, &a.slot).cmp(&(b.start, &b.slot)));
-        WaitingPlaces { places, holds }
+        let booked_for_you = s
+            .data
+            .bookings
+            .iter()
+            .filter(|b| b.patient == patient && *b.booked_by != *caller.sub)
+            .filter_map(|b| booking_view(s, b))
+            .collect();
+        WaitingPlaces {
+            places,
+            holds,
+            booked_for_you,
+        }
     })))
 }

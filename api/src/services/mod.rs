@@ -10,8 +10,10 @@ mod clinic;
 mod files;
 mod kindergarten;
 mod operations;
+mod registrar;
 mod rounds;
 mod school;
+mod school_order;
 mod transparency;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -31,4 +33,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(files::router())
         .merge(transparency::router())
         .merge(operations::router())
+        .merge(registrar::router())
+        .merge(school_order::router())
 }

@@ -285,6 +285,12 @@ pub enum Command {
     /// Passes every lapsed waiting-list hold on a freed slot to the next patient on the list,
     /// or opens the slot to everyone when the list is exhausted. Sent periodically.
     ExpireSlotHolds {},
+    /// Takes a patient off a specialty's waiting list; a freed slot held for them passes on
+    /// at once (docs/RULES.md#clinic-waiting-list).
+    LeaveWaitingList {
+        specialty: Specialty,
+        patient: PersonKey,
+    },
 
     // Privacy.
     /// Records that the person's data key was destroyed on a lawful erasure request: their
@@ -328,6 +334,7 @@ impl Command {
             Command::CancelBooking { .. } => "cancel_booking",
             Command::JoinWaitingList { .. } => "join_waiting_list",
             Command::RecordNoShow { .. } => "record_no_show",
+            Command::LeaveWaitingList { .. } => "leave_waiting_list",
             Command::RecordPersonalDataErasure { .. } => "record_personal_data_erasure",
         }
     }

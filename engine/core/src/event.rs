@@ -220,6 +220,13 @@ pub enum Event {
         applications: Vec<ApplicationNumber>,
         at: DateTime<Utc>,
     },
+    /// The patient left the specialty's waiting list (added after the other clinic events:
+    /// a new type, so every event written before it is stored and hashed unchanged).
+    WaitingListLeft {
+        specialty: Specialty,
+        patient: PersonKey,
+        at: DateTime<Utc>,
+    },
 }
 
 /// The stream (aggregate) an event belongs to; versions count per stream.
@@ -283,6 +290,7 @@ impl Event {
             Event::SlotHeld { .. } => "SlotHeld",
             Event::SlotHoldLapsed { .. } => "SlotHoldLapsed",
             Event::PersonalDataErased { .. } => "PersonalDataErased",
+            Event::WaitingListLeft { .. } => "WaitingListLeft",
         }
     }
 
@@ -313,6 +321,7 @@ impl Event {
             Event::SpecialtyConfigured { specialty, .. }
             | Event::SlotsPublished { specialty, .. }
             | Event::WaitingListJoined { specialty, .. }
+            | Event::WaitingListLeft { specialty, .. }
             | Event::SlotHeld { specialty, .. }
             | Event::SlotHoldLapsed { specialty, .. } => StreamId::Specialty(specialty.clone()),
             Event::SlotBooked { booking, .. }

@@ -108,6 +108,8 @@ pub enum Rejection {
     BookingNotActive { number: BookingNumber },
     #[error("the patient is already on the waiting list of {id}")]
     AlreadyOnWaitingList { id: String },
+    #[error("the patient is not on the waiting list of {id}")]
+    NotOnWaitingList { id: String },
     #[error("round {id} already exists")]
     RoundExists { id: String },
     #[error("no free seats are published for intake year {intake_year}")]
@@ -208,7 +210,8 @@ impl Rejection {
             | SchoolsFull { .. }
             | SeatsBelowTaken { .. }
             | NoOutstandingOffer { .. }
-            | AlreadyOnWaitingList { .. } => RejectionKind::Conflict,
+            | AlreadyOnWaitingList { .. }
+            | NotOnWaitingList { .. } => RejectionKind::Conflict,
         }
     }
 
@@ -228,7 +231,7 @@ impl Rejection {
             UnknownSlot { .. } | SlotTaken { .. } | SlotHeld { .. } | SlotInThePast { .. } => {
                 Some("slot")
             }
-            UnknownSpecialty { .. } => Some("specialty"),
+            UnknownSpecialty { .. } | NotOnWaitingList { .. } => Some("specialty"),
             UnknownApplication { .. } => Some("application"),
             UnknownBooking { .. } => Some("booking"),
             UnknownPerson => Some("document"),

@@ -57,6 +57,9 @@ pub(super) fn decide(cx: Context, command: &Command) -> Result<Vec<Event>, Rejec
         } => join_waiting_list(cx, specialty, patient, *tier),
         Command::RecordNoShow { booking } => record_no_show(cx, *booking),
         Command::ExpireSlotHolds {} => Ok(expire_slot_holds(cx)),
+        Command::LeaveWaitingList { specialty, patient } => {
+            leave_waiting_list(cx, specialty, patient)
+        }
         other => unreachable!("{} is not a clinic command", other.name()),
     }
 }
@@ -277,6 +280,75 @@ fn join_waiting_list(
         tier,
         at: cx.now,
     }])
+}
+
+/// Only a patient on the list can leave it; a freed slot held for them now passes at once to
+/// the next patient on the list, or opens to everyone (docs/RULES.md#clinic-waiting-list).
+fn leave_waiting_list(
+    cx: Context,
+    specialty: &Specialty,
+    patient: &PersonKey,
+) -> Result<Vec<Event>, Rejection> {
+    let Context { state, config, now } = cx;
+    let s = state
+        .specialty(specialty)
+        .ok_or_else(|| Rejection::UnknownSpecialty {
+            id: specialty.to_string(),
+        })?;
+    if !s.waiting.iter().any(|w| w.patient == *patient) {
+        return Err(Rejection::NotOnWaitingList {
+            id: specialty.to_string(),
+        });
+    }
+    let mut events = vec![Event::WaitingListLeft {
+        specialty: specialty.clone(),
+        patient: *patient,
+        at: now,
+    }];
+    for (id, slot) in state.held_slots() {
+        if slot.specialty != *specialty || slot.booking.is_some() || slot.start <= now {
+            continue;
+        }
+        let Hold::HeldFor {
+            patient: holder,
+            mut passed_over,
+            ..
+        } = state.effective_hold(config, slot, now)
+        else {
+            continue;
+        };
+        if holder != *patient {
+            continue;
+        }
+        passed_over.push(holder);
+        let recorded = slot.hold.as_ref().map(|h| (h.patient, &h.passed_over));
+        let next = s.waiting.iter().find(|w| {
+            !passed_over.contains(&w.patient)
+                && recorded.is_none_or(|(first, earlier)| {
+                    w.patient != first && !earlier.contains(&w.patient)
+                })
+                && state
+                    .self_booking_blocked(config, &w.patient, now)
+                    .is_none()
+        });
+        events.push(match next {
+            Some(next) => Event::SlotHeld {
+                slot: id.clone(),
+                specialty: specialty.clone(),
+                patient: next.patient,
+                until: now + config.clinic_hold(),
+                passed_over,
+                at: now,
+            },
+            None => Event::SlotHoldLapsed {
+                slot: id.clone(),
+                specialty: specialty.clone(),
+                passed_over,
+                at: now,
+            },
+        });
+    }
+    Ok(events)
 }
 
 /// A no-show is recorded only once the slot has started (docs/RULES.md#clinic-no-shows).

@@ -78,6 +78,7 @@ pub fn decide(
         | CancelBooking { .. }
         | JoinWaitingList { .. }
         | RecordNoShow { .. }
-        | ExpireSlotHolds {} => clinic::decide(cx, command),
+        | ExpireSlotHolds {}
+        | LeaveWaitingList { .. } => clinic::decide(cx, command),
     }
 }

@@ -377,6 +377,14 @@ impl State {
                     s.version += 1;
                 }
             }
+            Event::WaitingListLeft {
+                specialty, patient, ..
+            } => {
+                if let Some(s) = self.data.specialties.get_mut(specialty) {
+                    s.waiting.retain(|w| w.patient != *patient);
+                    s.version += 1;
+                }
+            }
             other => unreachable!("{} is not a clinic event", other.type_name()),
         }
     }

@@ -154,7 +154,8 @@ impl State {
             | WaitingListJoined { .. }
             | NoShowRecorded { .. }
             | SlotHeld { .. }
-            | SlotHoldLapsed { .. } => self.apply_clinic(event),
+            | SlotHoldLapsed { .. }
+            | WaitingListLeft { .. } => self.apply_clinic(event),
         }
         // Every event of the chain is folded once, in order: this one is at n_events + 1.
         self.record_history(event, self.data.n_events + 1);

@@ -197,6 +197,10 @@ fn command_strategy() -> impl Strategy<Value = Command> {
             tier,
         }),
         1 => Just(Command::ExpireSlotHolds {}),
+        1 => (0u8..8).prop_map(|p| Command::LeaveWaitingList {
+            specialty: Specialty::parse("gp").unwrap(),
+            patient: person(p),
+        }),
         2 => (0u8..12, 2026i32..=2027, proptest::option::of((10u32..=12, 1u32..=28)), any::<bool>()).prop_map(|(r, intake_year, day, overridden)| Command::RunKindergartenRound {
             round: RoundId::parse(&format!("r{r}")).unwrap(),
             intake_year,
@@ -594,6 +598,7 @@ fn generated_sequences_exercise_the_rules() {
         "SchoolEnrollmentCompleted",
         "SlotHeld",
         "SlotHoldLapsed",
+        "WaitingListLeft",
     ] {
         assert!(
             seen.get(kind).copied().unwrap_or(0) > 0,

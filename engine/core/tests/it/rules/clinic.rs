@@ -654,3 +654,153 @@ fn holds_run_their_full_length_and_skip_blocked_patients() {
         }]
     );
 }
+
+#[test]
+fn a_patient_leaves_the_waiting_list_and_a_slot_held_for_them_passes_on() {
+    let mut s = with_slots();
+    let join = |p: u32| Command::JoinWaitingList {
+        specialty: therapist(),
+        patient: child(p),
+        tier: 3,
+    };
+    let leave = |p: u32, specialty: &str| Command::LeaveWaitingList {
+        specialty: Specialty::parse(specialty).unwrap(),
+        patient: child(p),
+    };
+    s.accept(book("T1", 1), t(NOW));
+    for p in [2, 3, 4] {
+        s.accept(join(p), t(NOW) + Duration::minutes(p.into()));
+    }
+    then_rejected(
+        s.when(leave(2, "dermatology"), t(NOW)),
+        Rejection::UnknownSpecialty {
+            id: "dermatology".into(),
+        },
+    );
+    then_rejected(
+        s.when(leave(9, "therapist"), t(NOW)),
+        Rejection::NotOnWaitingList {
+            id: "therapist".into(),
+        },
+    );
+    // Leaving without a hold: only the list changes, the others move up.
+    let left_at = t(NOW) + Duration::minutes(10);
+    assert_eq!(
+        s.accept(leave(3, "therapist"), left_at),
+        vec![Event::WaitingListLeft {
+            specialty: therapist(),
+            patient: child(3),
+            at: left_at,
+        }]
+    );
+    let waiting = |s: &Scenario| -> Vec<_> {
+        s.state
+            .specialty(&therapist())
+            .unwrap()
+            .waiting
+            .iter()
+            .map(|w| w.patient)
+            .collect()
+    };
+    assert_eq!(waiting(&s), vec![child(2), child(4)]);
+    then_rejected(
+        s.when(leave(3, "therapist"), left_at),
+        Rejection::NotOnWaitingList {
+            id: "therapist".into(),
+        },
+    );
+    // The head holds a freed slot; leaving passes it at once to the next, for a full hold.
+    let cancelled_at = t("2026-02-05T08:00:00Z");
+    s.accept(
+        Command::CancelBooking {
+            booking: BookingNumber(1),
+        },
+        cancelled_at,
+    );
+    let gone_at = cancelled_at + Duration::minutes(30);
+    assert_eq!(
+        s.accept(leave(2, "therapist"), gone_at),
+        vec![
+            Event::WaitingListLeft {
+                specialty: therapist(),
+                patient: child(2),
+                at: gone_at,
+            },
+            Event::SlotHeld {
+                slot: slot("T1"),
+                specialty: therapist(),
+                patient: child(4),
+                until: gone_at + Duration::minutes(120),
+                passed_over: vec![child(2)],
+                at: gone_at,
+            },
+        ]
+    );
+    then_rejected(
+        s.when(book("T1", 2), gone_at),
+        Rejection::SlotHeld {
+            id: "T1".into(),
+            until: gone_at + Duration::minutes(120),
+        },
+    );
+    // The last one leaves: the slot opens to everyone.
+    let last_at = gone_at + Duration::minutes(5);
+    assert_eq!(
+        s.accept(leave(4, "therapist"), last_at),
+        vec![
+            Event::WaitingListLeft {
+                specialty: therapist(),
+                patient: child(4),
+                at: last_at,
+            },
+            Event::SlotHoldLapsed {
+                slot: slot("T1"),
+                specialty: therapist(),
+                passed_over: vec![child(4)],
+                at: last_at,
+            },
+        ]
+    );
+    assert!(waiting(&s).is_empty());
+    s.accept(book("T1", 2), last_at);
+}
+
+/// The log hashes events over their stored bytes: leaving a waiting list is a new event type,
+/// and the events written before it keep their exact bytes (pinned here) and decode as before.
+#[test]
+fn leaving_is_a_new_event_type_and_earlier_events_keep_their_bytes() {
+    let at = t("2026-02-01T10:00:00Z");
+    let joined = Event::WaitingListJoined {
+        specialty: therapist(),
+        patient: child(2),
+        tier: 3,
+        at,
+    };
+    let left = Event::WaitingListLeft {
+        specialty: therapist(),
+        patient: child(2),
+        at,
+    };
+    let key = serde_json::to_string(&child(2)).unwrap();
+    assert_eq!(
+        joined.to_payload(),
+        format!(
+            r#"{{"type":"WaitingListJoined","specialty":"therapist","patient":{key},"tier":3,"at":"2026-02-01T10:00:00Z"}}"#
+        )
+    );
+    assert_eq!(
+        left.to_payload(),
+        format!(
+            r#"{{"type":"WaitingListLeft","specialty":"therapist","patient":{key},"at":"2026-02-01T10:00:00Z"}}"#
+        )
+    );
+    for event in [joined, left] {
+        let back = ochered_core::upcast::decode(
+            event.type_name(),
+            ochered_core::SCHEMA_VERSION,
+            &event.to_payload(),
+        )
+        .unwrap();
+        assert_eq!(back, event);
+    }
+}
