@@ -13,12 +13,15 @@ export function niceScale(max) {
 /**
  * Draws the chart into container. rows: [{label, demand, seats}] (seats may be null: unknown).
  * names: {title, demand, seats}. The SVG is an image with a text alternative; the same
- * numbers are also in a table next to it.
+ * numbers are also in a table next to it. id prefixes the ids of its title and description,
+ * so that a page may hold several charts.
  */
-export function barChart(container, rows, names) {
+export function barChart(container, rows, names, id = "chart") {
   const barW = 14;
   const gap = 4;
-  const groupW = barW * 2 + gap + 18;
+  // Wide enough for the longest label (about 7 px a character at 12 px) when labels stand upright.
+  const longest = Math.max(0, ...rows.map((r) => String(r.label).length));
+  const groupW = Math.max(barW * 2 + gap + 18, rows.length > 14 ? 0 : longest * 7 + 10);
   const left = 48;
   const right = 12;
   const top = 12;
@@ -40,10 +43,10 @@ export function barChart(container, rows, names) {
       width,
       height,
       role: "img",
-      "aria-labelledby": "chart-svg-title chart-svg-desc",
+      "aria-labelledby": `${id}-svg-title ${id}-svg-desc`,
     },
-    svg("title", { id: "chart-svg-title", text: names.title }),
-    svg("desc", { id: "chart-svg-desc", text: `${names.demand} / ${names.seats}. ${desc}` }),
+    svg("title", { id: `${id}-svg-title`, text: names.title }),
+    svg("desc", { id: `${id}-svg-desc`, text: `${names.demand} / ${names.seats}. ${desc}` }),
   );
 
   for (let v = 0; v <= yMax + 1e-9; v += step) {
@@ -55,8 +58,8 @@ export function barChart(container, rows, names) {
   chart.append(svg("line", { class: "axis", x1: left, x2: width - right, y1: y(0), y2: y(0) }));
 
   rows.forEach((r, i) => {
-    const x0 = left + 9 + i * groupW;
-    const group = svg("g", { "data-institution": r.label });
+    const x0 = left + i * groupW + (groupW - (barW * 2 + gap)) / 2;
+    const group = svg("g", { "data-institution": r.label, "data-label": r.label });
     const demandH = y(0) - y(r.demand || 0);
     group.append(
       svg(

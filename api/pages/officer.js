@@ -8,6 +8,7 @@ import {
 import { t, onLangChange } from "./i18n.js";
 import { barChart } from "./chart.js";
 import { initDesk, loadWorklist, loadAgeWorklist, renderDesk, fillCampaigns } from "./officer-desk.js";
+import { loadDemand } from "./demand.js";
 
 const ROLE = "officer";
 let token = storedToken(ROLE);
@@ -70,6 +71,7 @@ async function loadAll() {
   fillCampaigns(data.campaigns);
   await loadSeats();
   await drawChart();
+  await loadDemand(authority(), token);
 }
 
 async function loadRounds() {
@@ -620,6 +622,7 @@ async function signIn(newToken) {
   await loadWorklist();
   await loadAgeWorklist();
   await drawChart();
+  await loadDemand(authority(), token);
 }
 
 /** Opens an application's privileges (from a search result). */
@@ -659,6 +662,7 @@ async function init() {
     loadRounds();
     loadWorklist();
     loadAgeWorklist();
+    loadDemand(authority(), null);
   });
   $("use-token").addEventListener("click", () => {
     const value = $("token-input").value.trim();

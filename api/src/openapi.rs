@@ -55,6 +55,7 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "public", description = "Anonymised queues and the audit chain head, readable by anyone"),
         (name = "transparency", description = "Receipts, signed tree heads and inclusion proofs (docs/TRANSPARENCY.md)"),
         (name = "files", description = "Officers' files: CSV imports, CSV and XLSX exports"),
+        (name = "reports", description = "Reports for officers and auditors: kindergarten demand against seats by district"),
         (name = "service", description = "Health, readiness, metrics and this document"),
         (name = "officer", description = "The officer's desk: search by document, name or number, and worklists"),
     )

@@ -72,6 +72,7 @@ const ASSETS: &[Asset] = &[
     asset!("school.js", JS),
     asset!("officer-desk.js", JS),
     asset!("parent-age.js", JS),
+    asset!("demand.js", JS),
 ];
 
 /// The pages allow only their own scripts, styles and API: no inline script, no other origin.

@@ -1,5 +1,6 @@
-//! Seeds a demo authority on first start: institutions, a first-grade campaign whose stage 1
-//! is open now, clinic slots, and a few hundred applications with some privileges confirmed.
+//! Seeds a demo authority on first start: institutions in four districts, a first-grade
+//! campaign whose stage 1 is open now, clinic slots, a few hundred applications with some
+//! privileges confirmed, and kindergarten seats for their intake year.
 //!
 //! Seeding is resumable: a server killed part-way leaves a prefix of the seed in the log, and
 //! the next start carries on where it stopped ([`demo_needs_seeding`]). Every step is sent
@@ -126,6 +127,15 @@ pub async fn seed_demo(
             application,
             privilege,
         };
+        step(&writer, n, command, meta()).await?;
+    }
+    // Seats for the applications' intake year, so that the officer's demand report
+    // (docs/RULES.md#kindergarten-demand) compares them: the demo's districts
+    // (`demo::DEMO_DISTRICTS`) come out short of seats in the centre, where the popular
+    // kindergartens are, and with seats to spare elsewhere. Last, so that the steps before
+    // keep their keys.
+    for command in demo::kindergarten_seat_commands(&shape, demo::kindergarten_intake_year(today)) {
+        n += 1;
         step(&writer, n, command, meta()).await?;
     }
     if rejected > 0 {

@@ -391,9 +391,15 @@ impl Http {
                         serde_json::to_value(config)?,
                         &admin,
                     ),
-                    Command::RegisterInstitution { id, kind, name } => (
+                    Command::RegisterInstitution {
+                        id,
+                        kind,
+                        name,
+                        district,
+                        address,
+                    } => (
                         format!("/api/v1/authorities/{}/institutions", a.id),
-                        json!({ "id": id, "kind": kind, "name": name }),
+                        json!({ "id": id, "kind": kind, "name": name, "district": district, "address": address }),
                         &officer,
                     ),
                     Command::ConfigureCampaign { config } => (

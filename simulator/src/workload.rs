@@ -491,6 +491,8 @@ impl Workload {
                     },
                     i + 1
                 ),
+                district: None,
+                address: None,
             });
         }
         if self.scenario.service == Service::School {

@@ -521,6 +521,8 @@ fn institution(i: usize) -> Command {
         id: demo::kindergarten_id(i),
         kind: InstitutionKind::Kindergarten,
         name: format!("K{i}"),
+        district: None,
+        address: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `spawn_app`: the real server on port 0 with a fresh store per test, and a small client.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ochered_api::config::ServerConfig;
@@ -282,4 +283,58 @@ pub fn kindergarten(document: &str, preferences: &[&str]) -> Value {
         "preferences": preferences,
         "desired_start": "2027-09-01",
     })
+}
+
+/// POSTs a CSV file to `…/files/{file}` (an officer's import).
+pub async fn upload(app: &TestApp, who: &str, file: &str, csv: &str, key: Option<&str>) -> Answer {
+    let mut request = app
+        .client
+        .post(app.url(&format!("/files/{file}")))
+        .bearer_auth(who)
+        .header("content-type", "text/csv")
+        .body(csv.to_owned());
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    app.send(request).await
+}
+
+/// Reads an exported CSV: checks the BOM and CRLF line ends, answers header and rows.
+pub fn parse_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::str::from_utf8(bytes).unwrap();
+    let text = text.strip_prefix('\u{feff}').expect("a byte-order mark");
+    assert!(text.ends_with("\r\n"));
+    let mut lines = text.trim_end().split("\r\n");
+    let header = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let rows = lines
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}
+
+/// GETs a file as `who`: the status, the headers and the bytes.
+pub async fn download(
+    app: &TestApp,
+    who: &str,
+    path: &str,
+) -> (u16, HashMap<String, String>, Vec<u8>) {
+    let response = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(who)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    (status, headers, response.bytes().await.unwrap().to_vec())
 }

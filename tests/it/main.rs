@@ -8,6 +8,7 @@ mod cluster;
 mod crash;
 mod dashboard;
 mod defects;
+mod demand;
 mod fuzz;
 mod helpers;
 mod history;

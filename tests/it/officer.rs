@@ -7,8 +7,7 @@ use std::io::Read;
 use ochered_api::http::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{each_backend, kindergarten, token, TestApp};
-use crate::openapi_files::{download, parse_csv};
+use crate::helpers::{download, each_backend, kindergarten, parse_csv, token, TestApp};
 
 const ANNA_DOCUMENT: &str = "II-AB 000301";
 const ANNA: &str = "Анна Иванова";

@@ -1,12 +1,12 @@
 //! The OpenAPI document and the Swagger UI, and the officers' files: CSV imports of
 //! institutions and seats, CSV and XLSX exports of queues and round results.
 
-use std::collections::HashMap;
-
 use ochered_api::http::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{each_backend, kindergarten, spawn_app, token, Answer, TestApp, AUTHORITY};
+use crate::helpers::{
+    download, each_backend, kindergarten, parse_csv, spawn_app, token, upload, TestApp, AUTHORITY,
+};
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
@@ -263,19 +263,6 @@ async fn docs_are_served_from_local_assets() {
     app.stop().await;
 }
 
-async fn upload(app: &TestApp, who: &str, file: &str, csv: &str, key: Option<&str>) -> Answer {
-    let mut request = app
-        .client
-        .post(app.url(&format!("/files/{file}")))
-        .bearer_auth(who)
-        .header("content-type", "text/csv")
-        .body(csv.to_owned());
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
-    }
-    app.send(request).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn institutions_and_seats_import_from_csv() {
     each_backend(import_files).await;
@@ -488,45 +475,6 @@ async fn import_files(app: TestApp) {
     );
     assert_eq!(app.head_seq().await, head + 2);
     app.stop().await;
-}
-
-/// Reads an exported CSV: checks the BOM and CRLF line ends, answers header and rows.
-pub fn parse_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
-    let text = std::str::from_utf8(bytes).unwrap();
-    let text = text.strip_prefix('\u{feff}').expect("a byte-order mark");
-    assert!(text.ends_with("\r\n"));
-    let mut lines = text.trim_end().split("\r\n");
-    let header = lines
-        .next()
-        .unwrap()
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    let rows = lines
-        .map(|l| l.split(',').map(str::to_owned).collect())
-        .collect();
-    (header, rows)
-}
-
-pub async fn download(
-    app: &TestApp,
-    who: &str,
-    path: &str,
-) -> (u16, HashMap<String, String>, Vec<u8>) {
-    let response = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(who)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    (status, headers, response.bytes().await.unwrap().to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -185,6 +185,8 @@ async fn register_institution(
         id: req.id,
         kind: req.kind,
         name: req.name,
+        district: req.district,
+        address: req.address,
     };
     write.answer(&w, command, StatusCode::CREATED).await
 }

@@ -334,6 +334,14 @@ pub struct InstitutionRequest {
     pub id: InstitutionId,
     pub kind: InstitutionKind,
     pub name: String,
+    /// The district the institution serves (1–100 characters, one line): the demand report
+    /// groups by it. Optional.
+    #[serde(default)]
+    #[schema(example = "Central")]
+    pub district: Option<String>,
+    /// The street address (1–500 characters). Optional.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

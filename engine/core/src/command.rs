@@ -175,6 +175,14 @@ pub enum Command {
         id: InstitutionId,
         kind: InstitutionKind,
         name: String,
+        /// The district the institution serves, which the demand report groups by
+        /// (docs/RULES.md#authority-institutions). Optional: commands and events without it
+        /// decode as before, and it is left out of their encoding when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        district: Option<String>,
+        /// The street address, for people; optional like `district`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
     },
 
     // Kindergarten queue.

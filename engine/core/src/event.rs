@@ -28,6 +28,13 @@ pub enum Event {
         id: InstitutionId,
         kind: InstitutionKind,
         name: String,
+        /// Added without a schema version change: an optional field, absent from events
+        /// registered without it (so their stored bytes and hashes are unchanged) and
+        /// decoded as `None` from older events.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        district: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
     },
     KindergartenApplicationSubmitted {
         number: ApplicationNumber,

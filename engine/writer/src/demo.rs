@@ -87,6 +87,17 @@ pub fn campaign_id(year: i32) -> CampaignId {
     CampaignId::parse(&format!("school-{year}")).expect("valid id")
 }
 
+/// The demo's districts. Institutions are spread over them in blocks of three, so the
+/// popular kindergartens (the first ones, see [`kindergarten_application`]) share the first
+/// district, which the demand report shows short of seats, and the last district has more
+/// seats than waiting children.
+pub const DEMO_DISTRICTS: [&str; 4] = ["Central", "Northern", "Riverside", "Southern"];
+
+/// The district of the i-th demo kindergarten or school.
+pub fn demo_district(i: usize) -> &'static str {
+    DEMO_DISTRICTS[(i / 3) % DEMO_DISTRICTS.len()]
+}
+
 /// The commands that configure a demo authority: institutions, a first-grade campaign,
 /// clinic specialties with a week of slots starting at `slots_from`.
 pub fn setup_commands(
@@ -113,6 +124,8 @@ pub fn setup_commands(
             id: kindergarten_id(i),
             kind: InstitutionKind::Kindergarten,
             name: format!("Kindergarten No. {}", i + 1),
+            district: Some(demo_district(i).into()),
+            address: Some(format!("{} street, {}", demo_district(i), 10 + 2 * i)),
         });
     }
     for i in 0..shape.schools {
@@ -120,12 +133,16 @@ pub fn setup_commands(
             id: school_id(i),
             kind: InstitutionKind::School,
             name: format!("School No. {}", i + 1),
+            district: Some(demo_district(i).into()),
+            address: None,
         });
     }
     commands.push(Command::RegisterInstitution {
         id: InstitutionId::parse("P001").expect("valid id"),
         kind: InstitutionKind::Clinic,
         name: "City polyclinic No. 1".into(),
+        district: Some(DEMO_DISTRICTS[0].into()),
+        address: None,
     });
     commands.push(Command::ConfigureCampaign {
         config: CampaignConfig {
@@ -198,6 +215,12 @@ pub fn demo_document(n: u64) -> DocumentNumber {
     DocumentNumber::parse(&format!("I-DM {n:08}")).expect("valid document")
 }
 
+/// The intake year of the demo's kindergarten applications made on `today`: they ask for a
+/// start on 1 September of the next year.
+pub fn kindergarten_intake_year(today: NaiveDate) -> i32 {
+    today.year() + 1
+}
+
 /// A plausible kindergarten application for child `n`, with preferences skewed towards the
 /// popular kindergartens and a few privileges.
 pub fn kindergarten_application(
@@ -216,7 +239,8 @@ pub fn kindergarten_application(
     }
     let age_days = 60 + rng.below(365 * 5) as i64;
     let birth_date = today - Duration::days(age_days);
-    let desired_start = NaiveDate::from_ymd_opt(today.year() + 1, 9, 1).expect("valid date");
+    let desired_start =
+        NaiveDate::from_ymd_opt(kindergarten_intake_year(today), 9, 1).expect("valid date");
     let mut privileges = Vec::new();
     let roll = rng.below(100);
     if roll < 3 {

@@ -185,3 +185,33 @@ async fn v1_keys_answer_retries_and_the_chain_continues_with_v2_events() {
         }
     }
 }
+
+/// An institution registered before institutions had districts (a current-version CBOR
+/// payload without `district` and `address`) decodes with none, and an event without them
+/// encodes to exactly the old bytes: the hashes of logs written before do not change.
+#[test]
+fn an_institution_registered_before_districts_keeps_its_cbor_bytes() {
+    #[derive(serde::Serialize)]
+    struct Before<'a> {
+        r#type: &'a str,
+        id: &'a str,
+        kind: &'a str,
+        name: &'a str,
+    }
+    let old = ochered_store::cbor::to_vec(&Before {
+        r#type: "InstitutionRegistered",
+        id: "K1",
+        kind: "kindergarten",
+        name: "Kindergarten 1",
+    })
+    .unwrap();
+    let event: Event = ochered_store::cbor::from_slice(&old).unwrap();
+    let Event::InstitutionRegistered {
+        district, address, ..
+    } = &event
+    else {
+        panic!("decoded as {event:?}");
+    };
+    assert_eq!((district, address), (&None, &None));
+    assert_eq!(ochered_store::cbor::to_vec(&event).unwrap(), old);
+}

@@ -124,10 +124,12 @@ impl RowErrors {
 /// A table's data rows: each row's spreadsheet number and its values.
 pub type Rows = Vec<(u64, Vec<String>)>;
 
-/// Reads a CSV table whose header names exactly `columns` (in any order, any case). Returns
-/// each data row's spreadsheet row number and its values in the order of `columns`; rows
-/// with every field empty are skipped.
-pub fn read_table(text: &str, columns: &[&str]) -> Result<Rows, ApiError> {
+/// Reads a CSV table whose header names exactly the `required` columns and any of the
+/// `optional` ones (in any order, any case). Returns each data row's spreadsheet row number
+/// and its values in the order of `required` then `optional`, an absent optional column
+/// giving empty values; rows with every field empty are skipped.
+pub fn read_table(text: &str, required: &[&str], optional: &[&str]) -> Result<Rows, ApiError> {
+    let columns: Vec<&str> = required.iter().chain(optional).copied().collect();
     let first_line = text.lines().next().unwrap_or("");
     let delimiter = if first_line.contains(';') && !first_line.contains(',') {
         b';'
@@ -140,16 +142,25 @@ pub fn read_table(text: &str, columns: &[&str]) -> Result<Rows, ApiError> {
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
-    let expected = columns.join(",");
+    let expected = if optional.is_empty() {
+        required.join(",")
+    } else {
+        format!(
+            "{} (and optionally {})",
+            required.join(","),
+            optional.join(",")
+        )
+    };
     let header = reader
         .headers()
         .map_err(|e| ApiError::invalid("row 1", format!("the header row cannot be read: {e}")))?
         .clone();
     let names: Vec<String> = header.iter().map(|h| h.to_ascii_lowercase()).collect();
     let mut index = Vec::with_capacity(columns.len());
-    for column in columns {
+    for column in &columns {
         match names.iter().position(|n| n == column) {
-            Some(i) => index.push(i),
+            Some(i) => index.push(Some(i)),
+            None if optional.contains(column) => index.push(None),
             None => {
                 return Err(ApiError::invalid(
                     format!("row 1, {column}"),
@@ -213,7 +224,10 @@ pub fn read_table(text: &str, columns: &[&str]) -> Result<Rows, ApiError> {
                 format!("the file has more than {UPLOAD_ROWS_MAX} rows; split it"),
             ));
         }
-        let values = index.iter().map(|&i| record[i].to_owned()).collect();
+        let values = index
+            .iter()
+            .map(|i| i.map_or_else(String::new, |i| record[i].to_owned()))
+            .collect();
         rows.push((row, values));
     }
     errors.into_result()?;
@@ -259,11 +273,13 @@ mod tests {
         let rows = read_table(
             "\u{feff}ID;Kind;Name\r\nK1;kindergarten;\"A; B\"\r\n;;\r\n",
             &["id", "kind", "name"],
+            &[],
         );
         assert_eq!(rows.unwrap().len(), 1);
         let rows = read_table(
             "Kind;ID;Name\r\nkindergarten;K1;\"A; B\"\r\n;;\r\nschool;S1;C\r\n",
             &["id", "kind", "name"],
+            &[],
         )
         .unwrap();
         assert_eq!(
@@ -276,19 +292,43 @@ mod tests {
         let rows = read_table(
             "id,kind,name\n\"K1\",school,\"two\nlines\"\n\nK2,school,x\n",
             &["id", "kind", "name"],
+            &[],
         )
         .unwrap();
         assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![2, 5]);
         let e = read_table(
             "id,kind,name,extra\nK1,school,x,y\n",
             &["id", "kind", "name"],
+            &[],
         )
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("row 1, extra"));
-        let e = read_table("id,kind,name\nK1,school\n", &["id", "kind", "name"]).unwrap_err();
+        let e = read_table("id,kind,name\nK1,school\n", &["id", "kind", "name"], &[]).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("row 2, id"));
-        let e = read_table("id,kind,name\n", &["id", "kind", "name"]).unwrap_err();
+        let e = read_table("id,kind,name\n", &["id", "kind", "name"], &[]).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("body"));
         assert_eq!(column_of("seats.age_group", "x"), "age_group");
+        // Optional columns: absent ones give empty values, present ones are read.
+        let rows = read_table(
+            "name,id,kind\nA,K1,school\n",
+            &["id", "kind", "name"],
+            &["district", "address"],
+        )
+        .unwrap();
+        assert_eq!(rows[0].1, vec!["K1", "school", "A", "", ""]);
+        let rows = read_table(
+            "District;id;kind;name\nNorth;K1;school;A\n",
+            &["id", "kind", "name"],
+            &["district", "address"],
+        )
+        .unwrap();
+        assert_eq!(rows[0].1, vec!["K1", "school", "A", "North", ""]);
+        let e = read_table(
+            "id,kind,name,area\nK1,school,A,x\n",
+            &["id", "kind", "name"],
+            &["district"],
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("row 1, area"));
     }
 }

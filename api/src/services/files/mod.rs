@@ -28,6 +28,7 @@
 //! rounds, their answers, as `GET …/rounds/{round}` does.
 
 mod csv;
+mod demand;
 mod exports;
 mod table;
 
@@ -62,7 +63,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     let router = OpenApiRouter::new()
         .routes(routes!(import_institutions).layer(upload_limit()))
         .routes(routes!(import_seats).layer(upload_limit()))
-        .merge(exports::router());
+        .merge(exports::router())
+        .merge(demand::router());
     router
 }
 
@@ -93,7 +95,8 @@ pub struct InstitutionRowResult {
     /// `created`, `exists` or `refused`.
     #[schema(example = "created")]
     pub status: &'static str,
-    /// For `exists`: whether the registered kind and name equal the row's.
+    /// For `exists`: whether the registered kind and name equal the row's, and so do the
+    /// district and address where the row gives them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matches: Option<bool>,
     /// For `created`: the place of the registration in the authority's chain.
@@ -138,8 +141,9 @@ pub struct SeatsGroupResult {
 
 /// Import institutions from CSV
 ///
-/// **Roles:** officer (and admin). Columns `id,kind,name` (any order); `kind` is
-/// `kindergarten`, `school` or `clinic`. All rows are checked before anything is written: a
+/// **Roles:** officer (and admin). Columns `id,kind,name` and optionally `district,address`
+/// (any order); `kind` is `kindergarten`, `school` or `clinic`; an empty `district` or
+/// `address` cell registers none. All rows are checked before anything is written: a
 /// bad row answers 422 with `field` such as `row 3, kind` and every error in `errors`, and
 /// nothing is written. A row whose institution already exists is answered `exists` (with
 /// `matches`) and left unchanged. With an `Idempotency-Key`, row N is sent under `KEY#row-N`,
@@ -152,7 +156,7 @@ pub struct SeatsGroupResult {
     request_body(
         content = String,
         content_type = "text/csv",
-        description = "UTF-8 CSV with a header row: `id,kind,name`. Example:\n\n```\nid,kind,name\nK001,kindergarten,\"Детский сад №1 «Солнышко»\"\nS001,school,Школа №1\n```",
+        description = "UTF-8 CSV with a header row: `id,kind,name` and optionally `district,address`. Example:\n\n```\nid,kind,name,district,address\nK001,kindergarten,\"Детский сад №1 «Солнышко»\",Центральный,\"ул. Ленина, 5\"\nS001,school,Школа №1,Северный,\n```",
     ),
     responses(
         (status = 201, description = "At least one institution was registered.", body = InstitutionsImport),
@@ -165,14 +169,22 @@ async fn import_institutions(
     write: Write,
     body: Result<CsvUpload, ApiError>,
 ) -> Result<Response, ApiError> {
-    let (w, rows) = upload(&write, &authority, body, &["id", "kind", "name"])?;
+    let (w, rows) = upload(
+        &write,
+        &authority,
+        body,
+        &["id", "kind", "name"],
+        &["district", "address"],
+    )?;
     let n_rows = rows.len();
 
     let mut errors = RowErrors::default();
     let mut first_row_of: HashMap<InstitutionId, u64> = HashMap::new();
     let mut jobs = Vec::new();
     for (row, values) in rows {
-        let [id, kind, name] = <[String; 3]>::try_from(values).expect("three columns");
+        let [id, kind, name, district, address] =
+            <[String; 5]>::try_from(values).expect("five columns");
+        let optional = |value: String| (!value.is_empty()).then_some(value);
         let id = InstitutionId::parse(&id)
             .map_err(|e| errors.push(row, "id", e.reason))
             .ok();
@@ -191,7 +203,13 @@ async fn import_institutions(
         if let (Some(kind), false) = (kind, name.is_empty()) {
             jobs.push(Job {
                 rows: vec![row],
-                command: Command::RegisterInstitution { id, kind, name },
+                command: Command::RegisterInstitution {
+                    id,
+                    kind,
+                    name,
+                    district: optional(district),
+                    address: optional(address),
+                },
             });
         }
     }
@@ -215,7 +233,14 @@ async fn import_institutions(
     let (sent, replayed) = submit_all(&write, &w, jobs).await?;
     let mut results = Vec::with_capacity(sent.len());
     for (job, outcome) in sent {
-        let Command::RegisterInstitution { id, kind, name } = job.command else {
+        let Command::RegisterInstitution {
+            id,
+            kind,
+            name,
+            district,
+            address,
+        } = job.command
+        else {
             unreachable!("institution jobs register institutions")
         };
         let mut result = InstitutionRowResult {
@@ -237,7 +262,10 @@ async fn import_institutions(
                 result.matches = Some(w.read(|s| {
                     s.institution_idx(&result.id).is_some_and(|idx| {
                         let existing = s.institution(idx);
-                        existing.kind == kind && existing.name == name
+                        existing.kind == kind
+                            && existing.name == name
+                            && (district.is_none() || existing.district == district)
+                            && (address.is_none() || existing.address == address)
                     })
                 }));
             }
@@ -300,6 +328,7 @@ async fn import_seats(
         &authority,
         body,
         &["institution", "intake_year", "age_group", "seats"],
+        &[],
     )?;
     let n_rows = rows.len();
     let max_age = w.read(|s| s.config().map(|c| c.kindergarten_max_age_years));
@@ -523,10 +552,11 @@ fn upload(
     authority: &str,
     body: Result<CsvUpload, ApiError>,
     columns: &[&str],
+    optional: &[&str],
 ) -> Result<(Writer, Rows), ApiError> {
     write.allow(&[Role::Officer])?;
     let CsvUpload(text) = body?;
     let w = write.writer(authority)?;
-    let rows = read_table(&text, columns)?;
+    let rows = read_table(&text, columns, optional)?;
     Ok((w, rows))
 }

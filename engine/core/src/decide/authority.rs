@@ -15,9 +15,20 @@ use super::Context;
 pub(super) fn decide(cx: Context, command: &Command) -> Result<Vec<Event>, Rejection> {
     match command {
         Command::ConfigureAuthority { config } => configure_authority(cx.state, config),
-        Command::RegisterInstitution { id, kind, name } => {
-            register_institution(cx.state, id, *kind, name)
-        }
+        Command::RegisterInstitution {
+            id,
+            kind,
+            name,
+            district,
+            address,
+        } => register_institution(
+            cx.state,
+            id,
+            *kind,
+            name,
+            district.as_deref(),
+            address.as_deref(),
+        ),
         Command::RecordPersonalDataErasure { person } => record_erasure(cx, person),
         other => unreachable!("{} is not an authority command", other.name()),
     }
@@ -65,8 +76,16 @@ fn register_institution(
     id: &InstitutionId,
     kind: InstitutionKind,
     name: &str,
+    district: Option<&str>,
+    address: Option<&str>,
 ) -> Result<Vec<Event>, Rejection> {
     check_text("name", name, 1)?;
+    if let Some(district) = district {
+        check_district(district)?;
+    }
+    if let Some(address) = address {
+        check_text("address", address, 1)?;
+    }
     if state.institution_idx(id).is_some() {
         return Err(Rejection::InstitutionExists { id: id.to_string() });
     }
@@ -74,7 +93,32 @@ fn register_institution(
         id: id.clone(),
         kind,
         name: name.to_owned(),
+        district: district.map(str::to_owned),
+        address: address.map(str::to_owned),
     }])
+}
+
+/// Longest district name in characters.
+pub const DISTRICT_MAX_CHARS: usize = 100;
+
+/// A district names a group of the demand report, so it is one line of text without
+/// surrounding spaces: `"Central"` and `"Central "` would otherwise be two districts
+/// (docs/RULES.md#authority-institutions).
+pub fn check_district(district: &str) -> Result<(), Rejection> {
+    check_text("district", district, 1)?;
+    if district.chars().count() > DISTRICT_MAX_CHARS {
+        return Err(Rejection::invalid(
+            "district",
+            format!("must be at most {DISTRICT_MAX_CHARS} characters"),
+        ));
+    }
+    if district.contains('\n') || district.trim() != district {
+        return Err(Rejection::invalid(
+            "district",
+            "must be one line without leading or trailing spaces",
+        ));
+    }
+    Ok(())
 }
 
 /// An erasure covers the person's applications not erased before (and their first-grade

@@ -22,7 +22,7 @@ use crate::event::Event;
 use crate::rejection::Rejection;
 use crate::state::State;
 
-pub use authority::check_authority_config;
+pub use authority::{check_authority_config, check_district, DISTRICT_MAX_CHARS};
 pub use checks::TEXT_MAX_CHARS;
 pub use clinic::SLOTS_PER_COMMAND_MAX;
 pub use kindergarten::AGE_GROUP_SEATS_MAX;

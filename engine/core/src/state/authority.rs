@@ -16,6 +16,13 @@ pub struct Institution {
     pub kind: InstitutionKind,
     pub name: String,
     pub version: u32,
+    /// The district it serves, if registered with one (docs/RULES.md#authority-institutions).
+    /// Left out of the state's encoding when absent, so the state hash of a log without
+    /// districts is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub district: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl State {
@@ -38,13 +45,21 @@ impl State {
                 self.data.config = Some(config.clone());
                 self.data.config_version += 1;
             }
-            Event::InstitutionRegistered { id, kind, name } => {
+            Event::InstitutionRegistered {
+                id,
+                kind,
+                name,
+                district,
+                address,
+            } => {
                 let idx = self.data.institutions.len() as InstitutionIdx;
                 self.data.institutions.push(Institution {
                     id: id.clone(),
                     kind: *kind,
                     name: name.clone(),
                     version: 1,
+                    district: district.clone(),
+                    address: address.clone(),
                 });
                 self.institution_by_id.insert(id.clone(), idx);
             }

@@ -50,6 +50,8 @@ fn setup(tie_break: TieBreak) -> Vec<Command> {
             id: inst(k),
             kind: InstitutionKind::Kindergarten,
             name: k.into(),
+            district: None,
+            address: None,
         });
         for intake_year in [2026, 2027] {
             commands.push(Command::PublishKindergartenSeats {
@@ -69,6 +71,8 @@ fn setup(tie_break: TieBreak) -> Vec<Command> {
             id: inst(s),
             kind: InstitutionKind::School,
             name: s.into(),
+            district: None,
+            address: None,
         });
     }
     commands.push(Command::ConfigureCampaign {

@@ -35,11 +35,122 @@ fn institution_ids_are_unique() {
                 id: inst("K1"),
                 kind: InstitutionKind::Kindergarten,
                 name: "again".into(),
+                district: None,
+                address: None,
             },
             t(NOW),
         ),
         Rejection::InstitutionExists { id: "K1".into() },
     );
+}
+
+fn register(district: Option<&str>, address: Option<&str>) -> Command {
+    Command::RegisterInstitution {
+        id: inst("K9"),
+        kind: InstitutionKind::Kindergarten,
+        name: "Kindergarten 9".into(),
+        district: district.map(str::to_owned),
+        address: address.map(str::to_owned),
+    }
+}
+
+#[test]
+fn institutions_may_carry_a_district_and_an_address() {
+    let mut s = given(authority());
+    let events = s.accept(register(Some("Central"), Some("1 Main street")), t(NOW));
+    assert!(matches!(
+        &events[..],
+        [Event::InstitutionRegistered { district: Some(d), address: Some(a), .. }]
+            if d == "Central" && a == "1 Main street"
+    ));
+    let idx = s.state.institution_idx(&inst("K9")).unwrap();
+    assert_eq!(
+        s.state.institution(idx).district.as_deref(),
+        Some("Central")
+    );
+    assert_eq!(
+        s.state.institution(idx).address.as_deref(),
+        Some("1 Main street")
+    );
+    // Both are optional.
+    let s = given(authority());
+    assert!(s.when(register(None, None), t(NOW)).is_ok());
+}
+
+#[test]
+fn a_district_is_one_bounded_line_and_an_address_is_text() {
+    let s = given(authority());
+    let long = "D".repeat(ochered_core::decide::DISTRICT_MAX_CHARS + 1);
+    for bad in [
+        "",
+        "  ",
+        " Central",
+        "Central ",
+        "North\nSouth",
+        long.as_str(),
+    ] {
+        then_invalid(s.when(register(Some(bad), None), t(NOW)), "district");
+    }
+    let longest = "D".repeat(ochered_core::decide::DISTRICT_MAX_CHARS);
+    assert!(s.when(register(Some(&longest), None), t(NOW)).is_ok());
+    for bad in ["", "a\u{0}b"] {
+        then_invalid(s.when(register(None, Some(bad)), t(NOW)), "address");
+    }
+    // A bad district is reported even for an id already registered.
+    then_invalid(
+        s.when(
+            Command::RegisterInstitution {
+                id: inst("K1"),
+                kind: InstitutionKind::Kindergarten,
+                name: "again".into(),
+                district: Some(String::new()),
+                address: None,
+            },
+            t(NOW),
+        ),
+        "district",
+    );
+}
+
+/// Events registered before institutions had districts: they decode (every schema version)
+/// with none, and an event without a district encodes exactly as it did, so the stored bytes
+/// (which the chain hashes) and the state hash of such logs are unchanged.
+#[test]
+fn an_institution_registered_before_districts_decodes_and_encodes_as_before() {
+    let old_v1 = r#"{"id":"K1","kind":"kindergarten","name":"Kindergarten 1"}"#;
+    let old_v3 = r#"{"type":"InstitutionRegistered","id":"K1","kind":"kindergarten","name":"Kindergarten 1"}"#;
+    for (version, text) in [(1, old_v1), (2, old_v1), (3, old_v3)] {
+        let event = ochered_core::upcast::decode("InstitutionRegistered", version, text).unwrap();
+        assert_eq!(
+            event,
+            Event::InstitutionRegistered {
+                id: inst("K1"),
+                kind: InstitutionKind::Kindergarten,
+                name: "Kindergarten 1".into(),
+                district: None,
+                address: None,
+            },
+            "schema version {version}"
+        );
+        assert_eq!(event.to_payload(), old_v3, "re-encoded as stored");
+    }
+    let state_before = given(authority()).state.state_hash();
+    let mut replayed = State::new();
+    for event in authority() {
+        let text = event.to_payload();
+        assert!(
+            !text.contains("district") && !text.contains("address"),
+            "{text}"
+        );
+        replayed.apply(
+            &ochered_core::upcast::decode(event.type_name(), ochered_core::SCHEMA_VERSION, &text)
+                .unwrap(),
+        );
+    }
+    assert_eq!(replayed.state_hash(), state_before);
+    assert!(!serde_json::to_string(&replayed.data)
+        .unwrap()
+        .contains("district"));
 }
 
 #[test]

@@ -64,6 +64,8 @@ pub fn authority_in(tz: chrono_tz::Tz) -> Vec<Event> {
             id: inst(id),
             kind,
             name: format!("Institution {id}"),
+            district: None,
+            address: None,
         });
     }
     events.push(Event::SpecialtyConfigured {
