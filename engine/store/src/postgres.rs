@@ -595,8 +595,52 @@ impl EventStore for PgStore {
         .bind(SNAPSHOTS_KEPT)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "DELETE FROM snapshot_chunks WHERE authority = $1 AND authority_seq < \
+             (SELECT MIN(authority_seq) FROM snapshots WHERE authority = $1)",
+        )
+        .bind(authority)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn save_snapshot_chunk(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        chunk: i64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshot_chunks (authority, authority_seq, chunk, bytes) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (authority, authority_seq, chunk) DO UPDATE SET bytes = excluded.bytes",
+        )
+        .bind(authority)
+        .bind(authority_seq)
+        .bind(chunk as i32)
+        .bind(bytes)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_snapshot_chunk(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        chunk: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT bytes FROM snapshot_chunks WHERE authority = $1 AND authority_seq = $2 AND chunk = $3",
+        )
+        .bind(authority)
+        .bind(authority_seq)
+        .bind(chunk as i32)
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        Ok(row.map(|(bytes,)| bytes))
     }
 
     fn data_keys(&self) -> Option<&dyn crate::DataKeyStore> {

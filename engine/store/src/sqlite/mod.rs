@@ -633,6 +633,12 @@ fn save_snapshot_on(
     stmt.bind_text(1, authority)?;
     stmt.bind_i64(2, SNAPSHOTS_KEPT)?;
     stmt.run()?;
+    let mut stmt = db.prepare(
+        "DELETE FROM snapshot_chunks WHERE authority = ?1 AND authority_seq < \
+         (SELECT MIN(authority_seq) FROM snapshots WHERE authority = ?1)",
+    )?;
+    stmt.bind_text(1, authority)?;
+    stmt.run()?;
     Ok(())
 }
 
@@ -735,6 +741,51 @@ impl EventStore for SqliteStore {
         inner
             .with_write_transaction(|db| {
                 save_snapshot_on(db, inner, authority, authority_seq, state)
+            })
+            .await
+    }
+
+    async fn save_snapshot_chunk(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        chunk: i64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inner
+            .with_write_transaction(|db| {
+                let mut stmt = db.prepare(
+                    "INSERT INTO snapshot_chunks (authority, authority_seq, chunk, bytes) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (authority, authority_seq, chunk) DO UPDATE SET bytes = excluded.bytes",
+                )?;
+                stmt.bind_text(1, authority)?;
+                stmt.bind_i64(2, authority_seq)?;
+                stmt.bind_i64(3, chunk)?;
+                stmt.bind_blob(4, bytes)?;
+                stmt.run()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn load_snapshot_chunk(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        chunk: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner
+            .with_reader(|db| {
+                let mut stmt = db.prepare(
+                    "SELECT bytes FROM snapshot_chunks WHERE authority = ?1 AND authority_seq = ?2 AND chunk = ?3",
+                )?;
+                stmt.bind_text(1, authority)?;
+                stmt.bind_i64(2, authority_seq)?;
+                stmt.bind_i64(3, chunk)?;
+                if !stmt.step()? {
+                    return Ok(None);
+                }
+                Ok(Some(stmt.column_blob(0).to_vec()))
             })
             .await
     }
