@@ -27,6 +27,12 @@
 //! before it writes; an append also names the head it expects
 //! ([`EventStore::append_after`]), so a writer that missed another's rows is refused.
 //!
+//! # Snapshots (`0006_snapshot_chunks.sql`)
+//!
+//! As on SQLite: `snapshots` holds each kept snapshot's header (written last),
+//! `snapshot_chunks` its pieces of at most 16 MiB, each inserted in a statement of its own;
+//! the primary keys are the only indexes.
+//!
 //! Schema v1 (`events`, `idempotency`) stays readable: see [`crate::legacy`].
 
 use std::collections::HashMap;

@@ -44,7 +44,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-pub use replay::{decode_event, load_state, ReplayStats};
+pub use replay::{
+    decode_event, encode_snapshot, load_state, store_snapshot, EncodedSnapshot, ReplayStats,
+    SNAPSHOT_CHUNK_BYTES,
+};
 
 /// The clock the shell reads; injected so tests and the simulator control time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;

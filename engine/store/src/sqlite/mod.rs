@@ -34,6 +34,13 @@
 //! writer of the same authority cannot append behind the first's back: an append names the
 //! head it expects ([`EventStore::append_after`]), checked inside the transaction.
 //!
+//! # Snapshots (`0006_snapshot_chunks.sql`)
+//!
+//! `snapshots (authority, authority_seq, state)` holds each kept snapshot's header (written
+//! last); `snapshot_chunks (authority, authority_seq, chunk, bytes)` its pieces of at most
+//! 16 MiB, each stored in a short transaction of its own so that the committer never waits
+//! for a whole snapshot. The primary keys are the only indexes: reads are by key.
+//!
 //! Schema v1 (`events`, `idempotency`) stays readable: a log written before v2 keeps its rows
 //! there untouched, reads and `verify` go through them first, and the v2 chain of an
 //! authority continues from its last v1 event ([`crate::legacy`]).
