@@ -457,7 +457,7 @@ async fn submit_some(writer: &Writer, rng: &mut SeededRng, next: &mut u64, n: u6
             continue;
         };
         accepted += 1;
-        if rng.next_u64() % 5 == 0 {
+        if rng.next_u64().is_multiple_of(5) {
             let withdraw = Command::WithdrawApplication {
                 application: number_of(&reply.outcome),
                 reason: "moved".into(),
