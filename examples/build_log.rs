@@ -33,6 +33,14 @@ fn main() -> anyhow::Result<()> {
         .next()
         .ok_or_else(|| anyhow::anyhow!("usage: build_log PATH EVENTS"))?;
     let events: u64 = args.next().map_or(Ok(10_000_000), |n| n.parse())?;
+    // The writer logs its snapshot (`snapshot stored … encode_ms= store_ms=`).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

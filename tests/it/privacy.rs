@@ -59,7 +59,11 @@ async fn on_each_backend(test: impl AsyncFn(TestApp, Arc<Harness>)) {
 /// metadata and idempotency facts) and snapshots, as text.
 async fn stored_texts(harness: &Harness) -> Vec<String> {
     let mut texts = Vec::new();
-    for sql in ["SELECT record FROM log", "SELECT state FROM snapshots"] {
+    for sql in [
+        "SELECT record FROM log",
+        "SELECT state FROM snapshots",
+        "SELECT bytes FROM snapshot_chunks",
+    ] {
         let rows: Vec<Vec<u8>> = match &harness.raw {
             Raw::Sqlite(s) => sqlx::query_scalar(sql).fetch_all(s.pool()).await.unwrap(),
             Raw::Pg(s) => sqlx::query_scalar(sql).fetch_all(s.pool()).await.unwrap(),

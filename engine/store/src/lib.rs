@@ -456,6 +456,35 @@ pub trait EventStore: Send + Sync {
     /// The newest snapshot of the authority: its `authority_seq` and bytes.
     async fn load_snapshot(&self, authority: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
 
+    /// Stores piece `chunk` (from 0) of the snapshot after `authority_seq`, in a short
+    /// transaction of its own (the committer waits for one piece at most, never for a whole
+    /// snapshot); storing a piece again replaces it. A snapshot's pieces are read only once
+    /// [`EventStore::save_snapshot`] has stored its header at the same position, and they are
+    /// deleted with it when it is no longer kept.
+    async fn save_snapshot_chunk(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        chunk: i64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let _ = (authority, authority_seq, chunk, bytes);
+        Err(StoreError::Other(
+            "this store keeps no snapshots in pieces".into(),
+        ))
+    }
+
+    /// Piece `chunk` of the snapshot after `authority_seq`, if stored.
+    async fn load_snapshot_chunk(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        chunk: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = (authority, authority_seq, chunk);
+        Ok(None)
+    }
+
     /// The table of per-applicant data keys kept beside the log (see [`keys`]), if this
     /// store has one. Both real backends do; a test double may not.
     fn data_keys(&self) -> Option<&dyn DataKeyStore> {

@@ -27,6 +27,12 @@
 //! before it writes; an append also names the head it expects
 //! ([`EventStore::append_after`]), so a writer that missed another's rows is refused.
 //!
+//! # Snapshots (`0006_snapshot_chunks.sql`)
+//!
+//! As on SQLite: `snapshots` holds each kept snapshot's header (written last),
+//! `snapshot_chunks` its pieces of at most 16 MiB, each inserted in a statement of its own;
+//! the primary keys are the only indexes.
+//!
 //! Schema v1 (`events`, `idempotency`) stays readable: see [`crate::legacy`].
 
 use std::collections::HashMap;
@@ -595,8 +601,52 @@ impl EventStore for PgStore {
         .bind(SNAPSHOTS_KEPT)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "DELETE FROM snapshot_chunks WHERE authority = $1 AND authority_seq < \
+             (SELECT MIN(authority_seq) FROM snapshots WHERE authority = $1)",
+        )
+        .bind(authority)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn save_snapshot_chunk(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        chunk: i64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshot_chunks (authority, authority_seq, chunk, bytes) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (authority, authority_seq, chunk) DO UPDATE SET bytes = excluded.bytes",
+        )
+        .bind(authority)
+        .bind(authority_seq)
+        .bind(chunk as i32)
+        .bind(bytes)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_snapshot_chunk(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        chunk: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT bytes FROM snapshot_chunks WHERE authority = $1 AND authority_seq = $2 AND chunk = $3",
+        )
+        .bind(authority)
+        .bind(authority_seq)
+        .bind(chunk as i32)
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        Ok(row.map(|(bytes,)| bytes))
     }
 
     fn data_keys(&self) -> Option<&dyn crate::DataKeyStore> {

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use ochered_core::state::{SnapshotSink, SnapshotSource};
 use ochered_store::Hash;
 
 /// The keys are already uniform (bytes of SHA-256), so the table needs no hashing of them.
@@ -91,59 +92,46 @@ impl KeyIndex {
     /// Snapshot bytes: the count of prefix entries (8 bytes little-endian), each as prefix
     /// and position (8 + 8 bytes little-endian), sorted by prefix; then the count of whole
     /// digests, each as 32 bytes and position, sorted by digest.
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut impl SnapshotSink) {
         let mut short: Vec<(u64, i64)> = self.by_prefix.iter().map(|(k, v)| (*k, *v)).collect();
         short.sort_unstable();
-        out.reserve(16 + short.len() * 16 + self.by_digest.len() * 40);
-        out.extend_from_slice(&(short.len() as u64).to_le_bytes());
+        out.put(&(short.len() as u64).to_le_bytes());
+        let mut entry = [0u8; 16];
         for (k, v) in short {
-            out.extend_from_slice(&k.to_le_bytes());
-            out.extend_from_slice(&v.to_le_bytes());
+            entry[..8].copy_from_slice(&k.to_le_bytes());
+            entry[8..].copy_from_slice(&v.to_le_bytes());
+            out.put(&entry);
         }
         let mut full: Vec<(Hash, i64)> = self.by_digest.iter().map(|(k, v)| (*k, *v)).collect();
         full.sort_unstable();
-        out.extend_from_slice(&(full.len() as u64).to_le_bytes());
+        out.put(&(full.len() as u64).to_le_bytes());
         for (k, v) in full {
-            out.extend_from_slice(&k);
-            out.extend_from_slice(&v.to_le_bytes());
+            out.put(&k);
+            out.put(&v.to_le_bytes());
         }
     }
 
-    /// Reads what [`KeyIndex::encode`] wrote at the start of `bytes`; returns the rest.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<(KeyIndex, &[u8]), String> {
-        let mut rest = bytes;
-        let count = u64_of(take(&mut rest, 8)?) as usize;
+    /// Reads what [`KeyIndex::encode`] wrote, from where `source` stands.
+    pub(crate) fn decode(source: &mut impl SnapshotSource) -> Result<KeyIndex, String> {
+        let count = u64_of(source.take(8)?) as usize;
         let mut by_prefix = PrefixMap::default();
-        by_prefix.reserve(count.min(rest.len() / 16));
+        by_prefix.reserve(count.min(1 << 26));
         for _ in 0..count {
-            let entry = take(&mut rest, 16)?;
+            let entry = source.take(16)?;
             by_prefix.insert(u64_of(&entry[..8]), u64_of(&entry[8..]) as i64);
         }
-        let count = u64_of(take(&mut rest, 8)?) as usize;
+        let count = u64_of(source.take(8)?) as usize;
         let mut by_digest = HashMap::new();
         for _ in 0..count {
-            let entry = take(&mut rest, 40)?;
+            let entry = source.take(40)?;
             let digest: Hash = entry[..32].try_into().expect("32 bytes");
             by_digest.insert(digest, u64_of(&entry[32..]) as i64);
         }
-        Ok((
-            KeyIndex {
-                by_prefix,
-                by_digest,
-            },
-            rest,
-        ))
+        Ok(KeyIndex {
+            by_prefix,
+            by_digest,
+        })
     }
-}
-
-/// The next `n` bytes of `rest`.
-fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-    if rest.len() < n {
-        return Err("snapshot truncated in its key index".into());
-    }
-    let (head, tail) = rest.split_at(n);
-    *rest = tail;
-    Ok(head)
 }
 
 fn u64_of(bytes: &[u8]) -> u64 {
@@ -187,9 +175,10 @@ mod tests {
         let mut bytes = Vec::new();
         index.encode(&mut bytes);
         bytes.extend_from_slice(b"state");
-        let (back, rest) = KeyIndex::decode(&bytes).unwrap();
+        let mut rest = bytes.as_slice();
+        let back = KeyIndex::decode(&mut rest).unwrap();
         assert_eq!(back, index);
         assert_eq!(rest, b"state");
-        assert!(KeyIndex::decode(&bytes[..bytes.len() - 50]).is_err());
+        assert!(KeyIndex::decode(&mut &bytes[..bytes.len() - 50]).is_err());
     }
 }

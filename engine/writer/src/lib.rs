@@ -44,7 +44,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-pub use replay::{decode_event, load_state, ReplayStats};
+pub use replay::{
+    decode_event, encode_snapshot, load_state, store_snapshot, EncodedSnapshot, ReplayStats,
+    SNAPSHOT_CHUNK_BYTES,
+};
 
 /// The clock the shell reads; injected so tests and the simulator control time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -291,7 +294,9 @@ impl Writer {
             next_reload_at: None,
             reload_backoff: RELOAD_BACKOFF_MIN,
             reload_error: None,
-            events_since_snapshot: 0,
+            // A start that replayed a long tail takes a snapshot at its first idle moment.
+            events_since_snapshot: stats.events,
+            snapshot_task: None,
         };
         tokio::spawn(async move { task.run(rx).await });
         Ok((Writer { tx, shared }, stats))
@@ -472,6 +477,8 @@ struct WriterTask {
     /// Why the last reload failed, for the refusals in between.
     reload_error: Option<WriterError>,
     events_since_snapshot: u64,
+    /// The snapshot being stored, if one is: one at a time.
+    snapshot_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The first wait after a failed reload, and the longest.
@@ -545,6 +552,9 @@ impl WriterTask {
             if inflight.is_none() {
                 if rx.is_empty() {
                     interval.idle();
+                    // Idle with nothing committing (also right after a start that replayed
+                    // a long tail): a snapshot now blocks no command.
+                    self.maybe_snapshot().await;
                 }
                 let next = match self.next_reload_at.filter(|_| self.needs_reload) {
                     // The state waits for a reload: try again when the backoff ends even if
@@ -1048,20 +1058,61 @@ impl WriterTask {
         Ok(())
     }
 
+    /// Encodes a snapshot in pieces on a blocking thread (the writer waits for it: this is how
+    /// long a snapshot holds commands back, logged as `encode_ms`), then stores the pieces and
+    /// the header in a task of its own while the writer goes on. One snapshot at a time; a
+    /// failed one is retried after the next `snapshot_every_events`.
     async fn save_snapshot(&mut self) {
-        let (seq, bytes) = {
-            let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
-            let seq = self.shared.head.read().unwrap().authority_seq;
-            (seq, replay::encode_snapshot(&state, &self.keys))
-        };
-        match self
-            .store
-            .save_snapshot(&self.shared.authority, seq, &bytes)
-            .await
+        if self
+            .snapshot_task
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
         {
-            Ok(()) => self.events_since_snapshot = 0,
-            Err(e) => tracing::warn!(error = %e, "snapshot failed; will retry later"),
+            return;
         }
+        let started = std::time::Instant::now();
+        let shared = self.shared.clone();
+        let keys = std::mem::take(&mut self.keys);
+        let encoded = tokio::task::spawn_blocking(move || {
+            let state = shared.state.read().unwrap_or_else(|e| e.into_inner());
+            let seq = shared.head.read().unwrap().authority_seq;
+            let snapshot = replay::encode_snapshot(&state, &keys, replay::SNAPSHOT_CHUNK_BYTES);
+            (keys, seq, snapshot)
+        })
+        .await;
+        let (keys, seq, snapshot) = match encoded {
+            Ok(done) => done,
+            Err(e) => {
+                // The key index went with the failed task: rebuild it from the log.
+                tracing::error!(error = %e, "encoding a snapshot failed; rebuilding the state");
+                self.needs_reload = true;
+                self.shared.consistent.store(false, Ordering::Release);
+                return;
+            }
+        };
+        self.keys = keys;
+        self.events_since_snapshot = 0;
+        let encode_ms = started.elapsed().as_millis() as u64;
+        let store = self.store.clone();
+        let authority = self.shared.authority.clone();
+        self.snapshot_task = Some(tokio::spawn(async move {
+            let (bytes, chunks) = (snapshot.len, snapshot.chunks.len());
+            let storing = std::time::Instant::now();
+            match replay::store_snapshot(store.as_ref(), &authority, seq, snapshot).await {
+                Ok(()) => tracing::info!(
+                    %authority,
+                    authority_seq = seq,
+                    bytes,
+                    chunks,
+                    encode_ms,
+                    store_ms = storing.elapsed().as_millis() as u64,
+                    "snapshot stored"
+                ),
+                Err(e) => {
+                    tracing::warn!(%authority, error = %e, "snapshot failed; will retry later")
+                }
+            }
+        }));
     }
 }
 

@@ -3,8 +3,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use ochered_core::state::{Decoder, Encoder, ItemCodec, SnapshotSink, SnapshotSource};
 use ochered_core::{Event, State, SCHEMA_VERSION};
 use ochered_store::{ChainHead, EventStore, PayloadFormat, StoredEvent};
+use sha2::{Digest, Sha256};
 
 use crate::{KeyIndex, WriterError};
 
@@ -25,29 +27,218 @@ pub struct ReplayStats {
     pub elapsed: Duration,
 }
 
-/// The first bytes of a snapshot of this layout. Snapshots without them (older layouts:
-/// `ochsnap2` kept only a set of key prefixes, not where the log records each key) are not
-/// used: the whole log is replayed instead, and the next snapshot is of this layout.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"ochsnap3";
+/// The first bytes of a snapshot header of this layout. Snapshots without them (older
+/// layouts: `ochsnap3`, the state as one JSON document in one value, and `ochsnap2`, which
+/// kept only a set of key prefixes) are not used: the whole log is replayed instead, and the
+/// next snapshot is of this layout.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ochsnap4";
 
-/// Snapshot layout: [`SNAPSHOT_MAGIC`], the key index ([`KeyIndex`]'s bytes: where the log
-/// records each idempotency key), then the state's own snapshot bytes.
-pub(crate) fn encode_snapshot(state: &State, keys: &KeyIndex) -> Vec<u8> {
-    let state_bytes = state.to_snapshot();
-    let mut out = Vec::with_capacity(16 + keys.len() * 16 + state_bytes.len());
-    out.extend_from_slice(SNAPSHOT_MAGIC);
-    keys.encode(&mut out);
-    out.extend_from_slice(&state_bytes);
-    out
+/// Most bytes in one stored piece of a snapshot (SQLite refuses values over 1 GB; pieces
+/// also keep each of the store's transactions short).
+pub const SNAPSHOT_CHUNK_BYTES: usize = 16 << 20;
+
+/// A snapshot's header: [`SNAPSHOT_MAGIC`], the number of pieces and the stream's length
+/// (8 bytes little-endian each), and the stream's SHA-256 (32 bytes).
+const HEADER_BYTES: usize = 8 + 8 + 8 + 32;
+
+/// The snapshot's items in the store's deterministic CBOR (RFC 8949 §4.2.1, `cbor.rs`).
+pub(crate) struct CborItems;
+
+impl ItemCodec for CborItems {
+    fn encode<T: serde::Serialize + ?Sized>(&self, value: &T, out: &mut Vec<u8>) {
+        ochered_store::cbor::to_writer(out, value).expect("the state has no floating-point number");
+    }
+    fn decode<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, String> {
+        ochered_store::cbor::from_slice(bytes).map_err(|e| format!("snapshot: {e}"))
+    }
 }
 
-fn decode_snapshot(bytes: &[u8]) -> Result<(State, KeyIndex), String> {
-    let bytes = bytes
+/// A snapshot cut into pieces, with its header, ready to be stored.
+///
+/// The stream ([`State::write_snapshot`]'s state section, then the key index:
+/// [`KeyIndex::encode`]) is cut every [`SNAPSHOT_CHUNK_BYTES`]; the header is stored last,
+/// so that a snapshot whose pieces are not all stored is never read.
+pub struct EncodedSnapshot {
+    pub chunks: Vec<Vec<u8>>,
+    pub header: Vec<u8>,
+    /// The stream's length in bytes.
+    pub len: u64,
+}
+
+/// Cuts the stream into pieces as it is written, hashing it.
+struct ChunkSink {
+    chunks: Vec<Vec<u8>>,
+    current: Vec<u8>,
+    chunk_bytes: usize,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl SnapshotSink for ChunkSink {
+    fn put(&mut self, mut bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let room = self.chunk_bytes - self.current.len();
+            let (now, later) = bytes.split_at(room.min(bytes.len()));
+            self.current.extend_from_slice(now);
+            if self.current.len() == self.chunk_bytes {
+                let full =
+                    std::mem::replace(&mut self.current, Vec::with_capacity(self.chunk_bytes));
+                self.chunks.push(full);
+            }
+            bytes = later;
+        }
+    }
+}
+
+/// Encodes a snapshot of the state and the key index in pieces of at most `chunk_bytes`.
+pub fn encode_snapshot(state: &State, keys: &KeyIndex, chunk_bytes: usize) -> EncodedSnapshot {
+    let mut sink = ChunkSink {
+        chunks: Vec::new(),
+        current: Vec::new(),
+        chunk_bytes: chunk_bytes.max(1),
+        hasher: Sha256::new(),
+        len: 0,
+    };
+    state.write_snapshot(&mut Encoder::new(&mut sink, &CborItems));
+    keys.encode(&mut sink);
+    if !sink.current.is_empty() {
+        sink.chunks.push(std::mem::take(&mut sink.current));
+    }
+    let mut header = Vec::with_capacity(HEADER_BYTES);
+    header.extend_from_slice(SNAPSHOT_MAGIC);
+    header.extend_from_slice(&(sink.chunks.len() as u64).to_le_bytes());
+    header.extend_from_slice(&sink.len.to_le_bytes());
+    header.extend_from_slice(&sink.hasher.finalize());
+    EncodedSnapshot {
+        chunks: sink.chunks,
+        header,
+        len: sink.len,
+    }
+}
+
+/// Stores a snapshot: every piece, each in its own short transaction, then its header.
+pub async fn store_snapshot(
+    store: &dyn EventStore,
+    authority: &str,
+    authority_seq: i64,
+    snapshot: EncodedSnapshot,
+) -> Result<(), ochered_store::StoreError> {
+    for (i, chunk) in snapshot.chunks.into_iter().enumerate() {
+        store
+            .save_snapshot_chunk(authority, authority_seq, i as i64, &chunk)
+            .await?;
+    }
+    store
+        .save_snapshot(authority, authority_seq, &snapshot.header)
+        .await
+}
+
+/// What a snapshot's header says.
+struct Header {
+    chunks: u64,
+    len: u64,
+    sha256: [u8; 32],
+}
+
+fn parse_header(bytes: &[u8]) -> Result<Header, String> {
+    let rest = bytes
         .strip_prefix(SNAPSHOT_MAGIC)
         .ok_or("a snapshot of an older layout")?;
-    let (keys, state_bytes) = KeyIndex::decode(bytes)?;
-    let state = State::from_snapshot(state_bytes)?;
-    Ok((state, keys))
+    if rest.len() != HEADER_BYTES - 8 {
+        return Err("a snapshot header of the wrong length".into());
+    }
+    let u64_at = |i: usize| u64::from_le_bytes(rest[i..i + 8].try_into().expect("8 bytes"));
+    Ok(Header {
+        chunks: u64_at(0),
+        len: u64_at(8),
+        sha256: rest[16..].try_into().expect("32 bytes"),
+    })
+}
+
+/// Reads a snapshot's stream from the pieces as they arrive (from the task that loads them),
+/// hashing it; never holds more than a piece and the item being read.
+struct ChunkSource {
+    pieces: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    buf: Vec<u8>,
+    pos: usize,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl SnapshotSource for ChunkSource {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.buf.len() - self.pos < n {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+            while self.buf.len() < n {
+                match self.pieces.blocking_recv() {
+                    Some(Ok(piece)) => {
+                        self.hasher.update(&piece);
+                        self.len += piece.len() as u64;
+                        self.buf.extend_from_slice(&piece);
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => return Err("snapshot: the stream ends early".into()),
+                }
+            }
+        }
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+}
+
+/// Reads the snapshot whose header is `header_bytes`: its pieces are loaded by this task
+/// while a blocking task decodes them. An older layout, a missing piece, a stream that
+/// does not decode to its end or whose length or SHA-256 differs from the header's is an
+/// error (the caller replays the whole log instead).
+async fn read_snapshot(
+    store: &dyn EventStore,
+    authority: &str,
+    seq: i64,
+    header_bytes: &[u8],
+) -> Result<(State, KeyIndex), String> {
+    let header = parse_header(header_bytes)?;
+    let (send, pieces) = tokio::sync::mpsc::channel(2);
+    let decode = tokio::task::spawn_blocking(move || {
+        let mut source = ChunkSource {
+            pieces,
+            buf: Vec::new(),
+            pos: 0,
+            hasher: Sha256::new(),
+            len: 0,
+        };
+        let state = State::read_snapshot(&mut Decoder::new(&mut source, &CborItems))?;
+        let keys = KeyIndex::decode(&mut source)?;
+        if source.pos != source.buf.len() || source.pieces.blocking_recv().is_some() {
+            return Err("snapshot: bytes after the end of the stream".to_string());
+        }
+        if source.len != header.len || source.hasher.finalize().as_slice() != header.sha256 {
+            return Err("snapshot: the stream does not match its header's SHA-256".to_string());
+        }
+        Ok((state, keys))
+    });
+    for i in 0..header.chunks {
+        let piece = match store.load_snapshot_chunk(authority, seq, i as i64).await {
+            Ok(Some(piece)) => Ok(piece),
+            Ok(None) => Err(format!(
+                "snapshot: piece {i} of {} is missing",
+                header.chunks
+            )),
+            Err(e) => Err(format!("snapshot: piece {i}: {e}")),
+        };
+        let failed = piece.is_err();
+        if send.send(piece).await.is_err() || failed {
+            // The decoder stopped (its error is reported below) or was told why.
+            break;
+        }
+    }
+    drop(send);
+    decode
+        .await
+        .map_err(|e| format!("snapshot: decoding failed: {e}"))?
 }
 
 /// Decodes one stored event: a v2 payload (deterministic CBOR) or a v1 one (JSON text), of
@@ -210,7 +401,7 @@ pub async fn load_state(
     let mut keys = KeyIndex::default();
     let mut from_snapshot = None;
     if let Some((seq, bytes)) = store.load_snapshot(authority).await? {
-        match decode_snapshot(&bytes) {
+        match read_snapshot(store, authority, seq, &bytes).await {
             Ok((snapshot_state, snapshot_keys)) => {
                 // The snapshot's head hash is that of its last event.
                 let page = store.read(authority, seq - 1, 1).await?;

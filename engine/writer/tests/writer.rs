@@ -13,7 +13,10 @@ use ochered_store::{
     ChainHead, EventStore, IdempotencyHit, NewEvent, StoreError, StoredEvent, VerifyOutcome,
 };
 use ochered_writer::demo::{self, DemoShape, SeededRng};
-use ochered_writer::{load_state, Clock, Outcome, RequestMeta, Writer, WriterConfig, WriterError};
+use ochered_writer::{
+    decode_event, encode_snapshot, load_state, store_snapshot, Clock, Outcome, RequestMeta, Writer,
+    WriterConfig, WriterError,
+};
 
 const AUTHORITY: &str = "test-city";
 
@@ -208,6 +211,23 @@ impl EventStore for FailingStore {
     async fn load_snapshot(&self, a: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
         self.inner.load_snapshot(a).await
     }
+    async fn save_snapshot_chunk(
+        &self,
+        a: &str,
+        seq: i64,
+        chunk: i64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inner.save_snapshot_chunk(a, seq, chunk, bytes).await
+    }
+    async fn load_snapshot_chunk(
+        &self,
+        a: &str,
+        seq: i64,
+        chunk: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.load_snapshot_chunk(a, seq, chunk).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,11 +378,14 @@ async fn snapshots_shorten_replay_and_give_the_same_state() {
             .unwrap();
     }
     let live = writer.read(|s| s.state_hash());
-    let (state, stats) = load_state(h.store.as_ref(), AUTHORITY).await.unwrap();
-    assert!(
-        stats.from_snapshot.is_some(),
-        "replay started from a snapshot"
-    );
+    // The writer stores its snapshots in a task of its own: wait for the newest.
+    let (state, stats) = loop {
+        let (state, stats) = load_state(h.store.as_ref(), AUTHORITY).await.unwrap();
+        if stats.from_snapshot >= Some(100) {
+            break (state, stats);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert!(stats.events < 120);
     assert_eq!(state.state_hash(), live);
     // A retry of a key committed before the snapshot is still recognised.
@@ -415,6 +438,193 @@ async fn a_second_writer_of_an_authority_cannot_use_a_key_twice() {
             store.verify(AUTHORITY).await.unwrap(),
             VerifyOutcome::Ok { .. }
         ));
+    })
+    .await;
+}
+
+/// Submits `n` keyed applications (application `*next`, `*next + 1`, …, keys `k{number}`)
+/// and withdraws about one in five of them, so that queues lose members as well as gain them.
+/// Returns how many were accepted.
+async fn submit_some(writer: &Writer, rng: &mut SeededRng, next: &mut u64, n: u64) -> u64 {
+    let mut accepted = 0;
+    for _ in 0..n {
+        *next += 1;
+        let reply = writer
+            .submit(application(*next), keyed(&format!("k{next}")))
+            .await
+            .unwrap();
+        let Outcome::Accepted { .. } = &reply.outcome else {
+            continue;
+        };
+        accepted += 1;
+        if rng.next_u64().is_multiple_of(5) {
+            let withdraw = Command::WithdrawApplication {
+                application: number_of(&reply.outcome),
+                reason: "moved".into(),
+            };
+            writer
+                .submit(withdraw, RequestMeta::default())
+                .await
+                .unwrap();
+        }
+    }
+    accepted
+}
+
+/// The state that folding every event of the log gives, without `load_state` or snapshots.
+async fn full_fold(store: &dyn EventStore) -> ochered_core::State {
+    let mut state = ochered_core::State::new();
+    let mut after = 0;
+    loop {
+        let page = store.read(AUTHORITY, after, 1000).await.unwrap();
+        let Some(last) = page.last() else {
+            return state;
+        };
+        after = last.authority_seq;
+        for stored in &page {
+            state.apply(&decode_event(stored).unwrap());
+        }
+    }
+}
+
+/// A snapshot taken at a random point, stored in pieces of a few kilobytes, and a restart
+/// from it with more events after it: the same state (hash, histories, every queue's members
+/// and change log) and key index as folding the whole log, on a few seeds and both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_from_a_snapshot_in_pieces_equals_a_full_replay() {
+    each_store(async |store: Arc<dyn EventStore>| {
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config())
+            .await
+            .unwrap();
+        setup(&writer).await;
+        let (mut rng, mut next, mut keys) = (SeededRng::new(7), 1000, 0);
+        for round in 0..3 {
+            let n = 20 + rng.next_u64() % 60;
+            keys += submit_some(&writer, &mut rng, &mut next, n).await;
+            let (state, stats) = load_state(store.as_ref(), AUTHORITY).await.unwrap();
+            let snapshot = encode_snapshot(&state, &stats.idempotency_keys, 2048 + round * 1000);
+            assert!(
+                snapshot.chunks.len() > 2,
+                "{} pieces",
+                snapshot.chunks.len()
+            );
+            assert!(snapshot
+                .chunks
+                .iter()
+                .all(|c| c.len() <= 2048 + round * 1000));
+            store_snapshot(
+                store.as_ref(),
+                AUTHORITY,
+                stats.head.authority_seq,
+                snapshot,
+            )
+            .await
+            .unwrap();
+            let m = rng.next_u64() % 40;
+            keys += submit_some(&writer, &mut rng, &mut next, m).await;
+
+            let (resumed, resumed_stats) = load_state(store.as_ref(), AUTHORITY).await.unwrap();
+            assert_eq!(resumed_stats.from_snapshot, Some(stats.head.authority_seq));
+            let full = full_fold(store.as_ref()).await;
+            assert_eq!(resumed.state_hash(), full.state_hash());
+            assert_eq!(resumed.state_hash(), writer.read(|s| s.state_hash()));
+            assert_eq!(resumed.histories(), full.histories());
+            let queues = |s: &ochered_core::State| {
+                s.queues
+                    .iter()
+                    .map(|(k, q)| (*k, q.members.iter().collect::<Vec<_>>(), q.changes.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(queues(&resumed), queues(&full));
+            assert_eq!(resumed_stats.idempotency_keys.len() as u64, keys);
+        }
+        // A key committed before the snapshots is still recognised by a restarted writer.
+        drop(writer);
+        let (restarted, stats) = Writer::start(store.clone(), AUTHORITY, config())
+            .await
+            .unwrap();
+        assert!(stats.from_snapshot.is_some());
+        let reply = restarted
+            .submit(application(1003), keyed("k1003"))
+            .await
+            .unwrap();
+        assert!(reply.replayed);
+    })
+    .await;
+}
+
+/// `load_state` did not use a snapshot, and gave the state and key index of a full replay.
+async fn assert_replayed_in_full(store: &dyn EventStore, hash: &str, keys: usize, why: &str) {
+    let (state, stats) = load_state(store, AUTHORITY).await.unwrap();
+    assert_eq!(stats.from_snapshot, None, "{why}: the snapshot is not used");
+    assert_eq!(state.state_hash(), hash, "{why}");
+    assert_eq!(stats.idempotency_keys.len(), keys, "{why}");
+}
+
+/// A snapshot that cannot be used — of the older layout (`ochsnap3`: the state as one JSON
+/// document), or with a piece changed, cut short or missing — is not used: the whole log is
+/// replayed instead (a warning names why), to the same state, on both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_snapshot_is_ignored_and_the_whole_log_replayed() {
+    each_store(async |store: Arc<dyn EventStore>| {
+        let (writer, _) = Writer::start(store.clone(), AUTHORITY, config())
+            .await
+            .unwrap();
+        setup(&writer).await;
+        submit_some(&writer, &mut SeededRng::new(3), &mut 0, 60).await;
+        let (state, stats) = load_state(store.as_ref(), AUTHORITY).await.unwrap();
+        let (head, hash, keys) = (
+            stats.head.authority_seq,
+            state.state_hash(),
+            stats.idempotency_keys.len(),
+        );
+        let store = store.as_ref();
+
+        let mut older = b"ochsnap3".to_vec();
+        older.extend_from_slice(&[0; 16]);
+        store.save_snapshot(AUTHORITY, head, &older).await.unwrap();
+        assert_replayed_in_full(store, &hash, keys, "a snapshot of the older layout").await;
+
+        let snapshot = encode_snapshot(&state, &stats.idempotency_keys, 1024);
+        let (pieces, header) = (snapshot.chunks.len() as u64, snapshot.header.clone());
+        store_snapshot(store, AUTHORITY, head, snapshot)
+            .await
+            .unwrap();
+        let (_, used) = load_state(store, AUTHORITY).await.unwrap();
+        assert_eq!(
+            used.from_snapshot,
+            Some(head),
+            "the intact snapshot is used"
+        );
+
+        let good = store
+            .load_snapshot_chunk(AUTHORITY, head, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut changed = good.clone();
+        changed[good.len() / 2] ^= 1;
+        store
+            .save_snapshot_chunk(AUTHORITY, head, 1, &changed)
+            .await
+            .unwrap();
+        assert_replayed_in_full(store, &hash, keys, "a piece with one bit changed").await;
+        store
+            .save_snapshot_chunk(AUTHORITY, head, 1, &good[..good.len() - 1])
+            .await
+            .unwrap();
+        assert_replayed_in_full(store, &hash, keys, "a piece cut short").await;
+        store
+            .save_snapshot_chunk(AUTHORITY, head, 1, &good)
+            .await
+            .unwrap();
+        let mut more = header.clone();
+        more[8..16].copy_from_slice(&(pieces + 1).to_le_bytes());
+        store.save_snapshot(AUTHORITY, head, &more).await.unwrap();
+        assert_replayed_in_full(store, &hash, keys, "a missing piece").await;
+        store.save_snapshot(AUTHORITY, head, &header).await.unwrap();
+        let (_, used) = load_state(store, AUTHORITY).await.unwrap();
+        assert_eq!(used.from_snapshot, Some(head), "repaired, it is used again");
     })
     .await;
 }

@@ -73,9 +73,9 @@ pub enum HistoryKind {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Histories {
     /// The chain position of each application's submission, by application number - 1.
-    submitted: Vec<u64>,
+    pub(super) submitted: Vec<u64>,
     /// The later steps of the applications that have any, oldest first.
-    steps: HashMap<ApplicationNumber, Vec<HistoryStep>>,
+    pub(super) steps: HashMap<ApplicationNumber, Vec<HistoryStep>>,
 }
 
 impl Histories {

@@ -36,6 +36,7 @@ pub use clinic::{
 pub use history::{Histories, HistoryKind, HistoryStep};
 pub use kindergarten::SeatGroup;
 pub use school::{AgeRequest, AgeRequestStatus, Campaign};
+pub use snapshot::{Decoder, Encoder, ItemCodec, SnapshotSink, SnapshotSource};
 
 /// Index of an institution in [`State::institutions`], in order of registration.
 pub type InstitutionIdx = u32;

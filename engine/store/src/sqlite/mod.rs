@@ -34,6 +34,13 @@
 //! writer of the same authority cannot append behind the first's back: an append names the
 //! head it expects ([`EventStore::append_after`]), checked inside the transaction.
 //!
+//! # Snapshots (`0006_snapshot_chunks.sql`)
+//!
+//! `snapshots (authority, authority_seq, state)` holds each kept snapshot's header (written
+//! last); `snapshot_chunks (authority, authority_seq, chunk, bytes)` its pieces of at most
+//! 16 MiB, each stored in a short transaction of its own so that the committer never waits
+//! for a whole snapshot. The primary keys are the only indexes: reads are by key.
+//!
 //! Schema v1 (`events`, `idempotency`) stays readable: a log written before v2 keeps its rows
 //! there untouched, reads and `verify` go through them first, and the v2 chain of an
 //! authority continues from its last v1 event ([`crate::legacy`]).
@@ -633,6 +640,12 @@ fn save_snapshot_on(
     stmt.bind_text(1, authority)?;
     stmt.bind_i64(2, SNAPSHOTS_KEPT)?;
     stmt.run()?;
+    let mut stmt = db.prepare(
+        "DELETE FROM snapshot_chunks WHERE authority = ?1 AND authority_seq < \
+         (SELECT MIN(authority_seq) FROM snapshots WHERE authority = ?1)",
+    )?;
+    stmt.bind_text(1, authority)?;
+    stmt.run()?;
     Ok(())
 }
 
@@ -735,6 +748,51 @@ impl EventStore for SqliteStore {
         inner
             .with_write_transaction(|db| {
                 save_snapshot_on(db, inner, authority, authority_seq, state)
+            })
+            .await
+    }
+
+    async fn save_snapshot_chunk(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        chunk: i64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inner
+            .with_write_transaction(|db| {
+                let mut stmt = db.prepare(
+                    "INSERT INTO snapshot_chunks (authority, authority_seq, chunk, bytes) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (authority, authority_seq, chunk) DO UPDATE SET bytes = excluded.bytes",
+                )?;
+                stmt.bind_text(1, authority)?;
+                stmt.bind_i64(2, authority_seq)?;
+                stmt.bind_i64(3, chunk)?;
+                stmt.bind_blob(4, bytes)?;
+                stmt.run()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn load_snapshot_chunk(
+        &self,
+        authority: &str,
+        authority_seq: i64,
+        chunk: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner
+            .with_reader(|db| {
+                let mut stmt = db.prepare(
+                    "SELECT bytes FROM snapshot_chunks WHERE authority = ?1 AND authority_seq = ?2 AND chunk = ?3",
+                )?;
+                stmt.bind_text(1, authority)?;
+                stmt.bind_i64(2, authority_seq)?;
+                stmt.bind_i64(3, chunk)?;
+                if !stmt.step()? {
+                    return Ok(None);
+                }
+                Ok(Some(stmt.column_blob(0).to_vec()))
             })
             .await
     }

@@ -542,6 +542,52 @@ pub async fn snapshots_keep_the_latest(h: &Harness) {
     assert_eq!(h.store.load_snapshot(A).await.unwrap(), Some((5, big)));
 }
 
+/// A snapshot in pieces: each piece is read back by its number, stored again it is replaced,
+/// and the pieces of a snapshot no longer kept go with its header.
+pub async fn snapshot_pieces_are_kept_and_pruned_with_their_header(h: &Harness) {
+    h.store.append(A, events("app", 1, 6)).await.unwrap();
+    let chunks = |seq: i64| {
+        format!("SELECT COUNT(*) FROM snapshot_chunks WHERE authority = '{A}' AND authority_seq = {seq}")
+    };
+    for seq in [2, 4, 6] {
+        for i in 0..3i64 {
+            let piece = vec![seq as u8 * 10 + i as u8; (1 << 20) + i as usize];
+            h.store
+                .save_snapshot_chunk(A, seq, i, &piece)
+                .await
+                .unwrap();
+        }
+        // Not yet readable as a snapshot: its header comes last.
+        assert_ne!(
+            h.store.load_snapshot(A).await.unwrap().map(|(s, _)| s),
+            Some(seq)
+        );
+        assert_eq!(
+            h.store.load_snapshot_chunk(A, seq, 2).await.unwrap(),
+            Some(vec![seq as u8 * 10 + 2; (1 << 20) + 2])
+        );
+        h.store.save_snapshot(A, seq, b"header").await.unwrap();
+        assert_eq!(
+            h.store.load_snapshot(A).await.unwrap().map(|(s, _)| s),
+            Some(seq)
+        );
+    }
+    h.store
+        .save_snapshot_chunk(A, 6, 1, b"again")
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store.load_snapshot_chunk(A, 6, 1).await.unwrap(),
+        Some(b"again".to_vec())
+    );
+    assert_eq!(h.store.load_snapshot_chunk(A, 6, 3).await.unwrap(), None);
+    assert_eq!(h.store.load_snapshot_chunk(B, 6, 0).await.unwrap(), None);
+    // Two snapshots are kept (4 and 6): the pieces of 2 went with its header.
+    assert_eq!(h.count(&chunks(2)).await, 0);
+    assert_eq!(h.count(&chunks(4)).await, 3);
+    assert_eq!(h.count(&chunks(6)).await, 3);
+}
+
 pub async fn read_pages_in_order(h: &Harness) {
     for batch in 0..4 {
         h.store

@@ -48,6 +48,7 @@ on_both_backends!(
     authorities_have_independent_chains,
     concurrent_authorities_commit_together_and_fail_alone,
     snapshots_keep_the_latest,
+    snapshot_pieces_are_kept_and_pruned_with_their_header,
     read_pages_in_order,
     concurrent_writers_never_fork_a_chain,
     empty_append_does_nothing,
