@@ -8,6 +8,8 @@
 //! postgres://postgres@127.0.0.1:5432/test; skipped with a message when absent).
 //! `OCHERED_BENCH_QUEUED` sets the queue size of the position benchmark (default 1,000,000).
 
+// The process's allocator (src/lib.rs): the same as the shipped binary's.
+use ochered as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -38,6 +38,8 @@
 //! `OCHERED_BENCH_HTTP_OPEN_CONNECTIONS` (open loop, default 256),
 //! `OCHERED_BENCH_HTTP_ONLY=submissions` to skip the trivial endpoints.
 
+// The process's allocator (src/lib.rs): the same as the shipped binary's.
+use ochered as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

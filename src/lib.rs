@@ -9,6 +9,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+/// The process's allocator, for the `ochered` command and everything that links this crate
+/// (the benchmarks name it with `use ochered as _`): mimalloc (feature `mimalloc`, on by
+/// default), the system's otherwise. See docs/PERFORMANCE.md ("The allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Where the event log lives: a SQLite file (the default) or a PostgreSQL URL.
 #[derive(clap::Args, Clone)]
 pub struct StoreArgs {

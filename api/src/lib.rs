@@ -137,11 +137,14 @@ pub async fn spawn_node(
     use anyhow::Context;
     // The recorder first: metrics recorded before it exists (the replay's) would be lost.
     metrics_handle();
+    let engine_runtime = EngineRuntime::new().context("failed to start the engine's thread")?;
     if let Some(options) = cluster {
-        return spawn_cluster_node(config, options).await;
+        return spawn_cluster_node(config, options, engine_runtime).await;
     }
-    let store = ochered_store::open(&config.database_url)
-        .await
+    let url = config.database_url.clone();
+    let store = engine_runtime
+        .run(async move { ochered_store::open(&url).await })
+        .await?
         .with_context(|| {
             format!(
                 "failed to open the store at {}",
@@ -149,15 +152,10 @@ pub async fn spawn_node(
             )
         })?;
     let transparency = new_transparency(&config, store.clone());
-    let writer_config = WriterConfig {
-        batch_commands_max: config.batch_max,
-        queue_commands_max: config.queue_max,
-        snapshot_every_events: Some(config.snapshot_every),
-        on_commit: Some(transparency.hook()),
-        ..WriterConfig::default()
-    };
-    let (engine, replays) = Engine::start(store, writer_config)
-        .await
+    let writer_config = writer_config(&config, &transparency, &engine_runtime);
+    let (engine, replays) = engine_runtime
+        .run(Engine::start(store, writer_config))
+        .await?
         .context("failed to replay the log")?;
     for (authority, stats) in &replays {
         tracing::info!(
@@ -176,7 +174,69 @@ pub async fn spawn_node(
             .context("failed to seed the demo authority")?;
         tracing::info!(authority = %config.demo_authority, "seeded the demo authority");
     }
-    listen_and_serve(config, engine, None, transparency).await
+    listen_and_serve(config, engine, None, transparency, engine_runtime).await
+}
+
+/// The writers' settings from the server's.
+fn writer_config(
+    config: &ServerConfig,
+    transparency: &Arc<transparency::Transparency>,
+    engine_runtime: &EngineRuntime,
+) -> WriterConfig {
+    WriterConfig {
+        batch_commands_max: config.batch_max,
+        queue_commands_max: config.queue_max,
+        snapshot_every_events: Some(config.snapshot_every),
+        on_commit: Some(transparency.hook()),
+        runtime: Some(engine_runtime.handle()),
+        ..WriterConfig::default()
+    }
+}
+
+/// The runtime the writers and the store's committer run on: one worker thread of their own,
+/// so that a writer's turn never waits behind the HTTP connections' tasks. On the HTTP
+/// runtime a writer was one task among one per ready connection: under a crowd of them
+/// (1,000 connections, each sent again as soon as it was shed) it was polled once per round
+/// of all of them, the wait of the commands in front of it rose with the crowd, and
+/// admission control, which sheds on that wait, turned away nearly everything — a few
+/// submissions a second accepted out of thousands offered. On a thread of its own the writer
+/// is scheduled by the kernel beside the HTTP threads, and the wait admission reads is the
+/// writer's own (docs/PERFORMANCE.md, "Overload").
+struct EngineRuntime(Option<tokio::runtime::Runtime>);
+
+impl EngineRuntime {
+    fn new() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ochered-engine")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0.as_ref().expect("running until dropped").handle().clone()
+    }
+
+    /// Runs `future` on this runtime (whatever it spawns lands here too) and waits for it.
+    async fn run<T: Send + 'static>(
+        &self,
+        future: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        self.handle()
+            .spawn(future)
+            .await
+            .map_err(|e| anyhow::anyhow!("the engine's thread failed: {e}"))
+    }
+}
+
+impl Drop for EngineRuntime {
+    fn drop(&mut self) {
+        // Dropped on the HTTP runtime when the server stops: never block there.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The trees, heads and signing key of the server (docs/TRANSPARENCY.md).
@@ -209,11 +269,14 @@ fn record_replay(authority: &str, stats: &ochered_writer::ReplayStats) {
 async fn spawn_cluster_node(
     config: ServerConfig,
     options: config::ClusterOptions,
+    engine_runtime: EngineRuntime,
 ) -> anyhow::Result<RunningServer> {
     use anyhow::Context;
+    let url = config.database_url.clone();
     let store = Arc::new(
-        ochered_store::PgStore::open(&config.database_url)
-            .await
+        engine_runtime
+            .run(async move { ochered_store::PgStore::open(&url).await })
+            .await?
             .with_context(|| {
                 format!(
                     "failed to open the store at {}",
@@ -222,22 +285,20 @@ async fn spawn_cluster_node(
             })?,
     );
     let transparency = new_transparency(&config, store.clone());
-    let writer_config = WriterConfig {
-        batch_commands_max: config.batch_max,
-        queue_commands_max: config.queue_max,
-        snapshot_every_events: Some(config.snapshot_every),
-        on_commit: Some(transparency.hook()),
-        ..WriterConfig::default()
+    let writer_config = writer_config(&config, &transparency, &engine_runtime);
+    let (cluster, engine) = {
+        let (store, options) = (store.clone(), options.clone());
+        let (timeout, body_limit) = (
+            Duration::from_millis(config.request_timeout_ms),
+            config.body_limit_bytes,
+        );
+        engine_runtime
+            .run(async move {
+                cluster::Cluster::start(store, &options, writer_config, timeout, body_limit).await
+            })
+            .await?
+            .context("failed to join the cluster")?
     };
-    let (cluster, engine) = cluster::Cluster::start(
-        store.clone(),
-        &options,
-        writer_config,
-        Duration::from_millis(config.request_timeout_ms),
-        config.body_limit_bytes,
-    )
-    .await
-    .context("failed to join the cluster")?;
     tracing::info!(node = %options.node_id, writes = ?engine.authorities(), "joined the cluster");
     if config.seed_demo {
         use ochered_store::EventStore;
@@ -250,8 +311,12 @@ async fn spawn_cluster_node(
             }
         }
     }
-    cluster.run();
-    listen_and_serve(config, engine, Some(cluster), transparency).await
+    {
+        // The cluster's leases and take-overs run beside the writers.
+        let _on_engine = engine_runtime.handle().enter();
+        cluster.run();
+    }
+    listen_and_serve(config, engine, Some(cluster), transparency, engine_runtime).await
 }
 
 /// Listens on `config.listen` and serves the engine (behind the cluster's forwarding layer
@@ -261,6 +326,7 @@ async fn listen_and_serve(
     engine: Arc<Engine>,
     cluster: Option<Arc<cluster::Cluster>>,
     transparency: Arc<transparency::Transparency>,
+    engine_runtime: EngineRuntime,
 ) -> anyhow::Result<RunningServer> {
     use anyhow::Context;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -320,6 +386,8 @@ async fn listen_and_serve(
         .await;
         // Heads are signed while the server serves; one being stored finishes or is not.
         signer.abort();
+        // The writers stop with the server (everything acknowledged is committed).
+        drop(engine_runtime);
         served
     });
     Ok(RunningServer {

@@ -154,9 +154,10 @@ pub struct SimulateArgs {
     /// Take the store away for a while (not available for SQLite; reported and skipped).
     #[arg(long)]
     pub db_outage: bool,
-    /// Share (0 to 1) of children whose HTTP submissions carry a `contact` object, which
-    /// the server seals under a data key of the child's own; which children, and what they
-    /// give, come from the seed.
+    /// Share (0 to 1) of children whose submissions carry a contact (names, phone and/or
+    /// email), sealed under a data key of the child's own: by the server over HTTP, by the
+    /// simulator as the API does in process; which children, and what they give, come from
+    /// the seed.
     #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
     pub contact_share: f64,
     /// Write the report as JSON.
@@ -758,11 +759,18 @@ async fn set_up(args: &SimulateArgs, plan: &Plan) -> anyhow::Result<Setup> {
                 .iter()
                 .map(|a| engine.writer(&a.id).expect("started by setup"))
                 .collect();
+            // A development master key derived from the run's person secret: the run's
+            // contacts are sealed the way a server seals them.
+            let privacy = ochered_writer::privacy::Privacy::new(
+                store.clone(),
+                ochered_writer::privacy::MasterKey::derive_for_development(&plan.person_secret),
+            );
             engine_store = Some(store);
             Target::InProcess(Arc::new(InProcess {
                 engine,
                 writers,
                 person_secret: plan.person_secret.clone(),
+                privacy,
             }))
         }
         Mode::Http => {

@@ -17,12 +17,13 @@ use hyper_util::rt::TokioExecutor;
 use ochered_api::http::auth::{mint, Role};
 use ochered_core::command::Command;
 use ochered_core::{Event, Rejection, RejectionKind};
+use ochered_writer::privacy::Privacy;
 use ochered_writer::{Engine, Outcome, RequestMeta, Writer, WriterError};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::scenario::Service;
-use crate::workload::{ChildSpec, Workload};
+use crate::workload::{ChildSpec, Contact, Workload};
 
 /// What a client learns from one attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,11 +48,17 @@ pub struct InProcess {
     pub engine: Arc<Engine>,
     pub writers: Vec<Writer>,
     pub person_secret: Vec<u8>,
+    /// Seals the contacts of the run's contact share, as the API does before a command
+    /// reaches the writer (a new applicant's data key is stored durably first).
+    pub privacy: Privacy,
 }
 
 impl InProcess {
     pub async fn send(&self, workload: &Workload, child: &ChildSpec, device: u8) -> Answer {
-        let command = workload.command(&self.person_secret, child, device);
+        let mut command = workload.command(&self.person_secret, child, device);
+        if let Err(answer) = self.seal_contact(workload, child, &mut command).await {
+            return answer;
+        }
         let sub = workload.parent(child.n, device);
         let key = workload.idempotency_key(child.n, device);
         // Scoped the way the API scopes it, so the log looks the same in both modes.
@@ -96,6 +103,41 @@ impl InProcess {
                     existing: None,
                 },
             },
+        }
+    }
+
+    /// Seals the child's contact into the command when the child is in the run's contact
+    /// share: the same JSON the API seals (`ContactView`), under the child's own data key.
+    async fn seal_contact(
+        &self,
+        workload: &Workload,
+        child: &ChildSpec,
+        command: &mut Command,
+    ) -> Result<(), Answer> {
+        let Some(contact) = workload.contact(child.n) else {
+            return Ok(());
+        };
+        let (person, sealed) = match command {
+            Command::SubmitKindergartenApplication { form } => (form.child, &mut form.sealed),
+            Command::SubmitSchoolApplication { form } => (form.child, &mut form.sealed),
+            // A draft's submission carries no contact (as over HTTP).
+            _ => return Ok(()),
+        };
+        let plaintext = contact_json(&contact).to_string();
+        let authority = self.writers[child.authority].authority();
+        match self
+            .privacy
+            .seal(authority, &person, plaintext.as_bytes())
+            .await
+        {
+            Ok(value) => {
+                *sealed = Some(value);
+                Ok(())
+            }
+            Err(_) => Err(Answer::Retry {
+                reason: "503".into(),
+                after: Some(Duration::from_secs(1)),
+            }),
         }
     }
 
@@ -466,15 +508,20 @@ fn application_request(
     let (path, mut body) = application_form(workload, child, device);
     if path != "/school/drafts/submit" {
         if let Some(c) = workload.contact(child.n) {
-            body["contact"] = json!({
-                "child_name": c.child_name,
-                "guardian_name": c.guardian_name,
-                "phone": c.phone,
-                "email": c.email,
-            });
+            body["contact"] = contact_json(&c);
         }
     }
     (path, body)
+}
+
+/// A contact as the API takes it (`contact` in a submission's body).
+fn contact_json(c: &Contact) -> Value {
+    json!({
+        "child_name": c.child_name,
+        "guardian_name": c.guardian_name,
+        "phone": c.phone,
+        "email": c.email,
+    })
 }
 
 fn application_form(workload: &Workload, child: &ChildSpec, device: u8) -> (&'static str, Value) {

@@ -74,6 +74,10 @@ pub struct WriterConfig {
     /// Told, on the commit's task, the chain hashes of every batch that committed, before any
     /// of its commands is acknowledged (see [`CommitHook`]).
     pub on_commit: Option<CommitHook>,
+    /// The runtime a writer's task runs on (None: the runtime [`Writer::start`] is called
+    /// on). The server gives its writers a runtime of their own, so that their turn never
+    /// waits behind the HTTP connections' tasks (docs/PERFORMANCE.md, "Overload").
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Told the events of each committed batch as `(authority, authority_seq of the first,
@@ -101,6 +105,7 @@ impl Default for WriterConfig {
             crash_after_commit: false,
             on_fenced: None,
             on_commit: None,
+            runtime: None,
         }
     }
 }
@@ -281,6 +286,7 @@ impl Writer {
             committed: tokio::sync::broadcast::channel(COMMITTED_BROADCAST_BATCHES).0,
             clock: config.clock.clone(),
         });
+        let runtime = config.runtime.clone();
         let mut task = WriterTask {
             handle: config.on_fenced.as_ref().map(|_| tx.downgrade()),
             store,
@@ -298,7 +304,11 @@ impl Writer {
             events_since_snapshot: stats.events,
             snapshot_task: None,
         };
-        tokio::spawn(async move { task.run(rx).await });
+        let run = async move { task.run(rx).await };
+        match runtime {
+            Some(runtime) => runtime.spawn(run),
+            None => tokio::spawn(run),
+        };
         Ok((Writer { tx, shared }, stats))
     }
 

@@ -177,7 +177,8 @@ impl<'db, 'data> Stmt<'db, 'data> {
     }
 
     /// Binds a copy of `value` (SQLITE_TRANSIENT), for values that do not outlive the
-    /// statement.
+    /// statement (only the benchmarks' plain rows need it).
+    #[cfg(feature = "testing")]
     pub fn bind_blob_transient(&mut self, index: c_int, value: &[u8]) -> Result<(), RawError> {
         // SAFETY: SQLite copies the bytes before this returns.
         self.check(unsafe {
