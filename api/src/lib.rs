@@ -143,7 +143,7 @@ pub async fn spawn_node(
     }
     let url = config.database_url.clone();
     let store = engine_runtime
-        .run(async move { ochered_store::open(&url).await })
+        .run(move || async move { ochered_store::open(&url).await })
         .await?
         .with_context(|| {
             format!(
@@ -154,7 +154,7 @@ pub async fn spawn_node(
     let transparency = new_transparency(&config, store.clone());
     let writer_config = writer_config(&config, &transparency, &engine_runtime);
     let (engine, replays) = engine_runtime
-        .run(Engine::start(store, writer_config))
+        .run(move || Engine::start(store, writer_config))
         .await?
         .context("failed to replay the log")?;
     for (authority, stats) in &replays {
@@ -194,7 +194,8 @@ fn writer_config(
 }
 
 /// The runtime the writers and the store's committer run on: one worker thread of their own,
-/// so that a writer's turn never waits behind the HTTP connections' tasks. On the HTTP
+/// so that a writer's turn never waits behind the HTTP connections' tasks (with two threads
+/// the crowd's goodput was higher but a national wave's p99 worse: docs/PERFORMANCE.md). On the HTTP
 /// runtime a writer was one task among one per ready connection: under a crowd of them
 /// (1,000 connections, each sent again as soon as it was shed) it was polled once per round
 /// of all of them, the wait of the commands in front of it rose with the crowd, and
@@ -218,13 +219,17 @@ impl EngineRuntime {
         self.0.as_ref().expect("running until dropped").handle().clone()
     }
 
-    /// Runs `future` on this runtime (whatever it spawns lands here too) and waits for it.
-    async fn run<T: Send + 'static>(
-        &self,
-        future: impl std::future::Future<Output = T> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        self.handle()
-            .spawn(future)
+    /// Runs the future `make` gives in this runtime's context (whatever it spawns lands here
+    /// too, and its connections are this runtime's) and waits for it. The future is made and
+    /// driven on a blocking thread, so it need not be `Send` (sqlx's often cannot be proven
+    /// so).
+    async fn run<T, F>(&self, make: impl FnOnce() -> F + Send + 'static) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = T>,
+    {
+        let handle = self.handle();
+        tokio::task::spawn_blocking(move || handle.block_on(make()))
             .await
             .map_err(|e| anyhow::anyhow!("the engine's thread failed: {e}"))
     }
@@ -275,7 +280,7 @@ async fn spawn_cluster_node(
     let url = config.database_url.clone();
     let store = Arc::new(
         engine_runtime
-            .run(async move { ochered_store::PgStore::open(&url).await })
+            .run(move || async move { ochered_store::PgStore::open(&url).await })
             .await?
             .with_context(|| {
                 format!(
@@ -293,7 +298,7 @@ async fn spawn_cluster_node(
             config.body_limit_bytes,
         );
         engine_runtime
-            .run(async move {
+            .run(move || async move {
                 cluster::Cluster::start(store, &options, writer_config, timeout, body_limit).await
             })
             .await?
