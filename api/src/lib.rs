@@ -216,7 +216,11 @@ impl EngineRuntime {
     }
 
     fn handle(&self) -> tokio::runtime::Handle {
-        self.0.as_ref().expect("running until dropped").handle().clone()
+        self.0
+            .as_ref()
+            .expect("running until dropped")
+            .handle()
+            .clone()
     }
 
     /// Runs the future `make` gives in this runtime's context (whatever it spawns lands here

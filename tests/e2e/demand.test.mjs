@@ -6,13 +6,13 @@
 // bars per district, and the CSV link downloads the same numbers. Checked in English and in
 // Russian and on a phone's width; screenshots go to artifacts/e2e/demand-*.png.
 //
-// Run: bash tests/e2e/run.sh (the shared setup is desk-harness.mjs).
+// Run: bash tests/e2e/run.sh (the shared setup is harness.mjs).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { harness, visibleText, ARTIFACTS } from "./desk-harness.mjs";
+import { harness, visibleText, ARTIFACTS } from "./harness.mjs";
 
 const h = harness("demand");
 const DISTRICT = "Zavodskoy";

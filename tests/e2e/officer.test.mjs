@@ -5,14 +5,14 @@
 // Screenshots of the page in English and Russian with its key elements checked visible.
 //
 // Run: cd tests/e2e && OCHERED_BIN=…/ochered node --test officer.test.mjs
-import { test, before, after } from "node:test";
+import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
-import { startHarness, shot, visibleText } from "./harness.mjs";
+import { harness, shot, visibleText } from "./harness.mjs";
 
-let h = null;
+const h = harness("officer");
 
 /** RFC 4180 CSV (UTF-8 with a byte-order mark, CRLF, quoted fields) as rows of fields. */
 function parseCsv(text) {
@@ -48,13 +48,8 @@ const DOCUMENT = "II-ОФ 771001";
 const CHILD = "Мария Соколова";
 const GUARDIAN = "Елена Соколова";
 
-before(async () => {
-  h = await startHarness("officer");
-});
-
-after(async () => {
-  if (h) await h.close();
-  assert.deepEqual(h ? h.pageErrors : [], [], "no errors on the pages");
+after(() => {
+  assert.deepEqual(h.pageErrors, [], "no errors on the pages");
 });
 
 test("an officer finds a child by document, confirms the privilege, previews, runs and exports a round", async () => {

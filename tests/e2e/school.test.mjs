@@ -8,7 +8,7 @@
 // Run: bash tests/e2e/run.sh.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { harness, shot, visibleText, inRussian, fitsWidth, errorText, ZONE } from "./desk-harness.mjs";
+import { harness, shot, visibleText, inRussian, fitsWidth, errorText, ZONE } from "./harness.mjs";
 
 const h = harness("school");
 const localDay = (ms) => new Date(ms).toLocaleDateString("sv-SE", { timeZone: ZONE });

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::table::{Cell, Format, Table};
+use super::table::{columns, time_zone, Cell, Format, Table};
 use crate::http::access;
 use crate::http::auth::{Caller, Role};
 use crate::http::error::ApiError;
@@ -234,7 +234,7 @@ fn read_report(
     authority: &str,
     caller: &Caller,
     query: Result<Query<DemandQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<DemandReport, ApiError> {
+) -> Result<(DemandReport, chrono_tz::Tz), ApiError> {
     caller.require(READERS)?;
     let Query(query) = query.map_err(|e| access::query_error(e, "intake_year"))?;
     if let Some(year) = query.intake_year {
@@ -243,7 +243,7 @@ fn read_report(
         }
     }
     let w = access::writer(state, authority)?;
-    Ok(w.read(|s| demand(s, authority, query.intake_year)))
+    Ok(w.read(|s| (demand(s, authority, query.intake_year), time_zone(s))))
 }
 
 /// Demand against seats
@@ -269,7 +269,7 @@ async fn demand_report(
     caller: Caller,
     query: Result<Query<DemandQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DemandReport>, ApiError> {
-    read_report(&state, &authority, &caller, query).map(Json)
+    read_report(&state, &authority, &caller, query).map(|(report, _)| Json(report))
 }
 
 /// Demand against seats as CSV
@@ -295,8 +295,8 @@ async fn demand_report_csv(
     caller: Caller,
     query: Result<Query<DemandQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let report = read_report(&state, &authority, &caller, query)?;
-    report_file(report, Format::Csv)
+    let (report, zone) = read_report(&state, &authority, &caller, query)?;
+    report_file(report, zone, Format::Csv)
 }
 
 /// Demand against seats as XLSX
@@ -319,8 +319,8 @@ async fn demand_report_xlsx(
     caller: Caller,
     query: Result<Query<DemandQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let report = read_report(&state, &authority, &caller, query)?;
-    report_file(report, Format::Xlsx)
+    let (report, zone) = read_report(&state, &authority, &caller, query)?;
+    report_file(report, zone, Format::Xlsx)
 }
 
 /// The columns of the report's files, in the order of [`DemandRow`]'s fields.
@@ -337,7 +337,11 @@ const COLUMNS: [&str; 10] = [
     "surplus",
 ];
 
-fn report_file(report: DemandReport, format: Format) -> Result<Response, ApiError> {
+fn report_file(
+    report: DemandReport,
+    zone: chrono_tz::Tz,
+    format: Format,
+) -> Result<Response, ApiError> {
     let count = |n: u32| Cell::Int(i64::from(n));
     let rows = report
         .rows
@@ -364,7 +368,8 @@ fn report_file(report: DemandReport, format: Format) -> Result<Response, ApiErro
     };
     let table = Table {
         sheet: "demand",
-        columns: COLUMNS.to_vec(),
+        columns: columns(&COLUMNS),
+        time_zone: zone,
         rows,
         about: vec![
             ("authority", report.authority),

@@ -7,12 +7,11 @@ use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use chrono_tz::Tz;
 use ochered_core::command::Sealed;
 use ochered_core::domain::PersonKey;
-use ochered_core::state::{Application, State};
+use ochered_core::state::Application;
 
-use super::table::{rfc3339, split_file, zoned, Cell, Format, Table};
+use super::table::{columns, rfc3339, split_file, time_zone, zoned, Cell, Format, Table};
 use crate::http::access::{self, find_round, parse_round};
 use crate::http::auth::{Caller, Role};
 use crate::http::error::ApiError;
@@ -199,15 +198,6 @@ async fn export_queue(
 /// admins') do, auditors' never.
 fn sees_personal_data(caller: &Caller) -> bool {
     matches!(caller.role, Role::Officer | Role::Admin)
-}
-
-/// The authority's time zone (UTC before it is configured).
-fn time_zone(s: &State) -> Tz {
-    s.config().map_or(Tz::UTC, |c| c.time_zone)
-}
-
-fn columns(names: &[&str]) -> Vec<String> {
-    names.iter().map(|n| (*n).to_owned()).collect()
 }
 
 /// The sealed contact of an application, with whose key it is sealed (none when none was

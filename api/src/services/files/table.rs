@@ -283,3 +283,13 @@ mod tests {
         assert!(split_file(".csv", "queue").is_err());
     }
 }
+
+/// The authority's time zone (UTC before it is configured): a table's `time_zone`.
+pub(super) fn time_zone(s: &ochered_core::State) -> Tz {
+    s.config().map_or(Tz::UTC, |c| c.time_zone)
+}
+
+/// Column names as a table's `columns`.
+pub(super) fn columns(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
