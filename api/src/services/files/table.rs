@@ -197,6 +197,16 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// The authority's time zone (UTC before it is configured): a table's `time_zone`.
+pub(super) fn time_zone(s: &ochered_core::State) -> Tz {
+    s.config().map_or(Tz::UTC, |c| c.time_zone)
+}
+
+/// Column names as a table's `columns`.
+pub(super) fn columns(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -282,14 +292,4 @@ mod tests {
         assert!(split_file("x.pdf", "queue").is_err());
         assert!(split_file(".csv", "queue").is_err());
     }
-}
-
-/// The authority's time zone (UTC before it is configured): a table's `time_zone`.
-pub(super) fn time_zone(s: &ochered_core::State) -> Tz {
-    s.config().map_or(Tz::UTC, |c| c.time_zone)
-}
-
-/// Column names as a table's `columns`.
-pub(super) fn columns(names: &[&str]) -> Vec<String> {
-    names.iter().map(|n| (*n).to_owned()).collect()
 }
