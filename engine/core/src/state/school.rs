@@ -28,7 +28,9 @@ pub struct Campaign {
     pub drafts: BTreeMap<PersonKey, SchoolForm>,
     pub age_exceptions: BTreeSet<PersonKey>,
     /// The families' age-exception requests, one per child (docs/RULES.md#school-age-requests).
-    #[serde(default)]
+    /// Absent from the serialised state while empty, so a state without requests hashes as
+    /// it did before they existed (a v1 log's recorded state hash still matches).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub age_requests: BTreeMap<PersonKey, AgeRequest>,
     pub version: u32,
 }
