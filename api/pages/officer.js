@@ -275,7 +275,7 @@ async function publishSeats() {
   const requests = [];
   for (const row of $("seats-body").rows) {
     const seats = [...row.querySelectorAll("input.seat")]
-      .filter((input) => input.value !== "" && input.value !== input.dataset.published)
+      .filter((input) => input.value !== "")
       .map((input) => ({ age_group: Number(input.dataset.age), seats: Number(input.value) }));
     if (seats.length) requests.push({ institution: row.dataset.institution, intake_year: year, seats });
   }
