@@ -254,7 +254,12 @@ impl TestApp {
             )
             .await;
         assert_eq!(a.status, 201, "{}", a.body);
-        let start = chrono::Utc::now() + chrono::Duration::days(2);
+        // 10:00 in the authority's zone (Asia/Novosibirsk, UTC+7) two days on, so the four
+        // slots fall on one local day whatever the hour the tests run at.
+        let start = (chrono::Utc::now().date_naive() + chrono::Duration::days(2))
+            .and_hms_opt(3, 0, 0)
+            .unwrap()
+            .and_utc();
         let slots: Vec<Value> = (0..4)
             .map(|i| json!({"id": format!("T{i}"), "start": start + chrono::Duration::minutes(30 * i), "duration_minutes": 30}))
             .collect();
