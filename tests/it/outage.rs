@@ -399,9 +399,17 @@ async fn postgres_outage_answers_503_and_recovers_by_itself() {
     while let Some(done) = load.join_next().await {
         done.unwrap();
     }
-    // A commit failed and the state could not be rebuilt: reads refuse rather than show
-    // uncommitted effects.
-    let read = app.get(None, "/queues").await;
+    // Once a commit has failed and the state cannot be rebuilt, reads refuse rather than show
+    // uncommitted effects. A commit in progress at the cut may still be waiting for a
+    // connection (the pool retries until its acquire timeout), so the refusal is awaited.
+    let waiting = tokio::time::Instant::now();
+    let read = loop {
+        let read = app.get(None, "/queues").await;
+        if read.status == 503 || waiting.elapsed() > Duration::from_secs(30) {
+            break read;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(read.status, 503, "a read during the outage: {}", read.body);
     assert!(read.headers.contains_key("retry-after"));
 
