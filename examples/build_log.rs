@@ -70,7 +70,11 @@ async fn build(path: &str, events: u64) -> anyhow::Result<()> {
         }
     }
     let started = Instant::now();
-    let mut next = replay.head.authority_seq as u64 + 1;
+    // Each submission's number `c` names its child, its parent and its idempotency key. A
+    // run resumed on a log whose last wave stopped part-way (some of its submissions
+    // committed) starts a wave past it, so that no key is sent again for another request.
+    let resumed = replay.head.authority_seq as u64 > 1_000;
+    let mut next = replay.head.authority_seq as u64 + 1 + if resumed { WAVE } else { 0 };
     while (writer.head().authority_seq as u64) < events {
         let left = events - writer.head().authority_seq as u64;
         submit_wave(&writer, next, WAVE.min(left), &shape, today).await?;

@@ -235,6 +235,39 @@ impl<'de> Deserialize<'de> for PersonKey {
     }
 }
 
+/// A hasher for maps keyed by [`PersonKey`]s (alone or with a small tag): such a key is
+/// already a keyed SHA-256 (the authority's secret is the key), not choosable by a user, so
+/// 8 of its bytes and one multiplication make the hash, instead of SipHash over all 32.
+/// Small writes (an enum's discriminant, a length prefix) are mixed in. The multiplication
+/// spreads keys that are not random (test data: a counter in the first bytes) over the
+/// table too. Never use it for keys a user chooses: they could pick colliding ones.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PersonKeyHasher(u64);
+
+impl std::hash::Hasher for PersonKeyHasher {
+    fn finish(&self) -> u64 {
+        // Folded multiplication by an odd constant (2^64 / golden ratio): every bit of the
+        // key reaches the bits the table uses (its low bits and its top seven).
+        let product = u128::from(self.0) * 0x9e37_79b9_7f4a_7c15;
+        (product as u64) ^ ((product >> 64) as u64)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        match bytes.first_chunk::<8>() {
+            // A digest: 8 of its bytes.
+            Some(head) if bytes.len() >= 16 => self.0 ^= u64::from_le_bytes(*head),
+            _ => {
+                for &b in bytes {
+                    self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+        }
+    }
+}
+
+/// What builds a [`PersonKeyHasher`] (deterministic: no per-process seed is needed).
+pub type PersonKeyHash = std::hash::BuildHasherDefault<PersonKeyHasher>;
+
 /// A birth date the engine accepts: not in the future relative to `today`, and not more than
 /// 20 years before it (nobody older is served by these queues).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -550,6 +583,38 @@ impl AuthorityConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn person_key_hashes_spread_counters_and_tell_tags_apart() {
+        use std::collections::HashSet;
+        use std::hash::BuildHasher;
+        let hash = |v: &dyn Fn(&mut PersonKeyHasher)| {
+            let mut h = PersonKeyHash::default().build_hasher();
+            v(&mut h);
+            std::hash::Hasher::finish(&h)
+        };
+        // Keys that are a counter in their first bytes (as the load tools make them): the
+        // table's low bits and its top seven bits (hashbrown's tag) both vary.
+        let keys: Vec<PersonKey> = (0..4096u64)
+            .map(|c| {
+                let mut k = [0u8; 32];
+                k[..8].copy_from_slice(&c.to_le_bytes());
+                PersonKey(k)
+            })
+            .collect();
+        let hashes: Vec<u64> = keys
+            .iter()
+            .map(|k| hash(&|h| std::hash::Hash::hash(k, h)))
+            .collect();
+        let low: HashSet<u64> = hashes.iter().map(|h| h & 0xfff).collect();
+        let top: HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert!(low.len() > 2500, "{} distinct low bits", low.len());
+        assert_eq!(top.len(), 128);
+        // A key with a tag hashes differently per tag.
+        let k = keys[7];
+        let tagged = |tag: u8| hash(&|h| std::hash::Hash::hash(&(tag, k), h));
+        assert_ne!(tagged(0), tagged(1));
+    }
 
     #[test]
     fn document_normalisation_merges_spellings() {

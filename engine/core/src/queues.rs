@@ -173,8 +173,9 @@ impl Queues {
         }
     }
 
-    pub(crate) fn insert_silently(&mut self, queue: QueueKey, key: SortKey) {
-        self.queues.entry(queue).or_default().members.insert(key);
+    /// Sets a queue's members (built in bulk from a snapshot).
+    pub(crate) fn set_members(&mut self, queue: QueueKey, members: OrderStatisticSet<SortKey>) {
+        self.queues.entry(queue).or_default().members = members;
     }
 
     pub(crate) fn changes_for_snapshot(&self) -> Vec<(QueueKey, &[QueueChange])> {

@@ -3,7 +3,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ochered_core::state::{Decoder, Encoder, ItemCodec, SnapshotSink, SnapshotSource};
+use ochered_core::state::{
+    read_applications, Application, Decoder, Encoder, ItemCodec, SnapshotSink, SnapshotSource,
+    SnapshotTail, APPLICATION_BATCH,
+};
 use ochered_core::{Event, State, SCHEMA_VERSION};
 use ochered_store::{ChainHead, EventStore, PayloadFormat, StoredEvent};
 use sha2::{Digest, Sha256};
@@ -158,36 +161,114 @@ fn parse_header(bytes: &[u8]) -> Result<Header, String> {
 }
 
 /// Reads a snapshot's stream from the pieces as they arrive (from the task that loads them),
-/// hashing it; never holds more than a piece and the item being read.
+/// hashing it; never holds more than a piece and the item being read. A piece is read in
+/// place; only a value that straddles two pieces is copied (into `carry`).
 struct ChunkSource {
     pieces: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
     buf: Vec<u8>,
     pos: usize,
+    carry: Vec<u8>,
     hasher: Sha256,
     len: u64,
 }
 
-impl SnapshotSource for ChunkSource {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.buf.len() - self.pos < n {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-            while self.buf.len() < n {
-                match self.pieces.blocking_recv() {
-                    Some(Ok(piece)) => {
-                        self.hasher.update(&piece);
-                        self.len += piece.len() as u64;
-                        self.buf.extend_from_slice(&piece);
-                    }
-                    Some(Err(e)) => return Err(e),
-                    None => return Err("snapshot: the stream ends early".into()),
-                }
-            }
+impl ChunkSource {
+    fn new(pieces: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>) -> Self {
+        ChunkSource {
+            pieces,
+            buf: Vec::new(),
+            pos: 0,
+            carry: Vec::new(),
+            hasher: Sha256::new(),
+            len: 0,
         }
-        let out = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(out)
     }
+
+    /// The next piece, hashed.
+    fn next_piece(&mut self) -> Result<Vec<u8>, String> {
+        match self.pieces.blocking_recv() {
+            Some(Ok(piece)) => {
+                self.hasher.update(&piece);
+                self.len += piece.len() as u64;
+                Ok(piece)
+            }
+            Some(Err(e)) => Err(e),
+            None => Err("snapshot: the stream ends early".into()),
+        }
+    }
+}
+
+impl SnapshotSource for ChunkSource {
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.buf.len() - self.pos >= n {
+            let out = &self.buf[self.pos..self.pos + n];
+            self.pos += n;
+            return Ok(out);
+        }
+        self.carry.clear();
+        self.carry.extend_from_slice(&self.buf[self.pos..]);
+        loop {
+            let piece = self.next_piece()?;
+            let need = n - self.carry.len();
+            if piece.len() >= need {
+                self.carry.extend_from_slice(&piece[..need]);
+                self.buf = piece;
+                self.pos = need;
+                return Ok(&self.carry);
+            }
+            self.carry.extend_from_slice(&piece);
+        }
+    }
+}
+
+/// Decodes a snapshot's stream on two threads: this one reads it (the applications in
+/// batches, then the histories, the change logs and the key index) while a second one
+/// indexes the applications as they come and builds the queues
+/// ([`ochered_core::state::SnapshotIndexer`]).
+fn decode_snapshot(source: &mut ChunkSource) -> Result<(State, KeyIndex), String> {
+    let mut dec = Decoder::new(source, &CborItems);
+    let (mut indexer, n) = State::read_snapshot_head(&mut dec)?;
+    std::thread::scope(|scope| {
+        let (batches, to_index) = std::sync::mpsc::sync_channel::<Vec<Application>>(4);
+        let indexing = std::thread::Builder::new()
+            .name("snapshot-index".into())
+            .spawn_scoped(scope, move || {
+                for batch in to_index {
+                    indexer.add(batch);
+                }
+                indexer.build_queues();
+                indexer
+            })
+            .map_err(|e| format!("snapshot: no thread to index it: {e}"))?;
+        let read = read_after_head(&mut dec, n, batches);
+        let indexer = indexing
+            .join()
+            .map_err(|_| "snapshot: indexing failed".to_string())?;
+        let (tail, keys) = read?;
+        Ok((indexer.finish(tail)?, keys))
+    })
+}
+
+/// Reads the applications (sending them to the indexer in batches), the tail and the key
+/// index; drops `batches` when done or on an error, so that the indexer stops.
+fn read_after_head<R: SnapshotSource>(
+    dec: &mut Decoder<'_, R, CborItems>,
+    n: usize,
+    batches: std::sync::mpsc::SyncSender<Vec<Application>>,
+) -> Result<(SnapshotTail, KeyIndex), String> {
+    let mut left = n;
+    while left > 0 {
+        let batch = read_applications(dec, left.min(APPLICATION_BATCH))?;
+        left -= batch.len();
+        if batches.send(batch).is_err() {
+            return Err("snapshot: indexing stopped".into());
+        }
+    }
+    drop(batches);
+    let tail = State::read_snapshot_tail(dec)?;
+    let keys = KeyIndex::decode(dec.source)?;
+    Ok((tail, keys))
 }
 
 /// Reads the snapshot whose header is `header_bytes`: its pieces are loaded by this task
@@ -203,15 +284,8 @@ async fn read_snapshot(
     let header = parse_header(header_bytes)?;
     let (send, pieces) = tokio::sync::mpsc::channel(2);
     let decode = tokio::task::spawn_blocking(move || {
-        let mut source = ChunkSource {
-            pieces,
-            buf: Vec::new(),
-            pos: 0,
-            hasher: Sha256::new(),
-            len: 0,
-        };
-        let state = State::read_snapshot(&mut Decoder::new(&mut source, &CborItems))?;
-        let keys = KeyIndex::decode(&mut source)?;
+        let mut source = ChunkSource::new(pieces);
+        let (state, keys) = decode_snapshot(&mut source)?;
         if source.pos != source.buf.len() || source.pieces.blocking_recv().is_some() {
             return Err("snapshot: bytes after the end of the stream".to_string());
         }

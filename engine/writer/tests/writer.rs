@@ -536,6 +536,25 @@ async fn a_restart_from_a_snapshot_in_pieces_equals_a_full_replay() {
                     .collect::<Vec<_>>()
             };
             assert_eq!(queues(&resumed), queues(&full));
+            // The indexes rebuilt from the snapshot (beside its reading, on a second thread):
+            // each child's current and enrolled application, and sound queue trees.
+            assert_eq!(
+                resumed.n_active_applications(),
+                full.n_active_applications()
+            );
+            for app in full.applications() {
+                assert_eq!(
+                    resumed.active_application_of(app.service, &app.child),
+                    full.active_application_of(app.service, &app.child)
+                );
+                assert_eq!(
+                    resumed.enrolled_application_of(&app.child),
+                    full.enrolled_application_of(&app.child)
+                );
+            }
+            for (_, q) in resumed.queues.iter() {
+                q.members.check_invariants();
+            }
             assert_eq!(resumed_stats.idempotency_keys.len() as u64, keys);
         }
         // A key committed before the snapshots is still recognised by a restarted writer.

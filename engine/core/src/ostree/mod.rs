@@ -295,6 +295,69 @@ impl<K: Ord + Copy> OrderStatisticSet<K> {
         }
     }
 
+    /// A set holding `keys`, which must be strictly ascending (checked; `None` if not), built
+    /// level by level in O(n) instead of by one insert per key.
+    ///
+    /// Leaves and internal nodes are filled evenly: the nodes of a level hold their share
+    /// of the keys (or children) within one of each other, at most a node's capacity, so
+    /// every node but a lone root is full or nearly so, as after an ascending load. The
+    /// set is equal (same keys, same ranks) to one built by inserting the keys; only the
+    /// tree's shape may differ.
+    pub fn from_sorted(keys: Vec<K>) -> Option<Self> {
+        if !keys.windows(2).all(|w| w[0] < w[1]) {
+            return None;
+        }
+        let mut set = Self::new();
+        let len = keys.len();
+        if len == 0 {
+            return Some(set);
+        }
+        // Leaves: `ceil(len / cap)` of them, each with `len / leaves` keys or one more.
+        let n_leaves = len.div_ceil(Self::LEAF_CAP);
+        assert!(
+            n_leaves < NIL as usize,
+            "OrderStatisticSet: too many leaves"
+        );
+        set.leaves.reserve_exact(n_leaves);
+        // (index, key count, smallest key) of each node of the level being built.
+        let mut level: Vec<(u32, usize, K)> = Vec::with_capacity(n_leaves);
+        let mut start = 0;
+        for (i, size) in even_shares(len, n_leaves).enumerate() {
+            let mut chunk = Vec::with_capacity(size);
+            chunk.extend_from_slice(&keys[start..start + size]);
+            let next = if i + 1 < n_leaves { i as u32 + 1 } else { NIL };
+            level.push((i as u32, size, chunk[0]));
+            set.leaves.push(Leaf { keys: chunk, next });
+            start += size;
+        }
+        drop(keys);
+        let mut height = 0;
+        while level.len() > 1 {
+            let n_nodes = level.len().div_ceil(Self::INT_CAP);
+            let mut upper = Vec::with_capacity(n_nodes);
+            let mut start = 0;
+            for size in even_shares(level.len(), n_nodes) {
+                let group = &level[start..start + size];
+                let node = Internal {
+                    seps: group[1..].iter().map(|&(_, _, first)| first).collect(),
+                    children: group.iter().map(|&(index, _, _)| index).collect(),
+                    counts: group.iter().map(|&(_, count, _)| count).collect(),
+                };
+                let total = node.total();
+                let first = group[0].2;
+                upper.push((set.internals.len() as u32, total, first));
+                set.internals.push(node);
+                start += size;
+            }
+            level = upper;
+            height += 1;
+        }
+        set.root = level[0].0;
+        set.height = height;
+        set.len = len;
+        Some(set)
+    }
+
     /// Inserts `key`; returns `false` (and changes nothing) if it was already present.
     pub fn insert(&mut self, key: K) -> bool {
         if self.root == NIL {
@@ -642,6 +705,13 @@ impl<K: Ord + Copy> FromIterator<K> for OrderStatisticSet<K> {
         set.extend(iter);
         set
     }
+}
+
+/// `n` items shared out over `parts` (at least 1) groups as evenly as possible, in order:
+/// the first `n % parts` groups get one more.
+fn even_shares(n: usize, parts: usize) -> impl Iterator<Item = usize> {
+    let (base, extra) = (n / parts, n % parts);
+    (0..parts).map(move |i| base + usize::from(i < extra))
 }
 
 /// Ensures `v` has room for `extra` more elements, growing by doubling but never past `cap`.

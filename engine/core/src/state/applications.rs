@@ -194,64 +194,71 @@ impl State {
 
     /// The queues an application stands in, with its key in each, while it is active.
     pub fn queue_entries(&self, app: &Application) -> Vec<(QueueKey, SortKey)> {
+        let mut entries = Vec::new();
+        self.for_each_queue_entry(app, |queue, key| entries.push((queue, key)));
+        entries
+    }
+
+    /// [`State::queue_entries`] one by one, without collecting them.
+    pub(crate) fn for_each_queue_entry(
+        &self,
+        app: &Application,
+        mut f: impl FnMut(QueueKey, SortKey),
+    ) {
         // Offered, enrolled and closed applications wait in no queue.
         if app.status != ApplicationStatus::Active {
-            return Vec::new();
+            return;
         }
         match app.service {
             ServiceKind::Kindergarten => {
                 let intake_year = intake_year_for(app.desired_start);
                 let age = app.birth_date.age_on(september_first(intake_year));
                 let age_group = age.clamp(0, u8::MAX as i32) as u8;
-                app.preferences
-                    .iter()
-                    .map(|&institution| {
-                        let id = &self.institution(institution).id;
-                        let key = SortKey {
-                            tier: kindergarten_tier(&app.privileges, id),
-                            tie_break: TieBreak::RegistrationTime.key(
-                                app.registered_at,
-                                app.birth_date.date(),
-                                app.number,
-                            ),
-                            number: app.number,
-                        };
-                        (
-                            QueueKey::Kindergarten {
-                                institution,
-                                age_group,
-                                intake_year,
-                            },
-                            key,
-                        )
-                    })
-                    .collect()
+                let tie_break = TieBreak::RegistrationTime.key(
+                    app.registered_at,
+                    app.birth_date.date(),
+                    app.number,
+                );
+                for &institution in app.preferences.iter() {
+                    let id = &self.institution(institution).id;
+                    let key = SortKey {
+                        tier: kindergarten_tier(&app.privileges, id),
+                        tie_break,
+                        number: app.number,
+                    };
+                    f(
+                        QueueKey::Kindergarten {
+                            institution,
+                            age_group,
+                            intake_year,
+                        },
+                        key,
+                    );
+                }
             }
             ServiceKind::School => {
                 let campaign_idx = app.campaign.expect("school applications have a campaign");
                 let campaign = self.campaign(campaign_idx);
-                app.preferences
-                    .iter()
-                    .map(|&institution| {
-                        let id = &self.institution(institution).id;
-                        let key = SortKey {
-                            tier: school_tier(&app.privileges, id),
-                            tie_break: campaign.config.tie_break.key(
-                                app.registered_at,
-                                app.birth_date.date(),
-                                app.number,
-                            ),
-                            number: app.number,
-                        };
-                        (
-                            QueueKey::School {
-                                campaign: campaign_idx,
-                                institution,
-                            },
-                            key,
-                        )
-                    })
-                    .collect()
+                let tie_break = campaign.config.tie_break.key(
+                    app.registered_at,
+                    app.birth_date.date(),
+                    app.number,
+                );
+                for &institution in app.preferences.iter() {
+                    let id = &self.institution(institution).id;
+                    let key = SortKey {
+                        tier: school_tier(&app.privileges, id),
+                        tie_break,
+                        number: app.number,
+                    };
+                    f(
+                        QueueKey::School {
+                            campaign: campaign_idx,
+                            institution,
+                        },
+                        key,
+                    );
+                }
             }
         }
     }

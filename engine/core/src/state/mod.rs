@@ -13,14 +13,15 @@ mod history;
 mod kindergarten;
 mod school;
 mod snapshot;
+mod snapshot_index;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    ApplicationNumber, AuthorityConfig, CampaignId, DoctorId, InstitutionId, PersonKey, RoundId,
-    SlotId, Specialty,
+    ApplicationNumber, AuthorityConfig, CampaignId, DoctorId, InstitutionId, PersonKey,
+    PersonKeyHash, RoundId, SlotId, Specialty,
 };
 use crate::event::{Event, StreamId};
 use crate::queues::{Cause, Queues};
@@ -36,7 +37,10 @@ pub use clinic::{
 pub use history::{Histories, HistoryKind, HistoryStep};
 pub use kindergarten::SeatGroup;
 pub use school::{AgeRequest, AgeRequestStatus, Campaign};
-pub use snapshot::{Decoder, Encoder, ItemCodec, SnapshotSink, SnapshotSource};
+pub use snapshot::{
+    read_applications, Decoder, Encoder, ItemCodec, SnapshotIndexer, SnapshotSink, SnapshotSource,
+    SnapshotTail, APPLICATION_BATCH,
+};
 
 /// Index of an institution in [`State::institutions`], in order of registration.
 pub type InstitutionIdx = u32;
@@ -74,9 +78,9 @@ pub struct State {
     pub data: StateData,
     institution_by_id: HashMap<InstitutionId, InstitutionIdx>,
     campaign_by_id: HashMap<CampaignId, CampaignIdx>,
-    active_by_child: HashMap<(ServiceKind, PersonKey), ApplicationNumber>,
+    active_by_child: HashMap<(ServiceKind, PersonKey), ApplicationNumber, PersonKeyHash>,
     /// The enrolled kindergarten application of each child that has one.
-    enrolled_by_child: HashMap<PersonKey, ApplicationNumber>,
+    enrolled_by_child: HashMap<PersonKey, ApplicationNumber, PersonKeyHash>,
     round_by_id: HashMap<RoundId, u32>,
     /// Slots with a waiting-list hold.
     held_slots: BTreeSet<SlotId>,

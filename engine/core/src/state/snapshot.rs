@@ -43,6 +43,7 @@
 //! from the applications. The hash of the whole stream is the caller's (the writer keeps a
 //! SHA-256 of it beside the pieces and refuses a stream that does not match).
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -54,6 +55,8 @@ use crate::domain::{AuthorityConfig, BirthDate, Channel, PersonKey, SlotId, Spec
 use crate::ordering::SortKey;
 use crate::queues::{Cause, QueueChange, QueueKey, Queues};
 use crate::rounds::Round;
+
+pub use super::snapshot_index::{SnapshotIndexer, SnapshotTail};
 
 use super::{
     Application, ApplicationNumber, ApplicationStatus, Booking, Campaign, CampaignIdx, HistoryStep,
@@ -386,26 +389,42 @@ impl State {
     }
 
     /// Reads what [`State::write_snapshot`] wrote and rebuilds the indexes, queues and
-    /// histories from it.
+    /// histories from it: [`State::read_snapshot_head`], the applications into a
+    /// [`SnapshotIndexer`], [`State::read_snapshot_tail`], then [`SnapshotIndexer::finish`].
+    /// A caller with a second thread runs the indexer there, beside the reading
+    /// (the writer does).
     pub fn read_snapshot<R: SnapshotSource, C: ItemCodec>(
         dec: &mut Decoder<'_, R, C>,
     ) -> Result<Self, String> {
+        let (mut indexer, n) = State::read_snapshot_head(dec)?;
+        let mut left = n;
+        while left > 0 {
+            let batch = read_applications(dec, left.min(APPLICATION_BATCH))?;
+            left -= batch.len();
+            indexer.add(batch);
+        }
+        let tail = State::read_snapshot_tail(dec)?;
+        indexer.finish(tail)
+    }
+
+    /// Reads the snapshot up to its applications: everything before them, and their count.
+    /// The applications follow in the stream ([`read_applications`]), then the tail
+    /// ([`State::read_snapshot_tail`]).
+    pub fn read_snapshot_head<R: SnapshotSource, C: ItemCodec>(
+        dec: &mut Decoder<'_, R, C>,
+    ) -> Result<(SnapshotIndexer, usize), String> {
         let head: Head = dec.item()?;
         let slots = dec.items::<(SlotId, Slot)>()?.into_iter().collect();
         let bookings: Vec<Booking> = dec.items()?;
         let patients = dec.items::<(PersonKey, Patient)>()?.into_iter().collect();
         let placements: Vec<Placement> = dec.items()?;
         let n = dec.count()?;
-        let mut applications = Vec::with_capacity(n.min(1 << 24));
-        for _ in 0..n {
-            applications.push(read_application(dec)?);
-        }
         let mut state = State {
             data: StateData {
                 config: head.config,
                 config_version: head.config_version,
                 institutions: head.institutions,
-                applications,
+                applications: Vec::with_capacity(n.min(1 << 24)),
                 campaigns: head.campaigns,
                 specialties: head.specialties,
                 slots,
@@ -419,20 +438,37 @@ impl State {
             },
             ..State::default()
         };
+        let queues = state.rebuild_head_indexes();
+        state.active_by_child.reserve(n.min(1 << 24));
+        Ok((
+            SnapshotIndexer {
+                state,
+                queues,
+                members: BTreeMap::new(),
+            },
+            n,
+        ))
+    }
+
+    /// Reads the snapshot's tail, after its applications: the histories and the queues'
+    /// change logs.
+    pub fn read_snapshot_tail<R: SnapshotSource, C: ItemCodec>(
+        dec: &mut Decoder<'_, R, C>,
+    ) -> Result<SnapshotTail, String> {
         let n = dec.count()?;
         let mut submitted = Vec::with_capacity(n.min(1 << 24));
         for _ in 0..n {
             submitted.push(dec.uvar()?);
         }
-        state.histories.submitted = submitted;
         let n = dec.count()?;
+        let mut steps = HashMap::with_capacity(n.min(1 << 20));
         for _ in 0..n {
             let number = ApplicationNumber(dec.u32()?);
-            let steps: Vec<HistoryStep> = dec.item()?;
-            state.histories.steps.insert(number, steps);
+            let list: Vec<HistoryStep> = dec.item()?;
+            steps.insert(number, list);
         }
-        let mut queues = state.rebuild_indexes();
         let n = dec.count()?;
+        let mut changes = Vec::with_capacity(n.min(1 << 16));
         for _ in 0..n {
             let key: QueueKey = dec.item()?;
             let len = dec.count()?;
@@ -471,15 +507,19 @@ impl State {
                     cause,
                 });
             }
-            queues.restore_changes(vec![(key, list)]);
+            changes.push((key, list));
         }
-        state.queues = queues;
-        Ok(state)
+        Ok(SnapshotTail {
+            submitted,
+            steps,
+            changes,
+        })
     }
 
-    /// Rebuilds every index and the queues' members from [`StateData`] (the change logs are
-    /// the caller's).
-    fn rebuild_indexes(&mut self) -> Queues {
+    /// Rebuilds the indexes that do not depend on the applications, and the queues' round
+    /// labels (the applications' indexes and the queues' members are the
+    /// [`SnapshotIndexer`]'s).
+    fn rebuild_head_indexes(&mut self) -> Queues {
         for (i, inst) in self.data.institutions.iter().enumerate() {
             self.institution_by_id
                 .insert(inst.id.clone(), i as InstitutionIdx);
@@ -502,22 +542,23 @@ impl State {
             let by_start = self.slots_by_doctor.entry(slot.doctor.clone()).or_default();
             super::clinic::insert_by_start(by_start, slot.start, end, id);
         }
-        self.active_by_child.reserve(self.data.applications.len());
-        for app in &self.data.applications {
-            if app.status.is_current(app.service) {
-                self.active_by_child
-                    .insert((app.service, app.child), app.number);
-            }
-            if app.service == ServiceKind::Kindergarten && app.status == ApplicationStatus::Enrolled
-            {
-                self.enrolled_by_child.insert(app.child, app.number);
-            }
-            for (queue, key) in self.queue_entries(app) {
-                queues.insert_silently(queue, key);
-            }
-        }
         queues
     }
+}
+
+/// How many applications [`State::read_snapshot`] reads before indexing them.
+pub const APPLICATION_BATCH: usize = 1 << 14;
+
+/// Reads the next `n` applications of a snapshot (after [`State::read_snapshot_head`]).
+pub fn read_applications<R: SnapshotSource, C: ItemCodec>(
+    dec: &mut Decoder<'_, R, C>,
+    n: usize,
+) -> Result<Vec<Application>, String> {
+    let mut batch = Vec::with_capacity(n.min(APPLICATION_BATCH));
+    for _ in 0..n {
+        batch.push(read_application(dec)?);
+    }
+    Ok(batch)
 }
 
 const ANY_OTHER: u8 = 1;

@@ -178,6 +178,56 @@ proptest! {
         prop_assert!(set.iter().eq(model.iter().copied()));
     }
 
+    /// A set built in bulk from sorted keys equals one built by inserts (every key's rank,
+    /// `nth`, `count_less`), keeps the invariants, and then behaves like the model under
+    /// any further operations (small capacities: deep trees, every rebalancing path).
+    #[test]
+    fn fat_from_sorted_matches_inserts(
+        keys in prop::collection::btree_set(0u32..5_000, 0..1_500),
+        ops in prop::collection::vec(op_strategy(5_000, 300), 0..60),
+    ) {
+        let sorted: Vec<Fat> = keys.iter().map(|&k| Fat::new(k)).collect();
+        let mut set = OrderStatisticSet::from_sorted(sorted.clone()).expect("ascending");
+        set.check_invariants();
+        let inserted: OrderStatisticSet<Fat> = sorted.iter().copied().collect();
+        prop_assert!(set == inserted);
+        prop_assert_eq!(set.len(), inserted.len());
+        for (i, k) in sorted.iter().enumerate() {
+            prop_assert_eq!(set.rank(k), Some(i + 1));
+            prop_assert_eq!(set.nth(i), Some(*k));
+            prop_assert_eq!(set.count_less(&Fat::new(k.0 + 1)), inserted.count_less(&Fat::new(k.0 + 1)));
+        }
+        let mut model: BTreeSet<Fat> = sorted.into_iter().collect();
+        for op in &ops {
+            apply(&mut set, &mut model, op, Fat::new);
+            set.check_invariants();
+        }
+        prop_assert!(set.iter().eq(model.iter().copied()));
+    }
+
+    /// The same with production capacities (`u32` keys) and larger sets.
+    #[test]
+    fn u32_from_sorted_matches_inserts(
+        keys in prop::collection::btree_set(0u32..200_000, 0..40_000),
+        ops in prop::collection::vec(op_strategy(200_000, 12_000), 0..20),
+    ) {
+        let sorted: Vec<u32> = keys.iter().copied().collect();
+        let mut set = OrderStatisticSet::from_sorted(sorted.clone()).expect("ascending");
+        set.check_invariants();
+        let inserted: OrderStatisticSet<u32> = sorted.iter().copied().collect();
+        prop_assert!(set == inserted);
+        for (i, k) in sorted.iter().enumerate().step_by(7) {
+            prop_assert_eq!(set.rank(k), Some(i + 1));
+            prop_assert_eq!(set.nth(i), Some(*k));
+        }
+        let mut model: BTreeSet<u32> = sorted.into_iter().collect();
+        for op in &ops {
+            apply(&mut set, &mut model, op, |k| k);
+        }
+        set.check_invariants();
+        prop_assert!(set.iter().eq(model.iter().copied()));
+    }
+
     /// A queue: registrations arrive in ascending order while rounds take the head.
     #[test]
     fn queue_pattern(rounds in prop::collection::vec((0u32..200, 0usize..200), 1..60)) {
@@ -193,6 +243,46 @@ proptest! {
                 prop_assert_eq!(set.rank(k), Some(model.len() / 2 + 1));
             }
         }
+    }
+}
+
+#[test]
+fn from_sorted_refuses_keys_out_of_order_and_sizes_its_nodes() {
+    assert!(OrderStatisticSet::from_sorted(vec![1u32, 3, 2]).is_none());
+    assert!(OrderStatisticSet::from_sorted(vec![1u32, 1]).is_none());
+    let empty = OrderStatisticSet::<u32>::from_sorted(Vec::new()).unwrap();
+    assert!(empty.is_empty());
+    assert_eq!(empty.heap_bytes(), 0);
+    empty.check_invariants();
+    // Sizes around every capacity boundary, up to three internal levels of fat keys.
+    let (leaf, inner) = (
+        OrderStatisticSet::<Fat>::leaf_capacity(),
+        OrderStatisticSet::<Fat>::internal_capacity(),
+    );
+    for n in [
+        1,
+        2,
+        leaf - 1,
+        leaf,
+        leaf + 1,
+        leaf * inner,
+        leaf * inner + 1,
+        leaf * inner * inner + 3,
+    ] {
+        let set = OrderStatisticSet::from_sorted((0..n as u32).map(Fat::new).collect()).unwrap();
+        set.check_invariants();
+        assert_eq!(set.len(), n);
+        assert_eq!(set.nth(n - 1), Some(Fat::new(n as u32 - 1)));
+        assert_eq!(set.rank(&Fat::new(n as u32 / 2)), Some(n / 2 + 1));
+        // Full as after an ascending load: no more nodes than the keys need.
+        assert_eq!(set.height(), {
+            let (mut nodes, mut h) = (n.div_ceil(leaf), 0);
+            while nodes > 1 {
+                nodes = nodes.div_ceil(inner);
+                h += 1;
+            }
+            h
+        });
     }
 }
 

@@ -573,6 +573,21 @@ fn a_snapshot_round_trips_and_a_cut_stream_is_refused() {
     };
     assert!(!queues(&state).is_empty());
     assert_eq!(queues(&back), queues(&state));
+    // The indexes rebuilt from the applications (the queues' sets in bulk).
+    for (_, q) in back.queues.iter() {
+        q.members.check_invariants();
+    }
+    assert_eq!(back.n_active_applications(), state.n_active_applications());
+    for app in state.applications() {
+        assert_eq!(
+            back.active_application_of(app.service, &app.child),
+            state.active_application_of(app.service, &app.child)
+        );
+        assert_eq!(
+            back.enrolled_application_of(&app.child),
+            state.enrolled_application_of(&app.child)
+        );
+    }
     assert_eq!(
         snapshot_bytes(&back),
         bytes,
