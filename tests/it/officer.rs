@@ -447,6 +447,27 @@ fn ask(document: &str, birth_date: &str, category: &str) -> Value {
     json!({"campaign": "school-2027", "document": document, "birth_date": birth_date, "category": category})
 }
 
+/// Posts each body, expects its status with a problem naming its field, and checks that
+/// none of them wrote anything.
+async fn refused_and_nothing_written<const N: usize>(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    cases: [(Value, u16, &str); N],
+) {
+    let head = app.head_seq().await;
+    for (body, status, field) in cases {
+        let bad = app.post(token, path, body.clone()).await;
+        assert_eq!(
+            (bad.status, bad.field()),
+            (status, Some(field)),
+            "{body}: {}",
+            bad.body
+        );
+    }
+    assert_eq!(app.head_seq().await, head);
+}
+
 async fn age_exceptions(app: TestApp) {
     app.set_up_authority().await;
     let officer = officer();
@@ -454,8 +475,7 @@ async fn age_exceptions(app: TestApp) {
     let requests = "/school/age-exception-requests";
 
     // Bad input names the field and writes nothing.
-    let head = app.head_seq().await;
-    for (body, status, field) in [
+    let cases = [
         (ask(YOUNG_DOCUMENT, YOUNG, "later"), 422, "category"),
         (
             ask(YOUNG_DOCUMENT, "2020-12-01", "earlier"),
@@ -479,16 +499,8 @@ async fn age_exceptions(app: TestApp) {
             422,
             "category",
         ),
-    ] {
-        let bad = app.post(&parent, requests, body.clone()).await;
-        assert_eq!(
-            (bad.status, bad.field()),
-            (status, Some(field)),
-            "{body}: {}",
-            bad.body
-        );
-    }
-    assert_eq!(app.head_seq().await, head);
+    ];
+    refused_and_nothing_written(&app, &parent, requests, cases).await;
 
     // Without an exception the child cannot apply.
     let apply = json!({"campaign": "school-2027", "document": YOUNG_DOCUMENT, "birth_date": YOUNG, "schools": ["S1"]});
@@ -547,8 +559,7 @@ async fn age_exceptions(app: TestApp) {
 
     // Bad decisions name the field and write nothing.
     let decide = "/officer/age-exceptions/decide";
-    let head = app.head_seq().await;
-    for (body, status, field) in [
+    let cases = [
         (
             json!({"campaign": "school-2027", "child": young_key, "decision": "refuse"}),
             422,
@@ -584,16 +595,8 @@ async fn age_exceptions(app: TestApp) {
             404,
             "campaign",
         ),
-    ] {
-        let bad = app.post(&officer, decide, body.clone()).await;
-        assert_eq!(
-            (bad.status, bad.field()),
-            (status, Some(field)),
-            "{body}: {}",
-            bad.body
-        );
-    }
-    assert_eq!(app.head_seq().await, head);
+    ];
+    refused_and_nothing_written(&app, &officer, decide, cases).await;
 
     // Granting one lets the child apply; refusing the other tells the family why. Deciding
     // twice is refused.
