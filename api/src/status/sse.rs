@@ -107,6 +107,18 @@ async fn caller(
     ))
 }
 
+/// One event of the stream as a client parses it (WHATWG HTML, "Server-sent events"): its
+/// name, its data (a JSON document, as text), its id (for `Last-Event-ID`) and the
+/// reconnection delay in milliseconds. Only describes the stream in the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct StreamEvent {
+    event: Option<String>,
+    data: Option<String>,
+    id: Option<String>,
+    retry: Option<u64>,
+}
+
 /// Status updates of one application (Server-Sent Events)
 ///
 /// **Roles:** the parent who submitted the application, officer (and admin). A stream of
@@ -117,7 +129,7 @@ async fn caller(
     path = "/api/v1/authorities/{authority}/applications/{number}/events",
     tag = "applications",
     security(("bearer" = [])),
-    responses((status = 200, description = "An event stream.", content_type = "text/event-stream", body = String))
+    responses((status = 200, description = "An event stream: `positions` and `status` events whose `data` is JSON.", content_type = "text/event-stream", body = inline(StreamEvent)))
 )]
 async fn application_events(
     AxumState(state): AxumState<AppState>,
