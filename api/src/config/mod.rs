@@ -72,8 +72,9 @@ pub struct Settings {
     #[arg(long, env = "OCHERED_MAX_IN_FLIGHT", default_value_t = crate::http::admission::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// The wait in front of an authority's writer that admission control accepts, in
-    /// milliseconds: a write that would wait longer (queued commands over the writer's
-    /// measured drain rate) is answered 503 with Retry-After at once; 0 turns the check off.
+    /// milliseconds: while the writer's queue stands longer than this (the smallest wait over
+    /// its last 100 ms), a write is answered 503 with Retry-After at once; a passing burst is
+    /// queued. 0 turns the check off.
     #[arg(long, env = "OCHERED_ADMISSION_TARGET_MS", default_value_t = crate::http::admission::DEFAULT_TARGET_MS)]
     pub admission_target_ms: u64,
     /// Most commands per group commit.

@@ -4,17 +4,19 @@
 //! The control law (docs/PERFORMANCE.md, "Admission control", shows it with figures):
 //!
 //! - **Writes** (POST/PUT/PATCH/DELETE under `/api/v1/authorities/{authority}/`) are shed
-//!   when a command queued now would wait longer than the *wait target* before the authority's
-//!   writer takes it ([`ochered_writer::Pressure::expected_wait`]): the commands ahead of it
-//!   over the writer's measured drain rate (Little's law), and never less than the smallest
-//!   wait the writer measured over its last 100 ms (CoDel's standing-queue signal, RFC 8289).
-//!   A burst the writer drains within the target is queued and absorbed, however large; only
-//!   the commands that would miss it are turned away. The signal does not depend on how many
-//!   requests are in flight, so it cannot spiral down the way a latency limit on in-flight
-//!   requests does with group commit (fewer in flight → smaller batches → slower commits →
-//!   lower limit). Target: `admission_target_ms` (flag `--admission-target-ms`,
-//!   `OCHERED_ADMISSION_TARGET_MS`) [default: [`DEFAULT_TARGET_MS`]]; 0 turns the wait
-//!   check off (the writer's bounded queue still sheds).
+//!   when the queue in front of the authority's writer *stands* past the *wait target*: the
+//!   smallest wait the writer measured over its last 100 ms, every batch of which found
+//!   commands waiting (CoDel's standing-queue signal, RFC 8289), while commands are queued;
+//!   or when the queue is a flood that the writer could not take within [`FLOOD_CEILING`]
+//!   even at its measured drain rate ([`sheds`]). With group commit the writer takes every
+//!   queued command at once, so a burst it takes in one or two batches is absorbed, however
+//!   large; a shed costs the client at least the one-second Retry-After, so it is kept for a
+//!   backlog that stands. The signal does not depend on how many requests are in flight, so
+//!   it cannot spiral down the way a latency limit on in-flight requests does with group
+//!   commit (fewer in flight → smaller batches → slower commits → lower limit). Target:
+//!   `admission_target_ms` (flag `--admission-target-ms`, `OCHERED_ADMISSION_TARGET_MS`)
+//!   [default: [`DEFAULT_TARGET_MS`]]; 0 turns the wait check off (the writer's bounded
+//!   queue still sheds).
 //! - **Reads and writes each have their own bound** on requests in progress
 //!   (`max_in_flight` each, flag `--max-in-flight`, `OCHERED_MAX_IN_FLIGHT`) [default:
 //!   [`DEFAULT_MAX_IN_FLIGHT`]], a memory bound rather than a control loop; 0 turns both off.
@@ -70,6 +72,22 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// The wait in front of a writer that admission accepts, by default, in milliseconds: half
 /// of the 100 ms objective of a whole submission, leaving the rest for the commit and HTTP.
 pub const DEFAULT_TARGET_MS: u64 = 50;
+
+/// The queue, in seconds of the writer's measured drain, past which a write is shed even
+/// without a standing wait: a flood the writer could not take within a second. A shed
+/// costs its client at least a second (Retry-After is given in whole seconds), so shedding a
+/// write expected to wait less than that can only delay it.
+pub const FLOOD_CEILING: Duration = Duration::from_secs(1);
+
+/// The law on writes: shed when the writer's queue *stands* past the target (the smallest
+/// head wait of its last busy interval, CoDel's signal) while commands are queued, or when
+/// the queue over the measured drain rate is past [`FLOOD_CEILING`] (or the target, if that
+/// is larger). A burst that a group-committing writer takes in one or two batches raises
+/// neither, and is absorbed.
+pub fn sheds(pressure: &Pressure, target: Duration) -> bool {
+    let standing = pressure.queued > 0 && pressure.standing_wait > target;
+    standing || pressure.queue_wait() > FLOOD_CEILING.max(target)
+}
 
 /// The longest pause between two reads of a request body.
 pub const BODY_READ_IDLE: Duration = Duration::from_secs(2);
@@ -251,12 +269,12 @@ impl Admission {
         self.writes.as_ref().map(|p| p.ceiling)
     }
 
-    /// The expected wait in front of the writer of `authority`, when it is past the target.
+    /// The expected wait in front of the writer of `authority`, when a write must be shed
+    /// on it: see [`sheds`].
     fn wait_past_target(&self, authority: Option<&str>) -> Option<Duration> {
         let target = self.wait_target?;
         let pressure = (self.waits.as_ref()?)(authority?)?;
-        let wait = pressure.expected_wait();
-        (wait > target).then_some(wait)
+        sheds(&pressure, target).then(|| pressure.expected_wait())
     }
 
     fn shed(&self, reason: &'static str, wait: Duration) -> Response {
@@ -456,6 +474,43 @@ async fn with_whole_body(req: Request) -> Result<Request, BodyRefusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_burst_is_absorbed_and_a_standing_queue_or_a_flood_is_shed() {
+        let ms = Duration::from_millis;
+        let target = ms(50);
+        let at = |queued: usize, drain: f64, standing: u64| Pressure {
+            queued,
+            drain_per_s: Some(drain),
+            standing_wait: ms(standing),
+            last_wait: Duration::ZERO,
+        };
+        // A writer offered 330 commands a second in cycles of 5 ms: a burst of 30 is 91 ms
+        // by Little's law, but one batch for a group commit. Nothing stands: absorbed.
+        assert!(!sheds(&at(30, 330.0, 0), target));
+        assert!(!sheds(&at(300, 330.0, 4), target));
+        // A queue that stood past the target over the last busy interval: shed.
+        assert!(sheds(&at(20, 2000.0, 80), target));
+        assert!(
+            !sheds(&at(20, 2000.0, 50), target),
+            "at the target is still within it"
+        );
+        // ... but not once the queue is empty: nothing is ahead of the next command.
+        assert!(!sheds(&at(0, 2000.0, 80), target));
+        // A flood the writer could not take within a second at its measured rate: shed
+        // even before a standing wait has been measured.
+        assert!(sheds(&at(2500, 1000.0, 0), target));
+        assert!(!sheds(&at(1000, 1000.0, 0), target));
+        // No drain measured yet: only a standing wait sheds.
+        let unknown = Pressure {
+            drain_per_s: None,
+            ..at(100_000, 1.0, 0)
+        };
+        assert!(!sheds(&unknown, target));
+        // A target above the flood ceiling raises the ceiling with it.
+        assert!(!sheds(&at(1500, 1000.0, 0), ms(2000)));
+        assert!(sheds(&at(2500, 1000.0, 0), ms(2000)));
+    }
 
     #[test]
     fn api_requests_count_but_probes_pages_and_the_stream_do_not() {
