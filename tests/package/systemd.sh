@@ -150,6 +150,7 @@ as_service sh -c 'touch /etc/ochered-probe' 2>/dev/null && fail "/etc is writabl
 as_service sh -c 'touch /var/lib/ochered/.probe && rm /var/lib/ochered/.probe' || fail "/var/lib/ochered is not writable"
 inside sh -c 'mkdir -p /home/operator && echo home > /home/operator/probe && echo host > /tmp/ochered-probe'
 as_service test -e /home/operator/probe && fail "/home is visible to the service"
+as_service test -e /root/.profile && fail "/root is visible to the service"
 as_service test -e /tmp/ochered-probe && fail "/tmp is not private"
 as_service sh -c 'touch /sys/fs/cgroup/ochered-probe' 2>/dev/null && fail "the cgroup tree is writable for the service"
 as_service grep -q ' /proc .*hidepid=invisible,subset=pid' /proc/self/mountinfo || fail "/proc is not ProtectProc=invisible, ProcSubset=pid"
@@ -196,14 +197,20 @@ inside cat "/proc/$pid/environ" | tr '\0' '\n' | grep -qx 'OCHERED_LOG=info,oche
   || fail "the restarted server does not have the drop-in's environment"
 inside curl -fsS http://127.0.0.1:8080/metrics | grep -q '^ochered_replay_events{authority="novosibirsk"} 1$' \
   || fail "the restarted server did not replay novosibirsk"
-step "the same drop-in written as a file, without an editor"
-sh_inside '
+step "systemctl revert ochered; the same drop-in written as a file, without an editor"
+inside systemctl revert ochered
+inside systemctl show -P Environment ochered | grep -q 'ochered_api=debug' && fail "systemctl revert left the drop-in"
+pid_before=$(inside systemctl show -P MainPID ochered)
+sh_inside "
 mkdir -p /etc/systemd/system/ochered.service.d
-printf "[Service]\nEnvironment=OCHERED_LOG=info\n" > /etc/systemd/system/ochered.service.d/override.conf
+printf '[Service]\\nEnvironment=OCHERED_LOG=info,ochered_api=debug\\n' > /etc/systemd/system/ochered.service.d/override.conf
 systemctl daemon-reload
-systemctl restart ochered'
+systemctl restart ochered"
 wait_ready
-inside systemctl show -P Environment ochered | grep -qw 'OCHERED_LOG=info' || fail "the written drop-in is not in force"
+pid=$(inside systemctl show -P MainPID ochered)
+inside cat "/proc/$pid/environ" | tr '\0' '\n' | grep -qx 'OCHERED_LOG=info,ochered_api=debug' \
+  || fail "the server does not have the written drop-in's environment"
+inside systemctl cat ochered | grep -A2 '^# /etc/systemd/system/ochered.service.d/override.conf$'
 inside systemctl revert ochered
 inside systemctl restart ochered
 wait_ready
