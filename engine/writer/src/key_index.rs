@@ -115,7 +115,10 @@ impl KeyIndex {
     pub(crate) fn decode(source: &mut impl SnapshotSource) -> Result<KeyIndex, String> {
         let count = u64_of(source.take(8)?) as usize;
         let mut by_prefix = PrefixMap::default();
-        by_prefix.reserve(count.min(1 << 26));
+        // Room for the keys of the events after the snapshot and of the live log (an eighth
+        // more), so that the first of them does not rehash millions of entries.
+        let count_guarded = count.min(1 << 26);
+        by_prefix.reserve(count_guarded + count_guarded / 8 + 16);
         for _ in 0..count {
             let entry = source.take(16)?;
             by_prefix.insert(u64_of(&entry[..8]), u64_of(&entry[8..]) as i64);
