@@ -112,28 +112,57 @@ impl KeyIndex {
     }
 
     /// Reads what [`KeyIndex::encode`] wrote, from where `source` stands.
+    #[cfg(test)]
     pub(crate) fn decode(source: &mut impl SnapshotSource) -> Result<KeyIndex, String> {
+        Ok(KeyIndex::read(source)?.build())
+    }
+
+    /// Reads the entries [`KeyIndex::encode`] wrote, from where `source` stands, without
+    /// building the maps: [`KeyIndexBytes::build`] does that, on another thread if the
+    /// caller has one (a start builds them while it folds the events after the snapshot).
+    pub(crate) fn read(source: &mut impl SnapshotSource) -> Result<KeyIndexBytes, String> {
         let count = u64_of(source.take(8)?) as usize;
+        let mut prefixes = Vec::with_capacity(count.min(1 << 26) * 16);
+        for _ in 0..count {
+            prefixes.extend_from_slice(source.take(16)?);
+        }
+        let count = u64_of(source.take(8)?) as usize;
+        let mut digests = Vec::with_capacity(count.min(1 << 20) * 40);
+        for _ in 0..count {
+            digests.extend_from_slice(source.take(40)?);
+        }
+        Ok(KeyIndexBytes { prefixes, digests })
+    }
+}
+
+/// A snapshot's key index as read ([`KeyIndex::read`]): its entries, not yet in maps.
+pub(crate) struct KeyIndexBytes {
+    /// Prefix and position, 8 + 8 bytes little-endian each.
+    prefixes: Vec<u8>,
+    /// Whole digest and position, 32 + 8 bytes each.
+    digests: Vec<u8>,
+}
+
+impl KeyIndexBytes {
+    /// The key index these entries make.
+    pub(crate) fn build(self) -> KeyIndex {
+        let count = self.prefixes.len() / 16;
         let mut by_prefix = PrefixMap::default();
         // Room for the keys of the events after the snapshot and of the live log (an eighth
         // more), so that the first of them does not rehash millions of entries.
-        let count_guarded = count.min(1 << 26);
-        by_prefix.reserve(count_guarded + count_guarded / 8 + 16);
-        for _ in 0..count {
-            let entry = source.take(16)?;
+        by_prefix.reserve(count + count / 8 + 16);
+        for entry in self.prefixes.chunks_exact(16) {
             by_prefix.insert(u64_of(&entry[..8]), u64_of(&entry[8..]) as i64);
         }
-        let count = u64_of(source.take(8)?) as usize;
-        let mut by_digest = HashMap::new();
-        for _ in 0..count {
-            let entry = source.take(40)?;
+        let mut by_digest = HashMap::with_capacity(self.digests.len() / 40);
+        for entry in self.digests.chunks_exact(40) {
             let digest: Hash = entry[..32].try_into().expect("32 bytes");
             by_digest.insert(digest, u64_of(&entry[32..]) as i64);
         }
-        Ok(KeyIndex {
+        KeyIndex {
             by_prefix,
             by_digest,
-        })
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use ochered_core::{Event, State, SCHEMA_VERSION};
 use ochered_store::{ChainHead, EventStore, PayloadFormat, StoredEvent};
 use sha2::{Digest, Sha256};
 
+use crate::key_index::KeyIndexBytes;
 use crate::{KeyIndex, WriterError};
 
 /// Events read from the store per page during replay.
@@ -226,7 +227,7 @@ impl SnapshotSource for ChunkSource {
 /// batches, then the histories, the change logs and the key index) while a second one
 /// indexes the applications as they come and builds the queues
 /// ([`ochered_core::state::SnapshotIndexer`]).
-fn decode_snapshot(source: &mut ChunkSource) -> Result<(State, KeyIndex), String> {
+fn decode_snapshot(source: &mut ChunkSource) -> Result<(State, KeyIndexBytes), String> {
     let mut dec = Decoder::new(source, &CborItems);
     let (mut indexer, n) = State::read_snapshot_head(&mut dec)?;
     std::thread::scope(|scope| {
@@ -256,7 +257,7 @@ fn read_after_head<R: SnapshotSource>(
     dec: &mut Decoder<'_, R, CborItems>,
     n: usize,
     batches: std::sync::mpsc::SyncSender<Vec<Application>>,
-) -> Result<(SnapshotTail, KeyIndex), String> {
+) -> Result<(SnapshotTail, KeyIndexBytes), String> {
     let mut left = n;
     while left > 0 {
         let batch = read_applications(dec, left.min(APPLICATION_BATCH))?;
@@ -267,7 +268,7 @@ fn read_after_head<R: SnapshotSource>(
     }
     drop(batches);
     let tail = State::read_snapshot_tail(dec)?;
-    let keys = KeyIndex::decode(dec.source)?;
+    let keys = KeyIndex::read(dec.source)?;
     Ok((tail, keys))
 }
 
@@ -280,7 +281,7 @@ async fn read_snapshot(
     authority: &str,
     seq: i64,
     header_bytes: &[u8],
-) -> Result<(State, KeyIndex), String> {
+) -> Result<(State, KeyIndexBytes), String> {
     let header = parse_header(header_bytes)?;
     let (send, pieces) = tokio::sync::mpsc::channel(2);
     let decode = tokio::task::spawn_blocking(move || {
@@ -418,6 +419,64 @@ async fn decode_parallel(
     Ok((stored, events))
 }
 
+/// The key index while a start folds: built already, or being built from a snapshot's
+/// entries on a thread of its own (a hash-map insert per key: about a second and a half
+/// for ten million keys) while the events after the snapshot are folded, their keys kept
+/// in order and inserted once the map is built. Either way each key is inserted after the
+/// snapshot's keys and in the log's order, as one fold would.
+enum FoldKeys {
+    Built(KeyIndex),
+    Building(
+        std::thread::JoinHandle<KeyIndex>,
+        Vec<(ochered_store::Hash, i64)>,
+    ),
+}
+
+impl FoldKeys {
+    /// Builds the snapshot's key index on a thread of its own (here if there is none).
+    fn from_snapshot(entries: KeyIndexBytes) -> FoldKeys {
+        let (send, built) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("key-index".into())
+            .spawn(move || {
+                let entries: KeyIndexBytes = match built.recv() {
+                    Ok(entries) => entries,
+                    Err(_) => return KeyIndex::default(),
+                };
+                entries.build()
+            });
+        match spawned {
+            Ok(handle) => match send.send(entries) {
+                Ok(()) => FoldKeys::Building(handle, Vec::new()),
+                Err(std::sync::mpsc::SendError(entries)) => FoldKeys::Built(entries.build()),
+            },
+            Err(_) => FoldKeys::Built(entries.build()),
+        }
+    }
+
+    fn insert(&mut self, digest: &ochered_store::Hash, authority_seq: i64) {
+        match self {
+            FoldKeys::Built(keys) => keys.insert(digest, authority_seq),
+            FoldKeys::Building(_, pending) => pending.push((*digest, authority_seq)),
+        }
+    }
+
+    fn finish(self) -> Result<KeyIndex, WriterError> {
+        match self {
+            FoldKeys::Built(keys) => Ok(keys),
+            FoldKeys::Building(building, pending) => {
+                let mut keys = building.join().map_err(|_| {
+                    WriterError::Unavailable("building the key index failed".into())
+                })?;
+                for (digest, authority_seq) in pending {
+                    keys.insert(&digest, authority_seq);
+                }
+                Ok(keys)
+            }
+        }
+    }
+}
+
 /// Folds a decoded page into the state, checking that each event links to the one before.
 fn fold_page(
     state: &mut State,
@@ -425,7 +484,7 @@ fn fold_page(
     events: &[Event],
     head: &mut ChainHead,
     head_hash: &mut ochered_store::Hash,
-    keys: &mut KeyIndex,
+    keys: &mut FoldKeys,
     last_recorded_at: &mut DateTime<Utc>,
 ) -> Result<(), WriterError> {
     for (stored, event) in page.iter().zip(events) {
@@ -472,7 +531,7 @@ pub async fn load_state(
     let mut head = ChainHead::genesis();
     let mut head_hash = ochered_store::GENESIS;
     let mut state = State::new();
-    let mut keys = KeyIndex::default();
+    let mut keys = FoldKeys::Built(KeyIndex::default());
     let mut from_snapshot = None;
     if let Some((seq, bytes)) = store.load_snapshot(authority).await? {
         match read_snapshot(store, authority, seq, &bytes).await {
@@ -489,7 +548,7 @@ pub async fn load_state(
                     }
                     Some(last) => {
                         state = snapshot_state;
-                        keys = snapshot_keys;
+                        keys = FoldKeys::from_snapshot(snapshot_keys);
                         head = ChainHead::of(last);
                         head_hash = last.hash;
                         from_snapshot = Some(seq);
@@ -520,6 +579,7 @@ pub async fn load_state(
                 &mut last_recorded_at,
             )?;
         }
+        let keys = keys.finish()?;
         Ok::<_, WriterError>((state, head, keys, last_recorded_at, events))
     });
     let feed = async {
