@@ -38,8 +38,8 @@ pub use history::{Histories, HistoryKind, HistoryStep};
 pub use kindergarten::SeatGroup;
 pub use school::{AgeRequest, AgeRequestStatus, Campaign};
 pub use snapshot::{
-    read_applications, Decoder, Encoder, ItemCodec, SnapshotIndexer, SnapshotSink, SnapshotSource,
-    SnapshotTail, APPLICATION_BATCH,
+    read_applications, ChangeLogs, Decoder, Encoder, HistoryItems, HistorySteps, ItemCodec,
+    SnapshotIndexer, SnapshotSink, SnapshotSource, SnapshotTail, SubmittedSeqs, APPLICATION_BATCH,
 };
 
 /// Index of an institution in [`State::institutions`], in order of registration.

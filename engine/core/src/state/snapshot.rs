@@ -451,22 +451,50 @@ impl State {
     }
 
     /// Reads the snapshot's tail, after its applications: the histories and the queues'
-    /// change logs.
+    /// change logs ([`State::read_snapshot_histories`], [`HistoryItems::decode`] and
+    /// [`State::read_snapshot_changes`] one after the other; a caller with a second thread
+    /// decodes the history items there while this one reads the change logs).
     pub fn read_snapshot_tail<R: SnapshotSource, C: ItemCodec>(
         dec: &mut Decoder<'_, R, C>,
     ) -> Result<SnapshotTail, String> {
+        let (submitted, items) = State::read_snapshot_histories(dec)?;
+        let steps = items.decode(dec.codec)?;
+        let changes = State::read_snapshot_changes(dec)?;
+        Ok(SnapshotTail::new(submitted, steps, changes))
+    }
+
+    /// Reads the first part of the tail: each application's submission position, and the
+    /// history items as they are stored (their bytes copied out, not decoded: decoding them
+    /// is most of the work, and it needs nothing else from the stream).
+    pub fn read_snapshot_histories<R: SnapshotSource, C: ItemCodec>(
+        dec: &mut Decoder<'_, R, C>,
+    ) -> Result<(SubmittedSeqs, HistoryItems), String> {
         let n = dec.count()?;
         let mut submitted = Vec::with_capacity(with_room(n));
         for _ in 0..n {
             submitted.push(dec.uvar()?);
         }
         let n = dec.count()?;
-        let mut steps = HashMap::with_capacity(n.min(1 << 20));
+        let mut items = HistoryItems {
+            bytes: Vec::new(),
+            entries: Vec::with_capacity(n.min(1 << 20)),
+        };
         for _ in 0..n {
             let number = ApplicationNumber(dec.u32()?);
-            let list: Vec<HistoryStep> = dec.item()?;
-            steps.insert(number, list);
+            let len = u32::from_le_bytes(dec.source.take(4)?.try_into().expect("4 bytes"));
+            let start = items.bytes.len();
+            items
+                .bytes
+                .extend_from_slice(dec.source.take(len as usize)?);
+            items.entries.push((number, start, items.bytes.len()));
         }
+        Ok((SubmittedSeqs(submitted), items))
+    }
+
+    /// Reads the queues' change logs (after [`State::read_snapshot_histories`]).
+    pub fn read_snapshot_changes<R: SnapshotSource, C: ItemCodec>(
+        dec: &mut Decoder<'_, R, C>,
+    ) -> Result<ChangeLogs, String> {
         let n = dec.count()?;
         let mut changes = Vec::with_capacity(n.min(1 << 16));
         for _ in 0..n {
@@ -509,11 +537,7 @@ impl State {
             }
             changes.push((key, list));
         }
-        Ok(SnapshotTail {
-            submitted,
-            steps,
-            changes,
-        })
+        Ok(ChangeLogs(changes))
     }
 
     /// Rebuilds the indexes that do not depend on the applications, and the queues' round
@@ -558,6 +582,47 @@ impl State {
 fn with_room(len: usize) -> usize {
     let len = len.min(1 << 24);
     len + len / 8 + 16
+}
+
+/// Each application's submission position, as a snapshot's tail holds them
+/// ([`State::read_snapshot_histories`]).
+pub struct SubmittedSeqs(Vec<u64>);
+
+/// The queues' change logs, as a snapshot's tail holds them ([`State::read_snapshot_changes`]).
+pub struct ChangeLogs(Vec<(QueueKey, Vec<QueueChange>)>);
+
+/// The history items of a snapshot's tail as stored, not yet decoded
+/// ([`State::read_snapshot_histories`]).
+pub struct HistoryItems {
+    bytes: Vec<u8>,
+    /// The application, and where its item lies in `bytes`.
+    entries: Vec<(ApplicationNumber, usize, usize)>,
+}
+
+impl HistoryItems {
+    /// Decodes the items: each application's history steps after its submission.
+    pub fn decode<C: ItemCodec>(self, codec: &C) -> Result<HistorySteps, String> {
+        let mut steps = HashMap::with_capacity(self.entries.len());
+        for (number, start, end) in self.entries {
+            let list: Vec<HistoryStep> = codec.decode(&self.bytes[start..end])?;
+            steps.insert(number, list);
+        }
+        Ok(HistorySteps(steps))
+    }
+}
+
+/// The decoded history steps of a snapshot's tail ([`HistoryItems::decode`]).
+pub struct HistorySteps(HashMap<ApplicationNumber, Vec<HistoryStep>>);
+
+impl SnapshotTail {
+    /// The tail from its three parts.
+    pub fn new(submitted: SubmittedSeqs, steps: HistorySteps, changes: ChangeLogs) -> Self {
+        SnapshotTail {
+            submitted: submitted.0,
+            steps: steps.0,
+            changes: changes.0,
+        }
+    }
 }
 
 /// How many applications [`State::read_snapshot`] reads before indexing them.
