@@ -367,13 +367,27 @@ struct Overload {
     shed_us: Option<Histogram<u64>>,
     /// Sends that started more than 100 ms after their intended time.
     late: u64,
+    /// Requests due within the phase that were never sent: every connection was still
+    /// waiting for an answer when the phase ended (the open loop could not offer its rate
+    /// over its connections).
+    unsent: u64,
+    /// When the last answer came.
+    last_answer: Option<Instant>,
 }
 
 /// Open loop at `rate` over `connections` for `seconds`: request `i` is due at
-/// `start + i / rate`; a connection whose previous answer has not come sends late.
-async fn overload_loop(target: &Target, rate: f64, connections: usize, seconds: u64) -> Overload {
+/// `start + i / rate`; a connection whose previous answer has not come sends late, and
+/// sends nothing once the phase has ended (what was due then is counted as unsent). Rates
+/// are over the phase's wall time, from its start to its last answer.
+async fn overload_loop(
+    target: &Target,
+    rate: f64,
+    connections: usize,
+    seconds: u64,
+) -> (Overload, f64) {
     let total = (seconds as f64 * rate) as u64;
     let start = Instant::now() + Duration::from_millis(200);
+    let end = start + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for k in 0..connections as u64 {
         let target = target.clone();
@@ -389,11 +403,16 @@ async fn overload_loop(target: &Target, rate: f64, connections: usize, seconds: 
                 let due = start + Duration::from_secs_f64(i as f64 / rate);
                 tokio::time::sleep_until(due).await;
                 let sent = Instant::now();
+                if sent >= end {
+                    o.unsent += (total - i).div_ceil(connections as u64);
+                    break;
+                }
                 if sent - due > Duration::from_millis(100) {
                     o.late += 1;
                 }
                 let status = send(&mut sender, target.request()).await;
                 let us = sent.elapsed().as_micros().max(1) as u64;
+                o.last_answer = Some(Instant::now());
                 o.sent += 1;
                 match status {
                     200..=299 => {
@@ -425,6 +444,8 @@ async fn overload_loop(target: &Target, rate: f64, connections: usize, seconds: 
         all.accepted += o.accepted;
         all.shed += o.shed;
         all.late += o.late;
+        all.unsent += o.unsent;
+        all.last_answer = all.last_answer.max(o.last_answer);
         for (status, n) in o.other {
             *all.other.entry(status).or_default() += n;
         }
@@ -439,7 +460,11 @@ async fn overload_loop(target: &Target, rate: f64, connections: usize, seconds: 
             .add(o.shed_us.unwrap())
             .unwrap();
     }
-    all
+    let wall = all
+        .last_answer
+        .map_or(seconds as f64, |last| (last - start).as_secs_f64())
+        .max(0.001);
+    (all, wall)
 }
 
 /// A well-behaved client for `seconds`: a new submission every 250 ms, each retried after a
@@ -558,13 +583,13 @@ async fn overload(addr: SocketAddr, submit: Target, seconds: u64) {
         "\nsustainable rate S = {base:.0}/s; resident set {:.0} MiB\n",
         memory_mib().0
     );
-    println!("| offered | sent/s | late sends | accepted/s | goodput ÷ S | shed/s | other | accepted p50 / p99 ms | shed p50 / p99 / max ms | server: shed answers within 1 ms | RSS / peak MiB | polite client: attempts to success (n) | unfinished |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| offered | wall s | sent/s | late sends | unsent | accepted/s | goodput ÷ S | shed/s | other | accepted p50 / p99 ms | shed p50 / p99 / max ms | server: shed answers within 1 ms | RSS / peak MiB | polite client: attempts to success (n) | unfinished |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for factor in [3.0, 10.0] {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (shed_before, within_before) = server_shed(&client, addr).await;
         let polite = tokio::spawn(polite_client(submit.clone(), seconds));
-        let o = overload_loop(&submit, base * factor, 1000, seconds).await;
+        let (o, wall) = overload_loop(&submit, base * factor, 1000, seconds).await;
         let (attempts, unfinished) = polite.await.unwrap();
         let (shed_after, within_after) = server_shed(&client, addr).await;
         let (rss, hwm) = memory_mib();
@@ -577,13 +602,14 @@ async fn overload(addr: SocketAddr, submit: Target, seconds: u64) {
         }
         let server_shed = shed_after - shed_before;
         println!(
-            "| {factor}× ({:.0}/s, 1,000 connections) | {:.0} | {} | {:.0} | {:.0}% | {:.0} | {:?} | {:.1} / {:.1} | {:.2} / {:.2} / {:.1} | {:.2}% of {server_shed:.0} | {rss:.0} / {hwm:.0} | {by_attempts:?} (max {}) | {unfinished} |",
+            "| {factor}× ({:.0}/s, 1,000 connections) | {wall:.1} | {:.0} | {} | {} | {:.0} | {:.0}% | {:.0} | {:?} | {:.1} / {:.1} | {:.2} / {:.2} / {:.1} | {:.2}% of {server_shed:.0} | {rss:.0} / {hwm:.0} | {by_attempts:?} (max {}) | {unfinished} |",
             base * factor,
-            o.sent as f64 / seconds as f64,
+            o.sent as f64 / wall,
             o.late,
-            o.accepted as f64 / seconds as f64,
-            o.accepted as f64 / seconds as f64 / base * 100.0,
-            o.shed as f64 / seconds as f64,
+            o.unsent,
+            o.accepted as f64 / wall,
+            o.accepted as f64 / wall / base * 100.0,
+            o.shed as f64 / wall,
             o.other,
             ms(acc, 0.5),
             ms(acc, 0.99),
