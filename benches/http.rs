@@ -572,12 +572,24 @@ async fn server_shed(client: &reqwest::Client, addr: SocketAddr) -> (f64, f64) {
 async fn overload(addr: SocketAddr, submit: Target, seconds: u64) {
     let client = reqwest::Client::new();
     println!("\nOverload: the server's admission control as shipped; {seconds} s per phase\n");
-    let sustainable = closed_loop(&submit, 64, seconds).await;
+    // Twice, the better kept: the first phase of a fresh server also pays for its warm-up
+    // (the state's and the allocator's first growth), which would understate S and so
+    // overstate every goodput ratio below.
+    let mut sustainable = closed_loop(&submit, 64, seconds).await;
     report(
         "ochered `POST …/kindergarten/applications`",
         "sustainable: closed loop, 64 connections",
         &sustainable,
     );
+    let again = closed_loop(&submit, 64, seconds).await;
+    report(
+        "ochered `POST …/kindergarten/applications`",
+        "sustainable: closed loop, 64 connections, again",
+        &again,
+    );
+    if again.rate > sustainable.rate {
+        sustainable = again;
+    }
     let base = sustainable.rate;
     println!(
         "\nsustainable rate S = {base:.0}/s; resident set {:.0} MiB\n",
