@@ -251,8 +251,18 @@ struct KeyRequest {
 /// key too and *withdraws* it ([`NewDataKey::withdraw`]) before it deletes the row, so no
 /// commit stores it afterwards: the commands already sealed under it keep their events, whose
 /// sealed values are then unreadable (shredded, as for a sealing that raced a destroy before).
+/// Precisely, for a command sealed under pending key K when a destroy of its person runs:
+/// - its commit ran before the destroy's `DELETE` (both need the only writer connection):
+///   K was stored with the events and the `DELETE` removes it;
+/// - its commit runs after the destroy withdrew K: the events are stored, K is not, and the
+///   value is unreadable for good; the person's next sealing makes a new key.
+/// A sealing that starts during the destroy (between its two removals) may make a new pending
+/// key that the second removal withdraws: that value is shredded too. After `destroy`
+/// returns, a new sealing gets a new key that is stored normally.
 /// Pending keys no command carries any more (rejected or failed commands) are swept when
-/// there are many ([`PENDING_SWEEP_MIN`]).
+/// there are many ([`PENDING_SWEEP_MIN`]); a sealing that missed the memory and the store
+/// while a key could have been stored and left the memory (evicted, or swept after a commit
+/// that failed yet reached the disk) asks the store again rather than make a second key.
 struct KeyCache {
     enabled: bool,
     /// Each key with the number of its insertion.
