@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use ochered_api::http::auth::{mint, Role};
 use ochered_core::command::Command;
 use ochered_core::{Event, Rejection, RejectionKind};
-use ochered_writer::privacy::Privacy;
+use ochered_writer::privacy::{NewKey, Privacy};
 use ochered_writer::{Engine, Outcome, RequestMeta, Writer, WriterError};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
@@ -49,16 +49,18 @@ pub struct InProcess {
     pub writers: Vec<Writer>,
     pub person_secret: Vec<u8>,
     /// Seals the contacts of the run's contact share, as the API does before a command
-    /// reaches the writer (a new applicant's data key is stored durably first).
+    /// reaches the writer (a new applicant's data key is stored with the command's events on
+    /// SQLite, first on PostgreSQL).
     pub privacy: Privacy,
 }
 
 impl InProcess {
     pub async fn send(&self, workload: &Workload, child: &ChildSpec, device: u8) -> Answer {
         let mut command = workload.command(&self.person_secret, child, device);
-        if let Err(answer) = self.seal_contact(workload, child, &mut command).await {
-            return answer;
-        }
+        let new_key = match self.seal_contact(workload, child, &mut command).await {
+            Ok(new_key) => new_key,
+            Err(answer) => return answer,
+        };
         let sub = workload.parent(child.n, device);
         let key = workload.idempotency_key(child.n, device);
         // Scoped the way the API scopes it, so the log looks the same in both modes.
@@ -68,7 +70,10 @@ impl InProcess {
             channel: Some("portal".into()),
             correlation_id: None,
         };
-        match self.writers[child.authority].submit(command, meta).await {
+        match self.writers[child.authority]
+            .submit_with_key(command, meta, new_key)
+            .await
+        {
             Ok(reply) => match reply.outcome {
                 Outcome::Accepted { events } => {
                     match submitted_number(events.iter().map(|e| &e.event)) {
@@ -107,32 +112,33 @@ impl InProcess {
     }
 
     /// Seals the child's contact into the command when the child is in the run's contact
-    /// share: the same JSON the API seals (`ContactView`), under the child's own data key.
+    /// share: the same JSON the API seals (`ContactView`), under the child's own data key;
+    /// gives the new key to store with the command's events when the child has none yet.
     async fn seal_contact(
         &self,
         workload: &Workload,
         child: &ChildSpec,
         command: &mut Command,
-    ) -> Result<(), Answer> {
+    ) -> Result<Option<NewKey>, Answer> {
         let Some(contact) = workload.contact(child.n) else {
-            return Ok(());
+            return Ok(None);
         };
         let (person, sealed) = match command {
             Command::SubmitKindergartenApplication { form } => (form.child, &mut form.sealed),
             Command::SubmitSchoolApplication { form } => (form.child, &mut form.sealed),
             // A draft's submission carries no contact (as over HTTP).
-            _ => return Ok(()),
+            _ => return Ok(None),
         };
         let plaintext = contact_json(&contact).to_string();
         let authority = self.writers[child.authority].authority();
         match self
             .privacy
-            .seal(authority, &person, plaintext.as_bytes())
+            .seal_for_event(authority, &person, plaintext.as_bytes())
             .await
         {
-            Ok(value) => {
+            Ok((value, new_key)) => {
                 *sealed = Some(value);
-                Ok(())
+                Ok(new_key)
             }
             Err(_) => Err(Answer::Retry {
                 reason: "503".into(),

@@ -15,6 +15,7 @@ use axum::Json;
 use futures_util::StreamExt;
 use ochered_core::domain::Channel;
 use ochered_core::Command;
+use ochered_writer::privacy::NewKey;
 use ochered_writer::{CommittedEvent, Outcome, Reply, RequestMeta, Writer, WriterError};
 use serde::Serialize;
 
@@ -78,11 +79,22 @@ impl Write {
 
     /// Sends one command and waits for its committed answer.
     pub async fn send(&self, w: &Writer, command: Command) -> Result<Reply, ApiError> {
+        self.send_with_key(w, command, None).await
+    }
+
+    /// [`Write::send`] a command with the new data key its sealed personal data needs
+    /// ([`crate::http::personal::with_sealed`]), stored with its events if it is accepted.
+    pub async fn send_with_key(
+        &self,
+        w: &Writer,
+        command: Command,
+        new_key: Option<NewKey>,
+    ) -> Result<Reply, ApiError> {
         let key = self.idempotency_key(
             IDEMPOTENCY_KEY_MAX,
             "must be 1-255 visible ASCII characters",
         )?;
-        submit(w, command, self.meta(key, None)?)
+        submit(w, command, self.meta(key, None)?, new_key)
             .await
             .map_err(ApiError::from_writer)
     }
@@ -94,7 +106,19 @@ impl Write {
         command: Command,
         status: StatusCode,
     ) -> Result<Response, ApiError> {
-        let reply = self.send(w, command).await?;
+        self.answer_with_key(w, command, None, status).await
+    }
+
+    /// [`Write::answer`] with the new data key of the command's sealed data
+    /// ([`Write::send_with_key`]).
+    pub async fn answer_with_key(
+        &self,
+        w: &Writer,
+        command: Command,
+        new_key: Option<NewKey>,
+        status: StatusCode,
+    ) -> Result<Response, ApiError> {
+        let reply = self.send_with_key(w, command, new_key).await?;
         Ok(respond(reply, status, |events| EventsResponse { events }))
     }
 
@@ -117,7 +141,7 @@ impl Write {
         let sends = commands
             .into_iter()
             .zip(metas)
-            .map(|((_, command), meta)| submit(w, command, meta));
+            .map(|((_, command), meta)| submit(w, command, meta, None));
         Ok(futures_util::stream::iter(sends)
             .buffered(SUBMIT_CONCURRENCY)
             .collect()
@@ -190,10 +214,15 @@ pub fn record_key(role: &str, subject: &str, key: &str, row: Option<u64>) -> Str
 }
 
 /// Submits a command to the writer, timing it per command.
-async fn submit(w: &Writer, command: Command, meta: RequestMeta) -> Result<Reply, WriterError> {
+async fn submit(
+    w: &Writer,
+    command: Command,
+    meta: RequestMeta,
+    new_key: Option<NewKey>,
+) -> Result<Reply, WriterError> {
     let name = command.name();
     let started = std::time::Instant::now();
-    let reply = w.submit(command, meta).await;
+    let reply = w.submit_with_key(command, meta, new_key).await;
     metrics::histogram!("ochered_command_seconds", "command" => name)
         .record(started.elapsed().as_secs_f64());
     reply

@@ -4,7 +4,7 @@
 use ochered_core::command::{Command, Sealed, SEALED_NONCE_HEX};
 use ochered_core::domain::PersonKey;
 use ochered_core::RejectionKind;
-use ochered_writer::privacy::PrivacyError;
+use ochered_writer::privacy::{NewKey, PrivacyError};
 use ochered_writer::Writer;
 
 use crate::http::error::ApiError;
@@ -21,18 +21,21 @@ pub fn privacy_error(error: PrivacyError) -> ApiError {
     }
 }
 
-/// Seals a submission's personal data into its command (`command(sealed)`). Bad input is
-/// refused before anything is stored: the rules are asked first, against the current state,
-/// so an invalid request makes no data key; the writer then decides again, authoritatively.
+/// Seals a submission's personal data into its command (`command(sealed)`), and gives the
+/// new data key that must be stored with the command's events when the applicant has none
+/// yet ([`Privacy::seal_for_event`](ochered_writer::privacy::Privacy::seal_for_event); send
+/// both with [`crate::http::command::Write::send_with_key`]). Bad input is refused before
+/// anything is made: the rules are asked first, against the current state; the writer then
+/// decides again, authoritatively (a rejected command stores neither its data nor its key).
 pub async fn with_sealed(
     state: &AppState,
     w: &Writer,
     child: &PersonKey,
     contact: Option<ContactView>,
     command: impl Fn(Option<Sealed>) -> Command,
-) -> Result<Command, ApiError> {
+) -> Result<(Command, Option<NewKey>), ApiError> {
     let Some(contact) = contact else {
-        return Ok(command(None));
+        return Ok((command(None), None));
     };
     let placeholder = Sealed {
         nonce: "0".repeat(SEALED_NONCE_HEX),
@@ -45,12 +48,12 @@ pub async fn with_sealed(
         }
     }
     let plaintext = serde_json::to_vec(&contact).map_err(|_| ApiError::internal())?;
-    let sealed = state
+    let (sealed, new_key) = state
         .privacy
-        .seal(w.authority(), child, &plaintext)
+        .seal_for_event(w.authority(), child, &plaintext)
         .await
         .map_err(privacy_error)?;
-    Ok(command(Some(sealed)))
+    Ok((command(Some(sealed)), new_key))
 }
 
 /// The contact sealed with an application, opened: none when none was given, after erasure

@@ -68,7 +68,7 @@ async fn submit_kindergarten(
     };
     let contact = req.contact.map(|c| c.validate(&req.document)).transpose()?;
     let child = form.child;
-    let command = with_sealed(&write.state, &w, &child, contact, |sealed| {
+    let (command, new_key) = with_sealed(&write.state, &w, &child, contact, |sealed| {
         Command::SubmitKindergartenApplication {
             form: KindergartenForm {
                 sealed,
@@ -77,7 +77,7 @@ async fn submit_kindergarten(
         }
     })
     .await?;
-    let reply = write.send(&w, command).await?;
+    let reply = write.send_with_key(&w, command, new_key).await?;
     let receipt = write.state.transparency.receipt_for(&w, &reply).await;
     Ok(respond(reply, StatusCode::CREATED, |events| {
         submitted(&w, events, receipt)

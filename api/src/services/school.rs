@@ -28,6 +28,7 @@ use crate::wire::{
     age_requests, person_key, submitted, AgeExceptionRequest, AgeRequestView, ContactView,
     SchoolApplicationRequest, SubmitDraftRequest, SubmittedResponse,
 };
+use ochered_writer::privacy::NewKey;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -106,13 +107,14 @@ fn school_form(
     Ok((form, contact))
 }
 
-/// A school form's command, with its personal data sealed ([`with_sealed`]).
+/// A school form's command, with its personal data sealed, and the new data key to store with
+/// it ([`with_sealed`]).
 async fn sealed_school_command(
     write: &Write,
     w: &ochered_writer::Writer,
     req: SchoolApplicationRequest,
     command: impl Fn(SchoolForm) -> Command,
-) -> Result<Command, ApiError> {
+) -> Result<(Command, Option<NewKey>), ApiError> {
     let (form, contact) = school_form(write, req)?;
     let child = form.child;
     with_sealed(&write.state, w, &child, contact, |sealed| {
@@ -143,9 +145,11 @@ async fn save_draft(
 ) -> Result<Response, ApiError> {
     let req = write.body(&[Role::Parent], body)?;
     let w = write.writer(&authority)?;
-    let command =
+    let (command, new_key) =
         sealed_school_command(&write, &w, req, |form| Command::SaveSchoolDraft { form }).await?;
-    write.answer(&w, command, StatusCode::CREATED).await
+    write
+        .answer_with_key(&w, command, new_key, StatusCode::CREATED)
+        .await
 }
 
 /// Submit a saved draft
@@ -209,11 +213,11 @@ async fn submit_school(
 ) -> Result<Response, ApiError> {
     let req = write.body(&[Role::Parent, Role::Officer], body)?;
     let w = write.writer(&authority)?;
-    let command = sealed_school_command(&write, &w, req, |form| Command::SubmitSchoolApplication {
-        form,
+    let (command, new_key) = sealed_school_command(&write, &w, req, |form| {
+        Command::SubmitSchoolApplication { form }
     })
     .await?;
-    let reply = write.send(&w, command).await?;
+    let reply = write.send_with_key(&w, command, new_key).await?;
     let receipt = write.state.transparency.receipt_for(&w, &reply).await;
     Ok(respond(reply, StatusCode::CREATED, |events| {
         submitted(&w, events, receipt)

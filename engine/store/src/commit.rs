@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::keys::NewDataKey;
 use crate::{Encoded, StoreError, StoredEvent};
 
 /// One authority's append waiting for the committer.
@@ -24,6 +25,10 @@ pub(crate) struct Append {
     /// The head the writer expects ([`crate::EventStore::append_after`]).
     pub after: Option<i64>,
     pub events: Vec<Encoded>,
+    /// New data keys to store in the same transaction (savepoint) as the events
+    /// ([`crate::EventStore::append_with_keys`]); only backends that store keys with events
+    /// receive any.
+    pub keys: Vec<Arc<NewDataKey>>,
     pub reply: oneshot::Sender<Appended>,
 }
 
@@ -74,6 +79,7 @@ impl Committer {
         authority: &str,
         after: Option<i64>,
         events: Vec<Encoded>,
+        keys: Vec<Arc<NewDataKey>>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -81,6 +87,7 @@ impl Committer {
                 authority: authority.to_owned(),
                 after,
                 events,
+                keys,
                 reply,
             })
             .map_err(|_| StoreError::Unavailable("the store's committer has stopped".into()))?;

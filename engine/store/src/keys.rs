@@ -13,6 +13,7 @@
 //! master key, which never reaches the database.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
@@ -27,6 +28,55 @@ pub struct KeyCandidate<'a> {
     pub person: &'a str,
     /// The candidate key, wrapped.
     pub wrapped: &'a [u8],
+}
+
+/// A new person's data key that travels with the event that first needs it, to be stored
+/// in the same transaction as that event ([`crate::EventStore::append_with_keys`]): inserted
+/// only if the person has no key yet (`ON CONFLICT DO NOTHING`), so the same key carried by
+/// several commands is stored once and the duplicates are no-ops.
+///
+/// A candidate may be **withdrawn** (the person's data was erased while the key was still
+/// on its way): a transaction that finds it withdrawn does not insert it. On SQLite the
+/// flag is read inside the write transaction, on the only writer connection, which the
+/// erasure's `DELETE` also needs; an erasure sets the flag before its `DELETE`, so either the
+/// key's transaction ran first (and the `DELETE` removes the key) or it sees the flag.
+#[derive(Debug)]
+pub struct NewDataKey {
+    pub authority: String,
+    /// The hex of the person key.
+    pub person: String,
+    /// The key, wrapped.
+    pub wrapped: Vec<u8>,
+    withdrawn: AtomicBool,
+}
+
+impl NewDataKey {
+    pub fn new(authority: String, person: String, wrapped: Vec<u8>) -> Self {
+        NewDataKey {
+            authority,
+            person,
+            wrapped,
+            withdrawn: AtomicBool::new(false),
+        }
+    }
+
+    /// From now on no transaction stores this key.
+    pub fn withdraw(&self) {
+        self.withdrawn.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_withdrawn(&self) -> bool {
+        self.withdrawn.load(Ordering::SeqCst)
+    }
+
+    /// The candidate form of [`DataKeyStore::data_keys_or_insert`].
+    pub fn candidate(&self) -> KeyCandidate<'_> {
+        KeyCandidate {
+            authority: &self.authority,
+            person: &self.person,
+            wrapped: &self.wrapped,
+        }
+    }
 }
 
 /// Most candidates one transaction takes; larger slices are split into several
@@ -93,6 +143,22 @@ pub trait DataKeyStore: Send + Sync {
         candidates: &[KeyCandidate<'_>],
     ) -> Result<Vec<Vec<u8>>, StoreError>;
 
+    /// Stores the new keys that are not withdrawn, each only if its person has no key yet,
+    /// durably on return: the store-first path for a key made to travel with an event
+    /// ([`NewDataKey`]). On SQLite the withdrawn flags are read inside the write transaction
+    /// (see [`NewDataKey`]), so a key withdrawn by an erasure is never stored after it.
+    async fn insert_new_keys(&self, keys: &[std::sync::Arc<NewDataKey>]) -> Result<(), StoreError> {
+        let candidates: Vec<KeyCandidate<'_>> = keys
+            .iter()
+            .filter(|k| !k.is_withdrawn())
+            .map(|k| k.candidate())
+            .collect();
+        if !candidates.is_empty() {
+            self.data_keys_or_insert(&candidates).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes the person's key; `true` if there was one. Durable on return.
     async fn destroy_data_key(&self, authority: &str, person: &str) -> Result<bool, StoreError>;
 
@@ -102,7 +168,6 @@ pub trait DataKeyStore: Send + Sync {
     fn single_process(&self) -> bool;
 }
 
-const SQLITE_SELECT: &str = "SELECT wrapped FROM data_keys WHERE authority = ?1 AND person = ?2";
 const SQLITE_DELETE: &str = "DELETE FROM data_keys WHERE authority = ?1 AND person = ?2";
 
 #[async_trait]
@@ -111,12 +176,10 @@ impl DataKeyStore for SqliteStore {
         true
     }
 
+    /// On a reader connection: a sealing that looks for a person's key never waits for the
+    /// only writer connection, which the log's committer holds while it commits.
     async fn data_key(&self, authority: &str, person: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(SQLITE_SELECT)
-            .bind(authority)
-            .bind(person)
-            .fetch_optional(self.pool())
-            .await?)
+        self.read_data_key(authority, person).await
     }
 
     async fn data_keys_or_insert(
@@ -134,7 +197,13 @@ impl DataKeyStore for SqliteStore {
         Ok(slots.into_iter().map(|i| stored[i].clone()).collect())
     }
 
+    async fn insert_new_keys(&self, keys: &[std::sync::Arc<NewDataKey>]) -> Result<(), StoreError> {
+        self.insert_data_keys(keys).await
+    }
+
     async fn destroy_data_key(&self, authority: &str, person: &str) -> Result<bool, StoreError> {
+        // The writer pool's only connection: serialised with every write transaction, which
+        // is what makes withdrawing a key before this DELETE safe ([`NewDataKey`]).
         let mut conn = self.pool().acquire().await?;
         let deleted = sqlx::query(SQLITE_DELETE)
             .bind(authority)

@@ -300,6 +300,38 @@ pub trait EventStore: Send + Sync {
         events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Whether [`EventStore::append_with_keys`] stores the new data keys in the same
+    /// transaction as the events (SQLite). When false, it stores them first, each durably
+    /// on its own, before the events' commit (the default; PostgreSQL, where another node of
+    /// a cluster may create or destroy a key).
+    fn stores_keys_with_events(&self) -> bool {
+        false
+    }
+
+    /// [`EventStore::append_after`], storing with the events the new data keys their sealed
+    /// values need ([`keys::NewDataKey`]; withdrawn ones are skipped): in the SAME
+    /// transaction when [`EventStore::stores_keys_with_events`], so a failed commit stores
+    /// neither the keys nor the events and a successful one both; otherwise (this default)
+    /// the keys first, durably, then the events. No events: nothing is stored.
+    async fn append_with_keys(
+        &self,
+        authority: &str,
+        after: Option<i64>,
+        events: Vec<NewEvent>,
+        keys: Vec<Arc<keys::NewDataKey>>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !keys.is_empty() {
+            let store = self
+                .data_keys()
+                .ok_or_else(|| StoreError::Other("this store keeps no data keys".to_owned()))?;
+            store.insert_new_keys(&keys).await?;
+        }
+        self.append_after(authority, after, events).await
+    }
+
     /// [`EventStore::append_after`] the head, whatever it is.
     async fn append(
         &self,

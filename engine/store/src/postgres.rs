@@ -507,7 +507,9 @@ impl EventStore for PgStore {
             }
         }
         let encoded = encode_all(events)?;
-        self.committer.append(authority, after, encoded).await
+        self.committer
+            .append(authority, after, encoded, Vec::new())
+            .await
     }
 
     async fn legacy_idempotency(

@@ -180,6 +180,9 @@ struct Job {
     /// When the job entered the queue: how long jobs wait for the writer is the signal of
     /// overload ([`WriterStats::queue_wait_micros`]).
     enqueued: Instant,
+    /// A new data key the command's sealed value needs, stored with its events if it is
+    /// accepted ([`Writer::submit_with_key`]).
+    new_key: Option<privacy::NewKey>,
     reply: oneshot::Sender<Result<Reply, WriterError>>,
 }
 
@@ -319,6 +322,20 @@ impl Writer {
     /// Submits a command and waits for its durable answer. Refuses at once with
     /// [`WriterError::Overloaded`] when the queue is full.
     pub async fn submit(&self, command: Command, meta: RequestMeta) -> Result<Reply, WriterError> {
+        self.submit_with_key(command, meta, None).await
+    }
+
+    /// [`Writer::submit`] a command whose sealed personal data needs a data key not stored
+    /// yet ([`privacy::Privacy::seal_for_event`]): if the command is accepted, the key is
+    /// stored with its events, in the same transaction (on SQLite; elsewhere the store puts
+    /// it first), and told [`privacy::NewKey::stored`] before the command is acknowledged.
+    /// A rejected command's key is not stored, and neither is its data.
+    pub async fn submit_with_key(
+        &self,
+        command: Command,
+        meta: RequestMeta,
+        new_key: Option<privacy::NewKey>,
+    ) -> Result<Reply, WriterError> {
         let request_hash = request_hash(&command);
         let key_digest = meta
             .idempotency_key
@@ -340,6 +357,7 @@ impl Writer {
             request_hash,
             key_digest,
             enqueued: Instant::now(),
+            new_key,
             reply,
         };
         match self.tx.try_send(job) {
@@ -515,6 +533,8 @@ struct Pending {
     last_seq: i64,
     /// The rows to write, until the commit starts.
     rows: Option<Vec<NewEvent>>,
+    /// The new data keys of the accepted commands, stored with the rows.
+    new_keys: Vec<Arc<ochered_store::keys::NewDataKey>>,
     /// The commit's task; it answers with the last event as stored (the new head).
     commit: Option<tokio::task::JoinHandle<Result<Option<ochered_store::StoredEvent>, StoreError>>>,
     started: Instant,
@@ -772,6 +792,7 @@ impl WriterTask {
         // Decide and fold in order, collecting the events to commit.
         let mut decided = Vec::with_capacity(pending.len());
         let mut new_events = Vec::new();
+        let mut new_keys = Vec::new();
         let mut next_seq = self.decided_seq;
         {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
@@ -828,6 +849,9 @@ impl WriterTask {
                                 });
                             }
                         }
+                        if let (Some(key), false) = (&job.new_key, committed.is_empty()) {
+                            new_keys.push(key.to_store());
+                        }
                         decided.push(Decided::Accepted {
                             job,
                             events: committed,
@@ -844,6 +868,7 @@ impl WriterTask {
             n_events,
             last_seq: next_seq,
             rows: Some(new_events),
+            new_keys,
             commit: None,
             started: Instant::now(),
             decided_at: Instant::now(),
@@ -863,12 +888,13 @@ impl WriterTask {
                 // writer) refuses the batch.
                 let after = pending.last_seq - events.len() as i64;
                 let on_commit = self.config.on_commit.clone();
+                let new_keys = std::mem::take(&mut pending.new_keys);
                 pending.commit = Some(tokio::spawn(
                     // Only the last stored event is kept (the head): the others are
                     // dropped here, on the commit's task, not on the writer's.
                     async move {
                         store
-                            .append_after(&authority, Some(after), events)
+                            .append_with_keys(&authority, Some(after), events, new_keys)
                             .await
                             .map(|mut stored| {
                                 if let (Some(hook), Some(first)) = (&on_commit, stored.first()) {
@@ -971,6 +997,10 @@ impl WriterTask {
                 Decided::Accepted { job, events } => {
                     if let (Some(digest), Some(last)) = (&job.key_digest, events.last()) {
                         self.keys.insert(digest, last.authority_seq);
+                    }
+                    if let (Some(key), false) = (&job.new_key, events.is_empty()) {
+                        // Stored with the events: from now on an ordinary stored key.
+                        key.stored();
                     }
                     if let Some(b) = &mut broadcast {
                         b.extend(events.iter().cloned());

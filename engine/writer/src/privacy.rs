@@ -21,25 +21,42 @@
 //! - **Erasure** deletes the person's data key: every sealed value of that person in the log
 //!   becomes unreadable for good, while the log, its hashes and the queues stay untouched.
 //!
-//! Keys are created in groups, the way the writers commit events: a sealing that finds no
-//! key in the cache hands its request to one batcher task (per [`Privacy`], so per store),
-//! which takes every request waiting (up to [`KEY_BATCH_MAX`]), stores a candidate key for
-//! each person without one and reads back every person's stored key in ONE durable
-//! transaction ([`ochered_store::DataKeyStore::data_keys_or_insert`]), then answers each.
-//! A surge of first submissions with contacts thus costs one sync per group, not one per
-//! submission. Unwrapped keys are kept in a bounded in-memory cache ([`KEY_CACHE_MAX`]), so
+//! **When a new key is stored.**
+//!
+//! - *SQLite (one process owns the file): with the event that first needs it.* A submission
+//!   seals with [`Privacy::seal_for_event`]: a person with no stored key gets a fresh key at
+//!   once, kept in memory as *pending* (every sealing for that person in this process uses
+//!   it), and the sealing returns a [`NewKey`] that travels with the command to the writer
+//!   ([`crate::Writer::submit_with_key`]). The writer hands the new keys of a batch's
+//!   accepted commands to the store with that batch's events, and the store's group commit
+//!   inserts them (`ON CONFLICT DO NOTHING`) in the same transaction (the append's own
+//!   savepoint): one commit, one sync for the event and its key, so a first submission with
+//!   contacts waits for one commit, like one without. A failed commit stores neither; a
+//!   rejected command's key is not stored (nor its data). Once committed the key is an
+//!   ordinary cached key ([`NewKey::stored`]). An erasure withdraws a pending key before it
+//!   deletes the stored one, so no later commit brings it back (see [`KeyCache`]).
+//! - *PostgreSQL (other nodes may create or destroy a key): first, in groups.* A sealing that
+//!   finds no key hands its request to one batcher task (per [`Privacy`], so per store),
+//!   which takes every request waiting (up to [`KEY_BATCH_MAX`]), stores a candidate key for
+//!   each person without one and reads back every person's stored key in ONE durable
+//!   transaction ([`ochered_store::DataKeyStore::data_keys_or_insert`]), then answers each,
+//!   before the command goes to the writer. [`Privacy::seal`] stores a new key first on
+//!   SQLite too.
+//!
+//! Unwrapped keys are kept in a bounded in-memory cache ([`KEY_CACHE_MAX`], SQLite only), so
 //! later sealings and openings of a known person do not touch the store; see [`KeyCache`]
-//! for how an erasure empties it.
+//! for how an erasure empties it. One [`Privacy`] per store: pending keys live in its
+//! memory.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use ochered_core::command::Sealed;
 use ochered_core::domain::PersonKey;
-use ochered_store::keys::KeyCandidate;
+use ochered_store::keys::{KeyCandidate, NewDataKey};
 use ochered_store::{EventStore, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -132,6 +149,72 @@ struct Shared {
     store: Arc<dyn EventStore>,
     master: MasterKey,
     cache: Mutex<KeyCache>,
+    /// A new person's key travels with the event that first needs it and is stored in the
+    /// same transaction ([`Privacy::seal_for_event`]): the store does that and only this
+    /// process changes its keys (SQLite). Otherwise keys are stored first (PostgreSQL).
+    keys_with_events: bool,
+}
+
+/// A new person's key on its way to the store with the first event that needs it: the
+/// in-memory *pending* key every sealing for that person in this process uses until the key
+/// is stored (or the person's data erased).
+struct PendingKey {
+    key: [u8; KEY_BYTES],
+    new: Arc<NewDataKey>,
+}
+
+/// A new data key that must be stored with the command whose sealed value needs it
+/// ([`Privacy::seal_for_event`]). The writer passes it to the store with the command's
+/// events when the command is accepted ([`crate::Writer::submit_with_key`]), and tells it
+/// [`NewKey::stored`] once they committed. Every command sealed under a pending key carries
+/// it, so whichever commits first stores it; the others' inserts are no-ops (same key).
+#[derive(Clone)]
+pub struct NewKey {
+    new: Arc<NewDataKey>,
+    person: PersonKey,
+    key: [u8; KEY_BYTES],
+    owner: Weak<Shared>,
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("authority", &self.new.authority)
+            .field("person", &self.new.person)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NewKey {
+    /// What the store inserts with the events.
+    pub fn to_store(&self) -> Arc<NewDataKey> {
+        self.new.clone()
+    }
+
+    /// The store holds the key now (the commit that carried it succeeded): it leaves the
+    /// pending keys for the cache of stored ones, unless the person's data was erased since.
+    pub fn stored(&self) {
+        if let Some(shared) = self.owner.upgrade() {
+            shared
+                .cache
+                .lock()
+                .expect("key cache lock")
+                .promote(&self.new, &self.person, self.key);
+        }
+    }
+}
+
+/// What the memory knows of a person's key.
+enum Known {
+    Stored([u8; KEY_BYTES]),
+    Pending([u8; KEY_BYTES], Arc<NewDataKey>),
+    /// Neither: the store must be asked. The counters as they were, to tell whether a key
+    /// could have been stored and left the memory while the store was read.
+    Unknown {
+        generation: u64,
+        inserted: u64,
+        swept: u64,
+    },
 }
 
 /// A sealing's request for its person's key, answered by the batcher.
@@ -161,17 +244,80 @@ struct KeyRequest {
 /// ([`ochered_store::DataKeyStore::single_process`], i.e. SQLite): on PostgreSQL another
 /// node of a cluster may destroy a key, which this process would not hear of, so there
 /// every sealing asks the store (still in groups, through the batcher).
+///
+/// **Pending keys** (SQLite only, [`Privacy::seal_for_event`]): a person with no stored key
+/// gets a fresh key at once, kept here as pending until the first command that carries it
+/// commits ([`NewKey::stored`] moves it to the cache). A destroy removes the person's pending
+/// key too and *withdraws* it ([`NewDataKey::withdraw`]) before it deletes the row, so no
+/// commit stores it afterwards: the commands already sealed under it keep their events, whose
+/// sealed values are then unreadable (shredded, as for a sealing that raced a destroy before).
+/// Precisely, for a command sealed under pending key K when a destroy of its person runs:
+/// - its commit ran before the destroy's `DELETE` (both need the only writer connection):
+///   K was stored with the events and the `DELETE` removes it;
+/// - its commit runs after the destroy withdrew K: the events are stored, K is not, and the
+///   value is unreadable for good; the person's next sealing makes a new key.
+/// A sealing that starts during the destroy (between its two removals) may make a new pending
+/// key that the second removal withdraws: that value is shredded too. After `destroy`
+/// returns, a new sealing gets a new key that is stored normally.
+/// Pending keys no command carries any more (rejected or failed commands) are swept when
+/// there are many ([`PENDING_SWEEP_MIN`]); a sealing that missed the memory and the store
+/// while a key could have been stored and left the memory (evicted, or swept after a commit
+/// that failed yet reached the disk) asks the store again rather than make a second key.
 struct KeyCache {
     enabled: bool,
-    keys: HashMap<(String, PersonKey), [u8; KEY_BYTES]>,
-    /// Insertion order, for eviction; may hold people already removed (skipped then).
-    order: VecDeque<(String, PersonKey)>,
+    /// Each key with the number of its insertion.
+    keys: HashMap<(String, PersonKey), ([u8; KEY_BYTES], u64)>,
+    /// Insertion order with the insertion's number, for eviction; may hold people already
+    /// removed (skipped then).
+    order: VecDeque<((String, PersonKey), u64)>,
     generation: u64,
+    /// Insertions into `keys` so far, and the number of the newest one evicted.
+    inserted: u64,
+    evicted_upto: u64,
+    pending: HashMap<(String, PersonKey), PendingKey>,
+    /// How many pending keys start a sweep, and sweeps that removed any so far.
+    sweep_at: usize,
+    swept: u64,
 }
 
+/// Pending keys kept before the first sweep of those no command carries any more.
+const PENDING_SWEEP_MIN: usize = 4096;
+
 impl KeyCache {
+    fn new(enabled: bool) -> Self {
+        KeyCache {
+            enabled,
+            keys: HashMap::new(),
+            order: VecDeque::new(),
+            generation: 0,
+            inserted: 0,
+            evicted_upto: 0,
+            pending: HashMap::new(),
+            sweep_at: PENDING_SWEEP_MIN,
+            swept: 0,
+        }
+    }
+
     fn get(&self, authority: &str, person: &PersonKey) -> Option<[u8; KEY_BYTES]> {
-        self.keys.get(&(authority.to_owned(), *person)).copied()
+        self.keys
+            .get(&(authority.to_owned(), *person))
+            .map(|(key, _)| *key)
+    }
+
+    /// The person's key in memory: stored (cached) or pending.
+    fn known(&self, authority: &str, person: &PersonKey) -> Known {
+        let name = (authority.to_owned(), *person);
+        if let Some((key, _)) = self.keys.get(&name) {
+            return Known::Stored(*key);
+        }
+        if let Some(pending) = self.pending.get(&name) {
+            return Known::Pending(pending.key, pending.new.clone());
+        }
+        Known::Unknown {
+            generation: self.generation,
+            inserted: self.inserted,
+            swept: self.swept,
+        }
     }
 
     /// Caches the key unless a destroy ran since `generation` was noted.
@@ -186,25 +332,69 @@ impl KeyCache {
             return;
         }
         let name = (authority.to_owned(), *person);
-        if self.keys.insert(name.clone(), key).is_some() {
+        self.inserted += 1;
+        if let Some(entry) = self.keys.get_mut(&name) {
+            entry.0 = key;
             return;
         }
-        self.order.push_back(name);
+        self.keys.insert(name.clone(), (key, self.inserted));
+        self.order.push_back((name, self.inserted));
         while self.keys.len() > KEY_CACHE_MAX {
-            let Some(oldest) = self.order.pop_front() else {
+            let Some((oldest, number)) = self.order.pop_front() else {
                 break;
             };
-            self.keys.remove(&oldest);
+            if self.keys.get(&oldest).is_some_and(|(_, n)| *n == number) {
+                self.keys.remove(&oldest);
+                self.evicted_upto = number;
+            }
         }
         if self.order.len() > 2 * KEY_CACHE_MAX {
             let keys = &self.keys;
-            self.order.retain(|name| keys.contains_key(name));
+            self.order
+                .retain(|(name, number)| keys.get(name).is_some_and(|(_, n)| n == number));
         }
+    }
+
+    /// Adds a pending key, first sweeping those no command carries any more when there are
+    /// many. The caller checked that the person has none.
+    fn add_pending(&mut self, name: (String, PersonKey), pending: PendingKey) {
+        if self.pending.len() >= self.sweep_at {
+            let before = self.pending.len();
+            // Held here only: no command carries it, so no commit will store it (a command
+            // holds its key until its commit is over). A later sealing makes a new one.
+            self.pending
+                .retain(|_, p| Arc::strong_count(&p.new) > 1 && !p.new.is_withdrawn());
+            if self.pending.len() < before {
+                self.swept += 1;
+            }
+            self.sweep_at = (2 * self.pending.len()).max(PENDING_SWEEP_MIN);
+        }
+        self.pending.insert(name, pending);
+    }
+
+    /// The pending key `new` was stored: it becomes an ordinary cached key, unless the
+    /// person's data was erased since (then it was withdrawn and left the pending keys).
+    fn promote(&mut self, new: &Arc<NewDataKey>, person: &PersonKey, key: [u8; KEY_BYTES]) {
+        let name = (new.authority.clone(), *person);
+        let ours = self
+            .pending
+            .get(&name)
+            .is_some_and(|p| Arc::ptr_eq(&p.new, new));
+        if !ours || new.is_withdrawn() {
+            return;
+        }
+        self.pending.remove(&name);
+        let generation = self.generation;
+        self.insert(generation, &new.authority, person, key);
     }
 
     fn invalidate(&mut self, authority: &str, person: &PersonKey) {
         self.generation += 1;
-        self.keys.remove(&(authority.to_owned(), *person));
+        let name = (authority.to_owned(), *person);
+        self.keys.remove(&name);
+        if let Some(pending) = self.pending.remove(&name) {
+            pending.new.withdraw();
+        }
     }
 }
 
@@ -243,6 +433,13 @@ impl Shared {
             .lock()
             .expect("key cache lock")
             .get(authority, person)
+    }
+
+    fn known(&self, authority: &str, person: &PersonKey) -> Known {
+        self.cache
+            .lock()
+            .expect("key cache lock")
+            .known(authority, person)
     }
 
     fn generation(&self) -> u64 {
@@ -390,14 +587,10 @@ impl Privacy {
         let enabled = store.data_keys().is_some_and(|k| k.single_process());
         Privacy {
             shared: Arc::new(Shared {
-                store,
                 master,
-                cache: Mutex::new(KeyCache {
-                    enabled,
-                    keys: HashMap::new(),
-                    order: VecDeque::new(),
-                    generation: 0,
-                }),
+                cache: Mutex::new(KeyCache::new(enabled)),
+                keys_with_events: enabled && store.stores_keys_with_events(),
+                store,
             }),
             batcher: OnceLock::new(),
         }
@@ -449,15 +642,124 @@ impl Privacy {
     }
 
     /// Encrypts `plaintext` (at most 4 KiB) for the person: the value to put in the command.
-    /// The person's key is durable before this returns.
+    /// The person's key is durable before this returns (a new one is stored first, on its
+    /// own). A submission uses [`Privacy::seal_for_event`] instead, which lets a new key be
+    /// stored with the submission's event.
     pub async fn seal(
         &self,
         authority: &str,
         person: &PersonKey,
         plaintext: &[u8],
     ) -> Result<Sealed, PrivacyError> {
+        if self.shared.keys_with_events {
+            let (key, new) = self.key_for_event(authority, person).await?;
+            if let Some(new) = new {
+                // Skipped if an erasure withdrew it meanwhile: the value is then shredded.
+                self.shared
+                    .keys()?
+                    .insert_new_keys(&[new.to_store()])
+                    .await?;
+                new.stored();
+            }
+            return Ok(seal_with(&key, authority, person, plaintext));
+        }
         let key = self.data_key_or_create(authority, person).await?;
         Ok(seal_with(&key, authority, person, plaintext))
+    }
+
+    /// Encrypts `plaintext` (at most 4 KiB) for the person, for a command that records it:
+    /// the sealed value, and when the person has no stored key yet, the [`NewKey`] that must
+    /// be stored with the command's events ([`crate::Writer::submit_with_key`]), so that the
+    /// submission waits for one commit, not for the key's and then the event's.
+    ///
+    /// Only where the store keeps keys with events and only this process changes them
+    /// (SQLite). Elsewhere (PostgreSQL: another node may create or destroy a key) the key is
+    /// stored first, as by [`Privacy::seal`], and no [`NewKey`] is returned.
+    ///
+    /// A person with no stored key gets a fresh random key at once, kept in memory as
+    /// *pending*: every sealing for that person in this process uses it (and carries it)
+    /// until one of their commands commits it. A command that is rejected or not committed
+    /// stores nothing, neither its key nor its data.
+    pub async fn seal_for_event(
+        &self,
+        authority: &str,
+        person: &PersonKey,
+        plaintext: &[u8],
+    ) -> Result<(Sealed, Option<NewKey>), PrivacyError> {
+        if !self.shared.keys_with_events {
+            return Ok((self.seal(authority, person, plaintext).await?, None));
+        }
+        let (key, new) = self.key_for_event(authority, person).await?;
+        Ok((seal_with(&key, authority, person, plaintext), new))
+    }
+
+    fn new_key(&self, new: Arc<NewDataKey>, person: &PersonKey, key: [u8; KEY_BYTES]) -> NewKey {
+        NewKey {
+            new,
+            person: *person,
+            key,
+            owner: Arc::downgrade(&self.shared),
+        }
+    }
+
+    /// The person's key from memory (cached or pending), else from the store, else a new
+    /// pending one (with the [`NewKey`] to store).
+    async fn key_for_event(
+        &self,
+        authority: &str,
+        person: &PersonKey,
+    ) -> Result<([u8; KEY_BYTES], Option<NewKey>), PrivacyError> {
+        let keys = self.shared.keys()?;
+        let hex = person.to_hex();
+        loop {
+            let (generation, inserted, swept) = match self.shared.known(authority, person) {
+                Known::Stored(key) => return Ok((key, None)),
+                Known::Pending(key, new) => return Ok((key, Some(self.new_key(new, person, key)))),
+                Known::Unknown {
+                    generation,
+                    inserted,
+                    swept,
+                } => (generation, inserted, swept),
+            };
+            if let Some(wrapped) = keys.data_key(authority, &hex).await? {
+                let key = self.shared.unwrap(authority, person, &wrapped)?;
+                self.shared.remember(generation, authority, person, key);
+                return Ok((key, None));
+            }
+            let key = random::<KEY_BYTES>()?;
+            let wrapped = self.shared.wrap(authority, person, &key)?;
+            let made = {
+                let mut cache = self.shared.cache.lock().expect("key cache lock");
+                match cache.known(authority, person) {
+                    // Another sealing got there while the store was read.
+                    Known::Stored(key) => Some((key, None)),
+                    Known::Pending(key, new) => Some((key, Some(new))),
+                    // A key stored meanwhile and already gone from memory again (evicted from
+                    // the cache, or a pending key swept after a commit that failed yet may
+                    // have reached the disk): ask the store again.
+                    Known::Unknown { .. }
+                        if cache.evicted_upto > inserted || cache.swept != swept =>
+                    {
+                        None
+                    }
+                    Known::Unknown { .. } => {
+                        let new =
+                            Arc::new(NewDataKey::new(authority.to_owned(), hex.clone(), wrapped));
+                        cache.add_pending(
+                            (authority.to_owned(), *person),
+                            PendingKey {
+                                key,
+                                new: new.clone(),
+                            },
+                        );
+                        Some((key, Some(new)))
+                    }
+                }
+            };
+            if let Some((key, new)) = made {
+                return Ok((key, new.map(|new| self.new_key(new, person, key))));
+            }
+        }
     }
 
     /// Decrypts a sealed value of the person; `None` once the person's key was destroyed (or
@@ -468,10 +770,13 @@ impl Privacy {
         person: &PersonKey,
         sealed: &Sealed,
     ) -> Result<Option<Vec<u8>>, PrivacyError> {
-        if let Some(key) = self.shared.cached(authority, person) {
-            return Ok(open_with(&key, authority, person, sealed));
-        }
-        let generation = self.shared.generation();
+        // A pending key opens too: the value of a command decided but not committed yet.
+        let generation = match self.shared.known(authority, person) {
+            Known::Stored(key) | Known::Pending(key, _) => {
+                return Ok(open_with(&key, authority, person, sealed))
+            }
+            Known::Unknown { generation, .. } => generation,
+        };
         let Some(wrapped) = self
             .shared
             .keys()?

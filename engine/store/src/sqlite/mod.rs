@@ -84,6 +84,10 @@ const V2_READ_SQL: &str =
     "SELECT id, record, hash FROM log WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3";
 const V2_HASH_AT_SQL: &str = "SELECT hash FROM log WHERE id = ?1";
 const V2_INSERT_SQL: &str = "INSERT INTO log (id, record, hash) VALUES (?1, ?2, ?3)";
+const KEY_INSERT_SQL: &str =
+    "INSERT INTO data_keys (authority, person, wrapped) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (authority, person) DO NOTHING";
+const KEY_SELECT_SQL: &str = "SELECT wrapped FROM data_keys WHERE authority = ?1 AND person = ?2";
 const AUTHORITY_ID_SQL: &str = "SELECT id FROM authority_ids WHERE name = ?1";
 const AUTHORITY_INSERT_SQL: &str = "INSERT INTO authority_ids (name) VALUES (?1)";
 const V2_AUTHORITIES_SQL: &str = "SELECT a.name FROM authority_ids a \
@@ -283,10 +287,7 @@ impl SqliteStore {
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         self.inner
             .with_write_transaction(|db| {
-                let mut insert = db.prepare(
-                    "INSERT INTO data_keys (authority, person, wrapped) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (authority, person) DO NOTHING",
-                )?;
+                let mut insert = db.prepare(KEY_INSERT_SQL)?;
                 for c in candidates {
                     insert.bind_text(1, c.authority)?;
                     insert.bind_text(2, c.person)?;
@@ -294,9 +295,7 @@ impl SqliteStore {
                     insert.run()?;
                 }
                 drop(insert);
-                let mut select = db.prepare(
-                    "SELECT wrapped FROM data_keys WHERE authority = ?1 AND person = ?2",
-                )?;
+                let mut select = db.prepare(KEY_SELECT_SQL)?;
                 let mut stored = Vec::with_capacity(candidates.len());
                 for c in candidates {
                     select.bind_text(1, c.authority)?;
@@ -311,6 +310,36 @@ impl SqliteStore {
                     select.reset();
                 }
                 Ok(stored)
+            })
+            .await
+    }
+
+    /// Stores the new keys that are not withdrawn (each only if its person has none) in one
+    /// write transaction ([`crate::keys::DataKeyStore::insert_new_keys`]).
+    pub(crate) async fn insert_data_keys(
+        &self,
+        keys: &[Arc<crate::keys::NewDataKey>],
+    ) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .with_write_transaction(|db| insert_new_keys(db, keys))
+            .await
+    }
+
+    /// The person's wrapped data key, read on a reader connection through the C API.
+    pub(crate) async fn read_data_key(
+        &self,
+        authority: &str,
+        person: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner
+            .with_reader(|db| {
+                let mut select = db.prepare(KEY_SELECT_SQL)?;
+                select.bind_text(1, authority)?;
+                select.bind_text(2, person)?;
+                Ok(select.step()?.then(|| select.column_blob(0).to_vec()))
             })
             .await
     }
@@ -546,7 +575,33 @@ fn append_on(
             stmt.run()?;
         }
     }
+    insert_new_keys(db, &append.keys)?;
     Ok(stored)
+}
+
+/// Inserts the new data keys that travel with an append, in its transaction (its savepoint
+/// in a group): a person who has a key keeps it (`DO NOTHING`: the same key carried by
+/// several commands, or one stored meanwhile). A withdrawn key (an erasure came first) is
+/// skipped; the flag is read here, holding the only writer connection, which the erasure's
+/// `DELETE` needs too ([`crate::keys::NewDataKey`]).
+fn insert_new_keys(db: &Db, keys: &[Arc<crate::keys::NewDataKey>]) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut insert = db.prepare(KEY_INSERT_SQL)?;
+    let mut seen: Option<&Arc<crate::keys::NewDataKey>> = None;
+    for key in keys {
+        // Commands of one person come in a row and share one candidate: insert it once.
+        if seen.is_some_and(|s| Arc::ptr_eq(s, key)) || key.is_withdrawn() {
+            continue;
+        }
+        insert.bind_text(1, &key.authority)?;
+        insert.bind_text(2, &key.person)?;
+        insert.bind_blob(3, &key.wrapped)?;
+        insert.run()?;
+        seen = Some(key);
+    }
+    Ok(())
 }
 
 /// Binds one log row to [`V2_INSERT_SQL`] (id, record, hash), without copies.
@@ -668,11 +723,28 @@ impl EventStore for SqliteStore {
         after: Option<i64>,
         events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.append_with_keys(authority, after, events, Vec::new())
+            .await
+    }
+
+    fn stores_keys_with_events(&self) -> bool {
+        true
+    }
+
+    /// The keys go to the committer with the events and are inserted in the append's own
+    /// savepoint of the group's transaction ([`append_on`]): one commit, one sync for both.
+    async fn append_with_keys(
+        &self,
+        authority: &str,
+        after: Option<i64>,
+        events: Vec<NewEvent>,
+        keys: Vec<Arc<crate::keys::NewDataKey>>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let encoded = encode_all(events)?;
-        self.committer.append(authority, after, encoded).await
+        self.committer.append(authority, after, encoded, keys).await
     }
 
     async fn legacy_idempotency(

@@ -204,3 +204,180 @@ async fn destroyed_key_bytes_leave_the_sqlite_file() {
         Some(vec![3u8; 72])
     );
 }
+
+/// A new key travelling with the events that first need it (`append_with_keys`).
+mod with_events {
+    use std::sync::Arc;
+
+    use ochered_store::keys::NewDataKey;
+    use ochered_store::StoreError;
+
+    use super::keys;
+    use crate::harness::{events, Harness};
+
+    fn new_key(person: &str, byte: u8) -> Arc<NewDataKey> {
+        Arc::new(NewDataKey::new(
+            "city".into(),
+            person.into(),
+            vec![byte; 73],
+        ))
+    }
+
+    /// SQLite: the key is stored in the events' own transaction. A commit that fails stores
+    /// neither the key nor the events; one that succeeds stores both; the same key carried
+    /// twice, or a person who has a key already, is a no-op; a withdrawn key is not stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_key_commits_with_its_events_or_not_at_all_sqlite() {
+        let h = Harness::sqlite().await;
+        assert!(h.store.stores_keys_with_events());
+        let (p1, p2, p3) = ("01".repeat(32), "02".repeat(32), "03".repeat(32));
+
+        // A failure inside the transaction, after the events' rows were inserted (the keys
+        // go in after them): neither is left.
+        h.exec(
+            "CREATE TRIGGER fail_keys BEFORE INSERT ON data_keys \
+             BEGIN SELECT RAISE(ABORT, 'simulated failure'); END",
+        )
+        .await;
+        let failed = h
+            .store
+            .append_with_keys("city", Some(0), events("app", 1, 2), vec![new_key(&p1, 1)])
+            .await;
+        assert!(failed.is_err(), "{failed:?}");
+        assert_eq!(h.count("SELECT COUNT(*) FROM log").await, 0);
+        assert_eq!(h.count("SELECT COUNT(*) FROM data_keys").await, 0);
+        h.exec("DROP TRIGGER fail_keys").await;
+
+        // A conflict (another head) fails the append: its key is not stored either.
+        let conflict = h
+            .store
+            .append_with_keys("city", Some(5), events("app", 1, 1), vec![new_key(&p1, 1)])
+            .await;
+        assert!(
+            matches!(conflict, Err(StoreError::Conflict(_))),
+            "{conflict:?}"
+        );
+        assert_eq!(keys(&h).data_key("city", &p1).await.unwrap(), None);
+
+        // Success: both, in one commit. The same key carried by two commands of the batch
+        // is inserted once; a second person's key too.
+        let k1 = new_key(&p1, 1);
+        let stored = h
+            .store
+            .append_with_keys(
+                "city",
+                Some(0),
+                events("app", 1, 3),
+                vec![k1.clone(), k1.clone(), new_key(&p2, 2)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 3);
+        assert_eq!(
+            keys(&h).data_key("city", &p1).await.unwrap(),
+            Some(vec![1; 73])
+        );
+        assert_eq!(
+            keys(&h).data_key("city", &p2).await.unwrap(),
+            Some(vec![2; 73])
+        );
+
+        // A later command carrying the same (or another) candidate for a person who has a
+        // key: the stored key stays.
+        h.store
+            .append_with_keys("city", Some(3), events("app", 4, 1), vec![new_key(&p1, 9)])
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(&h).data_key("city", &p1).await.unwrap(),
+            Some(vec![1; 73])
+        );
+
+        // Withdrawn (an erasure came first): the events are stored, the key is not.
+        let k3 = new_key(&p3, 3);
+        k3.withdraw();
+        h.store
+            .append_with_keys("city", Some(4), events("app", 5, 1), vec![k3.clone()])
+            .await
+            .unwrap();
+        assert_eq!(keys(&h).data_key("city", &p3).await.unwrap(), None);
+        keys(&h).insert_new_keys(&[k3]).await.unwrap();
+        assert_eq!(keys(&h).data_key("city", &p3).await.unwrap(), None);
+
+        // No events: nothing at all.
+        h.store
+            .append_with_keys("city", Some(5), Vec::new(), vec![new_key(&p3, 3)])
+            .await
+            .unwrap();
+        assert_eq!(keys(&h).data_key("city", &p3).await.unwrap(), None);
+        assert_eq!(h.count("SELECT COUNT(*) FROM log").await, 5);
+    }
+
+    /// Appends of several authorities in one group: a conflict undoes only its own
+    /// authority's events and keys (its savepoint); the others' keys are stored with their
+    /// events.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_conflict_in_a_group_drops_only_its_own_keys_sqlite() {
+        let h = Harness::sqlite().await;
+        let store = h.store.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..16u8 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let person = format!("{i:02}").repeat(32);
+                let key = Arc::new(NewDataKey::new(format!("a{i}"), person, vec![i; 73]));
+                // Every odd authority appends after a head that is not there.
+                let after = if i % 2 == 1 { Some(7) } else { Some(0) };
+                let result = store
+                    .append_with_keys(&format!("a{i}"), after, events("app", 1, 2), vec![key])
+                    .await;
+                (i, result.is_ok())
+            });
+        }
+        for (i, ok) in tasks.join_all().await {
+            assert_eq!(ok, i % 2 == 0, "authority a{i}");
+            let stored = keys(&h)
+                .data_key(&format!("a{i}"), &format!("{i:02}").repeat(32))
+                .await
+                .unwrap();
+            assert_eq!(stored.is_some(), ok, "authority a{i}");
+            assert_eq!(
+                h.store.head(&format!("a{i}")).await.unwrap().authority_seq,
+                if ok { 2 } else { 0 }
+            );
+        }
+    }
+
+    /// PostgreSQL keeps storing keys first (another node may create or destroy a key): the
+    /// key is durable before the events' commit, so a failed commit leaves a key without
+    /// events (harmless: nothing is sealed under it in the log).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_are_stored_first_postgres() {
+        let Some(h) = Harness::postgres().await else {
+            return;
+        };
+        assert!(!h.store.stores_keys_with_events());
+        let (p1, p2) = ("01".repeat(32), "02".repeat(32));
+        h.store
+            .append_with_keys("city", Some(0), events("app", 1, 1), vec![new_key(&p1, 1)])
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(&h).data_key("city", &p1).await.unwrap(),
+            Some(vec![1; 73])
+        );
+        let conflict = h
+            .store
+            .append_with_keys("city", Some(9), events("app", 2, 1), vec![new_key(&p2, 2)])
+            .await;
+        assert!(
+            matches!(conflict, Err(StoreError::Conflict(_))),
+            "{conflict:?}"
+        );
+        assert_eq!(
+            keys(&h).data_key("city", &p2).await.unwrap(),
+            Some(vec![2; 73])
+        );
+        assert_eq!(h.store.head("city").await.unwrap().authority_seq, 1);
+    }
+}
