@@ -256,6 +256,7 @@ struct KeyRequest {
 ///   K was stored with the events and the `DELETE` removes it;
 /// - its commit runs after the destroy withdrew K: the events are stored, K is not, and the
 ///   value is unreadable for good; the person's next sealing makes a new key.
+///
 /// A sealing that starts during the destroy (between its two removals) may make a new pending
 /// key that the second removal withdraws: that value is shredded too. After `destroy`
 /// returns, a new sealing gets a new key that is stored normally.
