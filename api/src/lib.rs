@@ -162,6 +162,7 @@ pub async fn spawn_node(
             authority,
             events = stats.events,
             from_snapshot = ?stats.from_snapshot,
+            snapshot_ms = stats.snapshot_elapsed.as_millis() as u64,
             elapsed_ms = stats.elapsed.as_millis() as u64,
             "replayed"
         );

@@ -113,6 +113,7 @@ impl Engine {
                 head: w.head(),
                 last_recorded_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
                 idempotency_keys: Default::default(),
+                snapshot_elapsed: std::time::Duration::ZERO,
                 elapsed: Default::default(),
             };
             return Ok((w, stats));

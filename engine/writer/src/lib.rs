@@ -271,6 +271,7 @@ impl Writer {
                     head: store.head(authority).await?,
                     last_recorded_at: DateTime::<Utc>::MIN_UTC,
                     idempotency_keys: KeyIndex::default(),
+                    snapshot_elapsed: std::time::Duration::ZERO,
                     elapsed: std::time::Duration::ZERO,
                 };
                 (State::new(), stats, Some(why))

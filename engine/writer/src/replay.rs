@@ -28,6 +28,8 @@ pub struct ReplayStats {
     /// Where the log records each idempotency key. [`crate::Writer::start`] moves it into
     /// the writer: the stats it returns hold an empty index.
     pub idempotency_keys: KeyIndex,
+    /// Of `elapsed`, the time spent reading the snapshot (zero without one).
+    pub snapshot_elapsed: Duration,
     pub elapsed: Duration,
 }
 
@@ -242,7 +244,13 @@ fn decode_snapshot(source: &mut ChunkSource) -> Result<(State, KeyIndexBytes), S
                 indexer
             })
             .map_err(|e| format!("snapshot: no thread to index it: {e}"))?;
+        let started = Instant::now();
         let read = read_after_head(&mut dec, n, batches);
+        tracing::debug!(
+            applications = n,
+            read_ms = started.elapsed().as_millis() as u64,
+            "snapshot: applications, histories, change logs and key index read"
+        );
         let indexer = indexing
             .join()
             .map_err(|_| "snapshot: indexing failed".to_string())?;
@@ -547,6 +555,7 @@ pub async fn load_state(
     let mut state = State::new();
     let mut keys = FoldKeys::Built(KeyIndex::default());
     let mut from_snapshot = None;
+    let mut snapshot_elapsed = Duration::ZERO;
     if let Some((seq, bytes)) = store.load_snapshot(authority).await? {
         match read_snapshot(store, authority, seq, &bytes).await {
             Ok((snapshot_state, snapshot_keys)) => {
@@ -566,6 +575,7 @@ pub async fn load_state(
                         head = ChainHead::of(last);
                         head_hash = last.hash;
                         from_snapshot = Some(seq);
+                        snapshot_elapsed = started.elapsed();
                     }
                     None => {}
                 }
@@ -642,6 +652,7 @@ pub async fn load_state(
             head,
             last_recorded_at,
             idempotency_keys: keys,
+            snapshot_elapsed,
             elapsed: started.elapsed(),
         },
     ))

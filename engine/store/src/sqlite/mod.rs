@@ -166,6 +166,35 @@ fn spawn_checkpointer(mut conn: SqliteConnection) -> Checkpointer {
     (stop, task)
 }
 
+/// The writer connection's page cache: 2 MiB (512 pages), against 64 MiB for the readers.
+///
+/// Every commit walks the writer's whole page cache when a B-tree page split reordered
+/// pages in the transaction: SQLite swaps two pages' numbers through the pending-byte
+/// page's number (`balance_nonroot`), which raises the cache's highest page number far past
+/// the database's end, and the commit's truncation to the database's size
+/// (`pcache1TruncateUnsafe`) then visits every hash bucket and page. Random inserts into
+/// the data-key table (a new applicant's key, stored with the first event) split pages in
+/// the middle of the tree in most commits: with 64 MiB the walk (16,000 pages) was 8% of
+/// the CPU of a national first minute with contacts and doubled its commit latency
+/// (docs/PERFORMANCE.md, "Contacts: the page-cache walk"). The writer's appends touch the
+/// right edge of the log and a path through the key table; the pages they miss come from
+/// the operating system's cache.
+///
+/// `OCHERED_SQLITE_WRITER_CACHE_KIB` in the environment sets another size (in KiB), for
+/// measuring one against the other with the same binary.
+const WRITER_CACHE_KIB: u32 = 2048;
+
+/// [`WRITER_CACHE_KIB`], or the environment's `OCHERED_SQLITE_WRITER_CACHE_KIB`, as the
+/// `cache_size` pragma's value (negative: KiB).
+fn writer_cache_size() -> String {
+    let kib = std::env::var("OCHERED_SQLITE_WRITER_CACHE_KIB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&kib| kib > 0)
+        .unwrap_or(WRITER_CACHE_KIB);
+    format!("-{kib}")
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) `sqlite://path.db`, `sqlite:path.db`, `sqlite::memory:`
     /// or a bare file path, and runs the migrations.
@@ -200,6 +229,7 @@ impl SqliteStore {
                 .journal_mode(SqliteJournalMode::Wal)
                 .pragma("wal_autocheckpoint", "20000")
                 .pragma("journal_size_limit", "67108864")
+                .pragma("cache_size", writer_cache_size())
         };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
