@@ -163,6 +163,26 @@ async fn sqlite_file_uses_wal_and_full_sync() {
     assert_eq!(synchronous, 2, "FULL");
 }
 
+/// The writer's page cache stays small: a commit after a page split in the middle of a tree
+/// walks all of it (`WRITER_CACHE_KIB` in `sqlite/mod.rs`); the readers keep a large one.
+#[tokio::test]
+async fn the_writer_keeps_a_small_page_cache() {
+    if std::env::var_os("OCHERED_SQLITE_WRITER_CACHE_KIB").is_some() {
+        eprintln!("SKIPPED: OCHERED_SQLITE_WRITER_CACHE_KIB is set");
+        return;
+    }
+    let harness = Harness::sqlite().await;
+    let store: &SqliteStore = match &harness.raw {
+        crate::harness::Raw::Sqlite(store) => store,
+        crate::harness::Raw::Pg(_) => unreachable!(),
+    };
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(cache, -2048, "2 MiB on the writer connection");
+}
+
 #[tokio::test]
 async fn undecodable_columns_are_reported_not_panicked_on() {
     let harness = Harness::sqlite().await;
