@@ -12,20 +12,12 @@ use ochered_store::testing::Harness;
 use ochered_store::EventStore;
 use ochered_writer::demo::{self, DemoShape, SeededRng};
 use ochered_writer::privacy::{MasterKey, NewKey, Privacy};
-use ochered_writer::{Clock, Outcome, Reply, RequestMeta, Writer, WriterConfig, WriterError};
+use ochered_writer::{Outcome, Reply, RequestMeta, Writer, WriterConfig, WriterError};
 
 const CITY: &str = "test-city";
 
-fn fixed_clock() -> Clock {
-    Arc::new(|| Utc.with_ymd_and_hms(2026, 2, 1, 9, 0, 0).unwrap())
-}
-
-fn config() -> WriterConfig {
-    WriterConfig {
-        clock: fixed_clock(),
-        ..WriterConfig::default()
-    }
-}
+mod common;
+use common::config;
 
 fn master() -> MasterKey {
     MasterKey::from_bytes([9; 32])

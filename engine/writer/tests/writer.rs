@@ -14,22 +14,14 @@ use ochered_store::{
 };
 use ochered_writer::demo::{self, DemoShape, SeededRng};
 use ochered_writer::{
-    decode_event, encode_snapshot, load_state, store_snapshot, Clock, Outcome, RequestMeta, Writer,
+    decode_event, encode_snapshot, load_state, store_snapshot, Outcome, RequestMeta, Writer,
     WriterConfig, WriterError,
 };
 
 const AUTHORITY: &str = "test-city";
 
-fn fixed_clock() -> Clock {
-    Arc::new(|| Utc.with_ymd_and_hms(2026, 2, 1, 9, 0, 0).unwrap())
-}
-
-fn config() -> WriterConfig {
-    WriterConfig {
-        clock: fixed_clock(),
-        ..WriterConfig::default()
-    }
-}
+mod common;
+use common::config;
 
 fn today() -> chrono::NaiveDate {
     chrono::NaiveDate::from_ymd_opt(2026, 2, 1).unwrap()
