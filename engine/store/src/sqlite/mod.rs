@@ -45,6 +45,7 @@
 //! there untouched, reads and `verify` go through them first, and the v2 chain of an
 //! authority continues from its last v1 event ([`crate::legacy`]).
 
+mod key_filter;
 mod raw;
 
 use std::collections::HashMap;
@@ -59,6 +60,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
+use self::key_filter::KeyFilter;
 use self::raw::{blocking, Db, Stmt};
 use crate::commit::{Append, Committer, GroupCommit, GroupResult};
 use crate::{
@@ -138,6 +140,9 @@ struct Inner {
     legacy: bool,
     /// Authority ids already committed (ids never change once given).
     ids: Mutex<HashMap<String, i64>>,
+    /// Who may have a data key: a new applicant's look-up skips the database
+    /// ([`key_filter`]).
+    key_filter: KeyFilter,
 }
 
 /// How often the background task copies the WAL back into the database file.
@@ -260,7 +265,15 @@ impl SqliteStore {
             in_memory,
             legacy,
             ids: Mutex::new(HashMap::new()),
+            key_filter: KeyFilter::default(),
         });
+        if in_memory {
+            // One connection, and at most a few keys (the database is as old as the process).
+            fill_key_filter(inner.clone()).await;
+        } else {
+            // A file's keys are read in the background; until then look-ups read the file.
+            tokio::spawn(fill_key_filter(inner.clone()));
+        }
         Ok(SqliteStore {
             committer: Committer::spawn(inner.clone()),
             inner,
@@ -319,6 +332,7 @@ impl SqliteStore {
             .with_write_transaction(|db| {
                 let mut insert = db.prepare(KEY_INSERT_SQL)?;
                 for c in candidates {
+                    self.inner.key_filter.add(c.authority, c.person);
                     insert.bind_text(1, c.authority)?;
                     insert.bind_text(2, c.person)?;
                     insert.bind_blob(3, c.wrapped)?;
@@ -354,16 +368,20 @@ impl SqliteStore {
             return Ok(());
         }
         self.inner
-            .with_write_transaction(|db| insert_new_keys(db, keys))
+            .with_write_transaction(|db| insert_new_keys(db, &self.inner.key_filter, keys))
             .await
     }
 
-    /// The person's wrapped data key, read on a reader connection through the C API.
+    /// The person's wrapped data key, read on a reader connection through the C API; `None`
+    /// at once for a person the [`key_filter`] knows has none.
     pub(crate) async fn read_data_key(
         &self,
         authority: &str,
         person: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.inner.key_filter.may_have(authority, person) {
+            return Ok(None);
+        }
         self.inner
             .with_reader(|db| {
                 let mut select = db.prepare(KEY_SELECT_SQL)?;
@@ -374,9 +392,49 @@ impl SqliteStore {
             .await
     }
 
+    /// Whether the data keys the file held when it was opened have been read into the
+    /// [`key_filter`] (until then every key look-up reads the database).
+    pub fn key_filter_ready(&self) -> bool {
+        self.inner.key_filter.ready()
+    }
+
     /// Whether the file holds v1 rows (read beside the v2 log).
     pub fn has_v1_rows(&self) -> bool {
         self.inner.legacy
+    }
+}
+
+/// Reads the fingerprint of every data key in the file into the [`key_filter`] (on a reader
+/// connection, one snapshot), then lets the filter answer. On an error the filter stays
+/// unready: look-ups keep reading the database.
+async fn fill_key_filter(inner: Arc<Inner>) {
+    let started = std::time::Instant::now();
+    let scanned = inner
+        .with_reader(|db| {
+            let mut select = db.prepare("SELECT authority, person FROM data_keys")?;
+            let mut prints = Vec::new();
+            while select.step()? {
+                let authority = select.column_text(0).map_err(corrupt)?;
+                let person = select.column_text(1).map_err(corrupt)?;
+                prints.push(key_filter::fingerprint(authority, person));
+            }
+            Ok(prints)
+        })
+        .await;
+    match scanned {
+        Ok(prints) => {
+            let people = prints.len();
+            inner.key_filter.fill(prints);
+            tracing::debug!(
+                people,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "data-key filter ready"
+            );
+        }
+        Err(_) if inner.reader.is_closed() => {}
+        Err(error) => {
+            tracing::warn!(%error, "could not read the data keys into the key filter; every key look-up reads the database");
+        }
     }
 }
 
@@ -605,7 +663,7 @@ fn append_on(
             stmt.run()?;
         }
     }
-    insert_new_keys(db, &append.keys)?;
+    insert_new_keys(db, &inner.key_filter, &append.keys)?;
     Ok(stored)
 }
 
@@ -614,7 +672,11 @@ fn append_on(
 /// several commands, or one stored meanwhile). A withdrawn key (an erasure came first) is
 /// skipped; the flag is read here, holding the only writer connection, which the erasure's
 /// `DELETE` needs too ([`crate::keys::NewDataKey`]).
-fn insert_new_keys(db: &Db, keys: &[Arc<crate::keys::NewDataKey>]) -> Result<(), StoreError> {
+fn insert_new_keys(
+    db: &Db,
+    filter: &KeyFilter,
+    keys: &[Arc<crate::keys::NewDataKey>],
+) -> Result<(), StoreError> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -625,6 +687,7 @@ fn insert_new_keys(db: &Db, keys: &[Arc<crate::keys::NewDataKey>]) -> Result<(),
         if seen.is_some_and(|s| Arc::ptr_eq(s, key)) || key.is_withdrawn() {
             continue;
         }
+        filter.add(&key.authority, &key.person);
         insert.bind_text(1, &key.authority)?;
         insert.bind_text(2, &key.person)?;
         insert.bind_blob(3, &key.wrapped)?;

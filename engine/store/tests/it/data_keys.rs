@@ -381,3 +381,70 @@ mod with_events {
         assert_eq!(h.store.head("city").await.unwrap().authority_seq, 1);
     }
 }
+
+/// SQLite keeps in memory who may have a key, so that a new applicant's look-up skips the
+/// file (`sqlite/key_filter.rs`). Reopened on a file with keys, both kinds of stored key
+/// (stored alone, stored with events) are still found once the filter is ready, and a
+/// person without one is answered `None`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_filter_knows_every_key_of_a_reopened_file() {
+    use ochered_store::keys::NewDataKey;
+    use ochered_store::SqliteStore;
+    use std::sync::Arc;
+
+    let h = Harness::sqlite().await;
+    let (alone, with_events, absent) = ("0a".repeat(32), "0b".repeat(32), "0c".repeat(32));
+    keys(&h)
+        .data_key_or_insert("city", &alone, &[1u8; 72])
+        .await
+        .unwrap();
+    let new = Arc::new(NewDataKey::new(
+        "city".into(),
+        with_events.clone(),
+        vec![2u8; 73],
+    ));
+    h.store
+        .append_with_keys(
+            "city",
+            Some(0),
+            crate::harness::events("app", 1, 1),
+            vec![new],
+        )
+        .await
+        .unwrap();
+    // Stored in this process: found through the filter's additions.
+    assert_eq!(
+        keys(&h).data_key("city", &with_events).await.unwrap(),
+        Some(vec![2u8; 73])
+    );
+    h.store.close().await;
+
+    let reopened = SqliteStore::open(&h.url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !reopened.key_filter_ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key filter never got ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let keys = ochered_store::EventStore::data_keys(&reopened).unwrap();
+    assert_eq!(
+        keys.data_key("city", &alone).await.unwrap(),
+        Some(vec![1u8; 72])
+    );
+    assert_eq!(
+        keys.data_key("city", &with_events).await.unwrap(),
+        Some(vec![2u8; 73])
+    );
+    assert_eq!(keys.data_key("town", &alone).await.unwrap(), None);
+    assert_eq!(keys.data_key("city", &absent).await.unwrap(), None);
+    // A key stored after the filter got ready is found too.
+    keys.data_key_or_insert("city", &absent, &[3u8; 72])
+        .await
+        .unwrap();
+    assert_eq!(
+        keys.data_key("city", &absent).await.unwrap(),
+        Some(vec![3u8; 72])
+    );
+}
