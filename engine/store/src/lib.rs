@@ -613,6 +613,21 @@ pub(crate) fn chain(
         .collect()
 }
 
+/// Chains events again after another head: their positions and hashes follow `head_seq`
+/// and `head_hash` (a record does not hold its position, so it stays as it is). For a
+/// committer whose remembered head turned out stale.
+pub(crate) fn rechain(head_seq: i64, head_hash: Hash, events: &mut [StoredEvent]) {
+    let mut prev_hash = head_hash;
+    let mut authority_seq = head_seq;
+    for e in events {
+        authority_seq += 1;
+        e.authority_seq = authority_seq;
+        e.prev_hash = prev_hash;
+        e.hash = record::hash(&prev_hash, &e.authority, authority_seq, &e.record);
+        prev_hash = e.hash;
+    }
+}
+
 /// A v2 row read back: decodes its record into a [`StoredEvent`].
 pub(crate) fn stored_from_row(
     authority: &str,

@@ -1,8 +1,13 @@
 //! The PostgreSQL event log: a normal connection pool, `synchronous_commit` left on.
 //!
 //! Appends of every authority meet in the store's committer ([`crate::commit`]): one
-//! transaction per round, each authority's rows inserted with one `INSERT … SELECT FROM
-//! UNNEST(arrays)`, so a thousand events cost the same few round trips as one.
+//! statement per round, `ochered_append_round` (`migrations/postgres/0007_append_round.sql`),
+//! which checks each authority's fence and head and inserts its rows from arrays, in one
+//! implicit transaction: one round trip and one commit, whatever the number of authorities
+//! and events in the round. The committer chains each append after the head it remembers
+//! (one writer per authority); the statement refuses an append whose head is not the log's,
+//! and the committer chains it again and resends it, or refuses it if its writer expected
+//! another head.
 //!
 //! # Schema v2 (`migrations/postgres/0003_log_v2.sql`)
 //!
@@ -46,7 +51,7 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::commit::{Append, Committer, GroupCommit, GroupResult};
 use crate::{
-    chain, encode_all, hash_from_hex, legacy, stored_from_row, ChainHead, EventStore, Hash,
+    chain, encode_all, rechain, hash_from_hex, legacy, stored_from_row, ChainHead, EventStore, Hash,
     IdempotencyHit, NewEvent, StoreError, StoredEvent, GENESIS, SNAPSHOTS_KEPT,
 };
 
@@ -73,10 +78,6 @@ const V1_PAGE_SQL: &str = "SELECT authority_seq, stream_id, stream_version, even
     schema_version, recorded_at, payload, metadata, prev_hash, hash FROM events \
     WHERE authority = $1 AND authority_seq > $2 ORDER BY authority_seq LIMIT $3";
 
-/// Function Scan yields the arrays in order.
-const V2_INSERT_SQL: &str = "INSERT INTO log (authority, authority_seq, record, hash) \
-    SELECT $1::int4, u.* FROM UNNEST($2::int8[], $3::bytea[], $4::bytea[]) AS u";
-
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PgStore {
     inner: Arc<Inner>,
@@ -92,6 +93,9 @@ struct Inner {
     legacy: bool,
     /// Authority ids already committed.
     ids: Mutex<HashMap<String, i32>>,
+    /// Per authority id, the head the committer last wrote or read: one writer per
+    /// authority, so it is the log's; `ochered_append_round` checks it all the same.
+    heads: Mutex<HashMap<i32, (i64, Hash)>>,
 }
 
 impl PgStore {
@@ -128,6 +132,7 @@ impl PgStore {
             fencing: OnceLock::new(),
             legacy,
             ids: Mutex::new(HashMap::new()),
+            heads: Mutex::new(HashMap::new()),
         });
         Ok(PgStore {
             committer: Committer::spawn(inner.clone()),
@@ -340,127 +345,295 @@ async fn read_on(
     Ok(events)
 }
 
-/// One append inside the group's transaction (in its own savepoint): the fence, an id for
-/// a new authority, the head, the rows, the notification.
-async fn append_one(
-    conn: &mut PgConnection,
-    inner: &Inner,
-    append: &mut Append,
-    new_ids: &mut Vec<(String, i32)>,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    let authority = append.authority.as_str();
-    // Cluster mode: the epoch this node took, checked inside the transaction.
-    let fence =
-        match inner.fencing.get() {
-            Some(fences) => Some(fences.get(authority).ok_or_else(|| {
-                StoreError::Fenced(format!("this node does not hold {authority:?}"))
-            })?),
-            None => None,
-        };
-    if let Some(epoch) = fence {
-        // FOR SHARE: a takeover's epoch bump waits until this transaction ends.
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT epoch FROM authority_owners WHERE authority = $1 FOR SHARE")
-                .bind(authority)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if current != Some(epoch) {
-            return Err(StoreError::Fenced(format!(
-                "{authority:?} was taken over (epoch {current:?}, this writer holds {epoch})"
-            )));
-        }
+/// A round of the committer in one statement ([`APPEND_ROUND_SQL`]).
+const APPEND_ROUND_SQL: &str = "SELECT status, head_seq, head_hash FROM ochered_append_round(\
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// How many times a round sends again the appends whose remembered head was not the log's
+/// (then chained again after the head the log has).
+const STALE_HEAD_RETRIES: usize = 3;
+
+/// What `ochered_append_round` answers per append.
+type RoundStatus = (i32, Option<i64>, Option<Vec<u8>>);
+
+/// One append of a round, chained after the head it expects, ready to send.
+struct Chained {
+    /// Its place in the group.
+    index: usize,
+    id: i32,
+    /// The head its rows follow.
+    after: i64,
+    prev: Hash,
+    /// Cluster mode: the epoch this node holds.
+    epoch: Option<i64>,
+    events: Vec<StoredEvent>,
+}
+
+fn head_hash(authority: &str, seq: i64, hash: Option<Vec<u8>>) -> Result<Hash, StoreError> {
+    match hash {
+        None if seq == 0 => Ok(GENESIS),
+        Some(hash) => hash.try_into().map_err(|_| {
+            StoreError::Corrupt(format!(
+                "the hash of the head of {authority} is not 32 bytes"
+            ))
+        }),
+        None => Err(StoreError::Corrupt(format!(
+            "the head of {authority} at {seq} has no hash"
+        ))),
     }
-    let id = match authority_id(conn, inner, authority).await? {
-        Some(id) => id,
-        None => {
-            sqlx::query(
-                "INSERT INTO authority_ids (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(authority)
-            .execute(&mut *conn)
-            .await?;
-            let id: i32 = sqlx::query_scalar("SELECT id FROM authority_ids WHERE name = $1")
-                .bind(authority)
-                .fetch_one(&mut *conn)
-                .await?;
-            new_ids.push((authority.to_owned(), id));
-            id
-        }
-    };
-    let (head_seq, head_hash) = head_on(conn, inner, authority).await?;
-    if let Some(after) = append.after.filter(|after| *after != head_seq) {
-        return Err(StoreError::Conflict(format!(
-            "{authority}: the writer appends after event {after}, but the log's head is {head_seq} (another writer?)"
-        )));
-    }
-    let stored = chain(
-        authority,
-        head_seq,
-        head_hash,
-        std::mem::take(&mut append.events),
-    );
-    let seqs: Vec<i64> = stored.iter().map(|e| e.authority_seq).collect();
-    let records: Vec<&[u8]> = stored.iter().map(|e| e.record.as_slice()).collect();
-    let hashes: Vec<&[u8]> = stored.iter().map(|e| e.hash.as_slice()).collect();
-    sqlx::query(V2_INSERT_SQL)
-        .bind(id)
-        .bind(&seqs)
-        .bind(&records)
-        .bind(&hashes)
-        .execute(&mut *conn)
-        .await?;
-    if fence.is_some() {
-        // Delivered by PostgreSQL when (and only if) the transaction commits.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::cluster::NOTIFY_CHANNEL)
-            .bind(authority)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(stored)
 }
 
 impl Inner {
+    /// The authority's id; a new authority's is created in a statement of its own,
+    /// committed at once (ids never change, and an unused one harms nothing).
+    async fn id_or_create(
+        &self,
+        conn: &mut PgConnection,
+        authority: &str,
+    ) -> Result<i32, StoreError> {
+        if let Some(id) = authority_id(conn, self, authority).await? {
+            return Ok(id);
+        }
+        sqlx::query("INSERT INTO authority_ids (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(authority)
+            .execute(&mut *conn)
+            .await?;
+        let id: i32 = sqlx::query_scalar("SELECT id FROM authority_ids WHERE name = $1")
+            .bind(authority)
+            .fetch_one(&mut *conn)
+            .await?;
+        self.ids.lock().unwrap().insert(authority.to_owned(), id);
+        Ok(id)
+    }
+
+    /// The head this committer last wrote (or read) for the authority, else the log's.
+    async fn known_head(
+        &self,
+        conn: &mut PgConnection,
+        id: i32,
+        authority: &str,
+    ) -> Result<(i64, Hash), StoreError> {
+        if let Some(head) = self.heads.lock().unwrap().get(&id) {
+            return Ok(*head);
+        }
+        self.read_head(conn, id, authority).await
+    }
+
+    /// The log's head, remembered from now on.
+    async fn read_head(
+        &self,
+        conn: &mut PgConnection,
+        id: i32,
+        authority: &str,
+    ) -> Result<(i64, Hash), StoreError> {
+        let head = head_on(conn, self, authority).await?;
+        self.heads.lock().unwrap().insert(id, head);
+        Ok(head)
+    }
+
+    /// One round: every append of the group in one statement, one transaction, one commit
+    /// (`migrations/postgres/0007_append_round.sql`). Each append is chained here after the
+    /// head this committer remembers (one writer per authority: it is the log's), and the
+    /// statement checks it, with the fence, inside the transaction; an append whose head
+    /// was not the log's is chained again after the log's and sent again, in a round of its
+    /// own, unless its writer expected another head ([`StoreError::Conflict`]).
     async fn commit_group(
         &self,
         group: &mut [Append],
-    ) -> Result<
-        (
-            Vec<Result<Vec<StoredEvent>, StoreError>>,
-            Vec<(String, i32)>,
-        ),
-        StoreError,
-    > {
-        // On any error the transaction is dropped, which rolls it back.
-        let mut tx = self.pool.begin().await?;
-        let mut results = Vec::with_capacity(group.len());
-        let mut new_ids = Vec::new();
-        for append in group.iter_mut() {
-            sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
-            let ids_before = new_ids.len();
-            match append_one(&mut tx, self, append, &mut new_ids).await {
-                Ok(stored) => {
-                    sqlx::query("RELEASE SAVEPOINT append")
-                        .execute(&mut *tx)
-                        .await?;
-                    results.push(Ok(stored));
-                }
-                Err(error @ (StoreError::Conflict(_) | StoreError::Fenced(_))) => {
-                    // Only this authority's rows are undone; the others go on.
-                    sqlx::query("ROLLBACK TO SAVEPOINT append")
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("RELEASE SAVEPOINT append")
-                        .execute(&mut *tx)
-                        .await?;
-                    new_ids.truncate(ids_before);
-                    results.push(Err(error));
-                }
-                Err(error) => return Err(error),
-            }
+    ) -> Result<Vec<Result<Vec<StoredEvent>, StoreError>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let result = self.commit_round(&mut conn, group).await;
+        if result.is_err() {
+            // Whether the statement committed is not known: read every head again.
+            self.heads.lock().unwrap().clear();
         }
-        tx.commit().await?;
-        Ok((results, new_ids))
+        result
+    }
+
+    async fn commit_round(
+        &self,
+        conn: &mut PgConnection,
+        group: &mut [Append],
+    ) -> Result<Vec<Result<Vec<StoredEvent>, StoreError>>, StoreError> {
+        let mut results: Vec<Option<Result<Vec<StoredEvent>, StoreError>>> =
+            group.iter().map(|_| None).collect();
+        let mut round = Vec::with_capacity(group.len());
+        // Several appends of one authority in a round follow one another.
+        let mut round_heads: HashMap<i32, (i64, Hash)> = HashMap::new();
+        for (index, append) in group.iter_mut().enumerate() {
+            let authority = append.authority.as_str();
+            // Cluster mode: the epoch this node took, checked inside the statement.
+            let epoch = match self.fencing.get() {
+                Some(fences) => match fences.get(authority) {
+                    Some(epoch) => Some(epoch),
+                    None => {
+                        results[index] = Some(Err(StoreError::Fenced(format!(
+                            "this node does not hold {authority:?}"
+                        ))));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let id = self.id_or_create(conn, authority).await?;
+            let in_round = round_heads.get(&id).copied();
+            let (mut head_seq, mut head_hash) = match in_round {
+                Some(head) => head,
+                None => self.known_head(conn, id, authority).await?,
+            };
+            if let Some(after) = append.after.filter(|after| *after != head_seq) {
+                if in_round.is_none() {
+                    // What this committer remembers may be behind: ask the log first.
+                    (head_seq, head_hash) = self.read_head(conn, id, authority).await?;
+                }
+                if after != head_seq {
+                    results[index] = Some(Err(StoreError::Conflict(format!(
+                        "{authority}: the writer appends after event {after}, but the log's head is {head_seq} (another writer?)"
+                    ))));
+                    continue;
+                }
+            }
+            let events = chain(
+                authority,
+                head_seq,
+                head_hash,
+                std::mem::take(&mut append.events),
+            );
+            let end = events
+                .last()
+                .map_or((head_seq, head_hash), |e| (e.authority_seq, e.hash));
+            round_heads.insert(id, end);
+            round.push(Chained {
+                index,
+                id,
+                after: head_seq,
+                prev: head_hash,
+                epoch,
+                events,
+            });
+        }
+        for attempt in 0..=STALE_HEAD_RETRIES {
+            if round.is_empty() {
+                break;
+            }
+            let statuses = self.send_round(conn, group, &round).await?;
+            let mut again = Vec::new();
+            // The appends of one authority after the first that missed its head missed it
+            // too (they follow its rows): each is chained after the one before.
+            let mut again_heads: HashMap<i32, (i64, Hash)> = HashMap::new();
+            for (mut c, (status, found_seq, found_hash)) in round.into_iter().zip(statuses) {
+                let authority = group[c.index].authority.as_str();
+                match status {
+                    0 => {
+                        if let Some(last) = c.events.last() {
+                            let head = (last.authority_seq, last.hash);
+                            self.heads.lock().unwrap().insert(c.id, head);
+                        }
+                        results[c.index] = Some(Ok(c.events));
+                    }
+                    2 => {
+                        let held = c.epoch.unwrap_or_default();
+                        results[c.index] = Some(Err(StoreError::Fenced(format!(
+                            "{authority:?} was taken over (epoch {found_seq:?}, this writer holds {held})"
+                        ))));
+                    }
+                    _ => {
+                        // The log's head is not the one the rows follow (or another
+                        // writer's rows took their positions meanwhile).
+                        let (seq, hash) = match (again_heads.get(&c.id), found_seq) {
+                            (Some(head), _) => *head,
+                            (None, Some(seq)) => {
+                                let head = (seq, head_hash(authority, seq, found_hash)?);
+                                self.heads.lock().unwrap().insert(c.id, head);
+                                head
+                            }
+                            (None, None) => self.read_head(conn, c.id, authority).await?,
+                        };
+                        again_heads.insert(c.id, (seq, hash));
+                        match group[c.index].after {
+                            Some(after) if after != seq => {
+                                results[c.index] = Some(Err(StoreError::Conflict(format!(
+                                    "{authority}: the writer appends after event {after}, but the log's head is {seq} (another writer?)"
+                                ))));
+                            }
+                            _ if attempt == STALE_HEAD_RETRIES => {
+                                results[c.index] = Some(Err(StoreError::Conflict(format!(
+                                    "{authority}: the log's head kept moving while appending (another writer?)"
+                                ))));
+                            }
+                            _ => {
+                                rechain(seq, hash, &mut c.events);
+                                c.after = seq;
+                                c.prev = hash;
+                                if let Some(last) = c.events.last() {
+                                    again_heads.insert(c.id, (last.authority_seq, last.hash));
+                                }
+                                again.push(c);
+                            }
+                        }
+                    }
+                }
+            }
+            round = again;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every append of a round is answered"))
+            .collect())
+    }
+
+    /// Sends one round to `ochered_append_round`: one statement, one transaction.
+    async fn send_round(
+        &self,
+        conn: &mut PgConnection,
+        group: &[Append],
+        round: &[Chained],
+    ) -> Result<Vec<RoundStatus>, StoreError> {
+        let rows: usize = round.iter().map(|c| c.events.len()).sum();
+        let mut seqs = Vec::with_capacity(rows);
+        let mut records: Vec<&[u8]> = Vec::with_capacity(rows);
+        let mut hashes: Vec<&[u8]> = Vec::with_capacity(rows);
+        for e in round.iter().flat_map(|c| &c.events) {
+            seqs.push(e.authority_seq);
+            records.push(&e.record);
+            hashes.push(&e.hash);
+        }
+        let ids: Vec<i32> = round.iter().map(|c| c.id).collect();
+        let names: Vec<&str> = round
+            .iter()
+            .map(|c| group[c.index].authority.as_str())
+            .collect();
+        let after: Vec<i64> = round.iter().map(|c| c.after).collect();
+        let prev: Vec<&[u8]> = round.iter().map(|c| c.prev.as_slice()).collect();
+        let epochs: Vec<Option<i64>> = round.iter().map(|c| c.epoch).collect();
+        let counts: Vec<i32> = round.iter().map(|c| c.events.len() as i32).collect();
+        // Followers hear of each append at commit (cluster mode only).
+        let notify = self
+            .fencing
+            .get()
+            .map(|_| crate::cluster::NOTIFY_CHANNEL);
+        let statuses: Vec<RoundStatus> = sqlx::query_as(APPEND_ROUND_SQL)
+            .bind(&ids)
+            .bind(&names)
+            .bind(&after)
+            .bind(&prev)
+            .bind(&epochs)
+            .bind(&counts)
+            .bind(&seqs)
+            .bind(&records)
+            .bind(&hashes)
+            .bind(self.legacy)
+            .bind(notify)
+            .fetch_all(&mut *conn)
+            .await?;
+        if statuses.len() != round.len() {
+            return Err(StoreError::Other(format!(
+                "ochered_append_round answered {} appends of {}",
+                statuses.len(),
+                round.len()
+            )));
+        }
+        Ok(statuses)
     }
 }
 
@@ -469,10 +642,7 @@ impl GroupCommit for Inner {
         Box::pin(async move {
             let n = group.len();
             match self.commit_group(group).await {
-                Ok((results, new_ids)) => {
-                    self.ids.lock().unwrap().extend(new_ids);
-                    results
-                }
+                Ok(results) => results,
                 Err(error) => (0..n).map(|_| Err(error.clone())).collect(),
             }
         })
