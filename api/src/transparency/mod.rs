@@ -57,6 +57,14 @@ struct TreeState {
     recent_first: u64,
     /// A batch was dropped (it did not continue the tree): the store must be read.
     behind: bool,
+    /// While the tree is behind: the hashes of the batches committed beyond it, events
+    /// `ahead_first ..`, so that their receipts name their hashes from memory instead of
+    /// reading each event back from the store (at a start, every acknowledgement until the
+    /// tree caught up did; on PostgreSQL that was a round trip per submission and made the
+    /// first seconds of a wave slow). At most [`RECENT_HASHES`]; they leave as the tree
+    /// reaches them.
+    ahead: VecDeque<Hash>,
+    ahead_first: u64,
 }
 
 impl TreeState {
@@ -74,8 +82,38 @@ impl TreeState {
     }
 
     fn recent_hash(&self, seq: u64) -> Option<Hash> {
-        let index = seq.checked_sub(self.recent_first)?;
-        self.recent.get(index as usize).copied()
+        let recent = seq
+            .checked_sub(self.recent_first)
+            .and_then(|index| self.recent.get(index as usize));
+        let ahead = || {
+            seq.checked_sub(self.ahead_first)
+                .and_then(|index| self.ahead.get(index as usize))
+        };
+        recent.or_else(ahead).copied()
+    }
+
+    /// Keeps the hashes of a batch that does not continue the tree (see `ahead`).
+    fn keep_ahead(&mut self, first_seq: u64, hashes: &[Hash]) {
+        if self.ahead.is_empty() || first_seq != self.ahead_first + self.ahead.len() as u64 {
+            // Not contiguous with what is kept: start again from this batch.
+            self.ahead.clear();
+            self.ahead_first = first_seq;
+        }
+        self.ahead.extend(hashes.iter().copied());
+        while self.ahead.len() > RECENT_HASHES {
+            self.ahead.pop_front();
+            self.ahead_first += 1;
+        }
+        self.trim_ahead();
+    }
+
+    /// Drops the kept hashes the tree holds now.
+    fn trim_ahead(&mut self) {
+        let len = self.tree.len();
+        while !self.ahead.is_empty() && self.ahead_first <= len {
+            self.ahead.pop_front();
+            self.ahead_first += 1;
+        }
     }
 }
 
@@ -87,6 +125,8 @@ impl AuthorityLog {
                 recent: VecDeque::new(),
                 recent_first: 1,
                 behind,
+                ahead: VecDeque::new(),
+                ahead_first: 1,
             }),
             newest: RwLock::new(None),
             refused: RwLock::new(None),
@@ -186,6 +226,7 @@ impl Transparency {
         let len = state.tree.len();
         if first_seq > len + 1 {
             state.behind = true;
+            state.keep_ahead(first_seq, hashes);
             drop(state);
             self.wake.notify_one();
             return;
@@ -223,6 +264,7 @@ impl Transparency {
                     state.push(seq, &event.hash);
                 }
             }
+            state.trim_ahead();
             if (page.len() as i64) < CATCH_UP_PAGE {
                 return Ok(state.tree.len());
             }
@@ -638,5 +680,41 @@ impl Transparency {
         let time_zone = w.read(|s| s.config().map(|c| c.time_zone))?;
         self.receipt(w.authority(), r.service, r.number, r.at, time_zone, r.seq)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(n: u8) -> Hash {
+        [n; 32]
+    }
+
+    /// Behind (a start: the tree is read from the store), the hashes of batches committed
+    /// beyond the tree still answer receipts from memory, until the tree holds them.
+    #[test]
+    fn hashes_committed_beyond_a_tree_that_is_behind_are_kept_for_receipts() {
+        let log = AuthorityLog::new(true);
+        let mut state = log.inner.lock().unwrap();
+        state.keep_ahead(5, &[h(5), h(6)]);
+        state.keep_ahead(7, &[h(7)]);
+        assert_eq!(state.recent_hash(4), None);
+        assert_eq!(state.recent_hash(5), Some(h(5)));
+        assert_eq!(state.recent_hash(7), Some(h(7)));
+        assert_eq!(state.recent_hash(8), None);
+        // The tree catches up to 5 (from the store): what it holds leaves `ahead`.
+        for seq in 1..=5u8 {
+            state.push(u64::from(seq), &h(seq));
+        }
+        state.trim_ahead();
+        assert_eq!(state.ahead_first, 6);
+        assert_eq!(state.ahead.len(), 2);
+        assert_eq!(state.recent_hash(5), Some(h(5)));
+        assert_eq!(state.recent_hash(6), Some(h(6)));
+        // A batch that does not follow what is kept starts the kept range again.
+        state.keep_ahead(10, &[h(10)]);
+        assert_eq!(state.recent_hash(6), None);
+        assert_eq!(state.recent_hash(10), Some(h(10)));
     }
 }

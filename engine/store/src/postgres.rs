@@ -51,8 +51,8 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::commit::{Append, Committer, GroupCommit, GroupResult};
 use crate::{
-    chain, encode_all, rechain, hash_from_hex, legacy, stored_from_row, ChainHead, EventStore, Hash,
-    IdempotencyHit, NewEvent, StoreError, StoredEvent, GENESIS, SNAPSHOTS_KEPT,
+    chain, encode_all, hash_from_hex, legacy, rechain, stored_from_row, ChainHead, EventStore,
+    Hash, IdempotencyHit, NewEvent, StoreError, StoredEvent, GENESIS, SNAPSHOTS_KEPT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -622,10 +622,7 @@ impl Inner {
         let epochs: Vec<Option<i64>> = round.iter().map(|c| c.epoch).collect();
         let counts: Vec<i32> = round.iter().map(|c| c.events.len() as i32).collect();
         // Followers hear of each append at commit (cluster mode only).
-        let notify = self
-            .fencing
-            .get()
-            .map(|_| crate::cluster::NOTIFY_CHANNEL);
+        let notify = self.fencing.get().map(|_| crate::cluster::NOTIFY_CHANNEL);
         let statuses: Vec<RoundStatus> = sqlx::query_as(APPEND_ROUND_SQL)
             .bind(&ids)
             .bind(&names)
