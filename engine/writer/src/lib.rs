@@ -64,6 +64,13 @@ pub struct WriterConfig {
     pub queue_commands_max: usize,
     /// Save a snapshot after this many events since the last one (None: never).
     pub snapshot_every_events: Option<u64>,
+    /// Wait for a lull before a due snapshot: while the writer has received at least this
+    /// many commands in the last second, a due snapshot waits, up to twice
+    /// `snapshot_every_events` (then it is taken at the next idle moment regardless). Encoding
+    /// a snapshot holds the writer's commands back (hundreds of milliseconds for a large
+    /// authority), so in a surge it waits for the surge to pass. None: a due snapshot is
+    /// taken at the first idle moment, however busy the writer is.
+    pub snapshot_lull_per_second: Option<u64>,
     pub clock: Clock,
     /// Fault injection for tests: stop after committing a batch, before acknowledging it.
     #[doc(hidden)]
@@ -101,6 +108,7 @@ impl Default for WriterConfig {
             batch_commands_max: 2048,
             queue_commands_max: 65_536,
             snapshot_every_events: None,
+            snapshot_lull_per_second: None,
             clock: system_clock(),
             crash_after_commit: false,
             on_fenced: None,
@@ -307,6 +315,8 @@ impl Writer {
             // A start that replayed a long tail takes a snapshot at its first idle moment.
             events_since_snapshot: stats.events,
             snapshot_task: None,
+            arrivals: Arrivals::new(tokio::time::Instant::now()),
+            snapshot_recheck_at: None,
         };
         let run = async move { task.run(rx).await };
         match runtime {
@@ -508,6 +518,57 @@ struct WriterTask {
     events_since_snapshot: u64,
     /// The snapshot being stored, if one is: one at a time.
     snapshot_task: Option<tokio::task::JoinHandle<()>>,
+    /// Commands received lately, for the lull a due snapshot waits for.
+    arrivals: Arrivals,
+    /// A due snapshot waits for a lull: look again at this moment even if no command comes.
+    snapshot_recheck_at: Option<tokio::time::Instant>,
+}
+
+/// How often a due snapshot that waits for a lull looks again while no command comes.
+const SNAPSHOT_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Commands received per second: counted in one-second windows, the rate being the larger of
+/// the last full window and the current one (so a window just begun does not look quiet).
+#[derive(Debug, Clone, Copy)]
+struct Arrivals {
+    window_start: tokio::time::Instant,
+    current: u64,
+    previous: u64,
+}
+
+impl Arrivals {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn new(now: tokio::time::Instant) -> Self {
+        Self {
+            window_start: now,
+            current: 0,
+            previous: 0,
+        }
+    }
+
+    fn roll(&mut self, now: tokio::time::Instant) {
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed >= Self::WINDOW {
+            self.previous = if elapsed >= 2 * Self::WINDOW {
+                0
+            } else {
+                self.current
+            };
+            self.current = 0;
+            self.window_start = now;
+        }
+    }
+
+    fn add(&mut self, commands: u64, now: tokio::time::Instant) {
+        self.roll(now);
+        self.current += commands;
+    }
+
+    fn per_second(&mut self, now: tokio::time::Instant) -> u64 {
+        self.roll(now);
+        self.previous.max(self.current)
+    }
 }
 
 /// The first wait after a failed reload, and the longest.
@@ -597,7 +658,14 @@ impl WriterTask {
                             continue;
                         }
                     },
-                    None => rx.recv().await,
+                    // A due snapshot waits for a lull: look again when no command comes.
+                    None => match self.snapshot_recheck_at {
+                        Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                            Ok(next) => next,
+                            Err(_) => continue,
+                        },
+                        None => rx.recv().await,
+                    },
                 };
                 match next {
                     Some(job) => batch.push(job),
@@ -610,6 +678,8 @@ impl WriterTask {
                     Err(_) => break,
                 }
             }
+            self.arrivals
+                .add(batch.len() as u64, tokio::time::Instant::now());
             if let Some(oldest) = batch.first() {
                 interval.took(
                     &self.shared.stats.wait,
@@ -1026,14 +1096,26 @@ impl WriterTask {
         Finished::Committed
     }
 
-    /// Saves a snapshot when enough events were committed since the last one. Called only when
-    /// no decided batch is waiting for its commit, so the state equals the committed log.
+    /// Saves a snapshot when enough events were committed since the last one, in a lull
+    /// (see [`WriterConfig::snapshot_lull_per_second`]). Called only when no decided batch is
+    /// waiting for its commit, so the state equals the committed log.
     async fn maybe_snapshot(&mut self) {
-        if let Some(every) = self.config.snapshot_every_events {
-            if self.events_since_snapshot >= every {
-                self.save_snapshot().await;
+        self.snapshot_recheck_at = None;
+        let Some(every) = self.config.snapshot_every_events else {
+            return;
+        };
+        if self.events_since_snapshot < every {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let overdue = self.events_since_snapshot >= every.saturating_mul(2);
+        if let Some(lull) = self.config.snapshot_lull_per_second {
+            if !overdue && self.arrivals.per_second(now) >= lull {
+                self.snapshot_recheck_at = Some(now + SNAPSHOT_RECHECK);
+                return;
             }
         }
+        self.save_snapshot().await;
     }
 
     /// Rebuilds the first answer to a request from the events the log records for its key.

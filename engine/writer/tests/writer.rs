@@ -390,6 +390,76 @@ async fn snapshots_shorten_replay_and_give_the_same_state() {
     let _ = Duration::zero();
 }
 
+/// A due snapshot waits while commands keep coming (encoding one holds them back), then is
+/// taken in the lull without another command; one due twice over is taken regardless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_snapshot_waits_for_a_lull_and_is_taken_in_it() {
+    let h = Harness::sqlite().await;
+    let waiting = WriterConfig {
+        snapshot_every_events: Some(60),
+        // Any command in the last second or two is "busy".
+        snapshot_lull_per_second: Some(1),
+        ..config()
+    };
+    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, waiting)
+        .await
+        .unwrap();
+    setup(&writer).await;
+    let after_setup = writer.head().authority_seq;
+    assert!(after_setup < 60, "the setup alone is not due a snapshot");
+    // One command after another: the writer is idle between them (where a snapshot is
+    // taken without the lull), but busy at every one of them.
+    for n in 0..80u64 {
+        writer
+            .submit(application(n), keyed(&format!("b{n}")))
+            .await
+            .unwrap();
+    }
+    let head = writer.head().authority_seq;
+    assert!(
+        (60..120).contains(&head),
+        "due once, not twice over: {head}"
+    );
+    assert_eq!(
+        h.store.load_snapshot(AUTHORITY).await.unwrap().map(|s| s.0),
+        None,
+        "no snapshot while the commands came"
+    );
+    // The lull: no command comes, and the writer takes it by itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let taken = loop {
+        if let Some((seq, _)) = h.store.load_snapshot(AUTHORITY).await.unwrap() {
+            break seq;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot in the lull"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(taken, head, "taken in the lull, of the whole log");
+    let (state, stats) = load_state(h.store.as_ref(), AUTHORITY).await.unwrap();
+    assert_eq!(stats.from_snapshot, Some(head));
+    assert_eq!(state.state_hash(), writer.read(|s| s.state_hash()));
+
+    // Busy past twice the interval: taken at an idle moment regardless of the lull.
+    for n in 80..210u64 {
+        writer
+            .submit(application(n), keyed(&format!("b{n}")))
+            .await
+            .unwrap();
+        let newest = h.store.load_snapshot(AUTHORITY).await.unwrap().unwrap().0;
+        if newest > head {
+            assert!(
+                newest - head >= 120,
+                "not before twice the interval: {newest} after {head}"
+            );
+            return;
+        }
+    }
+    panic!("no snapshot after twice the interval while busy");
+}
+
 /// Two writers of one authority (what fencing prevents in a cluster): the one whose log moved
 /// under it cannot commit — its append names the head it decided on — so a key it does not
 /// know cannot be used twice, and after rebuilding from the log it answers the retry with the
