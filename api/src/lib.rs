@@ -180,10 +180,10 @@ pub async fn spawn_node(
 
 /// A due snapshot waits while its authority receives this many commands a second or more
 /// (up to twice `--snapshot-every` events): encoding one holds the authority's commands back
-/// for as long as it takes (a stall of about 0.3 s at 200,000 events, seen from /metrics), which in the middle of an
-/// enrollment wave put hundreds of submissions over the latency objective
-/// (docs/PERFORMANCE.md, "The national wave on PostgreSQL"). At this rate a snapshot delays
-/// a few dozen requests at most.
+/// for as long as it takes (a stall of about 0.3 s at 200,000 events, seen from /metrics),
+/// which in the middle of an enrollment wave put hundreds of submissions over the latency
+/// objective (docs/PERFORMANCE.md, "The national wave on PostgreSQL, and a snapshot that
+/// waits for a lull"). At this rate a snapshot delays a few dozen requests at most.
 const SNAPSHOT_LULL_PER_SECOND: u64 = 100;
 
 /// The writers' settings from the server's.
