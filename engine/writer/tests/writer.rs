@@ -41,6 +41,13 @@ async fn setup(writer: &Writer) {
     }
 }
 
+/// A writer of [`AUTHORITY`] on `store` with `config`, its setup committed.
+async fn started_with_setup(store: Arc<dyn EventStore>, config: WriterConfig) -> Writer {
+    let (writer, _) = Writer::start(store, AUTHORITY, config).await.unwrap();
+    setup(&writer).await;
+    writer
+}
+
 fn application(n: u64) -> Command {
     let mut rng = SeededRng::new(n);
     demo::kindergarten_application(&mut rng, n, &DemoShape::default(), today())
@@ -327,10 +334,7 @@ async fn past_its_queue_the_writer_refuses_at_once() {
         batch_commands_max: 4,
         ..config()
     };
-    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, small)
-        .await
-        .unwrap();
-    setup(&writer).await;
+    let writer = started_with_setup(h.store.clone(), small).await;
     let mut tasks = Vec::new();
     for n in 0..200u64 {
         let writer = writer.clone();
@@ -359,10 +363,7 @@ async fn snapshots_shorten_replay_and_give_the_same_state() {
         snapshot_every_events: Some(50),
         ..config()
     };
-    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, snapshotting)
-        .await
-        .unwrap();
-    setup(&writer).await;
+    let writer = started_with_setup(h.store.clone(), snapshotting).await;
     for n in 0..120u64 {
         writer
             .submit(application(n), keyed(&format!("s{n}")))
@@ -401,10 +402,7 @@ async fn a_due_snapshot_waits_for_a_lull_and_is_taken_in_it() {
         snapshot_lull_per_second: Some(1),
         ..config()
     };
-    let (writer, _) = Writer::start(h.store.clone(), AUTHORITY, waiting)
-        .await
-        .unwrap();
-    setup(&writer).await;
+    let writer = started_with_setup(h.store.clone(), waiting).await;
     let after_setup = writer.head().authority_seq;
     assert!(after_setup < 60, "the setup alone is not due a snapshot");
     // One command after another: the writer is idle between them (where a snapshot is
