@@ -474,6 +474,20 @@ impl Inner {
     }
 }
 
+/// Closes `pool` once every connection is back in it, so that none outlives the store.
+///
+/// sqlx's `Pool::close` waits for the connections in use, but one that is being handed
+/// back while it waits is pinged, put among the idle ones after `close` has taken them, and
+/// then stays open until the pool itself is dropped. A backup that turns its copy into one
+/// file right after closing the store it signed it with was refused ("database is locked").
+async fn close_pool(pool: &SqlitePool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pool.size() as usize > pool.num_idle() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    pool.close().await;
+}
+
 fn corrupt(message: String) -> StoreError {
     StoreError::Corrupt(message)
 }
@@ -996,7 +1010,7 @@ impl EventStore for SqliteStore {
             let _ = task.await;
         }
         if !self.inner.in_memory {
-            self.inner.reader.close().await;
+            close_pool(&self.inner.reader).await;
         }
         if let Ok(mut conn) = self.inner.writer.acquire().await {
             if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -1005,7 +1019,11 @@ impl EventStore for SqliteStore {
             {
                 tracing::warn!(%error, "SQLite WAL checkpoint on close failed");
             }
+            // Closed here, not handed back: see `close_pool`.
+            if let Err(error) = conn.close().await {
+                tracing::warn!(%error, "closing the SQLite writer connection failed");
+            }
         }
-        self.inner.writer.close().await;
+        close_pool(&self.inner.writer).await;
     }
 }

@@ -232,3 +232,34 @@ async fn a_background_checkpoint_copies_the_wal_into_the_file() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Closing a store leaves no connection to its file open, however soon after opening it
+/// comes: `ochered backup` opens its copy, signs it, closes it and at once turns it into one
+/// file, which SQLite refuses ("database is locked") while another connection has it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_store_leaves_no_connection_to_its_file() {
+    use ochered_store::EventStore;
+    use sqlx::{ConnectOptions, Connection};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    let url = path.display().to_string();
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.append("msk", events("app", 1, 3)).await.unwrap();
+    store.close().await;
+    for round in 0..100 {
+        let store = SqliteStore::open(&url).await.unwrap();
+        assert_eq!(store.head("msk").await.unwrap().authority_seq, 3);
+        store.close().await;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        // Leaving WAL mode needs the file to itself; it does not wait for other connections.
+        let mode: Result<String, _> = sqlx::query_scalar("PRAGMA journal_mode=DELETE")
+            .fetch_one(&mut conn)
+            .await;
+        conn.close().await.unwrap();
+        assert_eq!(mode.unwrap(), "delete", "round {round}");
+    }
+}
