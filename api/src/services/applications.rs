@@ -83,7 +83,7 @@ async fn my_applications(
     let mut applications = Vec::with_capacity(mine.len());
     for (mut view, child, sealed) in mine {
         let contact =
-            open_contact(&state, &authority, &child, sealed.as_ref(), view.erased).await?;
+            open_contact(&state, &authority, &child, sealed.as_deref(), view.erased).await?;
         view.child_name = contact.map(|c| c.child_name);
         applications.push(view);
     }
@@ -123,7 +123,7 @@ async fn get_application(
         Ok::<_, ApiError>((view, app.child, app.sealed.clone()))
     })?;
     // Only the submitter and officers get here (auditors and registrars were refused).
-    let contact = open_contact(&state, &authority, &child, sealed.as_ref(), view.erased).await?;
+    let contact = open_contact(&state, &authority, &child, sealed.as_deref(), view.erased).await?;
     view.child_name = contact.as_ref().map(|c| c.child_name.clone());
     view.contact = Some(contact);
     Ok(Json(view))

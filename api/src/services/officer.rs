@@ -144,7 +144,11 @@ async fn search_applications(
             s.applications()
                 .iter()
                 .filter(|a| !a.erased)
-                .filter_map(|a| a.sealed.clone().map(|sealed| (a.number, a.child, sealed)))
+                .filter_map(|a| {
+                    a.sealed
+                        .as_deref()
+                        .map(|sealed| (a.number, a.child, sealed.clone()))
+                })
                 .collect::<Vec<_>>()
         });
         let mut numbers = Vec::new();
@@ -205,7 +209,7 @@ async fn with_names<T>(
                 (
                     wire::application_view(s, a),
                     a.child,
-                    a.sealed.clone(),
+                    a.sealed.as_deref().cloned(),
                     keep(a),
                 )
             })

@@ -186,7 +186,7 @@ async fn enrollment_order(
         ))
     })?;
     for (school, index, child, erased, sealed) in sealed {
-        let contact = open_contact(&state, &authority, &child, sealed.as_ref(), erased).await?;
+        let contact = open_contact(&state, &authority, &child, sealed.as_deref(), erased).await?;
         order.schools[school].enrolled[index].child_name = contact.map(|c| c.child_name);
     }
     Ok(Json(order))

@@ -204,7 +204,7 @@ fn sees_personal_data(caller: &Caller) -> bool {
 /// given, or after erasure).
 fn sealed_contact(app: &Application) -> Option<(PersonKey, Sealed)> {
     match &app.sealed {
-        Some(sealed) if !app.erased => Some((app.child, sealed.clone())),
+        Some(sealed) if !app.erased => Some((app.child, (**sealed).clone())),
         _ => None,
     }
 }

@@ -126,7 +126,7 @@ impl State {
                     submitted_by: submitted_by.as_str().into(),
                     placement: None,
                     version: 1,
-                    sealed: sealed.clone(),
+                    sealed: sealed.clone().map(Box::new),
                     erased: false,
                 };
                 self.insert_application(app, cause, *registered_at);
@@ -219,8 +219,11 @@ impl State {
                 self.change_application(*number, cause, *at, |app| {
                     app.status = ApplicationStatus::Enrolled;
                 });
-                self.active_by_child
-                    .remove(&(ServiceKind::Kindergarten, child));
+                self.active_by_child.remove(
+                    &self.data.applications,
+                    ServiceKind::Kindergarten,
+                    &child,
+                );
                 self.enrolled_by_child.insert(child, *number);
             }
             Event::OfferDeclined {

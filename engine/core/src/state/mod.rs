@@ -8,6 +8,7 @@
 
 mod applications;
 mod authority;
+mod child_index;
 mod clinic;
 mod history;
 mod kindergarten;
@@ -78,7 +79,8 @@ pub struct State {
     pub data: StateData,
     institution_by_id: HashMap<InstitutionId, InstitutionIdx>,
     campaign_by_id: HashMap<CampaignId, CampaignIdx>,
-    active_by_child: HashMap<(ServiceKind, PersonKey), ApplicationNumber, PersonKeyHash>,
+    /// Each child's current application of a service (`child_index.rs`).
+    active_by_child: child_index::ChildIndex,
     /// The enrolled kindergarten application of each child that has one.
     enrolled_by_child: HashMap<PersonKey, ApplicationNumber, PersonKeyHash>,
     round_by_id: HashMap<RoundId, u32>,

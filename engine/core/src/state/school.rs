@@ -189,7 +189,7 @@ impl State {
                     submitted_by: submitted_by.as_str().into(),
                     placement: None,
                     version: 1,
-                    sealed: sealed.clone(),
+                    sealed: sealed.clone().map(Box::new),
                     erased: false,
                 };
                 self.data.campaigns[campaign_idx as usize]

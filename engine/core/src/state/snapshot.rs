@@ -439,7 +439,9 @@ impl State {
             ..State::default()
         };
         let queues = state.rebuild_head_indexes();
-        state.active_by_child.reserve(with_room(n));
+        state
+            .active_by_child
+            .reserve(&state.data.applications, with_room(n));
         Ok((
             SnapshotIndexer {
                 state,

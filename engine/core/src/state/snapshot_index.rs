@@ -34,22 +34,27 @@ impl SnapshotIndexer {
     /// Indexes the next applications, in the stream's order, and keeps them.
     pub fn add(&mut self, batch: Vec<Application>) {
         let state = &mut self.state;
-        for app in &batch {
+        let first = state.data.applications.len();
+        state.data.applications.extend(batch);
+        // The child index reads an entry's key from its application: they go in first.
+        let applications = &state.data.applications;
+        for app in &applications[first..] {
             if app.status.is_current(app.service) {
                 state
                     .active_by_child
-                    .insert((app.service, app.child), app.number);
+                    .insert(applications, app.service, &app.child, app.number);
             }
             if app.service == ServiceKind::Kindergarten && app.status == ApplicationStatus::Enrolled
             {
                 state.enrolled_by_child.insert(app.child, app.number);
             }
-            let members = &mut self.members;
+        }
+        let members = &mut self.members;
+        for app in &state.data.applications[first..] {
             state.for_each_queue_entry(app, |queue, key| {
                 members.entry(queue).or_default().push(key);
             });
         }
-        state.data.applications.extend(batch);
     }
 
     /// Builds the queues' members from the applications indexed so far (each queue's set in

@@ -201,7 +201,7 @@ fn sealed_personal_data_is_carried_into_the_event_and_the_state() {
         other => panic!("unexpected {other:?}"),
     }
     let app = s.state.application(ApplicationNumber(1)).unwrap();
-    assert_eq!(app.sealed, Some(sealed(0xab)));
+    assert_eq!(app.sealed.as_deref(), Some(&sealed(0xab)));
     assert!(!app.erased);
 }
 
@@ -269,8 +269,12 @@ fn erasure_forgets_personal_data_and_moves_no_queue() {
     let app = s.state.application(ApplicationNumber(2)).unwrap();
     assert_eq!((app.sealed.as_ref(), app.erased), (None, true));
     assert_eq!(
-        s.state.application(ApplicationNumber(1)).unwrap().sealed,
-        Some(sealed(1))
+        s.state
+            .application(ApplicationNumber(1))
+            .unwrap()
+            .sealed
+            .as_deref(),
+        Some(&sealed(1))
     );
     let after = all_positions(&s.state);
     assert_eq!(before, after);
