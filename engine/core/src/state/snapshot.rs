@@ -53,7 +53,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{AuthorityConfig, BirthDate, Channel, PersonKey, SlotId, Specialty};
 use crate::ordering::SortKey;
-use crate::queues::{Cause, QueueChange, QueueKey, Queues};
+use crate::queues::{Cause, Change, QueueChange, QueueKey, Queues};
 use crate::rounds::Round;
 
 pub use super::snapshot_index::{SnapshotIndexer, SnapshotTail};
@@ -269,22 +269,6 @@ fn channel_of(code: u8) -> Result<Channel, String> {
     })
 }
 
-/// The cause's code byte (without the joined bit) and, for a round, its index.
-fn cause_code(c: Cause) -> (u8, Option<u16>) {
-    match c {
-        Cause::Submitted => (0, None),
-        Cause::PreferencesAmended => (1, None),
-        Cause::Withdrawn => (2, None),
-        Cause::PrivilegeClaimed => (3, None),
-        Cause::PrivilegeConfirmed => (4, None),
-        Cause::PrivilegeRevoked => (5, None),
-        Cause::Round(r) => (6, Some(r)),
-        Cause::OfferDeclined => (7, None),
-        Cause::OfferExpired => (8, None),
-        Cause::Other => (9, None),
-    }
-}
-
 const JOINED: u8 = 0x80;
 
 impl State {
@@ -373,12 +357,12 @@ impl State {
             enc.item(&key);
             enc.uvar(list.len() as u64);
             let (mut at, mut tie) = (0i64, 0i64);
-            for c in list {
+            for c in list.iter().map(Change::unpack) {
                 enc.svar(c.at_micros.wrapping_sub(at));
                 enc.byte(c.key.tier);
                 enc.svar(c.key.tie_break.wrapping_sub(tie));
                 enc.uvar(u64::from(c.key.number.0));
-                let (code, round) = cause_code(c.cause);
+                let (code, round) = c.cause.code();
                 enc.byte(code | if c.joined { JOINED } else { 0 });
                 if let Some(r) = round {
                     enc.uvar(u64::from(r));
@@ -510,23 +494,11 @@ impl State {
                 tie = tie.wrapping_add(dec.svar()?);
                 let number = ApplicationNumber(dec.u32()?);
                 let code = dec.byte()?;
-                let cause = match code & !JOINED {
-                    0 => Cause::Submitted,
-                    1 => Cause::PreferencesAmended,
-                    2 => Cause::Withdrawn,
-                    3 => Cause::PrivilegeClaimed,
-                    4 => Cause::PrivilegeConfirmed,
-                    5 => Cause::PrivilegeRevoked,
-                    6 => Cause::Round(
-                        u16::try_from(dec.uvar()?)
-                            .map_err(|_| "snapshot: a round is out of range")?,
-                    ),
-                    7 => Cause::OfferDeclined,
-                    8 => Cause::OfferExpired,
-                    9 => Cause::Other,
-                    other => return Err(format!("snapshot: unknown cause {other}")),
-                };
-                list.push(QueueChange {
+                let cause = Cause::from_code(code & !JOINED, || {
+                    u16::try_from(dec.uvar()?).map_err(|_| "a round is out of range".to_string())
+                })
+                .map_err(|e| format!("snapshot: {e}"))?;
+                list.push(Change::pack(QueueChange {
                     at_micros: at,
                     key: SortKey {
                         tier,
@@ -535,7 +507,7 @@ impl State {
                     },
                     joined: code & JOINED != 0,
                     cause,
-                });
+                }));
             }
             changes.push((key, list));
         }
@@ -591,7 +563,7 @@ fn with_room(len: usize) -> usize {
 pub struct SubmittedSeqs(Vec<u64>);
 
 /// The queues' change logs, as a snapshot's tail holds them ([`State::read_snapshot_changes`]).
-pub struct ChangeLogs(Vec<(QueueKey, Vec<QueueChange>)>);
+pub struct ChangeLogs(Vec<(QueueKey, Vec<Change>)>);
 
 /// The history items of a snapshot's tail as stored, not yet decoded
 /// ([`State::read_snapshot_histories`]).

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::domain::ApplicationNumber;
 use crate::ordering::SortKey;
 use crate::ostree::OrderStatisticSet;
-use crate::queues::{QueueChange, QueueKey, Queues};
+use crate::queues::{Change, QueueKey, Queues};
 
 use super::{Application, ApplicationStatus, HistoryStep, ServiceKind, State};
 
@@ -16,7 +16,7 @@ use super::{Application, ApplicationStatus, HistoryStep, ServiceKind, State};
 pub struct SnapshotTail {
     pub(super) submitted: Vec<u64>,
     pub(super) steps: HashMap<ApplicationNumber, Vec<HistoryStep>>,
-    pub(super) changes: Vec<(QueueKey, Vec<QueueChange>)>,
+    pub(super) changes: Vec<(QueueKey, Vec<Change>)>,
 }
 
 /// A state being rebuilt from a snapshot: it takes the applications in order, batch by
