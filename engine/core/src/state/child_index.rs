@@ -13,7 +13,9 @@
 //! given (the state's applications); the state keeps that so (an application is indexed
 //! once it is in the list, and never leaves it).
 
-use crate::domain::PersonKey;
+use std::hash::BuildHasher;
+
+use crate::domain::{PersonKey, PersonKeyHash};
 
 use super::{Application, ApplicationNumber, ServiceKind};
 
@@ -23,18 +25,10 @@ pub(super) struct ChildIndex {
     table: hashbrown::HashTable<ApplicationNumber>,
 }
 
-/// The hash of a key: 8 bytes of the child's key (a SHA-256 output, see
-/// [`PersonKey::derive`]) and the service, folded by a multiplication as
-/// [`crate::domain::PersonKeyHasher`] does, so that keys that are not random (test data)
-/// spread over the table too.
+/// The hash of a key: the one the state's other child maps use ([`PersonKeyHash`]: 8 bytes
+/// of the child's key, a SHA-256 output, and the service, folded by a multiplication).
 fn hash(service: ServiceKind, child: &PersonKey) -> u64 {
-    let head = u64::from_le_bytes(child.0[..8].try_into().expect("8 of 32 bytes"));
-    let service = match service {
-        ServiceKind::Kindergarten => 0,
-        ServiceKind::School => 1,
-    };
-    let product = u128::from(head ^ service) * 0x9e37_79b9_7f4a_7c15;
-    (product as u64) ^ ((product >> 64) as u64)
+    PersonKeyHash::default().hash_one((service, child))
 }
 
 fn application(applications: &[Application], number: ApplicationNumber) -> &Application {
