@@ -310,13 +310,14 @@ fn check_order(state: &State, authority: &str, report: &mut AuditReport) {
         }
     };
     // First come, first served: numbers follow registration time.
-    for pair in state.applications().windows(2) {
-        if pair[1].registered_at < pair[0].registered_at {
+    let applications = state.applications();
+    for (earlier, later) in applications.iter().zip(applications.iter_from(1)) {
+        if later.registered_at < earlier.registered_at {
             violation(
                 report,
                 format!(
                     "application {} registered before {}",
-                    pair[1].number, pair[0].number
+                    later.number, earlier.number
                 ),
             );
         }

@@ -19,7 +19,7 @@ use crate::rounds::{
     Round, RoundApplicant, RoundPlacement, RoundScope, RoundSeatGroup, RoundSeats,
 };
 
-use super::{CampaignIdx, InstitutionIdx, State};
+use super::{Applications, CampaignIdx, InstitutionIdx, State};
 
 /// Which service an application belongs to; one active application per child per service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -159,7 +159,7 @@ impl State {
         self.data.applications.get(index)
     }
 
-    pub fn applications(&self) -> &[Application] {
+    pub fn applications(&self) -> &Applications {
         &self.data.applications
     }
 

@@ -17,7 +17,7 @@ use std::hash::BuildHasher;
 
 use crate::domain::{PersonKey, PersonKeyHash};
 
-use super::{Application, ApplicationNumber, ServiceKind};
+use super::{Application, ApplicationNumber, Applications, ServiceKind};
 
 /// `(service, child)` → the child's current application of that service.
 #[derive(Debug, Clone, Default)]
@@ -31,11 +31,11 @@ fn hash(service: ServiceKind, child: &PersonKey) -> u64 {
     PersonKeyHash::default().hash_one((service, child))
 }
 
-fn application(applications: &[Application], number: ApplicationNumber) -> &Application {
+fn application(applications: &Applications, number: ApplicationNumber) -> &Application {
     &applications[number.0 as usize - 1]
 }
 
-fn hash_of(applications: &[Application]) -> impl Fn(&ApplicationNumber) -> u64 + '_ {
+fn hash_of(applications: &Applications) -> impl Fn(&ApplicationNumber) -> u64 + '_ {
     move |&number| {
         let app = application(applications, number);
         hash(app.service, &app.child)
@@ -43,7 +43,7 @@ fn hash_of(applications: &[Application]) -> impl Fn(&ApplicationNumber) -> u64 +
 }
 
 fn is<'a>(
-    applications: &'a [Application],
+    applications: &'a Applications,
     service: ServiceKind,
     child: &'a PersonKey,
 ) -> impl Fn(&ApplicationNumber) -> bool + 'a {
@@ -57,7 +57,7 @@ impl ChildIndex {
     /// The current application of `child` for `service`.
     pub(super) fn get(
         &self,
-        applications: &[Application],
+        applications: &Applications,
         service: ServiceKind,
         child: &PersonKey,
     ) -> Option<ApplicationNumber> {
@@ -70,7 +70,7 @@ impl ChildIndex {
     /// other). `number` need not be in `applications` yet; every other number must be.
     pub(super) fn insert(
         &mut self,
-        applications: &[Application],
+        applications: &Applications,
         service: ServiceKind,
         child: &PersonKey,
         number: ApplicationNumber,
@@ -87,7 +87,7 @@ impl ChildIndex {
     /// `child` has no current application for `service` any more.
     pub(super) fn remove(
         &mut self,
-        applications: &[Application],
+        applications: &Applications,
         service: ServiceKind,
         child: &PersonKey,
     ) {
@@ -105,7 +105,7 @@ impl ChildIndex {
     }
 
     /// Room for `additional` more entries without growing.
-    pub(super) fn reserve(&mut self, applications: &[Application], additional: usize) {
+    pub(super) fn reserve(&mut self, applications: &Applications, additional: usize) {
         self.table.reserve(additional, hash_of(applications));
     }
 }
@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn it_answers_as_a_map_of_service_and_child_would() {
         use std::collections::HashMap;
-        let mut apps = Vec::new();
+        let mut apps = Applications::new();
         let mut index = ChildIndex::default();
         let mut map = HashMap::new();
         // Children 0..40, both services, some replaced and some removed, past every growth

@@ -13,6 +13,7 @@ mod clinic;
 mod history;
 mod kindergarten;
 mod school;
+pub mod segmented;
 mod snapshot;
 mod snapshot_index;
 
@@ -43,6 +44,9 @@ pub use snapshot::{
     SnapshotIndexer, SnapshotSink, SnapshotSource, SnapshotTail, SubmittedSeqs, APPLICATION_BATCH,
 };
 
+/// Every application, by application number - 1.
+pub type Applications = segmented::Segmented<Application>;
+
 /// Index of an institution in [`State::institutions`], in order of registration.
 pub type InstitutionIdx = u32;
 /// Index of a campaign in [`State::campaigns`], in order of configuration.
@@ -54,7 +58,8 @@ pub struct StateData {
     pub config: Option<AuthorityConfig>,
     pub config_version: u32,
     pub institutions: Vec<Institution>,
-    pub applications: Vec<Application>,
+    /// In segments, so that growing never copies them ([`segmented`]).
+    pub applications: Applications,
     pub campaigns: Vec<Campaign>,
     pub specialties: BTreeMap<Specialty, SpecialtyState>,
     pub slots: BTreeMap<SlotId, Slot>,

@@ -59,9 +59,9 @@ use crate::rounds::Round;
 pub use super::snapshot_index::{SnapshotIndexer, SnapshotTail};
 
 use super::{
-    Application, ApplicationNumber, ApplicationStatus, Booking, Campaign, CampaignIdx, HistoryStep,
-    Institution, InstitutionIdx, Patient, Placement, SeatGroup, ServiceKind, Slot, SpecialtyState,
-    State, StateData,
+    Application, ApplicationNumber, ApplicationStatus, Applications, Booking, Campaign,
+    CampaignIdx, HistoryStep, Institution, InstitutionIdx, Patient, Placement, SeatGroup,
+    ServiceKind, Slot, SpecialtyState, State, StateData,
 };
 
 /// Where a snapshot's bytes go, in order.
@@ -408,7 +408,7 @@ impl State {
                 config: head.config,
                 config_version: head.config_version,
                 institutions: head.institutions,
-                applications: Vec::with_capacity(with_room(n)),
+                applications: Applications::new(),
                 campaigns: head.campaigns,
                 specialties: head.specialties,
                 slots,
@@ -549,10 +549,11 @@ impl State {
 ///
 /// The room is for the events after the snapshot (a start folds them next) and for the
 /// live log after that. Without it the first application folded after a large snapshot
-/// doubles a vector of millions of applications: a copy of gigabytes, every page of the
-/// new block touched (a 10,000,000-event start spent about a fifth of its CPU there, most
-/// of it the kernel zeroing pages), and the old and new blocks resident at once. Room that
-/// is never used is address space, not memory: its pages are not touched.
+/// grows a table of millions of entries: a copy of the whole, every page of the new block
+/// touched (a 10,000,000-event start spent about a fifth of its CPU there, most of it the
+/// kernel zeroing pages, when the applications were one vector too), and the old and new
+/// blocks resident at once. Room that is never used is address space, not memory: its
+/// pages are not touched. (The applications need none: [`Applications`] grows in segments.)
 fn with_room(len: usize) -> usize {
     let len = len.min(1 << 24);
     len + len / 8 + 16

@@ -38,7 +38,7 @@ impl SnapshotIndexer {
         state.data.applications.extend(batch);
         // The child index reads an entry's key from its application: they go in first.
         let applications = &state.data.applications;
-        for app in &applications[first..] {
+        for app in applications.iter_from(first) {
             if app.status.is_current(app.service) {
                 state
                     .active_by_child
@@ -50,7 +50,7 @@ impl SnapshotIndexer {
             }
         }
         let members = &mut self.members;
-        for app in &state.data.applications[first..] {
+        for app in state.data.applications.iter_from(first) {
             state.for_each_queue_entry(app, |queue, key| {
                 members.entry(queue).or_default().push(key);
             });
