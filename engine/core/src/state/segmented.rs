@@ -6,8 +6,8 @@
 //! pause of the writer at each power of two: measured over HTTP at 7,500 submissions a second,
 //! 101 ms at 262,144 applications and 188 ms at 524,288 (docs/PERFORMANCE.md, "A pause at
 //! each power of two"), and it grows with the state (gigabytes at ten million). Here a full
-//! segment stays where it is and the next one starts: growth costs at most the doubling of
-//! one segment (up to [`SEGMENT`] items), whatever the length.
+//! segment stays where it is and the next one is allocated whole: past the first segment
+//! (which grows by doubling, so that a small state stays small), nothing is ever copied.
 //!
 //! Reads index the segment (`i >> SEGMENT_BITS`) and the item in it (`i & (SEGMENT - 1)`).
 //! It serializes exactly as a `Vec` of the same items (a sequence of known length), so the
@@ -57,11 +57,15 @@ impl<T> Segmented<T> {
     pub fn push(&mut self, item: T) {
         match self.segments.last_mut() {
             Some(last) if last.len() < SEGMENT => last.push(item),
-            _ => {
-                // A new segment grows by doubling up to its full size, so a small state
-                // stays small.
-                self.segments.push(vec![item]);
+            Some(_) => {
+                // Past the first segment, each new one is allocated whole: nothing is
+                // copied again.
+                let mut segment = Vec::with_capacity(SEGMENT);
+                segment.push(item);
+                self.segments.push(segment);
             }
+            // The first grows by doubling up to its full size, so a small state stays small.
+            None => self.segments.push(vec![item]),
         }
         self.len += 1;
     }
