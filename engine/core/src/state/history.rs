@@ -15,6 +15,7 @@ use crate::domain::ApplicationNumber;
 use crate::event::Event;
 use crate::ordering::Privilege;
 
+use super::segmented::Segmented;
 use super::{InstitutionIdx, State};
 
 /// One step of an application's history after its submission.
@@ -72,8 +73,9 @@ pub enum HistoryKind {
 /// Every application's history.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Histories {
-    /// The chain position of each application's submission, by application number - 1.
-    pub(super) submitted: Vec<u64>,
+    /// The chain position of each application's submission, by application number - 1; in
+    /// segments, as the applications are, so that growing never copies it.
+    pub(super) submitted: Segmented<u64>,
     /// The later steps of the applications that have any, oldest first.
     pub(super) steps: HashMap<ApplicationNumber, Vec<HistoryStep>>,
 }
@@ -123,8 +125,8 @@ impl State {
                 ..
             } => {
                 let index = number.0 as usize - 1;
-                if h.submitted.len() <= index {
-                    h.submitted.resize(index + 1, 0);
+                while h.submitted.len() <= index {
+                    h.submitted.push(0);
                 }
                 h.submitted[index] = seq;
                 // Privileges claimed with the application are claims like later ones.

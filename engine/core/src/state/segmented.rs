@@ -9,6 +9,9 @@
 //! segment stays where it is and the next one is allocated whole: past the first segment
 //! (which grows by doubling, so that a small state stays small), nothing is ever copied.
 //!
+//! The applications are kept in one, and so is each application's submission position
+//! (`history.rs`), which grows with them.
+//!
 //! Reads index the segment (`i >> SEGMENT_BITS`) and the item in it (`i & (SEGMENT - 1)`).
 //! It serializes exactly as a `Vec` of the same items (a sequence of known length), so the
 //! state hash and the snapshot do not change.

@@ -456,7 +456,7 @@ impl State {
         dec: &mut Decoder<'_, R, C>,
     ) -> Result<(SubmittedSeqs, HistoryItems), String> {
         let n = dec.count()?;
-        let mut submitted = Vec::with_capacity(with_room(n));
+        let mut submitted = super::segmented::Segmented::new();
         for _ in 0..n {
             submitted.push(dec.uvar()?);
         }
@@ -561,7 +561,7 @@ fn with_room(len: usize) -> usize {
 
 /// Each application's submission position, as a snapshot's tail holds them
 /// ([`State::read_snapshot_histories`]).
-pub struct SubmittedSeqs(Vec<u64>);
+pub struct SubmittedSeqs(super::segmented::Segmented<u64>);
 
 /// The queues' change logs, as a snapshot's tail holds them ([`State::read_snapshot_changes`]).
 pub struct ChangeLogs(Vec<(QueueKey, Vec<Change>)>);

@@ -14,7 +14,7 @@ use super::{Application, ApplicationStatus, HistoryStep, ServiceKind, State};
 /// What follows a snapshot's applications: the histories and the queues' change logs
 /// ([`State::read_snapshot_tail`]).
 pub struct SnapshotTail {
-    pub(super) submitted: Vec<u64>,
+    pub(super) submitted: super::segmented::Segmented<u64>,
     pub(super) steps: HashMap<ApplicationNumber, Vec<HistoryStep>>,
     pub(super) changes: Vec<(QueueKey, Vec<Change>)>,
 }
