@@ -15,15 +15,14 @@
 //! Rebuilt on replay from the records (every v2 record carries its key's digest) and kept in
 //! snapshots. About 17 bytes a key at the table's fill (10,000,000 keys: about 270 MB).
 //!
-//! The prefix map is [`SHARDS`] maps, by bits 32 to 39 of the prefix (bits a map uses
-//! neither for a bucket nor for a tag), so that growing moves 1/256 of the keys at a time:
-//! one map of 458,752 keys took the writer 34 ms to grow, while a surge's submissions
-//! waited (the state's child index is split for the same reason).
+//! The prefix map is split as the state's child index is ([`shards`]), so that growing
+//! moves 1/256 of the keys at a time: one map of 458,752 keys took the writer 34 ms to
+//! grow, while a surge's submissions waited.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use ochered_core::state::{SnapshotSink, SnapshotSource};
+use ochered_core::state::{shards, SnapshotSink, SnapshotSource};
 use ochered_store::Hash;
 
 /// The keys are already uniform (bytes of SHA-256), so the table needs no hashing of them.
@@ -48,14 +47,11 @@ impl Hasher for PrefixHasher {
 
 type PrefixMap = HashMap<u64, i64, BuildHasherDefault<PrefixHasher>>;
 
-/// How many maps hold the prefixes (see the module documentation).
-const SHARDS: usize = 256;
-
 /// The key index of one authority (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyIndex {
-    /// The first 8 bytes of a digest → the `authority_seq` that records it, in [`SHARDS`]
-    /// maps: a prefix is in the one [`shard`] names.
+    /// The first 8 bytes of a digest → the `authority_seq` that records it, in
+    /// [`shards::COUNT`] maps: a prefix is in the one [`shards::of`] names.
     by_prefix: Box<[PrefixMap]>,
     /// Keys whose prefix another key holds in `by_prefix`: the whole digest → position.
     by_digest: HashMap<Hash, i64>,
@@ -64,7 +60,7 @@ pub struct KeyIndex {
 impl Default for KeyIndex {
     fn default() -> Self {
         KeyIndex {
-            by_prefix: (0..SHARDS).map(|_| PrefixMap::default()).collect(),
+            by_prefix: (0..shards::COUNT).map(|_| PrefixMap::default()).collect(),
             by_digest: HashMap::new(),
         }
     }
@@ -73,11 +69,6 @@ impl Default for KeyIndex {
 /// The first 8 bytes of a digest, as the map's key.
 pub(crate) fn prefix(digest: &Hash) -> u64 {
     u64::from_le_bytes(digest[..8].try_into().expect("8 of 32 bytes"))
-}
-
-/// The prefix map that holds `prefix`.
-fn shard(prefix: u64) -> usize {
-    (prefix >> 32) as usize % SHARDS
 }
 
 impl KeyIndex {
@@ -93,7 +84,7 @@ impl KeyIndex {
     /// The positions that may record `digest`, the one to try first first; at most two.
     pub(crate) fn candidates(&self, digest: &Hash) -> [Option<i64>; 2] {
         let prefix = prefix(digest);
-        match self.by_prefix[shard(prefix)].get(&prefix) {
+        match self.by_prefix[shards::of(prefix)].get(&prefix) {
             None => [None, None],
             Some(&first) => [Some(first), self.by_digest.get(digest).copied()],
         }
@@ -104,7 +95,7 @@ impl KeyIndex {
     /// before: the look-up confirms which) sends the digest to the second map.
     pub(crate) fn insert(&mut self, digest: &Hash, authority_seq: i64) {
         let prefix = prefix(digest);
-        match self.by_prefix[shard(prefix)].entry(prefix) {
+        match self.by_prefix[shards::of(prefix)].entry(prefix) {
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(authority_seq);
             }
@@ -179,13 +170,13 @@ impl KeyIndexBytes {
         let mut index = KeyIndex::default();
         // Room for the keys of the events after the snapshot and of the live log (an eighth
         // more, and a margin: the maps' shares are equal only on average).
-        let share = count / SHARDS;
+        let room = shards::room_each(count);
         for map in index.by_prefix.iter_mut() {
-            map.reserve(share + share / 8 + 4);
+            map.reserve(room);
         }
         for entry in self.prefixes.chunks_exact(16) {
             let prefix = u64_of(&entry[..8]);
-            index.by_prefix[shard(prefix)].insert(prefix, u64_of(&entry[8..]) as i64);
+            index.by_prefix[shards::of(prefix)].insert(prefix, u64_of(&entry[8..]) as i64);
         }
         index.by_digest.reserve(self.digests.len() / 40);
         for entry in self.digests.chunks_exact(40) {
@@ -241,7 +232,7 @@ mod tests {
         let back = KeyIndex::decode(&mut rest).unwrap();
         assert_eq!(back, index);
         // The keys are spread over the maps.
-        assert!(index.by_prefix.iter().filter(|m| !m.is_empty()).count() > SHARDS / 2);
+        assert!(index.by_prefix.iter().filter(|m| !m.is_empty()).count() > shards::COUNT / 2);
         assert_eq!(rest, b"state");
         assert!(KeyIndex::decode(&mut &bytes[..bytes.len() - 50]).is_err());
     }

@@ -13,40 +13,31 @@
 //! given (the state's applications); the state keeps that so (an application is indexed
 //! once it is in the list, and never leaves it).
 //!
-//! The table is [`SHARDS`] tables, each holding the keys whose hash has its number in bits
-//! 32 to 39 (bits the tables use neither for a bucket, the low bits, nor for a tag, the top
-//! seven). A hash table grows by moving every entry to a table twice the size, at once: one
-//! table of 458,752 children took the writer 28 ms to grow, in the middle of a surge, and
-//! a batch of submissions waited for it. A shard grows alone, with 1/256 of the entries:
-//! about 0.1 ms at that size, 2 ms at ten million children.
+//! The table is split into [`shards::COUNT`] tables ([`shards`]), so that it never grows all
+//! at once: one table of 458,752 children took the writer 28 ms to grow, in the middle of a
+//! surge; a table of 1/256 of them about 0.1 ms (2 ms at ten million children).
 
 use std::hash::BuildHasher;
 
 use crate::domain::{PersonKey, PersonKeyHash};
 
-use super::{Application, ApplicationNumber, Applications, ServiceKind};
-
-/// How many tables the index is split into (see the module documentation).
-const SHARDS: usize = 256;
+use super::{shards, Application, ApplicationNumber, Applications, ServiceKind};
 
 /// `(service, child)` → the child's current application of that service.
 #[derive(Debug, Clone)]
 pub(super) struct ChildIndex {
-    /// [`SHARDS`] tables; an entry is in the one [`shard`] names.
+    /// [`shards::COUNT`] tables; an entry is in the one [`shards::of`] names.
     shards: Box<[hashbrown::HashTable<ApplicationNumber>]>,
 }
 
 impl Default for ChildIndex {
     fn default() -> Self {
         ChildIndex {
-            shards: (0..SHARDS).map(|_| hashbrown::HashTable::new()).collect(),
+            shards: (0..shards::COUNT)
+                .map(|_| hashbrown::HashTable::new())
+                .collect(),
         }
     }
-}
-
-/// The table of the index that holds the entries of hash `h`.
-fn shard(h: u64) -> usize {
-    (h >> 32) as usize % SHARDS
 }
 
 /// The hash of a key: the one the state's other child maps use ([`PersonKeyHash`]: 8 bytes
@@ -86,7 +77,7 @@ impl ChildIndex {
         child: &PersonKey,
     ) -> Option<ApplicationNumber> {
         let h = hash(service, child);
-        self.shards[shard(h)]
+        self.shards[shards::of(h)]
             .find(h, is(applications, service, child))
             .copied()
     }
@@ -101,7 +92,7 @@ impl ChildIndex {
         number: ApplicationNumber,
     ) {
         let h = hash(service, child);
-        let table = &mut self.shards[shard(h)];
+        let table = &mut self.shards[shards::of(h)];
         match table.find_mut(h, is(applications, service, child)) {
             Some(current) => *current = number,
             None => {
@@ -118,7 +109,9 @@ impl ChildIndex {
         child: &PersonKey,
     ) {
         let h = hash(service, child);
-        if let Ok(entry) = self.shards[shard(h)].find_entry(h, is(applications, service, child)) {
+        if let Ok(entry) =
+            self.shards[shards::of(h)].find_entry(h, is(applications, service, child))
+        {
             entry.remove();
         }
     }
@@ -134,8 +127,7 @@ impl ChildIndex {
         if additional == 0 {
             return;
         }
-        let share = additional / SHARDS;
-        let each = share + share / 8 + 4;
+        let each = shards::room_each(additional);
         for table in self.shards.iter_mut() {
             table.reserve(each, hash_of(applications));
         }
@@ -232,7 +224,10 @@ mod tests {
         }
         assert_eq!(index.len(), 50_000);
         // Every table holds some: the shard bits vary.
-        assert!(index.shards.iter().all(|t| t.len() > 50_000 / SHARDS / 2));
+        assert!(index
+            .shards
+            .iter()
+            .all(|t| t.len() > 50_000 / shards::COUNT / 2));
         for i in (0..50_000u32).step_by(2) {
             index.remove(&apps, ServiceKind::Kindergarten, &child(i));
         }

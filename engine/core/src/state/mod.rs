@@ -14,6 +14,7 @@ mod history;
 mod kindergarten;
 mod school;
 pub mod segmented;
+pub mod shards;
 mod snapshot;
 mod snapshot_index;
 
