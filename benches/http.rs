@@ -568,6 +568,27 @@ async fn server_shed(client: &reqwest::Client, addr: SocketAddr) -> (f64, f64) {
     (all, within)
 }
 
+/// The server's receipts signed so far, and the signatures they took, from its `/metrics`.
+async fn receipts_signed(client: &reqwest::Client, addr: SocketAddr) -> (f64, f64) {
+    let text = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("ochered_receipts_signed_total"),
+        value("ochered_receipt_signatures_total"),
+    )
+}
+
 /// The overload runs (see the module's documentation).
 async fn overload(addr: SocketAddr, submit: Target, seconds: u64) {
     let client = reqwest::Client::new();
@@ -853,6 +874,11 @@ fn main() {
         for note in notes {
             println!("writer, {note}");
         }
+        let (receipts, signatures) = receipts_signed(&client, addr).await;
+        println!(
+            "receipts, whole run: {receipts:.0} signed under {signatures:.0} signatures ({:.1} per signature)",
+            receipts / signatures.max(1.0)
+        );
         println!(
             "\nsubmissions sent {sent} (2xx in the measured windows {created}, the rest in warm-ups); applications in the state: {}",
             info["applications"]

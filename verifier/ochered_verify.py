@@ -20,7 +20,9 @@ import re
 import struct
 import sys
 
-RECEIPT_FORMAT = "ochered-receipt-v1"
+RECEIPT_FORMAT = "ochered-receipt-v2"
+RECEIPT_FORMAT_V1 = "ochered-receipt-v1"
+RECEIPT_BATCH_FORMAT = "ochered-receipt-batch-v2"
 TREE_HEAD_FORMAT = "ochered-tree-head-v1"
 INCLUSION_PROOF_FORMAT = "ochered-inclusion-proof-v1"
 
@@ -197,8 +199,10 @@ def verify_consistency(first, first_hash, second, second_hash, path):
 
 # --- Documents ----------------------------------------------------------------------------
 
-RECEIPT_KEYS = ["format", "authority", "service", "number", "registered_at", "time_zone",
-                "authority_seq", "event_hash", "public_key", "signature"]
+RECEIPT_KEYS_V1 = ["format", "authority", "service", "number", "registered_at", "time_zone",
+                   "authority_seq", "event_hash", "public_key", "signature"]
+RECEIPT_KEYS = RECEIPT_KEYS_V1 + ["batch"]
+BATCH_KEYS = ["size", "index", "root", "path"]
 HEAD_KEYS = ["format", "authority", "tree_size", "root_hash", "signed_at", "public_key",
              "signature"]
 PROOF_KEYS = ["format", "authority", "leaf_index", "event_hash", "tree_head", "audit_path"]
@@ -222,18 +226,40 @@ def verify_head(head, public_key):
 
 def verify_receipt(receipt, proof, public_key):
     """Checks a receipt and, if given, its inclusion proof. Returns a sentence on success."""
-    require_object(receipt, RECEIPT_KEYS, "a receipt")
-    if receipt["format"] != RECEIPT_FORMAT:
-        raise Unreadable(f"unknown receipt format {receipt['format']!r}")
+    if not isinstance(receipt, dict) or receipt.get("format") not in (RECEIPT_FORMAT,
+                                                                       RECEIPT_FORMAT_V1):
+        raise Unreadable("unknown receipt format "
+                         f"{receipt.get('format') if isinstance(receipt, dict) else None!r}")
+    v1 = receipt["format"] == RECEIPT_FORMAT_V1
+    require_object(receipt, RECEIPT_KEYS_V1 if v1 else RECEIPT_KEYS, "a receipt")
     for name in ["authority", "service", "registered_at", "time_zone", "event_hash",
                  "signature"]:
         require_str(receipt[name], name)
     number = require_int(receipt["number"], "number")
     seq = require_int(receipt["authority_seq"], "authority_seq")
-    check_signature(public_key, [receipt["format"], receipt["authority"], receipt["service"],
-                                 str(number), receipt["registered_at"], receipt["time_zone"],
-                                 str(seq), receipt["event_hash"]],
-                    receipt["signature"], "receipt")
+    statement = [receipt["format"], receipt["authority"], receipt["service"], str(number),
+                 receipt["registered_at"], receipt["time_zone"], str(seq),
+                 receipt["event_hash"]]
+    if v1:
+        # v1: the signature covers the statement itself.
+        check_signature(public_key, statement, receipt["signature"], "receipt")
+    else:
+        # v2: the statement's SHA-256 is leaf `index` of the batch's RFC 6962 tree, whose
+        # size and root the signature covers.
+        batch = receipt["batch"]
+        require_object(batch, BATCH_KEYS, "a receipt's batch")
+        size = require_int(batch["size"], "batch size")
+        index = require_int(batch["index"], "batch index")
+        root = require_hash(batch["root"], "the receipt's batch root")
+        if not isinstance(batch["path"], list):
+            raise Unreadable("the batch path must be a list")
+        path = [require_hash(node, "each batch path node") for node in batch["path"]]
+        check_signature(public_key, [RECEIPT_BATCH_FORMAT, str(size), batch["root"]],
+                        receipt["signature"], "receipt")
+        digest = hashlib.sha256(framed(statement)).digest()
+        if not verify_inclusion(digest, index, size, root, path):
+            raise Invalid("the receipt's signature does not match: its fields are not at its "
+                          "place in the signed batch")
     event_hash = require_hash(receipt["event_hash"], "the receipt's event_hash")
     try:
         datetime.datetime.fromisoformat(receipt["registered_at"])

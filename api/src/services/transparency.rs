@@ -256,7 +256,7 @@ async fn receipt_of(
 /// An application's receipt
 ///
 /// **Roles:** parent (their own), officer (and admin). The server's signed receipt of the
-/// application (`ochered-receipt-v1`), the same bytes as in the submission's answer, as a file
+/// application (`ochered-receipt-v2`), stating what the submission's answer stated, as a file
 /// to keep: `ochered verify-receipt` checks it offline.
 #[utoipa::path(get, path = "/api/v1/authorities/{authority}/applications/{number}/receipt", tag = "transparency",
     security(("bearer" = [])),
@@ -317,22 +317,27 @@ fn qr_svg(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    /// The largest receipt (long fields, the longest batch path) still fits in a QR code.
     #[test]
     fn a_receipt_fits_in_a_qr_code() {
         let key = ochered_transparency::SigningKey::from_bytes(&[1; 32]);
-        let receipt = ochered_transparency::Receipt::sign(
-            &key,
-            ochered_transparency::ReceiptFields {
-                authority: "a-long-authority-name".into(),
-                service: "kindergarten".into(),
-                number: 4_000_000_000,
-                registered_at: "2027-01-01T00:00:00.123456+05:00".into(),
-                time_zone: "America/Argentina/ComodRivadavia".into(),
-                authority_seq: u64::MAX,
-                event_hash: [0xab; 32],
-            },
-        );
-        let svg = super::qr_svg(&serde_json::to_string(&receipt).unwrap()).unwrap();
+        let fields = ochered_transparency::ReceiptFields {
+            authority: "a-long-authority-name".into(),
+            service: "kindergarten".into(),
+            number: 4_000_000_000,
+            registered_at: "2027-01-01T00:00:00.123456+05:00".into(),
+            time_zone: "America/Argentina/ComodRivadavia".into(),
+            authority_seq: u64::MAX,
+            event_hash: [0xab; 32],
+        };
+        let batch = vec![fields; ochered_transparency::RECEIPT_BATCH_MAX];
+        let receipts = ochered_transparency::Receipt::sign_batch(&key, batch);
+        let longest = receipts
+            .iter()
+            .max_by_key(|r| r.batch.as_ref().unwrap().path.len())
+            .unwrap();
+        assert_eq!(longest.batch.as_ref().unwrap().path.len(), 5);
+        let svg = super::qr_svg(&serde_json::to_string(longest).unwrap()).unwrap();
         assert!(svg.starts_with("<?xml") && svg.contains("<svg"), "{svg}");
     }
 }

@@ -24,6 +24,8 @@
 //!
 //! This module imports no other module of the crate: the services publish what it holds.
 
+mod batch;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -163,6 +165,8 @@ impl From<StoreError> for ProofError {
 /// The trees, heads and key of the server.
 pub struct Transparency {
     key: SigningKey,
+    /// Signs the receipts of the submissions answered at one moment together.
+    receipts: batch::BatchSigner,
     store: Arc<dyn EventStore>,
     interval: Duration,
     logs: RwLock<HashMap<String, Arc<AuthorityLog>>>,
@@ -175,6 +179,7 @@ impl Transparency {
     /// Call [`Transparency::run`] to rebuild the trees from the log and sign heads.
     pub fn new(store: Arc<dyn EventStore>, key: SigningKey, interval: Duration) -> Arc<Self> {
         Arc::new(Transparency {
+            receipts: batch::BatchSigner::new(key.clone()),
             key,
             store,
             interval: interval.max(Duration::from_millis(10)),
@@ -308,20 +313,21 @@ impl Transparency {
                 return None;
             }
         };
-        Some(Receipt::sign(
-            &self.key,
-            ReceiptFields {
-                authority: authority.to_owned(),
-                service: service.to_owned(),
-                number,
-                registered_at: registered_at
-                    .with_timezone(&time_zone)
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-                time_zone: time_zone.name().to_owned(),
-                authority_seq: seq,
-                event_hash: hash,
-            },
-        ))
+        Some(
+            self.receipts
+                .sign(ReceiptFields {
+                    authority: authority.to_owned(),
+                    service: service.to_owned(),
+                    number,
+                    registered_at: registered_at
+                        .with_timezone(&time_zone)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+                    time_zone: time_zone.name().to_owned(),
+                    authority_seq: seq,
+                    event_hash: hash,
+                })
+                .await,
+        )
     }
 
     /// The newest signed head of the authority, with its consistency proof from
@@ -640,9 +646,9 @@ impl Transparency {
         self.signed_receipt(w, registered).await
     }
 
-    /// The receipt of application `number` (kindergarten or first grade) as it was given when
-    /// it was submitted: the same bytes, since the fields come from the log and Ed25519
-    /// signatures are deterministic. `None` if there is no such application.
+    /// The receipt of application `number` (kindergarten or first grade): the statement the
+    /// submission's receipt made (its fields come from the log), signed in the batch of this
+    /// moment. `None` if there is no such application.
     pub async fn application_receipt(
         &self,
         w: &ochered_writer::Writer,

@@ -541,7 +541,7 @@ pub struct WaitingPlacesRequest {
 pub struct SubmittedResponse {
     pub application: Option<ApplicationView>,
     pub events: Vec<CommittedEvent>,
-    /// The server's signed receipt (`ochered-receipt-v1`, docs/TRANSPARENCY.md): keep it;
+    /// The server's signed receipt (`ochered-receipt-v2`, docs/TRANSPARENCY.md): keep it;
     /// `ochered verify-receipt` checks it offline. Absent only when the event's hash could not
     /// be read (the store was away).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -553,7 +553,7 @@ pub struct SubmittedResponse {
 #[derive(Serialize, ToSchema)]
 pub struct BookedResponse {
     pub events: Vec<CommittedEvent>,
-    /// The server's signed receipt of the booking (`ochered-receipt-v1`, service `clinic`,
+    /// The server's signed receipt of the booking (`ochered-receipt-v2`, service `clinic`,
     /// `number` the booking's number; docs/TRANSPARENCY.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]

@@ -28,8 +28,9 @@ pub use keys::{
     write_key_pair,
 };
 pub use receipt::{
-    verify_receipt, InclusionProofFile, Receipt, ReceiptFields, ReceiptVerified,
-    INCLUSION_PROOF_FORMAT, RECEIPT_FORMAT,
+    verify_receipt, InclusionProofFile, Receipt, ReceiptBatch, ReceiptFields, ReceiptVerified,
+    INCLUSION_PROOF_FORMAT, RECEIPT_BATCH_FORMAT, RECEIPT_BATCH_MAX, RECEIPT_FORMAT,
+    RECEIPT_FORMAT_V1,
 };
 pub use tree::{empty_root, leaf_hash, node_hash, Hash, LogTree};
 

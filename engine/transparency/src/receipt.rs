@@ -1,16 +1,35 @@
 //! Receipts: the server's signed word that an application was logged at a place and time,
 //! and the inclusion proof that ties it to a signed tree head.
+//!
+//! Receipts are signed in batches (format `ochered-receipt-v2`): the receipts issued at one
+//! moment are the leaves of a small Merkle tree whose root is signed once, and each receipt
+//! carries its place in that tree and its audit path. One Ed25519 signature then serves up to
+//! [`RECEIPT_BATCH_MAX`] parents; the construction is that of batch signing in TLS
+//! (draft-ietf-tls-batch-signing) with the RFC 6962 tree hashing the log already uses.
+//! Receipts of the earlier format (`ochered-receipt-v1`, each signed alone) still verify.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::head::{included, parse_path};
 use crate::{
-    check_signature, framed, hash_hex, parse_hash, sign_hex, Hash, LogTree, SignedTreeHead,
-    SigningKey, VerifyError, VerifyingKey,
+    check_signature, framed, hash_hex, leaf_hash, node_hash, parse_hash, sign_hex, Hash, LogTree,
+    SignedTreeHead, SigningKey, VerifyError, VerifyingKey,
 };
 
-/// The value of [`Receipt::format`], and the first signed field.
-pub const RECEIPT_FORMAT: &str = "ochered-receipt-v1";
+/// The format of the receipts issued today ([`Receipt::format`], the first field of each
+/// receipt's statement).
+pub const RECEIPT_FORMAT: &str = "ochered-receipt-v2";
+
+/// The format of the receipts issued before batches, each signed alone: still verified.
+pub const RECEIPT_FORMAT_V1: &str = "ochered-receipt-v1";
+
+/// The first field of what a batch's signature covers.
+pub const RECEIPT_BATCH_FORMAT: &str = "ochered-receipt-batch-v2";
+
+/// Most receipts under one signature. A receipt's audit path has at most 5 nodes, which keeps
+/// its QR code easy to read; and one signature in 32 is already next to nothing.
+pub const RECEIPT_BATCH_MAX: usize = 32;
 
 /// The value of [`InclusionProofFile::format`].
 pub const INCLUSION_PROOF_FORMAT: &str = "ochered-inclusion-proof-v1";
@@ -37,7 +56,7 @@ pub struct ReceiptFields {
 ///
 /// ```json
 /// {
-///   "format": "ochered-receipt-v1",
+///   "format": "ochered-receipt-v2",
 ///   "authority": "demo",
 ///   "service": "kindergarten",
 ///   "number": 17,
@@ -45,14 +64,19 @@ pub struct ReceiptFields {
 ///   "time_zone": "Asia/Yekaterinburg",
 ///   "authority_seq": 42,
 ///   "event_hash": "9f…",
+///   "batch": { "size": 3, "index": 1, "root": "5c…", "path": ["0d…", "a4…"] },
 ///   "public_key": "3b…",
 ///   "signature": "d1…"
 /// }
 /// ```
 ///
-/// The signature covers [`Receipt::signed_bytes`]: the framed fields `format`, `authority`,
-/// `service`, `number` (decimal ASCII), `registered_at`, `time_zone`, `authority_seq`
-/// (decimal ASCII), `event_hash`.
+/// The receipt's **statement** ([`Receipt::statement`]) is the framed fields `format`,
+/// `authority`, `service`, `number` (decimal ASCII), `registered_at`, `time_zone`,
+/// `authority_seq` (decimal ASCII), `event_hash`. In v2, `SHA-256(statement)` is leaf
+/// `batch.index` of an RFC 6962 tree of `batch.size` leaves whose root is `batch.root`, and
+/// the signature covers the framed `ochered-receipt-batch-v2`, `batch.size` (decimal ASCII)
+/// and `batch.root` ([`Receipt::signed_bytes`]). In v1 there is no `batch` and the signature
+/// covers the statement itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
@@ -64,16 +88,78 @@ pub struct Receipt {
     pub time_zone: String,
     pub authority_seq: u64,
     pub event_hash: String,
+    /// Where the receipt sits in the batch signed with it (v2 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<ReceiptBatch>,
     pub public_key: String,
     pub signature: String,
 }
 
+/// A receipt's place in the batch of receipts signed together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptBatch {
+    /// The number of receipts signed together (1 to [`RECEIPT_BATCH_MAX`]).
+    pub size: u64,
+    /// This receipt's leaf, from 0.
+    pub index: u64,
+    /// The root of the batch's tree (RFC 6962 `MTH`), lower-case hex.
+    pub root: String,
+    /// RFC 6962 `PATH(index, D[size])`, each node as lower-case hex.
+    pub path: Vec<String>,
+}
+
 impl Receipt {
-    /// Signs the fields. Ed25519 signatures are deterministic, so the same fields always give
-    /// the same receipt (a retried request gets the receipt it got the first time).
+    /// Signs one receipt alone: a batch of one, whose root is the receipt's own leaf.
     pub fn sign(key: &SigningKey, fields: ReceiptFields) -> Self {
-        let mut receipt = Receipt {
-            format: RECEIPT_FORMAT.to_string(),
+        Self::sign_batch(key, vec![fields])
+            .pop()
+            .expect("a batch of one gives one receipt")
+    }
+
+    /// Signs receipts together, under one signature, in the order given (at most
+    /// [`RECEIPT_BATCH_MAX`] at a time is the rule the server keeps; more still verify).
+    pub fn sign_batch(key: &SigningKey, batch: Vec<ReceiptFields>) -> Vec<Self> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let public_key = hex::encode(key.verifying_key().to_bytes());
+        let mut receipts: Vec<Receipt> = batch
+            .into_iter()
+            .map(|fields| Receipt::unsigned(RECEIPT_FORMAT, fields, public_key.clone()))
+            .collect();
+        let leaves: Vec<Hash> = receipts
+            .iter()
+            .map(|receipt| leaf_hash(&receipt.statement_digest()))
+            .collect();
+        let levels = batch_levels(leaves);
+        let size = receipts.len() as u64;
+        let root = hash_hex(&levels.last().expect("at least the leaves")[0]);
+        let signature = sign_hex(key, &batch_signed_bytes(size, &root));
+        for (index, receipt) in receipts.iter_mut().enumerate() {
+            receipt.batch = Some(ReceiptBatch {
+                size,
+                index: index as u64,
+                root: root.clone(),
+                path: batch_path(&levels, index).iter().map(hash_hex).collect(),
+            });
+            receipt.signature = signature.clone();
+        }
+        receipts
+    }
+
+    /// A receipt of the earlier format, signed alone (`ochered-receipt-v1`). Servers issue v2;
+    /// this is for tests and test vectors of the receipts parents still hold.
+    pub fn sign_v1(key: &SigningKey, fields: ReceiptFields) -> Self {
+        let public_key = hex::encode(key.verifying_key().to_bytes());
+        let mut receipt = Receipt::unsigned(RECEIPT_FORMAT_V1, fields, public_key);
+        receipt.signature = sign_hex(key, &receipt.statement());
+        receipt
+    }
+
+    fn unsigned(format: &str, fields: ReceiptFields, public_key: String) -> Self {
+        Receipt {
+            format: format.to_string(),
             authority: fields.authority,
             service: fields.service,
             number: fields.number,
@@ -81,15 +167,14 @@ impl Receipt {
             time_zone: fields.time_zone,
             authority_seq: fields.authority_seq,
             event_hash: hash_hex(&fields.event_hash),
-            public_key: hex::encode(key.verifying_key().to_bytes()),
+            batch: None,
+            public_key,
             signature: String::new(),
-        };
-        receipt.signature = sign_hex(key, &receipt.signed_bytes());
-        receipt
+        }
     }
 
-    /// The exact bytes that are signed.
-    pub fn signed_bytes(&self) -> Vec<u8> {
+    /// What the receipt states: its framed fields, `format` first.
+    pub fn statement(&self) -> Vec<u8> {
         framed(&[
             &self.format,
             &self.authority,
@@ -102,15 +187,72 @@ impl Receipt {
         ])
     }
 
-    /// Parses a receipt's JSON text (the signature is not checked here).
-    pub fn parse(text: &str) -> Result<Self, VerifyError> {
-        parse_document(text, "receipt", RECEIPT_FORMAT, |r: &Self| &r.format)
+    /// `SHA-256(statement)`: the receipt's leaf in its batch's tree (hashed once more, with
+    /// the leaf prefix `0x00`, as every RFC 6962 leaf).
+    pub fn statement_digest(&self) -> Hash {
+        Sha256::digest(self.statement()).into()
     }
 
-    /// Checks the signature with the auditor's (or the parent's) copy of the public key, and
-    /// that the fields are well formed.
+    /// The exact bytes the signature covers: the batch's (v2) or the statement (v1).
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        match &self.batch {
+            Some(batch) => batch_signed_bytes(batch.size, &batch.root),
+            None => self.statement(),
+        }
+    }
+
+    /// Parses a receipt's JSON text, of either format (the signature is not checked here).
+    pub fn parse(text: &str) -> Result<Self, VerifyError> {
+        let receipt: Receipt = serde_json::from_str(text)
+            .map_err(|e| VerifyError::Format(format!("not a receipt: {e}")))?;
+        if receipt.format != RECEIPT_FORMAT && receipt.format != RECEIPT_FORMAT_V1 {
+            return Err(VerifyError::Format(format!(
+                "unknown receipt format {:?} (expected {RECEIPT_FORMAT:?} or {RECEIPT_FORMAT_V1:?})",
+                receipt.format
+            )));
+        }
+        Ok(receipt)
+    }
+
+    /// Checks the signature with the auditor's (or the parent's) copy of the public key (in
+    /// v2, also that the statement is the batch's leaf `index`), and that the fields are well
+    /// formed.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), VerifyError> {
-        check_signature(key, &self.signed_bytes(), &self.signature, "receipt")?;
+        match (self.format.as_str(), &self.batch) {
+            (RECEIPT_FORMAT_V1, None) => {
+                check_signature(key, &self.statement(), &self.signature, "receipt")?
+            }
+            (RECEIPT_FORMAT, Some(batch)) => {
+                let root = parse_hash(&batch.root, "the receipt's batch root")?;
+                let path = parse_path(&batch.path, "each batch path node")?;
+                check_signature(key, &self.signed_bytes(), &self.signature, "receipt")?;
+                if !included(
+                    &self.statement_digest(),
+                    batch.index,
+                    batch.size,
+                    &root,
+                    &path,
+                ) {
+                    // The fields are not those that were signed (or the path was changed).
+                    return Err(VerifyError::BadSignature("receipt"));
+                }
+            }
+            (RECEIPT_FORMAT_V1, Some(_)) => {
+                return Err(VerifyError::Format(format!(
+                    "a receipt of format {RECEIPT_FORMAT_V1:?} has no batch"
+                )))
+            }
+            (RECEIPT_FORMAT, None) => {
+                return Err(VerifyError::Format(format!(
+                    "a receipt of format {RECEIPT_FORMAT:?} must name its batch"
+                )))
+            }
+            (other, _) => {
+                return Err(VerifyError::Format(format!(
+                    "unknown receipt format {other:?}"
+                )))
+            }
+        }
         parse_hash(&self.event_hash, "the receipt's event_hash")?;
         chrono::DateTime::parse_from_rfc3339(&self.registered_at).map_err(|_| {
             VerifyError::Format("the receipt's registered_at is not an RFC 3339 time".into())
@@ -126,6 +268,46 @@ impl Receipt {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a receipt serializes")
     }
+}
+
+/// The levels of a batch's RFC 6962 tree, from its leaf hashes (`levels[0]`) up to its root
+/// (the last level, one node). Built bottom-up: each level pairs the nodes of the one below,
+/// and a last node without a partner is carried up unchanged, which gives the RFC's `MTH` for
+/// any number of leaves (the tree is the same left-balanced one).
+fn batch_levels(leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
+    let mut levels = vec![leaves];
+    while levels.last().expect("at least the leaves").len() > 1 {
+        let below = levels.last().expect("at least the leaves");
+        let level = below
+            .chunks(2)
+            .map(|pair| match pair {
+                [left, right] => node_hash(left, right),
+                [alone] => *alone,
+                _ => unreachable!("chunks of two"),
+            })
+            .collect();
+        levels.push(level);
+    }
+    levels
+}
+
+/// RFC 6962 `PATH(index, D[size])` from the levels, leaf upwards: at each level the node's
+/// partner, where it has one.
+fn batch_path(levels: &[Vec<Hash>], mut index: usize) -> Vec<Hash> {
+    let mut path = Vec::new();
+    for level in &levels[..levels.len() - 1] {
+        if let Some(partner) = level.get(index ^ 1) {
+            path.push(*partner);
+        }
+        index /= 2;
+    }
+    path
+}
+
+/// What a batch's signature covers: the framed `ochered-receipt-batch-v2`, the batch's size
+/// (decimal ASCII) and its root (lower-case hex).
+fn batch_signed_bytes(size: u64, root: &str) -> Vec<u8> {
+    framed(&[RECEIPT_BATCH_FORMAT, &size.to_string(), root])
 }
 
 /// The proof that an event is in the tree a signed head covers, as served by
@@ -342,7 +524,6 @@ mod tests {
             |r| r.time_zone = "Europe/Moscow".into(),
             |r| r.authority_seq += 1,
             |r| r.event_hash = hash_hex(&[1; 32]),
-            |r| r.format = "ochered-receipt-v2".into(),
         ];
         for edit in edits {
             let mut changed = receipt.clone();
@@ -372,5 +553,110 @@ mod tests {
         ));
         // A receipt signed with another key fails.
         assert!(verify_receipt(&receipt, Some(&proof), &generate_key().verifying_key()).is_err());
+        // So does one whose format is changed to the earlier one.
+        let mut changed = receipt.clone();
+        changed.format = RECEIPT_FORMAT_V1.into();
+        assert!(matches!(
+            verify_receipt(&changed, Some(&proof), &public),
+            Err(VerifyError::Format(_))
+        ));
+    }
+
+    #[test]
+    fn receipts_signed_together_each_verify_and_any_change_to_their_batch_fails() {
+        let key = generate_key();
+        let public = key.verifying_key();
+        for n in [1, 2, 3, 5, 8, RECEIPT_BATCH_MAX as u64] {
+            let batch: Vec<ReceiptFields> =
+                (1..=n).map(|seq| fields(seq, [seq as u8; 32])).collect();
+            let receipts = Receipt::sign_batch(&key, batch);
+            assert_eq!(receipts.len() as u64, n);
+            let signature = &receipts[0].signature;
+            for (i, receipt) in receipts.iter().enumerate() {
+                assert_eq!(&receipt.signature, signature, "one signature for the batch");
+                let batch = receipt.batch.as_ref().unwrap();
+                assert_eq!((batch.size, batch.index), (n, i as u64));
+                assert!(batch.path.len() <= 5);
+                let parsed = Receipt::parse(&receipt.to_json()).unwrap();
+                assert_eq!(&parsed, receipt);
+                parsed.verify(&public).unwrap();
+            }
+            let base = &receipts[(n / 2) as usize];
+            let edits: Vec<fn(&mut ReceiptBatch)> = vec![
+                |b| b.index = (b.index + 1) % b.size.max(2),
+                |b| b.size += 1,
+                |b| b.root = hash_hex(&[0xaa; 32]),
+                |b| b.path.push(hash_hex(&[0xbb; 32])),
+                |b| {
+                    if b.path.pop().is_none() {
+                        b.path.push(hash_hex(&[0xcc; 32]));
+                    }
+                },
+            ];
+            for edit in edits {
+                let mut changed = base.clone();
+                edit(changed.batch.as_mut().unwrap());
+                assert!(changed.verify(&public).is_err(), "{n}: {changed:?}");
+            }
+            // A receipt's fields moved to another receipt's place in the batch fail.
+            if n > 1 {
+                let mut swapped = receipts[0].clone();
+                swapped.batch = receipts[1].batch.clone();
+                assert_eq!(
+                    swapped.verify(&public),
+                    Err(VerifyError::BadSignature("receipt"))
+                );
+            }
+            let mut bare = base.clone();
+            bare.batch = None;
+            assert!(matches!(bare.verify(&public), Err(VerifyError::Format(_))));
+        }
+    }
+
+    /// The batch's tree is the log's tree: the same root and paths as `LogTree` for every size.
+    #[test]
+    fn a_batch_tree_has_the_roots_and_paths_of_the_log_tree() {
+        for n in 1..=70u8 {
+            let digests: Vec<Hash> = (0..n).map(|i| [i; 32]).collect();
+            let mut tree = LogTree::new();
+            for d in &digests {
+                tree.push(d);
+            }
+            let levels = batch_levels(digests.iter().map(leaf_hash).collect());
+            assert_eq!(levels.last().unwrap(), &vec![tree.root()], "{n}");
+            for i in 0..n as usize {
+                assert_eq!(
+                    Some(batch_path(&levels, i)),
+                    tree.inclusion_path(i as u64, n as u64),
+                    "{n} {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn receipts_of_the_earlier_format_still_verify() {
+        let key = generate_key();
+        let public = key.verifying_key();
+        let receipt = Receipt::sign_v1(&key, fields(4, [4; 32]));
+        assert_eq!(receipt.format, RECEIPT_FORMAT_V1);
+        assert!(!receipt.to_json().contains("batch"));
+        let parsed = Receipt::parse(&receipt.to_json()).unwrap();
+        parsed.verify(&public).unwrap();
+        let mut changed = parsed.clone();
+        changed.number += 1;
+        assert_eq!(
+            changed.verify(&public),
+            Err(VerifyError::BadSignature("receipt"))
+        );
+        let mut with_batch = parsed.clone();
+        with_batch.batch = Receipt::sign(&key, fields(4, [4; 32])).batch;
+        assert!(matches!(
+            with_batch.verify(&public),
+            Err(VerifyError::Format(_))
+        ));
+        let mut unknown = parsed;
+        unknown.format = "ochered-receipt-v9".into();
+        assert!(Receipt::parse(&unknown.to_json()).is_err());
     }
 }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     audit_heads, hash_hex, verify_receipt, Hash, HeadsFile, InclusionProofFile, LogTree,
-    PublishedHead, Receipt, ReceiptFields, SignedTreeHead, SigningKey,
+    PublishedHead, Receipt, ReceiptBatch, ReceiptFields, SignedTreeHead, SigningKey,
 };
 
 /// One receipt case: a receipt, maybe its proof, and whether it verifies.
@@ -68,19 +68,20 @@ pub fn generate() -> Vectors {
     let head = |key: &SigningKey, size: u64, s: i64| {
         SignedTreeHead::sign(key, "demo", size, &tree.root_at(size).unwrap(), at(s))
     };
+    let fields = |seq: u64| ReceiptFields {
+        authority: "demo".into(),
+        service: ["kindergarten", "school", "clinic"][(seq % 3) as usize].into(),
+        number: 100 + seq,
+        registered_at: format!("2025-04-01T00:00:{:02}.123456+05:00", seq % 60),
+        time_zone: "Asia/Yekaterinburg".into(),
+        authority_seq: seq,
+        event_hash: events[(seq - 1) as usize],
+    };
+    // Receipts are signed in batches of seven events (1-7, 8-14, 15-21).
     let receipt = |key: &SigningKey, seq: u64| {
-        Receipt::sign(
-            key,
-            ReceiptFields {
-                authority: "demo".into(),
-                service: ["kindergarten", "school", "clinic"][(seq % 3) as usize].into(),
-                number: 100 + seq,
-                registered_at: format!("2025-04-01T00:00:{:02}.123456+05:00", seq % 60),
-                time_zone: "Asia/Yekaterinburg".into(),
-                authority_seq: seq,
-                event_hash: events[(seq - 1) as usize],
-            },
-        )
+        let first = (seq - 1) / 7 * 7 + 1;
+        let batch = (first..first + 7).map(fields).collect();
+        Receipt::sign_batch(key, batch).swap_remove(((seq - 1) % 7) as usize)
     };
 
     let mut receipts = Vec::new();
@@ -139,6 +140,46 @@ pub fn generate() -> Vectors {
         }
         case(name, changed, Some(proof.clone()));
     }
+    type BatchEdit = (&'static str, fn(&mut ReceiptBatch));
+    let batch_edits: [BatchEdit; 6] = [
+        ("changed batch index", |b| b.index = (b.index + 1) % b.size),
+        ("changed batch size", |b| b.size += 1),
+        ("changed batch root", |b| b.root = hash_hex(&[0xab; 32])),
+        ("changed batch path node", |b| {
+            b.path[0] = hash_hex(&[0xab; 32])
+        }),
+        ("batch path too short", |b| {
+            b.path.pop();
+        }),
+        ("batch path too long", |b| {
+            b.path.push(hash_hex(&[0xab; 32]))
+        }),
+    ];
+    for (name, edit) in batch_edits {
+        let mut changed = base.clone();
+        edit(changed.batch.as_mut().expect("a v2 receipt"));
+        case(name, changed, Some(proof.clone()));
+    }
+    let mut changed = base.clone();
+    changed.batch = None;
+    case("v2 receipt without its batch", changed, Some(proof.clone()));
+    case(
+        "receipt signed alone",
+        Receipt::sign(&key, fields(13)),
+        Some(proof.clone()),
+    );
+    let v1 = Receipt::sign_v1(&key, fields(13));
+    case("v1 receipt", v1.clone(), Some(proof.clone()));
+    let mut changed = v1.clone();
+    changed.number += 1;
+    case(
+        "v1 receipt with a changed number",
+        changed,
+        Some(proof.clone()),
+    );
+    let mut changed = v1.clone();
+    changed.batch = base.batch.clone();
+    case("v1 receipt with a batch", changed, Some(proof.clone()));
     let mut p = proof.clone();
     p.audit_path[1] = hash_hex(&[0xab; 32]);
     case("changed audit path node", base.clone(), Some(p));
