@@ -295,7 +295,7 @@ impl Transparency {
 
     /// The signed receipt of the event `seq` of `authority` that registered application (or
     /// booking) `number` of `service` at `registered_at`, shown in `time_zone`. `None` when
-    /// the event's hash cannot be had (the store is away).
+    /// the event's hash cannot be had (the store is away), or the signing task stopped.
     pub async fn receipt(
         &self,
         authority: &str,
@@ -313,21 +313,19 @@ impl Transparency {
                 return None;
             }
         };
-        Some(
-            self.receipts
-                .sign(ReceiptFields {
-                    authority: authority.to_owned(),
-                    service: service.to_owned(),
-                    number,
-                    registered_at: registered_at
-                        .with_timezone(&time_zone)
-                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-                    time_zone: time_zone.name().to_owned(),
-                    authority_seq: seq,
-                    event_hash: hash,
-                })
-                .await,
-        )
+        self.receipts
+            .sign(ReceiptFields {
+                authority: authority.to_owned(),
+                service: service.to_owned(),
+                number,
+                registered_at: registered_at
+                    .with_timezone(&time_zone)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+                time_zone: time_zone.name().to_owned(),
+                authority_seq: seq,
+                event_hash: hash,
+            })
+            .await
     }
 
     /// The newest signed head of the authority, with its consistency proof from
