@@ -540,16 +540,21 @@ fn memory_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// The server's shed submissions so far from its `/metrics`: (all, answered within 1 ms).
-async fn server_shed(client: &reqwest::Client, addr: SocketAddr) -> (f64, f64) {
-    let text = client
+/// The server's `/metrics` text.
+async fn metrics_text(client: &reqwest::Client, addr: SocketAddr) -> String {
+    client
         .get(format!("http://{addr}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The server's shed submissions so far from its `/metrics`: (all, answered within 1 ms).
+async fn server_shed(client: &reqwest::Client, addr: SocketAddr) -> (f64, f64) {
+    let text = metrics_text(client, addr).await;
     let route = "route=\"/api/v1/authorities/{authority}/kindergarten/applications\"";
     let mut all = 0.0;
     let mut within = 0.0;
@@ -570,14 +575,7 @@ async fn server_shed(client: &reqwest::Client, addr: SocketAddr) -> (f64, f64) {
 
 /// The server's receipts signed so far, and the signatures they took, from its `/metrics`.
 async fn receipts_signed(client: &reqwest::Client, addr: SocketAddr) -> (f64, f64) {
-    let text = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(client, addr).await;
     let value = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
