@@ -9,6 +9,9 @@
 #
 #   cargo build --release --bin ochered && benches/wrk/overload.sh [SECONDS]
 #
+# OCHERED_WRK_SERVE_ARGS adds flags to `ochered serve` (e.g. "--admission-target-ms 0"), to
+# compare admission settings in the same window.
+#
 # Needs wrk (Debian package wrk), curl and python3.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -19,7 +22,7 @@ secret="wrk-bench-secret"
 dir="$(mktemp -d)"
 url="http://127.0.0.1:$port"
 "$bin" serve --listen "127.0.0.1:$port" --database-url "sqlite://$dir/wrk.db" \
-  --jwt-secret "$secret" --rate-limit-per-minute 0 >"$dir/server.log" 2>&1 &
+  --jwt-secret "$secret" --rate-limit-per-minute 0 ${OCHERED_WRK_SERVE_ARGS:-} >"$dir/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 1 200); do curl -sf "$url/ready" >/dev/null && break; sleep 0.1; done
@@ -54,7 +57,7 @@ echo "|---|---|---|---|---|---|---|---|---|"
 sustainable=""
 for connections in 64 1000; do
   read -r shed0 within0 < <(shed)
-  export OCHERED_WRK_STATUS_FILE="$dir/status-$connections"
+  export OCHERED_WRK_STATUS_FILE="$dir/status-$connections" OCHERED_WRK_RUN="C$connections"
   wrk -t2 -c"$connections" -d"${seconds}s" --timeout 10s --latency \
     -s "$root/benches/wrk/post-application.lua" "$url" >"$dir/wrk-$connections" 2>&1
   read -r shed1 within1 < <(shed)

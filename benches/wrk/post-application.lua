@@ -4,7 +4,11 @@
 --
 -- Environment: OCHERED_WRK_TOKENS (a file, one bearer token per line), OCHERED_WRK_AUTHORITY
 -- (default demo), OCHERED_WRK_KINDERGARTEN (an institution id of that authority),
--- OCHERED_WRK_STATUS_FILE (where done() writes "status count" lines).
+-- OCHERED_WRK_STATUS_FILE (where done() writes "status count" lines), OCHERED_WRK_RUN (letters
+-- and digits naming this run, put in every document and key: wrk numbers its requests from 1
+-- in every run, so without it a second run against the same server would send the first
+-- run's children again and be answered from the idempotency record instead of deciding new
+-- submissions).
 
 local threads = {}
 
@@ -21,6 +25,7 @@ function init(args)
   path = "/api/v1/authorities/" .. (os.getenv("OCHERED_WRK_AUTHORITY") or "demo")
     .. "/kindergarten/applications"
   kindergarten = os.getenv("OCHERED_WRK_KINDERGARTEN")
+  run = os.getenv("OCHERED_WRK_RUN") or "R"
   counter = 0
   statuses = {}
 end
@@ -30,12 +35,12 @@ function request()
   -- Thread k numbers its children k*10^7 + 1, 2, ...: unique documents across threads.
   local n = id * 10000000 + counter
   local body = string.format(
-    '{"document":"II-WR %08d","birth_date":"2024-03-10","preferences":["%s"],"desired_start":"2027-09-01"}',
-    n, kindergarten)
+    '{"document":"II-WR %s %08d","birth_date":"2024-03-10","preferences":["%s"],"desired_start":"2027-09-01"}',
+    run, n, kindergarten)
   local headers = {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1],
-    ["Idempotency-Key"] = "wrk-" .. n,
+    ["Idempotency-Key"] = "wrk-" .. run .. "-" .. n,
   }
   return wrk.format("POST", path, headers, body)
 end
