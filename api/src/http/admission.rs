@@ -5,8 +5,10 @@
 //!
 //! - **Writes** (POST/PUT/PATCH/DELETE under `/api/v1/authorities/{authority}/`) are shed
 //!   when the queue in front of the authority's writer *stands* past the *wait target*: the
-//!   smallest wait the writer measured over its last 100 ms, every batch of which found
-//!   commands waiting (CoDel's standing-queue signal, RFC 8289), while commands are queued;
+//!   smallest wait the writer measured over its last 100 ms and the batch before them, once
+//!   it has been busy that long without finding its queue empty (CoDel's standing-queue
+//!   signal, RFC 8289; a pause of the writer is not a standing queue: see
+//!   `ochered_writer::pressure`), while commands are queued;
 //!   or when the queue is a flood that the writer could not take within [`FLOOD_CEILING`]
 //!   even at its measured drain rate ([`sheds`]). With group commit the writer takes every
 //!   queued command at once, so a burst it takes in one or two batches is absorbed, however

@@ -643,7 +643,7 @@ impl WriterTask {
         loop {
             if inflight.is_none() {
                 if rx.is_empty() {
-                    interval.idle();
+                    interval.idle(&self.shared.stats.wait);
                     // Idle with nothing committing (also right after a start that replayed
                     // a long tail): a snapshot now blocks no command.
                     self.maybe_snapshot().await;
